@@ -1,0 +1,16 @@
+//! Harness for regsweep's integration tests: a fresh PostgreSQL database
+//! per test, the real service binaries on free ports, and waits on events
+//! (log lines, job states) instead of sleeps.
+//!
+//! Nothing here is mocked. A missing dependency (PostgreSQL down, binaries
+//! not built) fails the test with a message saying what to do.
+
+pub mod db;
+pub mod process;
+pub mod services;
+pub mod wait;
+
+pub use db::TestDb;
+pub use process::Service;
+pub use services::{Scheduler, Worker};
+pub use wait::wait_until;

@@ -1,0 +1,49 @@
+//! regsweep's integration tests: one binary, real PostgreSQL, real service
+//! processes.
+
+mod cancel_and_drain;
+mod fencing;
+mod lifecycle;
+mod scheduling;
+mod validation;
+
+use std::time::Duration;
+
+use regsweep_integration_tests::wait_until;
+use regsweep_proto::json_to_struct;
+use regsweep_proto::v1::{self, JobStatus, job_service_client::JobServiceClient};
+use tonic::transport::Channel;
+
+pub type Jobs = JobServiceClient<Channel>;
+
+pub async fn create(jobs: &mut Jobs, kind: &str, args: serde_json::Value) -> v1::Job {
+    create_with(
+        jobs,
+        v1::CreateJobRequest {
+            kind: kind.into(),
+            args: Some(json_to_struct(args)),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+pub async fn create_with(jobs: &mut Jobs, request: v1::CreateJobRequest) -> v1::Job {
+    jobs.create_job(request).await.expect("create job").into_inner().job.expect("job")
+}
+
+pub async fn get(jobs: &mut Jobs, id: i64) -> v1::Job {
+    jobs.get_job(v1::GetJobRequest { id }).await.expect("get job").into_inner().job.expect("job")
+}
+
+/// Waits until job `id` has `status`; returns it.
+pub async fn wait_status(jobs: &Jobs, id: i64, status: JobStatus, timeout: Duration) -> v1::Job {
+    wait_until(&format!("job {id} to be {}", status.short_name()), timeout, || {
+        let mut jobs = jobs.clone();
+        async move {
+            let job = get(&mut jobs, id).await;
+            (job.status() == status).then_some(job)
+        }
+    })
+    .await
+}

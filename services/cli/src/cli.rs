@@ -1,0 +1,121 @@
+//! The command line: one naming scheme across binaries (DESIGN.md section 9).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "regsweep", version, about = "Admin client for regsweep")]
+pub struct Cli {
+    /// Scheduler gRPC URL.
+    #[arg(
+        long,
+        global = true,
+        env = "REGSWEEP_SCHEDULER",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub scheduler: String,
+
+    /// Output format: tables for people, JSON (proto field names) for scripts.
+    #[arg(long, global = true, env = "REGSWEEP_OUTPUT", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, inspect, cancel and delete jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Inspect workers.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Enqueue a job.
+    Create(CreateJob),
+    /// Show one job.
+    Get {
+        /// Job id.
+        id: i64,
+    },
+    /// List jobs, newest first.
+    List(ListJobs),
+    /// Cancel a job (a running one is stopped by its worker).
+    Cancel {
+        /// Job id.
+        id: i64,
+        /// Why; recorded on the job.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Delete a job that is not running, with its logs.
+    Delete {
+        /// Job id.
+        id: i64,
+    },
+    /// Print a job's log.
+    Logs {
+        /// Job id.
+        id: i64,
+        /// Only this attempt.
+        #[arg(long)]
+        attempt: Option<u32>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateJob {
+    /// Job kind, e.g. sleep, false.
+    #[arg(long)]
+    pub kind: String,
+    /// Arguments as a JSON object, e.g. '{"seconds": 5}'.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// Priority between -1000 and 1000; higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Earliest start: RFC 3339 time, or a delay from now such as 10m.
+    #[arg(long)]
+    pub scheduled_at: Option<String>,
+    /// Attempts allowed (default 3).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Deduplication key: no second non-terminal job with it is created.
+    #[arg(long)]
+    pub unique_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListJobs {
+    /// Only these statuses (repeatable): waiting, running, done, error, ...
+    #[arg(long = "status", value_delimiter = ',')]
+    pub statuses: Vec<String>,
+    /// Only this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs run by this worker id.
+    #[arg(long)]
+    pub worker: Option<String>,
+    /// Most jobs to print; follows pages until reached.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// List workers and what they run.
+    List {
+        /// Include dead and offline workers.
+        #[arg(long)]
+        all: bool,
+    },
+}

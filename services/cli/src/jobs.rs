@@ -1,0 +1,207 @@
+//! `regsweep jobs ...`
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use regsweep_common::duration;
+use regsweep_proto::v1::{self, JobStatus};
+use regsweep_proto::{json_to_struct, struct_to_json, timestamp_from_chrono};
+
+use crate::cli::{Cli, CreateJob, JobsCommand, ListJobs, Output};
+use crate::client;
+use crate::output::{self, Table, short, time};
+
+pub async fn run(cli: &Cli, command: &JobsCommand) -> Result<()> {
+    let mut jobs = client::jobs(&cli.scheduler).await?;
+    match command {
+        JobsCommand::Create(args) => {
+            let request = create_request(args)?;
+            let response = jobs.create_job(request).await?.into_inner();
+            if cli.output == Output::Json {
+                return output::json(&response);
+            }
+            let job = response.job.context("server returned no job")?;
+            let verb = if response.created { "created" } else { "exists (same unique key)" };
+            println!("job {} {verb}: {} {}", job.id, job.kind, status(&job));
+        }
+        JobsCommand::Get { id } => {
+            let job = jobs.get_job(v1::GetJobRequest { id: *id }).await?.into_inner().job;
+            let job = job.context("server returned no job")?;
+            match cli.output {
+                Output::Json => output::json(&job)?,
+                Output::Table => print_job(&job),
+            }
+        }
+        JobsCommand::List(args) => {
+            let list = list(&mut jobs, args).await?;
+            match cli.output {
+                Output::Json => output::json(&list)?,
+                Output::Table => print_jobs(&list),
+            }
+        }
+        JobsCommand::Cancel { id, reason } => {
+            let request = v1::CancelJobRequest { id: *id, reason: reason.clone() };
+            let job = jobs
+                .cancel_job(request)
+                .await?
+                .into_inner()
+                .job
+                .context("server returned no job")?;
+            match cli.output {
+                Output::Json => output::json(&job)?,
+                Output::Table => println!("job {}: {}", job.id, status(&job)),
+            }
+        }
+        JobsCommand::Delete { id } => {
+            jobs.delete_job(v1::DeleteJobRequest { id: *id }).await?;
+            match cli.output {
+                Output::Json => {
+                    output::json(&serde_json::json!({"id": id.to_string(), "deleted": true}))?
+                }
+                Output::Table => println!("job {id} deleted"),
+            }
+        }
+        JobsCommand::Logs { id, attempt } => {
+            let mut token = String::new();
+            let mut all = Vec::new();
+            loop {
+                let request = v1::GetJobLogsRequest {
+                    id: *id,
+                    attempt: attempt.unwrap_or(0),
+                    page_size: 0,
+                    page_token: token,
+                };
+                let page = jobs.get_job_logs(request).await?.into_inner();
+                if cli.output == Output::Table {
+                    for line in &page.lines {
+                        println!("{} [{}] {}", time(line.time.as_ref()), line.attempt, line.text);
+                    }
+                } else {
+                    all.extend(page.lines);
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            if cli.output == Output::Json {
+                output::json(&all)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn create_request(args: &CreateJob) -> Result<v1::CreateJobRequest> {
+    let parsed: serde_json::Value =
+        serde_json::from_str(&args.args).context("--args must be a JSON object")?;
+    if !parsed.is_object() {
+        bail!("--args must be a JSON object, like '{{\"seconds\": 5}}'");
+    }
+    let scheduled_at = args.scheduled_at.as_deref().map(parse_time).transpose()?;
+    Ok(v1::CreateJobRequest {
+        kind: args.kind.clone(),
+        args: Some(json_to_struct(parsed)),
+        priority: args.priority,
+        scheduled_at: scheduled_at.map(timestamp_from_chrono),
+        max_attempts: args.max_attempts.unwrap_or(0),
+        unique_key: args.unique_key.clone().unwrap_or_default(),
+        parent_id: 0,
+    })
+}
+
+/// An RFC 3339 time, or a delay from now (`10m`).
+fn parse_time(text: &str) -> Result<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let delay = duration::parse(text).map_err(|_| {
+        anyhow::anyhow!("--scheduled-at {text:?}: expected an RFC 3339 time or a delay such as 10m")
+    })?;
+    Ok(Utc::now() + chrono::Duration::from_std(delay)?)
+}
+
+async fn list(
+    jobs: &mut v1::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    args: &ListJobs,
+) -> Result<Vec<v1::Job>> {
+    let mut statuses = Vec::new();
+    for name in &args.statuses {
+        let status = JobStatus::from_short_name(name)
+            .with_context(|| format!("--status {name:?} is not a job status"))?;
+        statuses.push(status as i32);
+    }
+    let mut out = Vec::new();
+    let mut token = String::new();
+    while out.len() < args.limit as usize {
+        let remaining = args.limit as usize - out.len();
+        let request = v1::ListJobsRequest {
+            statuses: statuses.clone(),
+            kind: args.kind.clone().unwrap_or_default(),
+            worker_id: args.worker.clone().unwrap_or_default(),
+            page_size: i32::try_from(remaining.min(1000)).unwrap_or(1000),
+            page_token: token,
+        };
+        let page = jobs.list_jobs(request).await?.into_inner();
+        out.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    Ok(out)
+}
+
+fn status(job: &v1::Job) -> &'static str {
+    job.status().short_name()
+}
+
+fn print_jobs(jobs: &[v1::Job]) {
+    let mut table =
+        Table::new(&["ID", "KIND", "STATUS", "ATTEMPT", "PRIO", "WORKER", "CREATED", "ERROR"]);
+    for job in jobs {
+        table.row(vec![
+            job.id.to_string(),
+            job.kind.clone(),
+            status(job).to_string(),
+            format!("{}/{}", job.attempt, job.max_attempts),
+            job.priority.to_string(),
+            short(&job.worker_id, 8),
+            time(job.created_at.as_ref()),
+            job.last_error.lines().next().unwrap_or_default().chars().take(60).collect(),
+        ]);
+    }
+    table.print();
+}
+
+fn print_job(job: &v1::Job) {
+    let json = |s: &Option<regsweep_proto::pbjson_types::Struct>| {
+        s.as_ref().map_or_else(|| "-".to_string(), |s| struct_to_json(s).to_string())
+    };
+    output::fields(&[
+        ("id", job.id.to_string()),
+        ("kind", job.kind.clone()),
+        ("status", status(job).to_string()),
+        ("args", json(&job.args)),
+        ("priority", job.priority.to_string()),
+        ("attempt", format!("{} of {}", job.attempt, job.max_attempts)),
+        ("worker", short(&job.worker_id, 36)),
+        ("scheduled", time(job.scheduled_at.as_ref())),
+        ("created", time(job.created_at.as_ref())),
+        ("claimed", time(job.claimed_at.as_ref())),
+        ("started", time(job.started_at.as_ref())),
+        ("heartbeat", time(job.heartbeat_at.as_ref())),
+        ("finished", time(job.finished_at.as_ref())),
+        ("progress", format!("{:.0}%", job.progress * 100.0)),
+        ("result", json(&job.result)),
+        ("error", if job.last_error.is_empty() { "-".into() } else { job.last_error.clone() }),
+        ("unique key", short(&job.unique_key, 256)),
+    ]);
+    for error in &job.errors {
+        println!(
+            "attempt {} failed at {}: {}",
+            error.attempt,
+            time(error.at.as_ref()),
+            error.error
+        );
+    }
+}

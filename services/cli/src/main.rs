@@ -1,0 +1,29 @@
+//! `regsweep`: the admin client of every regsweep API.
+
+mod cli;
+mod client;
+mod jobs;
+mod output;
+mod workers;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Jobs(command) => jobs::run(&cli, command).await,
+        Command::Workers(command) => workers::run(&cli, command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", client::describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! `regsweep workers ...`
+
+use anyhow::Result;
+use regsweep_proto::v1;
+
+use crate::cli::{Cli, Output, WorkersCommand};
+use crate::client;
+use crate::output::{self, Table, time};
+
+pub async fn run(cli: &Cli, command: &WorkersCommand) -> Result<()> {
+    let mut jobs = client::jobs(&cli.scheduler).await?;
+    match command {
+        WorkersCommand::List { all } => {
+            let mut workers = Vec::new();
+            let mut token = String::new();
+            loop {
+                let request =
+                    v1::ListWorkersRequest { include_gone: *all, page_size: 0, page_token: token };
+                let page = jobs.list_workers(request).await?.into_inner();
+                workers.extend(page.workers);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            if cli.output == Output::Json {
+                return output::json(&workers);
+            }
+            let mut table =
+                Table::new(&["ID", "NAME", "STATUS", "RUNNING", "CAPACITY", "HEARTBEAT EXPIRES"]);
+            for w in &workers {
+                table.row(vec![
+                    w.id.clone(),
+                    w.name.clone(),
+                    w.status().short_name().to_string(),
+                    counts(&w.running),
+                    counts(&w.capacity),
+                    time(w.heartbeat_expiration.as_ref()),
+                ]);
+            }
+            table.print();
+        }
+    }
+    Ok(())
+}
+
+fn counts(map: &std::collections::HashMap<String, u32>) -> String {
+    let mut pairs: Vec<_> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    if pairs.is_empty() { "-".to_string() } else { pairs.join(",") }
+}

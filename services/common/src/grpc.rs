@@ -1,0 +1,164 @@
+//! Serving and dialing gRPC the same way in every service: health and
+//! reflection on every server, consistent HTTP/2 keepalives, a span per
+//! rpc, and a graceful shutdown with a deadline.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::Shutdown;
+
+/// HTTP/2 keepalive ping interval, the same on servers and clients so that
+/// neither side's ping rate trips the other's abuse protection.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// How long a keepalive ping may go unanswered before the connection is
+/// considered dead.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of serving or dialing.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The reflection service could not be built from the descriptors.
+    #[error("cannot build reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The server failed.
+    #[error("grpc server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// An endpoint URL is malformed.
+    #[error("invalid endpoint {url:?}: {reason}")]
+    Endpoint {
+        /// The URL given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// Binds a listen address such as `127.0.0.1:0` or `0.0.0.0:7070`.
+pub async fn bind(addr: &str) -> Result<TcpListener, GrpcError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GrpcError::Bind { addr: addr.to_string(), source })
+}
+
+/// What a service serves, next to health and reflection.
+pub struct ServeConfig {
+    /// The service's own routes.
+    pub routes: Routes,
+    /// Fully qualified names of the services in `routes`, reported SERVING
+    /// through `grpc.health.v1` until shutdown.
+    pub service_names: Vec<&'static str>,
+    /// How long in-flight rpcs get to finish after the shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+/// Serves `config.routes` plus `grpc.health.v1` and server reflection (v1
+/// and v1alpha, for grpcurl 1.8) on `listener` until `shutdown` fires. On
+/// shutdown every service turns NOT_SERVING first, the listener closes, and
+/// in-flight rpcs get `drain_timeout` before they are dropped.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: Shutdown,
+) -> Result<(), GrpcError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in &config.service_names {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(regsweep_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(regsweep_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let routes = config
+        .routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let signal = {
+        let shutdown = shutdown.clone();
+        let names = config.service_names.clone();
+        async move {
+            shutdown.cancelled().await;
+            mark_not_serving(&health, &names).await;
+        }
+    };
+    let server = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(config.drain_timeout).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(GrpcError::from),
+        () = deadline => {
+            tracing::warn!(timeout = ?config.drain_timeout, "rpcs still in flight after the drain timeout, dropping them");
+            Ok(())
+        }
+    }
+}
+
+async fn mark_not_serving(health: &HealthReporter, names: &[&'static str]) {
+    health.set_service_status("", ServingStatus::NotServing).await;
+    for name in names {
+        health.set_service_status(*name, ServingStatus::NotServing).await;
+    }
+}
+
+/// The address a listener is bound to, for the start-up log line.
+pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}
+
+/// An endpoint for `url` (`http://host:port`) with the keepalive and
+/// timeout settings every regsweep client uses. Dialing is lazy or explicit
+/// through [`Endpoint::connect`].
+pub fn endpoint(url: &str) -> Result<Endpoint, GrpcError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| GrpcError::Endpoint { url: url.to_string(), reason: e.to_string() })?;
+    match endpoint.uri().scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(GrpcError::Endpoint {
+                url: url.to_string(),
+                reason: "expected http://host:port or https://host:port".to_string(),
+            });
+        }
+    }
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true))
+}
+
+/// Dials `url` now.
+pub async fn connect(url: &str) -> Result<Channel, GrpcError> {
+    Ok(endpoint(url)?.connect().await?)
+}

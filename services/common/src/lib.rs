@@ -1,0 +1,13 @@
+//! What every regsweep service shares: telemetry set-up, the shutdown
+//! signal, the gRPC server (health, reflection, limits), field-violation
+//! errors, durations and page tokens.
+
+pub mod duration;
+pub mod grpc;
+pub mod paging;
+pub mod shutdown;
+pub mod telemetry;
+pub mod violations;
+
+pub use shutdown::Shutdown;
+pub use violations::FieldViolations;

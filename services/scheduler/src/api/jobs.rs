@@ -1,0 +1,178 @@
+//! `regsweep.v1.JobService`.
+
+use std::sync::Arc;
+
+use regsweep_common::{FieldViolations, paging};
+use regsweep_proto::v1::{self, job_service_server::JobService};
+use tonic::{Request, Response, Status};
+
+use super::validate;
+use crate::error::ApiError;
+use crate::store::{CancelOutcome, CreateOutcome, DeleteOutcome, JobStore};
+
+/// Serves the job admin API from the store.
+#[derive(Clone)]
+pub struct JobApi {
+    store: Arc<dyn JobStore>,
+}
+
+impl JobApi {
+    pub fn new(store: Arc<dyn JobStore>) -> Self {
+        Self { store }
+    }
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("job {id} not found"))
+}
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn create_job(
+        &self,
+        request: Request<v1::CreateJobRequest>,
+    ) -> Result<Response<v1::CreateJobResponse>, Status> {
+        let job = validate::create_job(request.into_inner()).map_err(ApiError::from)?;
+        let (job, created) = match self.store.create_job(job).await.map_err(ApiError::from)? {
+            CreateOutcome::Created(job) => (job, true),
+            CreateOutcome::Duplicate(job) => (job, false),
+            CreateOutcome::ParentNotFound => {
+                return Err(
+                    ApiError::from(FieldViolations::single("parent_id", "no such job")).into()
+                );
+            }
+        };
+        if created {
+            tracing::info!(job_id = job.id, kind = %job.kind, "job created");
+        }
+        Ok(Response::new(v1::CreateJobResponse { job: Some(job.to_proto()), created }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::GetJobResponse>, Status> {
+        let mut v = FieldViolations::new();
+        let id = validate::job_id(request.get_ref().id, &mut v);
+        v.into_result().map_err(ApiError::from)?;
+        let job =
+            self.store.get_job(id).await.map_err(ApiError::from)?.ok_or_else(|| not_found(id))?;
+        Ok(Response::new(v1::GetJobResponse { job: Some(job.to_proto()) }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        let list = validate::list_jobs(request.get_ref()).map_err(ApiError::from)?;
+        let jobs = self
+            .store
+            .list_jobs(&list.filter, list.before, list.limit)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = match jobs.last() {
+            Some(last) if jobs.len() == list.limit as usize => {
+                paging::encode_token(&list.fingerprint, last.id)
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListJobsResponse {
+            jobs: jobs.iter().map(|j| j.to_proto()).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<v1::CancelJobRequest>,
+    ) -> Result<Response<v1::CancelJobResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        let id = validate::job_id(req.id, &mut v);
+        let reason = validate::reason(&req.reason, &mut v);
+        v.into_result().map_err(ApiError::from)?;
+        let reason = if reason.is_empty() { "cancelled by operator".to_string() } else { reason };
+        let job = match self.store.cancel_job(id, &reason).await.map_err(ApiError::from)? {
+            CancelOutcome::NotFound => return Err(not_found(id).into()),
+            CancelOutcome::Terminal(job) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "job {id} is already {}",
+                    job.status.short_name()
+                ))
+                .into());
+            }
+            CancelOutcome::Cancelled(job) | CancelOutcome::Requested(job) => job,
+        };
+        tracing::info!(job_id = id, status = job.status.short_name(), %reason, "job cancel requested");
+        Ok(Response::new(v1::CancelJobResponse { job: Some(job.to_proto()) }))
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<v1::DeleteJobRequest>,
+    ) -> Result<Response<v1::DeleteJobResponse>, Status> {
+        let mut v = FieldViolations::new();
+        let id = validate::job_id(request.get_ref().id, &mut v);
+        v.into_result().map_err(ApiError::from)?;
+        match self.store.delete_job(id).await.map_err(ApiError::from)? {
+            DeleteOutcome::NotFound => Err(not_found(id).into()),
+            DeleteOutcome::Active(status) => Err(ApiError::FailedPrecondition(format!(
+                "job {id} is {}; cancel it first",
+                status.short_name()
+            ))
+            .into()),
+            DeleteOutcome::Deleted => {
+                tracing::info!(job_id = id, "job deleted");
+                Ok(Response::new(v1::DeleteJobResponse {}))
+            }
+        }
+    }
+
+    async fn get_job_logs(
+        &self,
+        request: Request<v1::GetJobLogsRequest>,
+    ) -> Result<Response<v1::GetJobLogsResponse>, Status> {
+        let req = validate::job_logs(request.get_ref()).map_err(ApiError::from)?;
+        let (lines, next) = self
+            .store
+            .job_logs(req.id, req.attempt, req.cursor, req.limit)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| not_found(req.id))?;
+        Ok(Response::new(v1::GetJobLogsResponse {
+            lines: lines.iter().map(|l| l.to_proto()).collect(),
+            next_page_token: next
+                .map(|c| paging::encode_token(&req.fingerprint, c.to_i64()))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        request: Request<v1::ListWorkersRequest>,
+    ) -> Result<Response<v1::ListWorkersResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        let limit = paging::page_size(req.page_size, 100, 1000, "page_size", &mut v);
+        let fingerprint = format!("workers;{}", req.include_gone);
+        let offset =
+            paging::decode_token(&req.page_token, &fingerprint, "page_token", &mut v).unwrap_or(0);
+        v.into_result().map_err(ApiError::from)?;
+        let offset = u64::try_from(offset).unwrap_or_default();
+        let workers = self
+            .store
+            .list_workers(req.include_gone, offset, limit)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = if workers.len() == limit as usize {
+            let next = offset.saturating_add(u64::from(limit));
+            paging::encode_token(&fingerprint, i64::try_from(next).unwrap_or(i64::MAX))
+        } else {
+            String::new()
+        };
+        Ok(Response::new(v1::ListWorkersResponse {
+            workers: workers.iter().map(|w| w.to_proto()).collect(),
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,121 @@
+//! Scheduler configuration: every flag has a `REGSWEEP_*` env fallback.
+
+use std::time::Duration;
+
+use regsweep_common::duration;
+use regsweep_common::telemetry::LogFormat;
+
+/// `regsweep-scheduler`: the job queue, worker sessions and admin APIs.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "regsweep-scheduler", version, about)]
+pub struct Config {
+    /// gRPC listen address.
+    #[arg(long, env = "REGSWEEP_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+
+    /// PostgreSQL URL (`postgres://user@host/db`).
+    #[arg(long, env = "REGSWEEP_DATABASE_URL")]
+    pub database_url: String,
+
+    /// Maximum database connections of this replica.
+    #[arg(long, env = "REGSWEEP_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "REGSWEEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// How often workers heartbeat.
+    #[arg(long, env = "REGSWEEP_HEARTBEAT_INTERVAL", value_parser = duration::parse, default_value = "5s")]
+    pub heartbeat_interval: Duration,
+
+    /// A worker with no heartbeat for this long is declared dead.
+    #[arg(long, env = "REGSWEEP_HEARTBEAT_TTL", value_parser = duration::parse, default_value = "15s")]
+    pub heartbeat_ttl: Duration,
+
+    /// How often dispatchers look for due jobs without a notification
+    /// (scheduled jobs, retries, missed notifications).
+    #[arg(long, env = "REGSWEEP_POLL_INTERVAL", value_parser = duration::parse, default_value = "1s")]
+    pub poll_interval: Duration,
+
+    /// Most jobs claimed by one statement.
+    #[arg(long, env = "REGSWEEP_MAX_CLAIM_BATCH", default_value_t = 512)]
+    pub max_claim_batch: u32,
+
+    /// Most worker writes (updates, log chunks, heartbeats) flushed in one
+    /// transaction.
+    #[arg(long, env = "REGSWEEP_MAX_WRITE_BATCH", default_value_t = 2048)]
+    pub max_write_batch: usize,
+
+    /// How long in-flight rpcs get to finish after SIGTERM.
+    #[arg(long, env = "REGSWEEP_SHUTDOWN_TIMEOUT", value_parser = duration::parse, default_value = "10s")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults, on `database_url`, listening on an ephemeral local port.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            database_url: database_url.into(),
+            db_max_connections: 10,
+            log_format: LogFormat::Text,
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_ttl: Duration::from_secs(15),
+            poll_interval: Duration::from_secs(1),
+            max_claim_batch: 512,
+            max_write_batch: 2048,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Settings that cannot work together, as one message per problem.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.heartbeat_interval.is_zero() {
+            problems.push("--heartbeat-interval must be positive".to_string());
+        }
+        if self.heartbeat_ttl <= self.heartbeat_interval {
+            problems.push(format!(
+                "--heartbeat-ttl ({:?}) must be longer than --heartbeat-interval ({:?})",
+                self.heartbeat_ttl, self.heartbeat_interval
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            problems.push("--poll-interval must be positive".to_string());
+        }
+        if self.max_claim_batch == 0 || self.max_write_batch == 0 {
+            problems.push("--max-claim-batch and --max-write-batch must be positive".to_string());
+        }
+        if self.db_max_connections < 3 {
+            // Listener, dispatcher and writer each hold one while busy.
+            problems.push("--db-max-connections must be at least 3".to_string());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn new_matches_flag_defaults() {
+        let parsed = Config::parse_from(["regsweep-scheduler", "--database-url", "postgres://x"]);
+        let built = Config::new("postgres://x");
+        assert_eq!(
+            format!("{:?}", Config { listen: built.listen.clone(), ..parsed }),
+            format!("{built:?}")
+        );
+        assert!(built.problems().is_empty());
+    }
+
+    #[test]
+    fn ttl_must_exceed_interval() {
+        let mut config = Config::new("postgres://x");
+        config.heartbeat_ttl = config.heartbeat_interval;
+        assert_eq!(config.problems().len(), 1);
+    }
+}

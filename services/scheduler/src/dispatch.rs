@@ -1,0 +1,297 @@
+//! The dispatcher: one task per replica that owns the open credits of the
+//! worker sessions connected to it and turns them into claims.
+//!
+//! Claims are batched across sessions: one statement claims up to every
+//! open slot of a kind, filling the least-loaded worker first. While a
+//! claim runs, credits and notifications queue up, so the next claim is as
+//! large as the traffic needs (group commit, without a timer).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regsweep_common::Shutdown;
+use regsweep_proto::v1::{self, connect_response::Message};
+use tokio::sync::mpsc;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::store::{ClaimSlot, JobStore, SessionRef, StoreEvent};
+
+/// The response half of a worker stream.
+pub type SessionTx = mpsc::UnboundedSender<Result<v1::ConnectResponse, Status>>;
+
+/// Sends `message` to a session; a closed session is ignored (its stream
+/// is ending and the store's fencing covers what it misses).
+pub fn send(tx: &SessionTx, message: Message) {
+    let _ = tx.send(Ok(v1::ConnectResponse { message: Some(message) }));
+}
+
+/// What sessions tell the dispatcher.
+#[derive(Debug)]
+pub enum DispatchEvent {
+    Joined { session: SessionRef, out: SessionTx },
+    Credit { session: SessionRef, kind: String, n: u32 },
+    Draining { session: SessionRef },
+    Left { session: SessionRef },
+}
+
+/// Clonable handle sessions use to reach the dispatcher.
+#[derive(Clone, Debug)]
+pub struct DispatchHandle {
+    tx: mpsc::UnboundedSender<DispatchEvent>,
+}
+
+impl DispatchHandle {
+    pub fn send(&self, event: DispatchEvent) {
+        // Only fails once the dispatcher stopped, at shutdown.
+        let _ = self.tx.send(event);
+    }
+}
+
+struct SessionState {
+    epoch: i64,
+    out: SessionTx,
+    credits: HashMap<String, u32>,
+    /// Jobs assigned and not yet given back as credits: the load.
+    occupied: u32,
+    draining: bool,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn JobStore>,
+    events: mpsc::UnboundedReceiver<DispatchEvent>,
+    store_events: mpsc::Receiver<StoreEvent>,
+    sessions: HashMap<Uuid, SessionState>,
+    /// Kinds that may have due jobs.
+    dirty: BTreeSet<String>,
+    /// Kind claimed last, for round-robin between kinds.
+    last_kind: Option<String>,
+    poll_interval: Duration,
+    max_batch: u32,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        store_events: mpsc::Receiver<StoreEvent>,
+        poll_interval: Duration,
+        max_batch: u32,
+    ) -> (DispatchHandle, Self) {
+        let (tx, events) = mpsc::unbounded_channel();
+        let dispatcher = Self {
+            store,
+            events,
+            store_events,
+            sessions: HashMap::new(),
+            dirty: BTreeSet::new(),
+            last_kind: None,
+            poll_interval,
+            max_batch,
+        };
+        (DispatchHandle { tx }, dispatcher)
+    }
+
+    pub async fn run(mut self, shutdown: Shutdown) {
+        let mut poll = tokio::time::interval(self.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            while let Ok(event) = self.events.try_recv() {
+                self.apply(event);
+            }
+            while let Ok(event) = self.store_events.try_recv() {
+                self.apply_store(event);
+            }
+            if let Some(kind) = self.next_kind() {
+                tokio::select! {
+                    () = self.claim(&kind) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(event) => self.apply(event),
+                    None => break,
+                },
+                Some(event) = self.store_events.recv() => self.apply_store(event),
+                _ = poll.tick() => self.mark_all_dirty(),
+                () = shutdown.cancelled() => break,
+            }
+        }
+        tracing::debug!("dispatcher stopped");
+    }
+
+    fn apply(&mut self, event: DispatchEvent) {
+        match event {
+            DispatchEvent::Joined { session, out } => {
+                self.sessions.insert(
+                    session.worker_id,
+                    SessionState {
+                        epoch: session.epoch,
+                        out,
+                        credits: HashMap::new(),
+                        occupied: 0,
+                        draining: false,
+                    },
+                );
+            }
+            DispatchEvent::Credit { session, kind, n } => {
+                if let Some(state) = self.current(session) {
+                    if state.draining {
+                        return;
+                    }
+                    let credits = state.credits.entry(kind.clone()).or_default();
+                    *credits = credits.saturating_add(n);
+                    state.occupied = state.occupied.saturating_sub(n);
+                    self.dirty.insert(kind);
+                }
+            }
+            DispatchEvent::Draining { session } => {
+                if let Some(state) = self.current(session) {
+                    state.draining = true;
+                    state.credits.clear();
+                }
+            }
+            DispatchEvent::Left { session } => {
+                if self.current(session).is_some() {
+                    self.sessions.remove(&session.worker_id);
+                }
+            }
+        }
+    }
+
+    fn apply_store(&mut self, event: StoreEvent) {
+        match event {
+            StoreEvent::JobsAvailable(kind) => {
+                self.dirty.insert(kind);
+            }
+            StoreEvent::Resync => self.mark_all_dirty(),
+            StoreEvent::CancelRequested { worker_id, job_id, attempt, reason } => {
+                if let Some(state) = self.sessions.get(&worker_id) {
+                    send(&state.out, Message::Cancel(v1::Cancel { job_id, attempt, reason }));
+                }
+            }
+        }
+    }
+
+    fn current(&mut self, session: SessionRef) -> Option<&mut SessionState> {
+        self.sessions.get_mut(&session.worker_id).filter(|s| s.epoch == session.epoch)
+    }
+
+    fn mark_all_dirty(&mut self) {
+        for state in self.sessions.values() {
+            for (kind, n) in &state.credits {
+                if *n > 0 {
+                    self.dirty.insert(kind.clone());
+                }
+            }
+        }
+    }
+
+    /// The next dirty kind with open credits, after the last one claimed.
+    fn next_kind(&mut self) -> Option<String> {
+        let open: BTreeSet<&String> = self
+            .sessions
+            .values()
+            .flat_map(|s| s.credits.iter().filter(|(_, n)| **n > 0).map(|(k, _)| k))
+            .collect();
+        self.dirty.retain(|kind| open.contains(kind));
+        let after = self.last_kind.clone().unwrap_or_default();
+        let next = self
+            .dirty
+            .range::<String, _>((std::ops::Bound::Excluded(&after), std::ops::Bound::Unbounded))
+            .next()
+            .or_else(|| self.dirty.iter().next())
+            .cloned();
+        self.last_kind.clone_from(&next);
+        next
+    }
+
+    /// Reserves up to `max_batch` open slots of `kind`, least-loaded worker
+    /// first, claims that many jobs, hands them out and returns unused
+    /// slots.
+    async fn claim(&mut self, kind: &str) {
+        let slots = self.reserve(kind);
+        if slots.is_empty() {
+            self.dirty.remove(kind);
+            return;
+        }
+        let started = std::time::Instant::now();
+        let jobs = match self.store.claim(kind, &slots).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "claim failed");
+                self.release(kind, &slots, &HashMap::new());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return;
+            }
+        };
+        tracing::debug!(kind, slots = slots.len(), claimed = jobs.len(), elapsed = ?started.elapsed(), "claimed");
+        if jobs.len() < slots.len() {
+            self.dirty.remove(kind);
+        }
+        let mut used: HashMap<Uuid, u32> = HashMap::new();
+        for job in jobs {
+            let Some(worker_id) = job.worker_id else { continue };
+            *used.entry(worker_id).or_default() += 1;
+            match self.sessions.get(&worker_id) {
+                Some(state) => {
+                    send(&state.out, Message::Assign(v1::Assign { job: Some(job.to_proto()) }))
+                }
+                // The session left while the claim ran: the job is found
+                // lost when the worker resumes, or taken back when it dies.
+                None => {
+                    tracing::warn!(job_id = job.id, %worker_id, "claimed for a session that left")
+                }
+            }
+        }
+        self.release(kind, &slots, &used);
+    }
+
+    fn reserve(&mut self, kind: &str) -> Vec<ClaimSlot> {
+        let mut heap: BinaryHeap<(Reverse<u32>, u32, Uuid)> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| {
+                let credits = s.credits.get(kind).copied().unwrap_or(0);
+                (credits > 0 && !s.draining).then_some((Reverse(s.occupied), credits, *id))
+            })
+            .collect();
+        let mut slots = Vec::new();
+        while slots.len() < self.max_batch as usize {
+            let Some((Reverse(occupied), credits, id)) = heap.pop() else { break };
+            let Some(state) = self.sessions.get_mut(&id) else { continue };
+            slots.push(ClaimSlot { session: SessionRef { worker_id: id, epoch: state.epoch } });
+            state.occupied = occupied + 1;
+            if let Some(c) = state.credits.get_mut(kind) {
+                *c -= 1;
+            }
+            if credits > 1 {
+                heap.push((Reverse(occupied + 1), credits - 1, id));
+            }
+        }
+        slots
+    }
+
+    /// Gives back the reserved slots that got no job.
+    fn release(&mut self, kind: &str, slots: &[ClaimSlot], used: &HashMap<Uuid, u32>) {
+        let mut reserved: BTreeMap<Uuid, (i64, u32)> = BTreeMap::new();
+        for slot in slots {
+            reserved.entry(slot.session.worker_id).or_insert((slot.session.epoch, 0)).1 += 1;
+        }
+        for (worker_id, (epoch, n)) in reserved {
+            let unused = n.saturating_sub(used.get(&worker_id).copied().unwrap_or(0));
+            if unused == 0 {
+                continue;
+            }
+            if let Some(state) = self.current(SessionRef { worker_id, epoch })
+                && !state.draining
+            {
+                *state.credits.entry(kind.to_string()).or_default() += unused;
+                state.occupied = state.occupied.saturating_sub(unused);
+            }
+        }
+    }
+}

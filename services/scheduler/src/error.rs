@@ -1,0 +1,59 @@
+//! The scheduler's errors and their one mapping to gRPC statuses.
+
+use regsweep_common::FieldViolations;
+use regsweep_common::grpc::GrpcError;
+use tonic::Status;
+
+use crate::store::StoreError;
+
+/// Why an rpc failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; every bad field is named.
+    #[error(transparent)]
+    InvalidArgument(#[from] FieldViolations),
+    /// The named resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource is in a state that does not allow the request.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidArgument(violations) => violations.into_status(),
+            ApiError::NotFound(message) => Status::not_found(message),
+            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ApiError::Store(StoreError::Unavailable(source)) => {
+                tracing::warn!(error = %source, "database unavailable");
+                Status::unavailable("database unavailable, retry later")
+            }
+            ApiError::Store(
+                e @ (StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_)),
+            ) => {
+                // Details stay in the log: they may name tables or values.
+                tracing::error!(error = %e, "store error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Why the scheduler could not start or stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Flags that cannot work together.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The gRPC server could not start or failed.
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
+}

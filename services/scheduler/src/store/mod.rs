@@ -1,0 +1,341 @@
+//! The scheduler's storage, behind one trait so the PostgreSQL and SQLite
+//! implementations answer the same conformance suite.
+//!
+//! Hot-path operations (`claim`, `write_batch`) take whole batches: the
+//! dispatcher and the writer group work from every worker session so that
+//! one statement serves many jobs.
+
+mod model;
+pub mod postgres;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use regsweep_common::Shutdown;
+use regsweep_proto::v1::JobStatus;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+pub use model::{JobRecord, LogLine, WorkerRecord};
+
+/// Errors at the store boundary, already sorted by what the caller can do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or timed out; retrying may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A row holds something this version cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("cannot migrate schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => Self::Unavailable(e),
+            other => Self::Database(other),
+        }
+    }
+}
+
+/// A job to insert.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub kind: String,
+    pub args: serde_json::Value,
+    pub priority: i32,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub max_attempts: u32,
+    pub unique_key: Option<String>,
+    pub parent_id: Option<i64>,
+}
+
+/// Outcome of inserting a job.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    /// Inserted.
+    Created(JobRecord),
+    /// A non-terminal job already holds the unique key.
+    Duplicate(JobRecord),
+    /// `parent_id` names no job.
+    ParentNotFound,
+}
+
+/// Filters of a job listing.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Any of these; empty means every status but `deleted`.
+    pub statuses: Vec<JobStatus>,
+    pub kind: Option<String>,
+    pub worker_id: Option<Uuid>,
+}
+
+/// Outcome of a cancel request.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    NotFound,
+    /// Already terminal; nothing changed.
+    Terminal(JobRecord),
+    /// Was not running: now `cancel`.
+    Cancelled(JobRecord),
+    /// Running: now `cancel_request`; the worker must be told.
+    Requested(JobRecord),
+}
+
+/// Outcome of a delete request.
+#[derive(Debug)]
+pub enum DeleteOutcome {
+    NotFound,
+    /// Running or being cancelled: cancel it first.
+    Active(JobStatus),
+    Deleted,
+}
+
+/// A worker's `Hello`, validated.
+#[derive(Clone, Debug)]
+pub struct WorkerHello {
+    pub name: String,
+    pub version: String,
+    pub capacity: serde_json::Map<String, serde_json::Value>,
+    pub resume_worker_id: Option<Uuid>,
+    pub running: Vec<RunningJob>,
+}
+
+/// One job attempt a worker says it runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunningJob {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub progress: f32,
+}
+
+/// A job attempt to cancel on a worker, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleRun {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+/// Result of registering a worker session.
+#[derive(Debug)]
+pub struct Registration {
+    pub worker_id: Uuid,
+    pub epoch: i64,
+    /// True when a live previous session was resumed with its jobs.
+    pub resumed: bool,
+    /// Runs the worker reported that are not its own (any more).
+    pub stale: Vec<StaleRun>,
+    /// Jobs the store had on this worker that it no longer reports; they
+    /// were made claimable again.
+    pub lost: u64,
+}
+
+/// One session of one worker: the fence of every session-level write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionRef {
+    pub worker_id: Uuid,
+    pub epoch: i64,
+}
+
+/// One open slot of a worker, in the order jobs should fill them
+/// (least-loaded worker first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimSlot {
+    pub session: SessionRef,
+}
+
+/// A job update from a worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateWrite {
+    pub worker_id: Uuid,
+    pub job_id: i64,
+    pub attempt: u32,
+    /// running, done, error, cancel or worker_shutdown.
+    pub status: JobStatus,
+    pub progress: f32,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub retryable: bool,
+}
+
+/// A log chunk from a worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogWrite {
+    pub worker_id: Uuid,
+    pub job_id: i64,
+    pub attempt: u32,
+    pub seq: u32,
+    pub lines: Vec<LogLine>,
+}
+
+/// A heartbeat from a worker session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatWrite {
+    pub session: SessionRef,
+    pub running: Vec<RunningJob>,
+}
+
+/// Everything the writer flushes in one transaction, applied in this order.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub logs: Vec<LogWrite>,
+    /// At most one per `(job_id, attempt)`.
+    pub updates: Vec<UpdateWrite>,
+    pub heartbeats: Vec<HeartbeatWrite>,
+    /// Sessions that drained and closed: marked offline, and what they
+    /// still held given back as `worker_shutdown`.
+    pub offline: Vec<SessionRef>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+            && self.updates.is_empty()
+            && self.heartbeats.is_empty()
+            && self.offline.is_empty()
+    }
+}
+
+/// What a flushed batch tells the sessions.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Updates and heartbeat entries for attempts that are not the
+    /// worker's current ones: tell the worker to cancel them.
+    pub stale: Vec<(Uuid, StaleRun)>,
+    /// Heartbeat entries of jobs an operator asked to cancel: (re)send
+    /// `Cancel` in case the first one was missed.
+    pub cancel_requested: Vec<(Uuid, StaleRun)>,
+    /// Heartbeats whose session is no longer current (superseded or
+    /// declared dead): the stream must end.
+    pub superseded: Vec<SessionRef>,
+}
+
+/// What other replicas (or this one) announce through the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A job of this kind became claimable.
+    JobsAvailable(String),
+    /// An operator asked to cancel a running job.
+    CancelRequested { worker_id: Uuid, job_id: i64, attempt: u32, reason: String },
+    /// Notifications may have been missed (listener reconnected): re-check.
+    Resync,
+}
+
+/// The scheduler's job queue storage.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Inserts a job, or finds the non-terminal one holding its unique key.
+    async fn create_job(&self, job: NewJob) -> Result<CreateOutcome, StoreError>;
+    async fn get_job(&self, id: i64) -> Result<Option<JobRecord>, StoreError>;
+    /// Jobs matching `filter` with ids below `before`, newest first.
+    async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError>;
+    /// Cancels a job; a running one is announced through
+    /// [`StoreEvent::CancelRequested`] to the replica holding its worker.
+    async fn cancel_job(&self, id: i64, reason: &str) -> Result<CancelOutcome, StoreError>;
+    async fn delete_job(&self, id: i64) -> Result<DeleteOutcome, StoreError>;
+    /// Log lines of a job from `cursor` on; `None` when the job does not
+    /// exist. Returns the lines and the cursor after the last one.
+    async fn job_logs(
+        &self,
+        id: i64,
+        attempt: Option<u32>,
+        cursor: Option<LogCursor>,
+        limit: u32,
+    ) -> Result<Option<(Vec<LogLine>, Option<LogCursor>)>, StoreError>;
+
+    /// Starts or resumes a worker session (see [`Registration`]).
+    async fn register_worker(
+        &self,
+        hello: &WorkerHello,
+        ttl: Duration,
+    ) -> Result<Registration, StoreError>;
+    /// Marks a session draining; false when it is not current.
+    async fn set_draining(&self, session: SessionRef) -> Result<bool, StoreError>;
+    /// Workers, most recently connected first, with what they run.
+    async fn list_workers(
+        &self,
+        include_gone: bool,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// Claims up to `slots.len()` due jobs of `kind`, the first (highest
+    /// priority) into the first slot. Slots of sessions that are no longer
+    /// current get nothing. Never hands one job to two claims.
+    async fn claim(&self, kind: &str, slots: &[ClaimSlot]) -> Result<Vec<JobRecord>, StoreError>;
+    /// Applies a batch of worker writes in one transaction, fencing every
+    /// one by `(job_id, attempt, worker_id)` or session.
+    async fn write_batch(
+        &self,
+        batch: &WriteBatch,
+        ttl: Duration,
+    ) -> Result<WriteOutcome, StoreError>;
+
+    /// Delivers [`StoreEvent`]s until `shutdown`; reconnects on failure
+    /// and sends [`StoreEvent::Resync`] after every reconnection.
+    async fn listen(&self, events: mpsc::Sender<StoreEvent>, shutdown: Shutdown);
+}
+
+/// Position in a job's log: the next line is line `line` of chunk
+/// `(attempt, seq)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogCursor {
+    pub attempt: u32,
+    pub seq: u32,
+    pub line: u32,
+}
+
+impl LogCursor {
+    /// Packs the cursor into a page token's integer: 23 bits of attempt,
+    /// 24 of sequence, 16 of line (chunks hold at most 1000 lines).
+    pub fn to_i64(self) -> i64 {
+        (i64::from(self.attempt & 0x7f_ffff) << 40)
+            | (i64::from(self.seq & 0xff_ffff) << 16)
+            | i64::from(self.line & 0xffff)
+    }
+
+    pub fn from_i64(value: i64) -> Option<Self> {
+        if value < 0 {
+            return None;
+        }
+        Some(Self {
+            attempt: u32::try_from(value >> 40).ok()?,
+            seq: u32::try_from((value >> 16) & 0xff_ffff).ok()?,
+            line: u32::try_from(value & 0xffff).ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogCursor;
+
+    #[test]
+    fn log_cursor_packs() {
+        for cursor in [
+            LogCursor { attempt: 0, seq: 0, line: 0 },
+            LogCursor { attempt: 1, seq: 2, line: 999 },
+            LogCursor { attempt: 0x7f_ffff, seq: 0xff_ffff, line: 0xffff },
+        ] {
+            assert_eq!(LogCursor::from_i64(cursor.to_i64()), Some(cursor));
+        }
+        assert_eq!(LogCursor::from_i64(-1), None);
+    }
+}

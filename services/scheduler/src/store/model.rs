@@ -1,0 +1,143 @@
+//! Rows as the scheduler works with them, and their protocol form.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use regsweep_proto::v1;
+use regsweep_proto::{json_to_struct, timestamp_from_chrono};
+use uuid::Uuid;
+
+/// A job row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub args: serde_json::Value,
+    pub status: v1::JobStatus,
+    pub priority: i32,
+    pub scheduled_at: DateTime<Utc>,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub worker_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub progress: f32,
+    pub last_error: Option<String>,
+    /// `[{"attempt": n, "error": "...", "at": "<rfc3339>"}]`.
+    pub errors: serde_json::Value,
+    pub result: Option<serde_json::Value>,
+    pub unique_key: Option<String>,
+    pub parent_id: Option<i64>,
+}
+
+impl JobRecord {
+    pub fn to_proto(&self) -> v1::Job {
+        v1::Job {
+            id: self.id,
+            kind: self.kind.clone(),
+            args: Some(json_to_struct(self.args.clone())),
+            status: self.status.into(),
+            priority: self.priority,
+            scheduled_at: Some(timestamp_from_chrono(self.scheduled_at)),
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            worker_id: self.worker_id.map(|w| w.to_string()).unwrap_or_default(),
+            created_at: Some(timestamp_from_chrono(self.created_at)),
+            claimed_at: self.claimed_at.map(timestamp_from_chrono),
+            started_at: self.started_at.map(timestamp_from_chrono),
+            heartbeat_at: self.heartbeat_at.map(timestamp_from_chrono),
+            finished_at: self.finished_at.map(timestamp_from_chrono),
+            progress: self.progress,
+            last_error: self.last_error.clone().unwrap_or_default(),
+            result: self.result.clone().map(json_to_struct),
+            unique_key: self.unique_key.clone().unwrap_or_default(),
+            parent_id: self.parent_id.unwrap_or_default(),
+            errors: attempt_errors(&self.errors),
+        }
+    }
+}
+
+fn attempt_errors(errors: &serde_json::Value) -> Vec<v1::AttemptError> {
+    let Some(items) = errors.as_array() else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|item| v1::AttemptError {
+            attempt: item["attempt"]
+                .as_u64()
+                .and_then(|a| u32::try_from(a).ok())
+                .unwrap_or_default(),
+            error: item["error"].as_str().unwrap_or_default().to_string(),
+            at: item["at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| timestamp_from_chrono(t.with_timezone(&Utc))),
+        })
+        .collect()
+}
+
+/// One stored log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub attempt: u32,
+    pub time: DateTime<Utc>,
+    pub text: String,
+}
+
+impl LogLine {
+    pub fn to_proto(&self) -> v1::JobLogLine {
+        v1::JobLogLine {
+            attempt: self.attempt,
+            time: Some(timestamp_from_chrono(self.time)),
+            text: self.text.clone(),
+        }
+    }
+}
+
+/// A worker row with what it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub status: v1::WorkerStatus,
+    pub capacity: HashMap<String, u32>,
+    pub running: HashMap<String, u32>,
+    pub session_epoch: i64,
+    pub connected_at: DateTime<Utc>,
+    pub last_heartbeat: DateTime<Utc>,
+    pub heartbeat_expiration: DateTime<Utc>,
+}
+
+impl WorkerRecord {
+    pub fn to_proto(&self) -> v1::WorkerInfo {
+        v1::WorkerInfo {
+            id: self.id.to_string(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            status: self.status.into(),
+            capacity: self.capacity.clone(),
+            running: self.running.clone(),
+            connected_at: Some(timestamp_from_chrono(self.connected_at)),
+            last_heartbeat: Some(timestamp_from_chrono(self.last_heartbeat)),
+            heartbeat_expiration: Some(timestamp_from_chrono(self.heartbeat_expiration)),
+            session_epoch: u64::try_from(self.session_epoch).unwrap_or_default(),
+        }
+    }
+}
+
+/// Reads a `{"kind": n}` JSON map; entries that are not counts are skipped.
+pub fn count_map(value: &serde_json::Value) -> HashMap<String, u32> {
+    value
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), u32::try_from(v.as_u64()?).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}

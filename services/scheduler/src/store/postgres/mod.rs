@@ -1,0 +1,205 @@
+//! PostgreSQL implementation of [`JobStore`](super::JobStore).
+//!
+//! Everything lives in the `scheduler` schema (set as the connections'
+//! `search_path`, so sqlx's migration table lives there too and another
+//! service's migrations in the same database never collide with ours).
+
+mod jobs;
+mod queue;
+mod rows;
+mod workers;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use regsweep_common::Shutdown;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::mpsc;
+
+use super::{
+    CancelOutcome, ClaimSlot, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, JobStore,
+    LogCursor, LogLine, NewJob, Registration, SessionRef, StoreError, StoreEvent, WorkerHello,
+    WorkerRecord, WriteBatch, WriteOutcome,
+};
+
+/// The schema the scheduler owns.
+pub const SCHEMA: &str = "scheduler";
+/// Channel announcing claimable jobs (payload: kind).
+const JOBS_CHANNEL: &str = "regsweep_jobs";
+/// Channel announcing cancel requests (payload: JSON).
+const CANCEL_CHANNEL: &str = "regsweep_cancel";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The scheduler's store on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects, creates the schema if needed and applies migrations. A
+    /// database migrated by a newer version fails here, before anything runs.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(StoreError::Database)?.options([
+            ("search_path", SCHEMA),
+            // One stuck transaction holding a snapshot ruins queue
+            // throughput for everyone (dead tuples pile up): cap it.
+            ("idle_in_transaction_session_timeout", "10s"),
+            ("application_name", "regsweep-scheduler"),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        // Several replicas may start at once; IF NOT EXISTS still races on
+        // the catalog's unique index, so serialize on an advisory lock.
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('regsweep.scheduler.schema'))")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("CREATE SCHEMA IF NOT EXISTS scheduler").execute(&mut *tx).await?;
+        tx.commit().await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for benchmarks and tests that measure the raw
+    /// database next to the service.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn create_job(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
+        jobs::create(&self.pool, job).await
+    }
+
+    async fn get_job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
+        jobs::get(&self.pool, id).await
+    }
+
+    async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        jobs::list(&self.pool, filter, before, limit).await
+    }
+
+    async fn cancel_job(&self, id: i64, reason: &str) -> Result<CancelOutcome, StoreError> {
+        jobs::cancel(&self.pool, id, reason).await
+    }
+
+    async fn delete_job(&self, id: i64) -> Result<DeleteOutcome, StoreError> {
+        jobs::delete(&self.pool, id).await
+    }
+
+    async fn job_logs(
+        &self,
+        id: i64,
+        attempt: Option<u32>,
+        cursor: Option<LogCursor>,
+        limit: u32,
+    ) -> Result<Option<(Vec<LogLine>, Option<LogCursor>)>, StoreError> {
+        jobs::logs(&self.pool, id, attempt, cursor, limit).await
+    }
+
+    async fn register_worker(
+        &self,
+        hello: &WorkerHello,
+        ttl: Duration,
+    ) -> Result<Registration, StoreError> {
+        workers::register(&self.pool, hello, ttl).await
+    }
+
+    async fn set_draining(&self, session: SessionRef) -> Result<bool, StoreError> {
+        workers::set_draining(&self.pool, session).await
+    }
+
+    async fn list_workers(
+        &self,
+        include_gone: bool,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<WorkerRecord>, StoreError> {
+        workers::list(&self.pool, include_gone, offset, limit).await
+    }
+
+    async fn claim(&self, kind: &str, slots: &[ClaimSlot]) -> Result<Vec<JobRecord>, StoreError> {
+        queue::claim(&self.pool, kind, slots).await
+    }
+
+    async fn write_batch(
+        &self,
+        batch: &WriteBatch,
+        ttl: Duration,
+    ) -> Result<WriteOutcome, StoreError> {
+        queue::write_batch(&self.pool, batch, ttl).await
+    }
+
+    async fn listen(&self, events: mpsc::Sender<StoreEvent>, shutdown: Shutdown) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_triggered() {
+            match listen_once(&self.pool, &events, &shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "notification listener failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Listens until shutdown (`Ok`) or a connection error (`Err`). Every
+/// (re)connection is followed by a `Resync`: notifications sent while no
+/// one listened are lost.
+async fn listen_once(
+    pool: &PgPool,
+    events: &mpsc::Sender<StoreEvent>,
+    shutdown: &Shutdown,
+) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([JOBS_CHANNEL, CANCEL_CHANNEL]).await?;
+    if events.send(StoreEvent::Resync).await.is_err() {
+        return Ok(());
+    }
+    loop {
+        let notification = tokio::select! {
+            n = listener.try_recv() => n?,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let event = match notification {
+            None => StoreEvent::Resync,
+            Some(n) if n.channel() == JOBS_CHANNEL => {
+                StoreEvent::JobsAvailable(n.payload().to_string())
+            }
+            Some(n) => match rows::parse_cancel_payload(n.payload()) {
+                Some(event) => event,
+                None => {
+                    tracing::warn!(payload = n.payload(), "ignoring malformed cancel notification");
+                    continue;
+                }
+            },
+        };
+        if events.send(event).await.is_err() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The hot path: batched claims and batched worker writes.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPool;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgConnection};
+use uuid::Uuid;
+
+use super::rows::{self, JOB_COLUMNS, JobRow, to_i32};
+use super::workers::{LOST_ATTEMPT_STATUS, lost_attempt_errors};
+use crate::store::{
+    ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StaleRun, StoreError, UpdateWrite,
+    WriteBatch, WriteOutcome,
+};
+
+/// Claims up to `slots.len()` due jobs in one statement: the candidates are
+/// locked with `SKIP LOCKED` (so concurrent claims on other replicas take
+/// other rows), numbered in priority order, and matched to the slots of
+/// sessions that are still current.
+pub async fn claim(
+    pool: &PgPool,
+    kind: &str,
+    slots: &[ClaimSlot],
+) -> Result<Vec<JobRecord>, StoreError> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let workers: Vec<Uuid> = slots.iter().map(|s| s.session.worker_id).collect();
+    let epochs: Vec<i64> = slots.iter().map(|s| s.session.epoch).collect();
+    let sql = format!(
+        "WITH slots AS (
+             SELECT s.worker_id, row_number() OVER (ORDER BY s.ord) AS ord
+             FROM unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS s(worker_id, epoch, ord)
+             JOIN workers w ON w.id = s.worker_id AND w.session_epoch = s.epoch
+                           AND w.status = 'alive'
+         ),
+         candidates AS (
+             SELECT id, priority, scheduled_at FROM jobs
+             WHERE kind = $1 AND status IN ('waiting', 'worker_dead', 'worker_shutdown')
+               AND scheduled_at <= now()
+             ORDER BY priority DESC, scheduled_at, id
+             LIMIT (SELECT count(*) FROM slots)
+             FOR UPDATE SKIP LOCKED
+         ),
+         picked AS (
+             SELECT id, row_number() OVER (ORDER BY priority DESC, scheduled_at, id) AS ord
+             FROM candidates
+         )
+         UPDATE jobs j SET
+             status = 'running', attempt = j.attempt + 1, worker_id = slots.worker_id,
+             claimed_at = now(), started_at = NULL, heartbeat_at = now(), finished_at = NULL,
+             progress = 0, updated_at = now()
+         FROM picked JOIN slots USING (ord)
+         WHERE j.id = picked.id
+         RETURNING {columns}",
+        columns = JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    let rows = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
+        .bind(kind)
+        .bind(&workers)
+        .bind(&epochs)
+        .fetch_all(pool)
+        .await?;
+    rows::jobs(rows)
+}
+
+/// Applies logs, then updates, then heartbeats, then offline sessions, in
+/// one transaction: a worker's log lines land before the update that ends
+/// its attempt, and its last updates before it is marked offline.
+pub async fn write_batch(
+    pool: &PgPool,
+    batch: &WriteBatch,
+    ttl: Duration,
+) -> Result<WriteOutcome, StoreError> {
+    let mut outcome = WriteOutcome::default();
+    if batch.is_empty() {
+        return Ok(outcome);
+    }
+    let mut tx = pool.begin().await?;
+    if !batch.logs.is_empty() {
+        insert_logs(&mut tx, &batch.logs).await?;
+    }
+    if !batch.updates.is_empty() {
+        apply_updates(&mut tx, &batch.updates, &mut outcome).await?;
+    }
+    if !batch.heartbeats.is_empty() {
+        apply_heartbeats(&mut tx, &batch.heartbeats, ttl, &mut outcome).await?;
+    }
+    if !batch.offline.is_empty() {
+        mark_offline(&mut tx, &batch.offline).await?;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn insert_logs(tx: &mut PgConnection, logs: &[LogWrite]) -> Result<(), StoreError> {
+    let mut chunk_of_line = Vec::new();
+    let mut times = Vec::new();
+    let mut texts = Vec::new();
+    for (index, chunk) in logs.iter().enumerate() {
+        let chunk_no = i64::try_from(index + 1).unwrap_or(i64::MAX);
+        for line in &chunk.lines {
+            chunk_of_line.push(chunk_no);
+            times.push(line.time);
+            texts.push(line.text.as_str());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO job_logs (job_id, attempt, seq, times, lines)
+         SELECT c.job_id, c.attempt, c.seq, l.times, l.lines
+         FROM unnest($1::bigint[], $2::int[], $3::int[], $4::uuid[])
+                  WITH ORDINALITY AS c(job_id, attempt, seq, worker_id, n)
+         JOIN (SELECT chunk, array_agg(t ORDER BY i) AS times, array_agg(line ORDER BY i) AS lines
+               FROM unnest($5::bigint[], $6::timestamptz[], $7::text[])
+                        WITH ORDINALITY AS x(chunk, t, line, i)
+               GROUP BY chunk) l ON l.chunk = c.n
+         JOIN jobs j ON j.id = c.job_id AND j.attempt = c.attempt AND j.worker_id = c.worker_id
+                    AND j.status IN ('running', 'cancel_request')
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(logs.iter().map(|l| l.job_id).collect::<Vec<_>>())
+    .bind(logs.iter().map(|l| to_i32(l.attempt)).collect::<Vec<_>>())
+    .bind(logs.iter().map(|l| to_i32(l.seq)).collect::<Vec<_>>())
+    .bind(logs.iter().map(|l| l.worker_id).collect::<Vec<_>>())
+    .bind(&chunk_of_line)
+    .bind(&times)
+    .bind(&texts)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The status an update moves its job to, evaluated against the row being
+/// updated (so a concurrent cancel request is never overwritten).
+const NEW_STATUS: &str = "CASE
+        WHEN j.status = 'worker_resurrection' THEN 'worker_dead'
+        WHEN u.status = 'running' THEN j.status
+        WHEN u.status = 'done' AND j.status = 'cancel_request' THEN 'done'
+        WHEN u.status = 'error' AND u.retryable AND j.attempt - j.given_back < j.max_attempts
+            THEN 'waiting'
+        ELSE u.status END";
+
+async fn apply_updates(
+    tx: &mut PgConnection,
+    updates: &[UpdateWrite],
+    outcome: &mut WriteOutcome,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE jobs j SET
+             status = {NEW_STATUS},
+             started_at = coalesce(j.started_at, now()),
+             heartbeat_at = now(),
+             progress = CASE WHEN u.status = 'done' THEN 1 ELSE u.progress END,
+             result = CASE WHEN u.status = 'done' THEN u.result ELSE j.result END,
+             last_error = CASE WHEN u.status = 'error' THEN u.error ELSE j.last_error END,
+             errors = CASE WHEN u.status = 'error' THEN j.errors || jsonb_build_array(
+                     jsonb_build_object('attempt', j.attempt, 'error', u.error,
+                         'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
+                 ELSE j.errors END,
+             scheduled_at = CASE WHEN ({NEW_STATUS}) = 'waiting'
+                 THEN now() + make_interval(secs =>
+                     least(3600, power(2, least(j.attempt - j.given_back, 13) - 1)) * (0.5 + random()))
+                 ELSE j.scheduled_at END,
+             finished_at = CASE WHEN ({NEW_STATUS}) IN ('done', 'error', 'cancel') THEN now() END,
+             given_back = j.given_back + CASE WHEN u.status = 'worker_shutdown' THEN 1 ELSE 0 END,
+             updated_at = now()
+         FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::real[], $6::jsonb[],
+                     $7::text[], $8::bool[])
+              AS u(id, attempt, worker_id, status, progress, result, error, retryable)
+         WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
+           AND (j.status IN ('running', 'cancel_request')
+                OR (j.status = 'worker_resurrection' AND u.status = 'cancel'))
+         RETURNING j.id, j.attempt"
+    );
+    let accepted: Vec<(i64, i32)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(updates.iter().map(|u| u.job_id).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| to_i32(u.attempt)).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.worker_id).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.status.short_name()).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.progress).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.result.as_ref().map(Json)).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.error.as_deref()).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.retryable).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+    let accepted: std::collections::HashSet<(i64, i32)> = accepted.into_iter().collect();
+    for update in updates {
+        if !accepted.contains(&(update.job_id, to_i32(update.attempt))) {
+            outcome.stale.push((
+                update.worker_id,
+                StaleRun {
+                    job_id: update.job_id,
+                    attempt: update.attempt,
+                    reason: "stale attempt".into(),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn apply_heartbeats(
+    tx: &mut PgConnection,
+    heartbeats: &[HeartbeatWrite],
+    ttl: Duration,
+    outcome: &mut WriteOutcome,
+) -> Result<(), StoreError> {
+    let live: Vec<(Uuid,)> = sqlx::query_as(
+        "UPDATE workers w SET last_heartbeat = now(),
+                heartbeat_expiration = now() + make_interval(secs => $3)
+         FROM unnest($1::uuid[], $2::bigint[]) AS h(id, epoch)
+         WHERE w.id = h.id AND w.session_epoch = h.epoch AND w.status IN ('alive', 'draining')
+         RETURNING w.id",
+    )
+    .bind(heartbeats.iter().map(|h| h.session.worker_id).collect::<Vec<_>>())
+    .bind(heartbeats.iter().map(|h| h.session.epoch).collect::<Vec<_>>())
+    .bind(ttl.as_secs_f64())
+    .fetch_all(&mut *tx)
+    .await?;
+    let live: std::collections::HashSet<Uuid> = live.into_iter().map(|(id,)| id).collect();
+
+    let (mut ids, mut attempts, mut workers, mut progress) = (vec![], vec![], vec![], vec![]);
+    for heartbeat in heartbeats {
+        if !live.contains(&heartbeat.session.worker_id) {
+            outcome.superseded.push(heartbeat.session);
+            continue;
+        }
+        for run in &heartbeat.running {
+            ids.push(run.job_id);
+            attempts.push(to_i32(run.attempt));
+            workers.push(heartbeat.session.worker_id);
+            progress.push(run.progress);
+        }
+    }
+    let current: Vec<(i64, i32, Uuid, String)> = sqlx::query_as(
+        "UPDATE jobs j SET heartbeat_at = now(), progress = r.progress
+         FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::real[])
+              AS r(id, attempt, worker_id, progress)
+         WHERE j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
+           AND j.status IN ('running', 'cancel_request')
+         RETURNING j.id, j.attempt, j.worker_id, j.status",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&workers)
+    .bind(&progress)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut current_set = std::collections::HashSet::new();
+    for (id, attempt, worker, status) in current {
+        current_set.insert((id, attempt));
+        if status == "cancel_request" {
+            let attempt = rows::non_negative(attempt, "attempt")?;
+            outcome.cancel_requested.push((
+                worker,
+                StaleRun { job_id: id, attempt, reason: "cancel requested".into() },
+            ));
+        }
+    }
+    for ((id, attempt), worker) in ids.iter().zip(&attempts).zip(&workers) {
+        if !current_set.contains(&(*id, *attempt)) {
+            outcome.stale.push((
+                *worker,
+                StaleRun {
+                    job_id: *id,
+                    attempt: u32::try_from(*attempt).unwrap_or_default(),
+                    reason: "stale attempt".into(),
+                },
+            ));
+        }
+    }
+
+    // Attempts a live worker no longer reports, claimed long enough ago that
+    // the assignment must have reached it: lost (a dropped stream swallowed
+    // the assignment or the final update). They become claimable again.
+    let live_ids: Vec<Uuid> = live.into_iter().collect();
+    let sql = format!(
+        "UPDATE jobs SET status = {LOST_ATTEMPT_STATUS},
+             errors = {errors},
+             last_error = CASE WHEN status = 'cancel_request' THEN last_error ELSE $5 END,
+             finished_at = CASE WHEN status = 'cancel_request'
+                                  OR attempt - given_back >= max_attempts THEN now() END,
+             updated_at = now()
+         WHERE worker_id = ANY($1) AND status IN ('running', 'cancel_request')
+           AND claimed_at < now() - make_interval(secs => $4)
+           AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))",
+        errors = lost_attempt_errors("$5"),
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&live_ids)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(ttl.as_secs_f64())
+        .bind("worker no longer reports this attempt")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn mark_offline(tx: &mut PgConnection, sessions: &[SessionRef]) -> Result<(), StoreError> {
+    let gone: Vec<(Uuid,)> = sqlx::query_as(
+        "UPDATE workers w SET status = 'offline'
+         FROM unnest($1::uuid[], $2::bigint[]) AS s(id, epoch)
+         WHERE w.id = s.id AND w.session_epoch = s.epoch AND w.status IN ('alive', 'draining')
+         RETURNING w.id",
+    )
+    .bind(sessions.iter().map(|s| s.worker_id).collect::<Vec<_>>())
+    .bind(sessions.iter().map(|s| s.epoch).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    if gone.is_empty() {
+        return Ok(());
+    }
+    // What a drained worker still held when it left is given back; it does
+    // not count as a failed attempt.
+    sqlx::query(
+        "UPDATE jobs SET
+             status = CASE status WHEN 'cancel_request' THEN 'cancel'
+                                  WHEN 'worker_resurrection' THEN 'worker_dead'
+                                  ELSE 'worker_shutdown' END,
+             finished_at = CASE WHEN status = 'cancel_request' THEN now() END,
+             given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
+             updated_at = now()
+         WHERE worker_id = ANY($1)
+           AND status IN ('running', 'cancel_request', 'worker_resurrection')",
+    )
+    .bind(gone.into_iter().map(|(id,)| id).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

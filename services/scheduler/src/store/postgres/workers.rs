@@ -1,0 +1,193 @@
+//! Worker sessions: registration (new or resumed), draining, listing.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sqlx::postgres::PgPool;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::rows::{self, WorkerRow, to_i32};
+use crate::store::{Registration, SessionRef, StaleRun, StoreError, WorkerHello, WorkerRecord};
+
+/// Status a job whose attempt was lost (worker dead, or the worker no
+/// longer runs it) moves to: claimable again while attempts remain.
+pub const LOST_ATTEMPT_STATUS: &str = "CASE
+        WHEN status = 'cancel_request' THEN 'cancel'
+        WHEN attempt - given_back >= max_attempts THEN 'error'
+        ELSE 'worker_dead' END";
+
+/// Records a lost attempt's error in `errors`; `$reason` is the bind
+/// placeholder of the reason text.
+pub fn lost_attempt_errors(reason: &str) -> String {
+    format!(
+        "CASE WHEN status = 'cancel_request' THEN errors
+              ELSE errors || jsonb_build_array(jsonb_build_object(
+                  'attempt', attempt, 'error', {reason}::text,
+                  'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
+         END"
+    )
+}
+
+pub async fn register(
+    pool: &PgPool,
+    hello: &WorkerHello,
+    ttl: Duration,
+) -> Result<Registration, StoreError> {
+    let ttl_secs = ttl.as_secs_f64();
+    let mut tx = pool.begin().await?;
+    let previous: Option<(String,)> = match hello.resume_worker_id {
+        Some(id) => {
+            sqlx::query_as("SELECT status FROM workers WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        None => None,
+    };
+    let (worker_id, resumed) = match (hello.resume_worker_id, &previous) {
+        (Some(id), Some((status,))) => (id, status == "alive" || status == "draining"),
+        _ => (Uuid::new_v4(), false),
+    };
+    let (epoch,): (i64,) = sqlx::query_as(
+        "INSERT INTO workers (id, name, version, status, capacity, heartbeat_expiration)
+         VALUES ($1, $2, $3, 'alive', $4, now() + make_interval(secs => $5))
+         ON CONFLICT (id) DO UPDATE SET
+             name = EXCLUDED.name, version = EXCLUDED.version, status = 'alive',
+             capacity = EXCLUDED.capacity, session_epoch = workers.session_epoch + 1,
+             connected_at = now(), last_heartbeat = now(),
+             heartbeat_expiration = EXCLUDED.heartbeat_expiration
+         RETURNING session_epoch",
+    )
+    .bind(worker_id)
+    .bind(&hello.name)
+    .bind(&hello.version)
+    .bind(Json(&hello.capacity))
+    .bind(ttl_secs)
+    .fetch_one(&mut *tx)
+    .await?;
+
+    let ids: Vec<i64> = hello.running.iter().map(|r| r.job_id).collect();
+    let attempts: Vec<i32> = hello.running.iter().map(|r| to_i32(r.attempt)).collect();
+    let mut stale = Vec::new();
+    let mut kept: HashSet<(i64, u32)> = HashSet::new();
+    if previous.is_some() {
+        // The worker's own jobs that it still runs. A cancel requested
+        // while it was away is sent again.
+        let own: Vec<(i64, i32, String)> = sqlx::query_as(
+            "SELECT j.id, j.attempt, j.status FROM jobs j
+             JOIN unnest($2::bigint[], $3::int[]) AS u(id, attempt)
+               ON j.id = u.id AND j.attempt = u.attempt
+             WHERE j.worker_id = $1 AND j.status IN ('running', 'cancel_request')",
+        )
+        .bind(worker_id)
+        .bind(&ids)
+        .bind(&attempts)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, attempt, status) in own {
+            let attempt = rows::non_negative(attempt, "attempt")?;
+            kept.insert((id, attempt));
+            if status == "cancel_request" {
+                stale.push(StaleRun { job_id: id, attempt, reason: "cancel requested".into() });
+            }
+        }
+        // Attempts taken from it when it was declared dead and not claimed
+        // again yet: held back until the worker acknowledges the cancel.
+        let resurrected: Vec<(i64, i32)> = sqlx::query_as(
+            "UPDATE jobs j SET status = 'worker_resurrection', updated_at = now()
+             FROM unnest($2::bigint[], $3::int[]) AS u(id, attempt)
+             WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $1
+               AND j.status = 'worker_dead'
+             RETURNING j.id, j.attempt",
+        )
+        .bind(worker_id)
+        .bind(&ids)
+        .bind(&attempts)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, attempt) in resurrected {
+            let attempt = rows::non_negative(attempt, "attempt")?;
+            kept.insert((id, attempt));
+            stale.push(StaleRun { job_id: id, attempt, reason: "worker was declared dead".into() });
+        }
+    }
+    for run in &hello.running {
+        if !kept.contains(&(run.job_id, run.attempt)) {
+            stale.push(StaleRun {
+                job_id: run.job_id,
+                attempt: run.attempt,
+                reason: "stale attempt".into(),
+            });
+        }
+    }
+
+    // What the store has on this worker but the worker does not report
+    // was lost with the previous stream (an assignment never received).
+    let lost = if resumed {
+        let sql = format!(
+            "UPDATE jobs SET status = {LOST_ATTEMPT_STATUS},
+                 errors = {errors},
+                 last_error = CASE WHEN status = 'cancel_request' THEN last_error ELSE $4 END,
+                 finished_at = CASE WHEN status = 'cancel_request'
+                                      OR attempt - given_back >= max_attempts THEN now() END,
+                 updated_at = now()
+             WHERE worker_id = $1 AND status IN ('running', 'cancel_request')
+               AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))",
+            errors = lost_attempt_errors("$4"),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(worker_id)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind("worker reconnected without this attempt")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+    } else {
+        0
+    };
+    tx.commit().await?;
+    Ok(Registration { worker_id, epoch, resumed, stale, lost })
+}
+
+pub async fn set_draining(pool: &PgPool, session: SessionRef) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE workers SET status = 'draining'
+         WHERE id = $1 AND session_epoch = $2 AND status = 'alive'",
+    )
+    .bind(session.worker_id)
+    .bind(session.epoch)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn list(
+    pool: &PgPool,
+    include_gone: bool,
+    offset: u64,
+    limit: u32,
+) -> Result<Vec<WorkerRecord>, StoreError> {
+    let rows: Vec<WorkerRow> = sqlx::query_as(
+        "SELECT w.id, w.name, w.version, w.status, w.capacity,
+                coalesce(r.running, '{}'::jsonb) AS running,
+                w.session_epoch, w.connected_at, w.last_heartbeat, w.heartbeat_expiration
+         FROM workers w
+         LEFT JOIN LATERAL (
+             SELECT jsonb_object_agg(kind, n) AS running
+             FROM (SELECT kind, count(*) AS n FROM jobs
+                   WHERE worker_id = w.id AND status IN ('running', 'cancel_request')
+                   GROUP BY kind) k
+         ) r ON true
+         WHERE $1 OR w.status IN ('alive', 'draining')
+         ORDER BY w.connected_at DESC, w.id
+         OFFSET $2 LIMIT $3",
+    )
+    .bind(include_gone)
+    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(WorkerRecord::try_from).collect()
+}

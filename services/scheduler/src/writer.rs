@@ -1,0 +1,185 @@
+//! The writer: one task per replica that flushes what worker sessions
+//! report (updates, log chunks, heartbeats, offline sessions) in batched
+//! transactions, and tells sessions which of their attempts were stale.
+//!
+//! One flush runs at a time; what arrives meanwhile forms the next batch.
+//! Ops of one session keep their order: a batch applies logs, then updates,
+//! then heartbeats, then offline sessions, and batches apply in sequence.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regsweep_proto::v1::{self, connect_response::Message};
+use tokio::sync::mpsc;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::dispatch::{SessionTx, send};
+use crate::store::{
+    HeartbeatWrite, JobStore, LogWrite, SessionRef, StoreError, UpdateWrite, WriteBatch,
+    WriteOutcome,
+};
+
+/// One write from a session, with the way back to it.
+#[derive(Debug)]
+pub enum WriteOp {
+    Update(UpdateWrite, SessionTx),
+    Log(LogWrite),
+    Heartbeat(HeartbeatWrite, SessionTx),
+    Offline(SessionRef),
+}
+
+pub struct Writer {
+    store: Arc<dyn JobStore>,
+    rx: mpsc::Receiver<WriteOp>,
+    ttl: Duration,
+    max_batch: usize,
+}
+
+/// Failed flushes of a batch that is not failing for want of the database
+/// are retried this often before the batch is dropped. Dropped updates are
+/// not lost work: their attempts are found lost by the next heartbeat and
+/// run again.
+const MAX_FLUSH_FAILURES: u32 = 3;
+
+impl Writer {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        ttl: Duration,
+        max_batch: usize,
+    ) -> (mpsc::Sender<WriteOp>, Self) {
+        // Bounded so a slow database pushes back on worker streams (and
+        // through HTTP/2 flow control on the workers) instead of growing
+        // memory.
+        let (tx, rx) = mpsc::channel(max_batch * 4);
+        (tx, Self { store, rx, ttl, max_batch })
+    }
+
+    /// Runs until every sender is dropped and the queue is flushed.
+    pub async fn run(mut self) {
+        let mut ops = Vec::with_capacity(self.max_batch);
+        while self.rx.recv_many(&mut ops, self.max_batch).await > 0 {
+            let (batch, routes) = build_batch(std::mem::take(&mut ops));
+            self.flush(&batch, &routes).await;
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    async fn flush(&self, batch: &WriteBatch, routes: &HashMap<Uuid, SessionTx>) {
+        let mut failures = 0;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.store.write_batch(batch, self.ttl).await {
+                Ok(outcome) => return deliver(outcome, routes),
+                Err(e @ StoreError::Unavailable(_)) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "flush failed, database unavailable");
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures >= MAX_FLUSH_FAILURES {
+                        tracing::error!(
+                            error = %e,
+                            updates = batch.updates.len(),
+                            logs = batch.logs.len(),
+                            "dropping a batch that keeps failing"
+                        );
+                        return;
+                    }
+                    tracing::warn!(error = %e, failures, "flush failed, retrying");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Groups ops into a batch, keeping one update per attempt (the latest:
+/// a worker sends `running` before the end of the same attempt).
+fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>) {
+    let mut batch = WriteBatch::default();
+    let mut routes = HashMap::new();
+    let mut update_index: HashMap<(i64, u32, Uuid), usize> = HashMap::new();
+    for op in ops {
+        match op {
+            WriteOp::Update(update, out) => {
+                routes.insert(update.worker_id, out);
+                let key = (update.job_id, update.attempt, update.worker_id);
+                match update_index.get(&key) {
+                    Some(&i) => batch.updates[i] = update,
+                    None => {
+                        update_index.insert(key, batch.updates.len());
+                        batch.updates.push(update);
+                    }
+                }
+            }
+            WriteOp::Log(log) => batch.logs.push(log),
+            WriteOp::Heartbeat(heartbeat, out) => {
+                routes.insert(heartbeat.session.worker_id, out);
+                batch.heartbeats.push(heartbeat);
+            }
+            WriteOp::Offline(session) => batch.offline.push(session),
+        }
+    }
+    (batch, routes)
+}
+
+fn deliver(outcome: WriteOutcome, routes: &HashMap<Uuid, SessionTx>) {
+    for (worker_id, run) in outcome.stale.into_iter().chain(outcome.cancel_requested) {
+        if let Some(out) = routes.get(&worker_id) {
+            tracing::debug!(%worker_id, job_id = run.job_id, attempt = run.attempt, reason = %run.reason, "sending cancel");
+            send(
+                out,
+                Message::Cancel(v1::Cancel {
+                    job_id: run.job_id,
+                    attempt: run.attempt,
+                    reason: run.reason,
+                }),
+            );
+        }
+    }
+    for session in outcome.superseded {
+        if let Some(out) = routes.get(&session.worker_id) {
+            tracing::info!(worker_id = %session.worker_id, epoch = session.epoch, "ending superseded session");
+            let _ = out.send(Err(Status::failed_precondition(
+                "session superseded or declared dead; reconnect",
+            )));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use regsweep_proto::v1::JobStatus;
+
+    use super::*;
+
+    fn update(job_id: i64, status: JobStatus, worker_id: Uuid) -> UpdateWrite {
+        UpdateWrite {
+            worker_id,
+            job_id,
+            attempt: 1,
+            status,
+            progress: 0.0,
+            result: None,
+            error: None,
+            retryable: false,
+        }
+    }
+
+    #[test]
+    fn later_update_of_an_attempt_wins() {
+        let worker = Uuid::new_v4();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let ops = vec![
+            WriteOp::Update(update(1, JobStatus::Running, worker), tx.clone()),
+            WriteOp::Update(update(2, JobStatus::Running, worker), tx.clone()),
+            WriteOp::Update(update(1, JobStatus::Done, worker), tx.clone()),
+        ];
+        let (batch, routes) = build_batch(ops);
+        let statuses: Vec<_> = batch.updates.iter().map(|u| (u.job_id, u.status)).collect();
+        assert_eq!(statuses, [(1, JobStatus::Done), (2, JobStatus::Running)]);
+        assert!(routes.contains_key(&worker));
+    }
+}

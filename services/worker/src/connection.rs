@@ -1,0 +1,302 @@
+//! One stream to the scheduler: Hello/Welcome, then assignments in,
+//! updates, logs, credits and heartbeats out, until the stream is lost or
+//! the worker has drained.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regsweep_common::{Shutdown, grpc};
+use regsweep_proto::duration_to_std;
+use regsweep_proto::v1::{
+    self, JobStatus, connect_request::Message as Out, connect_response::Message as In,
+    worker_service_client::WorkerServiceClient,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+use crate::job::{self, AttemptControl, Outgoing};
+use crate::state::{Attempt, Drain, WorkerState};
+
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Lines per log chunk (the scheduler accepts up to 1000).
+const MAX_LINES_PER_CHUNK: usize = 500;
+/// Outgoing items forwarded per round before credits are sent.
+const MAX_FORWARD_BATCH: usize = 1024;
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum End {
+    /// Drained: every attempt ended and was reported.
+    Drained,
+    /// The stream failed or closed; reconnect. `welcomed` says whether it
+    /// got as far as `Welcome`.
+    Lost { reason: String, welcomed: bool },
+    /// The scheduler refused this worker (bad Hello): reconnecting would
+    /// not help.
+    Rejected(tonic::Status),
+}
+
+struct Stream {
+    tx: mpsc::Sender<v1::ConnectRequest>,
+}
+
+impl Stream {
+    /// Sends or, if the stream is gone, keeps the message for the next one.
+    async fn send(&self, state: &mut WorkerState, message: Out) -> Result<(), ()> {
+        let request = v1::ConnectRequest { message: Some(message) };
+        match self.tx.send(request).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(request)) => {
+                if matches!(request.message, Some(Out::JobUpdate(_) | Out::LogChunk(_))) {
+                    state.pending.push_back(request);
+                }
+                Err(())
+            }
+        }
+    }
+}
+
+fn lost(reason: impl Into<String>, welcomed: bool) -> End {
+    End::Lost { reason: reason.into(), welcomed }
+}
+
+pub async fn session(
+    state: &mut WorkerState,
+    scheduler: &str,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> End {
+    let channel = match grpc::connect(scheduler).await {
+        Ok(channel) => channel,
+        Err(e) => return lost(e.to_string(), false),
+    };
+    let mut client = WorkerServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (tx, rx) = mpsc::channel(1024);
+    let stream = Stream { tx };
+    if stream.tx.send(state.hello()).await.is_err() {
+        return lost("request stream closed before hello", false);
+    }
+    let mut inbound = match client.connect(ReceiverStream::new(rx)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return lost(format!("connect: {}", status.message()), false),
+    };
+    let welcome = match inbound.message().await {
+        Ok(Some(v1::ConnectResponse { message: Some(In::Welcome(w)) })) => w,
+        Ok(Some(_)) => return lost("expected welcome", false),
+        Ok(None) => return lost("stream closed before welcome", false),
+        Err(status) if status.code() == Code::InvalidArgument => return End::Rejected(status),
+        Err(status) => return lost(status.message().to_string(), false),
+    };
+    if state.worker_id.as_deref() != Some(welcome.worker_id.as_str()) {
+        tracing::info!(worker_id = %welcome.worker_id, "registered with scheduler");
+    }
+    state.worker_id = Some(welcome.worker_id.clone());
+    let interval = welcome
+        .heartbeat_interval
+        .as_ref()
+        .and_then(duration_to_std)
+        .unwrap_or(Duration::from_secs(5))
+        .max(Duration::from_millis(100));
+    let mut heartbeat = tokio::time::interval(interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    while let Some(request) = state.pending.pop_front() {
+        let Some(message) = request.message else { continue };
+        if stream.send(state, message).await.is_err() {
+            return lost("stream closed while replaying", true);
+        }
+    }
+    if state.drain.active && stream.send(state, Out::Draining(v1::Draining {})).await.is_err() {
+        return lost("stream closed", true);
+    }
+    let kinds: Vec<String> = state.capacity.keys().cloned().collect();
+    for kind in kinds {
+        let n = state.free(&kind);
+        if n > 0 && stream.send(state, Out::Credit(v1::Credit { kind, n })).await.is_err() {
+            return lost("stream closed", true);
+        }
+    }
+
+    let mut batch = Vec::with_capacity(MAX_FORWARD_BATCH);
+    loop {
+        Drain::check(state);
+        if state.drain.active && state.is_idle() {
+            // Closing our half tells the scheduler we are gone; it ends its
+            // half once it has taken everything in.
+            drop(stream);
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Ok(Some(_)) = inbound.message().await {}
+            })
+            .await;
+            return End::Drained;
+        }
+        let give_back_at = state.drain.give_back_at.filter(|_| !state.drain.gave_back);
+        tokio::select! {
+            message = inbound.message() => match message {
+                Ok(Some(v1::ConnectResponse { message: Some(message) })) => {
+                    if handle(state, &stream, message).await.is_err() {
+                        return lost("stream closed", true);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return lost("scheduler closed the stream", true),
+                Err(status) => return lost(format!("{:?}: {}", status.code(), status.message()), true),
+            },
+            n = state.outbox_rx.recv_many(&mut batch, MAX_FORWARD_BATCH) => {
+                if n > 0 && forward(state, &stream, std::mem::take(&mut batch)).await.is_err() {
+                    return lost("stream closed", true);
+                }
+            }
+            _ = heartbeat.tick() => {
+                let running = state.running_list();
+                if stream.send(state, Out::Heartbeat(v1::Heartbeat { running })).await.is_err() {
+                    return lost("stream closed", true);
+                }
+            }
+            () = shutdown.cancelled(), if !state.drain.active => {
+                tracing::info!(running = state.running.len(), ?grace, "draining");
+                state.drain.start(grace);
+                if stream.send(state, Out::Draining(v1::Draining {})).await.is_err() {
+                    return lost("stream closed", true);
+                }
+            }
+            () = sleep_until(give_back_at), if give_back_at.is_some() => {}
+        }
+    }
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// Acts on one scheduler message.
+async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result<(), ()> {
+    match message {
+        In::Welcome(_) => tracing::warn!("ignoring a second welcome"),
+        In::Assign(v1::Assign { job: Some(job) }) => {
+            let key = (job.id, job.attempt);
+            let refuse = if state.take_early_cancel(key) {
+                Some(JobStatus::Cancel)
+            } else if state.drain.active {
+                Some(JobStatus::WorkerShutdown)
+            } else {
+                None
+            };
+            if let Some(status) = refuse {
+                let update = v1::JobUpdate {
+                    job_id: job.id,
+                    attempt: job.attempt,
+                    status: status.into(),
+                    ..Default::default()
+                };
+                stream.send(state, Out::JobUpdate(update)).await?;
+                return Ok(());
+            }
+            tracing::debug!(job_id = job.id, attempt = job.attempt, kind = %job.kind, "assigned");
+            let control = Arc::new(AttemptControl::default());
+            state.running.insert(
+                key,
+                Attempt { kind: job.kind.clone(), control: control.clone(), next_log_seq: 0 },
+            );
+            job::spawn(job, control, state.outbox_tx.clone());
+        }
+        In::Assign(v1::Assign { job: None }) => tracing::warn!("ignoring an empty assignment"),
+        In::Cancel(cancel) => {
+            let key = (cancel.job_id, cancel.attempt);
+            match state.running.get(&key) {
+                Some(attempt) => {
+                    tracing::info!(job_id = cancel.job_id, attempt = cancel.attempt, reason = %cancel.reason, "cancelling");
+                    attempt.control.cancel.cancel();
+                }
+                None => state.remember_early_cancel(key),
+            }
+        }
+        In::SetCapacity(set) => {
+            let before: BTreeMap<String, u32> =
+                set.capacity.keys().map(|k| (k.clone(), state.free(k))).collect();
+            for (kind, n) in set.capacity {
+                if state.capacity.contains_key(&kind) {
+                    state.capacity.insert(kind, n);
+                }
+            }
+            tracing::info!(capacity = ?state.capacity, "capacity changed");
+            for (kind, was_free) in before {
+                let more = state.free(&kind).saturating_sub(was_free);
+                if more > 0 {
+                    stream.send(state, Out::Credit(v1::Credit { kind, n: more })).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends what job tasks produced: lines grouped into chunks per attempt
+/// (always before that attempt's end), updates, then one credit per kind
+/// for the slots that freed up.
+async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>) -> Result<(), ()> {
+    let mut lines: BTreeMap<job::AttemptKey, Vec<v1::JobLogLine>> = BTreeMap::new();
+    let mut credits: BTreeMap<String, u32> = BTreeMap::new();
+    for item in items {
+        match item {
+            Outgoing::Log { key, line } => lines.entry(key).or_default().push(line),
+            Outgoing::Started(key) => {
+                let update = v1::JobUpdate {
+                    job_id: key.0,
+                    attempt: key.1,
+                    status: JobStatus::Running.into(),
+                    ..Default::default()
+                };
+                stream.send(state, Out::JobUpdate(update)).await?;
+            }
+            Outgoing::Finished { key, update } => {
+                if let Some(key_lines) = lines.remove(&key) {
+                    send_lines(state, stream, key, key_lines).await?;
+                }
+                stream.send(state, Out::JobUpdate(update)).await?;
+                if let Some(attempt) = state.running.remove(&key)
+                    && state.free(&attempt.kind) > 0
+                {
+                    *credits.entry(attempt.kind).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (key, key_lines) in lines {
+        send_lines(state, stream, key, key_lines).await?;
+    }
+    for (kind, n) in credits {
+        let n = n.min(state.free(&kind));
+        if n > 0 {
+            stream.send(state, Out::Credit(v1::Credit { kind, n })).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn send_lines(
+    state: &mut WorkerState,
+    stream: &Stream,
+    key: job::AttemptKey,
+    lines: Vec<v1::JobLogLine>,
+) -> Result<(), ()> {
+    for chunk in lines.chunks(MAX_LINES_PER_CHUNK) {
+        let Some(attempt) = state.running.get_mut(&key) else { return Ok(()) };
+        let seq = attempt.next_log_seq;
+        attempt.next_log_seq += 1;
+        let message = Out::LogChunk(v1::LogChunk {
+            job_id: key.0,
+            attempt: key.1,
+            seq,
+            lines: chunk.to_vec(),
+        });
+        stream.send(state, message).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! Running one job attempt: the context a kind sees, and the task that
+//! reports its start and end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use chrono::Utc;
+use regsweep_proto::v1::{self, JobStatus};
+use regsweep_proto::{json_to_struct, timestamp_from_chrono};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::kinds;
+
+/// Identifies a job attempt.
+pub type AttemptKey = (i64, u32);
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Done(serde_json::Value),
+    Failed { error: String, retryable: bool },
+    Cancelled,
+}
+
+/// What job tasks hand to the connection to send.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// The attempt started.
+    Started(AttemptKey),
+    /// A log line of an attempt.
+    Log { key: AttemptKey, line: v1::JobLogLine },
+    /// The attempt ended with this update.
+    Finished { key: AttemptKey, update: v1::JobUpdate },
+}
+
+/// State shared between a running attempt and the connection.
+#[derive(Debug, Default)]
+pub struct AttemptControl {
+    pub cancel: CancellationToken,
+    /// Set before `cancel` when the worker drains: the attempt is given
+    /// back rather than cancelled.
+    pub give_back: AtomicBool,
+    /// Progress as `f32` bits.
+    progress: AtomicU32,
+}
+
+impl AttemptControl {
+    pub fn progress(&self) -> f32 {
+        f32::from_bits(self.progress.load(Ordering::Relaxed))
+    }
+}
+
+/// What a kind sees of its attempt.
+#[derive(Clone)]
+pub struct JobContext {
+    key: AttemptKey,
+    control: Arc<AttemptControl>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl JobContext {
+    pub fn job_id(&self) -> i64 {
+        self.key.0
+    }
+
+    /// Appends a line to the attempt's log.
+    pub fn log(&self, text: impl Into<String>) {
+        let line = v1::JobLogLine {
+            attempt: self.key.1,
+            time: Some(timestamp_from_chrono(Utc::now())),
+            text: text.into(),
+        };
+        let _ = self.outbox.send(Outgoing::Log { key: self.key, line });
+    }
+
+    /// Reports progress between 0 and 1 with the next heartbeat.
+    pub fn set_progress(&self, progress: f32) {
+        let progress = if progress.is_finite() { progress.clamp(0.0, 1.0) } else { 0.0 };
+        self.control.progress.store(progress.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Resolves when the attempt must stop (cancel or shutdown).
+    pub async fn cancelled(&self) {
+        self.control.cancel.cancelled().await;
+    }
+}
+
+/// Starts an attempt on its own task and reports its start and end.
+pub fn spawn(job: v1::Job, control: Arc<AttemptControl>, outbox: mpsc::UnboundedSender<Outgoing>) {
+    let key = (job.id, job.attempt);
+    let ctx = JobContext { key, control: control.clone(), outbox: outbox.clone() };
+    let args =
+        job.args.as_ref().map_or_else(|| serde_json::json!({}), regsweep_proto::struct_to_json);
+    let span = tracing::info_span!("job", job_id = job.id, attempt = job.attempt, kind = %job.kind);
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let _ = outbox.send(Outgoing::Started(key));
+            // Its own task, so a panicking kind fails the attempt instead of
+            // taking the worker down with it.
+            let kind = job.kind.clone();
+            let outcome = match tokio::spawn(async move { kinds::run(&kind, ctx, args).await })
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::Failed { error: format!("job panicked: {e}"), retryable: false },
+            };
+            let given_back = control.give_back.load(Ordering::SeqCst);
+            tracing::debug!(?outcome, given_back, "attempt ended");
+            let update = final_update(key, outcome, given_back, control.progress());
+            let _ = outbox.send(Outgoing::Finished { key, update });
+        },
+        span,
+    ));
+}
+
+fn final_update(
+    key: AttemptKey,
+    outcome: Outcome,
+    given_back: bool,
+    progress: f32,
+) -> v1::JobUpdate {
+    let mut update =
+        v1::JobUpdate { job_id: key.0, attempt: key.1, progress, ..Default::default() };
+    match outcome {
+        Outcome::Done(result) => {
+            update.status = JobStatus::Done.into();
+            update.progress = 1.0;
+            update.result = Some(json_to_struct(result));
+        }
+        Outcome::Failed { error, retryable } => {
+            update.status = JobStatus::Error.into();
+            update.error = error;
+            update.retryable = retryable;
+        }
+        Outcome::Cancelled if given_back => update.status = JobStatus::WorkerShutdown.into(),
+        Outcome::Cancelled => update.status = JobStatus::Cancel.into(),
+    }
+    update
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancelled_while_draining_is_given_back() {
+        let update = final_update((1, 2), Outcome::Cancelled, true, 0.5);
+        assert_eq!(update.status, JobStatus::WorkerShutdown as i32);
+        let update = final_update((1, 2), Outcome::Cancelled, false, 0.5);
+        assert_eq!(update.status, JobStatus::Cancel as i32);
+    }
+
+    #[test]
+    fn failures_carry_error_and_retryability() {
+        let update = final_update(
+            (1, 1),
+            Outcome::Failed { error: "x".into(), retryable: true },
+            false,
+            0.0,
+        );
+        assert_eq!(
+            (update.status, update.error.as_str(), update.retryable),
+            (JobStatus::Error as i32, "x", true)
+        );
+    }
+}

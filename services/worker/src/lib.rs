@@ -1,0 +1,127 @@
+//! regsweep's worker: stateless, it holds no database credentials. It
+//! keeps one stream to a scheduler, runs the jobs it is assigned, and
+//! reconnects (resuming its identity and its running jobs) when the
+//! stream breaks.
+//!
+//! On shutdown it drains: it says `Draining`, lets running jobs finish
+//! within the grace period, gives back the rest as `worker_shutdown`,
+//! delivers every final update and exits.
+
+pub mod config;
+mod connection;
+mod job;
+pub mod kinds;
+mod state;
+
+use std::time::Duration;
+
+use regsweep_common::Shutdown;
+use regsweep_common::grpc::{self, GrpcError};
+
+pub use config::Config;
+
+use crate::connection::End;
+use crate::state::{Drain, WorkerState};
+
+/// Why the worker stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Flags that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The scheduler URL is malformed.
+    #[error(transparent)]
+    Endpoint(#[from] GrpcError),
+    /// The scheduler refused this worker; reconnecting would not help.
+    #[error("scheduler refused this worker: {0}")]
+    Rejected(String),
+}
+
+/// Runs the worker until it has drained after `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let capacity = config.capacity_map().map_err(Error::Config)?;
+    grpc::endpoint(&config.scheduler)?;
+    let mut state = WorkerState::new(config.worker_name(), capacity);
+    tracing::info!(scheduler = %config.scheduler, name = %state.name, capacity = ?state.capacity, "worker starting");
+    let mut backoff = Backoff::new(config.reconnect_max_backoff);
+    loop {
+        let end =
+            connection::session(&mut state, &config.scheduler, &shutdown, config.shutdown_grace)
+                .await;
+        match end {
+            End::Drained => {
+                tracing::info!("drained, exiting");
+                return Ok(());
+            }
+            End::Rejected(status) => {
+                state.give_back_all();
+                return Err(Error::Rejected(status.message().to_string()));
+            }
+            End::Lost { reason, welcomed } => {
+                if welcomed {
+                    backoff.reset();
+                }
+                if shutdown.is_triggered() {
+                    state.drain.start(config.shutdown_grace);
+                    Drain::check(&mut state);
+                    if state.is_idle() && state.outbox_rx.is_empty() {
+                        tracing::info!("nothing left to report, exiting");
+                        return Ok(());
+                    }
+                    if state.drain.gave_up() {
+                        tracing::warn!(
+                            running = state.running.len(),
+                            "could not report every job before exiting"
+                        );
+                        return Ok(());
+                    }
+                }
+                let delay = backoff.next();
+                tracing::warn!(%reason, retry_in = ?delay, "scheduler stream lost");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled(), if !shutdown.is_triggered() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const INITIAL: Duration = Duration::from_millis(100);
+
+    fn new(max: Duration) -> Self {
+        Self { next: Self::INITIAL, max: max.max(Self::INITIAL) }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::INITIAL;
+    }
+
+    fn next(&mut self) -> Duration {
+        let current = self.next;
+        self.next = (self.next * 2).min(self.max);
+        current.mul_f64(rand::random_range(0.5..=1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_max_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1));
+        let delays: Vec<_> = (0..8).map(|_| b.next()).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
+        assert!(delays[7] >= Duration::from_millis(500));
+        b.reset();
+        assert!(b.next() <= Backoff::INITIAL);
+    }
+}

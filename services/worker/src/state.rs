@@ -1,0 +1,199 @@
+//! What a worker knows across reconnections: its identity, its capacity,
+//! the attempts it runs, and what it could not send yet.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use regsweep_proto::v1;
+use tokio::sync::mpsc;
+
+use crate::job::{AttemptControl, AttemptKey, Outgoing};
+
+/// Early cancels remembered (cancel before its assignment arrived).
+const MAX_EARLY_CANCELS: usize = 10_000;
+
+/// One attempt this worker runs. It stays here until its final update is
+/// handed to a live stream, so a reconnection still reports it.
+pub struct Attempt {
+    pub kind: String,
+    pub control: Arc<AttemptControl>,
+    pub next_log_seq: u32,
+}
+
+pub struct WorkerState {
+    pub name: String,
+    pub capacity: BTreeMap<String, u32>,
+    pub running: HashMap<AttemptKey, Attempt>,
+    /// The id of the last Welcome, sent as `resume_worker_id`.
+    pub worker_id: Option<String>,
+    /// Updates and logs taken from the outbox that no stream accepted.
+    pub pending: VecDeque<v1::ConnectRequest>,
+    pub outbox_tx: mpsc::UnboundedSender<Outgoing>,
+    pub outbox_rx: mpsc::UnboundedReceiver<Outgoing>,
+    early_cancels: HashSet<AttemptKey>,
+    early_order: VecDeque<AttemptKey>,
+    pub drain: Drain,
+}
+
+impl WorkerState {
+    pub fn new(name: String, capacity: BTreeMap<String, u32>) -> Self {
+        let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+        Self {
+            name,
+            capacity,
+            running: HashMap::new(),
+            worker_id: None,
+            pending: VecDeque::new(),
+            outbox_tx,
+            outbox_rx,
+            early_cancels: HashSet::new(),
+            early_order: VecDeque::new(),
+            drain: Drain::default(),
+        }
+    }
+
+    pub fn running_of(&self, kind: &str) -> u32 {
+        let n = self.running.values().filter(|a| a.kind == kind).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Free slots of `kind` (0 while draining).
+    pub fn free(&self, kind: &str) -> u32 {
+        if self.drain.active {
+            return 0;
+        }
+        self.capacity.get(kind).copied().unwrap_or(0).saturating_sub(self.running_of(kind))
+    }
+
+    pub fn running_list(&self) -> Vec<v1::RunningJob> {
+        self.running
+            .iter()
+            .map(|((job_id, attempt), a)| v1::RunningJob {
+                job_id: *job_id,
+                attempt: *attempt,
+                progress: a.control.progress(),
+            })
+            .collect()
+    }
+
+    pub fn hello(&self) -> v1::ConnectRequest {
+        v1::ConnectRequest {
+            message: Some(v1::connect_request::Message::Hello(v1::Hello {
+                name: self.name.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                capacity: self.capacity.clone().into_iter().collect(),
+                resume_worker_id: self.worker_id.clone().unwrap_or_default(),
+                running: self.running_list(),
+            })),
+        }
+    }
+
+    pub fn remember_early_cancel(&mut self, key: AttemptKey) {
+        if self.early_cancels.insert(key) {
+            self.early_order.push_back(key);
+            if self.early_order.len() > MAX_EARLY_CANCELS
+                && let Some(old) = self.early_order.pop_front()
+            {
+                self.early_cancels.remove(&old);
+            }
+        }
+    }
+
+    pub fn take_early_cancel(&mut self, key: AttemptKey) -> bool {
+        self.early_cancels.remove(&key)
+    }
+
+    /// Gives every running attempt back: each ends `worker_shutdown`.
+    pub fn give_back_all(&mut self) {
+        for attempt in self.running.values() {
+            attempt.control.give_back.store(true, Ordering::SeqCst);
+            attempt.control.cancel.cancel();
+        }
+    }
+
+    /// Whether everything owed to the scheduler was delivered.
+    pub fn is_idle(&self) -> bool {
+        self.running.is_empty() && self.pending.is_empty()
+    }
+}
+
+/// Graceful shutdown progress.
+#[derive(Debug, Default)]
+pub struct Drain {
+    pub active: bool,
+    /// When running attempts are given back.
+    pub give_back_at: Option<Instant>,
+    pub gave_back: bool,
+    /// When the worker exits even with undelivered updates.
+    pub give_up_at: Option<Instant>,
+}
+
+impl Drain {
+    pub fn start(&mut self, grace: std::time::Duration) {
+        if !self.active {
+            let now = Instant::now();
+            self.active = true;
+            self.give_back_at = Some(now + grace);
+            self.give_up_at = Some(now + grace + std::time::Duration::from_secs(15));
+        }
+    }
+
+    /// Gives back running attempts once the grace period is over.
+    pub fn check(state: &mut WorkerState) {
+        if state.drain.active
+            && !state.drain.gave_back
+            && state.drain.give_back_at.is_some_and(|t| Instant::now() >= t)
+        {
+            state.drain.gave_back = true;
+            if !state.running.is_empty() {
+                tracing::info!(
+                    running = state.running.len(),
+                    "grace period over, giving jobs back"
+                );
+            }
+            state.give_back_all();
+        }
+    }
+
+    pub fn gave_up(&self) -> bool {
+        self.give_up_at.is_some_and(|t| Instant::now() >= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> WorkerState {
+        WorkerState::new("w".into(), [("sleep".to_string(), 2)].into_iter().collect())
+    }
+
+    #[test]
+    fn free_slots_follow_running_and_drain() {
+        let mut s = state();
+        assert_eq!(s.free("sleep"), 2);
+        s.running.insert(
+            (1, 1),
+            Attempt { kind: "sleep".into(), control: Arc::default(), next_log_seq: 0 },
+        );
+        assert_eq!(s.free("sleep"), 1);
+        assert_eq!(s.free("false"), 0);
+        s.drain.start(std::time::Duration::ZERO);
+        assert_eq!(s.free("sleep"), 0);
+        Drain::check(&mut s);
+        assert!(s.running[&(1, 1)].control.cancel.is_cancelled());
+        assert!(s.running[&(1, 1)].control.give_back.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn early_cancels_are_bounded() {
+        let mut s = state();
+        for i in 0..(MAX_EARLY_CANCELS as i64 + 5) {
+            s.remember_early_cancel((i, 1));
+        }
+        assert!(!s.take_early_cancel((0, 1)));
+        assert!(s.take_early_cancel((MAX_EARLY_CANCELS as i64 + 4, 1)));
+    }
+}
