@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 /// (`target/<profile>/`). Panics if it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    // Tests live in target/<profile>/deps, benchmarks in target/<profile>.
+    let dir = exe.parent().expect("exe dir");
+    let dir = if dir.ends_with("deps") { dir.parent().expect("target dir") } else { dir };
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -41,8 +43,20 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts `binary` with `args`; stderr lines are captured.
+    /// Starts `binary` with `args`; stderr lines are captured and echoed.
     pub fn spawn(name: &str, binary: &str, args: &[String], envs: &[(&str, &str)]) -> Self {
+        Self::spawn_with(name, binary, args, envs, true)
+    }
+
+    /// Starts `binary`; `echo` copies its stderr to ours (tests) or not
+    /// (benchmarks, where it would cost time).
+    pub fn spawn_with(
+        name: &str,
+        binary: &str,
+        args: &[String],
+        envs: &[(&str, &str)],
+        echo: bool,
+    ) -> Self {
         let mut command = Command::new(bin(binary));
         command
             .args(args)
@@ -62,7 +76,9 @@ impl Service {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[{label}] {line}");
+                if echo {
+                    eprintln!("[{label}] {line}");
+                }
                 sink.lines.lock().expect("lock").push(line);
                 sink.notify.notify_waiters();
             }
@@ -70,6 +86,15 @@ impl Service {
             sink.notify.notify_waiters();
         });
         Self { name: name.to_string(), child, captured }
+    }
+
+    /// Peak resident memory of the process, from `/proc` (Linux).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     pub fn pid(&self) -> Pid {

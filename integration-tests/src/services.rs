@@ -12,6 +12,14 @@ use crate::process::Service;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+fn quiet_env(echo: bool) -> &'static [(&'static str, &'static str)] {
+    if echo { &[] } else { &[("RUST_LOG", "info")] }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 /// A `regsweep-scheduler` process on a free port.
 pub struct Scheduler {
     pub process: Service,
@@ -26,25 +34,25 @@ impl Scheduler {
     }
 
     pub async fn start_named(name: &str, db: &TestDb, extra: &[&str]) -> Self {
-        let mut args: Vec<String> = [
+        let mut args =
+            vec!["--heartbeat-interval", "1s", "--heartbeat-ttl", "3s", "--poll-interval", "200ms"];
+        args.extend(extra);
+        Self::launch(name, &db.url, &args, true).await
+    }
+
+    /// Starts a scheduler with only `extra` on top of the port, log format
+    /// and database flags; `echo` copies its log to stderr.
+    pub async fn launch(name: &str, database_url: &str, extra: &[&str], echo: bool) -> Self {
+        let mut args = strings(&[
             "--listen",
             "127.0.0.1:0",
             "--log-format",
             "json",
             "--database-url",
-            &db.url,
-            "--heartbeat-interval",
-            "1s",
-            "--heartbeat-ttl",
-            "3s",
-            "--poll-interval",
-            "200ms",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let process = Service::spawn(name, "regsweep-scheduler", &args, &[]);
+            database_url,
+        ]);
+        args.extend(strings(extra));
+        let process = Service::spawn_with(name, "regsweep-scheduler", &args, quiet_env(echo), echo);
         let line = process.wait_for_message("listening", START_TIMEOUT).await;
         let addr = line["addr"].as_str().expect("listening line has addr").to_string();
         Self { process, url: format!("http://{addr}") }
@@ -83,13 +91,15 @@ impl Worker {
 
     /// Starts a worker without waiting for it to register.
     pub fn spawn(scheduler_url: &str, name: &str, extra: &[&str]) -> Self {
-        let mut args: Vec<String> =
-            ["--scheduler", scheduler_url, "--name", name, "--log-format", "json"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Self { process: Service::spawn(name, "regsweep-worker", &args, &[]) }
+        Self::spawn_with(scheduler_url, name, extra, true)
+    }
+
+    /// Starts a worker; `echo` copies its log to stderr.
+    pub fn spawn_with(scheduler_url: &str, name: &str, extra: &[&str], echo: bool) -> Self {
+        let mut args =
+            strings(&["--scheduler", scheduler_url, "--name", name, "--log-format", "json"]);
+        args.extend(strings(extra));
+        Self { process: Service::spawn_with(name, "regsweep-worker", &args, quiet_env(echo), echo) }
     }
 
     pub fn signal(&self, sig: Signal) {

@@ -70,8 +70,18 @@ impl Writer {
         let mut failures = 0;
         let mut backoff = Duration::from_millis(50);
         loop {
+            let started = std::time::Instant::now();
             match self.store.write_batch(batch, self.ttl).await {
-                Ok(outcome) => return deliver(outcome, routes),
+                Ok(outcome) => {
+                    tracing::debug!(
+                        updates = batch.updates.len(),
+                        logs = batch.logs.len(),
+                        heartbeats = batch.heartbeats.len(),
+                        elapsed = ?started.elapsed(),
+                        "flushed"
+                    );
+                    return deliver(outcome, routes);
+                }
                 Err(e @ StoreError::Unavailable(_)) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "flush failed, database unavailable");
                 }

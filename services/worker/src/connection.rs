@@ -243,9 +243,19 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
 async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>) -> Result<(), ()> {
     let mut lines: BTreeMap<job::AttemptKey, Vec<v1::JobLogLine>> = BTreeMap::new();
     let mut credits: BTreeMap<String, u32> = BTreeMap::new();
+    // An attempt that starts and ends within one batch needs no `running`
+    // update: its end sets the start time too.
+    let finished: std::collections::HashSet<job::AttemptKey> = items
+        .iter()
+        .filter_map(|item| match item {
+            Outgoing::Finished { key, .. } => Some(*key),
+            _ => None,
+        })
+        .collect();
     for item in items {
         match item {
             Outgoing::Log { key, line } => lines.entry(key).or_default().push(line),
+            Outgoing::Started(key) if finished.contains(&key) => {}
             Outgoing::Started(key) => {
                 let update = v1::JobUpdate {
                     job_id: key.0,

@@ -17,7 +17,9 @@ use crate::store::{
 /// Claims up to `slots.len()` due jobs in one statement: the candidates are
 /// locked with `SKIP LOCKED` (so concurrent claims on other replicas take
 /// other rows), numbered in priority order, and matched to the slots of
-/// sessions that are still current.
+/// sessions that are still current. Slots are matched by array subscript,
+/// not by a join on the number: the planner cannot estimate `unnest` and
+/// picks a nested loop that is quadratic in the batch size.
 pub async fn claim(
     pool: &PgPool,
     kind: &str,
@@ -30,7 +32,7 @@ pub async fn claim(
     let epochs: Vec<i64> = slots.iter().map(|s| s.session.epoch).collect();
     let sql = format!(
         "WITH slots AS (
-             SELECT s.worker_id, row_number() OVER (ORDER BY s.ord) AS ord
+             SELECT coalesce(array_agg(s.worker_id ORDER BY s.ord), '{{}}') AS workers
              FROM unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS s(worker_id, epoch, ord)
              JOIN workers w ON w.id = s.worker_id AND w.session_epoch = s.epoch
                            AND w.status = 'alive'
@@ -40,7 +42,7 @@ pub async fn claim(
              WHERE kind = $1 AND status IN ('waiting', 'worker_dead', 'worker_shutdown')
                AND scheduled_at <= now()
              ORDER BY priority DESC, scheduled_at, id
-             LIMIT (SELECT count(*) FROM slots)
+             LIMIT (SELECT cardinality(workers) FROM slots)
              FOR UPDATE SKIP LOCKED
          ),
          picked AS (
@@ -48,10 +50,11 @@ pub async fn claim(
              FROM candidates
          )
          UPDATE jobs j SET
-             status = 'running', attempt = j.attempt + 1, worker_id = slots.worker_id,
+             status = 'running', attempt = j.attempt + 1,
+             worker_id = (SELECT workers FROM slots)[picked.ord],
              claimed_at = now(), started_at = NULL, heartbeat_at = now(), finished_at = NULL,
              progress = 0, updated_at = now()
-         FROM picked JOIN slots USING (ord)
+         FROM picked
          WHERE j.id = picked.id
          RETURNING {columns}",
         columns = JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", ")

@@ -1,0 +1,31 @@
+//! `regsweep-bench`: benchmark programs. Each prints its figures next to a
+//! reference measured in the same run on the same machine (the machine's
+//! speed drifts; only shares of a same-run reference are comparable).
+
+mod cpu;
+mod queue;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "regsweep-bench", about = "regsweep benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Job queue throughput and latency through scheduler and workers over
+    /// gRPC, next to the raw batched claim+complete ceiling of the same
+    /// PostgreSQL.
+    Queue(queue::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Queue(args) => queue::run(args).await,
+    }
+}

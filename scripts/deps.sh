@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Makes sure what the tests need is installed and running, on Debian:
+# PostgreSQL on 127.0.0.1:5432 and buf (for `buf lint`). Idempotent and quick
+# when everything is there already. Fails loudly when something cannot be had.
+set -euo pipefail
+
+log() { printf 'deps: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# PostgreSQL
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  log "installing postgresql"
+  apt_install postgresql
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  version=$(ls /etc/postgresql | sort -n | tail -n 1)
+  log "starting postgresql $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { log "postgresql is not accepting connections on 127.0.0.1:5432"; exit 1; }
+# The tests connect as postgres without a password over TCP.
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+  log "cannot connect as postgres@127.0.0.1 without a password; allow trust auth for local tests or set REGSWEEP_TEST_DATABASE_URL"
+  exit 1
+fi
+
+# buf, for `buf lint`
+if ! command -v buf >/dev/null 2>&1 && [ ! -x .ci/node_modules/.bin/buf ]; then
+  log "installing @bufbuild/buf from npm"
+  npm install --silent --no-audit --no-fund --prefix .ci @bufbuild/buf@1.75.0 >/dev/null
+fi
+
+# cargo-nextest runs the tests
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+log "ready"
