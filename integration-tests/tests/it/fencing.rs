@@ -77,7 +77,9 @@ async fn updates_for_another_attempt_or_worker_change_nothing() {
     let mut intruder = RawWorker::connect(&scheduler, "intruder", &[("sleep", 0)]).await;
 
     let job = create(&mut jobs, "sleep", json!({"seconds": 60})).await;
-    worker.send(Out::Credit(v1::Credit { kind: "sleep".into(), n: 1 })).await;
+    worker
+        .send(Out::Credit(v1::Credit { kind: "sleep".into(), n: 1, capacity_generation: 0 }))
+        .await;
     let In::Assign(v1::Assign { job: Some(assigned) }) = worker.next().await else {
         panic!("expected assign")
     };
@@ -167,7 +169,11 @@ async fn protocol_violations_end_the_stream_with_a_reason() {
     // Anything but Hello first.
     let (tx, rx) = mpsc::channel(4);
     tx.send(v1::ConnectRequest {
-        message: Some(Out::Credit(v1::Credit { kind: "sleep".into(), n: 1 })),
+        message: Some(Out::Credit(v1::Credit {
+            kind: "sleep".into(),
+            n: 1,
+            capacity_generation: 0,
+        })),
     })
     .await
     .expect("send");
@@ -183,7 +189,9 @@ async fn protocol_violations_end_the_stream_with_a_reason() {
 
     // Credit for a kind the worker did not declare.
     let worker = RawWorker::connect(&scheduler, "w", &[("sleep", 1)]).await;
-    worker.send(Out::Credit(v1::Credit { kind: "false".into(), n: 1 })).await;
+    worker
+        .send(Out::Credit(v1::Credit { kind: "false".into(), n: 1, capacity_generation: 0 }))
+        .await;
     let mut rx = worker.rx;
     let status = rx.message().await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);

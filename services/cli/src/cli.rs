@@ -33,9 +33,12 @@ pub enum Command {
     /// Create, inspect, cancel and delete jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
-    /// Inspect workers.
+    /// Inspect workers and change their capacity.
     #[command(subcommand)]
     Workers(WorkersCommand),
+    /// Periodic jobs.
+    #[command(subcommand)]
+    Crons(CronsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +72,9 @@ pub enum JobsCommand {
         /// Only this attempt.
         #[arg(long)]
         attempt: Option<u32>,
+        /// Keep printing new lines until the job ends.
+        #[arg(long, short)]
+        follow: bool,
     },
 }
 
@@ -118,4 +124,80 @@ pub enum WorkersCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Change a live worker's capacity; running jobs are never preempted.
+    Capacity {
+        /// Worker id (see `workers list`).
+        worker: String,
+        /// New capacity as KIND=N, one or more.
+        #[arg(required = true, value_parser = parse_capacity)]
+        capacity: Vec<(String, u32)>,
+    },
+}
+
+fn parse_capacity(text: &str) -> Result<(String, u32), String> {
+    let (kind, n) = text.split_once('=').ok_or_else(|| format!("expected KIND=N, got {text:?}"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("capacity of {kind} must be a non-negative integer, got {n:?}"))?;
+    Ok((kind.to_string(), n))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CronsCommand {
+    /// Add a cron.
+    Create(CronArgs),
+    /// Show one cron.
+    Get {
+        /// Cron name.
+        name: String,
+    },
+    /// List crons.
+    List,
+    /// Change a cron: only the flags given change.
+    Update(CronUpdateArgs),
+    /// Remove a cron (the jobs it created stay).
+    Delete {
+        /// Cron name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CronArgs {
+    /// Unique name.
+    #[arg(long)]
+    pub name: String,
+    /// Cron expression in UTC: 5 fields, or 6 with seconds first.
+    #[arg(long)]
+    pub schedule: String,
+    /// Kind of the jobs it creates.
+    #[arg(long)]
+    pub kind: String,
+    /// Arguments of the jobs, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// Priority of the jobs.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Create it disabled.
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CronUpdateArgs {
+    /// Cron name.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub schedule: Option<String>,
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub args: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Disable (true) or enable (false) it.
+    #[arg(long)]
+    pub disabled: Option<bool>,
 }

@@ -2,14 +2,29 @@
 
 use anyhow::{Context, Result};
 use regsweep_common::grpc;
+use regsweep_proto::v1::cron_service_client::CronServiceClient;
 use regsweep_proto::v1::job_service_client::JobServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
+async fn scheduler(url: &str) -> Result<Channel> {
+    grpc::connect(url).await.with_context(|| format!("cannot reach the scheduler at {url}"))
+}
+
 pub async fn jobs(url: &str) -> Result<JobServiceClient<Channel>> {
-    let channel =
-        grpc::connect(url).await.with_context(|| format!("cannot reach the scheduler at {url}"))?;
-    Ok(JobServiceClient::new(channel))
+    Ok(JobServiceClient::new(scheduler(url).await?))
+}
+
+pub async fn crons(url: &str) -> Result<CronServiceClient<Channel>> {
+    Ok(CronServiceClient::new(scheduler(url).await?))
+}
+
+/// Parses a flag holding a JSON object.
+pub fn json_object(flag: &str, text: &str) -> Result<serde_json::Value> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("{flag} must be a JSON object"))?;
+    anyhow::ensure!(value.is_object(), "{flag} must be a JSON object, like '{{\"seconds\": 5}}'");
+    Ok(value)
 }
 
 /// One line for an error: the gRPC status message

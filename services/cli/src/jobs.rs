@@ -1,6 +1,6 @@
 //! `regsweep jobs ...`
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use regsweep_common::duration;
 use regsweep_proto::v1::{self, JobStatus};
@@ -60,9 +60,22 @@ pub async fn run(cli: &Cli, command: &JobsCommand) -> Result<()> {
                 Output::Table => println!("job {id} deleted"),
             }
         }
-        JobsCommand::Logs { id, attempt } => {
+        JobsCommand::Logs { id, attempt, follow: true } => {
+            let request = v1::TailJobLogsRequest { id: *id, attempt: attempt.unwrap_or(0) };
+            let mut stream = jobs.tail_job_logs(request).await?.into_inner();
+            let mut status = JobStatus::Unspecified;
+            while let Some(message) = stream.message().await? {
+                status = message.status();
+                for line in &message.lines {
+                    print_line(cli.output, line)?;
+                }
+            }
+            if cli.output == Output::Table {
+                eprintln!("job {id} is {}", status.short_name());
+            }
+        }
+        JobsCommand::Logs { id, attempt, follow: false } => {
             let mut token = String::new();
-            let mut all = Vec::new();
             loop {
                 let request = v1::GetJobLogsRequest {
                     id: *id,
@@ -71,32 +84,31 @@ pub async fn run(cli: &Cli, command: &JobsCommand) -> Result<()> {
                     page_token: token,
                 };
                 let page = jobs.get_job_logs(request).await?.into_inner();
-                if cli.output == Output::Table {
-                    for line in &page.lines {
-                        println!("{} [{}] {}", time(line.time.as_ref()), line.attempt, line.text);
-                    }
-                } else {
-                    all.extend(page.lines);
+                for line in &page.lines {
+                    print_line(cli.output, line)?;
                 }
                 if page.next_page_token.is_empty() {
                     break;
                 }
                 token = page.next_page_token;
             }
-            if cli.output == Output::Json {
-                output::json(&all)?;
-            }
         }
     }
     Ok(())
 }
 
-fn create_request(args: &CreateJob) -> Result<v1::CreateJobRequest> {
-    let parsed: serde_json::Value =
-        serde_json::from_str(&args.args).context("--args must be a JSON object")?;
-    if !parsed.is_object() {
-        bail!("--args must be a JSON object, like '{{\"seconds\": 5}}'");
+/// One log line: `time [attempt] text`, or one JSON object per line
+/// (JSON lines, so a follow can be piped while it runs).
+fn print_line(output: Output, line: &v1::JobLogLine) -> Result<()> {
+    match output {
+        Output::Table => println!("{} [{}] {}", time(line.time.as_ref()), line.attempt, line.text),
+        Output::Json => println!("{}", serde_json::to_string(line)?),
     }
+    Ok(())
+}
+
+fn create_request(args: &CreateJob) -> Result<v1::CreateJobRequest> {
+    let parsed = client::json_object("--args", &args.args)?;
     let scheduled_at = args.scheduled_at.as_deref().map(parse_time).transpose()?;
     Ok(v1::CreateJobRequest {
         kind: args.kind.clone(),

@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod crons;
 mod jobs;
 mod output;
 mod workers;
@@ -18,6 +19,7 @@ async fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Jobs(command) => jobs::run(&cli, command).await,
         Command::Workers(command) => workers::run(&cli, command).await,
+        Command::Crons(command) => crons::run(&cli, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -40,6 +40,20 @@ pub async fn run(cli: &Cli, command: &WorkersCommand) -> Result<()> {
             }
             table.print();
         }
+        WorkersCommand::Capacity { worker, capacity } => {
+            let request = v1::SetWorkerCapacityRequest {
+                worker_id: worker.clone(),
+                capacity: capacity.iter().cloned().collect(),
+            };
+            let response = jobs.set_worker_capacity(request).await?.into_inner();
+            let worker = response.worker.unwrap_or_default();
+            match cli.output {
+                Output::Json => output::json(&worker)?,
+                Output::Table => {
+                    println!("worker {}: capacity {}", worker.id, counts(&worker.capacity))
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -47,6 +47,26 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_MAX_WRITE_BATCH", default_value_t = 2048)]
     pub max_write_batch: usize,
 
+    /// How long the leader lease lasts; a dead leader is replaced after it
+    /// expires. The leader renews it every third of this.
+    #[arg(long, env = "REGSWEEP_LEADER_LEASE", value_parser = duration::parse, default_value = "10s")]
+    pub leader_lease: Duration,
+
+    /// Finished jobs (and their logs) older than this are deleted by the
+    /// default retention cron (`joblogs-gc`).
+    #[arg(long, env = "REGSWEEP_JOB_RETENTION", value_parser = duration::parse, default_value = "14d")]
+    pub job_retention: Duration,
+
+    /// At most this many finished jobs are kept by the default retention
+    /// cron (0: no limit by count).
+    #[arg(long, env = "REGSWEEP_JOB_RETENTION_COUNT", default_value_t = 100_000)]
+    pub job_retention_count: u64,
+
+    /// When the default retention cron runs (cron expression, UTC). The
+    /// cron is created once; change it later with `regsweep crons`.
+    #[arg(long, env = "REGSWEEP_JOB_RETENTION_SCHEDULE", default_value = "17 3 * * *")]
+    pub job_retention_schedule: String,
+
     /// How long in-flight rpcs get to finish after SIGTERM.
     #[arg(long, env = "REGSWEEP_SHUTDOWN_TIMEOUT", value_parser = duration::parse, default_value = "10s")]
     pub shutdown_timeout: Duration,
@@ -65,6 +85,10 @@ impl Config {
             poll_interval: Duration::from_secs(1),
             max_claim_batch: 512,
             max_write_batch: 2048,
+            leader_lease: Duration::from_secs(10),
+            job_retention: Duration::from_secs(14 * 86_400),
+            job_retention_count: 100_000,
+            job_retention_schedule: "17 3 * * *".into(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -86,6 +110,24 @@ impl Config {
         }
         if self.max_claim_batch == 0 || self.max_write_batch == 0 {
             problems.push("--max-claim-batch and --max-write-batch must be positive".to_string());
+        }
+        if self.leader_lease < Duration::from_secs(1) {
+            problems.push("--leader-lease must be at least 1s".to_string());
+        }
+        let retention = self.job_retention.as_secs_f64();
+        if !(crate::kinds::MIN_RETENTION_SECONDS..=crate::kinds::MAX_RETENTION_SECONDS)
+            .contains(&retention)
+        {
+            problems.push("--job-retention must be between 1m and 3650d".to_string());
+        }
+        if self.job_retention_count > crate::kinds::MAX_KEEP_LAST {
+            problems.push(format!(
+                "--job-retention-count must be at most {}",
+                crate::kinds::MAX_KEEP_LAST
+            ));
+        }
+        if let Err(reason) = crate::schedule::parse(&self.job_retention_schedule) {
+            problems.push(format!("--job-retention-schedule: {reason}"));
         }
         if self.db_max_connections < 3 {
             // Listener, dispatcher and writer each hold one while busy.

@@ -6,7 +6,6 @@
 //! claim runs, credits and notifications queue up, so the next claim is as
 //! large as the traffic needs (group commit, without a timer).
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +30,42 @@ pub fn send(tx: &SessionTx, message: Message) {
 /// What sessions tell the dispatcher.
 #[derive(Debug)]
 pub enum DispatchEvent {
-    Joined { session: SessionRef, out: SessionTx },
-    Credit { session: SessionRef, kind: String, n: u32 },
-    Draining { session: SessionRef },
-    Left { session: SessionRef },
+    Joined {
+        session: SessionRef,
+        out: SessionTx,
+    },
+    Credit {
+        session: SessionRef,
+        kind: String,
+        n: u32,
+        generation: u64,
+    },
+    /// Apply an operator's capacity (on join, for a worker id that has one).
+    SetCapacity {
+        session: SessionRef,
+        capacity: HashMap<String, u32>,
+    },
+    Draining {
+        session: SessionRef,
+    },
+    Left {
+        session: SessionRef,
+    },
+}
+
+/// Starts a new capacity generation: open credits of the changed kinds are
+/// dropped, and the worker grants again what is free under the new
+/// capacity. Credits in flight from before are recognised by their older
+/// generation and ignored, so a lowered capacity is never exceeded.
+fn set_capacity(state: &mut SessionState, capacity: HashMap<String, u32>) {
+    state.generation += 1;
+    for kind in capacity.keys() {
+        state.credits.remove(kind);
+    }
+    send(
+        &state.out,
+        Message::SetCapacity(v1::SetCapacity { capacity, generation: state.generation }),
+    );
 }
 
 /// Clonable handle sessions use to reach the dispatcher.
@@ -54,9 +85,10 @@ struct SessionState {
     epoch: i64,
     out: SessionTx,
     credits: HashMap<String, u32>,
-    /// Jobs assigned and not yet given back as credits: the load.
-    occupied: u32,
     draining: bool,
+    /// Generation of the last `SetCapacity` sent; credits of older ones
+    /// are ignored.
+    generation: u64,
 }
 
 pub struct Dispatcher {
@@ -132,19 +164,23 @@ impl Dispatcher {
                         epoch: session.epoch,
                         out,
                         credits: HashMap::new(),
-                        occupied: 0,
                         draining: false,
+                        generation: 0,
                     },
                 );
             }
-            DispatchEvent::Credit { session, kind, n } => {
+            DispatchEvent::SetCapacity { session, capacity } => {
                 if let Some(state) = self.current(session) {
-                    if state.draining {
+                    set_capacity(state, capacity);
+                }
+            }
+            DispatchEvent::Credit { session, kind, n, generation } => {
+                if let Some(state) = self.current(session) {
+                    if state.draining || generation != state.generation {
                         return;
                     }
                     let credits = state.credits.entry(kind.clone()).or_default();
                     *credits = credits.saturating_add(n);
-                    state.occupied = state.occupied.saturating_sub(n);
                     self.dirty.insert(kind);
                 }
             }
@@ -171,6 +207,12 @@ impl Dispatcher {
             StoreEvent::CancelRequested { worker_id, job_id, attempt, reason } => {
                 if let Some(state) = self.sessions.get(&worker_id) {
                     send(&state.out, Message::Cancel(v1::Cancel { job_id, attempt, reason }));
+                }
+            }
+            StoreEvent::CapacityChanged { worker_id, capacity } => {
+                if let Some(state) = self.sessions.get_mut(&worker_id) {
+                    tracing::info!(%worker_id, ?capacity, "applying capacity");
+                    set_capacity(state, capacity);
                 }
             }
         }
@@ -250,32 +292,34 @@ impl Dispatcher {
         self.release(kind, &slots, &used);
     }
 
+    /// Takes slots one at a time from the worker with the most open slots
+    /// of `kind` (the least loaded), so a batch spreads over workers.
     fn reserve(&mut self, kind: &str) -> Vec<ClaimSlot> {
-        let mut heap: BinaryHeap<(Reverse<u32>, u32, Uuid)> = self
+        let mut heap: BinaryHeap<(u32, Uuid)> = self
             .sessions
             .iter()
             .filter_map(|(id, s)| {
                 let credits = s.credits.get(kind).copied().unwrap_or(0);
-                (credits > 0 && !s.draining).then_some((Reverse(s.occupied), credits, *id))
+                (credits > 0 && !s.draining).then_some((credits, *id))
             })
             .collect();
         let mut slots = Vec::new();
         while slots.len() < self.max_batch as usize {
-            let Some((Reverse(occupied), credits, id)) = heap.pop() else { break };
+            let Some((credits, id)) = heap.pop() else { break };
             let Some(state) = self.sessions.get_mut(&id) else { continue };
             slots.push(ClaimSlot { session: SessionRef { worker_id: id, epoch: state.epoch } });
-            state.occupied = occupied + 1;
             if let Some(c) = state.credits.get_mut(kind) {
                 *c -= 1;
             }
             if credits > 1 {
-                heap.push((Reverse(occupied + 1), credits - 1, id));
+                heap.push((credits - 1, id));
             }
         }
         slots
     }
 
-    /// Gives back the reserved slots that got no job.
+    /// Gives back the reserved slots that got no job. (No event is applied
+    /// while a claim runs, so no capacity change can have intervened.)
     fn release(&mut self, kind: &str, slots: &[ClaimSlot], used: &HashMap<Uuid, u32>) {
         let mut reserved: BTreeMap<Uuid, (i64, u32)> = BTreeMap::new();
         for slot in slots {
@@ -290,7 +334,6 @@ impl Dispatcher {
                 && !state.draining
             {
                 *state.credits.entry(kind.to_string()).or_default() += unused;
-                state.occupied = state.occupied.saturating_sub(unused);
             }
         }
     }

@@ -4,7 +4,17 @@ use regsweep_common::FieldViolations;
 use serde_json::Value;
 
 /// Every kind a job may have.
-pub const KINDS: &[&str] = &["sleep", "false"];
+pub const KINDS: &[&str] = &["sleep", "false", "joblogs_gc"];
+
+/// Kinds workers run. The rest run inside the scheduler's leader, because
+/// they need the database, which workers never see.
+pub const WORKER_KINDS: &[&str] = &["sleep", "false"];
+
+/// Retention of `joblogs_gc`: shortest and longest age accepted.
+pub const MIN_RETENTION_SECONDS: f64 = 60.0;
+pub const MAX_RETENTION_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+/// Largest `keep_last` accepted.
+pub const MAX_KEEP_LAST: u64 = 100_000_000;
 
 /// Longest `sleep` accepted, in seconds.
 pub const MAX_SLEEP_SECONDS: f64 = 86_400.0;
@@ -14,6 +24,27 @@ pub const MAX_ARGS_BYTES: usize = 64 * 1024;
 
 pub fn is_known(kind: &str) -> bool {
     KINDS.contains(&kind)
+}
+
+pub fn is_worker_kind(kind: &str) -> bool {
+    WORKER_KINDS.contains(&kind)
+}
+
+/// Arguments of `joblogs_gc`, once validated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retention {
+    pub older_than_seconds: f64,
+    pub keep_last: u64,
+}
+
+impl Retention {
+    /// Reads validated `joblogs_gc` args.
+    pub fn from_args(args: &Value) -> Option<Self> {
+        Some(Self {
+            older_than_seconds: args.get("older_than_seconds")?.as_f64()?,
+            keep_last: args.get("keep_last").map_or(Some(0), Value::as_u64)?,
+        })
+    }
 }
 
 /// Records every problem of `args` for `kind` under the field `args`.
@@ -46,7 +77,28 @@ pub fn validate_args(kind: &str, args: &Value, v: &mut FieldViolations) {
             {
                 v.add("args.message", "must be a string of at most 1000 bytes");
             }
-            &["message"]
+            if object.get("retryable").is_some_and(|r| !r.is_boolean()) {
+                v.add("args.retryable", "must be true or false");
+            }
+            &["message", "retryable"]
+        }
+        "joblogs_gc" => {
+            match object.get("older_than_seconds").map(Value::as_f64) {
+                None => v.add("args.older_than_seconds", "is required"),
+                Some(Some(s)) if (MIN_RETENTION_SECONDS..=MAX_RETENTION_SECONDS).contains(&s) => {}
+                Some(_) => v.add(
+                    "args.older_than_seconds",
+                    format!(
+                        "must be a number from {MIN_RETENTION_SECONDS} to {MAX_RETENTION_SECONDS}"
+                    ),
+                ),
+            }
+            if let Some(keep) = object.get("keep_last")
+                && keep.as_u64().is_none_or(|k| k > MAX_KEEP_LAST)
+            {
+                v.add("args.keep_last", format!("must be an integer from 0 to {MAX_KEEP_LAST}"));
+            }
+            &["older_than_seconds", "keep_last"]
         }
         _ => return,
     };
@@ -87,6 +139,24 @@ mod tests {
         assert!(fields("false", json!({})).is_empty());
         assert!(fields("false", json!({"message": "boom"})).is_empty());
         assert_eq!(fields("false", json!({"message": 3})), ["args.message"]);
+    }
+
+    #[test]
+    fn joblogs_gc_args() {
+        assert!(
+            fields("joblogs_gc", json!({"older_than_seconds": 86400, "keep_last": 10})).is_empty()
+        );
+        assert_eq!(fields("joblogs_gc", json!({})), ["args.older_than_seconds"]);
+        assert_eq!(
+            fields("joblogs_gc", json!({"older_than_seconds": 1})),
+            ["args.older_than_seconds"]
+        );
+        assert_eq!(
+            fields("joblogs_gc", json!({"older_than_seconds": 3600, "keep_last": -1})),
+            ["args.keep_last"]
+        );
+        let retention = Retention::from_args(&json!({"older_than_seconds": 3600})).expect("valid");
+        assert_eq!(retention.keep_last, 0);
     }
 
     #[test]

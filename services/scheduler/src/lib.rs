@@ -3,40 +3,46 @@
 //!
 //! [`run`] binds and serves until the shutdown signal, then stops in this
 //! order: the gRPC server stops accepting and worker sessions end; the
-//! writer flushes what the sessions reported; the dispatcher and the
-//! notification listener stop; the pool closes.
+//! writer flushes what the sessions reported; the leader loops stop and
+//! the lease is released; the dispatcher and the notification listener
+//! stop; the pool closes.
 
 mod api;
 pub mod config;
 mod dispatch;
 pub mod error;
+mod internal;
 pub mod kinds;
+mod leader;
 mod protocol;
+pub mod schedule;
 mod session;
 pub mod store;
 mod writer;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use regsweep_common::Shutdown;
 use regsweep_common::grpc::{self, ServeConfig};
+use regsweep_proto::v1::cron_service_server::CronServiceServer;
 use regsweep_proto::v1::job_service_server::JobServiceServer;
 use regsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
+use uuid::Uuid;
 
 pub use config::Config;
 pub use error::Error;
 
-use crate::api::{JobApi, WorkerApi};
+use crate::api::{CronApi, JobApi, WorkerApi};
 use crate::dispatch::Dispatcher;
+use crate::leader::LeaderConfig;
 use crate::session::SessionContext;
-use crate::store::JobStore;
 use crate::store::postgres::PgStore;
+use crate::store::{JobStore, NewCron};
 use crate::writer::Writer;
 
 /// Largest admin request accepted.
@@ -73,9 +79,24 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let (dispatch, dispatcher) =
         Dispatcher::new(store.clone(), events_rx, config.poll_interval, config.max_claim_batch);
     let dispatcher_task = tokio::spawn(dispatcher.run(loops.clone()));
+    let (written, _) = broadcast::channel(1024);
     let (writer_tx, writer) =
-        Writer::new(store.clone(), config.heartbeat_ttl, config.max_write_batch);
+        Writer::new(store.clone(), config.heartbeat_ttl, config.max_write_batch, written.clone());
     let writer_task = tokio::spawn(writer.run());
+
+    ensure_retention_cron(store.as_ref(), &config).await;
+    let replica = Uuid::new_v4();
+    let leader_task = tokio::spawn(leader::run(
+        store.clone(),
+        replica,
+        LeaderConfig {
+            lease: config.leader_lease,
+            reap_interval: (config.heartbeat_interval / 2)
+                .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            heartbeat_ttl: config.heartbeat_ttl,
+        },
+        loops.clone(),
+    ));
 
     let sessions = TaskTracker::new();
     let ctx = SessionContext {
@@ -88,7 +109,11 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     };
     let routes = Routes::builder()
         .add_service(
-            JobServiceServer::new(JobApi::new(store.clone()))
+            JobServiceServer::new(JobApi::new(store.clone(), written, shutdown.clone()))
+                .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
+        )
+        .add_service(
+            CronServiceServer::new(CronApi::new(store.clone()))
                 .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
         )
         .add_service(
@@ -98,12 +123,16 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         .clone()
         .routes();
     let addr = grpc::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(service = "scheduler", %addr, "listening");
+    tracing::info!(service = "scheduler", %addr, %replica, "listening");
     let served = grpc::serve(
         listener,
         ServeConfig {
             routes,
-            service_names: vec!["regsweep.v1.JobService", "regsweep.v1.WorkerService"],
+            service_names: vec![
+                "regsweep.v1.JobService",
+                "regsweep.v1.WorkerService",
+                "regsweep.v1.CronService",
+            ],
             drain_timeout: config.shutdown_timeout,
         },
         shutdown,
@@ -118,6 +147,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         tracing::warn!("writer did not flush within {WRITER_DRAIN_TIMEOUT:?}");
     }
     loops.trigger();
+    let _ = leader_task.await;
     let _ = dispatcher_task.await;
     let _ = listener_task.await;
     pg.close().await;
@@ -125,7 +155,32 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     served.map_err(Error::from)
 }
 
-/// The address a `listening` log line reports, for tests reading it.
-pub fn parse_listen_addr(addr: &str) -> Option<SocketAddr> {
-    addr.parse().ok()
+/// Creates the default retention cron unless it exists (operators may
+/// have changed or disabled it: it is never overwritten).
+async fn ensure_retention_cron(store: &dyn JobStore, config: &Config) {
+    let Some(next_fire_at) =
+        schedule::next_after(&config.job_retention_schedule, chrono::Utc::now())
+    else {
+        return;
+    };
+    let cron = NewCron {
+        name: RETENTION_CRON.to_string(),
+        schedule: config.job_retention_schedule.clone(),
+        kind: "joblogs_gc".to_string(),
+        args: serde_json::json!({
+            "older_than_seconds": config.job_retention.as_secs(),
+            "keep_last": config.job_retention_count,
+        }),
+        enabled: true,
+        priority: 0,
+        next_fire_at,
+    };
+    match store.create_cron(cron).await {
+        Ok(Some(_)) => tracing::info!(cron = RETENTION_CRON, "created the default retention cron"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot create the default retention cron"),
+    }
 }
+
+/// Name of the retention cron every scheduler makes sure exists.
+pub const RETENTION_CRON: &str = "joblogs-gc";

@@ -33,10 +33,10 @@ pub fn hello(hello: v1::Hello) -> Result<WorkerHello, FieldViolations> {
     }
     let mut capacity = serde_json::Map::new();
     for (kind, n) in &hello.capacity {
-        if !kinds::is_known(kind) {
+        if !kinds::is_worker_kind(kind) {
             v.add(
                 format!("hello.capacity[{kind}]"),
-                format!("unknown kind; known kinds: {}", kinds::KINDS.join(", ")),
+                format!("not a kind workers run; they run {}", kinds::WORKER_KINDS.join(", ")),
             );
         } else if *n > MAX_CAPACITY_PER_KIND {
             v.add(

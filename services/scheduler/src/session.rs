@@ -107,6 +107,12 @@ impl Connected {
             );
         }
         ctx.dispatch.send(DispatchEvent::Joined { session, out: out.clone() });
+        if !registration.capacity_override.is_empty() {
+            ctx.dispatch.send(DispatchEvent::SetCapacity {
+                session,
+                capacity: registration.capacity_override.clone(),
+            });
+        }
 
         let mut draining = false;
         let result = loop {
@@ -175,6 +181,7 @@ async fn handle(
                     session,
                     kind: credit.kind,
                     n: credit.n,
+                    generation: credit.capacity_generation,
                 });
             }
         }

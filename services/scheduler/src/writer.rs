@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regsweep_proto::v1::{self, connect_response::Message};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 use uuid::Uuid;
 
@@ -35,6 +35,7 @@ pub struct Writer {
     rx: mpsc::Receiver<WriteOp>,
     ttl: Duration,
     max_batch: usize,
+    written: broadcast::Sender<i64>,
 }
 
 /// Failed flushes of a batch that is not failing for want of the database
@@ -44,16 +45,19 @@ pub struct Writer {
 const MAX_FLUSH_FAILURES: u32 = 3;
 
 impl Writer {
+    /// `written` hears the id of every job whose logs or status a flush
+    /// changed (log tails wait on it).
     pub fn new(
         store: Arc<dyn JobStore>,
         ttl: Duration,
         max_batch: usize,
+        written: broadcast::Sender<i64>,
     ) -> (mpsc::Sender<WriteOp>, Self) {
         // Bounded so a slow database pushes back on worker streams (and
         // through HTTP/2 flow control on the workers) instead of growing
         // memory.
         let (tx, rx) = mpsc::channel(max_batch * 4);
-        (tx, Self { store, rx, ttl, max_batch })
+        (tx, Self { store, rx, ttl, max_batch, written })
     }
 
     /// Runs until every sender is dropped and the queue is flushed.
@@ -80,6 +84,17 @@ impl Writer {
                         elapsed = ?started.elapsed(),
                         "flushed"
                     );
+                    if self.written.receiver_count() > 0 {
+                        let ids: std::collections::BTreeSet<i64> = batch
+                            .logs
+                            .iter()
+                            .map(|l| l.job_id)
+                            .chain(batch.updates.iter().map(|u| u.job_id))
+                            .collect();
+                        for id in ids {
+                            let _ = self.written.send(id);
+                        }
+                    }
                     return deliver(outcome, routes);
                 }
                 Err(e @ StoreError::Unavailable(_)) => {

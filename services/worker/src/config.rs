@@ -12,9 +12,15 @@ use crate::kinds;
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "regsweep-worker", version, about)]
 pub struct Config {
-    /// Scheduler gRPC URL.
-    #[arg(long, env = "REGSWEEP_SCHEDULER", default_value = "http://127.0.0.1:7070")]
-    pub scheduler: String,
+    /// Scheduler gRPC URL. Several (comma separated) are tried in turn
+    /// when a stream breaks, for replicas without a load balancer.
+    #[arg(
+        long,
+        env = "REGSWEEP_SCHEDULER",
+        default_value = "http://127.0.0.1:7070",
+        value_delimiter = ','
+    )]
+    pub scheduler: Vec<String>,
 
     /// Jobs of a kind run at once, as KIND=N (repeatable, or comma
     /// separated in the env variable). Kinds not listed get the default.
@@ -47,7 +53,7 @@ impl Config {
     /// The defaults, against `scheduler`.
     pub fn new(scheduler: impl Into<String>) -> Self {
         Self {
-            scheduler: scheduler.into(),
+            scheduler: vec![scheduler.into()],
             capacity: Vec::new(),
             default_capacity: 4,
             name: None,

@@ -95,6 +95,7 @@ pub async fn session(
         tracing::info!(worker_id = %welcome.worker_id, "registered with scheduler");
     }
     state.worker_id = Some(welcome.worker_id.clone());
+    state.capacity_generation = 0;
     let interval = welcome
         .heartbeat_interval
         .as_ref()
@@ -116,7 +117,7 @@ pub async fn session(
     let kinds: Vec<String> = state.capacity.keys().cloned().collect();
     for kind in kinds {
         let n = state.free(&kind);
-        if n > 0 && stream.send(state, Out::Credit(v1::Credit { kind, n })).await.is_err() {
+        if n > 0 && stream.send(state, state.credit(kind, n)).await.is_err() {
             return lost("stream closed", true);
         }
     }
@@ -214,22 +215,29 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
                     tracing::info!(job_id = cancel.job_id, attempt = cancel.attempt, reason = %cancel.reason, "cancelling");
                     attempt.control.cancel.cancel();
                 }
-                None => state.remember_early_cancel(key),
+                None => {
+                    tracing::info!(job_id = cancel.job_id, attempt = cancel.attempt, reason = %cancel.reason, "cancel for an attempt not running here");
+                    state.remember_early_cancel(key);
+                }
             }
         }
         In::SetCapacity(set) => {
-            let before: BTreeMap<String, u32> =
-                set.capacity.keys().map(|k| (k.clone(), state.free(k))).collect();
+            // The scheduler dropped its open credits of these kinds: grant
+            // again, in the new generation, what is free under the new
+            // capacity. Running jobs keep running.
+            state.capacity_generation = set.generation;
+            let mut kinds: Vec<String> = Vec::new();
             for (kind, n) in set.capacity {
                 if state.capacity.contains_key(&kind) {
-                    state.capacity.insert(kind, n);
+                    state.capacity.insert(kind.clone(), n);
+                    kinds.push(kind);
                 }
             }
-            tracing::info!(capacity = ?state.capacity, "capacity changed");
-            for (kind, was_free) in before {
-                let more = state.free(&kind).saturating_sub(was_free);
-                if more > 0 {
-                    stream.send(state, Out::Credit(v1::Credit { kind, n: more })).await?;
+            tracing::info!(capacity = ?state.capacity, generation = set.generation, "capacity changed");
+            for kind in kinds {
+                let free = state.free(&kind);
+                if free > 0 {
+                    stream.send(state, state.credit(kind, free)).await?;
                 }
             }
         }
@@ -284,7 +292,7 @@ async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>)
     for (kind, n) in credits {
         let n = n.min(state.free(&kind));
         if n > 0 {
-            stream.send(state, Out::Credit(v1::Credit { kind, n })).await?;
+            stream.send(state, state.credit(kind, n)).await?;
         }
     }
     Ok(())

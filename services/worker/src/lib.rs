@@ -40,14 +40,24 @@ pub enum Error {
 /// Runs the worker until it has drained after `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let capacity = config.capacity_map().map_err(Error::Config)?;
-    grpc::endpoint(&config.scheduler)?;
+    if config.scheduler.is_empty() {
+        return Err(Error::Config("--scheduler needs at least one URL".into()));
+    }
+    for url in &config.scheduler {
+        grpc::endpoint(url)?;
+    }
     let mut state = WorkerState::new(config.worker_name(), capacity);
-    tracing::info!(scheduler = %config.scheduler, name = %state.name, capacity = ?state.capacity, "worker starting");
+    tracing::info!(scheduler = ?config.scheduler, name = %state.name, capacity = ?state.capacity, "worker starting");
     let mut backoff = Backoff::new(config.reconnect_max_backoff);
+    let mut next_url = 0;
     loop {
-        let end =
-            connection::session(&mut state, &config.scheduler, &shutdown, config.shutdown_grace)
-                .await;
+        let end = connection::session(
+            &mut state,
+            &config.scheduler[next_url],
+            &shutdown,
+            config.shutdown_grace,
+        )
+        .await;
         match end {
             End::Drained => {
                 tracing::info!("drained, exiting");
@@ -58,6 +68,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
                 return Err(Error::Rejected(status.message().to_string()));
             }
             End::Lost { reason, welcomed } => {
+                next_url = (next_url + 1) % config.scheduler.len();
                 if welcomed {
                     backoff.reset();
                 }

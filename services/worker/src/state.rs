@@ -35,6 +35,9 @@ pub struct WorkerState {
     early_cancels: HashSet<AttemptKey>,
     early_order: VecDeque<AttemptKey>,
     pub drain: Drain,
+    /// Generation of the last `SetCapacity` applied in the current stream
+    /// (0 at every Welcome); sent with every credit.
+    pub capacity_generation: u64,
 }
 
 impl WorkerState {
@@ -51,6 +54,7 @@ impl WorkerState {
             early_cancels: HashSet::new(),
             early_order: VecDeque::new(),
             drain: Drain::default(),
+            capacity_generation: 0,
         }
     }
 
@@ -65,6 +69,15 @@ impl WorkerState {
             return 0;
         }
         self.capacity.get(kind).copied().unwrap_or(0).saturating_sub(self.running_of(kind))
+    }
+
+    /// A credit for `n` slots of `kind` under the current capacity.
+    pub fn credit(&self, kind: String, n: u32) -> v1::connect_request::Message {
+        v1::connect_request::Message::Credit(v1::Credit {
+            kind,
+            n,
+            capacity_generation: self.capacity_generation,
+        })
     }
 
     pub fn running_list(&self) -> Vec<v1::RunningJob> {

@@ -2,23 +2,33 @@
 
 use std::sync::Arc;
 
+use regsweep_common::Shutdown;
 use regsweep_common::{FieldViolations, paging};
 use regsweep_proto::v1::{self, job_service_server::JobService};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::validate;
+use super::{tail, validate};
 use crate::error::ApiError;
-use crate::store::{CancelOutcome, CreateOutcome, DeleteOutcome, JobStore};
+use crate::store::{CancelOutcome, CapacityOutcome, CreateOutcome, DeleteOutcome, JobStore};
 
 /// Serves the job admin API from the store.
 #[derive(Clone)]
 pub struct JobApi {
     store: Arc<dyn JobStore>,
+    /// Ids of jobs this replica just wrote logs or updates for.
+    written: broadcast::Sender<i64>,
+    shutdown: Shutdown,
 }
 
 impl JobApi {
-    pub fn new(store: Arc<dyn JobStore>) -> Self {
-        Self { store }
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        written: broadcast::Sender<i64>,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self { store, written, shutdown }
     }
 }
 
@@ -28,6 +38,8 @@ fn not_found(id: i64) -> ApiError {
 
 #[tonic::async_trait]
 impl JobService for JobApi {
+    type TailJobLogsStream = ReceiverStream<Result<v1::TailJobLogsResponse, Status>>;
+
     async fn create_job(
         &self,
         request: Request<v1::CreateJobRequest>,
@@ -139,12 +151,73 @@ impl JobService for JobApi {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| not_found(req.id))?;
+        let next_page_token = if lines.len() == req.limit as usize {
+            paging::encode_token(&req.fingerprint, next.to_i64())
+        } else {
+            String::new()
+        };
         Ok(Response::new(v1::GetJobLogsResponse {
             lines: lines.iter().map(|l| l.to_proto()).collect(),
-            next_page_token: next
-                .map(|c| paging::encode_token(&req.fingerprint, c.to_i64()))
-                .unwrap_or_default(),
+            next_page_token,
         }))
+    }
+
+    async fn tail_job_logs(
+        &self,
+        request: Request<v1::TailJobLogsRequest>,
+    ) -> Result<Response<Self::TailJobLogsStream>, Status> {
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        let id = validate::job_id(req.id, &mut v);
+        v.into_result().map_err(ApiError::from)?;
+        if self.store.get_job(id).await.map_err(ApiError::from)?.is_none() {
+            return Err(not_found(id).into());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let tail = tail::Tail {
+            store: self.store.clone(),
+            written: self.written.subscribe(),
+            id,
+            attempt: (req.attempt > 0).then_some(req.attempt),
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(tail.run(tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn set_worker_capacity(
+        &self,
+        request: Request<v1::SetWorkerCapacityRequest>,
+    ) -> Result<Response<v1::SetWorkerCapacityResponse>, Status> {
+        let req = request.into_inner();
+        let (worker_id, capacity) = validate::set_capacity(&req).map_err(ApiError::from)?;
+        let worker = match self
+            .store
+            .set_worker_capacity(worker_id, &capacity)
+            .await
+            .map_err(ApiError::from)?
+        {
+            CapacityOutcome::NotFound => {
+                return Err(ApiError::NotFound(format!("worker {worker_id} not found")).into());
+            }
+            CapacityOutcome::NotLive(status) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "worker {worker_id} is {}",
+                    status.short_name()
+                ))
+                .into());
+            }
+            CapacityOutcome::KindsNotRun(kinds) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "worker {worker_id} does not run {}",
+                    kinds.join(", ")
+                ))
+                .into());
+            }
+            CapacityOutcome::Updated(worker) => worker,
+        };
+        tracing::info!(%worker_id, ?capacity, "worker capacity set");
+        Ok(Response::new(v1::SetWorkerCapacityResponse { worker: Some(worker.to_proto()) }))
     }
 
     async fn list_workers(

@@ -155,6 +155,37 @@ pub fn list_jobs(req: &v1::ListJobsRequest) -> Result<ListJobs, FieldViolations>
     })
 }
 
+pub fn set_capacity(
+    req: &v1::SetWorkerCapacityRequest,
+) -> Result<(Uuid, std::collections::HashMap<String, u32>), FieldViolations> {
+    let mut v = FieldViolations::new();
+    let worker_id = Uuid::parse_str(&req.worker_id).ok();
+    if worker_id.is_none() {
+        v.add("worker_id", "must be a worker id (a UUID)");
+    }
+    if req.capacity.is_empty() {
+        v.add("capacity", "must name at least one kind");
+    }
+    let mut kinds: Vec<&String> = req.capacity.keys().collect();
+    kinds.sort();
+    for kind in kinds {
+        let n = req.capacity[kind];
+        if !kinds::is_worker_kind(kind) {
+            v.add(
+                format!("capacity[{kind}]"),
+                format!("not a kind workers run; they run {}", kinds::WORKER_KINDS.join(", ")),
+            );
+        } else if n > crate::protocol::MAX_CAPACITY_PER_KIND {
+            v.add(
+                format!("capacity[{kind}]"),
+                format!("must be at most {}", crate::protocol::MAX_CAPACITY_PER_KIND),
+            );
+        }
+    }
+    v.into_result()?;
+    Ok((worker_id.unwrap_or_default(), req.capacity.clone()))
+}
+
 pub struct JobLogs {
     pub id: i64,
     pub attempt: Option<u32>,

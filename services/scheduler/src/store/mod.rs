@@ -8,6 +8,7 @@
 mod model;
 pub mod postgres;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +18,7 @@ use regsweep_proto::v1::JobStatus;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-pub use model::{JobRecord, LogLine, WorkerRecord};
+pub use model::{CronRecord, JobRecord, LogLine, WorkerRecord};
 
 /// Errors at the store boundary, already sorted by what the caller can do.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +141,9 @@ pub struct Registration {
     /// Jobs the store had on this worker that it no longer reports; they
     /// were made claimable again.
     pub lost: u64,
+    /// Capacity an operator set for this worker id, to apply on top of
+    /// what it declared (empty when none).
+    pub capacity_override: HashMap<String, u32>,
 }
 
 /// One session of one worker: the fence of every session-level write.
@@ -222,6 +226,59 @@ pub struct WriteOutcome {
     pub superseded: Vec<SessionRef>,
 }
 
+/// Outcome of an operator changing a worker's capacity.
+#[derive(Debug)]
+pub enum CapacityOutcome {
+    NotFound,
+    /// The worker is dead or offline.
+    NotLive(regsweep_proto::v1::WorkerStatus),
+    /// The worker does not run these kinds.
+    KindsNotRun(Vec<String>),
+    /// Stored and announced to the replica holding the worker's stream.
+    Updated(WorkerRecord),
+}
+
+/// What the reaper did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Workers declared dead.
+    pub workers: Vec<Uuid>,
+    /// Their attempts taken back (claimable again, or ended when no
+    /// attempts remain or a cancel was requested).
+    pub jobs: u64,
+}
+
+/// A cron to insert.
+#[derive(Clone, Debug)]
+pub struct NewCron {
+    pub name: String,
+    pub schedule: String,
+    pub kind: String,
+    pub args: serde_json::Value,
+    pub enabled: bool,
+    pub priority: i32,
+    pub next_fire_at: DateTime<Utc>,
+}
+
+/// Computes a schedule's next firing strictly after a time; `None` when it
+/// never fires again.
+pub type NextFire = fn(&str, DateTime<Utc>) -> Option<DateTime<Utc>>;
+
+/// A firing the leader enqueued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fired {
+    pub cron: String,
+    pub fire_at: DateTime<Utc>,
+    pub job_id: i64,
+}
+
+/// What retention removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub jobs: u64,
+    pub log_chunks: u64,
+}
+
 /// What other replicas (or this one) announce through the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreEvent {
@@ -229,6 +286,8 @@ pub enum StoreEvent {
     JobsAvailable(String),
     /// An operator asked to cancel a running job.
     CancelRequested { worker_id: Uuid, job_id: i64, attempt: u32, reason: String },
+    /// An operator changed a worker's capacity (the full effective map).
+    CapacityChanged { worker_id: Uuid, capacity: HashMap<String, u32> },
     /// Notifications may have been missed (listener reconnected): re-check.
     Resync,
 }
@@ -250,15 +309,16 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`StoreEvent::CancelRequested`] to the replica holding its worker.
     async fn cancel_job(&self, id: i64, reason: &str) -> Result<CancelOutcome, StoreError>;
     async fn delete_job(&self, id: i64) -> Result<DeleteOutcome, StoreError>;
-    /// Log lines of a job from `cursor` on; `None` when the job does not
-    /// exist. Returns the lines and the cursor after the last one.
+    /// Up to `limit` log lines of a job from `cursor` on, and the cursor
+    /// after the last one (`cursor` itself when there is none yet); `None`
+    /// when the job does not exist.
     async fn job_logs(
         &self,
         id: i64,
         attempt: Option<u32>,
         cursor: Option<LogCursor>,
         limit: u32,
-    ) -> Result<Option<(Vec<LogLine>, Option<LogCursor>)>, StoreError>;
+    ) -> Result<Option<(Vec<LogLine>, LogCursor)>, StoreError>;
 
     /// Starts or resumes a worker session (see [`Registration`]).
     async fn register_worker(
@@ -291,6 +351,46 @@ pub trait JobStore: Send + Sync + 'static {
     /// Delivers [`StoreEvent`]s until `shutdown`; reconnects on failure
     /// and sends [`StoreEvent::Resync`] after every reconnection.
     async fn listen(&self, events: mpsc::Sender<StoreEvent>, shutdown: Shutdown);
+
+    /// Takes or renews lease `name` for `holder` until `now + lease`;
+    /// false when another holder's lease has not expired.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: Uuid,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Gives lease `name` up if `holder` has it, so another replica can
+    /// take it at once.
+    async fn release_lease(&self, name: &str, holder: Uuid) -> Result<(), StoreError>;
+    /// Declares workers whose heartbeat expired dead and takes back their
+    /// attempts.
+    async fn reap_expired_workers(&self) -> Result<Reaped, StoreError>;
+    /// Sets an operator capacity for a live worker and announces it.
+    async fn set_worker_capacity(
+        &self,
+        worker_id: Uuid,
+        capacity: &HashMap<String, u32>,
+    ) -> Result<CapacityOutcome, StoreError>;
+
+    /// Inserts a cron; `None` when the name is taken.
+    async fn create_cron(&self, cron: NewCron) -> Result<Option<CronRecord>, StoreError>;
+    async fn get_cron(&self, name: &str) -> Result<Option<CronRecord>, StoreError>;
+    async fn list_crons(&self) -> Result<Vec<CronRecord>, StoreError>;
+    /// Replaces a cron's definition (`next_fire_at` included); `None` when
+    /// it does not exist.
+    async fn update_cron(&self, cron: NewCron) -> Result<Option<CronRecord>, StoreError>;
+    async fn delete_cron(&self, name: &str) -> Result<bool, StoreError>;
+    /// Enqueues one job for every enabled cron that is due, and moves each
+    /// to its next firing after now: missed firings are skipped, not
+    /// replayed. Safe to run on several replicas at once.
+    async fn fire_due_crons(&self, next: NextFire) -> Result<Vec<Fired>, StoreError>;
+    /// The earliest `next_fire_at` of the enabled crons.
+    async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Deletes finished jobs (and their logs) that finished longer than
+    /// `older_than` ago or are beyond the newest `keep_last` finished ones.
+    async fn purge_jobs(&self, older_than: Duration, keep_last: u64) -> Result<Purged, StoreError>;
 }
 
 /// Position in a job's log: the next line is line `line` of chunk

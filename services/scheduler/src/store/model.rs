@@ -141,3 +141,35 @@ pub fn count_map(value: &serde_json::Value) -> HashMap<String, u32> {
         })
         .unwrap_or_default()
 }
+
+/// A cron row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CronRecord {
+    pub name: String,
+    pub schedule: String,
+    pub kind: String,
+    pub args: serde_json::Value,
+    pub enabled: bool,
+    pub priority: i32,
+    pub next_fire_at: DateTime<Utc>,
+    pub last_fire_at: Option<DateTime<Utc>>,
+    pub last_job_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl CronRecord {
+    pub fn to_proto(&self) -> v1::Cron {
+        v1::Cron {
+            name: self.name.clone(),
+            schedule: self.schedule.clone(),
+            kind: self.kind.clone(),
+            args: Some(json_to_struct(self.args.clone())),
+            disabled: !self.enabled,
+            priority: self.priority,
+            next_fire_at: Some(timestamp_from_chrono(self.next_fire_at)),
+            last_fire_at: self.last_fire_at.map(timestamp_from_chrono),
+            last_job_id: self.last_job_id.unwrap_or_default(),
+            created_at: Some(timestamp_from_chrono(self.created_at)),
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! `false`: fails at once without retry, with `message` if given. Docker
-//! Trusted Registry's test job for the error path.
+//! `false`: fails at once, with `message` if given; without retry unless
+//! `retryable` is set. Docker Trusted Registry's test job for the error
+//! path.
 
 use serde::Deserialize;
 
@@ -9,6 +10,9 @@ use crate::job::{JobContext, Outcome};
 #[serde(deny_unknown_fields)]
 struct Args {
     message: Option<String>,
+    /// Fail as retryable, to exercise retries and backoff.
+    #[serde(default)]
+    retryable: bool,
 }
 
 pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
@@ -18,5 +22,5 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
     };
     let error = args.message.unwrap_or_else(|| "false: failed as asked".to_string());
     ctx.log(format!("failing: {error}"));
-    Outcome::Failed { error, retryable: false }
+    Outcome::Failed { error, retryable: args.retryable }
 }

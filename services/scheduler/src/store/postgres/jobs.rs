@@ -188,14 +188,15 @@ pub async fn logs(
     attempt: Option<u32>,
     cursor: Option<LogCursor>,
     limit: u32,
-) -> Result<Option<(Vec<LogLine>, Option<LogCursor>)>, StoreError> {
+) -> Result<Option<(Vec<LogLine>, LogCursor)>, StoreError> {
     let exists: Option<(i64,)> =
         sqlx::query_as("SELECT id FROM jobs WHERE id = $1").bind(id).fetch_optional(pool).await?;
     if exists.is_none() {
         return Ok(None);
     }
     let start = cursor.unwrap_or(LogCursor { attempt: 0, seq: 0, line: 0 });
-    // Every chunk holds at least one line, so `limit` chunks always suffice.
+    // Every chunk holds at least one line, so `limit` chunks always suffice,
+    // plus the first one, whose lines may all be before the cursor.
     let chunks: Vec<LogChunkRow> = sqlx::query_as(
         "SELECT attempt, seq, times, lines FROM job_logs
          WHERE job_id = $1 AND ($2 = 0 OR attempt = $2) AND (attempt, seq) >= ($3, $4)
@@ -206,12 +207,13 @@ pub async fn logs(
     .bind(to_i32(attempt.unwrap_or(0)))
     .bind(to_i32(start.attempt))
     .bind(to_i32(start.seq))
-    .bind(i64::from(limit))
+    .bind(i64::from(limit) + 1)
     .fetch_all(pool)
     .await?;
 
     let mut lines = Vec::new();
-    let mut next = None;
+    // Where the next read starts: after the last line returned.
+    let mut next = start;
     'chunks: for (chunk_attempt, seq, times, texts) in chunks {
         let chunk_attempt = rows::non_negative(chunk_attempt, "log attempt")?;
         let seq = rows::non_negative(seq, "log seq")?;
@@ -222,13 +224,10 @@ pub async fn logs(
                 continue;
             }
             if lines.len() >= limit as usize {
-                next = Some(LogCursor { attempt: chunk_attempt, seq, line: index });
                 break 'chunks;
             }
             lines.push(LogLine { attempt: chunk_attempt, time, text });
-        }
-        if lines.len() >= limit as usize {
-            next = Some(LogCursor { attempt: chunk_attempt, seq: seq + 1, line: 0 });
+            next = LogCursor { attempt: chunk_attempt, seq, line: index + 1 };
         }
     }
     Ok(Some((lines, next)))

@@ -4,23 +4,30 @@
 //! `search_path`, so sqlx's migration table lives there too and another
 //! service's migrations in the same database never collide with ours).
 
+mod crons;
 mod jobs;
+mod leases;
 mod queue;
+mod retention;
 mod rows;
 mod workers;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use regsweep_common::Shutdown;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use super::{
-    CancelOutcome, ClaimSlot, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, JobStore,
-    LogCursor, LogLine, NewJob, Registration, SessionRef, StoreError, StoreEvent, WorkerHello,
-    WorkerRecord, WriteBatch, WriteOutcome,
+    CancelOutcome, CapacityOutcome, ClaimSlot, CreateOutcome, CronRecord, DeleteOutcome, Fired,
+    JobFilter, JobRecord, JobStore, LogCursor, LogLine, NewCron, NewJob, NextFire, Purged, Reaped,
+    Registration, SessionRef, StoreError, StoreEvent, WorkerHello, WorkerRecord, WriteBatch,
+    WriteOutcome,
 };
 
 /// The schema the scheduler owns.
@@ -29,6 +36,8 @@ pub const SCHEMA: &str = "scheduler";
 const JOBS_CHANNEL: &str = "regsweep_jobs";
 /// Channel announcing cancel requests (payload: JSON).
 const CANCEL_CHANNEL: &str = "regsweep_cancel";
+/// Channel announcing operator capacity changes (payload: JSON).
+const CAPACITY_CHANNEL: &str = "regsweep_capacity";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -112,7 +121,7 @@ impl JobStore for PgStore {
         attempt: Option<u32>,
         cursor: Option<LogCursor>,
         limit: u32,
-    ) -> Result<Option<(Vec<LogLine>, Option<LogCursor>)>, StoreError> {
+    ) -> Result<Option<(Vec<LogLine>, LogCursor)>, StoreError> {
         jobs::logs(&self.pool, id, attempt, cursor, limit).await
     }
 
@@ -165,6 +174,63 @@ impl JobStore for PgStore {
             }
         }
     }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: Uuid,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        leases::try_lease(&self.pool, name, holder, lease).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: Uuid) -> Result<(), StoreError> {
+        leases::release_lease(&self.pool, name, holder).await
+    }
+
+    async fn reap_expired_workers(&self) -> Result<Reaped, StoreError> {
+        workers::reap(&self.pool).await
+    }
+
+    async fn set_worker_capacity(
+        &self,
+        worker_id: Uuid,
+        capacity: &HashMap<String, u32>,
+    ) -> Result<CapacityOutcome, StoreError> {
+        workers::set_capacity(&self.pool, worker_id, capacity).await
+    }
+
+    async fn create_cron(&self, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
+        crons::create(&self.pool, cron).await
+    }
+
+    async fn get_cron(&self, name: &str) -> Result<Option<CronRecord>, StoreError> {
+        crons::get(&self.pool, name).await
+    }
+
+    async fn list_crons(&self) -> Result<Vec<CronRecord>, StoreError> {
+        crons::list(&self.pool).await
+    }
+
+    async fn update_cron(&self, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
+        crons::update(&self.pool, cron).await
+    }
+
+    async fn delete_cron(&self, name: &str) -> Result<bool, StoreError> {
+        crons::delete(&self.pool, name).await
+    }
+
+    async fn fire_due_crons(&self, next: NextFire) -> Result<Vec<Fired>, StoreError> {
+        crons::fire_due(&self.pool, next).await
+    }
+
+    async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        crons::next_due(&self.pool).await
+    }
+
+    async fn purge_jobs(&self, older_than: Duration, keep_last: u64) -> Result<Purged, StoreError> {
+        retention::purge(&self.pool, older_than, keep_last).await
+    }
 }
 
 /// Listens until shutdown (`Ok`) or a connection error (`Err`). Every
@@ -176,7 +242,7 @@ async fn listen_once(
     shutdown: &Shutdown,
 ) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen_all([JOBS_CHANNEL, CANCEL_CHANNEL]).await?;
+    listener.listen_all([JOBS_CHANNEL, CANCEL_CHANNEL, CAPACITY_CHANNEL]).await?;
     if events.send(StoreEvent::Resync).await.is_err() {
         return Ok(());
     }
@@ -190,13 +256,24 @@ async fn listen_once(
             Some(n) if n.channel() == JOBS_CHANNEL => {
                 StoreEvent::JobsAvailable(n.payload().to_string())
             }
-            Some(n) => match rows::parse_cancel_payload(n.payload()) {
-                Some(event) => event,
-                None => {
-                    tracing::warn!(payload = n.payload(), "ignoring malformed cancel notification");
-                    continue;
+            Some(n) => {
+                let event = if n.channel() == CANCEL_CHANNEL {
+                    rows::parse_cancel_payload(n.payload())
+                } else {
+                    rows::parse_capacity_payload(n.payload())
+                };
+                match event {
+                    Some(event) => event,
+                    None => {
+                        tracing::warn!(
+                            channel = n.channel(),
+                            payload = n.payload(),
+                            "ignoring malformed notification"
+                        );
+                        continue;
+                    }
                 }
-            },
+            }
         };
         if events.send(event).await.is_err() {
             return Ok(());

@@ -145,6 +145,17 @@ pub fn parse_cancel_payload(payload: &str) -> Option<StoreEvent> {
     })
 }
 
+#[derive(serde::Deserialize)]
+struct CapacityPayload {
+    worker_id: Uuid,
+    capacity: std::collections::HashMap<String, u32>,
+}
+
+pub fn parse_capacity_payload(payload: &str) -> Option<StoreEvent> {
+    let p: CapacityPayload = serde_json::from_str(payload).ok()?;
+    Some(StoreEvent::CapacityChanged { worker_id: p.worker_id, capacity: p.capacity })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Worker sessions: registration (new or resumed), draining, listing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::postgres::PgPool;
@@ -8,7 +8,11 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::rows::{self, WorkerRow, to_i32};
-use crate::store::{Registration, SessionRef, StaleRun, StoreError, WorkerHello, WorkerRecord};
+use crate::store::model::count_map;
+use crate::store::{
+    CapacityOutcome, Reaped, Registration, SessionRef, StaleRun, StoreError, WorkerHello,
+    WorkerRecord,
+};
 
 /// Status a job whose attempt was lost (worker dead, or the worker no
 /// longer runs it) moves to: claimable again while attempts remain.
@@ -36,9 +40,9 @@ pub async fn register(
 ) -> Result<Registration, StoreError> {
     let ttl_secs = ttl.as_secs_f64();
     let mut tx = pool.begin().await?;
-    let previous: Option<(String,)> = match hello.resume_worker_id {
+    let previous: Option<(String, Json<serde_json::Value>)> = match hello.resume_worker_id {
         Some(id) => {
-            sqlx::query_as("SELECT status FROM workers WHERE id = $1 FOR UPDATE")
+            sqlx::query_as("SELECT status, capacity_override FROM workers WHERE id = $1 FOR UPDATE")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -46,9 +50,22 @@ pub async fn register(
         None => None,
     };
     let (worker_id, resumed) = match (hello.resume_worker_id, &previous) {
-        (Some(id), Some((status,))) => (id, status == "alive" || status == "draining"),
+        (Some(id), Some((status, _))) => (id, status == "alive" || status == "draining"),
         _ => (Uuid::new_v4(), false),
     };
+    // An operator's capacity outlives reconnections of the same worker id,
+    // for the kinds the worker still declares.
+    let capacity_override: HashMap<String, u32> = previous
+        .as_ref()
+        .map(|(_, o)| count_map(&o.0))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(kind, _)| hello.capacity.contains_key(kind))
+        .collect();
+    let mut capacity = hello.capacity.clone();
+    for (kind, n) in &capacity_override {
+        capacity.insert(kind.clone(), (*n).into());
+    }
     let (epoch,): (i64,) = sqlx::query_as(
         "INSERT INTO workers (id, name, version, status, capacity, heartbeat_expiration)
          VALUES ($1, $2, $3, 'alive', $4, now() + make_interval(secs => $5))
@@ -62,7 +79,7 @@ pub async fn register(
     .bind(worker_id)
     .bind(&hello.name)
     .bind(&hello.version)
-    .bind(Json(&hello.capacity))
+    .bind(Json(&capacity))
     .bind(ttl_secs)
     .fetch_one(&mut *tx)
     .await?;
@@ -148,7 +165,7 @@ pub async fn register(
         0
     };
     tx.commit().await?;
-    Ok(Registration { worker_id, epoch, resumed, stale, lost })
+    Ok(Registration { worker_id, epoch, resumed, stale, lost, capacity_override })
 }
 
 pub async fn set_draining(pool: &PgPool, session: SessionRef) -> Result<bool, StoreError> {
@@ -163,31 +180,116 @@ pub async fn set_draining(pool: &PgPool, session: SessionRef) -> Result<bool, St
     Ok(done.rows_affected() == 1)
 }
 
+/// Worker columns with a `running` map of what each runs, per kind.
+const WORKER_SELECT: &str = "SELECT w.id, w.name, w.version, w.status, w.capacity,
+            coalesce(r.running, '{}'::jsonb) AS running,
+            w.session_epoch, w.connected_at, w.last_heartbeat, w.heartbeat_expiration
+     FROM workers w
+     LEFT JOIN LATERAL (
+         SELECT jsonb_object_agg(kind, n) AS running
+         FROM (SELECT kind, count(*) AS n FROM jobs
+               WHERE worker_id = w.id AND status IN ('running', 'cancel_request')
+               GROUP BY kind) k
+     ) r ON true";
+
 pub async fn list(
     pool: &PgPool,
     include_gone: bool,
     offset: u64,
     limit: u32,
 ) -> Result<Vec<WorkerRecord>, StoreError> {
-    let rows: Vec<WorkerRow> = sqlx::query_as(
-        "SELECT w.id, w.name, w.version, w.status, w.capacity,
-                coalesce(r.running, '{}'::jsonb) AS running,
-                w.session_epoch, w.connected_at, w.last_heartbeat, w.heartbeat_expiration
-         FROM workers w
-         LEFT JOIN LATERAL (
-             SELECT jsonb_object_agg(kind, n) AS running
-             FROM (SELECT kind, count(*) AS n FROM jobs
-                   WHERE worker_id = w.id AND status IN ('running', 'cancel_request')
-                   GROUP BY kind) k
-         ) r ON true
+    let sql = format!(
+        "{WORKER_SELECT}
          WHERE $1 OR w.status IN ('alive', 'draining')
          ORDER BY w.connected_at DESC, w.id
-         OFFSET $2 LIMIT $3",
-    )
-    .bind(include_gone)
-    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+         OFFSET $2 LIMIT $3"
+    );
+    let rows: Vec<WorkerRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(include_gone)
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
     rows.into_iter().map(WorkerRecord::try_from).collect()
+}
+
+/// Declares workers whose heartbeat expired dead and takes their attempts
+/// back in one statement.
+pub async fn reap(pool: &PgPool) -> Result<Reaped, StoreError> {
+    let sql = format!(
+        "WITH dead AS (
+             UPDATE workers SET status = 'dead'
+             WHERE status IN ('alive', 'draining') AND heartbeat_expiration < now()
+             RETURNING id
+         ),
+         taken AS (
+             UPDATE jobs SET
+                 status = CASE WHEN status = 'worker_resurrection' THEN 'worker_dead'
+                               ELSE {LOST_ATTEMPT_STATUS} END,
+                 errors = CASE WHEN status = 'worker_resurrection' THEN errors ELSE {errors} END,
+                 last_error = CASE WHEN status IN ('cancel_request', 'worker_resurrection')
+                                   THEN last_error ELSE $1 END,
+                 finished_at = CASE WHEN status = 'cancel_request'
+                                      OR (status = 'running' AND attempt - given_back >= max_attempts)
+                                    THEN now() END,
+                 updated_at = now()
+             WHERE worker_id IN (SELECT id FROM dead)
+               AND status IN ('running', 'cancel_request', 'worker_resurrection')
+             RETURNING 1
+         )
+         SELECT coalesce((SELECT array_agg(id) FROM dead), '{{}}'), (SELECT count(*) FROM taken)",
+        errors = lost_attempt_errors("$1"),
+    );
+    let (workers, jobs): (Vec<Uuid>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind("worker heartbeat expired")
+        .fetch_one(pool)
+        .await?;
+    Ok(Reaped { workers, jobs: u64::try_from(jobs).unwrap_or_default() })
+}
+
+pub async fn set_capacity(
+    pool: &PgPool,
+    worker_id: Uuid,
+    capacity: &HashMap<String, u32>,
+) -> Result<CapacityOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    let current: Option<(String, Json<serde_json::Value>)> =
+        sqlx::query_as("SELECT status, capacity FROM workers WHERE id = $1 FOR UPDATE")
+            .bind(worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((status, declared)) = current else {
+        return Ok(CapacityOutcome::NotFound);
+    };
+    if status != "alive" && status != "draining" {
+        let status = regsweep_proto::v1::WorkerStatus::from_short_name(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("worker status {status:?}")))?;
+        return Ok(CapacityOutcome::NotLive(status));
+    }
+    let mut effective = count_map(&declared.0);
+    let mut not_run: Vec<String> =
+        capacity.keys().filter(|k| !effective.contains_key(*k)).cloned().collect();
+    if !not_run.is_empty() {
+        not_run.sort();
+        return Ok(CapacityOutcome::KindsNotRun(not_run));
+    }
+    effective.extend(capacity.iter().map(|(k, v)| (k.clone(), *v)));
+    sqlx::query(
+        "UPDATE workers SET capacity = capacity || $2, capacity_override = capacity_override || $2
+         WHERE id = $1",
+    )
+    .bind(worker_id)
+    .bind(Json(capacity))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(super::CAPACITY_CHANNEL)
+        .bind(serde_json::json!({"worker_id": worker_id, "capacity": effective}).to_string())
+        .execute(&mut *tx)
+        .await?;
+    let sql = format!("{WORKER_SELECT} WHERE w.id = $1");
+    let row: WorkerRow =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker_id).fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(CapacityOutcome::Updated(row.try_into()?))
 }

@@ -1,0 +1,142 @@
+//! Leadership: one replica at a time holds the `leader` lease and runs the
+//! loops that must not run twice: the reaper of dead workers, the crons,
+//! and the scheduler's own job kinds (retention). Losing the lease, or
+//! failing to renew it in time, stops those loops before another replica
+//! can take over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use regsweep_common::Shutdown;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::internal::InternalRunner;
+use crate::schedule;
+use crate::store::JobStore;
+
+const LEASE: &str = "leader";
+
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    pub lease: Duration,
+    pub reap_interval: Duration,
+    pub heartbeat_ttl: Duration,
+}
+
+/// Competes for the lease until `shutdown`, running the leader loops while
+/// it holds it; gives the lease up on the way out.
+pub async fn run(
+    store: Arc<dyn JobStore>,
+    replica: Uuid,
+    config: LeaderConfig,
+    shutdown: Shutdown,
+) {
+    let mut leading: Option<(Shutdown, JoinSet<()>)> = None;
+    let mut renewed = Instant::now();
+    // Stop leading well before the lease could have expired unrenewed.
+    let give_up_after = config.lease.mul_f64(2.0 / 3.0);
+    loop {
+        match store.try_lease(LEASE, replica, config.lease).await {
+            Ok(true) => {
+                renewed = Instant::now();
+                if leading.is_none() {
+                    tracing::info!(%replica, lease = ?config.lease, "became leader");
+                    leading = Some(start(&store, &config, replica));
+                }
+            }
+            Ok(false) => {
+                if let Some(tasks) = leading.take() {
+                    tracing::warn!(%replica, "lost leadership to another replica");
+                    stop(tasks).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the leader lease");
+                if renewed.elapsed() >= give_up_after
+                    && let Some(tasks) = leading.take()
+                {
+                    tracing::warn!(%replica, "stepping down: lease not renewed in time");
+                    stop(tasks).await;
+                }
+            }
+        }
+        // The leader renews at a third of the lease; the others look ten
+        // times per lease, so a dead leader is replaced soon after expiry.
+        let pause = if leading.is_some() { config.lease / 3 } else { config.lease / 10 };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    if let Some(tasks) = leading.take() {
+        stop(tasks).await;
+        if let Err(e) = store.release_lease(LEASE, replica).await {
+            tracing::warn!(error = %e, "cannot release the leader lease");
+        } else {
+            tracing::info!(%replica, "released leadership");
+        }
+    }
+}
+
+fn start(
+    store: &Arc<dyn JobStore>,
+    config: &LeaderConfig,
+    replica: Uuid,
+) -> (Shutdown, JoinSet<()>) {
+    let stop = Shutdown::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(reaper(store.clone(), config.reap_interval, stop.clone()));
+    tasks.spawn(crons(store.clone(), stop.clone()));
+    let runner = InternalRunner::new(store.clone(), replica, config.heartbeat_ttl);
+    tasks.spawn(runner.run(stop.clone()));
+    (stop, tasks)
+}
+
+async fn stop((signal, mut tasks): (Shutdown, JoinSet<()>)) {
+    signal.trigger();
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Declares workers dead once their heartbeat expired; their attempts
+/// become claimable again (or end, when no attempts remain).
+async fn reaper(store: Arc<dyn JobStore>, interval: Duration, stop: Shutdown) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match store.reap_expired_workers().await {
+            Ok(reaped) if !reaped.workers.is_empty() => {
+                tracing::warn!(workers = ?reaped.workers, jobs = reaped.jobs, "heartbeat expired, workers declared dead");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reaper failed"),
+        }
+    }
+}
+
+/// Fires due crons, sleeping until the next one is due (at most a second,
+/// so new and changed crons are noticed).
+async fn crons(store: Arc<dyn JobStore>, stop: Shutdown) {
+    loop {
+        match store.fire_due_crons(schedule::next_after).await {
+            Ok(fired) => {
+                for f in fired {
+                    tracing::info!(cron = %f.cron, fire_at = %f.fire_at, job_id = f.job_id, "cron fired");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "firing crons failed"),
+        }
+        let pause = match store.next_cron_due().await {
+            Ok(Some(due)) => (due - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            Ok(None) | Err(_) => Duration::from_secs(1),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause.min(Duration::from_secs(1))) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
