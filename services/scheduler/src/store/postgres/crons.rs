@@ -112,21 +112,23 @@ pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError
     Ok(due)
 }
 
+/// A due cron: name, schedule, kind, args, priority, due time.
+type DueCron = (String, String, String, Json<serde_json::Value>, i32, DateTime<Utc>);
+
 /// Fires due crons in one transaction. The rows stay locked until their
 /// `next_fire_at` has moved on, so a concurrent firing (a replica that
 /// still believes it leads) skips them: each firing is enqueued once.
 pub async fn fire_due(pool: &PgPool, next: NextFire) -> Result<Vec<Fired>, StoreError> {
     let mut tx = pool.begin().await?;
-    let due: Vec<(String, String, String, Json<serde_json::Value>, i32, DateTime<Utc>)> =
-        sqlx::query_as(
-            "SELECT name, schedule, kind, args, priority, next_fire_at FROM crons
+    let due: Vec<DueCron> = sqlx::query_as(
+        "SELECT name, schedule, kind, args, priority, next_fire_at FROM crons
              WHERE enabled AND next_fire_at <= now()
              ORDER BY next_fire_at
              LIMIT 100
              FOR UPDATE SKIP LOCKED",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     if due.is_empty() {
         return Ok(Vec::new());
     }
