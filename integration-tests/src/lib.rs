@@ -7,10 +7,12 @@
 
 pub mod db;
 pub mod process;
+pub mod raw;
 pub mod services;
 pub mod wait;
 
 pub use db::TestDb;
 pub use process::Service;
+pub use raw::RawWorker;
 pub use services::{Scheduler, Worker};
 pub use wait::wait_until;

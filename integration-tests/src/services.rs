@@ -34,23 +34,39 @@ impl Scheduler {
     }
 
     pub async fn start_named(name: &str, db: &TestDb, extra: &[&str]) -> Self {
-        let mut args =
-            vec!["--heartbeat-interval", "1s", "--heartbeat-ttl", "3s", "--poll-interval", "200ms"];
+        Self::start_on(name, db, "127.0.0.1:0", extra).await
+    }
+
+    /// Starts a scheduler listening on `listen` (to restart one on the
+    /// port it had).
+    pub async fn start_on(name: &str, db: &TestDb, listen: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "--listen",
+            listen,
+            "--heartbeat-interval",
+            "1s",
+            "--heartbeat-ttl",
+            "3s",
+            "--poll-interval",
+            "200ms",
+        ];
         args.extend(extra);
         Self::launch(name, &db.url, &args, true).await
     }
 
-    /// Starts a scheduler with only `extra` on top of the port, log format
-    /// and database flags; `echo` copies its log to stderr.
+    /// The address it listens on (`127.0.0.1:port`).
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// Starts a scheduler with only `extra` on top of the log format and
+    /// database flags (and `--listen 127.0.0.1:0` unless `extra` has one);
+    /// `echo` copies its log to stderr.
     pub async fn launch(name: &str, database_url: &str, extra: &[&str], echo: bool) -> Self {
-        let mut args = strings(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--database-url",
-            database_url,
-        ]);
+        let listen =
+            if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] };
+        let mut args = strings(listen);
+        args.extend(strings(&["--log-format", "json", "--database-url", database_url]));
         args.extend(strings(extra));
         let process = Service::spawn_with(name, "regsweep-scheduler", &args, quiet_env(echo), echo);
         let line = process.wait_for_message("listening", START_TIMEOUT).await;

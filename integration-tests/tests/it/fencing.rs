@@ -4,65 +4,16 @@
 
 use std::time::Duration;
 
-use regsweep_integration_tests::{Scheduler, TestDb};
+use regsweep_integration_tests::raw::{credit, update};
+use regsweep_integration_tests::{RawWorker, Scheduler, TestDb};
 use regsweep_proto::v1::{
     self, JobStatus, connect_request::Message as Out, connect_response::Message as In,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 
 use crate::{create, get, wait_status};
-
-/// A worker made of the bare protocol.
-struct RawWorker {
-    tx: mpsc::Sender<v1::ConnectRequest>,
-    rx: Streaming<v1::ConnectResponse>,
-    id: String,
-}
-
-impl RawWorker {
-    async fn connect(scheduler: &Scheduler, name: &str, capacity: &[(&str, u32)]) -> Self {
-        let (tx, rx) = mpsc::channel(64);
-        let hello = v1::Hello {
-            name: name.into(),
-            version: "test".into(),
-            capacity: capacity.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
-            ..Default::default()
-        };
-        tx.send(v1::ConnectRequest { message: Some(Out::Hello(hello)) }).await.expect("send hello");
-        let mut rx = scheduler
-            .workers()
-            .await
-            .connect(ReceiverStream::new(rx))
-            .await
-            .expect("connect")
-            .into_inner();
-        let Some(In::Welcome(welcome)) = next(&mut rx).await else { panic!("expected welcome") };
-        Self { tx, rx, id: welcome.worker_id }
-    }
-
-    async fn send(&self, message: Out) {
-        self.tx.send(v1::ConnectRequest { message: Some(message) }).await.expect("send");
-    }
-
-    async fn next(&mut self) -> In {
-        next(&mut self.rx).await.expect("a message")
-    }
-}
-
-async fn next(rx: &mut Streaming<v1::ConnectResponse>) -> Option<In> {
-    tokio::time::timeout(Duration::from_secs(10), rx.message())
-        .await
-        .expect("scheduler answered in time")
-        .expect("stream healthy")
-        .and_then(|m| m.message)
-}
-
-fn update(job_id: i64, attempt: u32, status: JobStatus) -> Out {
-    Out::JobUpdate(v1::JobUpdate { job_id, attempt, status: status.into(), ..Default::default() })
-}
 
 fn lines(attempt: u32, texts: &[&str]) -> Vec<v1::JobLogLine> {
     texts.iter().map(|t| v1::JobLogLine { attempt, time: None, text: t.to_string() }).collect()
@@ -77,9 +28,7 @@ async fn updates_for_another_attempt_or_worker_change_nothing() {
     let mut intruder = RawWorker::connect(&scheduler, "intruder", &[("sleep", 0)]).await;
 
     let job = create(&mut jobs, "sleep", json!({"seconds": 60})).await;
-    worker
-        .send(Out::Credit(v1::Credit { kind: "sleep".into(), n: 1, capacity_generation: 0 }))
-        .await;
+    worker.send(credit("sleep", 1)).await;
     let In::Assign(v1::Assign { job: Some(assigned) }) = worker.next().await else {
         panic!("expected assign")
     };
@@ -189,9 +138,7 @@ async fn protocol_violations_end_the_stream_with_a_reason() {
 
     // Credit for a kind the worker did not declare.
     let worker = RawWorker::connect(&scheduler, "w", &[("sleep", 1)]).await;
-    worker
-        .send(Out::Credit(v1::Credit { kind: "false".into(), n: 1, capacity_generation: 0 }))
-        .await;
+    worker.send(credit("false", 1)).await;
     let mut rx = worker.rx;
     let status = rx.message().await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);

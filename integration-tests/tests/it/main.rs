@@ -2,8 +2,12 @@
 //! processes.
 
 mod cancel_and_drain;
+mod capacity_retries;
 mod fencing;
 mod lifecycle;
+mod liveness;
+mod replicas;
+mod retention_and_tail;
 mod scheduling;
 mod validation;
 

@@ -107,8 +107,19 @@ pub async fn session(
 
     while let Some(request) = state.pending.pop_front() {
         let Some(message) = request.message else { continue };
+        let ended = match &message {
+            Out::JobUpdate(u) if u.status != i32::from(JobStatus::Running) => {
+                Some((u.job_id, u.attempt))
+            }
+            _ => None,
+        };
         if stream.send(state, message).await.is_err() {
             return lost("stream closed while replaying", true);
+        }
+        // Delivered at last: the attempt is over (its slot is granted with
+        // the credits below).
+        if let Some(key) = ended {
+            state.running.remove(&key);
         }
     }
     if state.drain.active && stream.send(state, Out::Draining(v1::Draining {})).await.is_err() {

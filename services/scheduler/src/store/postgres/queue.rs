@@ -226,6 +226,18 @@ async fn apply_heartbeats(
     let (mut ids, mut attempts, mut workers, mut progress) = (vec![], vec![], vec![], vec![]);
     for heartbeat in heartbeats {
         if !live.contains(&heartbeat.session.worker_id) {
+            // Its attempts were taken back (or belong to a newer session):
+            // tell it to stop them before its stream is ended.
+            for run in &heartbeat.running {
+                outcome.stale.push((
+                    heartbeat.session.worker_id,
+                    StaleRun {
+                        job_id: run.job_id,
+                        attempt: run.attempt,
+                        reason: "worker was declared dead or reconnected".into(),
+                    },
+                ));
+            }
             outcome.superseded.push(heartbeat.session);
             continue;
         }

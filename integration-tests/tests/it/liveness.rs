@@ -1,0 +1,173 @@
+//! Workers that crash, freeze, come back, or lose their scheduler.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use regsweep_integration_tests::raw::{credit, update};
+use regsweep_integration_tests::{RawWorker, Scheduler, TestDb, Worker, wait_until};
+use regsweep_proto::v1::{self, JobStatus, WorkerStatus, connect_response::Message as In};
+use serde_json::json;
+
+use crate::{create, get, wait_status};
+
+/// Heartbeat TTL the test schedulers use (`Scheduler::start`).
+const TTL: Duration = Duration::from_secs(3);
+
+fn attempt_errors(job: &v1::Job) -> Vec<(u32, &str)> {
+    job.errors.iter().map(|e| (e.attempt, e.error.as_str())).collect()
+}
+
+#[tokio::test]
+async fn a_killed_workers_job_is_reclaimed_within_ttl_plus_two_seconds() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let mut jobs = scheduler.jobs().await;
+    let first = Worker::start(&scheduler, "first", &["--capacity", "sleep=1"]).await;
+    let job = create(&mut jobs, "sleep", json!({"seconds": 2})).await;
+    let running = wait_status(&jobs, job.id, JobStatus::Running, Duration::from_secs(10)).await;
+    let second = Worker::start(&scheduler, "second", &["--capacity", "sleep=1"]).await;
+
+    first.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let reclaimed = wait_until("the job to be claimed again", TTL + Duration::from_secs(2), || {
+        let mut jobs = jobs.clone();
+        async move {
+            let job = get(&mut jobs, job.id).await;
+            (job.attempt == 2).then_some(job)
+        }
+    })
+    .await;
+    println!("kill to re-claim: {:?}", killed.elapsed());
+    assert_ne!(reclaimed.worker_id, running.worker_id);
+    // It went through worker_dead: the first attempt is recorded as lost.
+    assert_eq!(attempt_errors(&reclaimed), [(1, "worker heartbeat expired")]);
+
+    let done = wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(10)).await;
+    assert_eq!(done.attempt, 2);
+    let workers = jobs
+        .list_workers(v1::ListWorkersRequest { include_gone: true, ..Default::default() })
+        .await
+        .expect("workers")
+        .into_inner()
+        .workers;
+    let dead = workers.iter().find(|w| w.id == running.worker_id).expect("first worker listed");
+    assert_eq!(dead.status(), WorkerStatus::Dead);
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_frozen_worker_that_thaws_gets_cancel_and_its_late_done_is_rejected() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let mut jobs = scheduler.jobs().await;
+    let stale = Worker::start(&scheduler, "stale", &["--capacity", "sleep=1"]).await;
+    let job = create(&mut jobs, "sleep", json!({"seconds": 2})).await;
+    let first = wait_status(&jobs, job.id, JobStatus::Running, Duration::from_secs(10)).await;
+
+    stale.signal(Signal::SIGSTOP);
+    let fresh = Worker::start(&scheduler, "fresh", &["--capacity", "sleep=1"]).await;
+    let second = wait_until("the job to run again", TTL + Duration::from_secs(5), || {
+        let mut jobs = jobs.clone();
+        async move {
+            let job = get(&mut jobs, job.id).await;
+            (job.attempt == 2 && job.status() == JobStatus::Running).then_some(job)
+        }
+    })
+    .await;
+    assert_ne!(second.worker_id, first.worker_id);
+
+    // Thawed, the stale worker finishes its sleep and reports `done` for
+    // attempt 1: refused, and told to cancel it.
+    stale.signal(Signal::SIGCONT);
+    let job_id = job.id;
+    stale
+        .process
+        .wait_for_log("cancel of the stale attempt", Duration::from_secs(10), |line| {
+            line["job_id"] == job_id
+                && line["attempt"] == 1
+                && (line["message"] == "cancel for an attempt not running here"
+                    || line["message"] == "cancelling")
+        })
+        .await;
+
+    let done = wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(10)).await;
+    assert_eq!((done.attempt, done.worker_id.as_str()), (2, second.worker_id.as_str()));
+    assert_eq!(attempt_errors(&done), [(1, "worker heartbeat expired")]);
+    drop(fresh);
+}
+
+#[tokio::test]
+async fn a_dead_worker_coming_back_holds_its_job_until_it_acknowledges_the_cancel() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let mut jobs = scheduler.jobs().await;
+    let mut stale = RawWorker::connect(&scheduler, "stale", &[("sleep", 1)]).await;
+    let job = create(&mut jobs, "sleep", json!({"seconds": 60})).await;
+    stale.send(credit("sleep", 1)).await;
+    let In::Assign(_) = stale.next().await else { panic!("expected assign") };
+    stale.send(update(job.id, 1, JobStatus::Running)).await;
+
+    // No heartbeat: declared dead after the TTL, its job waits.
+    wait_status(&jobs, job.id, JobStatus::WorkerDead, TTL + Duration::from_secs(5)).await;
+    drop(stale.rx);
+
+    // It comes back still running attempt 1: the job is held back and the
+    // run is cancelled.
+    let hello = v1::Hello {
+        name: "stale".into(),
+        capacity: [("sleep".to_string(), 1)].into_iter().collect(),
+        resume_worker_id: stale.id.clone(),
+        running: vec![v1::RunningJob { job_id: job.id, attempt: 1, progress: 0.5 }],
+        ..Default::default()
+    };
+    let mut back = RawWorker::hello(&scheduler, hello).await;
+    assert_eq!(back.id, stale.id, "same worker id");
+    let In::Cancel(cancel) = back.next().await else { panic!("expected cancel") };
+    assert_eq!((cancel.job_id, cancel.attempt), (job.id, 1));
+    assert_eq!(cancel.reason, "worker was declared dead");
+    assert_eq!(get(&mut jobs, job.id).await.status(), JobStatus::WorkerResurrection);
+
+    // A healthy worker does not take it while the cancel is unanswered...
+    let _fresh = Worker::start(&scheduler, "fresh", &["--capacity", "sleep=1"]).await;
+    let probe = create(&mut jobs, "sleep", json!({"seconds": 0})).await;
+    wait_status(&jobs, probe.id, JobStatus::Done, Duration::from_secs(10)).await;
+    assert_eq!(get(&mut jobs, job.id).await.status(), JobStatus::WorkerResurrection);
+
+    // ...and does once the stale run acknowledged its cancel.
+    back.send(update(job.id, 1, JobStatus::Cancel)).await;
+    let rerun = wait_until("attempt 2", Duration::from_secs(10), || {
+        let mut jobs = jobs.clone();
+        async move {
+            let job = get(&mut jobs, job.id).await;
+            (job.attempt == 2 && job.status() == JobStatus::Running).then_some(job)
+        }
+    })
+    .await;
+    assert_ne!(rerun.worker_id, stale.id);
+    assert_eq!(attempt_errors(&rerun), [(1, "worker heartbeat expired")]);
+}
+
+#[tokio::test]
+async fn a_worker_keeps_its_job_across_a_scheduler_restart() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let addr = scheduler.addr().to_string();
+    let mut jobs = scheduler.jobs().await;
+    let worker = Worker::start(&scheduler, "w", &["--capacity", "sleep=1"]).await;
+    let job = create(&mut jobs, "sleep", json!({"seconds": 3})).await;
+    let running = wait_status(&jobs, job.id, JobStatus::Running, Duration::from_secs(10)).await;
+
+    let mut scheduler = scheduler;
+    scheduler.process.signal(Signal::SIGTERM);
+    assert!(scheduler.process.wait_exit(Duration::from_secs(15)).await.success());
+    let restarted = Scheduler::start_on("restarted", &db, &addr, &[]).await;
+    let mut jobs = restarted.jobs().await;
+
+    // Resumed before its heartbeat expired: same worker, same attempt.
+    let done = wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(15)).await;
+    assert_eq!((done.attempt, done.worker_id.as_str()), (1, running.worker_id.as_str()));
+    assert!(done.errors.is_empty());
+    let job = get(&mut jobs, job.id).await;
+    assert_eq!(job.attempt, 1);
+    drop(worker);
+}
