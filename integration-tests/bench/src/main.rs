@@ -4,6 +4,7 @@
 
 mod cpu;
 mod queue;
+mod reclaim;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -21,11 +22,14 @@ enum Command {
     /// gRPC, next to the raw batched claim+complete ceiling of the same
     /// PostgreSQL.
     Queue(queue::Args),
+    /// Time from a worker's SIGKILL to its job's re-claim by another.
+    Reclaim(reclaim::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Queue(args) => queue::run(args).await,
+        Command::Reclaim(args) => reclaim::run(args).await,
     }
 }

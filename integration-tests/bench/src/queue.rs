@@ -52,6 +52,10 @@ pub struct Args {
     /// Length of the latency phase.
     #[arg(long, default_value = "5s", value_parser = humantime_secs)]
     latency_for: Duration,
+    /// Scheduler replicas on the same database; workers are spread over
+    /// them.
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
     /// Extra scheduler flags, e.g. "--max-claim-batch=256".
     #[arg(long, allow_hyphen_values = true)]
     scheduler_arg: Vec<String>,
@@ -76,8 +80,14 @@ struct RunFigures {
 
 pub async fn run(args: Args) -> Result<()> {
     println!(
-        "queue benchmark: {} jobs per drain, {} workers x capacity {}, raw ceiling {} clients x batch {}, {} runs",
-        args.jobs, args.workers, args.capacity, args.raw_clients, args.raw_batch, args.runs
+        "queue benchmark: {} jobs per drain, {} scheduler replica(s), {} workers x capacity {}, raw ceiling {} clients x batch {}, {} runs",
+        args.jobs,
+        args.replicas,
+        args.workers,
+        args.capacity,
+        args.raw_clients,
+        args.raw_batch,
+        args.runs
     );
     let mut runs = Vec::new();
     for run in 1..=args.runs {
@@ -107,7 +117,8 @@ pub async fn run(args: Args) -> Result<()> {
         stats::median(&mut raw)
     );
     println!(
-        "| end to end (scheduler + {} workers over gRPC) | {:.0} jobs/s |",
+        "| end to end ({} scheduler replica(s) + {} workers over gRPC) | {:.0} jobs/s |",
+        args.replicas,
         args.workers,
         stats::median(&mut service)
     );
@@ -151,12 +162,15 @@ async fn one_run(args: &Args) -> Result<RunFigures> {
     store.close().await;
 
     let extra: Vec<&str> = args.scheduler_arg.iter().map(String::as_str).collect();
-    let scheduler = Scheduler::launch("scheduler", &db.url, &extra, false).await;
+    let mut schedulers = Vec::new();
+    for r in 0..args.replicas.max(1) {
+        schedulers.push(Scheduler::launch(&format!("scheduler-{r}"), &db.url, &extra, false).await);
+    }
     let capacity = format!("sleep={}", args.capacity);
     let mut workers = Vec::new();
     for i in 0..args.workers {
         let worker = Worker::spawn_with(
-            &scheduler.url,
+            &schedulers[i as usize % schedulers.len()].url,
             &format!("bench-{i}"),
             &["--capacity", &capacity],
             false,
@@ -166,7 +180,7 @@ async fn one_run(args: &Args) -> Result<RunFigures> {
     }
     let pool = db.scheduler_pool().await;
 
-    let cpu_before = cpu_snapshot(&scheduler, &workers);
+    let cpu_before = cpu_snapshot(&schedulers, &workers);
     enqueue(&pool, args.jobs).await?;
     let jobs = i64::from(args.jobs);
     wait_until("backlog drained", Duration::from_secs(600), || {
@@ -180,7 +194,7 @@ async fn one_run(args: &Args) -> Result<RunFigures> {
         }
     })
     .await;
-    let cpu_after = cpu_snapshot(&scheduler, &workers);
+    let cpu_after = cpu_snapshot(&schedulers, &workers);
     let (span,): (f64,) = sqlx::query_as(
         "SELECT extract(epoch FROM max(finished_at) - min(claimed_at))::float8 FROM jobs",
     )
@@ -189,7 +203,7 @@ async fn one_run(args: &Args) -> Result<RunFigures> {
     let service = f64::from(args.jobs) / span;
     let cpu = cpu_spent(&cpu_before, &cpu_after);
 
-    let (p50, p99) = latency(&scheduler, &pool, args).await?;
+    let (p50, p99) = latency(&schedulers[0], &pool, args).await?;
     let rss =
         |p: &regsweep_integration_tests::Service| p.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
     let worker_rss = workers.iter().map(|w| rss(&w.process)).fold(0.0, f64::max);
@@ -199,7 +213,7 @@ async fn one_run(args: &Args) -> Result<RunFigures> {
         cpu,
         latency_p50_ms: p50,
         latency_p99_ms: p99,
-        scheduler_rss_mib: rss(&scheduler.process),
+        scheduler_rss_mib: schedulers.iter().map(|s| rss(&s.process)).fold(0.0, f64::max),
         worker_rss_mib: worker_rss,
     })
 }
@@ -210,11 +224,11 @@ struct CpuSnapshot {
     postgres: HashMap<u32, f64>,
 }
 
-fn cpu_snapshot(scheduler: &Scheduler, workers: &[Worker]) -> CpuSnapshot {
+fn cpu_snapshot(schedulers: &[Scheduler], workers: &[Worker]) -> CpuSnapshot {
     let pid =
         |s: &regsweep_integration_tests::Service| u32::try_from(s.pid().as_raw()).unwrap_or(0);
     CpuSnapshot {
-        scheduler: cpu::process_seconds(pid(&scheduler.process)).unwrap_or(0.0),
+        scheduler: schedulers.iter().filter_map(|s| cpu::process_seconds(pid(&s.process))).sum(),
         workers: workers.iter().filter_map(|w| cpu::process_seconds(pid(&w.process))).sum(),
         postgres: cpu::seconds_by_prefix("postgres"),
     }

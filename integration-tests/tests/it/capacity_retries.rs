@@ -174,7 +174,7 @@ async fn bad_crons_capacities_and_retention_settings_are_refused_and_write_nothi
         .expect("list")
         .into_inner()
         .workers;
-    let worker_id = workers[0].id.clone();
+    let worker_id = workers.iter().find(|w| w.name == "w").expect("listed").id.clone();
     for (capacity, field) in [
         (vec![("teleport", 1)], "capacity[teleport]"),
         (vec![("sleep", 1_000_000)], "capacity[sleep]"),
@@ -206,7 +206,8 @@ async fn bad_crons_capacities_and_retention_settings_are_refused_and_write_nothi
         .expect("list")
         .into_inner()
         .workers;
-    assert_eq!(workers[0].capacity.get("sleep"), Some(&4));
+    let listed = workers.iter().find(|w| w.name == "w").expect("listed");
+    assert_eq!(listed.capacity.get("sleep"), Some(&4));
     let all = jobs.list_jobs(v1::ListJobsRequest::default()).await.expect("list").into_inner().jobs;
     assert!(all.is_empty());
     drop(worker);

@@ -3,6 +3,7 @@
 
 mod cancel_and_drain;
 mod capacity_retries;
+mod cli;
 mod fencing;
 mod lifecycle;
 mod liveness;
