@@ -7,7 +7,13 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["regsweep/v1/job.proto", "regsweep/v1/worker.proto", "regsweep/v1/cron.proto"];
+    let protos = [
+        "regsweep/v1/job.proto",
+        "regsweep/v1/worker.proto",
+        "regsweep/v1/cron.proto",
+        "regsweep/v1/registry.proto",
+        "regsweep/v1/policy.proto",
+    ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is installed and running, on Debian:
-# PostgreSQL on 127.0.0.1:5432 and buf (for `buf lint`). Idempotent and quick
-# when everything is there already. Fails loudly when something cannot be had.
+# PostgreSQL on 127.0.0.1:5432, docker-registry, and buf (for `buf lint`).
+# Idempotent and quick when everything is there already. Fails loudly when
+# something cannot be had.
 set -euo pipefail
 
 log() { printf 'deps: %s\n' "$*" >&2; }
@@ -32,6 +33,13 @@ pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { log "postgresql is not accepting
 if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
   log "cannot connect as postgres@127.0.0.1 without a password; allow trust auth for local tests or set REGSWEEP_TEST_DATABASE_URL"
   exit 1
+fi
+
+# CNCF Distribution, the real registry of the integration tests (its
+# Debian service is not used: each test runs its own on a free port).
+if ! command -v docker-registry >/dev/null 2>&1; then
+  log "installing docker-registry"
+  apt_install docker-registry
 fi
 
 # buf, for `buf lint`

@@ -8,11 +8,14 @@
 pub mod db;
 pub mod process;
 pub mod raw;
+pub mod registry;
+pub mod selection;
 pub mod services;
 pub mod wait;
 
 pub use db::TestDb;
 pub use process::Service;
 pub use raw::RawWorker;
+pub use registry::TestRegistry;
 pub use services::{Scheduler, Worker};
 pub use wait::wait_until;

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use regsweep_proto::v1::job_service_client::JobServiceClient;
+use regsweep_proto::v1::policy_service_client::PolicyServiceClient;
+use regsweep_proto::v1::registry_service_client::RegistryServiceClient;
+use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
 use regsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tonic::transport::Channel;
 
@@ -88,6 +91,18 @@ impl Scheduler {
 
     pub async fn workers(&self) -> WorkerServiceClient<Channel> {
         WorkerServiceClient::new(self.channel().await)
+    }
+
+    pub async fn registries(&self) -> RegistryServiceClient<Channel> {
+        RegistryServiceClient::new(self.channel().await)
+    }
+
+    pub async fn repositories(&self) -> RepositoryServiceClient<Channel> {
+        RepositoryServiceClient::new(self.channel().await)
+    }
+
+    pub async fn policies(&self) -> PolicyServiceClient<Channel> {
+        PolicyServiceClient::new(self.channel().await)
     }
 }
 

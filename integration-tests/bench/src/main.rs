@@ -5,6 +5,7 @@
 mod cpu;
 mod queue;
 mod reclaim;
+mod selection;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     Queue(queue::Args),
     /// Time from a worker's SIGKILL to its job's re-claim by another.
     Reclaim(reclaim::Args),
+    /// Cleanup selection tick time at growing catalog sizes.
+    Selection(selection::Args),
 }
 
 #[tokio::main]
@@ -31,5 +34,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Queue(args) => queue::run(args).await,
         Command::Reclaim(args) => reclaim::run(args).await,
+        Command::Selection(args) => selection::run(args).await,
     }
 }

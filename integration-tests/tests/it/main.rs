@@ -7,9 +7,11 @@ mod cli;
 mod fencing;
 mod lifecycle;
 mod liveness;
+mod policies;
 mod replicas;
 mod retention_and_tail;
 mod scheduling;
+mod selection;
 mod validation;
 
 use std::time::Duration;

@@ -2,6 +2,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::policies::PoliciesCommand;
+use crate::registries::{RegistriesCommand, RepositoriesCommand};
+
 #[derive(Debug, Parser)]
 #[command(name = "regsweep", version, about = "Admin client for regsweep")]
 pub struct Cli {
@@ -39,6 +42,15 @@ pub enum Command {
     /// Periodic jobs.
     #[command(subcommand)]
     Crons(CronsCommand),
+    /// Registries regsweep cleans.
+    #[command(subcommand)]
+    Registries(RegistriesCommand),
+    /// Repositories of the registries and their cleanup state.
+    #[command(subcommand)]
+    Repositories(RepositoriesCommand),
+    /// Cleanup policies.
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
 }
 
 #[derive(Debug, Subcommand)]

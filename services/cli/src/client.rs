@@ -4,6 +4,9 @@ use anyhow::{Context, Result};
 use regsweep_common::grpc;
 use regsweep_proto::v1::cron_service_client::CronServiceClient;
 use regsweep_proto::v1::job_service_client::JobServiceClient;
+use regsweep_proto::v1::policy_service_client::PolicyServiceClient;
+use regsweep_proto::v1::registry_service_client::RegistryServiceClient;
+use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -17,6 +20,18 @@ pub async fn jobs(url: &str) -> Result<JobServiceClient<Channel>> {
 
 pub async fn crons(url: &str) -> Result<CronServiceClient<Channel>> {
     Ok(CronServiceClient::new(scheduler(url).await?))
+}
+
+pub async fn registries(url: &str) -> Result<RegistryServiceClient<Channel>> {
+    Ok(RegistryServiceClient::new(scheduler(url).await?))
+}
+
+pub async fn repositories(url: &str) -> Result<RepositoryServiceClient<Channel>> {
+    Ok(RepositoryServiceClient::new(scheduler(url).await?))
+}
+
+pub async fn policies(url: &str) -> Result<PolicyServiceClient<Channel>> {
+    Ok(PolicyServiceClient::new(scheduler(url).await?))
 }
 
 /// Parses a flag holding a JSON object.
@@ -33,9 +48,11 @@ pub fn describe(error: &anyhow::Error) -> String {
     if let Some(status) = error.downcast_ref::<tonic::Status>() {
         return match status.code() {
             Code::Unavailable => format!("service unavailable: {}", status.message()),
-            Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition => {
-                status.message().to_string()
-            }
+            Code::NotFound
+            | Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::AlreadyExists
+            | Code::DeadlineExceeded => status.message().to_string(),
             code => format!("{} ({code:?})", status.message()),
         };
     }

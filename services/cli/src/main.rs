@@ -5,6 +5,8 @@ mod client;
 mod crons;
 mod jobs;
 mod output;
+mod policies;
+mod registries;
 mod workers;
 
 use std::process::ExitCode;
@@ -20,6 +22,9 @@ async fn main() -> ExitCode {
         Command::Jobs(command) => jobs::run(&cli, command).await,
         Command::Workers(command) => workers::run(&cli, command).await,
         Command::Crons(command) => crons::run(&cli, command).await,
+        Command::Registries(command) => registries::run(&cli, command).await,
+        Command::Repositories(command) => registries::run_repositories(&cli, command).await,
+        Command::Policies(command) => policies::run(&cli, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -75,6 +75,17 @@ pub fn format_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Reports a deletion: a line for people, `{"name": .., "deleted": true}` for scripts.
+pub fn deleted(format: crate::cli::Output, what: &str, name: &str) -> anyhow::Result<()> {
+    match format {
+        crate::cli::Output::Json => json(&serde_json::json!({"name": name, "deleted": true})),
+        crate::cli::Output::Table => {
+            println!("{what} {name} deleted");
+            Ok(())
+        }
+    }
+}
+
 /// The first `n` characters, for ids in narrow columns.
 pub fn short(text: &str, n: usize) -> String {
     if text.is_empty() { "-".to_string() } else { text.chars().take(n).collect() }

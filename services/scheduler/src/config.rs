@@ -67,6 +67,30 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_JOB_RETENTION_SCHEDULE", default_value = "17 3 * * *")]
     pub job_retention_schedule: String,
 
+    /// `tag_cleanup` jobs that may run at once, over every policy
+    /// (GitLab's limited capacity).
+    #[arg(long, env = "REGSWEEP_CLEANUP_CAPACITY", default_value_t = 4)]
+    pub cleanup_capacity: u32,
+
+    /// How often the leader looks for repositories due for cleanup (it
+    /// also looks whenever a cleanup ends).
+    #[arg(long, env = "REGSWEEP_TICK", value_parser = duration::parse, default_value = "60s")]
+    pub tick: Duration,
+
+    /// Time budget of one cleanup; a cleanup that spends it ends
+    /// `unfinished` and resumes later.
+    #[arg(long, env = "REGSWEEP_CLEANUP_TIME_BUDGET", value_parser = duration::parse, default_value = "5m")]
+    pub cleanup_time_budget: Duration,
+
+    /// A cleanup still `ongoing` this long after its time budget is taken
+    /// as lost and becomes `unfinished`.
+    #[arg(long, env = "REGSWEEP_CLEANUP_STALE_MARGIN", value_parser = duration::parse, default_value = "10m")]
+    pub cleanup_stale_margin: Duration,
+
+    /// How long PreviewPolicy waits for a worker to read the repository.
+    #[arg(long, env = "REGSWEEP_PREVIEW_TIMEOUT", value_parser = duration::parse, default_value = "60s")]
+    pub preview_timeout: Duration,
+
     /// How long in-flight rpcs get to finish after SIGTERM.
     #[arg(long, env = "REGSWEEP_SHUTDOWN_TIMEOUT", value_parser = duration::parse, default_value = "10s")]
     pub shutdown_timeout: Duration,
@@ -89,6 +113,11 @@ impl Config {
             job_retention: Duration::from_secs(14 * 86_400),
             job_retention_count: 100_000,
             job_retention_schedule: "17 3 * * *".into(),
+            cleanup_capacity: 4,
+            tick: Duration::from_secs(60),
+            cleanup_time_budget: Duration::from_secs(300),
+            cleanup_stale_margin: Duration::from_secs(600),
+            preview_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -128,6 +157,18 @@ impl Config {
         }
         if let Err(reason) = crate::schedule::parse(&self.job_retention_schedule) {
             problems.push(format!("--job-retention-schedule: {reason}"));
+        }
+        if self.cleanup_capacity > 10_000 {
+            problems.push("--cleanup-capacity must be at most 10000".to_string());
+        }
+        if self.tick < Duration::from_millis(100) {
+            problems.push("--tick must be at least 100ms".to_string());
+        }
+        if self.cleanup_time_budget < Duration::from_secs(1) {
+            problems.push("--cleanup-time-budget must be at least 1s".to_string());
+        }
+        if self.preview_timeout.is_zero() {
+            problems.push("--preview-timeout must be positive".to_string());
         }
         if self.db_max_connections < 3 {
             // Listener, dispatcher and writer each hold one while busy.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use regsweep_common::Shutdown;
 use regsweep_proto::v1::{self, connect_response::Message};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 use uuid::Uuid;
 
@@ -102,6 +102,8 @@ pub struct Dispatcher {
     last_kind: Option<String>,
     poll_interval: Duration,
     max_batch: u32,
+    /// Wakes the leader's cleanup selection to refill a freed slot.
+    cleanup_ended: Arc<Notify>,
 }
 
 impl Dispatcher {
@@ -110,6 +112,7 @@ impl Dispatcher {
         store_events: mpsc::Receiver<StoreEvent>,
         poll_interval: Duration,
         max_batch: u32,
+        cleanup_ended: Arc<Notify>,
     ) -> (DispatchHandle, Self) {
         let (tx, events) = mpsc::unbounded_channel();
         let dispatcher = Self {
@@ -121,6 +124,7 @@ impl Dispatcher {
             last_kind: None,
             poll_interval,
             max_batch,
+            cleanup_ended,
         };
         (DispatchHandle { tx }, dispatcher)
     }
@@ -203,7 +207,11 @@ impl Dispatcher {
             StoreEvent::JobsAvailable(kind) => {
                 self.dirty.insert(kind);
             }
-            StoreEvent::Resync => self.mark_all_dirty(),
+            StoreEvent::Resync => {
+                self.mark_all_dirty();
+                self.cleanup_ended.notify_one();
+            }
+            StoreEvent::CleanupEnded => self.cleanup_ended.notify_one(),
             StoreEvent::CancelRequested { worker_id, job_id, attempt, reason } => {
                 if let Some(state) = self.sessions.get(&worker_id) {
                     send(&state.out, Message::Cancel(v1::Cancel { job_id, attempt, reason }));

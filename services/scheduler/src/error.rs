@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The resource is in a state that does not allow the request.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The request could not finish in time (a preview no worker ran).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -29,6 +32,7 @@ impl From<ApiError> for Status {
             ApiError::InvalidArgument(violations) => violations.into_status(),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ApiError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
             ApiError::Store(StoreError::Unavailable(source)) => {
                 tracing::warn!(error = %source, "database unavailable");
                 Status::unavailable("database unavailable, retry later")

@@ -4,11 +4,14 @@ use regsweep_common::FieldViolations;
 use serde_json::Value;
 
 /// Every kind a job may have.
-pub const KINDS: &[&str] = &["sleep", "false", "joblogs_gc"];
+pub const KINDS: &[&str] = &["sleep", "false", "catalog_sync", "tag_cleanup", "joblogs_gc"];
 
 /// Kinds workers run. The rest run inside the scheduler's leader, because
 /// they need the database, which workers never see.
-pub const WORKER_KINDS: &[&str] = &["sleep", "false"];
+pub const WORKER_KINDS: &[&str] = &["sleep", "false", "catalog_sync", "tag_cleanup"];
+
+/// Longest time budget of a `tag_cleanup` job, in seconds.
+pub const MAX_TIME_BUDGET_SECONDS: u64 = 86_400;
 
 /// Retention of `joblogs_gc`: shortest and longest age accepted.
 pub const MIN_RETENTION_SECONDS: f64 = 60.0;
@@ -82,6 +85,23 @@ pub fn validate_args(kind: &str, args: &Value, v: &mut FieldViolations) {
             }
             &["message", "retryable"]
         }
+        "catalog_sync" => {
+            require_name(object, "registry", v);
+            &["registry"]
+        }
+        "tag_cleanup" => {
+            validate_tag_cleanup(object, v);
+            &[
+                "registry",
+                "repository",
+                "repository_id",
+                "policy",
+                "rules",
+                "dry_run",
+                "preview",
+                "time_budget_seconds",
+            ]
+        }
         "joblogs_gc" => {
             match object.get("older_than_seconds").map(Value::as_f64) {
                 None => v.add("args.older_than_seconds", "is required"),
@@ -105,6 +125,55 @@ pub fn validate_args(kind: &str, args: &Value, v: &mut FieldViolations) {
     for key in object.keys() {
         if !allowed.contains(&key.as_str()) {
             v.add(format!("args.{key}"), format!("is not an argument of {kind}"));
+        }
+    }
+}
+
+/// A required string argument of 1 to 255 bytes.
+fn require_name(object: &serde_json::Map<String, Value>, key: &str, v: &mut FieldViolations) {
+    match object.get(key).map(Value::as_str) {
+        None => v.add(format!("args.{key}"), "is required"),
+        Some(Some(name)) if !name.is_empty() && name.len() <= 255 => {}
+        Some(_) => v.add(format!("args.{key}"), "must be a string of 1 to 255 bytes"),
+    }
+}
+
+fn validate_tag_cleanup(object: &serde_json::Map<String, Value>, v: &mut FieldViolations) {
+    require_name(object, "registry", v);
+    require_name(object, "repository", v);
+    if let Some(Some(repository)) = object.get("repository").map(Value::as_str)
+        && let Err(reason) = regsweep_policy::validate_repository_name(repository)
+    {
+        v.add("args.repository", reason);
+    }
+    if object.get("repository_id").is_some_and(|id| id.as_u64().is_none()) {
+        v.add("args.repository_id", "must be a non-negative integer");
+    }
+    if object.get("policy").is_some_and(|p| p.as_str().is_none_or(|p| p.len() > 255)) {
+        v.add("args.policy", "must be a string of at most 255 bytes");
+    }
+    for flag in ["dry_run", "preview"] {
+        if object.get(flag).is_some_and(|f| !f.is_boolean()) {
+            v.add(format!("args.{flag}"), "must be true or false");
+        }
+    }
+    if let Some(budget) = object.get("time_budget_seconds")
+        && budget.as_u64().is_none_or(|b| b == 0 || b > MAX_TIME_BUDGET_SECONDS)
+    {
+        v.add(
+            "args.time_budget_seconds",
+            format!("must be an integer from 1 to {MAX_TIME_BUDGET_SECONDS}"),
+        );
+    }
+    let rules = object.get("rules").cloned().unwrap_or_else(|| serde_json::json!({}));
+    match serde_json::from_value::<regsweep_policy::RuleSpec>(rules) {
+        Err(e) => v.add("args.rules", format!("invalid rules: {e}")),
+        Ok(spec) => {
+            if let Err(violations) = regsweep_policy::Rules::compile(&spec) {
+                for violation in violations {
+                    v.add(format!("args.rules.{}", violation.field), violation.description);
+                }
+            }
         }
     }
 }
@@ -157,6 +226,31 @@ mod tests {
         );
         let retention = Retention::from_args(&json!({"older_than_seconds": 3600})).expect("valid");
         assert_eq!(retention.keep_last, 0);
+    }
+
+    #[test]
+    fn cleanup_args() {
+        assert!(fields("catalog_sync", json!({"registry": "local"})).is_empty());
+        assert_eq!(fields("catalog_sync", json!({})), ["args.registry"]);
+        let ok = json!({
+            "registry": "local", "repository": "team/app", "repository_id": 3,
+            "rules": {"keep_n": 2, "name_regex_delete": "v.*"}, "dry_run": true,
+            "time_budget_seconds": 60,
+        });
+        assert!(fields("tag_cleanup", ok).is_empty());
+        assert_eq!(
+            fields(
+                "tag_cleanup",
+                json!({"registry": "r", "repository": "Bad Name", "rules": {"name_regex_keep": "("},
+                       "time_budget_seconds": 0, "dry_run": "yes"})
+            ),
+            [
+                "args.repository",
+                "args.dry_run",
+                "args.time_budget_seconds",
+                "args.rules.name_regex_keep"
+            ]
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Leadership: one replica at a time holds the `leader` lease and runs the
 //! loops that must not run twice: the reaper of dead workers, the crons,
-//! and the scheduler's own job kinds (retention). Losing the lease, or
+//! the cleanup selection, and the scheduler's own job kinds (retention). Losing the lease, or
 //! failing to renew it in time, stops those loops before another replica
 //! can take over.
 
@@ -11,6 +11,7 @@ use regsweep_common::Shutdown;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::cleanup::CleanupLoop;
 use crate::internal::InternalRunner;
 use crate::schedule;
 use crate::store::JobStore;
@@ -30,6 +31,7 @@ pub async fn run(
     store: Arc<dyn JobStore>,
     replica: Uuid,
     config: LeaderConfig,
+    cleanup: CleanupLoop,
     shutdown: Shutdown,
 ) {
     let mut leading: Option<(Shutdown, JoinSet<()>)> = None;
@@ -42,7 +44,7 @@ pub async fn run(
                 renewed = Instant::now();
                 if leading.is_none() {
                     tracing::info!(%replica, lease = ?config.lease, "became leader");
-                    leading = Some(start(&store, &config, replica));
+                    leading = Some(start(&store, &config, &cleanup, replica));
                 }
             }
             Ok(false) => {
@@ -82,12 +84,14 @@ pub async fn run(
 fn start(
     store: &Arc<dyn JobStore>,
     config: &LeaderConfig,
+    cleanup: &CleanupLoop,
     replica: Uuid,
 ) -> (Shutdown, JoinSet<()>) {
     let stop = Shutdown::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(reaper(store.clone(), config.reap_interval, stop.clone()));
     tasks.spawn(crons(store.clone(), stop.clone()));
+    tasks.spawn(cleanup.clone().run(stop.clone()));
     let runner = InternalRunner::new(store.clone(), replica, config.heartbeat_ttl);
     tasks.spawn(runner.run(stop.clone()));
     (stop, tasks)

@@ -8,6 +8,7 @@
 //! stop; the pool closes.
 
 mod api;
+pub mod cleanup;
 pub mod config;
 mod dispatch;
 pub mod error;
@@ -27,9 +28,12 @@ use regsweep_common::Shutdown;
 use regsweep_common::grpc::{self, ServeConfig};
 use regsweep_proto::v1::cron_service_server::CronServiceServer;
 use regsweep_proto::v1::job_service_server::JobServiceServer;
+use regsweep_proto::v1::policy_service_server::PolicyServiceServer;
+use regsweep_proto::v1::registry_service_server::RegistryServiceServer;
+use regsweep_proto::v1::repository_service_server::RepositoryServiceServer;
 use regsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use uuid::Uuid;
@@ -37,10 +41,12 @@ use uuid::Uuid;
 pub use config::Config;
 pub use error::Error;
 
-use crate::api::{CronApi, JobApi, WorkerApi};
+use crate::api::{CronApi, JobApi, PolicyApi, RegistryApi, RepositoryApi, WorkerApi};
+use crate::cleanup::CleanupLoop;
 use crate::dispatch::Dispatcher;
 use crate::leader::LeaderConfig;
 use crate::session::SessionContext;
+use crate::store::catalog::{CatalogStore, SelectionConfig};
 use crate::store::postgres::PgStore;
 use crate::store::{JobStore, NewCron};
 use crate::writer::Writer;
@@ -68,6 +74,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     }
     let pg = PgStore::connect(&config.database_url, config.db_max_connections).await?;
     let store: Arc<dyn JobStore> = Arc::new(pg.clone());
+    let catalog: Arc<dyn CatalogStore> = Arc::new(pg.clone());
+    let cleanup_ended = Arc::new(Notify::new());
 
     let loops = Shutdown::new();
     let (events_tx, events_rx) = mpsc::channel(1024);
@@ -76,8 +84,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         let loops = loops.clone();
         async move { store.listen(events_tx, loops).await }
     });
-    let (dispatch, dispatcher) =
-        Dispatcher::new(store.clone(), events_rx, config.poll_interval, config.max_claim_batch);
+    let (dispatch, dispatcher) = Dispatcher::new(
+        store.clone(),
+        events_rx,
+        config.poll_interval,
+        config.max_claim_batch,
+        cleanup_ended.clone(),
+    );
     let dispatcher_task = tokio::spawn(dispatcher.run(loops.clone()));
     let (written, _) = broadcast::channel(1024);
     let (writer_tx, writer) =
@@ -94,6 +107,18 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             reap_interval: (config.heartbeat_interval / 2)
                 .clamp(Duration::from_millis(100), Duration::from_secs(1)),
             heartbeat_ttl: config.heartbeat_ttl,
+        },
+        CleanupLoop {
+            catalog: catalog.clone(),
+            selection: SelectionConfig {
+                capacity: config.cleanup_capacity,
+                stale_after: config.cleanup_time_budget + config.cleanup_stale_margin,
+                time_budget: config.cleanup_time_budget,
+                max_attempts: 3,
+                arm_limit: 50_000,
+            },
+            tick: config.tick,
+            wake: cleanup_ended,
         },
         loops.clone(),
     ));
@@ -117,6 +142,23 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
                 .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
         )
         .add_service(
+            RegistryServiceServer::new(RegistryApi::new(catalog.clone()))
+                .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
+        )
+        .add_service(
+            PolicyServiceServer::new(PolicyApi::new(
+                catalog.clone(),
+                store.clone(),
+                config.preview_timeout,
+            ))
+            .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
+        )
+        .add_service(
+            // Catalog reports carry up to 10,000 names.
+            RepositoryServiceServer::new(RepositoryApi::new(catalog.clone(), store.clone()))
+                .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
+        )
+        .add_service(
             WorkerServiceServer::new(WorkerApi::new(ctx, sessions.clone()))
                 .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
         )
@@ -132,6 +174,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
                 "regsweep.v1.JobService",
                 "regsweep.v1.WorkerService",
                 "regsweep.v1.CronService",
+                "regsweep.v1.RegistryService",
+                "regsweep.v1.RepositoryService",
+                "regsweep.v1.PolicyService",
             ],
             drain_timeout: config.shutdown_timeout,
         },

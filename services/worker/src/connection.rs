@@ -216,7 +216,7 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
                 key,
                 Attempt { kind: job.kind.clone(), control: control.clone(), next_log_seq: 0 },
             );
-            job::spawn(job, control, state.outbox_tx.clone());
+            job::spawn(job, control, state.outbox_tx.clone(), state.services.clone());
         }
         In::Assign(v1::Assign { job: None }) => tracing::warn!("ignoring an empty assignment"),
         In::Cancel(cancel) => {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::kinds;
+use crate::services::Services;
 
 /// Identifies a job attempt.
 pub type AttemptKey = (i64, u32);
@@ -57,11 +58,22 @@ pub struct JobContext {
     key: AttemptKey,
     control: Arc<AttemptControl>,
     outbox: mpsc::UnboundedSender<Outgoing>,
+    services: Arc<Services>,
 }
 
 impl JobContext {
     pub fn job_id(&self) -> i64 {
         self.key.0
+    }
+
+    /// The attempt: the fencing token of everything this run reports.
+    pub fn attempt(&self) -> u32 {
+        self.key.1
+    }
+
+    /// The scheduler's APIs and registry clients.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// Appends a line to the attempt's log.
@@ -87,9 +99,14 @@ impl JobContext {
 }
 
 /// Starts an attempt on its own task and reports its start and end.
-pub fn spawn(job: v1::Job, control: Arc<AttemptControl>, outbox: mpsc::UnboundedSender<Outgoing>) {
+pub fn spawn(
+    job: v1::Job,
+    control: Arc<AttemptControl>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    services: Arc<Services>,
+) {
     let key = (job.id, job.attempt);
-    let ctx = JobContext { key, control: control.clone(), outbox: outbox.clone() };
+    let ctx = JobContext { key, control: control.clone(), outbox: outbox.clone(), services };
     let args =
         job.args.as_ref().map_or_else(|| serde_json::json!({}), regsweep_proto::struct_to_json);
     let span = tracing::info_span!("job", job_id = job.id, attempt = job.attempt, kind = %job.kind);

@@ -11,8 +11,10 @@ pub mod config;
 mod connection;
 mod job;
 pub mod kinds;
+mod services;
 mod state;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use regsweep_common::Shutdown;
@@ -21,6 +23,7 @@ use regsweep_common::grpc::{self, GrpcError};
 pub use config::Config;
 
 use crate::connection::End;
+use crate::services::Services;
 use crate::state::{Drain, WorkerState};
 
 /// Why the worker stopped with a failure.
@@ -46,7 +49,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     for url in &config.scheduler {
         grpc::endpoint(url)?;
     }
-    let mut state = WorkerState::new(config.worker_name(), capacity);
+    let services = Arc::new(Services::new(&config.scheduler)?);
+    let mut state = WorkerState::new(config.worker_name(), capacity, services);
     tracing::info!(scheduler = ?config.scheduler, name = %state.name, capacity = ?state.capacity, "worker starting");
     let mut backoff = Backoff::new(config.reconnect_max_backoff);
     let mut next_url = 0;

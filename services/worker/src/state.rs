@@ -10,6 +10,7 @@ use regsweep_proto::v1;
 use tokio::sync::mpsc;
 
 use crate::job::{AttemptControl, AttemptKey, Outgoing};
+use crate::services::Services;
 
 /// Early cancels remembered (cancel before its assignment arrived).
 const MAX_EARLY_CANCELS: usize = 10_000;
@@ -38,12 +39,15 @@ pub struct WorkerState {
     /// Generation of the last `SetCapacity` applied in the current stream
     /// (0 at every Welcome); sent with every credit.
     pub capacity_generation: u64,
+    /// What jobs reach besides the stream; shared by every attempt.
+    pub services: Arc<Services>,
 }
 
 impl WorkerState {
-    pub fn new(name: String, capacity: BTreeMap<String, u32>) -> Self {
+    pub fn new(name: String, capacity: BTreeMap<String, u32>, services: Arc<Services>) -> Self {
         let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
         Self {
+            services,
             name,
             capacity,
             running: HashMap::new(),
@@ -180,11 +184,16 @@ mod tests {
     use super::*;
 
     fn state() -> WorkerState {
-        WorkerState::new("w".into(), [("sleep".to_string(), 2)].into_iter().collect())
+        let services = Services::new(&["http://127.0.0.1:9".to_string()]).expect("valid url");
+        WorkerState::new(
+            "w".into(),
+            [("sleep".to_string(), 2)].into_iter().collect(),
+            Arc::new(services),
+        )
     }
 
-    #[test]
-    fn free_slots_follow_running_and_drain() {
+    #[tokio::test]
+    async fn free_slots_follow_running_and_drain() {
         let mut s = state();
         assert_eq!(s.free("sleep"), 2);
         s.running.insert(
@@ -200,8 +209,8 @@ mod tests {
         assert!(s.running[&(1, 1)].control.give_back.load(Ordering::SeqCst));
     }
 
-    #[test]
-    fn early_cancels_are_bounded() {
+    #[tokio::test]
+    async fn early_cancels_are_bounded() {
         let mut s = state();
         for i in 0..(MAX_EARLY_CANCELS as i64 + 5) {
             s.remember_early_cancel((i, 1));

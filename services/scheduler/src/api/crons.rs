@@ -33,13 +33,18 @@ fn not_found(name: &str) -> ApiError {
 }
 
 pub fn validate_name(name: &str, v: &mut FieldViolations) {
+    validate_name_as("cron.name", name, v);
+}
+
+/// Checks a resource name (crons, registries, policies) under `field`.
+pub fn validate_name_as(field: &str, name: &str, v: &mut FieldViolations) {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_CHARS
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
     if !valid {
         v.add(
-            "cron.name",
+            field,
             format!(
                 "must be 1 to {MAX_NAME_CHARS} of a-z 0-9 - _ . starting with a letter or digit"
             ),

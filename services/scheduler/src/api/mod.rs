@@ -2,10 +2,17 @@
 
 mod crons;
 mod jobs;
+mod policies;
+mod preview;
+mod registries;
+mod repositories;
 mod tail;
 mod validate;
 mod workers;
 
 pub use crons::CronApi;
 pub use jobs::JobApi;
+pub use policies::PolicyApi;
+pub use registries::RegistryApi;
+pub use repositories::RepositoryApi;
 pub use workers::WorkerApi;

@@ -5,6 +5,7 @@
 //! dispatcher and the writer group work from every worker session so that
 //! one statement serves many jobs.
 
+pub mod catalog;
 mod model;
 pub mod postgres;
 
@@ -288,6 +289,8 @@ pub enum StoreEvent {
     CancelRequested { worker_id: Uuid, job_id: i64, attempt: u32, reason: String },
     /// An operator changed a worker's capacity (the full effective map).
     CapacityChanged { worker_id: Uuid, capacity: HashMap<String, u32> },
+    /// A cleanup job ended: a cleanup slot is free.
+    CleanupEnded,
     /// Notifications may have been missed (listener reconnected): re-check.
     Resync,
 }

@@ -8,8 +8,11 @@ mod crons;
 mod jobs;
 mod leases;
 mod queue;
+mod registries;
+mod repositories;
 mod retention;
 mod rows;
+mod selection;
 mod workers;
 
 use std::collections::HashMap;
@@ -23,6 +26,11 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::catalog::{
+    AdvanceRun, CatalogStore, DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyMatcher,
+    PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord, Selection,
+    SelectionConfig,
+};
 use super::{
     CancelOutcome, CapacityOutcome, ClaimSlot, CreateOutcome, CronRecord, DeleteOutcome, Fired,
     JobFilter, JobRecord, JobStore, LogCursor, LogLine, NewCron, NewJob, NextFire, Purged, Reaped,
@@ -38,6 +46,8 @@ const JOBS_CHANNEL: &str = "regsweep_jobs";
 const CANCEL_CHANNEL: &str = "regsweep_cancel";
 /// Channel announcing operator capacity changes (payload: JSON).
 const CAPACITY_CHANNEL: &str = "regsweep_capacity";
+/// Channel announcing the end of a cleanup job (payload: job id).
+const CLEANUPS_CHANNEL: &str = "regsweep_cleanups";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -233,6 +243,94 @@ impl JobStore for PgStore {
     }
 }
 
+#[async_trait]
+impl CatalogStore for PgStore {
+    async fn create_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError> {
+        registries::create_registry(&self.pool, r).await
+    }
+
+    async fn get_registry(&self, name: &str) -> Result<Option<RegistryRecord>, StoreError> {
+        registries::get_registry(&self.pool, name).await
+    }
+
+    async fn list_registries(&self) -> Result<Vec<RegistryRecord>, StoreError> {
+        registries::list_registries(&self.pool).await
+    }
+
+    async fn update_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError> {
+        registries::update_registry(&self.pool, r).await
+    }
+
+    async fn delete_registry(&self, name: &str) -> Result<DeleteRegistryOutcome, StoreError> {
+        registries::delete_registry(&self.pool, name).await
+    }
+
+    async fn create_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError> {
+        registries::create_policy(&self.pool, p).await
+    }
+
+    async fn get_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
+        registries::get_policy(&self.pool, name).await
+    }
+
+    async fn list_policies(
+        &self,
+        registry_id: Option<i64>,
+    ) -> Result<Vec<PolicyRecord>, StoreError> {
+        registries::list_policies(&self.pool, registry_id).await
+    }
+
+    async fn update_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError> {
+        registries::update_policy(&self.pool, p).await
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<bool, StoreError> {
+        registries::delete_policy(&self.pool, name).await
+    }
+
+    async fn run_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
+        registries::run_policy(&self.pool, name).await
+    }
+
+    async fn reassign_repositories(
+        &self,
+        registry_id: i64,
+        matcher: &PolicyMatcher,
+    ) -> Result<u64, StoreError> {
+        repositories::reassign(&self.pool, registry_id, matcher).await
+    }
+
+    async fn report_repositories(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        registry_id: i64,
+        names: &[String],
+        complete: bool,
+        matcher: &PolicyMatcher,
+    ) -> Result<ReportOutcome, StoreError> {
+        repositories::report(&self.pool, job_id, attempt, registry_id, names, complete, matcher)
+            .await
+    }
+
+    async fn list_repositories(
+        &self,
+        filter: &RepositoryFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RepositoryRecord>, StoreError> {
+        repositories::list(&self.pool, filter, after, limit).await
+    }
+
+    async fn select_cleanups(
+        &self,
+        config: &SelectionConfig,
+        advance: AdvanceRun,
+    ) -> Result<Selection, StoreError> {
+        selection::select(&self.pool, config, advance).await
+    }
+}
+
 /// Listens until shutdown (`Ok`) or a connection error (`Err`). Every
 /// (re)connection is followed by a `Resync`: notifications sent while no
 /// one listened are lost.
@@ -242,7 +340,7 @@ async fn listen_once(
     shutdown: &Shutdown,
 ) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen_all([JOBS_CHANNEL, CANCEL_CHANNEL, CAPACITY_CHANNEL]).await?;
+    listener.listen_all([JOBS_CHANNEL, CANCEL_CHANNEL, CAPACITY_CHANNEL, CLEANUPS_CHANNEL]).await?;
     if events.send(StoreEvent::Resync).await.is_err() {
         return Ok(());
     }
@@ -256,6 +354,7 @@ async fn listen_once(
             Some(n) if n.channel() == JOBS_CHANNEL => {
                 StoreEvent::JobsAvailable(n.payload().to_string())
             }
+            Some(n) if n.channel() == CLEANUPS_CHANNEL => StoreEvent::CleanupEnded,
             Some(n) => {
                 let event = if n.channel() == CANCEL_CHANNEL {
                     rows::parse_cancel_payload(n.payload())

@@ -1,0 +1,245 @@
+//! CNCF Distribution (`docker-registry`) as a test fixture: its own
+//! temporary storage and port, deletes enabled, and seeding helpers written
+//! with plain HTTP (not with the client under test).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest as _, Sha256};
+use tokio::process::{Child, Command};
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A running registry, killed on drop.
+pub struct TestRegistry {
+    _dir: tempfile::TempDir,
+    _child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+fn digest_of(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl TestRegistry {
+    /// Starts `docker-registry serve` and waits until `/v2/` answers.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The port is picked here and bound by the registry: a rare race
+        // with another process is retried.
+        for _ in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            );
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).expect("write registry config");
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("docker-registry is missing ({e}): run scripts/deps.sh (apt-get install docker-registry)")
+                });
+            let url = format!("http://127.0.0.1:{port}");
+            let http = reqwest::Client::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let mut child = child;
+            loop {
+                if let Ok(r) = http.get(format!("{url}/v2/")).send().await
+                    && r.status().is_success()
+                {
+                    return Self { _dir: dir, _child: child, url, http };
+                }
+                if child.try_wait().ok().flatten().is_some()
+                    || tokio::time::Instant::now() > deadline
+                {
+                    break;
+                }
+                // A readiness probe of an outside process: nothing to await.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("docker-registry did not start within 10s (see its log above)");
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn upload_blob(&self, repo: &str, body: &[u8]) -> String {
+        let digest = digest_of(body);
+        let started = self
+            .http
+            .post(format!("{}/v2/{repo}/blobs/uploads/", self.url))
+            .send()
+            .await
+            .expect("start upload");
+        assert_eq!(started.status(), 202, "start upload");
+        let location = started.headers()["location"].to_str().expect("location").to_string();
+        let location =
+            if location.starts_with("http") { location } else { format!("{}{location}", self.url) };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = self
+            .http
+            .put(format!("{location}{sep}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("put blob");
+        assert_eq!(put.status(), 201, "put blob");
+        digest
+    }
+
+    /// Puts a manifest under each of `tags`; returns its digest.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
+        for tag in tags {
+            let response = self
+                .http
+                .put(format!("{}/v2/{repo}/manifests/{tag}", self.url))
+                .header("content-type", media_type)
+                .body(body.to_vec())
+                .send()
+                .await
+                .expect("put manifest");
+            assert_eq!(response.status(), 201, "put manifest {repo}:{tag}");
+        }
+        digest_of(body)
+    }
+
+    fn manifest(
+        config_digest: &str,
+        config_size: usize,
+        annotations: serde_json::Value,
+    ) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config_size,
+            },
+            "layers": [],
+            "annotations": annotations,
+        }))
+        .expect("manifest json")
+    }
+
+    /// Pushes an image (a config holding `created` and `unique`, no layers)
+    /// under every tag of `tags`; returns its digest.
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        created: Option<DateTime<Utc>>,
+        unique: &str,
+    ) -> String {
+        let mut config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "unique": unique,
+        });
+        if let Some(created) = created {
+            config["created"] = created.to_rfc3339_opts(SecondsFormat::Secs, true).into();
+        }
+        let config = serde_json::to_vec(&config).expect("config json");
+        let config_digest = self.upload_blob(repo, &config).await;
+        let manifest = Self::manifest(&config_digest, config.len(), serde_json::json!({}));
+        self.put_manifest(repo, tags, OCI_MANIFEST, &manifest).await
+    }
+
+    /// Pushes an image whose config has no `created`, with the creation
+    /// time only as the manifest annotation.
+    pub async fn push_image_annotated(
+        &self,
+        repo: &str,
+        tag: &str,
+        created: DateTime<Utc>,
+    ) -> String {
+        let config =
+            serde_json::to_vec(&serde_json::json!({"os": "linux", "unique": tag})).expect("config");
+        let config_digest = self.upload_blob(repo, &config).await;
+        let annotations = serde_json::json!({
+            "org.opencontainers.image.created": created.to_rfc3339_opts(SecondsFormat::Secs, true),
+        });
+        let manifest = Self::manifest(&config_digest, config.len(), annotations);
+        self.put_manifest(repo, &[tag], OCI_MANIFEST, &manifest).await
+    }
+
+    /// Pushes an OCI index over `children` (linux/amd64 first) under `tag`.
+    pub async fn push_index(&self, repo: &str, tag: &str, children: &[(&str, &str)]) -> String {
+        let manifests: Vec<serde_json::Value> = children
+            .iter()
+            .map(|(digest, arch)| {
+                serde_json::json!({
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": 1,
+                    "platform": {"os": "linux", "architecture": arch},
+                })
+            })
+            .collect();
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+        }))
+        .expect("index json");
+        self.put_manifest(repo, &[tag], OCI_INDEX, &index).await
+    }
+
+    /// The digest `tag` points at, or `None` when it does not exist.
+    pub async fn tag_digest(&self, repo: &str, tag: &str) -> Option<String> {
+        let response = self
+            .http
+            .head(format!("{}/v2/{repo}/manifests/{tag}", self.url))
+            .header("accept", ACCEPT)
+            .send()
+            .await
+            .expect("head manifest");
+        if response.status() == 404 {
+            return None;
+        }
+        assert!(response.status().is_success(), "head {repo}:{tag}: {}", response.status());
+        Some(response.headers()["docker-content-digest"].to_str().expect("digest").to_string())
+    }
+
+    /// Deletes a manifest by digest (every tag of it goes).
+    pub async fn delete(&self, repo: &str, digest: &str) {
+        let response = self
+            .http
+            .delete(format!("{}/v2/{repo}/manifests/{digest}", self.url))
+            .send()
+            .await
+            .expect("delete manifest");
+        assert_eq!(response.status(), 202, "delete {repo}@{digest}");
+    }
+}

@@ -1,0 +1,305 @@
+//! Registries, policies, catalog sync, preview and dry-run cleanups
+//! against the real registry.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use regsweep_integration_tests::{Scheduler, TestDb, TestRegistry, Worker};
+use regsweep_proto::duration_from_std;
+use regsweep_proto::v1::{self, JobStatus, TagAction};
+use tonic::Code;
+
+use crate::wait_status;
+
+pub async fn create_registry(scheduler: &Scheduler, name: &str, url: &str) -> v1::Registry {
+    let registry = v1::Registry { name: name.into(), url: url.into(), ..Default::default() };
+    scheduler
+        .registries()
+        .await
+        .create_registry(v1::CreateRegistryRequest { registry: Some(registry) })
+        .await
+        .expect("create registry")
+        .into_inner()
+        .registry
+        .expect("registry")
+}
+
+pub async fn create_policy(scheduler: &Scheduler, policy: v1::Policy) -> v1::Policy {
+    scheduler
+        .policies()
+        .await
+        .create_policy(v1::CreatePolicyRequest { policy: Some(policy) })
+        .await
+        .expect("create policy")
+        .into_inner()
+        .policy
+        .expect("policy")
+}
+
+/// Runs a catalog sync of `registry` to its end.
+pub async fn sync(scheduler: &Scheduler, registry: &str) -> v1::Job {
+    let job = scheduler
+        .repositories()
+        .await
+        .sync_repositories(v1::SyncRepositoriesRequest { registry: registry.into() })
+        .await
+        .expect("sync")
+        .into_inner()
+        .job
+        .expect("job");
+    wait_status(&scheduler.jobs().await, job.id, JobStatus::Done, Duration::from_secs(20)).await
+}
+
+async fn repositories(scheduler: &Scheduler) -> Vec<v1::Repository> {
+    scheduler
+        .repositories()
+        .await
+        .list_repositories(v1::ListRepositoriesRequest::default())
+        .await
+        .expect("list repositories")
+        .into_inner()
+        .repositories
+}
+
+fn violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+fn days_ago(days: i64) -> chrono::DateTime<Utc> {
+    Utc::now() - chrono::Duration::days(days)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_registries_and_policies_are_rejected_and_nothing_is_written() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let mut registries = scheduler.registries().await;
+    let bad = v1::Registry {
+        name: "Bad Name".into(),
+        url: "ftp://user:secret@host".into(),
+        rate_limit: -1.0,
+        ..Default::default()
+    };
+    let status = registries
+        .create_registry(v1::CreateRegistryRequest { registry: Some(bad) })
+        .await
+        .expect_err("invalid registry");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        violations(&status),
+        ["registry.name", "registry.url", "registry.url", "registry.rate_limit"]
+    );
+    assert!(!status.message().contains("secret"), "{}", status.message());
+    create_registry(&scheduler, "local", "http://127.0.0.1:9").await;
+
+    let mut policies = scheduler.policies().await;
+    let bad = v1::Policy {
+        name: "p".into(),
+        registry: "nope".into(),
+        repository_selector: "team/[".into(),
+        cadence: "2d".into(),
+        keep_n: -1,
+        older_than: Some(regsweep_proto::pbjson_types::Duration { seconds: -5, nanos: 0 }),
+        name_regex_delete: "(".into(),
+        name_regex_keep: "a{99999}".into(),
+        ..Default::default()
+    };
+    let status = policies
+        .create_policy(v1::CreatePolicyRequest { policy: Some(bad) })
+        .await
+        .expect_err("invalid policy");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let mut fields = violations(&status);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "policy.cadence",
+            "policy.keep_n",
+            "policy.name_regex_delete",
+            "policy.name_regex_keep",
+            "policy.older_than",
+            "policy.registry",
+            "policy.repository_selector",
+        ]
+    );
+    let listed = policies.list_policies(v1::ListPoliciesRequest::default()).await.expect("list");
+    assert!(listed.into_inner().policies.is_empty(), "a rejected policy was written");
+    let status = registries
+        .delete_registry(v1::DeleteRegistryRequest { name: "missing".into() })
+        .await
+        .expect_err("unknown registry");
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_decides_every_tag_with_its_rule() {
+    let registry = TestRegistry::start().await;
+    let repo = "team/app";
+    registry.push_image(repo, &["latest"], Some(days_ago(100)), "latest").await;
+    registry.push_image(repo, &["v1", "stable"], Some(days_ago(10)), "v1").await;
+    registry.push_image(repo, &["v2"], Some(days_ago(9)), "v2").await;
+    registry.push_image(repo, &["v3"], Some(days_ago(8)), "v3").await;
+    registry.push_image(repo, &["v4"], Some(days_ago(7)), "v4").await;
+    let shared = registry.push_image(repo, &["v5", "prod"], Some(days_ago(6)), "v5").await;
+    registry.push_image(repo, &["v6"], Some(Utc::now() - chrono::Duration::hours(1)), "v6").await;
+    registry.push_image(repo, &["v7"], Some(Utc::now() - chrono::Duration::hours(2)), "v7").await;
+    registry.push_image(repo, &["keep-1"], Some(days_ago(50)), "keep-1").await;
+    registry.push_image(repo, &["dev-x"], Some(days_ago(50)), "dev-x").await;
+
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let _worker = Worker::start(&scheduler, "w1", &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    create_policy(
+        &scheduler,
+        v1::Policy {
+            name: "team".into(),
+            registry: "local".into(),
+            repository_selector: "team/*".into(),
+            cadence: "7d".into(),
+            keep_n: 1,
+            older_than: Some(duration_from_std(Duration::from_secs(2 * 86_400))),
+            name_regex_delete: "v.*|stable|latest".into(),
+            name_regex_keep: "keep-.*".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let preview = scheduler
+        .policies()
+        .await
+        .preview_policy(v1::PreviewPolicyRequest { policy: "team".into(), repository: repo.into() })
+        .await
+        .expect("preview")
+        .into_inner();
+    let decided: Vec<(String, TagAction, String)> =
+        preview.decisions.iter().map(|d| (d.tag.clone(), d.action(), d.rule.clone())).collect();
+    let expect =
+        |tag: &str, action: TagAction, rule: &str| (tag.to_string(), action, rule.to_string());
+    use TagAction::{Delete, Keep};
+    assert_eq!(
+        decided,
+        [
+            expect("dev-x", Keep, "not_matching_delete_regex"),
+            expect("keep-1", Keep, "keep_regex"),
+            expect("latest", Keep, "latest"),
+            expect("prod", Keep, "not_matching_delete_regex"),
+            expect("stable", Delete, "delete"),
+            expect("v1", Delete, "delete"),
+            expect("v2", Delete, "delete"),
+            expect("v3", Delete, "delete"),
+            expect("v4", Delete, "delete"),
+            expect("v5", Delete, "delete"),
+            expect("v6", Keep, "keep_n"),
+            expect("v7", Keep, "newer_than"),
+        ]
+    );
+    assert_eq!(preview.delete_count, 6);
+    // v5 shares its digest with the kept `prod`: untagged, never deleted
+    // by digest; v1+stable, v2, v3, v4 go whole.
+    assert_eq!(preview.digest_delete_count, 4);
+    let v5 = preview.decisions.iter().find(|d| d.tag == "v5").expect("v5");
+    assert_eq!(v5.digest, shared);
+    // Nothing was deleted.
+    assert!(registry.tag_digest(repo, "v1").await.is_some());
+
+    // A repository with no tags (here: none at all) has nothing to decide.
+    let empty = scheduler
+        .policies()
+        .await
+        .preview_policy(v1::PreviewPolicyRequest {
+            policy: "team".into(),
+            repository: "team/none".into(),
+        })
+        .await
+        .expect("preview")
+        .into_inner();
+    assert!(empty.decisions.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_sync_assigns_policies_and_a_dry_run_records_its_plan() {
+    let registry = TestRegistry::start().await;
+    for repo in ["team/a", "team/b", "other/c"] {
+        registry.push_image(repo, &["old"], Some(days_ago(30)), &format!("{repo}-old")).await;
+        registry.push_image(repo, &["new"], Some(days_ago(1)), &format!("{repo}-new")).await;
+    }
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &["--tick", "200ms"]).await;
+    let _worker = Worker::start(&scheduler, "w1", &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    let job = sync(&scheduler, "local").await;
+    let result = regsweep_proto::struct_to_json(job.result.as_ref().expect("result"));
+    assert_eq!(result["repositories"], 3);
+    let policy = create_policy(
+        &scheduler,
+        v1::Policy {
+            name: "team".into(),
+            registry: "local".into(),
+            repository_selector: "team/*".into(),
+            cadence: "14d".into(),
+            older_than: Some(duration_from_std(Duration::from_secs(7 * 86_400))),
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(policy.repository_count, 2);
+    let listed = repositories(&scheduler).await;
+    let policy_of = |name: &str| listed.iter().find(|r| r.name == name).map(|r| r.policy.clone());
+    assert_eq!(policy_of("team/a").as_deref(), Some("team"));
+    assert_eq!(policy_of("other/c").as_deref(), Some(""));
+
+    scheduler
+        .policies()
+        .await
+        .run_policy(v1::RunPolicyRequest { name: "team".into() })
+        .await
+        .expect("run");
+    let cleaned = regsweep_integration_tests::wait_until(
+        "both team repositories cleaned",
+        Duration::from_secs(20),
+        || {
+            let scheduler = &scheduler;
+            async move {
+                let listed = repositories(scheduler).await;
+                let team: Vec<_> =
+                    listed.into_iter().filter(|r| r.name.starts_with("team/")).collect();
+                team.iter()
+                    .all(|r| {
+                        r.cleanup_finished_at.is_some()
+                            && r.cleanup_status() == v1::CleanupStatus::Unscheduled
+                    })
+                    .then_some(team)
+            }
+        },
+    )
+    .await;
+    for repository in &cleaned {
+        assert_eq!(repository.last_deleted_count, 1, "{repository:?}");
+        assert!(repository.last_error.is_empty());
+        let job = crate::get(&mut scheduler.jobs().await, repository.last_job_id).await;
+        let result = regsweep_proto::struct_to_json(job.result.as_ref().expect("result"));
+        assert_eq!(result["planned_tags"], 1);
+        assert_eq!(result["dry_run"], true);
+        let old = result["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .find(|t| t["tag"] == "old")
+            .expect("old");
+        assert_eq!(old["action"], "delete");
+    }
+    // Dry run: every tag is still there; other/c was never cleaned.
+    for repo in ["team/a", "team/b", "other/c"] {
+        assert!(registry.tag_digest(repo, "old").await.is_some(), "{repo}:old is gone");
+    }
+    let other =
+        repositories(&scheduler).await.into_iter().find(|r| r.name == "other/c").expect("other/c");
+    assert_eq!(other.last_job_id, 0);
+}

@@ -1,0 +1,250 @@
+//! `regsweep policies ...`
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use regsweep_common::duration;
+use regsweep_proto::v1::{self, TagAction};
+use regsweep_proto::{duration_from_std, duration_to_std};
+
+use crate::cli::{Cli, Output};
+use crate::client;
+use crate::output::{self, Table, time};
+
+#[derive(Debug, Subcommand)]
+pub enum PoliciesCommand {
+    /// Add a policy.
+    Create(PolicyArgs),
+    /// Show one policy.
+    Get {
+        /// Policy name.
+        name: String,
+    },
+    /// List policies.
+    List {
+        /// Only this registry's.
+        #[arg(long)]
+        registry: Option<String>,
+    },
+    /// Change a policy: only the flags given change.
+    Update(PolicyArgs),
+    /// Remove a policy.
+    Delete {
+        /// Policy name.
+        name: String,
+    },
+    /// Let a policy run again.
+    Enable {
+        /// Policy name.
+        name: String,
+    },
+    /// Stop a policy; running cleanups finish.
+    Disable {
+        /// Policy name.
+        name: String,
+    },
+    /// Make a policy due now.
+    Run {
+        /// Policy name.
+        #[arg(long)]
+        policy: String,
+    },
+    /// Show keep/delete for every tag of one repository, deleting nothing.
+    Preview {
+        /// Policy name.
+        #[arg(long)]
+        policy: String,
+        /// Repository of the policy's registry.
+        #[arg(long)]
+        repository: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Unique name.
+    #[arg(long)]
+    pub name: String,
+    /// Registry whose repositories it covers (create only).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Glob on repository names (`team/**`, `*/cache`).
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// 1d, 7d, 14d, 1month, 3month, or a cron expression (UTC).
+    #[arg(long)]
+    pub cadence: Option<String>,
+    /// Candidate tags kept, newest first.
+    #[arg(long, allow_negative_numbers = true)]
+    pub keep_n: Option<i32>,
+    /// Only candidate tags older than this go, e.g. 14d (0s: no age rule).
+    #[arg(long, value_parser = duration::parse)]
+    pub older_than: Option<Duration>,
+    /// Tags matching this (anchored) regex are candidates.
+    #[arg(long)]
+    pub name_regex_delete: Option<String>,
+    /// Tags matching this (anchored) regex are kept.
+    #[arg(long)]
+    pub name_regex_keep: Option<String>,
+    /// Plan and record only; delete nothing.
+    #[arg(long)]
+    pub dry_run: Option<Option<bool>>,
+}
+
+impl PolicyArgs {
+    fn to_proto(&self) -> (v1::Policy, Vec<String>) {
+        let mut mask = Vec::new();
+        let mut p = v1::Policy {
+            name: self.name.clone(),
+            registry: self.registry.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        let mut set = |field: &str, present: bool| {
+            if present {
+                mask.push(field.to_string());
+            }
+        };
+        set("repository_selector", self.selector.is_some());
+        set("cadence", self.cadence.is_some());
+        set("keep_n", self.keep_n.is_some());
+        set("older_than", self.older_than.is_some());
+        set("name_regex_delete", self.name_regex_delete.is_some());
+        set("name_regex_keep", self.name_regex_keep.is_some());
+        set("dry_run", self.dry_run.is_some());
+        p.repository_selector = self.selector.clone().unwrap_or_default();
+        p.cadence = self.cadence.clone().unwrap_or_default();
+        p.keep_n = self.keep_n.unwrap_or_default();
+        p.older_than = self.older_than.map(duration_from_std);
+        p.name_regex_delete = self.name_regex_delete.clone().unwrap_or_default();
+        p.name_regex_keep = self.name_regex_keep.clone().unwrap_or_default();
+        // `--dry-run` alone means true.
+        p.dry_run = self.dry_run.is_some_and(|d| d.unwrap_or(true));
+        (p, mask)
+    }
+}
+
+pub async fn run(cli: &Cli, command: &PoliciesCommand) -> Result<()> {
+    let mut policies = client::policies(&cli.scheduler).await?;
+    let policy = match command {
+        PoliciesCommand::Create(args) => {
+            let (policy, _) = args.to_proto();
+            let request = v1::CreatePolicyRequest { policy: Some(policy) };
+            policies.create_policy(request).await?.into_inner().policy
+        }
+        PoliciesCommand::Get { name } => {
+            policies
+                .get_policy(v1::GetPolicyRequest { name: name.clone() })
+                .await?
+                .into_inner()
+                .policy
+        }
+        PoliciesCommand::List { registry } => {
+            let request =
+                v1::ListPoliciesRequest { registry: registry.clone().unwrap_or_default() };
+            let list = policies.list_policies(request).await?.into_inner().policies;
+            return print_policies(cli.output, &list);
+        }
+        PoliciesCommand::Update(args) => {
+            anyhow::ensure!(args.registry.is_none(), "a policy's registry cannot change");
+            let (policy, mask) = args.to_proto();
+            anyhow::ensure!(!mask.is_empty(), "nothing to change: give at least one field flag");
+            let request = v1::UpdatePolicyRequest { policy: Some(policy), update_mask: mask };
+            policies.update_policy(request).await?.into_inner().policy
+        }
+        PoliciesCommand::Delete { name } => {
+            policies.delete_policy(v1::DeletePolicyRequest { name: name.clone() }).await?;
+            return output::deleted(cli.output, "policy", name);
+        }
+        PoliciesCommand::Enable { name } => {
+            let request = v1::EnablePolicyRequest { name: name.clone() };
+            policies.enable_policy(request).await?.into_inner().policy
+        }
+        PoliciesCommand::Disable { name } => {
+            let request = v1::DisablePolicyRequest { name: name.clone() };
+            policies.disable_policy(request).await?.into_inner().policy
+        }
+        PoliciesCommand::Run { policy } => {
+            let request = v1::RunPolicyRequest { name: policy.clone() };
+            policies.run_policy(request).await?.into_inner().policy
+        }
+        PoliciesCommand::Preview { policy, repository } => {
+            let request =
+                v1::PreviewPolicyRequest { policy: policy.clone(), repository: repository.clone() };
+            let preview = policies.preview_policy(request).await?.into_inner();
+            return print_preview(cli.output, &preview);
+        }
+    };
+    let policy = policy.context("server returned no policy")?;
+    print_policies(cli.output, std::slice::from_ref(&policy))
+}
+
+fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
+    if format == Output::Json {
+        return output::json(policies);
+    }
+    let mut table = Table::new(&[
+        "NAME",
+        "REGISTRY",
+        "SELECTOR",
+        "CADENCE",
+        "KEEP N",
+        "OLDER THAN",
+        "DELETE",
+        "KEEP",
+        "DRY RUN",
+        "ENABLED",
+        "REPOS",
+        "NEXT RUN",
+    ]);
+    for p in policies {
+        let older = p.older_than.as_ref().and_then(duration_to_std).filter(|d| !d.is_zero());
+        table.row(vec![
+            p.name.clone(),
+            p.registry.clone(),
+            p.repository_selector.clone(),
+            p.cadence.clone(),
+            p.keep_n.to_string(),
+            older.map_or_else(|| "-".into(), |d| humantime::format_duration(d).to_string()),
+            output::short(&p.name_regex_delete, 40),
+            output::short(&p.name_regex_keep, 40),
+            p.dry_run.to_string(),
+            (!p.disabled).to_string(),
+            p.repository_count.to_string(),
+            time(p.next_run_at.as_ref()),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+fn print_preview(format: Output, preview: &v1::PreviewPolicyResponse) -> Result<()> {
+    if format == Output::Json {
+        return output::json(preview);
+    }
+    let mut table = Table::new(&["TAG", "ACTION", "RULE", "CREATED", "DIGEST"]);
+    for d in &preview.decisions {
+        let action = match d.action() {
+            TagAction::Keep => "keep",
+            TagAction::Delete => "delete",
+            TagAction::Unspecified => "?",
+        };
+        table.row(vec![
+            d.tag.clone(),
+            action.into(),
+            d.rule.clone(),
+            time(d.created.as_ref()),
+            output::short(&d.digest, 19),
+        ]);
+    }
+    table.print();
+    println!(
+        "{}: {} of {} tags would be deleted, {} digests outright (job {})",
+        preview.repository,
+        preview.delete_count,
+        preview.decisions.len(),
+        preview.digest_delete_count,
+        preview.job_id
+    );
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! `regsweep registries ...` and `regsweep repositories ...`
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use regsweep_proto::v1::{self, CleanupStatus};
+
+use crate::cli::{Cli, Output};
+use crate::client;
+use crate::output::{self, Table, time};
+
+#[derive(Debug, Subcommand)]
+pub enum RegistriesCommand {
+    /// Add a registry.
+    Create(RegistryArgs),
+    /// Show one registry.
+    Get {
+        /// Registry name.
+        name: String,
+    },
+    /// List registries.
+    List,
+    /// Change a registry: only the flags given change.
+    Update(RegistryArgs),
+    /// Remove a registry and its repositories (not while policies use it).
+    Delete {
+        /// Registry name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Unique name.
+    #[arg(long)]
+    pub name: String,
+    /// Base URL, http or https.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// User name (with --password-file or --password-env).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// File holding the password, read by workers and scrubbers.
+    #[arg(long)]
+    pub password_file: Option<String>,
+    /// Environment variable holding the password, read by workers and scrubbers.
+    #[arg(long)]
+    pub password_env: Option<String>,
+    /// Docker config.json whose `auths` entry for the registry is used.
+    #[arg(long)]
+    pub docker_config: Option<String>,
+    /// Requests per second per process (0: unlimited).
+    #[arg(long)]
+    pub rate_limit: Option<f64>,
+    /// Deletions in flight at once (0: the scrubber's default).
+    #[arg(long = "max-parallel")]
+    pub max_parallel: Option<u32>,
+}
+
+impl RegistryArgs {
+    fn to_proto(&self) -> (v1::Registry, Vec<String>) {
+        let mut mask = Vec::new();
+        let mut registry = v1::Registry { name: self.name.clone(), ..Default::default() };
+        if let Some(url) = &self.url {
+            registry.url.clone_from(url);
+            mask.push("url".to_string());
+        }
+        let credentials =
+            [&self.username, &self.password_file, &self.password_env, &self.docker_config];
+        if credentials.iter().any(|c| c.is_some()) {
+            registry.credentials = Some(v1::RegistryCredentials {
+                username: self.username.clone().unwrap_or_default(),
+                password_file: self.password_file.clone().unwrap_or_default(),
+                password_env: self.password_env.clone().unwrap_or_default(),
+                docker_config: self.docker_config.clone().unwrap_or_default(),
+            });
+            mask.push("credentials".to_string());
+        }
+        if let Some(rate) = self.rate_limit {
+            registry.rate_limit = rate;
+            mask.push("rate_limit".to_string());
+        }
+        if let Some(n) = self.max_parallel {
+            registry.max_parallel_deletions = n;
+            mask.push("max_parallel_deletions".to_string());
+        }
+        (registry, mask)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepositoriesCommand {
+    /// Read a registry's catalog now (a `catalog_sync` job).
+    Sync {
+        /// Registry name.
+        #[arg(long)]
+        registry: String,
+    },
+    /// List repositories with their policy and cleanup state.
+    List {
+        /// Only this registry's.
+        #[arg(long)]
+        registry: Option<String>,
+        /// Only this cleanup status: unscheduled, scheduled, unfinished, ongoing.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those this policy covers.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Most repositories to print; follows pages until reached.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+pub async fn run(cli: &Cli, command: &RegistriesCommand) -> Result<()> {
+    let mut registries = client::registries(&cli.scheduler).await?;
+    let registry = match command {
+        RegistriesCommand::Create(args) => {
+            let (registry, _) = args.to_proto();
+            let request = v1::CreateRegistryRequest { registry: Some(registry) };
+            registries.create_registry(request).await?.into_inner().registry
+        }
+        RegistriesCommand::Get { name } => {
+            let request = v1::GetRegistryRequest { name: name.clone() };
+            registries.get_registry(request).await?.into_inner().registry
+        }
+        RegistriesCommand::List => {
+            let list = registries
+                .list_registries(v1::ListRegistriesRequest {})
+                .await?
+                .into_inner()
+                .registries;
+            return print_registries(cli.output, &list);
+        }
+        RegistriesCommand::Update(args) => {
+            let (registry, mask) = args.to_proto();
+            anyhow::ensure!(!mask.is_empty(), "nothing to change: give at least one field flag");
+            let request = v1::UpdateRegistryRequest { registry: Some(registry), update_mask: mask };
+            registries.update_registry(request).await?.into_inner().registry
+        }
+        RegistriesCommand::Delete { name } => {
+            registries.delete_registry(v1::DeleteRegistryRequest { name: name.clone() }).await?;
+            return output::deleted(cli.output, "registry", name);
+        }
+    };
+    let registry = registry.context("server returned no registry")?;
+    print_registries(cli.output, std::slice::from_ref(&registry))
+}
+
+fn print_registries(format: Output, registries: &[v1::Registry]) -> Result<()> {
+    if format == Output::Json {
+        return output::json(registries);
+    }
+    let mut table = Table::new(&["NAME", "URL", "AUTH", "RATE LIMIT", "MAX PARALLEL", "CREATED"]);
+    for r in registries {
+        let c = r.credentials.clone().unwrap_or_default();
+        let auth = if !c.docker_config.is_empty() {
+            format!("docker config {}", c.docker_config)
+        } else if !c.username.is_empty() {
+            format!("user {}", c.username)
+        } else {
+            "anonymous".to_string()
+        };
+        table.row(vec![
+            r.name.clone(),
+            r.url.clone(),
+            auth,
+            if r.rate_limit > 0.0 { format!("{}/s", r.rate_limit) } else { "-".into() },
+            if r.max_parallel_deletions > 0 {
+                r.max_parallel_deletions.to_string()
+            } else {
+                "-".into()
+            },
+            time(r.created_at.as_ref()),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+fn parse_status(text: &str) -> Result<CleanupStatus> {
+    CleanupStatus::from_str_name(&format!("CLEANUP_STATUS_{}", text.to_ascii_uppercase()))
+        .with_context(|| {
+            format!("unknown status {text:?}: use unscheduled, scheduled, unfinished or ongoing")
+        })
+}
+
+pub async fn run_repositories(cli: &Cli, command: &RepositoriesCommand) -> Result<()> {
+    let mut repositories = client::repositories(&cli.scheduler).await?;
+    match command {
+        RepositoriesCommand::Sync { registry } => {
+            let request = v1::SyncRepositoriesRequest { registry: registry.clone() };
+            let response = repositories.sync_repositories(request).await?.into_inner();
+            let job = response.job.context("server returned no job")?;
+            match cli.output {
+                Output::Json => output::json(&job),
+                Output::Table => {
+                    let verb = if response.created { "enqueued" } else { "already queued" };
+                    println!("catalog sync of {registry} {verb}: job {}", job.id);
+                    Ok(())
+                }
+            }
+        }
+        RepositoriesCommand::List { registry, status, policy, limit } => {
+            let cleanup_status =
+                status.as_deref().map(parse_status).transpose()?.unwrap_or_default();
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            while all.len() < *limit as usize {
+                let request = v1::ListRepositoriesRequest {
+                    registry: registry.clone().unwrap_or_default(),
+                    cleanup_status: cleanup_status.into(),
+                    policy: policy.clone().unwrap_or_default(),
+                    page_size: i32::try_from((*limit as usize - all.len()).min(1000))
+                        .unwrap_or(1000),
+                    page_token,
+                };
+                let page = repositories.list_repositories(request).await?.into_inner();
+                all.extend(page.repositories);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if cli.output == Output::Json {
+                return output::json(&all);
+            }
+            let mut table = Table::new(&[
+                "REGISTRY",
+                "NAME",
+                "POLICY",
+                "STATUS",
+                "STARTED",
+                "FINISHED",
+                "DELETED",
+                "LAST JOB",
+                "LAST ERROR",
+            ]);
+            for r in &all {
+                table.row(vec![
+                    r.registry.clone(),
+                    r.name.clone(),
+                    output::short(&r.policy, 64),
+                    r.cleanup_status()
+                        .as_str_name()
+                        .trim_start_matches("CLEANUP_STATUS_")
+                        .to_ascii_lowercase(),
+                    time(r.cleanup_started_at.as_ref()),
+                    time(r.cleanup_finished_at.as_ref()),
+                    r.last_deleted_count.to_string(),
+                    if r.last_job_id == 0 { "-".into() } else { r.last_job_id.to_string() },
+                    output::short(&r.last_error, 60),
+                ]);
+            }
+            table.print();
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! A policy's tag rules and their validation.
+
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::{Cadence, Selector};
+
+/// Longest regex accepted, in bytes.
+pub const MAX_REGEX_BYTES: usize = 1000;
+/// Compiled size limit of one regex: the engine is linear-time in the input,
+/// but a short pattern such as `\w{1000}` still compiles to a huge program.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Largest `keep_n`.
+pub const MAX_KEEP_N: i64 = 100_000;
+/// Longest `older_than`: ten years.
+pub const MAX_OLDER_THAN_SECONDS: i64 = 10 * 365 * 86_400;
+
+/// One problem with one field, e.g. `("name_regex_delete", "invalid regex: ...")`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub field: &'static str,
+    pub description: String,
+}
+
+impl Violation {
+    fn new(field: &'static str, description: impl Into<String>) -> Self {
+        Self { field, description: description.into() }
+    }
+}
+
+/// The rule fields as the API and the `tag_cleanup` job carry them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Candidates kept, newest first; 0 for no such rule.
+    pub keep_n: i64,
+    /// Only candidates older than this go; 0 for no age rule.
+    pub older_than_seconds: i64,
+    /// Candidates: tags matching this (anchored); empty means every tag.
+    pub name_regex_delete: String,
+    /// Tags matching this (anchored) are kept; empty keeps none by name.
+    pub name_regex_keep: String,
+}
+
+/// Rules ready to apply.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    spec: RuleSpec,
+    delete: Option<Regex>,
+    keep: Option<Regex>,
+}
+
+fn build(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_SIZE_LIMIT).build()
+}
+
+fn compile_regex(field: &'static str, pattern: &str) -> Result<Option<Regex>, Violation> {
+    if pattern.is_empty() {
+        return Ok(None);
+    }
+    if pattern.len() > MAX_REGEX_BYTES {
+        return Err(Violation::new(field, format!("must be at most {MAX_REGEX_BYTES} bytes")));
+    }
+    let explain = |e: regex::Error| {
+        let reason = match e {
+            regex::Error::CompiledTooBig(_) => {
+                format!("too complex: compiles to more than {} KiB", REGEX_SIZE_LIMIT >> 10)
+            }
+            // The syntax error's last line is the reason; the lines above
+            // draw a caret under the pattern, which does not fit one field.
+            other => {
+                let text = other.to_string();
+                let last = text.lines().last().unwrap_or_default();
+                format!("invalid regex: {}", last.trim_start_matches("error: "))
+            }
+        };
+        Violation::new(field, reason)
+    };
+    // The pattern alone must be valid, or `a)|(b` would escape the anchors
+    // below and match anywhere.
+    build(pattern).map_err(explain)?;
+    build(&format!("^(?:{pattern})$")).map(Some).map_err(explain)
+}
+
+impl Rules {
+    /// Compiles `spec`, reporting every bad field, not only the first.
+    pub fn compile(spec: &RuleSpec) -> Result<Self, Vec<Violation>> {
+        let mut violations = Vec::new();
+        if !(0..=MAX_KEEP_N).contains(&spec.keep_n) {
+            violations.push(Violation::new("keep_n", format!("must be from 0 to {MAX_KEEP_N}")));
+        }
+        if !(0..=MAX_OLDER_THAN_SECONDS).contains(&spec.older_than_seconds) {
+            violations.push(Violation::new(
+                "older_than",
+                format!("must be from 0 to 10 years ({MAX_OLDER_THAN_SECONDS} seconds)"),
+            ));
+        }
+        let mut regex = |field, pattern| {
+            compile_regex(field, pattern).unwrap_or_else(|v| {
+                violations.push(v);
+                None
+            })
+        };
+        let delete = regex("name_regex_delete", &spec.name_regex_delete);
+        let keep = regex("name_regex_keep", &spec.name_regex_keep);
+        if violations.is_empty() {
+            Ok(Self { spec: spec.clone(), delete, keep })
+        } else {
+            Err(violations)
+        }
+    }
+
+    pub fn spec(&self) -> &RuleSpec {
+        &self.spec
+    }
+
+    /// Whether `tag` is a deletion candidate by name (an empty regex
+    /// matches every tag).
+    pub fn matches_delete(&self, tag: &str) -> bool {
+        self.delete.as_ref().is_none_or(|r| r.is_match(tag))
+    }
+
+    /// Whether `tag` is kept by name (an empty regex keeps none).
+    pub fn matches_keep(&self, tag: &str) -> bool {
+        self.keep.as_ref().is_some_and(|r| r.is_match(tag))
+    }
+}
+
+/// Every problem of a policy's fields: the rules, the repository selector
+/// and the cadence, named `keep_n`, `older_than`, `name_regex_delete`,
+/// `name_regex_keep`, `repository_selector` and `cadence`.
+pub fn validate_policy_fields(spec: &RuleSpec, selector: &str, cadence: &str) -> Vec<Violation> {
+    let mut violations = Rules::compile(spec).err().unwrap_or_default();
+    if let Err(reason) = Selector::parse(selector) {
+        violations.push(Violation::new("repository_selector", reason));
+    }
+    if let Err(reason) = Cadence::parse(cadence) {
+        violations.push(Violation::new("cadence", reason));
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(delete: &str, keep: &str) -> RuleSpec {
+        RuleSpec {
+            name_regex_delete: delete.into(),
+            name_regex_keep: keep.into(),
+            ..Default::default()
+        }
+    }
+
+    fn violations(spec: &RuleSpec) -> Vec<(&'static str, String)> {
+        Rules::compile(spec)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.field, v.description))
+            .collect()
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let spec = RuleSpec {
+            keep_n: -1,
+            older_than_seconds: -5,
+            name_regex_delete: "(".into(),
+            name_regex_keep: "a{99999}".into(),
+        };
+        let fields: Vec<&str> =
+            validate_policy_fields(&spec, "[", "2d").iter().map(|v| v.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "keep_n",
+                "older_than",
+                "name_regex_delete",
+                "name_regex_keep",
+                "repository_selector",
+                "cadence"
+            ]
+        );
+        assert!(validate_policy_fields(&RuleSpec::default(), "team/*", "7d").is_empty());
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong() {
+        let found = violations(&spec("(", ""));
+        assert_eq!(found, [("name_regex_delete", "invalid regex: unclosed group".to_string())]);
+        let found = violations(&spec("", r"\w{1000}"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "name_regex_keep");
+        assert!(found[0].1.starts_with("too complex"), "{}", found[0].1);
+        let found = violations(&spec(&"x".repeat(MAX_REGEX_BYTES + 1), ""));
+        assert_eq!(found, [("name_regex_delete", "must be at most 1000 bytes".to_string())]);
+        assert!(violations(&spec(&"x".repeat(MAX_REGEX_BYTES), "")).is_empty());
+    }
+
+    #[test]
+    fn bounds_of_the_numbers() {
+        let numbers = |keep_n, older_than_seconds| {
+            let spec = RuleSpec { keep_n, older_than_seconds, ..Default::default() };
+            violations(&spec).into_iter().map(|(field, _)| field).collect::<Vec<_>>()
+        };
+        assert!(numbers(0, 0).is_empty());
+        assert!(numbers(MAX_KEEP_N, MAX_OLDER_THAN_SECONDS).is_empty());
+        assert_eq!(numbers(MAX_KEEP_N + 1, 0), ["keep_n"]);
+        assert_eq!(numbers(-1, 0), ["keep_n"]);
+        assert_eq!(numbers(0, MAX_OLDER_THAN_SECONDS + 1), ["older_than"]);
+        assert_eq!(numbers(0, -1), ["older_than"]);
+    }
+
+    #[test]
+    fn regexes_are_anchored() {
+        let rules = Rules::compile(&spec("v1", "")).expect("valid");
+        assert!(rules.matches_delete("v1"));
+        assert!(!rules.matches_delete("v10") && !rules.matches_delete("xv1"));
+        // An alternation stays inside the anchors.
+        let rules = Rules::compile(&spec("a|b", "")).expect("valid");
+        assert!(rules.matches_delete("b") && !rules.matches_delete("ab"));
+    }
+
+    #[test]
+    fn a_pattern_cannot_escape_the_anchors() {
+        // Wrapped, `a)|(b` would read `^(?:a)|(b)$` and match "xa..." tags.
+        let found = violations(&spec("a)|(b", ""));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "name_regex_delete");
+    }
+
+    #[test]
+    fn empty_regexes_mean_every_tag_and_none() {
+        let rules = Rules::compile(&RuleSpec::default()).expect("valid");
+        assert!(rules.matches_delete("anything") && !rules.matches_keep("anything"));
+    }
+
+    #[test]
+    fn specs_reject_unknown_fields() {
+        let parsed: Result<RuleSpec, _> = serde_json::from_str(r#"{"keep_n": 1, "nope": 2}"#);
+        assert!(parsed.is_err());
+        let parsed: RuleSpec = serde_json::from_str(r#"{"keep_n": 1}"#).expect("valid");
+        assert_eq!(parsed, RuleSpec { keep_n: 1, ..Default::default() });
+    }
+}

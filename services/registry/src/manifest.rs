@@ -1,0 +1,174 @@
+//! Manifests and indexes, OCI and Docker flavours, parsed as far as a
+//! cleanup needs: the config descriptor, the children of an index, the
+//! annotations.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::Error;
+
+pub mod media_types {
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+    /// The `Accept` of every manifest request: without these types
+    /// Distribution answers 404 MANIFEST_UNKNOWN (FACTS).
+    pub const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+        application/vnd.oci.image.index.v1+json, \
+        application/vnd.docker.distribution.manifest.v2+json, \
+        application/vnd.docker.distribution.manifest.list.v2+json";
+}
+
+/// A content descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// A child of an index with its platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformDescriptor {
+    pub descriptor: Descriptor,
+    pub os: Option<String>,
+    pub architecture: Option<String>,
+}
+
+/// A parsed manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Manifest {
+    Image {
+        digest: String,
+        media_type: String,
+        config: Descriptor,
+        annotations: BTreeMap<String, String>,
+    },
+    Index {
+        digest: String,
+        media_type: String,
+        manifests: Vec<PlatformDescriptor>,
+        annotations: BTreeMap<String, String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    manifests: Option<Vec<RawChild>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct RawChild {
+    #[serde(flatten)]
+    descriptor: Descriptor,
+    #[serde(default)]
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+}
+
+impl Manifest {
+    /// Parses a manifest body; `content_type` comes from the response when
+    /// the body does not say.
+    pub fn parse(body: &[u8], content_type: &str, digest: String) -> Result<Self, Error> {
+        let raw: Raw = serde_json::from_slice(body)
+            .map_err(|e| Error::InvalidResponse(format!("manifest {digest} is not valid: {e}")))?;
+        let media_type = raw.media_type.filter(|m| !m.is_empty()).unwrap_or_else(|| {
+            content_type.split(';').next().unwrap_or_default().trim().to_string()
+        });
+        let annotations = raw.annotations.unwrap_or_default();
+        if let Some(children) = raw.manifests {
+            let manifests = children
+                .into_iter()
+                .map(|c| PlatformDescriptor {
+                    descriptor: c.descriptor,
+                    os: c.platform.as_ref().and_then(|p| p.os.clone()),
+                    architecture: c.platform.and_then(|p| p.architecture),
+                })
+                .collect();
+            return Ok(Self::Index { digest, media_type, manifests, annotations });
+        }
+        let config = raw.config.ok_or_else(|| {
+            Error::InvalidResponse(format!("manifest {digest} has neither config nor manifests"))
+        })?;
+        Ok(Self::Image { digest, media_type, config, annotations })
+    }
+
+    pub fn digest(&self) -> &str {
+        match self {
+            Self::Image { digest, .. } | Self::Index { digest, .. } => digest,
+        }
+    }
+
+    pub fn media_type(&self) -> &str {
+        match self {
+            Self::Image { media_type, .. } | Self::Index { media_type, .. } => media_type,
+        }
+    }
+
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        match self {
+            Self::Image { annotations, .. } | Self::Index { annotations, .. } => annotations,
+        }
+    }
+
+    /// The child of an index whose creation time stands for the index:
+    /// linux/amd64 when there is one, else the first.
+    pub fn representative_child(&self) -> Option<&Descriptor> {
+        let Self::Index { manifests, .. } = self else { return None };
+        manifests
+            .iter()
+            .find(|m| {
+                m.os.as_deref() == Some("linux") && m.architecture.as_deref() == Some("amd64")
+            })
+            .or_else(|| manifests.first())
+            .map(|m| &m.descriptor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_and_indexes() {
+        let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:c","size":2},
+            "layers":[],"annotations":{"org.opencontainers.image.created":"2026-01-01T00:00:00Z"}}"#;
+        let m = Manifest::parse(image, "", "sha256:m".into()).expect("image");
+        assert!(matches!(&m, Manifest::Image { config, .. } if config.digest == "sha256:c"));
+        assert_eq!(m.annotations()["org.opencontainers.image.created"], "2026-01-01T00:00:00Z");
+        let index = br#"{"schemaVersion":2,"manifests":[
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:arm","size":1,"platform":{"os":"linux","architecture":"arm64"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:amd","size":1,"platform":{"os":"linux","architecture":"amd64"}}]}"#;
+        let m =
+            Manifest::parse(index, "application/vnd.oci.image.index.v1+json", "sha256:i".into())
+                .expect("index");
+        assert_eq!(m.media_type(), media_types::OCI_INDEX);
+        assert_eq!(m.representative_child().map(|d| d.digest.as_str()), Some("sha256:amd"));
+        assert!(Manifest::parse(b"{}", "", "sha256:x".into()).is_err());
+        assert!(Manifest::parse(b"not json", "", "sha256:x".into()).is_err());
+    }
+}

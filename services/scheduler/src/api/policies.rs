@@ -1,0 +1,370 @@
+//! `regsweep.v1.PolicyService`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use regsweep_common::FieldViolations;
+use regsweep_policy::{Cadence, RuleSpec, Selector};
+use regsweep_proto::duration_to_std;
+use regsweep_proto::v1::{self, policy_service_server::PolicyService};
+use tonic::{Request, Response, Status};
+
+use super::preview;
+use crate::error::ApiError;
+use crate::store::JobStore;
+use crate::store::catalog::{CatalogStore, NewPolicy, PolicyMatcher, PolicyRecord};
+
+const UPDATABLE: &[&str] = &[
+    "repository_selector",
+    "cadence",
+    "keep_n",
+    "older_than",
+    "name_regex_delete",
+    "name_regex_keep",
+    "dry_run",
+    "disabled",
+];
+
+/// Serves cleanup policies.
+#[derive(Clone)]
+pub struct PolicyApi {
+    catalog: Arc<dyn CatalogStore>,
+    jobs: Arc<dyn JobStore>,
+    preview_timeout: Duration,
+}
+
+impl PolicyApi {
+    pub fn new(
+        catalog: Arc<dyn CatalogStore>,
+        jobs: Arc<dyn JobStore>,
+        preview_timeout: Duration,
+    ) -> Self {
+        Self { catalog, jobs, preview_timeout }
+    }
+
+    async fn find(&self, name: &str) -> Result<PolicyRecord, ApiError> {
+        self.catalog.get_policy(name).await?.ok_or_else(|| not_found(name))
+    }
+
+    /// Reassigns the registry's repositories after its policies changed.
+    async fn reassign(&self, registry_id: i64) -> Result<(), ApiError> {
+        let matcher = matcher(self.catalog.as_ref(), registry_id).await?;
+        let changed = self.catalog.reassign_repositories(registry_id, matcher.as_ref()).await?;
+        tracing::info!(registry_id, changed, "repositories reassigned");
+        Ok(())
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("policy {name:?} not found"))
+}
+
+/// The policy of a repository of `registry_id`: the oldest policy whose
+/// selector covers its name.
+pub async fn matcher(
+    catalog: &dyn CatalogStore,
+    registry_id: i64,
+) -> Result<Box<PolicyMatcher>, ApiError> {
+    let mut policies: Vec<(i64, Selector)> = catalog
+        .list_policies(Some(registry_id))
+        .await?
+        .into_iter()
+        .filter_map(|p| Selector::parse(&p.repository_selector).ok().map(|s| (p.id, s)))
+        .collect();
+    policies.sort_by_key(|(id, _)| *id);
+    Ok(Box::new(move |name: &str| {
+        policies.iter().find(|(_, s)| s.is_match(name)).map(|(id, _)| *id)
+    }))
+}
+
+/// Checks a policy; `registry_id` is its registry's id when that exists.
+pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, FieldViolations> {
+    let mut v = FieldViolations::new();
+    super::registries::validate_name("policy.name", &p.name, &mut v);
+    if p.registry.is_empty() {
+        v.add("policy.registry", "is required");
+    } else if registry_id.is_none() {
+        v.add("policy.registry", format!("no registry named {:?}", p.registry));
+    }
+    let older_than_seconds = match &p.older_than {
+        None => 0,
+        Some(d) => match duration_to_std(d) {
+            Some(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            None => {
+                v.add("policy.older_than", "must not be negative");
+                0
+            }
+        },
+    };
+    let spec = RuleSpec {
+        keep_n: i64::from(p.keep_n),
+        older_than_seconds,
+        name_regex_delete: p.name_regex_delete.clone(),
+        name_regex_keep: p.name_regex_keep.clone(),
+    };
+    for violation in
+        regsweep_policy::validate_policy_fields(&spec, &p.repository_selector, &p.cadence)
+    {
+        v.add(format!("policy.{}", violation.field), violation.description);
+    }
+    v.into_result()?;
+    let cadence =
+        Cadence::parse(&p.cadence).map_err(|e| FieldViolations::single("policy.cadence", e))?;
+    let next_run_at = cadence
+        .next_after(Utc::now())
+        .ok_or_else(|| FieldViolations::single("policy.cadence", "never fires"))?;
+    Ok(NewPolicy {
+        name: p.name.clone(),
+        registry_id: registry_id.unwrap_or_default(),
+        repository_selector: p.repository_selector.clone(),
+        cadence: cadence.as_str(),
+        keep_n: p.keep_n,
+        older_than_seconds,
+        name_regex_delete: p.name_regex_delete.clone(),
+        name_regex_keep: p.name_regex_keep.clone(),
+        dry_run: p.dry_run,
+        enabled: !p.disabled,
+        next_run_at,
+    })
+}
+
+fn merge(
+    current: &PolicyRecord,
+    update: &v1::Policy,
+    mask: &[String],
+) -> Result<v1::Policy, FieldViolations> {
+    let mut v = FieldViolations::new();
+    for field in mask {
+        if !UPDATABLE.contains(&field.as_str()) {
+            v.add(
+                "update_mask",
+                format!("{field:?} cannot be updated; use {}", UPDATABLE.join(", ")),
+            );
+        }
+    }
+    v.into_result()?;
+    let has = |f: &str| mask.is_empty() || mask.iter().any(|m| m == f);
+    let mut merged = current.to_proto();
+    if has("repository_selector") {
+        merged.repository_selector.clone_from(&update.repository_selector);
+    }
+    if has("cadence") {
+        merged.cadence.clone_from(&update.cadence);
+    }
+    if has("keep_n") {
+        merged.keep_n = update.keep_n;
+    }
+    if has("older_than") {
+        merged.older_than = update.older_than;
+    }
+    if has("name_regex_delete") {
+        merged.name_regex_delete.clone_from(&update.name_regex_delete);
+    }
+    if has("name_regex_keep") {
+        merged.name_regex_keep.clone_from(&update.name_regex_keep);
+    }
+    if has("dry_run") {
+        merged.dry_run = update.dry_run;
+    }
+    if has("disabled") {
+        merged.disabled = update.disabled;
+    }
+    Ok(merged)
+}
+
+impl PolicyApi {
+    async fn set_enabled(&self, name: &str, enabled: bool) -> Result<PolicyRecord, ApiError> {
+        let current = self.find(name).await?;
+        if current.enabled == enabled {
+            return Ok(current);
+        }
+        let mut proto = current.to_proto();
+        proto.disabled = !enabled;
+        let mut policy = validate(&proto, Some(current.registry_id))?;
+        policy.next_run_at = current.next_run_at;
+        let updated = self.catalog.update_policy(policy).await?.ok_or_else(|| not_found(name))?;
+        tracing::info!(policy = %name, enabled, "policy {}", if enabled { "enabled" } else { "disabled" });
+        Ok(updated)
+    }
+}
+
+#[tonic::async_trait]
+impl PolicyService for PolicyApi {
+    async fn create_policy(
+        &self,
+        request: Request<v1::CreatePolicyRequest>,
+    ) -> Result<Response<v1::CreatePolicyResponse>, Status> {
+        let proto = request.into_inner().policy.unwrap_or_default();
+        let registry = if proto.registry.is_empty() {
+            None
+        } else {
+            self.catalog.get_registry(&proto.registry).await.map_err(ApiError::from)?
+        };
+        let policy = validate(&proto, registry.map(|r| r.id)).map_err(ApiError::from)?;
+        let registry_id = policy.registry_id;
+        let Some(created) = self.catalog.create_policy(policy).await.map_err(ApiError::from)?
+        else {
+            return Err(Status::already_exists(format!("policy {:?} already exists", proto.name)));
+        };
+        self.reassign(registry_id).await?;
+        let created = self.find(&created.name).await?;
+        tracing::info!(policy = %created.name, registry = %created.registry, cadence = %created.cadence,
+            repositories = created.repository_count, "policy created");
+        Ok(Response::new(v1::CreatePolicyResponse { policy: Some(created.to_proto()) }))
+    }
+
+    async fn get_policy(
+        &self,
+        request: Request<v1::GetPolicyRequest>,
+    ) -> Result<Response<v1::GetPolicyResponse>, Status> {
+        let policy = self.find(&request.into_inner().name).await?;
+        Ok(Response::new(v1::GetPolicyResponse { policy: Some(policy.to_proto()) }))
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<v1::ListPoliciesRequest>,
+    ) -> Result<Response<v1::ListPoliciesResponse>, Status> {
+        let registry = request.into_inner().registry;
+        let registry_id = if registry.is_empty() {
+            None
+        } else {
+            let found = self.catalog.get_registry(&registry).await.map_err(ApiError::from)?;
+            Some(
+                found
+                    .ok_or_else(|| ApiError::NotFound(format!("registry {registry:?} not found")))?
+                    .id,
+            )
+        };
+        let policies = self.catalog.list_policies(registry_id).await.map_err(ApiError::from)?;
+        Ok(Response::new(v1::ListPoliciesResponse {
+            policies: policies.iter().map(PolicyRecord::to_proto).collect(),
+        }))
+    }
+
+    async fn update_policy(
+        &self,
+        request: Request<v1::UpdatePolicyRequest>,
+    ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
+        let req = request.into_inner();
+        let update = req.policy.unwrap_or_default();
+        let current = self.find(&update.name).await?;
+        let merged = merge(&current, &update, &req.update_mask).map_err(ApiError::from)?;
+        let mut policy = validate(&merged, Some(current.registry_id)).map_err(ApiError::from)?;
+        if policy.cadence == current.cadence {
+            policy.next_run_at = current.next_run_at;
+        }
+        let selector_changed = policy.repository_selector != current.repository_selector;
+        let updated = self
+            .catalog
+            .update_policy(policy)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| not_found(&update.name))?;
+        if selector_changed {
+            self.reassign(current.registry_id).await?;
+        }
+        let updated = self.find(&updated.name).await?;
+        tracing::info!(policy = %updated.name, "policy updated");
+        Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(updated.to_proto()) }))
+    }
+
+    async fn delete_policy(
+        &self,
+        request: Request<v1::DeletePolicyRequest>,
+    ) -> Result<Response<v1::DeletePolicyResponse>, Status> {
+        let name = request.into_inner().name;
+        let current = self.find(&name).await?;
+        if !self.catalog.delete_policy(&name).await.map_err(ApiError::from)? {
+            return Err(not_found(&name).into());
+        }
+        self.reassign(current.registry_id).await?;
+        tracing::info!(policy = %name, "policy deleted");
+        Ok(Response::new(v1::DeletePolicyResponse {}))
+    }
+
+    async fn enable_policy(
+        &self,
+        request: Request<v1::EnablePolicyRequest>,
+    ) -> Result<Response<v1::EnablePolicyResponse>, Status> {
+        let policy = self.set_enabled(&request.into_inner().name, true).await?;
+        Ok(Response::new(v1::EnablePolicyResponse { policy: Some(policy.to_proto()) }))
+    }
+
+    async fn disable_policy(
+        &self,
+        request: Request<v1::DisablePolicyRequest>,
+    ) -> Result<Response<v1::DisablePolicyResponse>, Status> {
+        let policy = self.set_enabled(&request.into_inner().name, false).await?;
+        Ok(Response::new(v1::DisablePolicyResponse { policy: Some(policy.to_proto()) }))
+    }
+
+    async fn run_policy(
+        &self,
+        request: Request<v1::RunPolicyRequest>,
+    ) -> Result<Response<v1::RunPolicyResponse>, Status> {
+        let name = request.into_inner().name;
+        let policy = self
+            .catalog
+            .run_policy(&name)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| not_found(&name))?;
+        tracing::info!(policy = %name, "policy made due now");
+        Ok(Response::new(v1::RunPolicyResponse { policy: Some(policy.to_proto()) }))
+    }
+
+    async fn preview_policy(
+        &self,
+        request: Request<v1::PreviewPolicyRequest>,
+    ) -> Result<Response<v1::PreviewPolicyResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        if req.policy.is_empty() {
+            v.add("policy", "is required");
+        }
+        if let Err(reason) = regsweep_policy::validate_repository_name(&req.repository) {
+            v.add("repository", reason);
+        }
+        v.into_result().map_err(ApiError::from)?;
+        let policy = self.find(&req.policy).await?;
+        let args = serde_json::json!({
+            "registry": policy.registry,
+            "repository": req.repository,
+            "policy": policy.name,
+            "rules": policy.rules(),
+            "dry_run": true,
+            "preview": true,
+            "time_budget_seconds": self.preview_timeout.as_secs().max(1),
+        });
+        let response = preview::run(self.jobs.as_ref(), args, self.preview_timeout).await?;
+        Ok(Response::new(response))
+    }
+}
+
+/// The job result's `tags` as decisions (see the worker's `tag_cleanup`).
+pub fn decisions(result: &serde_json::Value) -> Vec<v1::TagDecision> {
+    let Some(tags) = result.get("tags").and_then(serde_json::Value::as_array) else {
+        return Vec::new();
+    };
+    tags.iter()
+        .map(|t| {
+            let text = |k: &str| t.get(k).and_then(serde_json::Value::as_str).unwrap_or_default();
+            let action = match text("action") {
+                "keep" => v1::TagAction::Keep,
+                "delete" => v1::TagAction::Delete,
+                _ => v1::TagAction::Unspecified,
+            };
+            v1::TagDecision {
+                tag: text("tag").to_string(),
+                digest: text("digest").to_string(),
+                created: chrono::DateTime::parse_from_rfc3339(text("created"))
+                    .ok()
+                    .map(|c| regsweep_proto::timestamp_from_chrono(c.with_timezone(&Utc))),
+                action: action.into(),
+                rule: text("rule").to_string(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,175 @@
+//! `regsweep.v1.RepositoryService`.
+
+use std::sync::Arc;
+
+use regsweep_common::{FieldViolations, paging};
+use regsweep_proto::v1::{self, CleanupStatus, repository_service_server::RepositoryService};
+use tonic::{Request, Response, Status};
+
+use super::policies::matcher;
+use crate::error::ApiError;
+use crate::store::catalog::{CatalogStore, ReportOutcome, RepositoryFilter, RepositoryRecord};
+use crate::store::{CreateOutcome, JobStore, NewJob};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+/// Most names in one catalog report.
+pub const MAX_REPORT_NAMES: usize = 10_000;
+
+/// Serves repositories and the catalog sync.
+#[derive(Clone)]
+pub struct RepositoryApi {
+    catalog: Arc<dyn CatalogStore>,
+    jobs: Arc<dyn JobStore>,
+}
+
+impl RepositoryApi {
+    pub fn new(catalog: Arc<dyn CatalogStore>, jobs: Arc<dyn JobStore>) -> Self {
+        Self { catalog, jobs }
+    }
+
+    async fn registry_id(&self, name: &str) -> Result<i64, ApiError> {
+        let registry = self.catalog.get_registry(name).await?;
+        registry
+            .map(|r| r.id)
+            .ok_or_else(|| ApiError::NotFound(format!("registry {name:?} not found")))
+    }
+}
+
+#[tonic::async_trait]
+impl RepositoryService for RepositoryApi {
+    async fn list_repositories(
+        &self,
+        request: Request<v1::ListRepositoriesRequest>,
+    ) -> Result<Response<v1::ListRepositoriesResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        let limit = paging::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE, "page_size", &mut v);
+        let status = match CleanupStatus::try_from(req.cleanup_status) {
+            Ok(CleanupStatus::Unspecified) => None,
+            Ok(status) => Some(status),
+            Err(_) => {
+                v.add("cleanup_status", format!("unknown status {}", req.cleanup_status));
+                None
+            }
+        };
+        let filters = format!("{}|{}|{}", req.registry, req.cleanup_status, req.policy);
+        let after = paging::decode_token(&req.page_token, &filters, "page_token", &mut v);
+        v.into_result().map_err(ApiError::from)?;
+        let registry_id = if req.registry.is_empty() {
+            None
+        } else {
+            Some(self.registry_id(&req.registry).await?)
+        };
+        let policy_id = if req.policy.is_empty() {
+            None
+        } else {
+            let policy = self.catalog.get_policy(&req.policy).await.map_err(ApiError::from)?;
+            Some(
+                policy
+                    .ok_or_else(|| {
+                        ApiError::NotFound(format!("policy {:?} not found", req.policy))
+                    })?
+                    .id,
+            )
+        };
+        let filter = RepositoryFilter { registry_id, status, policy_id };
+        let page =
+            self.catalog.list_repositories(&filter, after, limit).await.map_err(ApiError::from)?;
+        let next_page_token = match page.last() {
+            Some(last) if page.len() == limit as usize => paging::encode_token(&filters, last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListRepositoriesResponse {
+            repositories: page.iter().map(RepositoryRecord::to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn sync_repositories(
+        &self,
+        request: Request<v1::SyncRepositoriesRequest>,
+    ) -> Result<Response<v1::SyncRepositoriesResponse>, Status> {
+        let registry = request.into_inner().registry;
+        if registry.is_empty() {
+            return Err(ApiError::from(FieldViolations::single("registry", "is required")).into());
+        }
+        self.registry_id(&registry).await?;
+        let job = NewJob {
+            kind: "catalog_sync".into(),
+            args: serde_json::json!({ "registry": registry }),
+            priority: 0,
+            scheduled_at: None,
+            max_attempts: 3,
+            unique_key: Some(format!("catalog_sync:{registry}")),
+            parent_id: None,
+        };
+        let (job, created) = match self.jobs.create_job(job).await.map_err(ApiError::from)? {
+            CreateOutcome::Created(job) => (job, true),
+            CreateOutcome::Duplicate(job) => (job, false),
+            CreateOutcome::ParentNotFound => {
+                return Err(ApiError::FailedPrecondition("sync job has no parent".into()).into());
+            }
+        };
+        if created {
+            tracing::info!(%registry, job_id = job.id, "catalog sync enqueued");
+        }
+        Ok(Response::new(v1::SyncRepositoriesResponse { job: Some(job.to_proto()), created }))
+    }
+
+    async fn report_repositories(
+        &self,
+        request: Request<v1::ReportRepositoriesRequest>,
+    ) -> Result<Response<v1::ReportRepositoriesResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        if req.names.len() > MAX_REPORT_NAMES {
+            v.add("names", format!("at most {MAX_REPORT_NAMES} names per report"));
+        }
+        for (i, name) in req.names.iter().enumerate() {
+            if let Err(reason) = regsweep_policy::validate_repository_name(name) {
+                v.add(format!("names[{i}]"), reason);
+                break;
+            }
+        }
+        v.into_result().map_err(ApiError::from)?;
+        let job = self
+            .jobs
+            .get_job(req.job_id)
+            .await
+            .map_err(ApiError::from)?
+            .filter(|j| j.kind == "catalog_sync")
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("catalog_sync job {} not found", req.job_id))
+            })?;
+        let registry =
+            job.args.get("registry").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let registry_id = self.registry_id(registry).await?;
+        let matcher = matcher(self.catalog.as_ref(), registry_id).await?;
+        let outcome = self
+            .catalog
+            .report_repositories(
+                req.job_id,
+                req.attempt,
+                registry_id,
+                &req.names,
+                req.complete,
+                matcher.as_ref(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        match outcome {
+            ReportOutcome::Stale => Err(ApiError::FailedPrecondition(format!(
+                "attempt {} of job {} is not running",
+                req.attempt, req.job_id
+            ))
+            .into()),
+            ReportOutcome::Reported { added, removed } => {
+                if added > 0 || removed > 0 {
+                    tracing::info!(%registry, job_id = req.job_id, added, removed, "catalog synced");
+                }
+                Ok(Response::new(v1::ReportRepositoriesResponse { added, removed }))
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Storage of registries, policies and repositories, and the
+//! limited-capacity selection of repositories due for cleanup.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use regsweep_proto::v1::{self, CleanupStatus};
+use regsweep_proto::{duration_from_std, timestamp_from_chrono};
+
+use super::StoreError;
+
+/// A registry definition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistryRecord {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    /// Where the credentials are found; never a secret.
+    pub credentials: v1::RegistryCredentials,
+    pub rate_limit: f64,
+    pub max_parallel_deletions: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RegistryRecord {
+    pub fn to_proto(&self) -> v1::Registry {
+        v1::Registry {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            credentials: Some(self.credentials.clone()),
+            rate_limit: self.rate_limit,
+            max_parallel_deletions: self.max_parallel_deletions,
+            created_at: Some(timestamp_from_chrono(self.created_at)),
+            updated_at: Some(timestamp_from_chrono(self.updated_at)),
+        }
+    }
+}
+
+/// A registry to insert or the new values of one to update (by name).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRegistry {
+    pub name: String,
+    pub url: String,
+    pub credentials: v1::RegistryCredentials,
+    pub rate_limit: f64,
+    pub max_parallel_deletions: u32,
+}
+
+/// A cleanup policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyRecord {
+    pub id: i64,
+    pub name: String,
+    pub registry_id: i64,
+    pub registry: String,
+    pub repository_selector: String,
+    pub cadence: String,
+    pub keep_n: i32,
+    pub older_than_seconds: i64,
+    pub name_regex_delete: String,
+    pub name_regex_keep: String,
+    pub dry_run: bool,
+    pub enabled: bool,
+    pub next_run_at: DateTime<Utc>,
+    pub repository_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PolicyRecord {
+    pub fn to_proto(&self) -> v1::Policy {
+        v1::Policy {
+            name: self.name.clone(),
+            registry: self.registry.clone(),
+            repository_selector: self.repository_selector.clone(),
+            cadence: self.cadence.clone(),
+            keep_n: self.keep_n,
+            older_than: (self.older_than_seconds > 0).then(|| {
+                duration_from_std(Duration::from_secs(self.older_than_seconds.unsigned_abs()))
+            }),
+            name_regex_delete: self.name_regex_delete.clone(),
+            name_regex_keep: self.name_regex_keep.clone(),
+            dry_run: self.dry_run,
+            disabled: !self.enabled,
+            next_run_at: Some(timestamp_from_chrono(self.next_run_at)),
+            repository_count: self.repository_count,
+            created_at: Some(timestamp_from_chrono(self.created_at)),
+            updated_at: Some(timestamp_from_chrono(self.updated_at)),
+        }
+    }
+
+    /// The tag-filter rules, as `tag_cleanup` jobs carry them.
+    pub fn rules(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keep_n": self.keep_n,
+            "older_than_seconds": self.older_than_seconds,
+            "name_regex_delete": self.name_regex_delete,
+            "name_regex_keep": self.name_regex_keep,
+        })
+    }
+}
+
+/// A policy to insert, or the new values of one to update (by name).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPolicy {
+    pub name: String,
+    pub registry_id: i64,
+    pub repository_selector: String,
+    pub cadence: String,
+    pub keep_n: i32,
+    pub older_than_seconds: i64,
+    pub name_regex_delete: String,
+    pub name_regex_keep: String,
+    pub dry_run: bool,
+    pub enabled: bool,
+    pub next_run_at: DateTime<Utc>,
+}
+
+/// A repository and its cleanup state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RepositoryRecord {
+    pub id: i64,
+    pub registry: String,
+    pub name: String,
+    pub policy: Option<String>,
+    pub cleanup_status: CleanupStatus,
+    pub cleanup_started_at: Option<DateTime<Utc>>,
+    pub cleanup_finished_at: Option<DateTime<Utc>>,
+    pub last_deleted_count: i64,
+    pub last_error: Option<String>,
+    pub last_job_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl RepositoryRecord {
+    pub fn to_proto(&self) -> v1::Repository {
+        v1::Repository {
+            id: self.id,
+            registry: self.registry.clone(),
+            name: self.name.clone(),
+            policy: self.policy.clone().unwrap_or_default(),
+            cleanup_status: self.cleanup_status.into(),
+            cleanup_started_at: self.cleanup_started_at.map(timestamp_from_chrono),
+            cleanup_finished_at: self.cleanup_finished_at.map(timestamp_from_chrono),
+            last_deleted_count: self.last_deleted_count,
+            last_error: self.last_error.clone().unwrap_or_default(),
+            last_job_id: self.last_job_id.unwrap_or_default(),
+            created_at: Some(timestamp_from_chrono(self.created_at)),
+        }
+    }
+}
+
+/// The storage name of a cleanup status.
+pub fn cleanup_status_name(status: CleanupStatus) -> &'static str {
+    match status {
+        CleanupStatus::Unspecified | CleanupStatus::Unscheduled => "unscheduled",
+        CleanupStatus::Scheduled => "scheduled",
+        CleanupStatus::Unfinished => "unfinished",
+        CleanupStatus::Ongoing => "ongoing",
+    }
+}
+
+/// Reads a stored cleanup status.
+pub fn parse_cleanup_status(name: &str) -> Option<CleanupStatus> {
+    Some(match name {
+        "unscheduled" => CleanupStatus::Unscheduled,
+        "scheduled" => CleanupStatus::Scheduled,
+        "unfinished" => CleanupStatus::Unfinished,
+        "ongoing" => CleanupStatus::Ongoing,
+        _ => return None,
+    })
+}
+
+/// Filters of a repository listing.
+#[derive(Clone, Debug, Default)]
+pub struct RepositoryFilter {
+    pub registry_id: Option<i64>,
+    pub status: Option<CleanupStatus>,
+    pub policy_id: Option<i64>,
+}
+
+/// Outcome of deleting a registry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteRegistryOutcome {
+    NotFound,
+    /// Policies still use it: their names.
+    InUse(Vec<String>),
+    Deleted,
+}
+
+/// Picks the policy of a repository by its name: the oldest policy of the
+/// registry whose selector covers it.
+pub type PolicyMatcher = dyn Fn(&str) -> Option<i64> + Send + Sync;
+
+/// Outcome of a page of a catalog sync.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// The attempt is not the job's current running one.
+    Stale,
+    Reported {
+        added: u32,
+        removed: u32,
+    },
+}
+
+/// Computes the run after a completed one: `(cadence, due, now)`.
+pub type AdvanceRun = fn(&str, DateTime<Utc>, DateTime<Utc>) -> Option<DateTime<Utc>>;
+
+/// Settings of one selection tick.
+#[derive(Clone, Copy, Debug)]
+pub struct SelectionConfig {
+    /// Cleanups that may run at once.
+    pub capacity: u32,
+    /// An `ongoing` cleanup started longer ago than this is `unfinished`.
+    pub stale_after: Duration,
+    /// Time budget handed to each `tag_cleanup` job.
+    pub time_budget: Duration,
+    /// Attempts of each `tag_cleanup` job.
+    pub max_attempts: u32,
+    /// Most repositories marked `scheduled` per tick, so that a huge
+    /// policy coming due does not make one tick long.
+    pub arm_limit: u32,
+}
+
+/// What one selection tick did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// `ongoing` repositories made `unfinished`.
+    pub stale: u64,
+    /// Repositories marked `scheduled` because their policy came due.
+    pub armed: u64,
+    /// True when a due policy still has repositories to mark.
+    pub arming_incomplete: bool,
+    /// Cleanups running before the pick.
+    pub running: u32,
+    /// `(repository_id, job_id)` of each cleanup started.
+    pub started: Vec<(i64, i64)>,
+    /// Policies whose run completed, moved to their next run.
+    pub advanced: Vec<String>,
+}
+
+/// The catalog: registries, policies, repositories and the selection.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Inserts a registry; `None` when the name is taken.
+    async fn create_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError>;
+    async fn get_registry(&self, name: &str) -> Result<Option<RegistryRecord>, StoreError>;
+    async fn list_registries(&self) -> Result<Vec<RegistryRecord>, StoreError>;
+    /// Replaces a registry's definition; `None` when it does not exist.
+    async fn update_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError>;
+    async fn delete_registry(&self, name: &str) -> Result<DeleteRegistryOutcome, StoreError>;
+
+    /// Inserts a policy; `None` when the name is taken.
+    async fn create_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError>;
+    async fn get_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError>;
+    /// Policies by name; of one registry when given.
+    async fn list_policies(
+        &self,
+        registry_id: Option<i64>,
+    ) -> Result<Vec<PolicyRecord>, StoreError>;
+    /// Replaces a policy's definition (not its registry). A changed
+    /// `next_run_at` restarts its run. Disabling it gives its waiting
+    /// repositories back (`unscheduled`).
+    async fn update_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError>;
+    /// Deletes a policy; its waiting repositories become `unscheduled`.
+    async fn delete_policy(&self, name: &str) -> Result<bool, StoreError>;
+    /// Makes a policy due now.
+    async fn run_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError>;
+    /// Sets every repository of a registry to the policy `matcher` picks;
+    /// a repository that changes policy while waiting goes back to
+    /// `unscheduled`. Returns how many changed.
+    async fn reassign_repositories(
+        &self,
+        registry_id: i64,
+        matcher: &PolicyMatcher,
+    ) -> Result<u64, StoreError>;
+
+    /// Upserts one page of a `catalog_sync` job's catalog, fenced by
+    /// `(job_id, attempt)`; on the last page, removes the repositories the
+    /// attempt did not report (except those being cleaned).
+    async fn report_repositories(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        registry_id: i64,
+        names: &[String],
+        complete: bool,
+        matcher: &PolicyMatcher,
+    ) -> Result<ReportOutcome, StoreError>;
+    /// Repositories matching `filter` with ids above `after`, by id.
+    async fn list_repositories(
+        &self,
+        filter: &RepositoryFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RepositoryRecord>, StoreError>;
+
+    /// One selection tick (DESIGN.md section 5). Serialized across
+    /// replicas; its cost depends on the capacity, not on the number of
+    /// repositories or policies.
+    async fn select_cleanups(
+        &self,
+        config: &SelectionConfig,
+        advance: AdvanceRun,
+    ) -> Result<Selection, StoreError>;
+}

@@ -1,0 +1,346 @@
+//! Registries and policies.
+
+use chrono::{DateTime, Utc};
+use regsweep_proto::v1;
+use sqlx::postgres::PgPool;
+use sqlx::types::Json;
+
+use crate::store::StoreError;
+use crate::store::catalog::{
+    DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord,
+};
+
+/// PostgreSQL's `unique_violation`.
+const UNIQUE_VIOLATION: &str = "23505";
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).as_deref() == Some(UNIQUE_VIOLATION)
+}
+
+#[derive(sqlx::FromRow)]
+struct RegistryRow {
+    id: i64,
+    name: String,
+    url: String,
+    credentials: Json<Credentials>,
+    rate_limit: f64,
+    max_parallel_deletions: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The stored form of a credential reference.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct Credentials {
+    username: String,
+    password_file: String,
+    password_env: String,
+    docker_config: String,
+}
+
+impl From<&v1::RegistryCredentials> for Credentials {
+    fn from(c: &v1::RegistryCredentials) -> Self {
+        Self {
+            username: c.username.clone(),
+            password_file: c.password_file.clone(),
+            password_env: c.password_env.clone(),
+            docker_config: c.docker_config.clone(),
+        }
+    }
+}
+
+impl From<RegistryRow> for RegistryRecord {
+    fn from(row: RegistryRow) -> Self {
+        let c = row.credentials.0;
+        Self {
+            id: row.id,
+            name: row.name,
+            url: row.url,
+            credentials: v1::RegistryCredentials {
+                username: c.username,
+                password_file: c.password_file,
+                password_env: c.password_env,
+                docker_config: c.docker_config,
+            },
+            rate_limit: row.rate_limit,
+            max_parallel_deletions: u32::try_from(row.max_parallel_deletions).unwrap_or(0),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+const REGISTRY_COLUMNS: &str =
+    "id, name, url, credentials, rate_limit, max_parallel_deletions, created_at, updated_at";
+
+fn max_parallel(r: &NewRegistry) -> i32 {
+    i32::try_from(r.max_parallel_deletions).unwrap_or(i32::MAX)
+}
+
+pub async fn create_registry(
+    pool: &PgPool,
+    r: NewRegistry,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    let sql = format!(
+        "INSERT INTO registries (name, url, credentials, rate_limit, max_parallel_deletions)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {REGISTRY_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
+        .bind(&r.name)
+        .bind(&r.url)
+        .bind(Json(Credentials::from(&r.credentials)))
+        .bind(r.rate_limit)
+        .bind(max_parallel(&r))
+        .fetch_one(pool)
+        .await;
+    match row {
+        Ok(row) => Ok(Some(row.into())),
+        Err(e) if is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get_registry(pool: &PgPool, name: &str) -> Result<Option<RegistryRecord>, StoreError> {
+    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = $1");
+    let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn list_registries(pool: &PgPool) -> Result<Vec<RegistryRecord>, StoreError> {
+    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
+    let rows = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn update_registry(
+    pool: &PgPool,
+    r: NewRegistry,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    let sql = format!(
+        "UPDATE registries SET url = $2, credentials = $3, rate_limit = $4,
+             max_parallel_deletions = $5, updated_at = now()
+         WHERE name = $1 RETURNING {REGISTRY_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
+        .bind(&r.name)
+        .bind(&r.url)
+        .bind(Json(Credentials::from(&r.credentials)))
+        .bind(r.rate_limit)
+        .bind(max_parallel(&r))
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn delete_registry(
+    pool: &PgPool,
+    name: &str,
+) -> Result<DeleteRegistryOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    let Some(id) =
+        sqlx::query_scalar::<_, i64>("SELECT id FROM registries WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
+        return Ok(DeleteRegistryOutcome::NotFound);
+    };
+    let policies: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM policies WHERE registry_id = $1 ORDER BY name")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !policies.is_empty() {
+        return Ok(DeleteRegistryOutcome::InUse(policies));
+    }
+    sqlx::query("DELETE FROM registries WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(DeleteRegistryOutcome::Deleted)
+}
+
+#[derive(sqlx::FromRow)]
+struct PolicyRow {
+    id: i64,
+    name: String,
+    registry_id: i64,
+    registry: String,
+    repository_selector: String,
+    cadence: String,
+    keep_n: i32,
+    older_than_seconds: i64,
+    name_regex_delete: String,
+    name_regex_keep: String,
+    dry_run: bool,
+    enabled: bool,
+    next_run_at: DateTime<Utc>,
+    repository_count: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<PolicyRow> for PolicyRecord {
+    fn from(r: PolicyRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            registry_id: r.registry_id,
+            registry: r.registry,
+            repository_selector: r.repository_selector,
+            cadence: r.cadence,
+            keep_n: r.keep_n,
+            older_than_seconds: r.older_than_seconds,
+            name_regex_delete: r.name_regex_delete,
+            name_regex_keep: r.name_regex_keep,
+            dry_run: r.dry_run,
+            enabled: r.enabled,
+            next_run_at: r.next_run_at,
+            repository_count: r.repository_count,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Selects policies as `p` with their registry's name and repository count.
+const POLICY_SELECT: &str = "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
+     p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
+     p.name_regex_keep, p.dry_run, p.enabled, p.next_run_at, \
+     (SELECT count(*) FROM repositories r WHERE r.policy_id = p.id) AS repository_count, \
+     p.created_at, p.updated_at \
+     FROM policies p JOIN registries g ON g.id = p.registry_id";
+
+pub async fn get_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
+    let sql = format!("{POLICY_SELECT} WHERE p.name = $1");
+    let row = sqlx::query_as::<_, PolicyRow>(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn list_policies(
+    pool: &PgPool,
+    registry_id: Option<i64>,
+) -> Result<Vec<PolicyRecord>, StoreError> {
+    let sql =
+        format!("{POLICY_SELECT} WHERE $1::bigint IS NULL OR p.registry_id = $1 ORDER BY p.name");
+    let rows = sqlx::query_as::<_, PolicyRow>(sqlx::AssertSqlSafe(sql))
+        .bind(registry_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn create_policy(
+    pool: &PgPool,
+    p: NewPolicy,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO policies (name, registry_id, repository_selector, cadence, keep_n,
+             older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&p.name)
+    .bind(p.registry_id)
+    .bind(&p.repository_selector)
+    .bind(&p.cadence)
+    .bind(p.keep_n)
+    .bind(p.older_than_seconds)
+    .bind(&p.name_regex_delete)
+    .bind(&p.name_regex_keep)
+    .bind(p.dry_run)
+    .bind(p.enabled)
+    .bind(p.next_run_at)
+    .execute(pool)
+    .await;
+    match inserted {
+        Ok(_) => get_policy(pool, &p.name).await,
+        Err(e) if is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn update_policy(
+    pool: &PgPool,
+    p: NewPolicy,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let updated: Option<i64> = sqlx::query_scalar(
+        "UPDATE policies SET repository_selector = $2, cadence = $3, keep_n = $4,
+             older_than_seconds = $5, name_regex_delete = $6, name_regex_keep = $7,
+             dry_run = $8, enabled = $9,
+             armed_run_at = CASE WHEN next_run_at = $10 THEN armed_run_at END,
+             next_run_at = $10, updated_at = now()
+         WHERE name = $1 RETURNING id",
+    )
+    .bind(&p.name)
+    .bind(&p.repository_selector)
+    .bind(&p.cadence)
+    .bind(p.keep_n)
+    .bind(p.older_than_seconds)
+    .bind(&p.name_regex_delete)
+    .bind(&p.name_regex_keep)
+    .bind(p.dry_run)
+    .bind(p.enabled)
+    .bind(p.next_run_at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = updated else {
+        return Ok(None);
+    };
+    if !p.enabled {
+        release_waiting(&mut tx, id).await?;
+    }
+    tx.commit().await?;
+    get_policy(pool, &p.name).await
+}
+
+/// Gives a policy's waiting repositories back: they are not picked while
+/// the policy is disabled or gone. Running cleanups finish.
+async fn release_waiting(
+    tx: &mut sqlx::PgTransaction<'_>,
+    policy_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE repositories SET cleanup_status = 'unscheduled'
+         WHERE policy_id = $1 AND cleanup_status IN ('scheduled', 'unfinished')",
+    )
+    .bind(policy_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_policy(pool: &PgPool, name: &str) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let Some(id) =
+        sqlx::query_scalar::<_, i64>("SELECT id FROM policies WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
+        return Ok(false);
+    };
+    release_waiting(&mut tx, id).await?;
+    sqlx::query("DELETE FROM policies WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn run_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE policies SET next_run_at = now(), armed_run_at = NULL, updated_at = now()
+         WHERE name = $1",
+    )
+    .bind(name)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
+    get_policy(pool, name).await
+}

@@ -1,0 +1,191 @@
+//! Repositories: catalog sync, policy assignment, listing.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPool;
+
+use crate::store::StoreError;
+use crate::store::catalog::{
+    PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
+    parse_cleanup_status,
+};
+
+/// Repositories read per statement when reassigning a whole registry.
+const REASSIGN_BATCH: i64 = 5_000;
+
+pub async fn reassign(
+    pool: &PgPool,
+    registry_id: i64,
+    matcher: &PolicyMatcher,
+) -> Result<u64, StoreError> {
+    let mut after = 0_i64;
+    let mut changed = 0_u64;
+    loop {
+        let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, name, policy_id FROM repositories
+             WHERE registry_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(registry_id)
+        .bind(after)
+        .bind(REASSIGN_BATCH)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        let (ids, policies): (Vec<i64>, Vec<Option<i64>>) = rows
+            .iter()
+            .filter_map(|(id, name, current)| {
+                let wanted = matcher(name);
+                (wanted != *current).then_some((*id, wanted))
+            })
+            .unzip();
+        if !ids.is_empty() {
+            // A repository waiting for its old policy's run does not wait
+            // for the new one's; a running cleanup finishes.
+            let updated = sqlx::query(
+                "UPDATE repositories r SET policy_id = u.policy_id,
+                     cleanup_status = CASE WHEN r.cleanup_status = 'ongoing' THEN 'ongoing'
+                                           ELSE 'unscheduled' END
+                 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, policy_id)
+                 WHERE r.id = u.id",
+            )
+            .bind(&ids)
+            .bind(&policies)
+            .execute(pool)
+            .await?;
+            changed += updated.rows_affected();
+        }
+        if rows.len() < REASSIGN_BATCH as usize {
+            break;
+        }
+    }
+    Ok(changed)
+}
+
+pub async fn report(
+    pool: &PgPool,
+    job_id: i64,
+    attempt: u32,
+    registry_id: i64,
+    names: &[String],
+    complete: bool,
+    matcher: &PolicyMatcher,
+) -> Result<ReportOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    // The fence: the row lock holds the job in this attempt until commit.
+    let current: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE id = $1 AND attempt = $2 AND kind = 'catalog_sync'
+             AND status IN ('running', 'cancel_request')
+         FOR SHARE",
+    )
+    .bind(job_id)
+    .bind(i64::from(attempt))
+    .fetch_optional(&mut *tx)
+    .await?;
+    if current.is_none() {
+        return Ok(ReportOutcome::Stale);
+    }
+    let policies: Vec<Option<i64>> = names.iter().map(|n| matcher(n)).collect();
+    // `xmax = 0` tells inserted rows from updated ones.
+    let added: i64 = sqlx::query_scalar(
+        "WITH upserted AS (
+             INSERT INTO repositories (registry_id, name, policy_id, last_sync_job_id)
+             SELECT $1, n.name, n.policy_id, $4
+             FROM unnest($2::text[], $3::bigint[]) AS n(name, policy_id)
+             ON CONFLICT (registry_id, name) DO UPDATE SET last_sync_job_id = EXCLUDED.last_sync_job_id
+             RETURNING (xmax = 0) AS inserted
+         )
+         SELECT count(*) FILTER (WHERE inserted) FROM upserted",
+    )
+    .bind(registry_id)
+    .bind(names)
+    .bind(&policies)
+    .bind(job_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut removed = 0;
+    if complete {
+        removed = sqlx::query(
+            "DELETE FROM repositories
+             WHERE registry_id = $1 AND last_sync_job_id IS DISTINCT FROM $2
+               AND cleanup_status <> 'ongoing'",
+        )
+        .bind(registry_id)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(ReportOutcome::Reported {
+        added: u32::try_from(added).unwrap_or(u32::MAX),
+        removed: u32::try_from(removed).unwrap_or(u32::MAX),
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct RepositoryRow {
+    id: i64,
+    registry: String,
+    name: String,
+    policy: Option<String>,
+    cleanup_status: String,
+    cleanup_started_at: Option<DateTime<Utc>>,
+    cleanup_finished_at: Option<DateTime<Utc>>,
+    last_deleted_count: i64,
+    last_error: Option<String>,
+    last_job_id: Option<i64>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<RepositoryRow> for RepositoryRecord {
+    type Error = StoreError;
+
+    fn try_from(r: RepositoryRow) -> Result<Self, StoreError> {
+        let cleanup_status = parse_cleanup_status(&r.cleanup_status).ok_or_else(|| {
+            StoreError::Corrupt(format!("repository {} has status {:?}", r.id, r.cleanup_status))
+        })?;
+        Ok(Self {
+            id: r.id,
+            registry: r.registry,
+            name: r.name,
+            policy: r.policy,
+            cleanup_status,
+            cleanup_started_at: r.cleanup_started_at,
+            cleanup_finished_at: r.cleanup_finished_at,
+            last_deleted_count: r.last_deleted_count,
+            last_error: r.last_error,
+            last_job_id: r.last_job_id,
+            created_at: r.created_at,
+        })
+    }
+}
+
+pub async fn list(
+    pool: &PgPool,
+    filter: &RepositoryFilter,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<RepositoryRecord>, StoreError> {
+    let rows = sqlx::query_as::<_, RepositoryRow>(
+        "SELECT r.id, g.name AS registry, r.name, p.name AS policy, r.cleanup_status,
+                r.cleanup_started_at, r.cleanup_finished_at, r.last_deleted_count,
+                r.last_error, r.cleanup_job_id AS last_job_id, r.created_at
+         FROM repositories r
+         JOIN registries g ON g.id = r.registry_id
+         LEFT JOIN policies p ON p.id = r.policy_id
+         WHERE ($1::bigint IS NULL OR r.registry_id = $1)
+           AND ($2::text IS NULL OR r.cleanup_status = $2)
+           AND ($3::bigint IS NULL OR r.policy_id = $3)
+           AND r.id > $4
+         ORDER BY r.id
+         LIMIT $5",
+    )
+    .bind(filter.registry_id)
+    .bind(filter.status.map(cleanup_status_name))
+    .bind(filter.policy_id)
+    .bind(after.unwrap_or(0))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(TryFrom::try_from).collect()
+}

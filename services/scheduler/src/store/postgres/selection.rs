@@ -1,0 +1,208 @@
+//! The limited-capacity selection of repositories due for cleanup
+//! (DESIGN.md section 5; GitLab's container expiration policies).
+//!
+//! A tick: stale `ongoing` repositories become `unfinished`; due policies
+//! mark their repositories `scheduled` (a bounded number per tick); up to
+//! `capacity - running` repositories are picked in one ordered statement
+//! and get a `tag_cleanup` job each; policies whose run completed move to
+//! their next run. Every statement reads index ranges bounded by the
+//! capacity or by the due policies, never the whole table.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPool;
+
+use crate::store::StoreError;
+use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig};
+
+/// Statuses of a job that still holds its unique key (must match the
+/// `jobs_unique_key` index).
+const ACTIVE_JOB: &str = "('waiting', 'running', 'cancel_request', 'worker_dead', 'worker_shutdown', 'worker_resurrection')";
+
+pub async fn select(
+    pool: &PgPool,
+    config: &SelectionConfig,
+    advance: AdvanceRun,
+) -> Result<Selection, StoreError> {
+    let mut selection = Selection::default();
+    let mut tx = pool.begin().await?;
+    // One tick at a time across replicas: the free capacity is computed
+    // from `ongoing`, which a concurrent tick would change under us.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('regsweep.scheduler.selection'))")
+        .execute(&mut *tx)
+        .await?;
+
+    selection.stale = sqlx::query(
+        "UPDATE repositories SET cleanup_status = 'unfinished',
+             last_error = 'cleanup did not end within its time budget'
+         WHERE cleanup_status = 'ongoing'
+           AND cleanup_started_at < now() - make_interval(secs => $1)",
+    )
+    .bind(config.stale_after.as_secs_f64())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+
+    let (armed, incomplete) = arm_due_policies(&mut tx, config.arm_limit).await?;
+    selection.armed = armed;
+    selection.arming_incomplete = incomplete;
+
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM repositories WHERE cleanup_status = 'ongoing'")
+            .fetch_one(&mut *tx)
+            .await?;
+    selection.running = u32::try_from(running).unwrap_or(u32::MAX);
+    let free = i64::from(config.capacity) - running;
+    if free > 0 {
+        selection.started = pick(&mut tx, free, config).await?;
+    }
+    selection.advanced = advance_completed(&mut tx, advance).await?;
+    tx.commit().await?;
+    Ok(selection)
+}
+
+/// Marks the repositories of due policies `scheduled`, at most `limit` in
+/// all; a policy is armed for its `next_run_at` once none is left.
+async fn arm_due_policies(
+    tx: &mut sqlx::PgTransaction<'_>,
+    limit: u32,
+) -> Result<(u64, bool), StoreError> {
+    let due: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, next_run_at FROM policies
+         WHERE enabled AND next_run_at <= now()
+           AND armed_run_at IS DISTINCT FROM next_run_at
+         ORDER BY next_run_at
+         LIMIT 100",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut budget = i64::from(limit);
+    let mut armed = 0;
+    for (policy_id, run_at) in due {
+        if budget <= 0 {
+            return Ok((armed, true));
+        }
+        let marked = sqlx::query(
+            "UPDATE repositories SET cleanup_status = 'scheduled'
+             WHERE id IN (
+                 SELECT id FROM repositories
+                 WHERE policy_id = $1 AND cleanup_status = 'unscheduled'
+                   AND (cleanup_started_at IS NULL OR cleanup_started_at < $2)
+                 LIMIT $3)",
+        )
+        .bind(policy_id)
+        .bind(run_at)
+        .bind(budget)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        armed += marked;
+        budget -= i64::try_from(marked).unwrap_or(i64::MAX);
+        if budget <= 0 {
+            // Maybe exactly done; the next tick finds out cheaply.
+            return Ok((armed, true));
+        }
+        sqlx::query("UPDATE policies SET armed_run_at = next_run_at WHERE id = $1")
+            .bind(policy_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok((armed, false))
+}
+
+/// Picks up to `free` repositories in the selection's order and starts a
+/// cleanup job for each (or adopts the job still active for it).
+async fn pick(
+    tx: &mut sqlx::PgTransaction<'_>,
+    free: i64,
+    config: &SelectionConfig,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let sql = format!(
+        "WITH picked AS (
+             SELECT id FROM repositories
+             WHERE cleanup_status IN ('scheduled', 'unfinished')
+             ORDER BY (cleanup_status = 'unfinished'), cleanup_started_at NULLS FIRST, id
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+         ), info AS (
+             SELECT r.id, 'tag_cleanup:' || r.id AS unique_key,
+                    jsonb_build_object(
+                        'registry', g.name,
+                        'repository', r.name,
+                        'repository_id', r.id,
+                        'policy', p.name,
+                        'rules', jsonb_build_object(
+                            'keep_n', p.keep_n,
+                            'older_than_seconds', p.older_than_seconds,
+                            'name_regex_delete', p.name_regex_delete,
+                            'name_regex_keep', p.name_regex_keep),
+                        'dry_run', p.dry_run,
+                        'time_budget_seconds', $2::bigint) AS args
+             FROM picked
+             JOIN repositories r ON r.id = picked.id
+             JOIN registries g ON g.id = r.registry_id
+             JOIN policies p ON p.id = r.policy_id
+         ), existing AS (
+             SELECT j.id, j.unique_key FROM jobs j
+             WHERE j.unique_key IN (SELECT unique_key FROM info)
+               AND j.status IN {ACTIVE_JOB}
+         ), inserted AS (
+             INSERT INTO jobs (kind, args, max_attempts, unique_key)
+             SELECT 'tag_cleanup', info.args, $3, info.unique_key FROM info
+             WHERE info.unique_key NOT IN (SELECT unique_key FROM existing)
+             RETURNING id, unique_key
+         )
+         UPDATE repositories r
+         SET cleanup_status = 'ongoing', cleanup_started_at = clock_timestamp(),
+             cleanup_job_id = COALESCE(i.id, e.id), last_error = NULL
+         FROM info
+         LEFT JOIN inserted i ON i.unique_key = info.unique_key
+         LEFT JOIN existing e ON e.unique_key = info.unique_key
+         WHERE r.id = info.id
+         RETURNING r.id, r.cleanup_job_id"
+    );
+    let started: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(free)
+        .bind(i64::try_from(config.time_budget.as_secs()).unwrap_or(i64::MAX))
+        .bind(i32::try_from(config.max_attempts).unwrap_or(i32::MAX))
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(started)
+}
+
+/// Moves every armed policy whose repositories all started after its
+/// `next_run_at` (none `scheduled`, none still running from before) to
+/// its next run.
+async fn advance_completed(
+    tx: &mut sqlx::PgTransaction<'_>,
+    advance: AdvanceRun,
+) -> Result<Vec<String>, StoreError> {
+    let completed: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT p.id, p.name, p.cadence, p.next_run_at FROM policies p
+         WHERE p.enabled AND p.next_run_at <= now() AND p.armed_run_at = p.next_run_at
+           AND NOT EXISTS (
+               SELECT 1 FROM repositories r
+               WHERE r.policy_id = p.id AND r.cleanup_status = 'scheduled')
+           AND NOT EXISTS (
+               SELECT 1 FROM repositories r
+               WHERE r.policy_id = p.id AND r.cleanup_status IN ('ongoing', 'unfinished')
+                 AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))
+         FOR UPDATE OF p",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let now = Utc::now();
+    let mut advanced = Vec::with_capacity(completed.len());
+    for (id, name, cadence, due) in completed {
+        let Some(next) = advance(&cadence, due, now) else {
+            tracing::warn!(policy = %name, %cadence, "policy cadence never fires again");
+            continue;
+        };
+        sqlx::query("UPDATE policies SET next_run_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(next)
+            .execute(&mut **tx)
+            .await?;
+        advanced.push(name);
+    }
+    Ok(advanced)
+}
