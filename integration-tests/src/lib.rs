@@ -5,6 +5,7 @@
 //! Nothing here is mocked. A missing dependency (PostgreSQL down, binaries
 //! not built) fails the test with a message saying what to do.
 
+pub mod authproxy;
 pub mod db;
 pub mod process;
 pub mod raw;

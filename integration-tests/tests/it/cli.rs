@@ -131,3 +131,64 @@ async fn errors_are_one_clear_line_and_a_failing_exit_code() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(!stderr.contains("panicked"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registries_policies_and_previews_from_the_command_line() {
+    let registry = regsweep_integration_tests::TestRegistry::start().await;
+    let old = chrono::Utc::now() - chrono::Duration::days(30);
+    registry.push_image("team/app", &["v1"], Some(old), "v1").await;
+    registry.push_image("team/app", &["v2"], Some(old), "v2").await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let _worker = Worker::start(&scheduler, "w", &[]).await;
+    let url = scheduler.url.as_str();
+    let out = |args: &'static [&'static str]| regsweep(url, args);
+
+    let registry_url = registry.url();
+    let created = json(
+        &regsweep(
+            url,
+            &["--output", "json", "registries", "create", "--name", "local", "--url", &registry_url],
+        )
+        .await,
+    );
+    assert_eq!(created[0]["name"], "local");
+    let synced = json(&out(&["--output", "json", "repositories", "sync", "--registry", "local"]).await);
+    let job_id: i64 = synced["id"].as_str().expect("id").parse().expect("int");
+    wait_status(&scheduler.jobs().await, job_id, JobStatus::Done, Duration::from_secs(10)).await;
+    let policy = json(
+        &out(&[
+            "--output", "json", "policies", "create", "--name", "team", "--registry", "local",
+            "--selector", "team/*", "--cadence", "7d", "--keep-n", "1", "--older-than", "7d",
+            "--dry-run",
+        ])
+        .await,
+    );
+    assert_eq!(policy[0]["repository_count"], "1");
+    assert_eq!(policy[0]["dry_run"], true);
+    let preview = json(
+        &out(&["--output", "json", "policies", "preview", "--policy", "team", "--repository", "team/app"])
+            .await,
+    );
+    let actions: Vec<(&str, &str)> = preview["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .map(|d| (d["tag"].as_str().expect("tag"), d["rule"].as_str().expect("rule")))
+        .collect();
+    // Same age: ties go by name, so v1 is the one keep_n keeps.
+    assert_eq!(actions, [("v1", "keep_n"), ("v2", "delete")]);
+    let table = out(&["repositories", "list", "--registry", "local"]).await;
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("team/app") && text.contains("unscheduled"), "{text}");
+
+    // Bad input is refused with the field named, and nothing is created.
+    let bad = out(&["policies", "create", "--name", "bad", "--registry", "local", "--selector", "[", "--cadence", "2d"])
+        .await;
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("repository_selector") && stderr.contains("cadence"), "{stderr}");
+    let listed = json(&out(&["--output", "json", "policies", "list"]).await);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+}

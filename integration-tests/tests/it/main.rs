@@ -8,6 +8,7 @@ mod fencing;
 mod lifecycle;
 mod liveness;
 mod policies;
+mod registry_client;
 mod replicas;
 mod retention_and_tail;
 mod scheduling;

@@ -1,0 +1,174 @@
+//! A reverse proxy in front of the real registry that plays the parts a
+//! production registry adds: Basic auth, Bearer token auth with its own
+//! token endpoint, and rate limiting (429/503 with `Retry-After`). It
+//! counts what it sees so tests can assert on it.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use tokio::net::TcpListener;
+
+/// What the proxy demands before forwarding.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// `WWW-Authenticate: Basic` unless the right credentials come.
+    Basic { username: String, password: String },
+    /// `WWW-Authenticate: Bearer` pointing at the proxy's `/token`, which
+    /// wants these credentials.
+    Bearer { username: String, password: String },
+    /// The first `count` requests get `status` with `Retry-After: 1`.
+    Throttle { count: u32, status: u16 },
+}
+
+const TOKEN: &str = "test-token-7f3a";
+
+struct Shared {
+    upstream: String,
+    mode: Mode,
+    http: reqwest::Client,
+    url: String,
+    requests: AtomicU32,
+    token_requests: Mutex<Vec<(String, String)>>,
+}
+
+/// A running proxy; stops when dropped.
+pub struct AuthProxy {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AuthProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn basic_ok(headers: &HeaderMap, username: &str, password: &str) -> bool {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    );
+    headers.get("authorization").and_then(|h| h.to_str().ok()) == Some(expected.as_str())
+}
+
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    shared
+        .token_requests
+        .lock()
+        .expect("token log")
+        .push((get("service"), get("scope")));
+    let Mode::Bearer { username, password } = &shared.mode else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !basic_ok(&headers, username, password) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let body = serde_json::json!({"token": TOKEN, "expires_in": 300}).to_string();
+    ([("content-type", "application/json")], body).into_response()
+}
+
+async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let n = shared.requests.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = request.into_parts();
+    let denied = |challenge: String| {
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        response
+            .headers_mut()
+            .insert("www-authenticate", HeaderValue::from_str(&challenge).expect("header"));
+        response
+    };
+    match &shared.mode {
+        Mode::Basic { username, password } if !basic_ok(&parts.headers, username, password) => {
+            return denied(r#"Basic realm="regsweep-test""#.to_string());
+        }
+        Mode::Bearer { .. } => {
+            let bearer = format!("Bearer {TOKEN}");
+            if parts.headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(bearer.as_str()) {
+                let path = parts.uri.path();
+                let scope = path
+                    .strip_prefix("/v2/")
+                    .and_then(|p| p.split_once("/tags/").or_else(|| p.split_once("/manifests/")).or_else(|| p.split_once("/blobs/")))
+                    .map_or_else(|| "registry:catalog:*".to_string(), |(repo, _)| format!("repository:{repo}:pull"));
+                return denied(format!(
+                    r#"Bearer realm="{}/token",service="regsweep-test",scope="{scope}""#,
+                    shared.url
+                ));
+            }
+        }
+        Mode::Throttle { count, status } if n < *count => {
+            let mut response = StatusCode::from_u16(*status).expect("status").into_response();
+            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            return response;
+        }
+        _ => {}
+    }
+    let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let body: Bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
+    let mut upstream = shared.http.request(parts.method.clone(), format!("{}{uri}", shared.upstream)).body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "authorization" {
+            upstream = upstream.header(name, value);
+        }
+    }
+    match upstream.send().await {
+        Ok(response) => {
+            let mut out = Response::builder().status(response.status().as_u16());
+            for (name, value) in response.headers() {
+                out = out.header(name, value);
+            }
+            let bytes = response.bytes().await.unwrap_or_default();
+            out.body(Body::from(bytes)).expect("response")
+        }
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+impl AuthProxy {
+    /// Starts a proxy in front of `upstream` (`http://127.0.0.1:PORT`).
+    pub async fn start(upstream: &str, mode: Mode) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_string(),
+            mode,
+            http: reqwest::Client::new(),
+            url,
+            requests: AtomicU32::new(0),
+            token_requests: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/token", get(token))
+            .fallback(forward)
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { shared, task }
+    }
+
+    pub fn url(&self) -> String {
+        self.shared.url.clone()
+    }
+
+    /// Requests the proxy received outside `/token`.
+    pub fn requests(&self) -> u32 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// `(service, scope)` of every token request.
+    pub fn token_requests(&self) -> Vec<(String, String)> {
+        self.shared.token_requests.lock().expect("token log").clone()
+    }
+}
