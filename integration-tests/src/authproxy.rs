@@ -63,12 +63,9 @@ async fn token(
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-    shared
-        .token_requests
-        .lock()
-        .expect("token log")
-        .push((get("service"), get("scope")));
+    let get =
+        |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    shared.token_requests.lock().expect("token log").push((get("service"), get("scope")));
     let Mode::Bearer { username, password } = &shared.mode else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -95,12 +92,21 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         }
         Mode::Bearer { .. } => {
             let bearer = format!("Bearer {TOKEN}");
-            if parts.headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(bearer.as_str()) {
+            if parts.headers.get("authorization").and_then(|h| h.to_str().ok())
+                != Some(bearer.as_str())
+            {
                 let path = parts.uri.path();
                 let scope = path
                     .strip_prefix("/v2/")
-                    .and_then(|p| p.split_once("/tags/").or_else(|| p.split_once("/manifests/")).or_else(|| p.split_once("/blobs/")))
-                    .map_or_else(|| "registry:catalog:*".to_string(), |(repo, _)| format!("repository:{repo}:pull"));
+                    .and_then(|p| {
+                        p.split_once("/tags/")
+                            .or_else(|| p.split_once("/manifests/"))
+                            .or_else(|| p.split_once("/blobs/"))
+                    })
+                    .map_or_else(
+                        || "registry:catalog:*".to_string(),
+                        |(repo, _)| format!("repository:{repo}:pull"),
+                    );
                 return denied(format!(
                     r#"Bearer realm="{}/token",service="regsweep-test",scope="{scope}""#,
                     shared.url
@@ -116,7 +122,8 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     }
     let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let body: Bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
-    let mut upstream = shared.http.request(parts.method.clone(), format!("{}{uri}", shared.upstream)).body(body);
+    let mut upstream =
+        shared.http.request(parts.method.clone(), format!("{}{uri}", shared.upstream)).body(body);
     for (name, value) in &parts.headers {
         if name != "host" && name != "authorization" {
             upstream = upstream.header(name, value);
@@ -148,10 +155,8 @@ impl AuthProxy {
             requests: AtomicU32::new(0),
             token_requests: Mutex::new(Vec::new()),
         });
-        let app = Router::new()
-            .route("/token", get(token))
-            .fallback(forward)
-            .with_state(shared.clone());
+        let app =
+            Router::new().route("/token", get(token)).fallback(forward).with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -7,6 +7,7 @@ mod queue;
 mod reclaim;
 mod selection;
 mod stats;
+mod tags;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Command {
     Reclaim(reclaim::Args),
     /// Cleanup selection tick time at growing catalog sizes.
     Selection(selection::Args),
+    /// Tags evaluated per second by tag_cleanup against the local registry.
+    Tags(tags::Args),
 }
 
 #[tokio::main]
@@ -35,5 +38,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Queue(args) => queue::run(args).await,
         Command::Reclaim(args) => reclaim::run(args).await,
         Command::Selection(args) => selection::run(args).await,
+        Command::Tags(args) => tags::run(args).await,
     }
 }

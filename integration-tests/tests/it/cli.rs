@@ -148,18 +148,42 @@ async fn registries_policies_and_previews_from_the_command_line() {
     let created = json(
         &regsweep(
             url,
-            &["--output", "json", "registries", "create", "--name", "local", "--url", &registry_url],
+            &[
+                "--output",
+                "json",
+                "registries",
+                "create",
+                "--name",
+                "local",
+                "--url",
+                &registry_url,
+            ],
         )
         .await,
     );
     assert_eq!(created[0]["name"], "local");
-    let synced = json(&out(&["--output", "json", "repositories", "sync", "--registry", "local"]).await);
+    let synced =
+        json(&out(&["--output", "json", "repositories", "sync", "--registry", "local"]).await);
     let job_id: i64 = synced["id"].as_str().expect("id").parse().expect("int");
     wait_status(&scheduler.jobs().await, job_id, JobStatus::Done, Duration::from_secs(10)).await;
     let policy = json(
         &out(&[
-            "--output", "json", "policies", "create", "--name", "team", "--registry", "local",
-            "--selector", "team/*", "--cadence", "7d", "--keep-n", "1", "--older-than", "7d",
+            "--output",
+            "json",
+            "policies",
+            "create",
+            "--name",
+            "team",
+            "--registry",
+            "local",
+            "--selector",
+            "team/*",
+            "--cadence",
+            "7d",
+            "--keep-n",
+            "1",
+            "--older-than",
+            "7d",
             "--dry-run",
         ])
         .await,
@@ -167,8 +191,17 @@ async fn registries_policies_and_previews_from_the_command_line() {
     assert_eq!(policy[0]["repository_count"], "1");
     assert_eq!(policy[0]["dry_run"], true);
     let preview = json(
-        &out(&["--output", "json", "policies", "preview", "--policy", "team", "--repository", "team/app"])
-            .await,
+        &out(&[
+            "--output",
+            "json",
+            "policies",
+            "preview",
+            "--policy",
+            "team",
+            "--repository",
+            "team/app",
+        ])
+        .await,
     );
     let actions: Vec<(&str, &str)> = preview["decisions"]
         .as_array()
@@ -184,8 +217,19 @@ async fn registries_policies_and_previews_from_the_command_line() {
     assert!(text.contains("team/app") && text.contains("unscheduled"), "{text}");
 
     // Bad input is refused with the field named, and nothing is created.
-    let bad = out(&["policies", "create", "--name", "bad", "--registry", "local", "--selector", "[", "--cadence", "2d"])
-        .await;
+    let bad = out(&[
+        "policies",
+        "create",
+        "--name",
+        "bad",
+        "--registry",
+        "local",
+        "--selector",
+        "[",
+        "--cadence",
+        "2d",
+    ])
+    .await;
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("repository_selector") && stderr.contains("cadence"), "{stderr}");

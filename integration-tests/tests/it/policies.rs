@@ -303,3 +303,86 @@ async fn catalog_sync_assigns_policies_and_a_dry_run_records_its_plan() {
         repositories(&scheduler).await.into_iter().find(|r| r.name == "other/c").expect("other/c");
     assert_eq!(other.last_job_id, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cleanup_that_spends_its_time_budget_ends_unfinished_and_resumes() {
+    let registry = TestRegistry::start().await;
+    registry.push_image("slow/app", &["v1"], Some(days_ago(30)), "v1").await;
+    let db = TestDb::create().await;
+    let scheduler =
+        Scheduler::start(&db, &["--cleanup-time-budget", "1s", "--tick", "200ms"]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    {
+        let _sync_worker = Worker::start(&scheduler, "sync", &[]).await;
+        sync(&scheduler, "local").await;
+    }
+    // From now on the registry answers its first two requests with 429 and
+    // `Retry-After: 1`: a cleanup with a 1 s budget cannot finish until
+    // they are spent.
+    let proxy = regsweep_integration_tests::authproxy::AuthProxy::start(
+        &registry.url(),
+        regsweep_integration_tests::authproxy::Mode::Throttle { count: 2, status: 429 },
+    )
+    .await;
+    let update = v1::Registry { name: "local".into(), url: proxy.url(), ..Default::default() };
+    scheduler
+        .registries()
+        .await
+        .update_registry(v1::UpdateRegistryRequest {
+            registry: Some(update),
+            update_mask: vec!["url".into()],
+        })
+        .await
+        .expect("point the registry at the proxy");
+    create_policy(
+        &scheduler,
+        v1::Policy {
+            name: "all".into(),
+            registry: "local".into(),
+            repository_selector: "**".into(),
+            cadence: "1d".into(),
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    scheduler
+        .policies()
+        .await
+        .run_policy(v1::RunPolicyRequest { name: "all".into() })
+        .await
+        .expect("run");
+    let _worker = Worker::start(&scheduler, "cleaner", &[]).await;
+
+    let jobs = scheduler.jobs().await;
+    let outcomes = regsweep_integration_tests::wait_until(
+        "a complete cleanup",
+        Duration::from_secs(30),
+        || {
+            let mut jobs = jobs.clone();
+            async move {
+                let request =
+                    v1::ListJobsRequest { kind: "tag_cleanup".into(), ..Default::default() };
+                let listed = jobs.list_jobs(request).await.ok()?.into_inner().jobs;
+                let mut outcomes: Vec<(i64, String)> = listed
+                    .iter()
+                    .filter(|j| j.status() == JobStatus::Done)
+                    .map(|j| {
+                        let result =
+                            regsweep_proto::struct_to_json(j.result.as_ref().expect("result"));
+                        (j.id, result["outcome"].as_str().unwrap_or_default().to_string())
+                    })
+                    .collect();
+                outcomes.sort();
+                outcomes.last().is_some_and(|(_, o)| o == "complete").then_some(outcomes)
+            }
+        },
+    )
+    .await;
+    let outcomes: Vec<&str> = outcomes.iter().map(|(_, o)| o.as_str()).collect();
+    assert!(outcomes.len() >= 2 && outcomes[0] == "unfinished", "{outcomes:?}");
+    assert!(outcomes[..outcomes.len() - 1].iter().all(|o| *o == "unfinished"), "{outcomes:?}");
+    let repository = repositories(&scheduler).await.pop().expect("slow/app");
+    assert_eq!(repository.cleanup_status(), v1::CleanupStatus::Unscheduled);
+    assert_eq!(repository.last_deleted_count, 1);
+}

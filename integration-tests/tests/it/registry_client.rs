@@ -103,11 +103,17 @@ async fn deleting_by_digest_removes_every_tag_and_repeats_are_not_found() {
     let shared = registry.push_image("app", &["a", "b"], None, "shared").await;
     registry.push_image("app", &["c"], None, "other").await;
     let client = client(&registry.url());
-    assert_eq!(client.delete_manifest("app", &shared).await.expect("delete"), DeleteOutcome::Deleted);
+    assert_eq!(
+        client.delete_manifest("app", &shared).await.expect("delete"),
+        DeleteOutcome::Deleted
+    );
     assert!(registry.tag_digest("app", "a").await.is_none());
     assert!(registry.tag_digest("app", "b").await.is_none());
     assert!(registry.tag_digest("app", "c").await.is_some());
-    assert_eq!(client.delete_manifest("app", &shared).await.expect("delete"), DeleteOutcome::NotFound);
+    assert_eq!(
+        client.delete_manifest("app", &shared).await.expect("delete"),
+        DeleteOutcome::NotFound
+    );
     // Deleting by tag is refused before any request.
     assert!(matches!(client.delete_manifest("app", "c").await, Err(Error::InvalidReference(_))));
     assert!(registry.tag_digest("app", "c").await.is_some());

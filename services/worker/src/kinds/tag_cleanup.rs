@@ -67,6 +67,10 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
     let tags = tokio::select! {
         tags = client.list_tags(&args.repository) => tags,
         () = ctx.cancelled() => return Outcome::Cancelled,
+        () = tokio::time::sleep_until(deadline) => {
+            ctx.log(format!("time budget of {}s spent listing tags; resuming later", args.time_budget_seconds));
+            return unfinished(&args, 0);
+        }
     };
     let tags = match tags {
         Ok(tags) => tags,
@@ -102,13 +106,7 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
                     "time budget of {}s spent after {} of {} tags; resuming later",
                     args.time_budget_seconds, inspected.len(), total as usize
                 ));
-                return Outcome::Done(serde_json::json!({
-                    "outcome": "unfinished",
-                    "registry": args.registry,
-                    "repository": args.repository,
-                    "tags_evaluated": inspected.len(),
-                    "deleted_count": 0,
-                }));
+                return unfinished(&args, inspected.len());
             }
         };
         let Some((tag, info)) = next else { break };
@@ -163,6 +161,18 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
             "tags": i.tags,
             "delete_digest": i.delete_digest,
         })).collect::<Vec<_>>(),
+    }))
+}
+
+/// The result of a cleanup that spent its time budget: nothing planned,
+/// the repository is resumed later (`unfinished`).
+fn unfinished(args: &Args, evaluated: usize) -> Outcome {
+    Outcome::Done(serde_json::json!({
+        "outcome": "unfinished",
+        "registry": args.registry,
+        "repository": args.repository,
+        "tags_evaluated": evaluated,
+        "deleted_count": 0,
     }))
 }
 

@@ -1,0 +1,141 @@
+//! Tags evaluated per second by `tag_cleanup` against the local registry,
+//! next to the registry's own capacity for the same reads measured in the
+//! same run: a bare HTTP client issuing the same requests (manifest, then
+//! image config, per tag) at the same concurrency.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use regsweep_integration_tests::{Scheduler, TestDb, TestRegistry, Worker};
+use regsweep_proto::v1;
+
+use crate::stats;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Tags in the repository.
+    #[arg(long, default_value_t = 2000)]
+    tags: usize,
+    /// Tags per image (digest).
+    #[arg(long, default_value_t = 4)]
+    tags_per_image: usize,
+    /// Runs of each side; figures are medians.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+/// The worker's inspection concurrency (`tag_cleanup`'s INSPECT_CONCURRENCY).
+const CONCURRENCY: usize = 8;
+const ACCEPT: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+async fn bare(registry: &str, repo: &str, tags: &[String]) -> Result<Duration> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(tags)
+        .map(|tag| {
+            let http = http.clone();
+            async move {
+                let manifest: serde_json::Value = http
+                    .get(format!("{registry}/v2/{repo}/manifests/{tag}"))
+                    .header("accept", ACCEPT)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let config = manifest["config"]["digest"].as_str().context("config digest")?;
+                http.get(format!("{registry}/v2/{repo}/blobs/{config}"))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(started.elapsed())
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let registry = TestRegistry::start().await;
+    let repo = "bench/app";
+    let tags: Vec<String> = (0..args.tags).map(|i| format!("t{i:05}")).collect();
+    let seeding = Instant::now();
+    for (i, chunk) in tags.chunks(args.tags_per_image.max(1)).enumerate() {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let created = chrono::Utc::now() - chrono::Duration::hours(i as i64);
+        registry.push_image(repo, &refs, Some(created), &format!("img{i}")).await;
+    }
+    println!("seeded {} tags in {:?}", tags.len(), seeding.elapsed());
+
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::launch("scheduler", &db.url, &[], false).await;
+    let _worker = Worker::spawn_with(&scheduler.url, "bench-worker", &[], false);
+    let channel = scheduler.channel().await;
+    let mut registries = v1::registry_service_client::RegistryServiceClient::new(channel.clone());
+    let registry_def =
+        v1::Registry { name: "local".into(), url: registry.url(), ..Default::default() };
+    registries.create_registry(v1::CreateRegistryRequest { registry: Some(registry_def) }).await?;
+    let mut policies = v1::policy_service_client::PolicyServiceClient::new(channel);
+    let policy = v1::Policy {
+        name: "bench".into(),
+        registry: "local".into(),
+        repository_selector: "**".into(),
+        cadence: "1d".into(),
+        keep_n: 10,
+        dry_run: true,
+        ..Default::default()
+    };
+    policies.create_policy(v1::CreatePolicyRequest { policy: Some(policy) }).await?;
+
+    let (mut regsweep, mut raw) = (Vec::new(), Vec::new());
+    for run in 1..=args.runs {
+        let preview = policies
+            .preview_policy(v1::PreviewPolicyRequest {
+                policy: "bench".into(),
+                repository: repo.into(),
+            })
+            .await?
+            .into_inner();
+        anyhow::ensure!(
+            preview.decisions.len() == tags.len(),
+            "preview decided {} tags",
+            preview.decisions.len()
+        );
+        let job = v1::job_service_client::JobServiceClient::new(scheduler.channel().await)
+            .get_job(v1::GetJobRequest { id: preview.job_id })
+            .await?
+            .into_inner()
+            .job
+            .context("job")?;
+        let result = regsweep_proto::struct_to_json(job.result.as_ref().context("result")?);
+        // The job's own measure: listing, inspecting and planning.
+        let elapsed_ms = result["elapsed_ms"].as_f64().context("elapsed_ms")?;
+        let ours = tags.len() as f64 / (elapsed_ms / 1000.0);
+        let bare_elapsed = bare(&registry.url(), repo, &tags).await?;
+        let theirs = tags.len() as f64 / bare_elapsed.as_secs_f64();
+        println!(
+            "run {run}: tag_cleanup {ours:.0} tags/s, bare client {theirs:.0} tags/s ({:.0}%)",
+            100.0 * ours / theirs
+        );
+        regsweep.push(ours);
+        raw.push(theirs);
+    }
+    let (ours, theirs) = (stats::median(&mut regsweep), stats::median(&mut raw));
+    println!();
+    println!(
+        "| tags | concurrency | tag_cleanup (median) | bare client, same reads (median) | share |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} ({} per image) | {CONCURRENCY} | {ours:.0} tags/s | {theirs:.0} tags/s | {:.0}% |",
+        tags.len(),
+        args.tags_per_image,
+        100.0 * ours / theirs
+    );
+    Ok(())
+}
