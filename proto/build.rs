@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "regsweep/v1/cron.proto",
         "regsweep/v1/registry.proto",
         "regsweep/v1/policy.proto",
+        "regsweep/v1/scrubber.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -25,6 +25,9 @@ pub enum Mode {
     Bearer { username: String, password: String },
     /// The first `count` requests get `status` with `Retry-After: 1`.
     Throttle { count: u32, status: u16 },
+    /// Every DELETE waits this long before it is forwarded, so deletions
+    /// in flight overlap visibly; everything passes.
+    SlowDeletes { millis: u64 },
 }
 
 const TOKEN: &str = "test-token-7f3a";
@@ -36,6 +39,11 @@ struct Shared {
     url: String,
     requests: AtomicU32,
     token_requests: Mutex<Vec<(String, String)>>,
+    deletes_in_flight: AtomicU32,
+    max_deletes_in_flight: AtomicU32,
+    /// When each forwarded request arrived, since the proxy started.
+    arrivals: Mutex<Vec<std::time::Duration>>,
+    started: std::time::Instant,
 }
 
 /// A running proxy; stops when dropped.
@@ -120,6 +128,23 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         }
         _ => {}
     }
+    shared.arrivals.lock().expect("arrivals").push(shared.started.elapsed());
+    let deleting = parts.method == axum::http::Method::DELETE;
+    if deleting {
+        let now = shared.deletes_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_deletes_in_flight.fetch_max(now, Ordering::SeqCst);
+        if let Mode::SlowDeletes { millis } = shared.mode {
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        }
+    }
+    let response = pass(&shared, parts, body).await;
+    if deleting {
+        shared.deletes_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+    response
+}
+
+async fn pass(shared: &Shared, parts: axum::http::request::Parts, body: Body) -> Response {
     let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let body: Bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
     let mut upstream =
@@ -154,6 +179,10 @@ impl AuthProxy {
             url,
             requests: AtomicU32::new(0),
             token_requests: Mutex::new(Vec::new()),
+            deletes_in_flight: AtomicU32::new(0),
+            max_deletes_in_flight: AtomicU32::new(0),
+            arrivals: Mutex::new(Vec::new()),
+            started: std::time::Instant::now(),
         });
         let app =
             Router::new().route("/token", get(token)).fallback(forward).with_state(shared.clone());
@@ -170,6 +199,26 @@ impl AuthProxy {
     /// Requests the proxy received outside `/token`.
     pub fn requests(&self) -> u32 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Most DELETE requests the proxy had in flight at once.
+    pub fn max_deletes_in_flight(&self) -> u32 {
+        self.shared.max_deletes_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Most forwarded requests that arrived within any one second.
+    pub fn max_requests_per_second(&self) -> usize {
+        let arrivals = self.shared.arrivals.lock().expect("arrivals").clone();
+        arrivals
+            .iter()
+            .map(|start| {
+                arrivals
+                    .iter()
+                    .filter(|a| *a >= start && **a < *start + std::time::Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// `(service, scope)` of every token request.

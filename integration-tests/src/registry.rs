@@ -18,7 +18,7 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// A running registry, killed on drop.
 pub struct TestRegistry {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _child: Child,
     url: String,
     http: reqwest::Client,
@@ -67,7 +67,7 @@ impl TestRegistry {
                 if let Ok(r) = http.get(format!("{url}/v2/")).send().await
                     && r.status().is_success()
                 {
-                    return Self { _dir: dir, _child: child, url, http };
+                    return Self { dir, _child: child, url, http };
                 }
                 if child.try_wait().ok().flatten().is_some()
                     || tokio::time::Instant::now() > deadline
@@ -230,6 +230,20 @@ impl TestRegistry {
         }
         assert!(response.status().is_success(), "head {repo}:{tag}: {}", response.status());
         Some(response.headers()["docker-content-digest"].to_str().expect("digest").to_string())
+    }
+
+    /// Manifests the registry still stores for `repo` (its revision links):
+    /// deleted manifests, placeholders included, are not among them.
+    pub fn manifest_count(&self, repo: &str) -> usize {
+        let dir = self
+            .dir
+            .path()
+            .join("data/docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/revisions/sha256");
+        std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().filter(|e| e.path().join("link").exists()).count())
+            .unwrap_or(0)
     }
 
     /// Deletes a manifest by digest (every tag of it goes).

@@ -7,6 +7,7 @@ use regsweep_proto::v1::job_service_client::JobServiceClient;
 use regsweep_proto::v1::policy_service_client::PolicyServiceClient;
 use regsweep_proto::v1::registry_service_client::RegistryServiceClient;
 use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
+use regsweep_proto::v1::scrubber_service_client::ScrubberServiceClient;
 use regsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tonic::transport::Channel;
 
@@ -135,5 +136,45 @@ impl Worker {
 
     pub fn signal(&self, sig: Signal) {
         self.process.signal(sig);
+    }
+}
+
+/// A `regsweep-scrubber` process on a free port.
+pub struct Scrubber {
+    pub process: Service,
+    pub url: String,
+}
+
+impl Scrubber {
+    /// Starts a scrubber on `db` reading registries from `scheduler`, with
+    /// `extra` flags (`--delay`, `--parallelism`, ...), and waits until it
+    /// listens.
+    pub async fn start(name: &str, db: &TestDb, scheduler: &Scheduler, extra: &[&str]) -> Self {
+        let mut args = strings(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--database-url",
+            &db.url,
+            "--scheduler",
+            &scheduler.url,
+            "--poll-interval",
+            "100ms",
+        ]);
+        args.extend(strings(extra));
+        let process = Service::spawn_with(name, "regsweep-scrubber", &args, &[], true);
+        let line = process.wait_for_message("listening", START_TIMEOUT).await;
+        let addr = line["addr"].as_str().expect("listening line has addr").to_string();
+        Self { process, url: format!("http://{addr}") }
+    }
+
+    pub async fn client(&self) -> ScrubberServiceClient<Channel> {
+        let channel = Channel::from_shared(self.url.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect scrubber");
+        ScrubberServiceClient::new(channel)
     }
 }

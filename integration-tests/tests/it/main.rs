@@ -12,6 +12,7 @@ mod registry_client;
 mod replicas;
 mod retention_and_tail;
 mod scheduling;
+mod scrubber;
 mod selection;
 mod validation;
 

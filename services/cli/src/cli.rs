@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::policies::PoliciesCommand;
 use crate::registries::{RegistriesCommand, RepositoriesCommand};
+use crate::scrub::ScrubCommand;
 
 #[derive(Debug, Parser)]
 #[command(name = "regsweep", version, about = "Admin client for regsweep")]
@@ -16,6 +17,10 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7070"
     )]
     pub scheduler: String,
+
+    /// Scrubber gRPC URL.
+    #[arg(long, global = true, env = "REGSWEEP_SCRUBBER", default_value = "http://127.0.0.1:7071")]
+    pub scrubber: String,
 
     /// Output format: tables for people, JSON (proto field names) for scripts.
     #[arg(long, global = true, env = "REGSWEEP_OUTPUT", value_enum, default_value_t = Output::Table)]
@@ -51,6 +56,9 @@ pub enum Command {
     /// Cleanup policies.
     #[command(subcommand)]
     Policies(PoliciesCommand),
+    /// Pending and finished deletions of the scrubber.
+    #[command(subcommand)]
+    Scrub(ScrubCommand),
 }
 
 #[derive(Debug, Subcommand)]

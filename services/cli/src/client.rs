@@ -7,6 +7,7 @@ use regsweep_proto::v1::job_service_client::JobServiceClient;
 use regsweep_proto::v1::policy_service_client::PolicyServiceClient;
 use regsweep_proto::v1::registry_service_client::RegistryServiceClient;
 use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
+use regsweep_proto::v1::scrubber_service_client::ScrubberServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -32,6 +33,12 @@ pub async fn repositories(url: &str) -> Result<RepositoryServiceClient<Channel>>
 
 pub async fn policies(url: &str) -> Result<PolicyServiceClient<Channel>> {
     Ok(PolicyServiceClient::new(scheduler(url).await?))
+}
+
+pub async fn scrubber(url: &str) -> Result<ScrubberServiceClient<Channel>> {
+    let channel =
+        grpc::connect(url).await.with_context(|| format!("cannot reach the scrubber at {url}"))?;
+    Ok(ScrubberServiceClient::new(channel))
 }
 
 /// Parses a flag holding a JSON object.

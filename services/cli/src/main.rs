@@ -7,6 +7,7 @@ mod jobs;
 mod output;
 mod policies;
 mod registries;
+mod scrub;
 mod workers;
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ async fn main() -> ExitCode {
         Command::Registries(command) => registries::run(&cli, command).await,
         Command::Repositories(command) => registries::run_repositories(&cli, command).await,
         Command::Policies(command) => policies::run(&cli, command).await,
+        Command::Scrub(command) => scrub::run(&cli, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

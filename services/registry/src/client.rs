@@ -13,6 +13,7 @@ use reqwest::{Method, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use crate::credentials::Credentials;
+use crate::gate::Gate;
 use crate::headers::{next_link, parse_challenge, retry_after};
 use crate::manifest::{Descriptor, Manifest, media_types};
 use crate::token::{self, TokenCache};
@@ -42,6 +43,14 @@ pub struct ClientConfig {
     pub max_retry_wait: Duration,
     /// Tags asked for per page of a tag list.
     pub tags_page_size: u32,
+    /// Paces every request (rate limits); none by default.
+    pub gate: Option<Arc<dyn Gate>>,
+}
+
+impl std::fmt::Debug for dyn Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
 }
 
 impl ClientConfig {
@@ -53,6 +62,7 @@ impl ClientConfig {
             max_retries: 5,
             max_retry_wait: Duration::from_secs(60),
             tags_page_size: TAGS_PAGE,
+            gate: None,
         }
     }
 }
@@ -236,7 +246,14 @@ impl Client {
             {
                 request = request.basic_auth(username, Some(password.expose()));
             }
-            let response = match request.send().await {
+            if let Some(gate) = &inner.config.gate {
+                gate.acquire().await;
+            }
+            let sent = request.send().await;
+            if let Some(gate) = &inner.config.gate {
+                gate.observe(sent.as_ref().map_or(0, |r| r.status().as_u16()));
+            }
+            let response = match sent {
                 Ok(response) => response,
                 Err(e) if idempotent && retries < inner.config.max_retries => {
                     tracing::debug!(error = %e, retries, "registry request failed, retrying");

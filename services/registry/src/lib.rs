@@ -4,14 +4,18 @@
 
 mod client;
 mod credentials;
+mod directory;
 mod error;
+mod gate;
 mod headers;
 mod manifest;
 mod token;
 
 pub use client::{Client, ClientConfig, DeleteOutcome, TagInfo};
 pub use credentials::{CredentialRef, Credentials, Secret};
+pub use directory::{Directory, DirectoryError, GateFactory};
 pub use error::Error;
+pub use gate::Gate;
 pub use headers::{Challenge, next_link, parse_challenge, retry_after};
 pub use manifest::{Descriptor, Manifest, PlatformDescriptor, media_types};
 pub use regsweep_policy::{validate_repository_name, validate_tag};

@@ -22,6 +22,11 @@ pub struct Config {
     )]
     pub scheduler: Vec<String>,
 
+    /// Scrubber gRPC URL(s), where `tag_cleanup` submits its plans. Without
+    /// one, cleanups that are not dry runs fail (nothing is deleted).
+    #[arg(long, env = "REGSWEEP_SCRUBBER", value_delimiter = ',')]
+    pub scrubber: Vec<String>,
+
     /// Jobs of a kind run at once, as KIND=N (repeatable, or comma
     /// separated in the env variable). Kinds not listed get the default.
     #[arg(long = "capacity", env = "REGSWEEP_CAPACITY", value_parser = parse_capacity, value_delimiter = ',')]
@@ -54,6 +59,7 @@ impl Config {
     pub fn new(scheduler: impl Into<String>) -> Self {
         Self {
             scheduler: vec![scheduler.into()],
+            scrubber: Vec::new(),
             capacity: Vec::new(),
             default_capacity: 4,
             name: None,

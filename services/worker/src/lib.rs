@@ -49,7 +49,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     for url in &config.scheduler {
         grpc::endpoint(url)?;
     }
-    let services = Arc::new(Services::new(&config.scheduler)?);
+    let services = Arc::new(Services::new(&config.scheduler, &config.scrubber)?);
     let mut state = WorkerState::new(config.worker_name(), capacity, services);
     tracing::info!(scheduler = ?config.scheduler, name = %state.name, capacity = ?state.capacity, "worker starting");
     let mut backoff = Backoff::new(config.reconnect_max_backoff);

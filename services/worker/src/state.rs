@@ -184,7 +184,7 @@ mod tests {
     use super::*;
 
     fn state() -> WorkerState {
-        let services = Services::new(&["http://127.0.0.1:9".to_string()]).expect("valid url");
+        let services = Services::new(&["http://127.0.0.1:9".to_string()], &[]).expect("valid url");
         WorkerState::new(
             "w".into(),
             [("sleep".to_string(), 2)].into_iter().collect(),

@@ -1,13 +1,14 @@
 //! `tag_cleanup`: lists a repository's tags, resolves each to its digest
-//! and creation time, applies the policy's tag filter and records the plan
-//! (DESIGN.md section 5). Nothing is deleted here: the plan is the job's
-//! result (the scrubber executes plans).
+//! and creation time, applies the policy's tag filter, records the plan as
+//! the job's result (DESIGN.md section 5) and, unless a dry run, submits it
+//! to the scrubber, which deletes after its delay. Nothing is deleted here.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
 use regsweep_policy::{Action, Plan, RuleSpec, Rules, TagInput};
+use regsweep_proto::v1;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -134,6 +135,14 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         "{evaluated} tags evaluated in {elapsed:?}: {planned_tags} to delete ({planned_digests} digests){}",
         if args.dry_run { ", dry run" } else { "" }
     ));
+    let deletions = if args.dry_run || args.preview || plan.images.is_empty() {
+        Vec::new()
+    } else {
+        match submit(&ctx, &args, &plan).await {
+            Ok(ids) => ids,
+            Err(outcome) => return outcome,
+        }
+    };
     Outcome::Done(serde_json::json!({
         "outcome": "complete",
         "registry": args.registry,
@@ -146,9 +155,11 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         "elapsed_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "planned_tags": planned_tags,
         "planned_digests": planned_digests,
-        // Deletion is the scrubber's; until it takes plans, a run deletes
-        // nothing and a dry run reports what it would have deleted.
+        // A dry run reports what it would have deleted; a real run hands
+        // its plan to the scrubber, which deletes after its delay.
         "deleted_count": if args.dry_run { planned_tags } else { 0 },
+        "submitted_tags": if deletions.is_empty() { 0 } else { planned_tags },
+        "deletions": deletions,
         "tags": plan.decisions.iter().map(|d| serde_json::json!({
             "tag": d.tag,
             "digest": d.digest,
@@ -162,6 +173,54 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
             "delete_digest": i.delete_digest,
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// Most images per submission (the scrubber's limit).
+const SUBMIT_CHUNK: usize = 10_000;
+
+/// Hands the plan to the scrubber; returns the deletion ids.
+async fn submit(ctx: &JobContext, args: &Args, plan: &Plan) -> Result<Vec<i64>, Outcome> {
+    let Some(mut scrubber) = ctx.services().scrubber() else {
+        return Err(Outcome::Failed {
+            error: "no scrubber configured (--scrubber): a cleanup that deletes cannot run here"
+                .into(),
+            retryable: false,
+        });
+    };
+    let mut ids = Vec::with_capacity(plan.images.len());
+    for chunk in plan.images.chunks(SUBMIT_CHUNK) {
+        let request = v1::SubmitDeletionsRequest {
+            job_id: ctx.job_id(),
+            attempt: ctx.attempt(),
+            registry: args.registry.clone(),
+            repository: args.repository.clone(),
+            images: chunk
+                .iter()
+                .map(|i| v1::ImageDeletion {
+                    digest: i.digest.clone(),
+                    tags: i.tags.clone(),
+                    delete_digest: i.delete_digest,
+                })
+                .collect(),
+        };
+        match scrubber.submit_deletions(request).await {
+            Ok(response) => ids.extend(response.into_inner().deletions.iter().map(|d| d.id)),
+            Err(status) => {
+                let retryable = matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Internal
+                );
+                return Err(Outcome::Failed {
+                    error: format!("submitting deletions: {}", status.message()),
+                    retryable,
+                });
+            }
+        }
+    }
+    ctx.log(format!("{} images submitted to the scrubber", ids.len()));
+    Ok(ids)
 }
 
 /// The result of a cleanup that spent its time budget: nothing planned,

@@ -1,0 +1,381 @@
+//! The scrubber against the real registry: a policy run deleting exactly
+//! its plan, moved tags, restore, parallelism, rate limits, bad input.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use regsweep_integration_tests::authproxy::{AuthProxy, Mode};
+use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, Worker, wait_until};
+use regsweep_proto::v1::{self, DeletionStatus, scrubber_service_client::ScrubberServiceClient};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::policies::{create_policy, create_registry, sync};
+
+fn days_ago(days: i64) -> chrono::DateTime<Utc> {
+    Utc::now() - chrono::Duration::days(days)
+}
+
+async fn deletions(
+    scrubber: &mut ScrubberServiceClient<Channel>,
+    request: v1::ListDeletionsRequest,
+) -> Vec<v1::Deletion> {
+    scrubber.list_deletions(request).await.expect("list deletions").into_inner().deletions
+}
+
+/// Waits until every deletion of `job_id` (at least `n`) ended.
+async fn wait_ended(
+    scrubber: &ScrubberServiceClient<Channel>,
+    job_id: i64,
+    n: usize,
+) -> Vec<v1::Deletion> {
+    wait_until(&format!("{n} deletions of job {job_id} to end"), Duration::from_secs(30), || {
+        let mut scrubber = scrubber.clone();
+        async move {
+            let listed =
+                deletions(&mut scrubber, v1::ListDeletionsRequest { job_id, ..Default::default() })
+                    .await;
+            let ended = listed.iter().all(|d| {
+                matches!(
+                    d.status(),
+                    DeletionStatus::Deleted | DeletionStatus::Failed | DeletionStatus::Restored
+                )
+            });
+            (listed.len() >= n && ended).then_some(listed)
+        }
+    })
+    .await
+}
+
+fn digest(n: u8) -> String {
+    format!("sha256:{}", format!("{n:02x}").repeat(32))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_run_deletes_exactly_its_plan() {
+    let registry = TestRegistry::start().await;
+    let repo = "team/app";
+    let latest = registry.push_image(repo, &["latest"], Some(days_ago(90)), "latest").await;
+    let shared = registry.push_image(repo, &["v1", "prod"], Some(days_ago(30)), "v1").await;
+    let v2 = registry.push_image(repo, &["v2"], Some(days_ago(20)), "v2").await;
+    let v3 = registry.push_image(repo, &["v3"], Some(days_ago(10)), "v3").await;
+    let v4 = registry
+        .push_image(repo, &["v4"], Some(Utc::now() - chrono::Duration::hours(1)), "v4")
+        .await;
+    assert_eq!(registry.manifest_count(repo), 5);
+
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &["--tick", "200ms"]).await;
+    let scrubber =
+        Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s", "--parallelism", "2"])
+            .await;
+    let _worker = Worker::start(&scheduler, "w1", &["--scrubber", &scrubber.url]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    sync(&scheduler, "local").await;
+    create_policy(
+        &scheduler,
+        v1::Policy {
+            name: "team".into(),
+            registry: "local".into(),
+            repository_selector: "team/*".into(),
+            cadence: "7d".into(),
+            keep_n: 1,
+            older_than: Some(regsweep_proto::duration_from_std(Duration::from_secs(7 * 86_400))),
+            name_regex_delete: "v.*".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    scheduler
+        .policies()
+        .await
+        .run_policy(v1::RunPolicyRequest { name: "team".into() })
+        .await
+        .expect("run");
+    let job_id = wait_until("the cleanup job", Duration::from_secs(20), || {
+        let scheduler = &scheduler;
+        async move {
+            let request = v1::ListRepositoriesRequest::default();
+            let repos = scheduler
+                .repositories()
+                .await
+                .list_repositories(request)
+                .await
+                .ok()?
+                .into_inner()
+                .repositories;
+            repos.first().filter(|r| r.cleanup_finished_at.is_some()).map(|r| r.last_job_id)
+        }
+    })
+    .await;
+    let ended = wait_ended(&scrubber.client().await, job_id, 3).await;
+    assert_eq!(ended.len(), 3, "{ended:?}");
+    assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted), "{ended:?}");
+
+    // Exactly the planned tags are gone; every kept tag resolves to its
+    // original digest.
+    for gone in ["v1", "v2", "v3"] {
+        assert!(registry.tag_digest(repo, gone).await.is_none(), "{gone} survived");
+    }
+    assert_eq!(registry.tag_digest(repo, "latest").await, Some(latest));
+    assert_eq!(registry.tag_digest(repo, "prod").await, Some(shared.clone()));
+    assert_eq!(registry.tag_digest(repo, "v4").await, Some(v4));
+    // v2 and v3 went by digest; v1 was untagged (prod keeps its digest);
+    // the placeholder manifest used to untag it is gone too.
+    let by_digest: Vec<(String, bool)> = ended
+        .iter()
+        .map(|d| (d.image.as_ref().expect("image").digest.clone(), d.digest_deleted))
+        .collect();
+    assert!(by_digest.contains(&(v2, true)) && by_digest.contains(&(v3, true)), "{by_digest:?}");
+    assert!(by_digest.contains(&(shared, false)), "{by_digest:?}");
+    assert_eq!(registry.manifest_count(repo), 3, "latest, v1/prod and v4 remain; no placeholder");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_pushed_again_after_planning_is_not_deleted() {
+    let registry = TestRegistry::start().await;
+    let old = registry.push_image("app", &["v2"], Some(days_ago(30)), "old").await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "1s"]).await;
+    let mut client = scrubber.client().await;
+    let request = v1::SubmitDeletionsRequest {
+        job_id: 7,
+        attempt: 1,
+        registry: "local".into(),
+        repository: "app".into(),
+        images: vec![v1::ImageDeletion {
+            digest: old.clone(),
+            tags: vec!["v2".into()],
+            delete_digest: true,
+        }],
+    };
+    client.submit_deletions(request).await.expect("submit");
+    // Someone pushes v2 again within the undo window.
+    let new = registry.push_image("app", &["v2"], Some(Utc::now()), "new").await;
+    let ended = wait_ended(&client, 7, 1).await;
+    assert_eq!(ended[0].status(), DeletionStatus::Deleted, "{ended:?}");
+    assert_eq!(ended[0].skipped_tags, ["v2"]);
+    assert!(ended[0].deleted_tags.is_empty());
+    assert_eq!(registry.tag_digest("app", "v2").await, Some(new), "the new push was deleted");
+    // The old image, untagged by the push, went as planned.
+    assert!(ended[0].digest_deleted);
+    assert_eq!(registry.manifest_count("app"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_works_until_the_deletion_starts_and_says_why_not_after() {
+    let registry = TestRegistry::start().await;
+    let kept = registry.push_image("app", &["a"], None, "a").await;
+    let gone = registry.push_image("app", &["b"], None, "b").await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    let slow = Scrubber::start("slow", &db, &scheduler, &["--delay", "1h"]).await;
+    let fast = Scrubber::start("fast", &db, &scheduler, &["--delay", "0s"]).await;
+    let image = |digest: &str, tag: &str| v1::ImageDeletion {
+        digest: digest.into(),
+        tags: vec![tag.into()],
+        delete_digest: true,
+    };
+    let submit = |job_id: i64, image: v1::ImageDeletion| v1::SubmitDeletionsRequest {
+        job_id,
+        attempt: 1,
+        registry: "local".into(),
+        repository: "app".into(),
+        images: vec![image],
+    };
+    let mut slow_client = slow.client().await;
+    let pending = slow_client
+        .submit_deletions(submit(1, image(&kept, "a")))
+        .await
+        .expect("submit")
+        .into_inner()
+        .deletions;
+    // Submitting again is idempotent.
+    let again = slow_client
+        .submit_deletions(submit(1, image(&kept, "a")))
+        .await
+        .expect("submit")
+        .into_inner()
+        .deletions;
+    assert_eq!(pending[0].id, again[0].id);
+    assert_eq!(pending[0].status(), DeletionStatus::PendingDelete);
+    let mut fast_client = fast.client().await;
+    let done = fast_client
+        .submit_deletions(submit(2, image(&gone, "b")))
+        .await
+        .expect("submit")
+        .into_inner()
+        .deletions;
+    wait_ended(&fast_client, 2, 1).await;
+
+    let ids = vec![pending[0].id, done[0].id, 999_999];
+    let outcomes = slow_client
+        .restore_deletions(v1::RestoreDeletionsRequest { ids })
+        .await
+        .expect("restore")
+        .into_inner()
+        .outcomes;
+    let summary: Vec<(bool, &str)> =
+        outcomes.iter().map(|o| (o.restored, o.reason.as_str())).collect();
+    assert_eq!(summary, [(true, ""), (false, "already deleted"), (false, "no such deletion")]);
+    assert_eq!(registry.tag_digest("app", "a").await, Some(kept), "a restored image was deleted");
+    assert!(registry.tag_digest("app", "b").await.is_none());
+    let restored =
+        deletions(&mut slow_client, v1::ListDeletionsRequest { job_id: 1, ..Default::default() })
+            .await;
+    assert_eq!(restored[0].status(), DeletionStatus::Restored);
+}
+
+/// Seeds `n` images of one tag each; returns the plan deleting them all.
+async fn seed_plan(registry: &TestRegistry, repo: &str, n: usize) -> Vec<v1::ImageDeletion> {
+    let mut images = Vec::new();
+    for i in 0..n {
+        let tag = format!("t{i}");
+        let digest = registry.push_image(repo, &[&tag], None, &tag).await;
+        images.push(v1::ImageDeletion { digest, tags: vec![tag], delete_digest: true });
+    }
+    images
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallelism_bounds_the_deletions_in_flight() {
+    let registry = TestRegistry::start().await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let mut seen = Vec::new();
+    for (parallelism, registry_name) in [(1_u32, "serial"), (8, "parallel")] {
+        let repo = format!("{registry_name}/app");
+        let images = seed_plan(&registry, &repo, 16).await;
+        let proxy = AuthProxy::start(&registry.url(), Mode::SlowDeletes { millis: 150 }).await;
+        create_registry(&scheduler, registry_name, &proxy.url()).await;
+        let scrubber = Scrubber::start(
+            registry_name,
+            &db,
+            &scheduler,
+            &["--delay", "0s", "--parallelism", &parallelism.to_string()],
+        )
+        .await;
+        let mut client = scrubber.client().await;
+        let job_id = i64::from(parallelism);
+        let request = v1::SubmitDeletionsRequest {
+            job_id,
+            attempt: 1,
+            registry: registry_name.into(),
+            repository: repo.clone(),
+            images,
+        };
+        client.submit_deletions(request).await.expect("submit");
+        let ended = wait_ended(&client, job_id, 16).await;
+        assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted));
+        assert_eq!(registry.manifest_count(&repo), 0);
+        seen.push(proxy.max_deletes_in_flight());
+        scrubber.process.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+    println!("most deletes in flight: parallelism 1 -> {}, parallelism 8 -> {}", seen[0], seen[1]);
+    assert_eq!(seen[0], 1, "parallelism 1 had deletes overlap");
+    assert!(seen[1] > 1 && seen[1] <= 8, "parallelism 8 had {} deletes in flight", seen[1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_rate_limit_holds_in_every_second() {
+    let registry = TestRegistry::start().await;
+    let images = seed_plan(&registry, "rated/app", 10).await;
+    let proxy = AuthProxy::start(&registry.url(), Mode::SlowDeletes { millis: 0 }).await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let definition = v1::Registry {
+        name: "rated".into(),
+        url: proxy.url(),
+        rate_limit: 20.0,
+        ..Default::default()
+    };
+    scheduler
+        .registries()
+        .await
+        .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
+        .await
+        .expect("create registry");
+    let scrubber =
+        Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s", "--parallelism", "16"])
+            .await;
+    let mut client = scrubber.client().await;
+    let request = v1::SubmitDeletionsRequest {
+        job_id: 1,
+        attempt: 1,
+        registry: "rated".into(),
+        repository: "rated/app".into(),
+        images,
+    };
+    client.submit_deletions(request).await.expect("submit");
+    let ended = wait_ended(&client, 1, 10).await;
+    assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted));
+    let busiest = proxy.max_requests_per_second();
+    println!("requests: {}, busiest second: {busiest} (limit 20/s)", proxy.requests());
+    // Each image takes several requests (resolve, list, resolve, delete):
+    // well over 20, so the limit was actually in force.
+    assert!(proxy.requests() > 40);
+    assert!(busiest <= 22, "{busiest} requests within one second, limit 20/s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_submissions_and_restores_are_rejected_and_write_nothing() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", "http://127.0.0.1:9").await;
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &[]).await;
+    let mut client = scrubber.client().await;
+    let bad = v1::SubmitDeletionsRequest {
+        job_id: 1,
+        attempt: 1,
+        registry: "local".into(),
+        repository: "app".into(),
+        images: vec![v1::ImageDeletion {
+            digest: "sha256:nothex".into(),
+            tags: vec!["v1".into()],
+            delete_digest: true,
+        }],
+    };
+    let status = client.submit_deletions(bad).await.expect_err("bad digest");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let unknown = v1::SubmitDeletionsRequest {
+        job_id: 1,
+        attempt: 1,
+        registry: "nope".into(),
+        repository: "app".into(),
+        images: vec![v1::ImageDeletion {
+            digest: digest(1),
+            tags: vec!["v1".into()],
+            delete_digest: true,
+        }],
+    };
+    let status = client.submit_deletions(unknown).await.expect_err("unknown registry");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("nope"), "{}", status.message());
+    let oversized = v1::SubmitDeletionsRequest {
+        job_id: 1,
+        attempt: 1,
+        registry: "local".into(),
+        repository: "app".into(),
+        images: (0..10_001)
+            .map(|i| v1::ImageDeletion {
+                digest: format!("sha256:{i:064x}"),
+                tags: vec![],
+                delete_digest: true,
+            })
+            .collect(),
+    };
+    let status = client.submit_deletions(oversized).await.expect_err("oversized");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = client
+        .restore_deletions(v1::RestoreDeletionsRequest { ids: vec![] })
+        .await
+        .expect_err("no ids");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        deletions(&mut client, v1::ListDeletionsRequest::default()).await.is_empty(),
+        "something was written"
+    );
+}

@@ -1,0 +1,253 @@
+//! `regsweep.v1.ScrubberService`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regsweep_common::{FieldViolations, paging};
+use regsweep_proto::v1::{self, DeletionStatus, scrubber_service_server::ScrubberService};
+use regsweep_registry::{
+    Directory, DirectoryError, validate_digest, validate_repository_name, validate_tag,
+};
+use tonic::{Request, Response, Status};
+
+use crate::error::ApiError;
+use crate::limits::Limits;
+use crate::store::{DeletionFilter, NewDeletion, PgStore, parse_status};
+
+/// Most images in one submission.
+pub const MAX_IMAGES: usize = 10_000;
+/// Most tags of one image.
+pub const MAX_TAGS: usize = 10_000;
+/// Most ids in one restore.
+pub const MAX_RESTORE: usize = 1_000;
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+#[derive(Clone)]
+pub struct ScrubberApi {
+    pub store: PgStore,
+    pub directory: Arc<Directory>,
+    pub limits: Arc<Limits>,
+    pub delay: Duration,
+    pub parallelism: u32,
+}
+
+fn validate_submission(
+    req: &v1::SubmitDeletionsRequest,
+) -> Result<Vec<NewDeletion>, FieldViolations> {
+    let mut v = FieldViolations::new();
+    if req.job_id <= 0 {
+        v.add("job_id", "must be a job id");
+    }
+    if req.attempt == 0 {
+        v.add("attempt", "must be at least 1");
+    }
+    if req.registry.is_empty() || req.registry.len() > 64 {
+        v.add("registry", "must be a registry name");
+    }
+    if let Err(reason) = validate_repository_name(&req.repository) {
+        v.add("repository", reason);
+    }
+    if req.images.is_empty() || req.images.len() > MAX_IMAGES {
+        v.add("images", format!("must hold 1 to {MAX_IMAGES} images"));
+    }
+    let mut seen = HashSet::new();
+    for (i, image) in req.images.iter().enumerate().take(MAX_IMAGES) {
+        if let Err(reason) = validate_digest(&image.digest) {
+            v.add(format!("images[{i}].digest"), reason);
+        } else if !seen.insert(image.digest.as_str()) {
+            v.add(format!("images[{i}].digest"), "appears twice");
+        }
+        if image.tags.len() > MAX_TAGS {
+            v.add(format!("images[{i}].tags"), format!("at most {MAX_TAGS} tags"));
+        }
+        if image.tags.is_empty() && !image.delete_digest {
+            v.add(format!("images[{i}]"), "names no tag and does not delete the digest");
+        }
+        if let Some((j, reason)) =
+            image.tags.iter().enumerate().find_map(|(j, t)| validate_tag(t).err().map(|r| (j, r)))
+        {
+            v.add(format!("images[{i}].tags[{j}]"), reason);
+        }
+    }
+    v.into_result()?;
+    Ok(req
+        .images
+        .iter()
+        .map(|i| NewDeletion {
+            digest: i.digest.clone(),
+            tags: i.tags.clone(),
+            delete_digest: i.delete_digest,
+        })
+        .collect())
+}
+
+#[tonic::async_trait]
+impl ScrubberService for ScrubberApi {
+    async fn submit_deletions(
+        &self,
+        request: Request<v1::SubmitDeletionsRequest>,
+    ) -> Result<Response<v1::SubmitDeletionsResponse>, Status> {
+        let req = request.into_inner();
+        let images = validate_submission(&req).map_err(ApiError::from)?;
+        match self.directory.get(&req.registry).await {
+            Ok(_) => {}
+            Err(DirectoryError::Unknown(name)) => {
+                return Err(ApiError::from(FieldViolations::single(
+                    "registry",
+                    format!("no registry named {name:?}"),
+                ))
+                .into());
+            }
+            Err(DirectoryError::Scheduler(e)) => {
+                return Err(ApiError::Unavailable(format!("scheduler: {e}")).into());
+            }
+            // A definition whose credentials cannot be read here yet is still
+            // a known registry; scrubbing will report the problem.
+            Err(DirectoryError::Registry(e)) => {
+                tracing::warn!(registry = %req.registry, error = %e, "registry client")
+            }
+        }
+        let stored = self
+            .store
+            .submit(req.job_id, req.attempt, &req.registry, &req.repository, &images, self.delay)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(job_id = req.job_id, attempt = req.attempt, registry = %req.registry,
+            repository = %req.repository, images = stored.len(), "deletions submitted");
+        Ok(Response::new(v1::SubmitDeletionsResponse {
+            deletions: stored.iter().map(|d| d.to_proto()).collect(),
+        }))
+    }
+
+    async fn list_deletions(
+        &self,
+        request: Request<v1::ListDeletionsRequest>,
+    ) -> Result<Response<v1::ListDeletionsResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = FieldViolations::new();
+        let limit = paging::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE, "page_size", &mut v);
+        let status = match DeletionStatus::try_from(req.status) {
+            Ok(DeletionStatus::Unspecified) => None,
+            Ok(status) => Some(status),
+            Err(_) => {
+                v.add("status", format!("unknown status {}", req.status));
+                None
+            }
+        };
+        let filters = format!("{}|{}|{}|{}", req.status, req.registry, req.repository, req.job_id);
+        let before = paging::decode_token(&req.page_token, &filters, "page_token", &mut v);
+        v.into_result().map_err(ApiError::from)?;
+        let filter = DeletionFilter {
+            status,
+            registry: (!req.registry.is_empty()).then(|| req.registry.clone()),
+            repository: (!req.repository.is_empty()).then(|| req.repository.clone()),
+            job_id: (req.job_id != 0).then_some(req.job_id),
+        };
+        let page = self.store.list(&filter, before, limit).await.map_err(ApiError::from)?;
+        let next_page_token = match page.last() {
+            Some(last) if page.len() == limit as usize => paging::encode_token(&filters, last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListDeletionsResponse {
+            deletions: page.iter().map(|d| d.to_proto()).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn restore_deletions(
+        &self,
+        request: Request<v1::RestoreDeletionsRequest>,
+    ) -> Result<Response<v1::RestoreDeletionsResponse>, Status> {
+        let ids = request.into_inner().ids;
+        let mut v = FieldViolations::new();
+        if ids.is_empty() || ids.len() > MAX_RESTORE {
+            v.add("ids", format!("must hold 1 to {MAX_RESTORE} ids"));
+        }
+        if let Some(i) = ids.iter().position(|id| *id <= 0) {
+            v.add(format!("ids[{i}]"), "must be a deletion id");
+        }
+        v.into_result().map_err(ApiError::from)?;
+        let outcomes = self.store.restore(&ids).await.map_err(ApiError::from)?;
+        let restored = outcomes.iter().filter(|(_, r, _)| *r).count();
+        tracing::info!(requested = ids.len(), restored, "deletions restored");
+        Ok(Response::new(v1::RestoreDeletionsResponse {
+            outcomes: outcomes
+                .into_iter()
+                .map(|(id, restored, reason)| v1::RestoreOutcome { id, restored, reason })
+                .collect(),
+        }))
+    }
+
+    async fn get_scrubber_status(
+        &self,
+        _request: Request<v1::GetScrubberStatusRequest>,
+    ) -> Result<Response<v1::GetScrubberStatusResponse>, Status> {
+        let (counts, oldest) = self.store.status().await.map_err(ApiError::from)?;
+        Ok(Response::new(v1::GetScrubberStatusResponse {
+            counts: counts
+                .into_iter()
+                .map(|(status, count)| v1::StatusCount {
+                    status: parse_status(&status).into(),
+                    count,
+                })
+                .collect(),
+            oldest_due_pending_seconds: oldest,
+            parallelism: self.parallelism,
+            registries: self.limits.snapshot(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(digest: &str, tags: &[&str]) -> v1::ImageDeletion {
+        v1::ImageDeletion {
+            digest: digest.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            delete_digest: false,
+        }
+    }
+
+    #[test]
+    fn submissions_name_every_bad_field() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        let req = v1::SubmitDeletionsRequest {
+            job_id: 0,
+            attempt: 0,
+            registry: String::new(),
+            repository: "Bad".into(),
+            images: vec![
+                image("sha256:short", &["v1"]),
+                image(&good, &["bad tag"]),
+                image(&good, &[]),
+            ],
+        };
+        let fields: Vec<String> =
+            validate_submission(&req).expect_err("invalid").fields().map(String::from).collect();
+        assert_eq!(
+            fields,
+            [
+                "job_id",
+                "attempt",
+                "registry",
+                "repository",
+                "images[0].digest",
+                "images[1].tags[0]",
+                "images[2].digest",
+                "images[2]"
+            ]
+        );
+        let ok = v1::SubmitDeletionsRequest {
+            job_id: 1,
+            attempt: 1,
+            registry: "local".into(),
+            repository: "team/app".into(),
+            images: vec![image(&good, &["v1"])],
+        };
+        assert_eq!(validate_submission(&ok).expect("valid").len(), 1);
+    }
+}

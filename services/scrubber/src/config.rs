@@ -1,0 +1,98 @@
+//! Scrubber configuration: every flag has a `REGSWEEP_*` env fallback.
+
+use std::time::Duration;
+
+use regsweep_common::duration;
+use regsweep_common::telemetry::LogFormat;
+
+/// `regsweep-scrubber`: deletes planned images after their delay, in
+/// parallel, within each registry's rate limits.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "regsweep-scrubber", version, about)]
+pub struct Config {
+    /// gRPC listen address.
+    #[arg(long, env = "REGSWEEP_SCRUBBER_LISTEN", default_value = "127.0.0.1:7071")]
+    pub listen: String,
+
+    /// PostgreSQL URL; the scrubber keeps its own schema (`scrubber`).
+    #[arg(long, env = "REGSWEEP_DATABASE_URL")]
+    pub database_url: String,
+
+    /// Scheduler gRPC URL(s), where registry definitions are read.
+    #[arg(
+        long,
+        env = "REGSWEEP_SCHEDULER",
+        default_value = "http://127.0.0.1:7070",
+        value_delimiter = ','
+    )]
+    pub scheduler: Vec<String>,
+
+    /// How long a submitted deletion waits (and can be restored) before it
+    /// is scrubbed; 0s scrubs at once.
+    #[arg(long, env = "REGSWEEP_DELAY", value_parser = duration::parse, default_value = "1h")]
+    pub delay: Duration,
+
+    /// Images scrubbed at once by this replica (1: strictly serial).
+    #[arg(long, env = "REGSWEEP_PARALLELISM", default_value_t = 4)]
+    pub parallelism: u32,
+
+    /// Images in flight per registry when its definition sets no
+    /// `max_parallel_deletions`.
+    #[arg(long, env = "REGSWEEP_DEFAULT_MAX_PARALLEL", default_value_t = 8)]
+    pub default_max_parallel: u32,
+
+    /// Attempts of a deletion before it ends `failed`.
+    #[arg(long, env = "REGSWEEP_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// How long a claim holds; renewed every third of it while scrubbing.
+    #[arg(long, env = "REGSWEEP_LEASE", value_parser = duration::parse, default_value = "30s")]
+    pub lease: Duration,
+
+    /// How often to look for due deletions when there were none.
+    #[arg(long, env = "REGSWEEP_POLL_INTERVAL", value_parser = duration::parse, default_value = "1s")]
+    pub poll_interval: Duration,
+
+    /// Maximum database connections.
+    #[arg(long, env = "REGSWEEP_DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "REGSWEEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// How long in-flight work gets to finish after SIGTERM.
+    #[arg(long, env = "REGSWEEP_SHUTDOWN_TIMEOUT", value_parser = duration::parse, default_value = "10s")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=1024).contains(&self.parallelism) {
+            problems.push("--parallelism must be from 1 to 1024".to_string());
+        }
+        if !(1..=1024).contains(&self.default_max_parallel) {
+            problems.push("--default-max-parallel must be from 1 to 1024".to_string());
+        }
+        if self.max_attempts == 0 {
+            problems.push("--max-attempts must be at least 1".to_string());
+        }
+        if self.lease < Duration::from_secs(1) {
+            problems.push("--lease must be at least 1s".to_string());
+        }
+        if self.poll_interval.is_zero() {
+            problems.push("--poll-interval must be positive".to_string());
+        }
+        if self.delay > Duration::from_secs(365 * 86_400) {
+            problems.push("--delay must be at most 365d".to_string());
+        }
+        if self.scheduler.is_empty() {
+            problems.push("--scheduler needs at least one URL".to_string());
+        }
+        if self.db_max_connections < 2 {
+            problems.push("--db-max-connections must be at least 2".to_string());
+        }
+        problems
+    }
+}

@@ -1,0 +1,48 @@
+//! The scrubber's errors and their one mapping to gRPC statuses.
+
+use regsweep_common::FieldViolations;
+use regsweep_common::grpc::GrpcError;
+use tonic::Status;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    InvalidArgument(#[from] FieldViolations),
+    /// A dependency (the scheduler) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidArgument(v) => v.into_status(),
+            ApiError::Unavailable(message) => Status::unavailable(message),
+            ApiError::Store(StoreError::Unavailable(source)) => {
+                tracing::warn!(error = %source, "database unavailable");
+                Status::unavailable("database unavailable, retry later")
+            }
+            ApiError::Store(
+                e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt(_)),
+            ) => {
+                tracing::error!(error = %e, "store error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Why the scrubber could not start or stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
+}

@@ -1,0 +1,107 @@
+//! regsweep's scrubber: deletions planned by cleanups wait out a delay (and
+//! can be restored), then are deleted from their registries in parallel,
+//! within each registry's rate limits, by any number of replicas.
+//!
+//! [`run`] stops in this order: the gRPC server stops accepting; the runner
+//! stops claiming and lets images in flight finish (bounded); the pool
+//! closes.
+
+mod api;
+pub mod config;
+pub mod error;
+mod limits;
+mod runner;
+mod scrub;
+pub mod store;
+
+use std::sync::Arc;
+
+use regsweep_common::Shutdown;
+use regsweep_common::grpc::{self, ServeConfig};
+use regsweep_proto::v1::scrubber_service_server::ScrubberServiceServer;
+use regsweep_registry::{Directory, Gate};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub use config::Config;
+pub use error::Error;
+
+use crate::api::ScrubberApi;
+use crate::limits::Limits;
+use crate::runner::{Runner, RunnerConfig};
+use crate::store::PgStore;
+
+/// Largest request accepted (a submission of 10,000 images).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let listener = grpc::bind(&config.listen).await?;
+    serve(config, listener, shutdown).await
+}
+
+/// A lazily dialed channel balanced over the scheduler URLs.
+fn scheduler_channel(urls: &[String]) -> Result<Channel, Error> {
+    let endpoints = urls.iter().map(|u| grpc::endpoint(u)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Channel::balance_list(endpoints.into_iter()))
+}
+
+pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+    let problems = config.problems();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems.join("; ")));
+    }
+    let store = PgStore::connect(&config.database_url, config.db_max_connections).await?;
+    let limits = Arc::new(Limits::new(config.default_max_parallel));
+    let gates = limits.clone();
+    let directory = Arc::new(
+        Directory::new(scheduler_channel(&config.scheduler)?)
+            .with_gates(Box::new(move |registry| gates.of(registry) as Arc<dyn Gate>)),
+    );
+    let holder = Uuid::new_v4();
+    let loops = Shutdown::new();
+    let runner = Runner {
+        store: store.clone(),
+        directory: directory.clone(),
+        limits: limits.clone(),
+        holder,
+        config: RunnerConfig {
+            parallelism: config.parallelism,
+            lease: config.lease,
+            poll_interval: config.poll_interval,
+            max_attempts: config.max_attempts,
+            drain_timeout: config.shutdown_timeout,
+        },
+    };
+    let runner_task = tokio::spawn(runner.run(loops.clone()));
+    let api = ScrubberApi {
+        store: store.clone(),
+        directory,
+        limits,
+        delay: config.delay,
+        parallelism: config.parallelism,
+    };
+    let routes = Routes::builder()
+        .add_service(ScrubberServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .clone()
+        .routes();
+    let addr = grpc::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(service = "scrubber", %addr, replica = %holder, delay = ?config.delay,
+        parallelism = config.parallelism, "listening");
+    let served = grpc::serve(
+        listener,
+        ServeConfig {
+            routes,
+            service_names: vec!["regsweep.v1.ScrubberService"],
+            drain_timeout: config.shutdown_timeout,
+        },
+        shutdown,
+    )
+    .await;
+    loops.trigger();
+    let _ = runner_task.await;
+    store.close().await;
+    tracing::info!("scrubber stopped");
+    served.map_err(Error::from)
+}

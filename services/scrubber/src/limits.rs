@@ -1,0 +1,258 @@
+//! Per-registry limits shared by every deletion of this process: a token
+//! bucket on requests (the registry's rate limit) and an AIMD limit on
+//! images in flight that halves on 429/503 and grows back on success.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use regsweep_proto::v1;
+use regsweep_registry::Gate;
+use tokio::sync::Notify;
+
+/// At most one halving per this period: one burst of 429s is one signal.
+const DECREASE_PERIOD: Duration = Duration::from_secs(1);
+
+struct Bucket {
+    tokens: f64,
+    // Tokio's clock, so tests can pause time.
+    refilled: tokio::time::Instant,
+}
+
+pub struct RegistryLimits {
+    pub name: String,
+    /// Requests per second; 0 for unlimited.
+    rate: Mutex<f64>,
+    bucket: Mutex<Bucket>,
+    max_concurrency: AtomicU32,
+    concurrency: AtomicU32,
+    in_flight: AtomicU32,
+    successes: AtomicU32,
+    last_decrease: Mutex<Option<Instant>>,
+    freed: Notify,
+}
+
+/// Holds one image slot of a registry; frees it when dropped.
+pub struct Slot(Arc<RegistryLimits>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.freed.notify_waiters();
+    }
+}
+
+impl RegistryLimits {
+    fn new(name: &str, rate: f64, max_concurrency: u32) -> Self {
+        Self {
+            name: name.to_string(),
+            rate: Mutex::new(rate),
+            bucket: Mutex::new(Bucket {
+                tokens: burst(rate),
+                refilled: tokio::time::Instant::now(),
+            }),
+            max_concurrency: AtomicU32::new(max_concurrency),
+            concurrency: AtomicU32::new(max_concurrency),
+            in_flight: AtomicU32::new(0),
+            successes: AtomicU32::new(0),
+            last_decrease: Mutex::new(None),
+            freed: Notify::new(),
+        }
+    }
+
+    /// Waits for a free image slot under the current concurrency.
+    pub async fn slot(self: &Arc<Self>) -> Slot {
+        loop {
+            let notified = self.freed.notified();
+            let limit = self.concurrency.load(Ordering::SeqCst);
+            let current = self.in_flight.load(Ordering::SeqCst);
+            if current < limit
+                && self
+                    .in_flight
+                    .compare_exchange(current, current + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return Slot(self.clone());
+            }
+            notified.await;
+        }
+    }
+
+    async fn take_token(&self) {
+        loop {
+            let wait = {
+                let rate = *self.rate.lock().unwrap_or_else(PoisonError::into_inner);
+                if rate <= 0.0 {
+                    return;
+                }
+                let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = tokio::time::Instant::now();
+                let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+                bucket.tokens = (bucket.tokens + elapsed * rate).min(burst(rate));
+                bucket.refilled = now;
+                if bucket.tokens >= 1.0 {
+                    bucket.tokens -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - bucket.tokens) / rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn decrease(&self) {
+        let mut last = self.last_decrease.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < DECREASE_PERIOD) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let current = self.concurrency.load(Ordering::SeqCst);
+        let halved = (current / 2).max(1);
+        self.concurrency.store(halved, Ordering::SeqCst);
+        self.successes.store(0, Ordering::SeqCst);
+        tracing::warn!(registry = %self.name, concurrency = halved, "registry pushed back, lowering concurrency");
+    }
+
+    fn increase(&self) {
+        let current = self.concurrency.load(Ordering::SeqCst);
+        let max = self.max_concurrency.load(Ordering::SeqCst);
+        if current >= max {
+            return;
+        }
+        // Additive increase: one more slot per `current` successes.
+        if self.successes.fetch_add(1, Ordering::SeqCst) + 1 >= current {
+            self.successes.store(0, Ordering::SeqCst);
+            self.concurrency.store(current + 1, Ordering::SeqCst);
+            self.freed.notify_waiters();
+        }
+    }
+
+    pub fn snapshot(&self) -> v1::RegistryLimits {
+        v1::RegistryLimits {
+            registry: self.name.clone(),
+            concurrency: self.concurrency.load(Ordering::SeqCst),
+            max_concurrency: self.max_concurrency.load(Ordering::SeqCst),
+            rate_limit: *self.rate.lock().unwrap_or_else(PoisonError::into_inner),
+            in_flight: self.in_flight.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Tokens the bucket holds at most: a tenth of a second's worth, so no
+/// second ever sees more than 110% of the rate.
+fn burst(rate: f64) -> f64 {
+    (rate / 10.0).max(1.0)
+}
+
+impl Gate for RegistryLimits {
+    fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.take_token())
+    }
+
+    fn observe(&self, status: u16) {
+        match status {
+            429 | 503 => self.decrease(),
+            200..=299 | 404 => self.increase(),
+            _ => {}
+        }
+    }
+}
+
+/// The limits of every registry this process talks to.
+pub struct Limits {
+    default_max: u32,
+    registries: Mutex<HashMap<String, Arc<RegistryLimits>>>,
+}
+
+impl Limits {
+    pub fn new(default_max: u32) -> Self {
+        Self { default_max: default_max.max(1), registries: Mutex::default() }
+    }
+
+    /// The limits of `registry`, following its current definition.
+    pub fn of(&self, registry: &v1::Registry) -> Arc<RegistryLimits> {
+        let max = if registry.max_parallel_deletions > 0 {
+            registry.max_parallel_deletions
+        } else {
+            self.default_max
+        };
+        let mut registries = self.registries.lock().unwrap_or_else(PoisonError::into_inner);
+        let limits = registries
+            .entry(registry.name.clone())
+            .or_insert_with(|| {
+                Arc::new(RegistryLimits::new(&registry.name, registry.rate_limit, max))
+            })
+            .clone();
+        *limits.rate.lock().unwrap_or_else(PoisonError::into_inner) = registry.rate_limit;
+        if limits.max_concurrency.swap(max, Ordering::SeqCst) != max {
+            let current = limits.concurrency.load(Ordering::SeqCst);
+            limits.concurrency.store(current.min(max).max(1), Ordering::SeqCst);
+        }
+        limits
+    }
+
+    pub fn snapshot(&self) -> Vec<v1::RegistryLimits> {
+        let registries = self.registries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> = registries.values().map(|l| l.snapshot()).collect();
+        all.sort_by(|a, b| a.registry.cmp(&b.registry));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(rate: f64, max: u32) -> v1::Registry {
+        v1::Registry {
+            name: "r".into(),
+            rate_limit: rate,
+            max_parallel_deletions: max,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn halves_on_pushback_and_grows_back() {
+        let limits = Limits::new(8).of(&registry(0.0, 8));
+        limits.observe(429);
+        assert_eq!(limits.snapshot().concurrency, 4);
+        // A second 429 in the same burst is the same signal.
+        limits.observe(503);
+        assert_eq!(limits.snapshot().concurrency, 4);
+        for _ in 0..4 {
+            limits.observe(202);
+        }
+        assert_eq!(limits.snapshot().concurrency, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_holds_the_rate() {
+        let limits = Limits::new(8).of(&registry(20.0, 8));
+        let started = tokio::time::Instant::now();
+        for _ in 0..42 {
+            limits.acquire().await;
+        }
+        // 2 tokens of burst, then 20 per second: 40 more take 2 seconds.
+        assert_eq!(started.elapsed().as_secs(), 2);
+    }
+
+    #[tokio::test]
+    async fn slots_follow_the_concurrency() {
+        let limits = Limits::new(2).of(&registry(0.0, 2));
+        let a = limits.slot().await;
+        let _b = limits.slot().await;
+        let waiting = tokio::spawn({
+            let limits = limits.clone();
+            async move { limits.slot().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(a);
+        let _c = waiting.await.expect("slot after a release");
+        assert_eq!(limits.snapshot().in_flight, 2);
+    }
+}

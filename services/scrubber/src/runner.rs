@@ -1,0 +1,221 @@
+//! The claim loop: claims due deletions in batches under a lease, scrubs up
+//! to `parallelism` images at once, renews the leases of what it holds, and
+//! records each outcome fenced by its lease.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use regsweep_common::Shutdown;
+use regsweep_registry::{Directory, DirectoryError};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::limits::Limits;
+use crate::scrub::{self, Lease, ScrubError};
+use crate::store::{DeletionRecord, Finish, PgStore};
+
+/// A lease is trusted locally until this long before it expires in the
+/// database (clock drift, the time of a registry call in flight).
+const LEASE_MARGIN_DIVISOR: u32 = 3;
+/// First retry delay of a failed deletion; doubled per attempt.
+const RETRY_START: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    pub parallelism: u32,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub max_attempts: u32,
+    pub drain_timeout: Duration,
+}
+
+/// The leases this replica holds: deletion id -> local deadline.
+#[derive(Default)]
+struct Held(Mutex<HashMap<i64, Instant>>);
+
+impl Lease for Held {
+    fn valid_until(&self, id: i64) -> Option<Instant> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&id).copied()
+    }
+}
+
+impl Held {
+    fn hold(&self, ids: impl IntoIterator<Item = i64>, until: Instant) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            held.insert(id, until);
+        }
+    }
+
+    fn release(&self, id: i64) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).keys().copied().collect()
+    }
+
+    /// Keeps `renewed` until `until` and forgets the rest of `asked`.
+    fn renewed(&self, asked: &[i64], renewed: &[i64], until: Instant) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in asked {
+            if renewed.contains(id) {
+                if let Some(deadline) = held.get_mut(id) {
+                    *deadline = until;
+                }
+            } else if held.remove(id).is_some() {
+                tracing::warn!(deletion = id, "lease lost");
+            }
+        }
+    }
+}
+
+pub struct Runner {
+    pub store: PgStore,
+    pub directory: Arc<Directory>,
+    pub limits: Arc<Limits>,
+    pub holder: Uuid,
+    pub config: RunnerConfig,
+}
+
+impl Runner {
+    fn trusted_until(&self, asked_at: Instant) -> Instant {
+        asked_at + self.config.lease - self.config.lease / LEASE_MARGIN_DIVISOR
+    }
+
+    pub async fn run(self, stop: Shutdown) {
+        let this = Arc::new(self);
+        let held = Arc::new(Held::default());
+        let renewer = tokio::spawn(renew(this.clone(), held.clone(), stop.clone()));
+        let permits = Arc::new(Semaphore::new(this.config.parallelism as usize));
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => continue,
+                    () = stop.cancelled() => break,
+                }
+            }
+            let asked_at = Instant::now();
+            let claimed = match this
+                .store
+                .claim(this.holder, this.config.lease, u32::try_from(free).unwrap_or(u32::MAX))
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming deletions failed");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    () = tokio::time::sleep(this.config.poll_interval) => continue,
+                    () = stop.cancelled() => break,
+                }
+            }
+            held.hold(claimed.iter().map(|d| d.id), this.trusted_until(asked_at));
+            for deletion in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let this = this.clone();
+                let held = held.clone();
+                let span = tracing::info_span!("scrub", deletion = deletion.id, registry = %deletion.registry);
+                tasks.spawn(tracing::Instrument::instrument(
+                    async move {
+                        this.process(&held, deletion).await;
+                        drop(permit);
+                    },
+                    span,
+                ));
+            }
+        }
+        // Stop claiming; let images in flight finish (their leases make
+        // them someone else's if they do not in time).
+        let drained = tokio::time::timeout(this.config.drain_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("deletions still in flight at shutdown; their leases will expire");
+            tasks.abort_all();
+        }
+        renewer.abort();
+    }
+
+    async fn process(&self, held: &Held, d: DeletionRecord) {
+        let finish = match self.directory.get(&d.registry).await {
+            Err(DirectoryError::Unknown(name)) => {
+                Finish::Failed { error: format!("registry {name:?} is not defined") }
+            }
+            Err(e) => self.retry(&d, e.to_string()),
+            Ok((client, definition)) => {
+                let limits = self.limits.of(&definition);
+                let _slot = limits.slot().await;
+                match scrub::scrub(&client, held, &d).await {
+                    Ok(done) => {
+                        tracing::info!(deletion = d.id, repository = %d.repository, digest = %d.digest,
+                            deleted = ?done.deleted_tags, skipped = ?done.skipped_tags,
+                            digest_deleted = done.digest_deleted, "deleted");
+                        done.into_finish()
+                    }
+                    Err(ScrubError::LeaseLost) => {
+                        tracing::warn!(
+                            deletion = d.id,
+                            "lease lost mid-scrub, leaving it to its new holder"
+                        );
+                        held.release(d.id);
+                        return;
+                    }
+                    Err(ScrubError::Registry(e)) => {
+                        tracing::warn!(deletion = d.id, error = %e, attempts = d.attempts, "scrub failed");
+                        self.retry(&d, e.to_string())
+                    }
+                }
+            }
+        };
+        match self.store.finish(self.holder, d.id, &finish).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(deletion = d.id, "lease lost before the outcome was recorded")
+            }
+            Err(e) => {
+                tracing::warn!(deletion = d.id, error = %e, "cannot record outcome; the lease will expire")
+            }
+        }
+        held.release(d.id);
+    }
+
+    fn retry(&self, d: &DeletionRecord, error: String) -> Finish {
+        let exponent = u32::try_from(d.attempts.max(1) - 1).unwrap_or(0).min(16);
+        let base = RETRY_START.saturating_mul(1 << exponent).min(RETRY_MAX);
+        let after = base.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        Finish::Retry { error, after, max_attempts: self.config.max_attempts }
+    }
+}
+
+/// Renews every held lease a third of the way through it.
+async fn renew(runner: Arc<Runner>, held: Arc<Held>, stop: Shutdown) {
+    let period = runner.config.lease / 3;
+    loop {
+        // Leases are renewed while images drain after shutdown too.
+        tokio::time::sleep(period).await;
+        let ids = held.ids();
+        if ids.is_empty() {
+            if stop.is_triggered() {
+                return;
+            }
+            continue;
+        }
+        let asked_at = Instant::now();
+        match runner.store.renew(runner.holder, &ids, runner.config.lease).await {
+            Ok(renewed) => held.renewed(&ids, &renewed, runner.trusted_until(asked_at)),
+            Err(e) => tracing::warn!(error = %e, "cannot renew leases"),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Scrubbing one image: its locations serially. Each planned tag is
+//! re-resolved and skipped if it moved; the digest is deleted outright only
+//! when no unplanned tag points at it, else the planned tags are untagged
+//! one by one (Distribution 2.8 cannot delete a tag: the tag is pointed at
+//! a tiny placeholder manifest, which is then deleted by digest).
+
+use std::collections::BTreeSet;
+
+use regsweep_registry::{Client, DeleteOutcome, Error, media_types};
+use tokio::time::Instant;
+
+use crate::store::{DeletionRecord, Finish};
+
+/// Why a scrub stopped before finishing.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrubError {
+    #[error("lease expired")]
+    LeaseLost,
+    #[error(transparent)]
+    Registry(#[from] Error),
+}
+
+/// What a scrub did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Scrubbed {
+    pub deleted_tags: Vec<String>,
+    pub skipped_tags: Vec<String>,
+    pub digest_deleted: bool,
+}
+
+impl Scrubbed {
+    pub fn into_finish(self) -> Finish {
+        Finish::Deleted {
+            deleted_tags: self.deleted_tags,
+            skipped_tags: self.skipped_tags,
+            digest_deleted: self.digest_deleted,
+        }
+    }
+}
+
+/// The lease a scrub acts under: checked before every destructive call.
+pub trait Lease: Send + Sync {
+    /// When this replica's hold on the deletion ends, by the local clock.
+    fn valid_until(&self, id: i64) -> Option<Instant>;
+}
+
+fn check(lease: &dyn Lease, id: i64) -> Result<(), ScrubError> {
+    match lease.valid_until(id) {
+        Some(until) if Instant::now() < until => Ok(()),
+        _ => Err(ScrubError::LeaseLost),
+    }
+}
+
+pub async fn scrub(
+    client: &Client,
+    lease: &dyn Lease,
+    d: &DeletionRecord,
+) -> Result<Scrubbed, ScrubError> {
+    let repo = d.repository.as_str();
+    let mut done = Scrubbed::default();
+    let mut still_planned = Vec::new();
+    for tag in &d.tags {
+        match client.resolve(repo, tag).await? {
+            Some(current) if current.digest == d.digest => still_planned.push(tag.clone()),
+            // Gone already, or re-pushed to another image: not ours to remove.
+            _ => done.skipped_tags.push(tag.clone()),
+        }
+    }
+    let planned: BTreeSet<&str> = d.tags.iter().map(String::as_str).collect();
+    if d.delete_digest && !unplanned_tag_points_at(client, repo, &d.digest, &planned).await? {
+        check(lease, d.id)?;
+        client.delete_manifest(repo, &d.digest).await?;
+        done.digest_deleted = true;
+        done.deleted_tags = still_planned;
+        return Ok(done);
+    }
+    for tag in still_planned {
+        check(lease, d.id)?;
+        if untag(client, repo, &tag, &d.digest).await? {
+            done.deleted_tags.push(tag);
+        } else {
+            done.skipped_tags.push(tag);
+        }
+    }
+    Ok(done)
+}
+
+/// Whether a tag outside `planned` resolves to `digest` now.
+async fn unplanned_tag_points_at(
+    client: &Client,
+    repo: &str,
+    digest: &str,
+    planned: &BTreeSet<&str>,
+) -> Result<bool, Error> {
+    let tags = match client.list_tags(repo).await {
+        Ok(tags) => tags,
+        Err(Error::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for tag in tags.iter().filter(|t| !planned.contains(t.as_str())) {
+        if client.resolve(repo, tag).await?.is_some_and(|d| d.digest == digest) {
+            tracing::info!(repository = repo, %tag, %digest, "digest still tagged, untagging only");
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes `tag` without touching the image it names: points it at a
+/// placeholder manifest of its own and deletes that. False when the tag
+/// moved in the meantime (left alone).
+async fn untag(client: &Client, repo: &str, tag: &str, digest: &str) -> Result<bool, Error> {
+    // Re-resolve right before overwriting: a push since the plan wins.
+    match client.resolve(repo, tag).await? {
+        Some(current) if current.digest == digest => {}
+        _ => return Ok(false),
+    }
+    let config = b"{}".to_vec();
+    let config_size = config.len();
+    let config_digest = client.upload_blob(repo, config).await?;
+    // A unique annotation gives each placeholder its own digest, so two
+    // untags never share (and never delete) one placeholder.
+    let placeholder = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": {"mediaType": media_types::OCI_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": [],
+        "annotations": {"io.regsweep.placeholder": format!("{repo}:{tag}:{}", uuid::Uuid::new_v4())},
+    });
+    let body =
+        serde_json::to_vec(&placeholder).map_err(|e| Error::InvalidResponse(e.to_string()))?;
+    let placeholder_digest =
+        client.put_manifest(repo, tag, media_types::OCI_MANIFEST, body).await?;
+    match client.delete_manifest(repo, &placeholder_digest).await? {
+        DeleteOutcome::Deleted | DeleteOutcome::NotFound => Ok(true),
+    }
+}
