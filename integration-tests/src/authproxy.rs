@@ -41,6 +41,10 @@ struct Shared {
     token_requests: Mutex<Vec<(String, String)>>,
     deletes_in_flight: AtomicU32,
     max_deletes_in_flight: AtomicU32,
+    /// Paths with a DELETE in flight, and how often a second DELETE of a
+    /// path arrived while one was.
+    deleting_paths: Mutex<Vec<String>>,
+    overlapping_deletes: AtomicU32,
     /// When each forwarded request arrived, since the proxy started.
     arrivals: Mutex<Vec<std::time::Duration>>,
     started: std::time::Instant,
@@ -129,19 +133,39 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         _ => {}
     }
     shared.arrivals.lock().expect("arrivals").push(shared.started.elapsed());
-    let deleting = parts.method == axum::http::Method::DELETE;
-    if deleting {
+    let _guard = (parts.method == axum::http::Method::DELETE).then(|| {
         let now = shared.deletes_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         shared.max_deletes_in_flight.fetch_max(now, Ordering::SeqCst);
-        if let Mode::SlowDeletes { millis } = shared.mode {
-            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        let path = parts.uri.path().to_string();
+        let mut paths = shared.deleting_paths.lock().expect("paths");
+        if paths.contains(&path) {
+            shared.overlapping_deletes.fetch_add(1, Ordering::SeqCst);
+        }
+        paths.push(path.clone());
+        DeleteGuard { shared: shared.clone(), path }
+    });
+    if let (Some(_), Mode::SlowDeletes { millis }) = (&_guard, &shared.mode) {
+        tokio::time::sleep(std::time::Duration::from_millis(*millis)).await;
+    }
+    pass(&shared, parts, body).await
+}
+
+/// Ends a DELETE's stay in flight, also when its client went away and the
+/// handler was dropped.
+struct DeleteGuard {
+    shared: Arc<Shared>,
+    path: String,
+}
+
+impl Drop for DeleteGuard {
+    fn drop(&mut self) {
+        self.shared.deletes_in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut paths =
+            self.shared.deleting_paths.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(i) = paths.iter().position(|p| *p == self.path) {
+            paths.swap_remove(i);
         }
     }
-    let response = pass(&shared, parts, body).await;
-    if deleting {
-        shared.deletes_in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-    response
 }
 
 async fn pass(shared: &Shared, parts: axum::http::request::Parts, body: Body) -> Response {
@@ -181,6 +205,8 @@ impl AuthProxy {
             token_requests: Mutex::new(Vec::new()),
             deletes_in_flight: AtomicU32::new(0),
             max_deletes_in_flight: AtomicU32::new(0),
+            deleting_paths: Mutex::new(Vec::new()),
+            overlapping_deletes: AtomicU32::new(0),
             arrivals: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),
         });
@@ -204,6 +230,12 @@ impl AuthProxy {
     /// Most DELETE requests the proxy had in flight at once.
     pub fn max_deletes_in_flight(&self) -> u32 {
         self.shared.max_deletes_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// DELETEs that arrived while another DELETE of the same path was in
+    /// flight.
+    pub fn overlapping_deletes(&self) -> u32 {
+        self.shared.overlapping_deletes.load(Ordering::SeqCst)
     }
 
     /// Most forwarded requests that arrived within any one second.

@@ -150,6 +150,17 @@ impl Scrubber {
     /// `extra` flags (`--delay`, `--parallelism`, ...), and waits until it
     /// listens.
     pub async fn start(name: &str, db: &TestDb, scheduler: &Scheduler, extra: &[&str]) -> Self {
+        Self::launch(name, db, scheduler, extra, true).await
+    }
+
+    /// Starts a scrubber; `echo` copies its log to stderr.
+    pub async fn launch(
+        name: &str,
+        db: &TestDb,
+        scheduler: &Scheduler,
+        extra: &[&str],
+        echo: bool,
+    ) -> Self {
         let mut args = strings(&[
             "--listen",
             "127.0.0.1:0",
@@ -163,7 +174,7 @@ impl Scrubber {
             "100ms",
         ]);
         args.extend(strings(extra));
-        let process = Service::spawn_with(name, "regsweep-scrubber", &args, &[], true);
+        let process = Service::spawn_with(name, "regsweep-scrubber", &args, quiet_env(echo), echo);
         let line = process.wait_for_message("listening", START_TIMEOUT).await;
         let addr = line["addr"].as_str().expect("listening line has addr").to_string();
         Self { process, url: format!("http://{addr}") }

@@ -5,6 +5,7 @@
 mod cpu;
 mod queue;
 mod reclaim;
+mod scrub;
 mod selection;
 mod stats;
 mod tags;
@@ -30,6 +31,8 @@ enum Command {
     Selection(selection::Args),
     /// Tags evaluated per second by tag_cleanup against the local registry.
     Tags(tags::Args),
+    /// Deletes per second through the scrubber at several parallelisms.
+    Scrub(scrub::Args),
 }
 
 #[tokio::main]
@@ -39,5 +42,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Reclaim(args) => reclaim::run(args).await,
         Command::Selection(args) => selection::run(args).await,
         Command::Tags(args) => tags::run(args).await,
+        Command::Scrub(args) => scrub::run(args).await,
     }
 }

@@ -282,7 +282,7 @@ async fn parallelism_bounds_the_deletions_in_flight() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_registry_rate_limit_holds_in_every_second() {
     let registry = TestRegistry::start().await;
-    let images = seed_plan(&registry, "rated/app", 10).await;
+    let images = seed_plan(&registry, "rated/app", 20).await;
     let proxy = AuthProxy::start(&registry.url(), Mode::SlowDeletes { millis: 0 }).await;
     let db = TestDb::create().await;
     let scheduler = Scheduler::start(&db, &[]).await;
@@ -310,11 +310,11 @@ async fn the_registry_rate_limit_holds_in_every_second() {
         images,
     };
     client.submit_deletions(request).await.expect("submit");
-    let ended = wait_ended(&client, 1, 10).await;
+    let ended = wait_ended(&client, 1, 20).await;
     assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted));
     let busiest = proxy.max_requests_per_second();
     println!("requests: {}, busiest second: {busiest} (limit 20/s)", proxy.requests());
-    // Each image takes several requests (resolve, list, resolve, delete):
+    // Each image takes a resolve and a delete, plus the tag snapshot:
     // well over 20, so the limit was actually in force.
     assert!(proxy.requests() > 40);
     assert!(busiest <= 22, "{busiest} requests within one second, limit 20/s");
@@ -378,4 +378,45 @@ async fn bad_submissions_and_restores_are_rejected_and_write_nothing() {
         deletions(&mut client, v1::ListDeletionsRequest::default()).await.is_empty(),
         "something was written"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_scrubber_leaves_its_deletions_to_another_and_none_runs_twice() {
+    let registry = TestRegistry::start().await;
+    let images = seed_plan(&registry, "shared/app", 24).await;
+    let proxy = AuthProxy::start(&registry.url(), Mode::SlowDeletes { millis: 300 }).await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &proxy.url()).await;
+    let flags = ["--delay", "0s", "--parallelism", "4", "--lease", "2s"];
+    let doomed = Scrubber::start("doomed", &db, &scheduler, &flags).await;
+    let mut client = doomed.client().await;
+    let request = v1::SubmitDeletionsRequest {
+        job_id: 1,
+        attempt: 1,
+        registry: "local".into(),
+        repository: "shared/app".into(),
+        images,
+    };
+    client.submit_deletions(request).await.expect("submit");
+    // Kill it while it holds a batch.
+    wait_until("the first scrubber to hold deletions", Duration::from_secs(10), || {
+        let mut client = client.clone();
+        async move {
+            let request = v1::ListDeletionsRequest {
+                status: DeletionStatus::Deleting.into(),
+                ..Default::default()
+            };
+            (!deletions(&mut client, request).await.is_empty()).then_some(())
+        }
+    })
+    .await;
+    doomed.process.signal(nix::sys::signal::Signal::SIGKILL);
+    let survivor = Scrubber::start("survivor", &db, &scheduler, &flags).await;
+    let ended = wait_ended(&survivor.client().await, 1, 24).await;
+    assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted), "{ended:?}");
+    assert_eq!(registry.manifest_count("shared/app"), 0);
+    assert_eq!(proxy.overlapping_deletes(), 0, "a deletion was sent by both scrubbers at once");
+    // Some were taken over from the killed one (a second attempt).
+    assert!(ended.iter().any(|d| d.attempts >= 2), "nothing was taken over: {ended:?}");
 }

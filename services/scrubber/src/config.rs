@@ -49,6 +49,13 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_LEASE", value_parser = duration::parse, default_value = "30s")]
     pub lease: Duration,
 
+    /// How long a repository's tag -> digest snapshot is trusted when
+    /// checking that no unplanned tag points at a digest about to be
+    /// deleted. Shorter is safer against concurrent re-tagging and costs a
+    /// resolve of every tag of the repository per period.
+    #[arg(long, env = "REGSWEEP_TAG_SNAPSHOT_TTL", value_parser = duration::parse, default_value = "2s")]
+    pub tag_snapshot_ttl: Duration,
+
     /// How often to look for due deletions when there were none.
     #[arg(long, env = "REGSWEEP_POLL_INTERVAL", value_parser = duration::parse, default_value = "1s")]
     pub poll_interval: Duration,

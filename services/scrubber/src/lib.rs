@@ -12,6 +12,7 @@ pub mod error;
 mod limits;
 mod runner;
 mod scrub;
+mod snapshot;
 pub mod store;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use error::Error;
 use crate::api::ScrubberApi;
 use crate::limits::Limits;
 use crate::runner::{Runner, RunnerConfig};
+use crate::snapshot::Snapshots;
 use crate::store::PgStore;
 
 /// Largest request accepted (a submission of 10,000 images).
@@ -66,6 +68,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         directory: directory.clone(),
         limits: limits.clone(),
         holder,
+        snapshots: Snapshots::new(config.tag_snapshot_ttl),
         config: RunnerConfig {
             parallelism: config.parallelism,
             lease: config.lease,

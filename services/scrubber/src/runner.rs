@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::limits::Limits;
 use crate::scrub::{self, Lease, ScrubError};
+use crate::snapshot::Snapshots;
 use crate::store::{DeletionRecord, Finish, PgStore};
 
 /// A lease is trusted locally until this long before it expires in the
@@ -23,6 +24,8 @@ const LEASE_MARGIN_DIVISOR: u32 = 3;
 /// First retry delay of a failed deletion; doubled per attempt.
 const RETRY_START: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Fewest deletions claimed per statement.
+const CLAIM_AHEAD: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -79,6 +82,7 @@ pub struct Runner {
     pub directory: Arc<Directory>,
     pub limits: Arc<Limits>,
     pub holder: Uuid,
+    pub snapshots: Snapshots,
     pub config: RunnerConfig,
 }
 
@@ -103,11 +107,11 @@ impl Runner {
                 }
             }
             let asked_at = Instant::now();
-            let claimed = match this
-                .store
-                .claim(this.holder, this.config.lease, u32::try_from(free).unwrap_or(u32::MAX))
-                .await
-            {
+            // Claim ahead of the free slots so one statement feeds several
+            // images; the queued ones are leased (and renewed) meanwhile.
+            let want = free.max(this.config.parallelism as usize * 2).max(CLAIM_AHEAD);
+            let want = u32::try_from(want).unwrap_or(u32::MAX);
+            let claimed = match this.store.claim(this.holder, this.config.lease, want).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming deletions failed");
@@ -157,7 +161,7 @@ impl Runner {
             Ok((client, definition)) => {
                 let limits = self.limits.of(&definition);
                 let _slot = limits.slot().await;
-                match scrub::scrub(&client, held, &d).await {
+                match scrub::scrub(&client, &self.snapshots, held, &d).await {
                     Ok(done) => {
                         tracing::info!(deletion = d.id, repository = %d.repository, digest = %d.digest,
                             deleted = ?done.deleted_tags, skipped = ?done.skipped_tags,

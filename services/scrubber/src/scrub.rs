@@ -2,13 +2,14 @@
 //! re-resolved and skipped if it moved; the digest is deleted outright only
 //! when no unplanned tag points at it, else the planned tags are untagged
 //! one by one (Distribution 2.8 cannot delete a tag: the tag is pointed at
-//! a tiny placeholder manifest, which is then deleted by digest).
-
-use std::collections::BTreeSet;
+//! a tiny placeholder manifest, which is then deleted by digest). Which
+//! tags point at a digest comes from a short-lived per-repository snapshot
+//! (see `snapshot`).
 
 use regsweep_registry::{Client, DeleteOutcome, Error, media_types};
 use tokio::time::Instant;
 
+use crate::snapshot::Snapshots;
 use crate::store::{DeletionRecord, Finish};
 
 /// Why a scrub stopped before finishing.
@@ -53,6 +54,7 @@ fn check(lease: &dyn Lease, id: i64) -> Result<(), ScrubError> {
 
 pub async fn scrub(
     client: &Client,
+    snapshots: &Snapshots,
     lease: &dyn Lease,
     d: &DeletionRecord,
 ) -> Result<Scrubbed, ScrubError> {
@@ -66,44 +68,28 @@ pub async fn scrub(
             _ => done.skipped_tags.push(tag.clone()),
         }
     }
-    let planned: BTreeSet<&str> = d.tags.iter().map(String::as_str).collect();
-    if d.delete_digest && !unplanned_tag_points_at(client, repo, &d.digest, &planned).await? {
-        check(lease, d.id)?;
-        client.delete_manifest(repo, &d.digest).await?;
-        done.digest_deleted = true;
-        done.deleted_tags = still_planned;
-        return Ok(done);
+    if d.delete_digest {
+        let others = snapshots.other_tags(client, &d.registry, repo, &d.digest, &d.tags).await?;
+        if others.is_empty() {
+            check(lease, d.id)?;
+            client.delete_manifest(repo, &d.digest).await?;
+            snapshots.removed(&d.registry, repo, Some(&d.digest), &still_planned).await;
+            done.digest_deleted = true;
+            done.deleted_tags = still_planned;
+            return Ok(done);
+        }
+        tracing::info!(repository = repo, digest = %d.digest, tags = ?others, "digest still tagged, untagging only");
     }
     for tag in still_planned {
         check(lease, d.id)?;
         if untag(client, repo, &tag, &d.digest).await? {
+            snapshots.removed(&d.registry, repo, None, std::slice::from_ref(&tag)).await;
             done.deleted_tags.push(tag);
         } else {
             done.skipped_tags.push(tag);
         }
     }
     Ok(done)
-}
-
-/// Whether a tag outside `planned` resolves to `digest` now.
-async fn unplanned_tag_points_at(
-    client: &Client,
-    repo: &str,
-    digest: &str,
-    planned: &BTreeSet<&str>,
-) -> Result<bool, Error> {
-    let tags = match client.list_tags(repo).await {
-        Ok(tags) => tags,
-        Err(Error::NotFound(_)) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    for tag in tags.iter().filter(|t| !planned.contains(t.as_str())) {
-        if client.resolve(repo, tag).await?.is_some_and(|d| d.digest == digest) {
-            tracing::info!(repository = repo, %tag, %digest, "digest still tagged, untagging only");
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Removes `tag` without touching the image it names: points it at a

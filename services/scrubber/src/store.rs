@@ -290,6 +290,12 @@ impl PgStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<DeletionRecord>, StoreError> {
+        self.take_back_expired().await?;
+        self.claim_due(holder, lease, limit).await
+    }
+
+    /// Makes deletions whose lease expired (their scrubber died) claimable.
+    pub async fn take_back_expired(&self) -> Result<u64, StoreError> {
         let expired = sqlx::query(
             "UPDATE deletions SET status = 'pending_delete', lease_holder = NULL, lease_until = NULL
              WHERE status = 'deleting' AND lease_until < now()",
@@ -300,6 +306,15 @@ impl PgStore {
         if expired > 0 {
             tracing::warn!(deletions = expired, "took back deletions of an expired lease");
         }
+        Ok(expired)
+    }
+
+    async fn claim_due(
+        &self,
+        holder: Uuid,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<DeletionRecord>, StoreError> {
         let sql = format!(
             "UPDATE deletions SET status = 'deleting', lease_holder = $1,
                  lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
