@@ -28,6 +28,10 @@ pub enum Mode {
     /// Every DELETE waits this long before it is forwarded, so deletions
     /// in flight overlap visibly; everything passes.
     SlowDeletes { millis: u64 },
+    /// A faulty registry, by request number: every 5th answers 429 with
+    /// `Retry-After: 1`, every 7th 503, every 11th is 1.5 s slow, every
+    /// 13th has its connection cut mid-response; the rest pass.
+    Faults,
 }
 
 const TOKEN: &str = "test-token-7f3a";
@@ -124,6 +128,27 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
                     shared.url
                 ));
             }
+        }
+        Mode::Faults if n % 5 == 1 => {
+            let mut response = StatusCode::TOO_MANY_REQUESTS.into_response();
+            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            return response;
+        }
+        Mode::Faults if n % 7 == 3 => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Mode::Faults if n % 11 == 5 => {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        }
+        Mode::Faults if n % 13 == 7 => {
+            // Headers go out, then the body fails: the connection is cut.
+            let broken = futures::stream::iter([
+                Ok::<_, std::io::Error>(Bytes::from_static(b"{")),
+                Err(std::io::Error::other("connection cut")),
+            ]);
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Body::from_stream(broken))
+                .expect("response");
         }
         Mode::Throttle { count, status } if n < *count => {
             let mut response = StatusCode::from_u16(*status).expect("status").into_response();

@@ -29,7 +29,16 @@ async fn wait_ended(
     job_id: i64,
     n: usize,
 ) -> Vec<v1::Deletion> {
-    wait_until(&format!("{n} deletions of job {job_id} to end"), Duration::from_secs(30), || {
+    wait_ended_within(scrubber, job_id, n, Duration::from_secs(30)).await
+}
+
+async fn wait_ended_within(
+    scrubber: &ScrubberServiceClient<Channel>,
+    job_id: i64,
+    n: usize,
+    timeout: Duration,
+) -> Vec<v1::Deletion> {
+    wait_until(&format!("{n} deletions of job {job_id} to end"), timeout, || {
         let mut scrubber = scrubber.clone();
         async move {
             let listed =
@@ -129,6 +138,23 @@ async fn a_policy_run_deletes_exactly_its_plan() {
     assert!(by_digest.contains(&(v2, true)) && by_digest.contains(&(v3, true)), "{by_digest:?}");
     assert!(by_digest.contains(&(shared, false)), "{by_digest:?}");
     assert_eq!(registry.manifest_count(repo), 3, "latest, v1/prod and v4 remain; no placeholder");
+    // The scrubber reported the deleted tags to the repository.
+    wait_until("the repository's deleted count", Duration::from_secs(10), || {
+        let scheduler = &scheduler;
+        async move {
+            let request = v1::ListRepositoriesRequest::default();
+            let repos = scheduler
+                .repositories()
+                .await
+                .list_repositories(request)
+                .await
+                .ok()?
+                .into_inner()
+                .repositories;
+            (repos.first()?.last_deleted_count == 3).then_some(())
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -419,4 +445,69 @@ async fn a_killed_scrubber_leaves_its_deletions_to_another_and_none_runs_twice()
     assert_eq!(proxy.overlapping_deletes(), 0, "a deletion was sent by both scrubbers at once");
     // Some were taken over from the killed one (a second attempt).
     assert!(ended.iter().any(|d| d.attempts >= 2), "nothing was taken over: {ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
+    let registry = TestRegistry::start().await;
+    let images = seed_plan(&registry, "faulty/app", 10).await;
+    let proxy = AuthProxy::start(&registry.url(), Mode::Faults).await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let definition = v1::Registry {
+        name: "faulty".into(),
+        url: proxy.url(),
+        rate_limit: 30.0,
+        ..Default::default()
+    };
+    scheduler
+        .registries()
+        .await
+        .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
+        .await
+        .expect("create registry");
+    let flags = ["--delay", "0s", "--parallelism", "8", "--max-attempts", "4"];
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
+    let mut client = scrubber.client().await;
+    let request = v1::SubmitDeletionsRequest {
+        job_id: 1,
+        attempt: 1,
+        registry: "faulty".into(),
+        repository: "faulty/app".into(),
+        images,
+    };
+    client.submit_deletions(request).await.expect("submit");
+    let ended = wait_ended_within(&client, 1, 10, Duration::from_secs(90)).await;
+    for d in &ended {
+        match d.status() {
+            DeletionStatus::Deleted => {}
+            DeletionStatus::Failed => {
+                assert!(!d.error.is_empty(), "failed without a reason: {d:?}")
+            }
+            other => panic!("deletion {} ended {other:?}", d.id),
+        }
+    }
+    let deleted = ended.iter().filter(|d| d.status() == DeletionStatus::Deleted).count();
+    let busiest = proxy.max_requests_per_second();
+    println!(
+        "deleted {deleted} of 20 through faults; {} requests, busiest second {busiest} (limit 30/s)",
+        proxy.requests()
+    );
+    assert!(deleted > 0, "nothing got through");
+    // Deleted ones are really gone; failed ones are still there.
+    for d in &ended {
+        let image = d.image.as_ref().expect("image");
+        let tag = &image.tags[0];
+        let present = registry.tag_digest("faulty/app", tag).await.is_some();
+        assert_eq!(present, d.status() == DeletionStatus::Failed, "{d:?}");
+    }
+    assert!(busiest <= 33, "{busiest} requests within one second, limit 30/s");
+    let status = client
+        .get_scrubber_status(v1::GetScrubberStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    let limits =
+        status.registries.iter().find(|r| r.registry == "faulty").expect("limits of faulty");
+    assert!(limits.max_concurrency == 8 && limits.concurrency >= 1, "{limits:?}");
 }

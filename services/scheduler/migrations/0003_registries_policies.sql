@@ -95,10 +95,10 @@ BEGIN
         -- The wall clock, not the transaction start: a selection that
         -- sees this commit starts its cleanups strictly after it.
         cleanup_finished_at = clock_timestamp(),
-        last_deleted_count = CASE
-            WHEN NEW.status = 'done'
-                THEN COALESCE((NEW.result ->> 'deleted_count')::bigint, 0)
-            ELSE r.last_deleted_count
+        -- Added: the scrubber may report deletions before the job ends.
+        last_deleted_count = r.last_deleted_count + CASE
+            WHEN NEW.status = 'done' THEN COALESCE((NEW.result ->> 'deleted_count')::bigint, 0)
+            ELSE 0
         END,
         last_error = CASE
             WHEN NEW.status = 'done' THEN NULL

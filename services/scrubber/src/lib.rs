@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use regsweep_common::Shutdown;
 use regsweep_common::grpc::{self, ServeConfig};
+use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
 use regsweep_proto::v1::scrubber_service_server::ScrubberServiceServer;
 use regsweep_registry::{Directory, Gate};
 use tokio::net::TcpListener;
@@ -57,8 +58,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let store = PgStore::connect(&config.database_url, config.db_max_connections).await?;
     let limits = Arc::new(Limits::new(config.default_max_parallel));
     let gates = limits.clone();
+    let scheduler = scheduler_channel(&config.scheduler)?;
     let directory = Arc::new(
-        Directory::new(scheduler_channel(&config.scheduler)?)
+        Directory::new(scheduler.clone())
             .with_gates(Box::new(move |registry| gates.of(registry) as Arc<dyn Gate>)),
     );
     let holder = Uuid::new_v4();
@@ -69,6 +71,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         limits: limits.clone(),
         holder,
         snapshots: Snapshots::new(config.tag_snapshot_ttl),
+        repositories: RepositoryServiceClient::new(scheduler),
         config: RunnerConfig {
             parallelism: config.parallelism,
             lease: config.lease,

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use regsweep_common::Shutdown;
+use regsweep_proto::v1::{self, repository_service_client::RepositoryServiceClient};
 use regsweep_registry::{Directory, DirectoryError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::limits::Limits;
@@ -83,6 +85,8 @@ pub struct Runner {
     pub limits: Arc<Limits>,
     pub holder: Uuid,
     pub snapshots: Snapshots,
+    /// Where deleted tags are reported (the repository's deleted count).
+    pub repositories: RepositoryServiceClient<Channel>,
     pub config: RunnerConfig,
 }
 
@@ -184,7 +188,13 @@ impl Runner {
             }
         };
         match self.store.finish(self.holder, d.id, &finish).await {
-            Ok(true) => {}
+            Ok(true) => {
+                if let Finish::Deleted { deleted_tags, .. } = &finish
+                    && !deleted_tags.is_empty()
+                {
+                    self.report(d.job_id, deleted_tags.len()).await;
+                }
+            }
             Ok(false) => {
                 tracing::warn!(deletion = d.id, "lease lost before the outcome was recorded")
             }
@@ -193,6 +203,18 @@ impl Runner {
             }
         }
         held.release(d.id);
+    }
+
+    /// Tells the scheduler; a failure only loses the count, never a
+    /// deletion, so it is logged and not retried.
+    async fn report(&self, job_id: i64, deleted: usize) {
+        let request = v1::RecordDeletionsRequest {
+            job_id,
+            deleted_tags: u32::try_from(deleted).unwrap_or(u32::MAX),
+        };
+        if let Err(status) = self.repositories.clone().record_deletions(request).await {
+            tracing::warn!(job_id, error = %status.message(), "cannot report deleted tags to the scheduler");
+        }
     }
 
     fn retry(&self, d: &DeletionRecord, error: String) -> Finish {

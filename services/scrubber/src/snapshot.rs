@@ -3,7 +3,8 @@
 //! TTL. Deleting a digest is only safe when no unplanned tag points at it,
 //! and checking that means resolving every tag of the repository: once per
 //! TTL instead of once per image. A tag re-pointed at a planned digest
-//! within the TTL before that digest's deletion is the remaining window.
+//! within the TTL (plus the time a snapshot takes) before that digest's
+//! deletion is the remaining window.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -80,7 +81,6 @@ impl Snapshots {
 }
 
 async fn take(client: &Client, repository: &str) -> Result<Snapshot, Error> {
-    let taken = Instant::now();
     let names = match client.list_tags(repository).await {
         Ok(names) => names,
         Err(Error::NotFound(_)) => Vec::new(),
@@ -100,5 +100,7 @@ async fn take(client: &Client, repository: &str) -> Result<Snapshot, Error> {
             tags.insert(tag, digest);
         }
     }
-    Ok(Snapshot { taken, tags })
+    // Aged from its completion: a slow registry would otherwise make every
+    // snapshot stale on arrival. The window is the TTL plus its duration.
+    Ok(Snapshot { taken: Instant::now(), tags })
 }

@@ -117,6 +117,24 @@ impl RepositoryService for RepositoryApi {
         Ok(Response::new(v1::SyncRepositoriesResponse { job: Some(job.to_proto()), created }))
     }
 
+    async fn record_deletions(
+        &self,
+        request: Request<v1::RecordDeletionsRequest>,
+    ) -> Result<Response<v1::RecordDeletionsResponse>, Status> {
+        let req = request.into_inner();
+        if req.job_id <= 0 {
+            return Err(
+                ApiError::from(FieldViolations::single("job_id", "must be a job id")).into()
+            );
+        }
+        let recorded = self
+            .catalog
+            .record_deletions(req.job_id, req.deleted_tags)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(v1::RecordDeletionsResponse { recorded }))
+    }
+
     async fn report_repositories(
         &self,
         request: Request<v1::ReportRepositoriesRequest>,

@@ -289,6 +289,9 @@ pub trait CatalogStore: Send + Sync + 'static {
         complete: bool,
         matcher: &PolicyMatcher,
     ) -> Result<ReportOutcome, StoreError>;
+    /// Adds tags the scrubber deleted for `job_id` to the repository whose
+    /// last cleanup it is; false when it is none's.
+    async fn record_deletions(&self, job_id: i64, deleted_tags: u32) -> Result<bool, StoreError>;
     /// Repositories matching `filter` with ids above `after`, by id.
     async fn list_repositories(
         &self,

@@ -313,6 +313,10 @@ impl CatalogStore for PgStore {
             .await
     }
 
+    async fn record_deletions(&self, job_id: i64, deleted_tags: u32) -> Result<bool, StoreError> {
+        repositories::record_deletions(&self.pool, job_id, deleted_tags).await
+    }
+
     async fn list_repositories(
         &self,
         filter: &RepositoryFilter,

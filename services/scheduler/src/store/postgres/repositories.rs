@@ -122,6 +122,21 @@ pub async fn report(
     })
 }
 
+pub async fn record_deletions(
+    pool: &PgPool,
+    job_id: i64,
+    deleted_tags: u32,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE repositories SET last_deleted_count = last_deleted_count + $2 WHERE cleanup_job_id = $1",
+    )
+    .bind(job_id)
+    .bind(i64::from(deleted_tags))
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
 #[derive(sqlx::FromRow)]
 struct RepositoryRow {
     id: i64,

@@ -153,7 +153,7 @@ async fn pick(
          )
          UPDATE repositories r
          SET cleanup_status = 'ongoing', cleanup_started_at = clock_timestamp(),
-             cleanup_job_id = COALESCE(i.id, e.id), last_error = NULL
+             cleanup_job_id = COALESCE(i.id, e.id), last_error = NULL, last_deleted_count = 0
          FROM info
          LEFT JOIN inserted i ON i.unique_key = info.unique_key
          LEFT JOIN existing e ON e.unique_key = info.unique_key
