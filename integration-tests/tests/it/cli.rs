@@ -236,3 +236,76 @@ async fn registries_policies_and_previews_from_the_command_line() {
     let listed = json(&out(&["--output", "json", "policies", "list"]).await);
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scrub_list_restore_and_status_from_the_command_line() {
+    let registry = regsweep_integration_tests::TestRegistry::start().await;
+    let digest = registry.push_image("app", &["v1"], None, "v1").await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let definition = regsweep_proto::v1::Registry {
+        name: "local".into(),
+        url: registry.url(),
+        ..Default::default()
+    };
+    scheduler
+        .registries()
+        .await
+        .create_registry(regsweep_proto::v1::CreateRegistryRequest { registry: Some(definition) })
+        .await
+        .expect("create registry");
+    let scrubber = regsweep_integration_tests::Scrubber::start(
+        "scrubber",
+        &db,
+        &scheduler,
+        &["--delay", "1h"],
+    )
+    .await;
+    let submitted = scrubber
+        .client()
+        .await
+        .submit_deletions(regsweep_proto::v1::SubmitDeletionsRequest {
+            job_id: 5,
+            attempt: 1,
+            registry: "local".into(),
+            repository: "app".into(),
+            images: vec![regsweep_proto::v1::ImageDeletion {
+                digest: digest.clone(),
+                tags: vec!["v1".into()],
+                delete_digest: true,
+            }],
+        })
+        .await
+        .expect("submit")
+        .into_inner()
+        .deletions;
+    let id = submitted[0].id.to_string();
+    let url = scheduler.url.as_str();
+    let scrub = |args: Vec<&str>| {
+        let mut all = vec!["--scrubber", scrubber.url.as_str()];
+        all.extend(args);
+        all.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| async move {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        regsweep(url, &refs).await
+    };
+    let listed = json(
+        &run(scrub(vec!["--output", "json", "scrub", "list", "--status", "pending_delete"])).await,
+    );
+    assert_eq!(listed[0]["id"].as_str(), Some(id.as_str()));
+    assert_eq!(listed[0]["image"]["digest"], digest);
+    let restored =
+        json(&run(scrub(vec!["--output", "json", "scrub", "restore", &id, "424242"])).await);
+    assert_eq!(restored[0]["restored"], true);
+    assert_eq!(restored[1]["reason"], "no such deletion");
+    let status = json(&run(scrub(vec!["--output", "json", "scrub", "status"])).await);
+    let counts = status["counts"].as_array().expect("counts");
+    assert!(
+        counts.iter().any(|c| c["status"] == "DELETION_STATUS_RESTORED" && c["count"] == "1"),
+        "{status}"
+    );
+    let table = run(scrub(vec!["scrub", "list"])).await;
+    assert!(String::from_utf8_lossy(&table.stdout).contains("restored"));
+    assert_eq!(registry.tag_digest("app", "v1").await, Some(digest));
+}

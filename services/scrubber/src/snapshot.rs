@@ -15,7 +15,7 @@ use regsweep_registry::{Client, Error};
 use tokio::time::Instant;
 
 /// Tags resolved at once while taking a snapshot.
-const RESOLVE_CONCURRENCY: usize = 8;
+const RESOLVE_CONCURRENCY: usize = 16;
 
 struct Snapshot {
     taken: Instant,
