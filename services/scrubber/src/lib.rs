@@ -72,6 +72,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         holder,
         snapshots: Snapshots::new(config.tag_snapshot_ttl),
         repositories: RepositoryServiceClient::new(scheduler),
+        unreported: Default::default(),
         config: RunnerConfig {
             parallelism: config.parallelism,
             lease: config.lease,

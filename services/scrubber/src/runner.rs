@@ -26,6 +26,8 @@ const LEASE_MARGIN_DIVISOR: u32 = 3;
 /// First retry delay of a failed deletion; doubled per attempt.
 const RETRY_START: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How often deleted-tag counts are reported to the scheduler.
+const REPORT_PERIOD: Duration = Duration::from_millis(500);
 /// Fewest deletions claimed per statement.
 const CLAIM_AHEAD: usize = 16;
 
@@ -87,6 +89,9 @@ pub struct Runner {
     pub snapshots: Snapshots,
     /// Where deleted tags are reported (the repository's deleted count).
     pub repositories: RepositoryServiceClient<Channel>,
+    /// Deleted tags per job not reported yet; flushed every
+    /// [`REPORT_PERIOD`] rather than once per deletion.
+    pub unreported: Mutex<HashMap<i64, u32>>,
     pub config: RunnerConfig,
 }
 
@@ -99,6 +104,15 @@ impl Runner {
         let this = Arc::new(self);
         let held = Arc::new(Held::default());
         let renewer = tokio::spawn(renew(this.clone(), held.clone(), stop.clone()));
+        let reporter = tokio::spawn({
+            let this = this.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(REPORT_PERIOD).await;
+                    this.report().await;
+                }
+            }
+        });
         let permits = Arc::new(Semaphore::new(this.config.parallelism as usize));
         let mut tasks = JoinSet::new();
         loop {
@@ -154,6 +168,8 @@ impl Runner {
             tasks.abort_all();
         }
         renewer.abort();
+        reporter.abort();
+        this.report().await;
     }
 
     async fn process(&self, held: &Held, d: DeletionRecord) {
@@ -192,7 +208,11 @@ impl Runner {
                 if let Finish::Deleted { deleted_tags, .. } = &finish
                     && !deleted_tags.is_empty()
                 {
-                    self.report(d.job_id, deleted_tags.len()).await;
+                    let mut unreported =
+                        self.unreported.lock().unwrap_or_else(PoisonError::into_inner);
+                    let count = unreported.entry(d.job_id).or_default();
+                    *count =
+                        count.saturating_add(u32::try_from(deleted_tags.len()).unwrap_or(u32::MAX));
                 }
             }
             Ok(false) => {
@@ -205,15 +225,16 @@ impl Runner {
         held.release(d.id);
     }
 
-    /// Tells the scheduler; a failure only loses the count, never a
-    /// deletion, so it is logged and not retried.
-    async fn report(&self, job_id: i64, deleted: usize) {
-        let request = v1::RecordDeletionsRequest {
-            job_id,
-            deleted_tags: u32::try_from(deleted).unwrap_or(u32::MAX),
-        };
-        if let Err(status) = self.repositories.clone().record_deletions(request).await {
-            tracing::warn!(job_id, error = %status.message(), "cannot report deleted tags to the scheduler");
+    /// Tells the scheduler what was deleted since the last report. A
+    /// failure only loses a count, never a deletion: logged, not retried.
+    async fn report(&self) {
+        let pending =
+            std::mem::take(&mut *self.unreported.lock().unwrap_or_else(PoisonError::into_inner));
+        for (job_id, deleted_tags) in pending {
+            let request = v1::RecordDeletionsRequest { job_id, deleted_tags };
+            if let Err(status) = self.repositories.clone().record_deletions(request).await {
+                tracing::warn!(job_id, error = %status.message(), "cannot report deleted tags to the scheduler");
+            }
         }
     }
 
