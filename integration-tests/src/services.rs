@@ -121,6 +121,23 @@ impl Worker {
         worker
     }
 
+    /// Starts a worker with extra environment variables and waits until it
+    /// is registered.
+    pub async fn start_with_env(
+        scheduler: &Scheduler,
+        name: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        let mut args =
+            strings(&["--scheduler", &scheduler.url, "--name", name, "--log-format", "json"]);
+        args.extend(strings(extra));
+        let worker =
+            Self { process: Service::spawn_with(name, "regsweep-worker", &args, envs, true) };
+        worker.process.wait_for_message("registered with scheduler", START_TIMEOUT).await;
+        worker
+    }
+
     /// Starts a worker without waiting for it to register.
     pub fn spawn(scheduler_url: &str, name: &str, extra: &[&str]) -> Self {
         Self::spawn_with(scheduler_url, name, extra, true)
@@ -153,12 +170,34 @@ impl Scrubber {
         Self::launch(name, db, scheduler, extra, true).await
     }
 
+    /// Starts a scrubber with extra environment variables.
+    pub async fn start_with_env(
+        name: &str,
+        db: &TestDb,
+        scheduler: &Scheduler,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn_env(name, db, scheduler, extra, envs, true).await
+    }
+
     /// Starts a scrubber; `echo` copies its log to stderr.
     pub async fn launch(
         name: &str,
         db: &TestDb,
         scheduler: &Scheduler,
         extra: &[&str],
+        echo: bool,
+    ) -> Self {
+        Self::spawn_env(name, db, scheduler, extra, quiet_env(echo), echo).await
+    }
+
+    async fn spawn_env(
+        name: &str,
+        db: &TestDb,
+        scheduler: &Scheduler,
+        extra: &[&str],
+        envs: &[(&str, &str)],
         echo: bool,
     ) -> Self {
         let mut args = strings(&[
@@ -174,7 +213,7 @@ impl Scrubber {
             "100ms",
         ]);
         args.extend(strings(extra));
-        let process = Service::spawn_with(name, "regsweep-scrubber", &args, quiet_env(echo), echo);
+        let process = Service::spawn_with(name, "regsweep-scrubber", &args, envs, echo);
         let line = process.wait_for_message("listening", START_TIMEOUT).await;
         let addr = line["addr"].as_str().expect("listening line has addr").to_string();
         Self { process, url: format!("http://{addr}") }

@@ -14,6 +14,7 @@ mod replicas;
 mod retention_and_tail;
 mod scheduling;
 mod scrubber;
+mod secrets;
 mod selection;
 mod validation;
 

@@ -36,6 +36,22 @@ pub async fn create_policy(scheduler: &Scheduler, policy: v1::Policy) -> v1::Pol
         .expect("policy")
 }
 
+/// Previews `policy` on `repository`.
+pub async fn preview(
+    scheduler: &Scheduler,
+    policy: &str,
+    repository: &str,
+) -> v1::PreviewPolicyResponse {
+    let request = v1::PreviewPolicyRequest { policy: policy.into(), repository: repository.into() };
+    scheduler.policies().await.preview_policy(request).await.expect("preview").into_inner()
+}
+
+/// Makes `policy` due now.
+pub async fn run_policy(scheduler: &Scheduler, policy: &str) {
+    let request = v1::RunPolicyRequest { name: policy.into() };
+    scheduler.policies().await.run_policy(request).await.expect("run policy");
+}
+
 /// Runs a catalog sync of `registry` to its end.
 pub async fn sync(scheduler: &Scheduler, registry: &str) -> v1::Job {
     let job = scheduler
@@ -209,16 +225,7 @@ async fn preview_decides_every_tag_with_its_rule() {
     assert!(registry.tag_digest(repo, "v1").await.is_some());
 
     // A repository with no tags (here: none at all) has nothing to decide.
-    let empty = scheduler
-        .policies()
-        .await
-        .preview_policy(v1::PreviewPolicyRequest {
-            policy: "team".into(),
-            repository: "team/none".into(),
-        })
-        .await
-        .expect("preview")
-        .into_inner();
+    let empty = self::preview(&scheduler, "team", "team/none").await;
     assert!(empty.decisions.is_empty());
 }
 
@@ -255,12 +262,7 @@ async fn catalog_sync_assigns_policies_and_a_dry_run_records_its_plan() {
     assert_eq!(policy_of("team/a").as_deref(), Some("team"));
     assert_eq!(policy_of("other/c").as_deref(), Some(""));
 
-    scheduler
-        .policies()
-        .await
-        .run_policy(v1::RunPolicyRequest { name: "team".into() })
-        .await
-        .expect("run");
+    run_policy(&scheduler, "team").await;
     let cleaned = regsweep_integration_tests::wait_until(
         "both team repositories cleaned",
         Duration::from_secs(20),
@@ -346,12 +348,7 @@ async fn a_cleanup_that_spends_its_time_budget_ends_unfinished_and_resumes() {
         },
     )
     .await;
-    scheduler
-        .policies()
-        .await
-        .run_policy(v1::RunPolicyRequest { name: "all".into() })
-        .await
-        .expect("run");
+    run_policy(&scheduler, "all").await;
     let _worker = Worker::start(&scheduler, "cleaner", &[]).await;
 
     let jobs = scheduler.jobs().await;

@@ -95,12 +95,7 @@ async fn a_policy_run_deletes_exactly_its_plan() {
         },
     )
     .await;
-    scheduler
-        .policies()
-        .await
-        .run_policy(v1::RunPolicyRequest { name: "team".into() })
-        .await
-        .expect("run");
+    crate::policies::run_policy(&scheduler, "team").await;
     let job_id = wait_until("the cleanup job", Duration::from_secs(20), || {
         let scheduler = &scheduler;
         async move {
