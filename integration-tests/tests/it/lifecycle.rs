@@ -65,3 +65,31 @@ async fn false_job_ends_error_at_once_with_its_message() {
     assert_eq!(logs.lines.len(), 1);
     assert_eq!(logs.lines[0].text, "failing: disk on fire");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_only_applies_both_schemas_and_exits() {
+    let db = regsweep_integration_tests::TestDb::create().await;
+    for binary in ["regsweep-scheduler", "regsweep-scrubber"] {
+        let status = tokio::process::Command::new(regsweep_integration_tests::process::bin(binary))
+            .args(["--migrate-only", "--database-url", &db.url])
+            .status()
+            .await
+            .expect("run");
+        assert!(status.success(), "{binary} --migrate-only failed");
+    }
+    let pool = db.scheduler_pool().await;
+    let (scheduler, scrubber): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM scheduler._sqlx_migrations WHERE success),
+                (SELECT count(*) FROM scrubber._sqlx_migrations WHERE success)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("migrations");
+    let files = |dir: &str| {
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir))
+            .expect("migrations dir")
+            .count() as i64
+    };
+    assert_eq!(scheduler, files("services/scheduler/migrations"));
+    assert_eq!(scrubber, files("services/scrubber/migrations"));
+}

@@ -91,6 +91,10 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_PREVIEW_TIMEOUT", value_parser = duration::parse, default_value = "60s")]
     pub preview_timeout: Duration,
 
+    /// Apply the schema migrations and exit (a deploy's migration step).
+    #[arg(long, env = "REGSWEEP_MIGRATE_ONLY")]
+    pub migrate_only: bool,
+
     /// How long in-flight rpcs get to finish after SIGTERM.
     #[arg(long, env = "REGSWEEP_SHUTDOWN_TIMEOUT", value_parser = duration::parse, default_value = "10s")]
     pub shutdown_timeout: Duration,
@@ -118,6 +122,7 @@ impl Config {
             cleanup_time_budget: Duration::from_secs(300),
             cleanup_stale_margin: Duration::from_secs(600),
             preview_timeout: Duration::from_secs(60),
+            migrate_only: false,
             shutdown_timeout: Duration::from_secs(10),
         }
     }

@@ -61,6 +61,12 @@ const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds `config.listen` and serves until `shutdown` fires.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    if config.migrate_only {
+        let pg = PgStore::connect(&config.database_url, 1).await?;
+        pg.close().await;
+        tracing::info!("schema migrated");
+        return Ok(());
+    }
     let listener = grpc::bind(&config.listen).await?;
     serve(config, listener, shutdown).await
 }

@@ -68,6 +68,10 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Apply the schema migrations and exit (a deploy's migration step).
+    #[arg(long, env = "REGSWEEP_MIGRATE_ONLY")]
+    pub migrate_only: bool,
+
     /// How long in-flight work gets to finish after SIGTERM.
     #[arg(long, env = "REGSWEEP_SHUTDOWN_TIMEOUT", value_parser = duration::parse, default_value = "10s")]
     pub shutdown_timeout: Duration,

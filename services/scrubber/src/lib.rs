@@ -40,6 +40,11 @@ use crate::store::PgStore;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    if config.migrate_only {
+        PgStore::connect(&config.database_url, 1).await?.close().await;
+        tracing::info!("schema migrated");
+        return Ok(());
+    }
     let listener = grpc::bind(&config.listen).await?;
     serve(config, listener, shutdown).await
 }
