@@ -120,6 +120,9 @@ async fn pick(
         "WITH picked AS (
              SELECT id FROM repositories
              WHERE cleanup_status IN ('scheduled', 'unfinished')
+               -- Policy changes give waiting repositories back; this only
+               -- guards a slot from a row that lost its policy anyway.
+               AND policy_id IS NOT NULL
              ORDER BY (cleanup_status = 'unfinished'), cleanup_started_at NULLS FIRST, id
              LIMIT $1
              FOR UPDATE SKIP LOCKED
