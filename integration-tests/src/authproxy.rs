@@ -23,6 +23,9 @@ pub enum Mode {
     /// `WWW-Authenticate: Bearer` pointing at the proxy's `/token`, which
     /// wants these credentials.
     Bearer { username: String, password: String },
+    /// `WWW-Authenticate: Bearer` naming `realm` (wherever it is); nothing
+    /// is ever forwarded.
+    BearerRealm { realm: String },
     /// The first `count` requests get `status` with `Retry-After: 1`.
     Throttle { count: u32, status: u16 },
     /// Every DELETE waits this long before it is forwarded, so deletions
@@ -149,6 +152,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
                 .header("content-type", "application/json")
                 .body(Body::from_stream(broken))
                 .expect("response");
+        }
+        Mode::BearerRealm { realm } => {
+            return denied(format!(r#"Bearer realm="{realm}",service="regsweep-test",scope="x""#));
         }
         Mode::Throttle { count, status } if n < *count => {
             let mut response = StatusCode::from_u16(*status).expect("status").into_response();

@@ -208,3 +208,45 @@ async fn rate_limits_are_waited_out_until_retries_run_out() {
     assert!(matches!(error, Error::RateLimited { retries: 2 }), "{error}");
     assert_eq!(proxy.requests(), 3);
 }
+
+/// A listener that only counts who connects to it.
+async fn decoy() -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind decoy");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (format!("127.0.0.1:{port}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_realms_inside_the_network_or_over_plain_http_get_nothing() {
+    let registry = TestRegistry::start().await;
+    registry.push_image("app", &["v1"], None, "a").await;
+    let (decoy_addr, seen) = decoy().await;
+    let decoy_port = decoy_addr.rsplit(':').next().expect("port").to_string();
+    for realm in [
+        // Another local port, plain http: not the registry's origin.
+        format!("http://{decoy_addr}/token"),
+        // https, but to loopback by name: refused when connecting.
+        format!("https://localhost:{decoy_port}/token"),
+        // https to an internal address literal.
+        format!("https://{decoy_addr}/token"),
+        // The cloud metadata endpoint.
+        "https://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let proxy =
+            AuthProxy::start(&registry.url(), Mode::BearerRealm { realm: realm.clone() }).await;
+        let client = with_credentials(&proxy.url(), basic("alice", "pw-realm"));
+        let error = client.list_tags("app").await.expect_err("realm refused");
+        assert!(matches!(error, Error::Unauthorized(_)), "{realm}: {error}");
+        let text = error.to_string();
+        assert!(text.contains("refusing bearer realm"), "{realm}: {text}");
+        assert!(!text.contains("pw-realm"));
+    }
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0, "a refused realm was contacted");
+}

@@ -86,7 +86,10 @@ struct Inner {
     base: url::Url,
     base_text: String,
     http: reqwest::Client,
-    token_http: reqwest::Client,
+    /// Token requests to the registry's own origin: no redirects.
+    token_own: reqwest::Client,
+    /// Token requests elsewhere: no redirects, internal addresses refused.
+    token_foreign: reqwest::Client,
     config: ClientConfig,
     tokens: TokenCache,
     /// The registry asked for Basic auth: send it up front from now on.
@@ -172,8 +175,14 @@ impl Client {
                 "base url must have no user, query or fragment".into(),
             ));
         }
-        let build = |redirects: reqwest::redirect::Policy| {
-            reqwest::Client::builder()
+        let build = |redirects: reqwest::redirect::Policy, guarded: bool| {
+            let builder = reqwest::Client::builder();
+            let builder = if guarded {
+                builder.dns_resolver(std::sync::Arc::new(crate::realm::GuardedResolver))
+            } else {
+                builder
+            };
+            builder
                 .timeout(config.timeout)
                 .connect_timeout(Duration::from_secs(10))
                 .redirect(redirects)
@@ -181,15 +190,18 @@ impl Client {
                 .build()
                 .map_err(|e| Error::InvalidConfig(format!("http client: {e}")))
         };
-        let http = build(reqwest::redirect::Policy::limited(5))?;
-        // Credentials go to the realm only, never where it redirects.
-        let token_http = build(reqwest::redirect::Policy::none())?;
+        let http = build(reqwest::redirect::Policy::limited(5), false)?;
+        // Credentials go to the realm only, never where it redirects, and a
+        // foreign realm only to addresses outside the network.
+        let token_own = build(reqwest::redirect::Policy::none(), false)?;
+        let token_foreign = build(reqwest::redirect::Policy::none(), true)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 base,
                 base_text: text,
                 http,
-                token_http,
+                token_own,
+                token_foreign,
                 config,
                 tokens: TokenCache::default(),
                 basic: AtomicBool::new(false),
@@ -287,7 +299,9 @@ impl Client {
                         }
                         "bearer" => {
                             token::fetch(
-                                &inner.token_http,
+                                &inner.token_own,
+                                &inner.token_foreign,
+                                &inner.base,
                                 &inner.tokens,
                                 &call.scope,
                                 &challenge,

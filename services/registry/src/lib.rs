@@ -9,6 +9,7 @@ mod error;
 mod gate;
 mod headers;
 mod manifest;
+mod realm;
 mod token;
 
 pub use client::{Client, ClientConfig, DeleteOutcome, TagInfo};

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::Error;
 use crate::credentials::{Credentials, Secret};
 use crate::headers::Challenge;
+use crate::{Error, realm};
 
 /// Lifetime assumed when the token server does not say (the spec's minimum).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
@@ -44,9 +44,13 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-/// Fetches a token for `challenge` and caches it under `key`.
+/// Fetches a token for `challenge` and caches it under `key`: through
+/// `own` when the realm is the registry's own origin, else through
+/// `foreign` (whose resolver refuses internal addresses) after [`realm::check`].
 pub async fn fetch(
-    http: &reqwest::Client,
+    own: &reqwest::Client,
+    foreign: &reqwest::Client,
+    registry: &url::Url,
     cache: &TokenCache,
     key: &str,
     challenge: &Challenge,
@@ -61,6 +65,11 @@ pub async fn fetch(
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Unauthorized(format!("bearer realm scheme {:?} refused", url.scheme())));
     }
+    if let Err(e) = realm::check(&url, registry) {
+        tracing::warn!(error = %e, "bearer realm refused");
+        return Err(e);
+    }
+    let http = if realm::same_origin(&url, registry) { own } else { foreign };
     {
         let mut query = url.query_pairs_mut();
         for name in ["service", "scope"] {
@@ -73,7 +82,18 @@ pub async fn fetch(
     if let Credentials::Basic { username, password } = credentials {
         request = request.basic_auth(username, Some(password.expose()));
     }
-    let response = request.send().await?;
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => {
+            let e = Error::from(e);
+            // The guarded resolver's refusal is final, not a network hiccup.
+            if e.to_string().contains("refusing bearer realm") {
+                tracing::warn!(error = %e, "bearer realm refused");
+                return Err(Error::Unauthorized(e.to_string()));
+            }
+            return Err(e);
+        }
+    };
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(Error::Unauthorized(format!(

@@ -1,0 +1,138 @@
+//! Where a Bearer challenge may send us (and our credentials): the lessons
+//! of CVE-2020-15157. A realm on the registry's own origin is followed; any
+//! other realm only over https, and never to loopback, private, link-local
+//! or cloud-metadata addresses, checked on the literal host and again on
+//! every address it resolves to when connecting.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::Url;
+
+use crate::Error;
+
+/// Whether the realm is on the registry's own scheme, host and port.
+pub fn same_origin(realm: &Url, registry: &Url) -> bool {
+    realm.scheme() == registry.scheme()
+        && realm.host_str() == registry.host_str()
+        && realm.port_or_known_default() == registry.port_or_known_default()
+}
+
+/// Why an address may not be a foreign realm's, if it may not.
+pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => forbidden_v4(v4),
+            None => forbidden_v6(v6),
+        },
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    if ip.is_link_local() {
+        Some("link-local or cloud-metadata")
+    } else if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
+        Some("private")
+    } else if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        Some("not a unicast")
+    } else {
+        None
+    }
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let first = ip.segments()[0];
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if first & 0xffc0 == 0xfe80 {
+        Some("link-local or cloud-metadata")
+    } else if first & 0xfe00 == 0xfc00 {
+        // Unique local, which includes fd00:ec2::254 (cloud metadata).
+        Some("private")
+    } else if ip.is_unspecified() || ip.is_multicast() {
+        Some("not a unicast")
+    } else {
+        None
+    }
+}
+
+/// Checks a realm before anything is sent to it.
+pub fn check(realm: &Url, registry: &Url) -> Result<(), Error> {
+    if same_origin(realm, registry) {
+        return Ok(());
+    }
+    let host = realm.host_str().unwrap_or_default();
+    if realm.scheme() != "https" {
+        return Err(Error::Unauthorized(format!(
+            "refusing bearer realm {}://{host}: not https and not the registry's own origin",
+            realm.scheme()
+        )));
+    }
+    let literal = match realm.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    };
+    if let Some(why) = literal.and_then(forbidden) {
+        return Err(Error::Unauthorized(format!("refusing bearer realm {host}: {why} address")));
+    }
+    Ok(())
+}
+
+/// Resolves names for foreign realms, keeping only addresses a realm may
+/// have: a name that points inside the network is refused at connection.
+#[derive(Debug, Default)]
+pub struct GuardedResolver;
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                resolved.iter().copied().filter(|a| forbidden(a.ip()).is_none()).collect();
+            if allowed.is_empty() {
+                let why = resolved.first().and_then(|a| forbidden(a.ip())).unwrap_or("no");
+                let error: Box<dyn std::error::Error + Send + Sync> =
+                    format!("refusing bearer realm {host}: it resolves to {why} addresses").into();
+                return Err(error);
+            }
+            let addrs: Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("url")
+    }
+
+    #[test]
+    fn realms() {
+        let registry = url("http://127.0.0.1:5000");
+        assert!(check(&url("http://127.0.0.1:5000/token"), &registry).is_ok());
+        for refused in [
+            "http://127.0.0.1:5001/token",
+            "http://auth.example.com/token",
+            "https://127.0.0.1/token",
+            "https://169.254.169.254/latest/meta-data",
+            "https://10.1.2.3/token",
+            "https://[::1]/token",
+            "https://[fd00:ec2::254]/token",
+            "https://[::ffff:192.168.1.1]/token",
+        ] {
+            assert!(check(&url(refused), &registry).is_err(), "{refused}");
+        }
+        assert!(check(&url("https://auth.example.com/token"), &registry).is_ok());
+        assert!(check(&url("https://8.8.8.8/token"), &registry).is_ok());
+    }
+}
