@@ -28,6 +28,10 @@ pub enum Mode {
     BearerRealm { realm: String },
     /// The first `count` requests get `status` with `Retry-After: 1`.
     Throttle { count: u32, status: u16 },
+    /// Tag lists come in sorted pages of the `n` asked for, after `last`,
+    /// with a relative `Link` to the next page: Distribution 2.8 ignores
+    /// both parameters and answers every tag at once. Everything passes.
+    PageTags,
     /// Every DELETE waits this long before it is forwarded, so deletions
     /// in flight overlap visibly; everything passes.
     SlowDeletes { millis: u64 },
@@ -178,7 +182,47 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     if let (Some(_), Mode::SlowDeletes { millis }) = (&_guard, &shared.mode) {
         tokio::time::sleep(std::time::Duration::from_millis(*millis)).await;
     }
+    if matches!(shared.mode, Mode::PageTags) && parts.uri.path().ends_with("/tags/list") {
+        let path = parts.uri.path().to_string();
+        let query = reqwest::Url::parse(&format!("http://proxy{}", parts.uri))
+            .map(|u| u.query_pairs().into_owned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let n = param("n").and_then(|n| n.parse::<usize>().ok());
+        let last = param("last");
+        let response = pass(&shared, parts, body).await;
+        return page_tags(response, &path, n, last).await;
+    }
     pass(&shared, parts, body).await
+}
+
+/// One page of a full tag list answered by the registry.
+async fn page_tags(
+    response: Response,
+    path: &str,
+    n: Option<usize>,
+    last: Option<String>,
+) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let bytes =
+        axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.expect("tag list body");
+    let mut list: serde_json::Value = serde_json::from_slice(&bytes).expect("tag list json");
+    let mut tags: Vec<String> = serde_json::from_value(list["tags"].take()).unwrap_or_default();
+    tags.sort();
+    tags.retain(|t| last.as_ref().is_none_or(|last| t > last));
+    let n = n.filter(|n| *n > 0).unwrap_or(tags.len());
+    let more = tags.len() > n;
+    tags.truncate(n);
+    let next = tags.last().cloned();
+    list["tags"] = tags.into();
+    let mut response = ([("content-type", "application/json")], list.to_string()).into_response();
+    if let (true, Some(next)) = (more, next) {
+        let link = format!(r#"<{path}?last={next}&n={n}>; rel="next""#);
+        response.headers_mut().insert("link", HeaderValue::from_str(&link).expect("link"));
+    }
+    response
 }
 
 /// Ends a DELETE's stay in flight, also when its client went away and the

@@ -55,30 +55,37 @@ impl TestRegistry {
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("docker-registry is missing ({e}): run scripts/deps.sh (apt-get install docker-registry)")
-                });
+                .spawn();
+            let mut child = match child {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                    "docker-registry is missing: run scripts/deps.sh (apt-get install docker-registry)"
+                ),
+                Err(e) => panic!("cannot start docker-registry: {e}"),
+            };
             let url = format!("http://127.0.0.1:{port}");
             let http = reqwest::Client::new();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            let mut child = child;
             loop {
                 if let Ok(r) = http.get(format!("{url}/v2/")).send().await
                     && r.status().is_success()
                 {
                     return Self { dir, _child: child, url, http };
                 }
-                if child.try_wait().ok().flatten().is_some()
-                    || tokio::time::Instant::now() > deadline
-                {
+                // An exit before answering is most likely the port taken
+                // in between: try another one.
+                if child.try_wait().ok().flatten().is_some() {
                     break;
                 }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "docker-registry did not answer GET /v2/ on {url} within 10s (see its log above)"
+                );
                 // A readiness probe of an outside process: nothing to await.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        panic!("docker-registry did not start within 10s (see its log above)");
+        panic!("docker-registry exited before answering, five times (see its log above)");
     }
 
     /// `http://127.0.0.1:PORT`.

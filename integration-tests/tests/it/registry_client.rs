@@ -39,10 +39,16 @@ async fn catalog_pages_follow_link_headers() {
     }
     assert_eq!(names, expected);
     assert_eq!(pages, 3);
+    // Distribution refuses pages above 1000 (400 PAGINATION_NUMBER_INVALID)
+    // and answers an empty page to `n=0`: the client asks within bounds.
+    let (all, next) = client.catalog_page(5000, None).await.expect("large page");
+    assert_eq!((all, next), (expected.clone(), None));
+    let (first, next) = client.catalog_page(0, None).await.expect("empty page");
+    assert_eq!((first, next.as_deref()), (vec![expected[0].clone()], Some("r00")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tags_are_listed_across_pages_and_unknown_repositories_are_not_found() {
+async fn tags_are_listed_completely_and_unknown_repositories_are_not_found() {
     let registry = TestRegistry::start().await;
     let tags: Vec<String> = (0..150).map(|i| format!("t{i:03}")).collect();
     let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
@@ -50,6 +56,7 @@ async fn tags_are_listed_across_pages_and_unknown_repositories_are_not_found() {
     let mut config = ClientConfig::new(registry.url());
     config.tags_page_size = 40;
     let client = Client::new(config).expect("client");
+    // Distribution 2.8 ignores `n` and answers every tag, in storage order.
     let mut listed = client.list_tags("many").await.expect("tags");
     listed.sort();
     assert_eq!(listed, tags);
@@ -249,4 +256,18 @@ async fn bearer_realms_inside_the_network_or_over_plain_http_get_nothing() {
         assert!(!text.contains("pw-realm"));
     }
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0, "a refused realm was contacted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_lists_are_followed_through_link_pages() {
+    let registry = TestRegistry::start().await;
+    let tags: Vec<String> = (0..150).map(|i| format!("t{i:03}")).collect();
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    registry.push_image("paged", &refs, None, "paged").await;
+    let proxy = AuthProxy::start(&registry.url(), Mode::PageTags).await;
+    let mut config = ClientConfig::new(proxy.url());
+    config.tags_page_size = 40;
+    let client = Client::new(config).expect("client");
+    assert_eq!(client.list_tags("paged").await.expect("tags"), tags);
+    assert_eq!(proxy.requests(), 4, "pages of 40, 40, 40 and 30, and no more");
 }

@@ -68,17 +68,26 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
 
 /// The target of the `rel="next"` link of a `Link` header, if any.
 pub fn next_link(header: &str) -> Option<String> {
-    let header = header.get(..MAX_HEADER.min(header.len()))?;
-    header.split(',').find_map(|link| {
-        let (target, params) = link.split_once(';')?;
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        let is_next = params.split(';').any(|p| {
+    let mut rest = header.get(..MAX_HEADER.min(header.len()))?;
+    // Targets are delimited by `<>` and may hold commas and semicolons
+    // themselves, so the header is walked link by link rather than split.
+    loop {
+        let start = rest.find('<')?;
+        let end = start + rest[start..].find('>')?;
+        let target = &rest[start + 1..end];
+        let after = &rest[end + 1..];
+        let params_end = after.find('<').unwrap_or(after.len());
+        let is_next = after[..params_end].split([';', ',']).any(|p| {
             p.split_once('=').is_some_and(|(k, v)| {
-                k.trim().eq_ignore_ascii_case("rel") && v.trim().trim_matches('"') == "next"
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim().trim_matches('"').split_whitespace().any(|r| r == "next")
             })
         });
-        is_next.then(|| target.to_string())
-    })
+        if is_next {
+            return Some(target.to_string());
+        }
+        rest = &after[params_end..];
+    }
 }
 
 /// How long `Retry-After` asks to wait: seconds, or an HTTP date.
@@ -129,8 +138,18 @@ mod tests {
             next_link(r#"<https://r/x>; rel="prev", <https://r/y>; rel=next"#).as_deref(),
             Some("https://r/y")
         );
+        assert_eq!(
+            next_link(r#"</v2/_catalog?last=a%2Cb,c;d&n=2>; rel="next""#).as_deref(),
+            Some("/v2/_catalog?last=a%2Cb,c;d&n=2")
+        );
+        assert_eq!(
+            next_link(r#"</p>; title="a, b"; rel="prev", </n>; REL="prev next""#).as_deref(),
+            Some("/n")
+        );
         assert_eq!(next_link("garbage"), None);
+        assert_eq!(next_link("<unterminated; rel=next"), None);
         assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+        assert_eq!(next_link(r#"</x>; rel="nextish""#), None);
     }
 
     #[test]

@@ -8,18 +8,23 @@ mod directory;
 mod error;
 mod gate;
 mod headers;
+mod images;
+mod listing;
 mod manifest;
 mod realm;
 mod token;
+mod writes;
 
-pub use client::{Client, ClientConfig, DeleteOutcome, TagInfo};
+pub use client::{Client, ClientConfig};
 pub use credentials::{CredentialRef, Credentials, Secret};
 pub use directory::{Directory, DirectoryError, GateFactory};
 pub use error::Error;
 pub use gate::Gate;
 pub use headers::{Challenge, next_link, parse_challenge, retry_after};
+pub use images::TagInfo;
 pub use manifest::{Descriptor, Manifest, PlatformDescriptor, media_types};
 pub use regsweep_policy::{validate_repository_name, validate_tag};
+pub use writes::DeleteOutcome;
 
 /// Checks a digest: `algorithm:hex`, sha256 or sha512.
 pub fn validate_digest(digest: &str) -> Result<(), String> {

@@ -11,8 +11,12 @@ use crate::{Error, realm};
 
 /// Lifetime assumed when the token server does not say (the spec's minimum).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
-/// A token is renewed this long before it expires.
+/// A token is renewed this long before it expires (at most a quarter of
+/// its life).
 const MARGIN: Duration = Duration::from_secs(5);
+/// Longest a token is kept, whatever the server says: an untrusted
+/// `expires_in` must not overflow the clock arithmetic.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Largest token response read.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
@@ -28,7 +32,8 @@ impl TokenCache {
     }
 
     fn put(&self, key: &str, token: Secret, lifetime: Duration) {
-        let until = Instant::now() + lifetime.saturating_sub(MARGIN);
+        let lifetime = lifetime.min(MAX_LIFETIME);
+        let until = Instant::now() + lifetime.saturating_sub(MARGIN.min(lifetime / 4));
         let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         tokens.insert(key.to_string(), (token, until));
     }
@@ -118,8 +123,27 @@ pub async fn fetch(
         return Err(Error::InvalidResponse("token response without token".into()));
     }
     let token = Secret::new(token);
-    let lifetime =
-        parsed.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs).max(DEFAULT_LIFETIME);
+    // A short lifetime is taken at its word: a token kept too long costs a
+    // 401 and a new token on every request until it is replaced.
+    let lifetime = parsed.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
     cache.put(key, token.clone(), lifetime);
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_taken_at_their_word_within_bounds() {
+        let cache = TokenCache::default();
+        cache.put("kept", Secret::new("a"), DEFAULT_LIFETIME);
+        cache.put("expired", Secret::new("b"), Duration::ZERO);
+        // A hostile `expires_in` would overflow `Instant + Duration`.
+        cache.put("forever", Secret::new("c"), Duration::from_secs(u64::MAX));
+        assert_eq!(cache.get("kept").map(|t| t.expose().to_string()).as_deref(), Some("a"));
+        assert!(cache.get("expired").is_none());
+        assert!(cache.get("forever").is_some());
+        assert!(cache.get("unknown").is_none());
+    }
 }
