@@ -26,17 +26,18 @@ pub struct TagInfo {
 }
 
 impl Client {
-    /// The descriptor a tag or digest points at; `None` when absent.
-    #[tracing::instrument(level = "debug", skip_all, fields(repository = %repository, reference = %reference))]
-    pub async fn resolve(
+    /// A HEAD or GET of a manifest with every manifest type accepted; `None`
+    /// on 404, the registry's error on any other failure.
+    async fn manifest_request(
         &self,
+        method: Method,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<Descriptor>, Error> {
+    ) -> Result<Option<reqwest::Response>, Error> {
         repository_ok(repository)?;
         reference_ok(reference)?;
         let mut call = self.call(
-            Method::HEAD,
+            method,
             &format!("/v2/{repository}/manifests/{reference}"),
             pull_scope(repository),
         )?;
@@ -48,6 +49,20 @@ impl Client {
         if !response.status().is_success() {
             return Err(status_error(response).await);
         }
+        Ok(Some(response))
+    }
+
+    /// The descriptor a tag or digest points at; `None` when absent.
+    #[tracing::instrument(level = "debug", skip_all, fields(repository = %repository, reference = %reference))]
+    pub async fn resolve(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Descriptor>, Error> {
+        let Some(response) = self.manifest_request(Method::HEAD, repository, reference).await?
+        else {
+            return Ok(None);
+        };
         let header = |name: &str| {
             response.headers().get(name).and_then(|h| h.to_str().ok()).map(str::to_string)
         };
@@ -68,21 +83,10 @@ impl Client {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Manifest>, Error> {
-        repository_ok(repository)?;
-        reference_ok(reference)?;
-        let mut call = self.call(
-            Method::GET,
-            &format!("/v2/{repository}/manifests/{reference}"),
-            pull_scope(repository),
-        )?;
-        call.accept = Some(media_types::ACCEPT);
-        let response = self.send(&call).await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let Some(response) = self.manifest_request(Method::GET, repository, reference).await?
+        else {
             return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(status_error(response).await);
-        }
+        };
         let header = |name: &str| {
             response.headers().get(name).and_then(|h| h.to_str().ok()).map(str::to_string)
         };
