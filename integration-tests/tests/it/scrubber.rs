@@ -250,6 +250,35 @@ async fn restore_works_until_the_deletion_starts_and_says_why_not_after() {
     assert_eq!(restored[0].status(), DeletionStatus::Restored);
 }
 
+/// Submits `images` as attempt 1 of `job_id`.
+async fn submit(
+    client: &mut ScrubberServiceClient<Channel>,
+    job_id: i64,
+    registry: &str,
+    repository: &str,
+    images: Vec<v1::ImageDeletion>,
+) {
+    let request = v1::SubmitDeletionsRequest {
+        job_id,
+        attempt: 1,
+        registry: registry.into(),
+        repository: repository.into(),
+        images,
+    };
+    client.submit_deletions(request).await.expect("submit");
+}
+
+/// Defines registry `name` at `url` with a rate limit.
+async fn create_rated_registry(scheduler: &Scheduler, name: &str, url: String, rate_limit: f64) {
+    let definition = v1::Registry { name: name.into(), url, rate_limit, ..Default::default() };
+    scheduler
+        .registries()
+        .await
+        .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
+        .await
+        .expect("create registry");
+}
+
 /// Seeds `n` images of one tag each; returns the plan deleting them all.
 async fn seed_plan(registry: &TestRegistry, repo: &str, n: usize) -> Vec<v1::ImageDeletion> {
     let mut images = Vec::new();
@@ -281,14 +310,7 @@ async fn parallelism_bounds_the_deletions_in_flight() {
         .await;
         let mut client = scrubber.client().await;
         let job_id = i64::from(parallelism);
-        let request = v1::SubmitDeletionsRequest {
-            job_id,
-            attempt: 1,
-            registry: registry_name.into(),
-            repository: repo.clone(),
-            images,
-        };
-        client.submit_deletions(request).await.expect("submit");
+        submit(&mut client, job_id, registry_name, &repo, images).await;
         let ended = wait_ended(&client, job_id, 16).await;
         assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted));
         assert_eq!(registry.manifest_count(&repo), 0);
@@ -307,30 +329,12 @@ async fn the_registry_rate_limit_holds_in_every_second() {
     let proxy = AuthProxy::start(&registry.url(), Mode::SlowDeletes { millis: 0 }).await;
     let db = TestDb::create().await;
     let scheduler = Scheduler::start(&db, &[]).await;
-    let definition = v1::Registry {
-        name: "rated".into(),
-        url: proxy.url(),
-        rate_limit: 20.0,
-        ..Default::default()
-    };
-    scheduler
-        .registries()
-        .await
-        .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
-        .await
-        .expect("create registry");
+    create_rated_registry(&scheduler, "rated", proxy.url(), 20.0).await;
     let scrubber =
         Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s", "--parallelism", "16"])
             .await;
     let mut client = scrubber.client().await;
-    let request = v1::SubmitDeletionsRequest {
-        job_id: 1,
-        attempt: 1,
-        registry: "rated".into(),
-        repository: "rated/app".into(),
-        images,
-    };
-    client.submit_deletions(request).await.expect("submit");
+    submit(&mut client, 1, "rated", "rated/app", images).await;
     let ended = wait_ended(&client, 1, 20).await;
     assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted));
     let busiest = proxy.max_requests_per_second();
@@ -412,14 +416,7 @@ async fn a_killed_scrubber_leaves_its_deletions_to_another_and_none_runs_twice()
     let flags = ["--delay", "0s", "--parallelism", "4", "--lease", "2s"];
     let doomed = Scrubber::start("doomed", &db, &scheduler, &flags).await;
     let mut client = doomed.client().await;
-    let request = v1::SubmitDeletionsRequest {
-        job_id: 1,
-        attempt: 1,
-        registry: "local".into(),
-        repository: "shared/app".into(),
-        images,
-    };
-    client.submit_deletions(request).await.expect("submit");
+    submit(&mut client, 1, "local", "shared/app", images).await;
     // Kill it while it holds a batch.
     wait_until("the first scrubber to hold deletions", Duration::from_secs(10), || {
         let mut client = client.clone();
@@ -449,29 +446,11 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
     let proxy = AuthProxy::start(&registry.url(), Mode::Faults).await;
     let db = TestDb::create().await;
     let scheduler = Scheduler::start(&db, &[]).await;
-    let definition = v1::Registry {
-        name: "faulty".into(),
-        url: proxy.url(),
-        rate_limit: 30.0,
-        ..Default::default()
-    };
-    scheduler
-        .registries()
-        .await
-        .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
-        .await
-        .expect("create registry");
+    create_rated_registry(&scheduler, "faulty", proxy.url(), 30.0).await;
     let flags = ["--delay", "0s", "--parallelism", "8", "--max-attempts", "4"];
     let scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
     let mut client = scrubber.client().await;
-    let request = v1::SubmitDeletionsRequest {
-        job_id: 1,
-        attempt: 1,
-        registry: "faulty".into(),
-        repository: "faulty/app".into(),
-        images,
-    };
-    client.submit_deletions(request).await.expect("submit");
+    submit(&mut client, 1, "faulty", "faulty/app", images).await;
     let ended = wait_ended_within(&client, 1, 10, Duration::from_secs(90)).await;
     for d in &ended {
         match d.status() {

@@ -8,6 +8,7 @@ use regsweep_proto::struct_to_json;
 use regsweep_proto::v1::{self, cron_service_server::CronService};
 use tonic::{Request, Response, Status};
 
+use super::mask::UpdateMask;
 use super::validate::PRIORITY_RANGE;
 use crate::error::ApiError;
 use crate::store::{CronRecord, JobStore, NewCron};
@@ -100,18 +101,8 @@ fn merge(
     update: &v1::Cron,
     mask: &[String],
 ) -> Result<v1::Cron, FieldViolations> {
-    let mut v = FieldViolations::new();
-    for field in mask {
-        if !UPDATABLE.contains(&field.as_str()) {
-            v.add(
-                "update_mask",
-                format!("{field:?} cannot be updated; use {}", UPDATABLE.join(", ")),
-            );
-        }
-    }
-    v.into_result()?;
-    let all = mask.is_empty();
-    let has = |f: &str| all || mask.iter().any(|m| m == f);
+    let mask = UpdateMask::parse(mask, UPDATABLE)?;
+    let has = |f: &str| mask.has(f);
     let mut merged = current.to_proto();
     if has("schedule") {
         merged.schedule.clone_from(&update.schedule);

@@ -2,6 +2,7 @@
 
 mod crons;
 mod jobs;
+mod mask;
 mod policies;
 mod preview;
 mod registries;

@@ -10,6 +10,7 @@ use regsweep_proto::duration_to_std;
 use regsweep_proto::v1::{self, policy_service_server::PolicyService};
 use tonic::{Request, Response, Status};
 
+use super::mask::UpdateMask;
 use super::preview;
 use crate::error::ApiError;
 use crate::store::JobStore;
@@ -134,17 +135,8 @@ fn merge(
     update: &v1::Policy,
     mask: &[String],
 ) -> Result<v1::Policy, FieldViolations> {
-    let mut v = FieldViolations::new();
-    for field in mask {
-        if !UPDATABLE.contains(&field.as_str()) {
-            v.add(
-                "update_mask",
-                format!("{field:?} cannot be updated; use {}", UPDATABLE.join(", ")),
-            );
-        }
-    }
-    v.into_result()?;
-    let has = |f: &str| mask.is_empty() || mask.iter().any(|m| m == f);
+    let mask = UpdateMask::parse(mask, UPDATABLE)?;
+    let has = |f: &str| mask.has(f);
     let mut merged = current.to_proto();
     if has("repository_selector") {
         merged.repository_selector.clone_from(&update.repository_selector);

@@ -6,6 +6,7 @@ use regsweep_common::FieldViolations;
 use regsweep_proto::v1::{self, registry_service_server::RegistryService};
 use tonic::{Request, Response, Status};
 
+use super::mask::UpdateMask;
 use crate::error::ApiError;
 use crate::store::catalog::{CatalogStore, DeleteRegistryOutcome, NewRegistry, RegistryRecord};
 
@@ -144,17 +145,8 @@ fn merge(
     update: &v1::Registry,
     mask: &[String],
 ) -> Result<v1::Registry, FieldViolations> {
-    let mut v = FieldViolations::new();
-    for field in mask {
-        if !UPDATABLE.contains(&field.as_str()) {
-            v.add(
-                "update_mask",
-                format!("{field:?} cannot be updated; use {}", UPDATABLE.join(", ")),
-            );
-        }
-    }
-    v.into_result()?;
-    let has = |f: &str| mask.is_empty() || mask.iter().any(|m| m == f);
+    let mask = UpdateMask::parse(mask, UPDATABLE)?;
+    let has = |f: &str| mask.has(f);
     let mut merged = current.to_proto();
     if has("url") {
         merged.url.clone_from(&update.url);
