@@ -7,10 +7,20 @@ deps:
 build:
 	cargo build --workspace --bins
 
+# The service tests that run a second time with the services on SQLite:
+# all but those that read PostgreSQL directly, run several schedulers on
+# one database (a SQLite store serves one process), or touch no store. The
+# store conformance suite runs on both stores in the first pass.
+SQLITE_PASS = not (test(conformance::) | test(dev::) | test(registry_client::) \
+	| test(replicas::) | test(selection::) | test(migrate_only) | test(a_thousand_jobs) \
+	| test(joblogs_gc_keeps) | test(bad_requests_are_refused))
+
 # The whole test suite: unit tests and integration tests against real
-# PostgreSQL and the real service binaries.
+# PostgreSQL, SQLite, the real registry and the real service binaries.
 test: deps build
 	cargo nextest run --workspace --no-fail-fast
+	REGSWEEP_TEST_STORE=sqlite cargo nextest run -p regsweep-integration-tests \
+		--no-fail-fast -E '$(SQLITE_PASS)'
 
 fmt:
 	cargo fmt --all -- --check

@@ -1,4 +1,6 @@
-//! A fresh database per test on the local PostgreSQL server, dropped after.
+//! A fresh database per test: on the local PostgreSQL server (dropped
+//! after), or SQLite files in a temporary directory when
+//! `REGSWEEP_TEST_STORE=sqlite` (the conformance run of the same tests).
 
 use std::str::FromStr;
 
@@ -11,17 +13,64 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
+/// Which store the tests run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Postgres,
+    Sqlite,
+}
+
+impl Store {
+    /// From `REGSWEEP_TEST_STORE` (`postgres`, the default, or `sqlite`);
+    /// anything else fails the test rather than silently picking one.
+    pub fn from_env() -> Self {
+        match std::env::var("REGSWEEP_TEST_STORE").as_deref() {
+            Err(_) | Ok("") | Ok("postgres") => Self::Postgres,
+            Ok("sqlite") => Self::Sqlite,
+            Ok(other) => panic!("REGSWEEP_TEST_STORE={other:?}: use postgres or sqlite"),
+        }
+    }
+}
+
 /// A database that exists for one test.
 pub struct TestDb {
     pub name: String,
+    /// The scheduler's database URL.
     pub url: String,
+    /// The scrubber's database URL (the same PostgreSQL database, another
+    /// schema; or a SQLite file of its own).
+    pub scrubber_url: String,
+    pub store: Store,
     admin_url: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
+    /// A database on the store `REGSWEEP_TEST_STORE` names.
+    pub async fn create() -> Self {
+        match Store::from_env() {
+            Store::Postgres => Self::postgres().await,
+            Store::Sqlite => Self::sqlite(),
+        }
+    }
+
+    /// SQLite files in a fresh temporary directory.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = |file: &str| format!("sqlite://{}", dir.path().join(file).display());
+        Self {
+            name: dir.path().display().to_string(),
+            url: url("scheduler.db"),
+            scrubber_url: url("scrubber.db"),
+            store: Store::Sqlite,
+            admin_url: String::new(),
+            _dir: Some(dir),
+        }
+    }
+
     /// Creates `regsweep_it_<random>`. Panics with a clear message when
     /// PostgreSQL cannot be reached: the tests never skip silently.
-    pub async fn create() -> Self {
+    pub async fn postgres() -> Self {
         let admin_url = admin_url();
         let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
             panic!(
@@ -37,11 +86,13 @@ impl TestDb {
         let options =
             PgConnectOptions::from_str(&admin_url).expect("valid admin url").database(&name);
         let url = options.to_url_lossy().to_string();
-        Self { name, url, admin_url }
+        Self { name, scrubber_url: url.clone(), url, store: Store::Postgres, admin_url, _dir: None }
     }
 
-    /// A pool on the scheduler's schema, for assertions on stored state.
+    /// A pool on the scheduler's schema, for assertions on stored state
+    /// (tests that read PostgreSQL directly run on PostgreSQL only).
     pub async fn scheduler_pool(&self) -> PgPool {
+        assert_eq!(self.store, Store::Postgres, "this test reads PostgreSQL directly");
         let options = PgConnectOptions::from_str(&self.url)
             .expect("valid url")
             .options([("search_path", "scheduler")]);
@@ -55,6 +106,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.store == Store::Sqlite {
+            return;
+        }
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         // Drop runs outside any runtime we may block: use a thread of its own.

@@ -18,5 +18,5 @@ pub use db::TestDb;
 pub use process::Service;
 pub use raw::RawWorker;
 pub use registry::TestRegistry;
-pub use services::{Scheduler, Scrubber, Worker};
+pub use services::{Dev, Scheduler, Scrubber, Worker};
 pub use wait::wait_until;

@@ -206,7 +206,7 @@ impl Scrubber {
             "--log-format",
             "json",
             "--database-url",
-            &db.url,
+            &db.scrubber_url,
             "--scheduler",
             &scheduler.url,
             "--poll-interval",
@@ -226,5 +226,44 @@ impl Scrubber {
             .await
             .expect("connect scrubber");
         ScrubberServiceClient::new(channel)
+    }
+}
+
+/// `regsweep dev`: every service in one process on SQLite files in `dir`.
+pub struct Dev {
+    pub process: Service,
+    pub scheduler_url: String,
+    pub scrubber_url: String,
+}
+
+impl Dev {
+    /// Starts it on free ports and waits until every service is healthy
+    /// (it logs `regsweep dev ready` only then).
+    pub async fn start(dir: &std::path::Path, extra: &[&str]) -> Self {
+        Self::launch(dir, extra, true).await
+    }
+
+    /// Starts it; `echo` copies its log to stderr.
+    pub async fn launch(dir: &std::path::Path, extra: &[&str], echo: bool) -> Self {
+        let mut args = strings(&[
+            "dev",
+            "--data-dir",
+            &dir.display().to_string(),
+            "--scheduler-listen",
+            "127.0.0.1:0",
+            "--scrubber-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ]);
+        args.extend(strings(extra));
+        let process = Service::spawn_with("dev", "regsweep", &args, quiet_env(echo), echo);
+        let ready = process.wait_for_message("regsweep dev ready", START_TIMEOUT).await;
+        let url = |field: &str| ready[field].as_str().expect("ready line has urls").to_string();
+        Self { scheduler_url: url("scheduler"), scrubber_url: url("scrubber"), process }
+    }
+
+    pub async fn channel(url: &str) -> Channel {
+        Channel::from_shared(url.to_string()).expect("url").connect().await.expect("connect")
     }
 }

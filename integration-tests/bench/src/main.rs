@@ -8,6 +8,7 @@ mod reclaim;
 mod scrub;
 mod selection;
 mod stats;
+mod stores;
 mod tags;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     Tags(tags::Args),
     /// Deletes per second through the scrubber at several parallelisms.
     Scrub(scrub::Args),
+    /// The job queue on SQLite next to PostgreSQL, and `regsweep dev`'s
+    /// start-up time.
+    Stores(stores::Args),
 }
 
 #[tokio::main]
@@ -43,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Selection(args) => selection::run(args).await,
         Command::Tags(args) => tags::run(args).await,
         Command::Scrub(args) => scrub::run(args).await,
+        Command::Stores(args) => stores::run(args).await,
     }
 }

@@ -90,6 +90,6 @@ async fn migrate_only_applies_both_schemas_and_exits() {
             .expect("migrations dir")
             .count() as i64
     };
-    assert_eq!(scheduler, files("services/scheduler/migrations"));
-    assert_eq!(scrubber, files("services/scrubber/migrations"));
+    assert_eq!(scheduler, files("services/scheduler/migrations/postgres"));
+    assert_eq!(scrubber, files("services/scrubber/migrations/postgres"));
 }

@@ -4,6 +4,8 @@
 mod cancel_and_drain;
 mod capacity_retries;
 mod cli;
+mod conformance;
+mod dev;
 mod fencing;
 mod lifecycle;
 mod liveness;

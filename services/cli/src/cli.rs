@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::dev::DevArgs;
 use crate::policies::PoliciesCommand;
 use crate::registries::{RegistriesCommand, RepositoriesCommand};
 use crate::scrub::ScrubCommand;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Pending and finished deletions of the scrubber.
     #[command(subcommand)]
     Scrub(ScrubCommand),
+    /// Run the scheduler, a worker and the scrubber in this process, on
+    /// SQLite files in a data directory (no database server needed).
+    Dev(DevArgs),
 }
 
 #[derive(Debug, Subcommand)]

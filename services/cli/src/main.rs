@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod crons;
+mod dev;
 mod jobs;
 mod output;
 mod policies;
@@ -27,6 +28,7 @@ async fn main() -> ExitCode {
         Command::Repositories(command) => registries::run_repositories(&cli, command).await,
         Command::Policies(command) => policies::run(&cli, command).await,
         Command::Scrub(command) => scrub::run(&cli, command).await,
+        Command::Dev(args) => dev::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

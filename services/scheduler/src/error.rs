@@ -38,7 +38,7 @@ impl From<ApiError> for Status {
                 Status::unavailable("database unavailable, retry later")
             }
             ApiError::Store(
-                e @ (StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_)),
+                e @ (StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Open(_)),
             ) => {
                 // Details stay in the log: they may name tables or values.
                 tracing::error!(error = %e, "store error");

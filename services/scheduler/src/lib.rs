@@ -46,9 +46,8 @@ use crate::cleanup::CleanupLoop;
 use crate::dispatch::Dispatcher;
 use crate::leader::LeaderConfig;
 use crate::session::SessionContext;
-use crate::store::catalog::{CatalogStore, SelectionConfig};
-use crate::store::postgres::PgStore;
-use crate::store::{JobStore, NewCron};
+use crate::store::catalog::SelectionConfig;
+use crate::store::{JobStore, NewCron, Stores};
 use crate::writer::Writer;
 
 /// Largest admin request accepted.
@@ -62,8 +61,7 @@ const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Binds `config.listen` and serves until `shutdown` fires.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     if config.migrate_only {
-        let pg = PgStore::connect(&config.database_url, 1).await?;
-        pg.close().await;
+        Stores::open(&config.database_url, 1).await?.close().await;
         tracing::info!("schema migrated");
         return Ok(());
     }
@@ -78,9 +76,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     if !problems.is_empty() {
         return Err(Error::Config(problems.join("; ")));
     }
-    let pg = PgStore::connect(&config.database_url, config.db_max_connections).await?;
-    let store: Arc<dyn JobStore> = Arc::new(pg.clone());
-    let catalog: Arc<dyn CatalogStore> = Arc::new(pg.clone());
+    let stores = Stores::open(&config.database_url, config.db_max_connections).await?;
+    tracing::info!(backend = stores.backend(), "store opened");
+    let store = stores.jobs.clone();
+    let catalog = stores.catalog.clone();
     let cleanup_ended = Arc::new(Notify::new());
 
     let loops = Shutdown::new();
@@ -201,7 +200,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let _ = leader_task.await;
     let _ = dispatcher_task.await;
     let _ = listener_task.await;
-    pg.close().await;
+    stores.close().await;
     tracing::info!("scheduler stopped");
     served.map_err(Error::from)
 }

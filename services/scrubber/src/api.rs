@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::store::{DeletionFilter, NewDeletion, PgStore, parse_status};
+use crate::store::{DeletionFilter, DeletionStore, NewDeletion, parse_status};
 
 /// Most images in one submission.
 pub const MAX_IMAGES: usize = 10_000;
@@ -26,7 +26,7 @@ const MAX_PAGE: u32 = 1000;
 
 #[derive(Clone)]
 pub struct ScrubberApi {
-    pub store: PgStore,
+    pub store: std::sync::Arc<dyn DeletionStore>,
     pub directory: Arc<Directory>,
     pub limits: Arc<Limits>,
     pub delay: Duration,

@@ -27,7 +27,7 @@ impl From<ApiError> for Status {
                 Status::unavailable("database unavailable, retry later")
             }
             ApiError::Store(
-                e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt(_)),
+                e @ (StoreError::Database(_) | StoreError::Open(_) | StoreError::Corrupt(_)),
             ) => {
                 tracing::error!(error = %e, "store error");
                 Status::internal("internal error")

@@ -34,14 +34,13 @@ use crate::api::ScrubberApi;
 use crate::limits::Limits;
 use crate::runner::{Runner, RunnerConfig};
 use crate::snapshot::Snapshots;
-use crate::store::PgStore;
 
 /// Largest request accepted (a submission of 10,000 images).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     if config.migrate_only {
-        PgStore::connect(&config.database_url, 1).await?.close().await;
+        store::open(&config.database_url, 1).await?.close().await;
         tracing::info!("schema migrated");
         return Ok(());
     }
@@ -60,7 +59,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     if !problems.is_empty() {
         return Err(Error::Config(problems.join("; ")));
     }
-    let store = PgStore::connect(&config.database_url, config.db_max_connections).await?;
+    let store = store::open(&config.database_url, config.db_max_connections).await?;
     let limits = Arc::new(Limits::new(config.default_max_parallel));
     let gates = limits.clone();
     let scheduler = scheduler_channel(&config.scheduler)?;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::limits::Limits;
 use crate::scrub::{self, Lease, ScrubError};
 use crate::snapshot::Snapshots;
-use crate::store::{DeletionRecord, Finish, PgStore};
+use crate::store::{DeletionRecord, DeletionStore, Finish};
 
 /// A lease is trusted locally until this long before it expires in the
 /// database (clock drift, the time of a registry call in flight).
@@ -82,7 +82,7 @@ impl Held {
 }
 
 pub struct Runner {
-    pub store: PgStore,
+    pub store: Arc<dyn DeletionStore>,
     pub directory: Arc<Directory>,
     pub limits: Arc<Limits>,
     pub holder: Uuid,

@@ -266,7 +266,7 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn update_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError>;
     /// Deletes a policy; its waiting repositories become `unscheduled`.
     async fn delete_policy(&self, name: &str) -> Result<bool, StoreError>;
-    /// Makes a policy due now.
+    /// Makes a policy due now, and wakes the leader's selection.
     async fn run_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError>;
     /// Sets every repository of a registry to the policy `matcher` picks;
     /// a repository that changes policy while waiting goes back to

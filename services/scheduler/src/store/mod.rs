@@ -7,7 +7,9 @@
 
 pub mod catalog;
 mod model;
+mod open;
 pub mod postgres;
+pub mod sqlite;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub use model::{CronRecord, JobRecord, LogLine, WorkerRecord};
+pub use open::Stores;
 
 /// Errors at the store boundary, already sorted by what the caller can do.
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +36,10 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
-    /// Migrations could not be applied.
-    #[error("cannot migrate schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database could not be opened or migrated (bad URL, unwritable
+    /// path, schema from a newer version).
+    #[error(transparent)]
+    Open(#[from] regsweep_common::db::OpenError),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -289,7 +293,8 @@ pub enum StoreEvent {
     CancelRequested { worker_id: Uuid, job_id: i64, attempt: u32, reason: String },
     /// An operator changed a worker's capacity (the full effective map).
     CapacityChanged { worker_id: Uuid, capacity: HashMap<String, u32> },
-    /// A cleanup job ended: a cleanup slot is free.
+    /// A cleanup job ended (a cleanup slot is free) or a policy was made
+    /// due: the leader runs the selection now.
     CleanupEnded,
     /// Notifications may have been missed (listener reconnected): re-check.
     Resync,

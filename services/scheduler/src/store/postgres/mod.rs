@@ -8,21 +8,20 @@ mod crons;
 mod jobs;
 mod leases;
 mod queue;
-mod registries;
+pub(crate) mod registries;
 mod repositories;
 mod retention;
-mod rows;
+pub(crate) mod rows;
 mod selection;
 mod workers;
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use regsweep_common::Shutdown;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -49,7 +48,7 @@ const CAPACITY_CHANNEL: &str = "regsweep_capacity";
 /// Channel announcing the end of a cleanup job (payload: job id).
 const CLEANUPS_CHANNEL: &str = "regsweep_cleanups";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The scheduler's store on PostgreSQL.
 #[derive(Clone, Debug)]
@@ -61,28 +60,14 @@ impl PgStore {
     /// Connects, creates the schema if needed and applies migrations. A
     /// database migrated by a newer version fails here, before anything runs.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(StoreError::Database)?.options([
-            ("search_path", SCHEMA),
-            // One stuck transaction holding a snapshot ruins queue
-            // throughput for everyone (dead tuples pile up): cap it.
-            ("idle_in_transaction_session_timeout", "10s"),
-            ("application_name", "regsweep-scheduler"),
-        ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        // Several replicas may start at once; IF NOT EXISTS still races on
-        // the catalog's unique index, so serialize on an advisory lock.
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('regsweep.scheduler.schema'))")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("CREATE SCHEMA IF NOT EXISTS scheduler").execute(&mut *tx).await?;
-        tx.commit().await?;
-        MIGRATOR.run(&pool).await?;
+        let pool = regsweep_common::db::open_postgres(
+            url,
+            SCHEMA,
+            "regsweep-scheduler",
+            max_connections,
+            &MIGRATOR,
+        )
+        .await?;
         Ok(Self { pool })
     }
 

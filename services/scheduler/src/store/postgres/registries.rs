@@ -32,7 +32,7 @@ struct RegistryRow {
 /// The stored form of a credential reference.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
-struct Credentials {
+pub(crate) struct Credentials {
     username: String,
     password_file: String,
     password_env: String,
@@ -50,19 +50,24 @@ impl From<&v1::RegistryCredentials> for Credentials {
     }
 }
 
+impl From<Credentials> for v1::RegistryCredentials {
+    fn from(c: Credentials) -> Self {
+        Self {
+            username: c.username,
+            password_file: c.password_file,
+            password_env: c.password_env,
+            docker_config: c.docker_config,
+        }
+    }
+}
+
 impl From<RegistryRow> for RegistryRecord {
     fn from(row: RegistryRow) -> Self {
-        let c = row.credentials.0;
         Self {
             id: row.id,
             name: row.name,
             url: row.url,
-            credentials: v1::RegistryCredentials {
-                username: c.username,
-                password_file: c.password_file,
-                password_env: c.password_env,
-                docker_config: c.docker_config,
-            },
+            credentials: row.credentials.0.into(),
             rate_limit: row.rate_limit,
             max_parallel_deletions: u32::try_from(row.max_parallel_deletions).unwrap_or(0),
             created_at: row.created_at,
@@ -332,15 +337,20 @@ pub async fn delete_policy(pool: &PgPool, name: &str) -> Result<bool, StoreError
 }
 
 pub async fn run_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
+    let mut tx = pool.begin().await?;
     let updated = sqlx::query(
         "UPDATE policies SET next_run_at = now(), armed_run_at = NULL, updated_at = now()
          WHERE name = $1",
     )
     .bind(name)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
+    // Wakes the leader's selection, wherever it runs: the run starts now,
+    // not at the next tick.
+    sqlx::query("SELECT pg_notify('regsweep_cleanups', 'run')").execute(&mut *tx).await?;
+    tx.commit().await?;
     get_policy(pool, name).await
 }

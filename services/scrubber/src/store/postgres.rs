@@ -1,150 +1,66 @@
-//! The scrubber's storage: deletions, their leases and outcomes, in the
-//! `scrubber` schema of PostgreSQL.
+//! The deletions on PostgreSQL, in the `scrubber` schema.
 
-use std::str::FromStr;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use regsweep_proto::timestamp_from_chrono;
-use regsweep_proto::v1::{self, DeletionStatus};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use regsweep_common::db;
+use sqlx::postgres::PgPool;
 use uuid::Uuid;
+
+use super::{
+    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, NewDeletion, StoreError,
+    restore_outcomes, status_name,
+};
 
 /// The schema the scrubber owns.
 pub const SCHEMA: &str = "scrubber";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
-    #[error("cannot migrate schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
+#[derive(sqlx::FromRow)]
+struct DeletionRow {
+    id: i64,
+    registry: String,
+    repository: String,
+    digest: String,
+    tags: Vec<String>,
+    delete_digest: bool,
+    job_id: i64,
+    attempt: i32,
+    status: String,
+    submitted_at: DateTime<Utc>,
+    delete_after: DateTime<Utc>,
+    attempts: i32,
+    error: Option<String>,
+    deleted_tags: Vec<String>,
+    skipped_tags: Vec<String>,
+    digest_deleted: bool,
+    finished_at: Option<DateTime<Utc>>,
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => Self::Unavailable(e),
-            other => Self::Database(other),
+impl From<DeletionRow> for DeletionRecord {
+    fn from(r: DeletionRow) -> Self {
+        Self {
+            id: r.id,
+            registry: r.registry,
+            repository: r.repository,
+            digest: r.digest,
+            tags: r.tags,
+            delete_digest: r.delete_digest,
+            job_id: r.job_id,
+            attempt: r.attempt,
+            status: r.status,
+            submitted_at: r.submitted_at,
+            delete_after: r.delete_after,
+            attempts: r.attempts,
+            error: r.error,
+            deleted_tags: r.deleted_tags,
+            skipped_tags: r.skipped_tags,
+            digest_deleted: r.digest_deleted,
+            finished_at: r.finished_at,
         }
     }
-}
-
-/// One image of a submitted plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewDeletion {
-    pub digest: String,
-    pub tags: Vec<String>,
-    pub delete_digest: bool,
-}
-
-/// A deletion row.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct DeletionRecord {
-    pub id: i64,
-    pub registry: String,
-    pub repository: String,
-    pub digest: String,
-    pub tags: Vec<String>,
-    pub delete_digest: bool,
-    pub job_id: i64,
-    pub attempt: i32,
-    pub status: String,
-    pub submitted_at: DateTime<Utc>,
-    pub delete_after: DateTime<Utc>,
-    pub attempts: i32,
-    pub error: Option<String>,
-    pub deleted_tags: Vec<String>,
-    pub skipped_tags: Vec<String>,
-    pub digest_deleted: bool,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-pub fn status_name(status: DeletionStatus) -> &'static str {
-    match status {
-        DeletionStatus::Unspecified | DeletionStatus::PendingDelete => "pending_delete",
-        DeletionStatus::Deleting => "deleting",
-        DeletionStatus::Deleted => "deleted",
-        DeletionStatus::Restored => "restored",
-        DeletionStatus::Failed => "failed",
-    }
-}
-
-pub fn parse_status(name: &str) -> DeletionStatus {
-    match name {
-        "pending_delete" => DeletionStatus::PendingDelete,
-        "deleting" => DeletionStatus::Deleting,
-        "deleted" => DeletionStatus::Deleted,
-        "restored" => DeletionStatus::Restored,
-        "failed" => DeletionStatus::Failed,
-        _ => DeletionStatus::Unspecified,
-    }
-}
-
-impl DeletionRecord {
-    pub fn to_proto(&self) -> v1::Deletion {
-        v1::Deletion {
-            id: self.id,
-            registry: self.registry.clone(),
-            repository: self.repository.clone(),
-            image: Some(v1::ImageDeletion {
-                digest: self.digest.clone(),
-                tags: self.tags.clone(),
-                delete_digest: self.delete_digest,
-            }),
-            job_id: self.job_id,
-            attempt: u32::try_from(self.attempt).unwrap_or_default(),
-            status: parse_status(&self.status).into(),
-            submitted_at: Some(timestamp_from_chrono(self.submitted_at)),
-            delete_after: Some(timestamp_from_chrono(self.delete_after)),
-            finished_at: self.finished_at.map(timestamp_from_chrono),
-            attempts: u32::try_from(self.attempts).unwrap_or_default(),
-            error: self.error.clone().unwrap_or_default(),
-            deleted_tags: self.deleted_tags.clone(),
-            skipped_tags: self.skipped_tags.clone(),
-            digest_deleted: self.digest_deleted,
-        }
-    }
-}
-
-const COLUMNS: &str = "id, registry, repository, digest, tags, delete_digest, job_id, attempt, status, \
-     submitted_at, delete_after, attempts, error, deleted_tags, skipped_tags, digest_deleted, finished_at";
-
-/// Filters of a listing.
-#[derive(Clone, Debug, Default)]
-pub struct DeletionFilter {
-    pub status: Option<DeletionStatus>,
-    pub registry: Option<String>,
-    pub repository: Option<String>,
-    pub job_id: Option<i64>,
-}
-
-/// How a scrub of one deletion ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Finish {
-    Deleted {
-        deleted_tags: Vec<String>,
-        skipped_tags: Vec<String>,
-        digest_deleted: bool,
-    },
-    /// Try again after `after`, unless the attempts are spent.
-    Retry {
-        error: String,
-        after: Duration,
-        max_attempts: u32,
-    },
-    Failed {
-        error: String,
-    },
 }
 
 #[derive(Clone, Debug)]
@@ -154,32 +70,20 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(StoreError::Database)?.options([
-            ("search_path", SCHEMA),
-            ("idle_in_transaction_session_timeout", "10s"),
-            ("application_name", "regsweep-scrubber"),
-        ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('regsweep.scrubber.schema'))")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("CREATE SCHEMA IF NOT EXISTS scrubber").execute(&mut *tx).await?;
-        tx.commit().await?;
-        MIGRATOR.run(&pool).await?;
+        let pool =
+            db::open_postgres(url, SCHEMA, "regsweep-scrubber", max_connections, &MIGRATOR).await?;
         Ok(Self { pool })
     }
+}
 
-    pub async fn close(&self) {
+#[async_trait]
+impl DeletionStore for PgStore {
+    async fn close(&self) {
         self.pool.close().await;
     }
 
     /// Stores a plan once per (job, attempt, digest); returns the stored rows.
-    pub async fn submit(
+    async fn submit(
         &self,
         job_id: i64,
         attempt: u32,
@@ -216,15 +120,18 @@ impl PgStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM deletions WHERE job_id = $1 AND attempt = $2 AND digest = ANY($3) ORDER BY id"
         );
-        Ok(sqlx::query_as::<_, DeletionRecord>(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
             .bind(job_id)
             .bind(i64::from(attempt))
             .bind(&digests)
             .fetch_all(&self.pool)
-            .await?)
+            .await?
+            .into_iter()
+            .map(DeletionRecord::from)
+            .collect())
     }
 
-    pub async fn list(
+    async fn list(
         &self,
         filter: &DeletionFilter,
         before: Option<i64>,
@@ -237,7 +144,7 @@ impl PgStore {
                AND id < $5
              ORDER BY id DESC LIMIT $6"
         );
-        Ok(sqlx::query_as::<_, DeletionRecord>(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
             .bind(filter.status.map(status_name))
             .bind(&filter.registry)
             .bind(&filter.repository)
@@ -245,12 +152,15 @@ impl PgStore {
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
-            .await?)
+            .await?
+            .into_iter()
+            .map(DeletionRecord::from)
+            .collect())
     }
 
     /// Restores the pending ones of `ids`; returns `(id, restored, reason)`
     /// in request order.
-    pub async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
+    async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
         let restored: Vec<i64> = sqlx::query_scalar(
             "UPDATE deletions SET status = 'restored', finished_at = now()
              WHERE id = ANY($1) AND status = 'pending_delete' RETURNING id",
@@ -263,39 +173,11 @@ impl PgStore {
                 .bind(ids)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(ids
-            .iter()
-            .map(|id| {
-                if restored.contains(id) {
-                    return (*id, true, String::new());
-                }
-                let reason = match others.iter().find(|(o, _)| o == id).map(|(_, s)| s.as_str()) {
-                    None => "no such deletion".to_string(),
-                    Some("deleting") => "already being deleted".to_string(),
-                    Some("deleted") => "already deleted".to_string(),
-                    Some("restored") => "already restored".to_string(),
-                    Some("failed") => "deletion failed; nothing to restore".to_string(),
-                    Some(other) => format!("is {other}"),
-                };
-                (*id, false, reason)
-            })
-            .collect())
-    }
-
-    /// Takes back deletions whose scrubber's lease expired, then claims up
-    /// to `limit` due ones for `holder` until `now + lease`.
-    pub async fn claim(
-        &self,
-        holder: Uuid,
-        lease: Duration,
-        limit: u32,
-    ) -> Result<Vec<DeletionRecord>, StoreError> {
-        self.take_back_expired().await?;
-        self.claim_due(holder, lease, limit).await
+        Ok(restore_outcomes(ids, &restored, &others))
     }
 
     /// Makes deletions whose lease expired (their scrubber died) claimable.
-    pub async fn take_back_expired(&self) -> Result<u64, StoreError> {
+    async fn take_back_expired(&self) -> Result<u64, StoreError> {
         let expired = sqlx::query(
             "UPDATE deletions SET status = 'pending_delete', lease_holder = NULL, lease_until = NULL
              WHERE status = 'deleting' AND lease_until < now()",
@@ -303,9 +185,6 @@ impl PgStore {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        if expired > 0 {
-            tracing::warn!(deletions = expired, "took back deletions of an expired lease");
-        }
         Ok(expired)
     }
 
@@ -326,16 +205,19 @@ impl PgStore {
                  FOR UPDATE SKIP LOCKED)
              RETURNING {COLUMNS}"
         );
-        Ok(sqlx::query_as::<_, DeletionRecord>(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
             .bind(holder)
             .bind(lease.as_secs_f64())
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
-            .await?)
+            .await?
+            .into_iter()
+            .map(DeletionRecord::from)
+            .collect())
     }
 
     /// Extends `holder`'s leases on `ids`; returns the ids still held.
-    pub async fn renew(
+    async fn renew(
         &self,
         holder: Uuid,
         ids: &[i64],
@@ -355,7 +237,7 @@ impl PgStore {
 
     /// Records how a scrub ended, fenced by the lease; false when the lease
     /// was lost (another replica took the deletion back).
-    pub async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError> {
+    async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError> {
         let fence = "WHERE id = $1 AND lease_holder = $2 AND status = 'deleting'";
         let done = match finish {
             Finish::Deleted { deleted_tags, skipped_tags, digest_deleted } => {
@@ -406,7 +288,7 @@ impl PgStore {
     }
 
     /// Deletions per status, and the age of the oldest due pending one.
-    pub async fn status(&self) -> Result<(Vec<(String, i64)>, f64), StoreError> {
+    async fn status(&self) -> Result<(Vec<(String, i64)>, f64), StoreError> {
         let counts: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, count(*) FROM deletions GROUP BY status ORDER BY status",
         )

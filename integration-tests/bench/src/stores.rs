@@ -1,0 +1,282 @@
+//! The job queue on SQLite next to PostgreSQL, in the same run: the store
+//! alone (the same trait calls on both), and end to end (a scheduler
+//! process on each store, workers over gRPC). Also the time from
+//! `regsweep dev` start to every service healthy, next to the three
+//! services started as separate processes on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use regsweep_integration_tests::process::Service;
+use regsweep_integration_tests::{Dev, Scheduler, Scrubber, TestDb, Worker, wait_until};
+use regsweep_proto::v1::{self, JobStatus};
+use regsweep_proto::{json_to_struct, timestamp_from_chrono};
+use regsweep_scheduler::store::{
+    ClaimSlot, JobStore, NewJob, SessionRef, Stores, UpdateWrite, WorkerHello, WriteBatch,
+};
+
+use crate::stats;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// Jobs per drain.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: u32,
+    /// Concurrent clients enqueueing and claiming on the store alone.
+    #[arg(long, default_value_t = 8)]
+    clients: u32,
+    /// Claim and completion batch of the store-alone drain.
+    #[arg(long, default_value_t = 100)]
+    batch: u32,
+    /// Worker processes of the end-to-end drain (capacity 128 each).
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// Runs; figures are medians.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+}
+
+/// Picks one measure's figures.
+type Column = fn(&mut Figures) -> &mut Vec<f64>;
+
+#[derive(Default)]
+struct Figures {
+    enqueue: Vec<f64>,
+    drain: Vec<f64>,
+    end_to_end: Vec<f64>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    println!(
+        "stores benchmark: {} jobs, {} clients x batch {} on the store alone, {} workers end to end, {} runs",
+        args.jobs, args.clients, args.batch, args.workers, args.runs
+    );
+    let (mut pg, mut lite) = (Figures::default(), Figures::default());
+    for run in 1..=args.runs {
+        for (name, figures) in [("postgres", &mut pg), ("sqlite", &mut lite)] {
+            let db = if name == "postgres" { TestDb::postgres().await } else { TestDb::sqlite() };
+            let (enqueue, drain) = store_alone(&db, &args).await?;
+            let end_to_end = through_services(&db, &args).await?;
+            println!(
+                "run {run} {name}: enqueue {enqueue:.0} jobs/s, claim+complete {drain:.0} jobs/s, end to end {end_to_end:.0} jobs/s"
+            );
+            figures.enqueue.push(enqueue);
+            figures.drain.push(drain);
+            figures.end_to_end.push(end_to_end);
+        }
+    }
+    println!();
+    println!(
+        "| measure (median of {} runs) | PostgreSQL | SQLite | SQLite / PostgreSQL |",
+        args.runs
+    );
+    println!("|---|---|---|---|");
+    let rows: [(&str, Column); 3] = [
+        ("store alone: create_job, {c} clients", |f| &mut f.enqueue),
+        ("store alone: claim + complete, {c} clients x batch {b}", |f| &mut f.drain),
+        ("end to end: scheduler + {w} workers over gRPC", |f| &mut f.end_to_end),
+    ];
+    for (label, pick) in rows {
+        let label = label
+            .replace("{c}", &args.clients.to_string())
+            .replace("{b}", &args.batch.to_string())
+            .replace("{w}", &args.workers.to_string());
+        let (p, l) = (stats::median(pick(&mut pg)), stats::median(pick(&mut lite)));
+        println!("| {label} | {p:.0} jobs/s | {l:.0} jobs/s | {:.0}% |", 100.0 * l / p);
+    }
+    start_up(&args).await
+}
+
+fn job(kind: &str) -> NewJob {
+    NewJob {
+        kind: kind.into(),
+        args: serde_json::json!({}),
+        priority: 0,
+        scheduled_at: None,
+        max_attempts: 3,
+        unique_key: None,
+        parent_id: None,
+    }
+}
+
+/// Enqueues and drains `jobs` through the store trait; jobs per second of
+/// each phase.
+async fn store_alone(db: &TestDb, args: &Args) -> Result<(f64, f64)> {
+    let stores = Stores::open(&db.url, args.clients + 2).await?;
+    let jobs = stores.jobs.clone();
+    let per_client = args.jobs / args.clients;
+    let total = f64::from(per_client * args.clients);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let jobs = jobs.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_client {
+                jobs.create_job(job("bench")).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let enqueue = total / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let jobs = jobs.clone();
+        let batch = args.batch as usize;
+        tasks.push(tokio::spawn(async move { drain(jobs, batch).await }));
+    }
+    let mut drained = 0;
+    for task in tasks {
+        drained += task.await??;
+    }
+    anyhow::ensure!(drained as f64 == total, "drained {drained} of {total}");
+    let drain = total / started.elapsed().as_secs_f64();
+    stores.close().await;
+    Ok((enqueue, drain))
+}
+
+/// One worker's loop: claim a batch, complete it, until nothing is left.
+async fn drain(jobs: Arc<dyn JobStore>, batch: usize) -> Result<u64> {
+    let hello = WorkerHello {
+        name: "bench".into(),
+        version: "bench".into(),
+        capacity: [("bench".to_string(), serde_json::json!(batch))].into_iter().collect(),
+        resume_worker_id: None,
+        running: Vec::new(),
+    };
+    let ttl = Duration::from_secs(600);
+    let r = jobs.register_worker(&hello, ttl).await?;
+    let session = SessionRef { worker_id: r.worker_id, epoch: r.epoch };
+    let mut done = 0;
+    loop {
+        let claimed = jobs.claim("bench", &vec![ClaimSlot { session }; batch]).await?;
+        if claimed.is_empty() {
+            return Ok(done);
+        }
+        let updates = claimed
+            .iter()
+            .map(|j| UpdateWrite {
+                worker_id: session.worker_id,
+                job_id: j.id,
+                attempt: j.attempt,
+                status: JobStatus::Done,
+                progress: 1.0,
+                result: None,
+                error: None,
+                retryable: false,
+            })
+            .collect();
+        jobs.write_batch(&WriteBatch { updates, ..Default::default() }, ttl).await?;
+        done += claimed.len() as u64;
+    }
+}
+
+/// Jobs per second from the moment the backlog becomes due to the moment
+/// nothing waits or runs, through a scheduler process and workers.
+async fn through_services(db: &TestDb, args: &Args) -> Result<f64> {
+    let scheduler = Scheduler::launch("scheduler", &db.url, &[], false).await;
+    let mut workers = Vec::new();
+    for i in 0..args.workers {
+        let worker = Worker::spawn_with(
+            &scheduler.url,
+            &format!("w{i}"),
+            &["--capacity", "sleep=128"],
+            false,
+        );
+        worker.process.wait_for_message("registered with scheduler", Duration::from_secs(30)).await;
+        workers.push(worker);
+    }
+    // The whole backlog becomes due at once, once it is all in.
+    let due = Utc::now() + chrono::Duration::seconds(5);
+    let clients = 8;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut client = scheduler.jobs().await;
+        let n = args.jobs / clients;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..n {
+                let request = v1::CreateJobRequest {
+                    kind: "sleep".into(),
+                    args: Some(json_to_struct(serde_json::json!({"seconds": 0}))),
+                    scheduled_at: Some(timestamp_from_chrono(due)),
+                    ..Default::default()
+                };
+                client.create_job(request).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    anyhow::ensure!(Utc::now() < due, "enqueueing took longer than the head start");
+    let jobs = scheduler.jobs().await;
+    wait_until("the backlog to drain", Duration::from_secs(600), || {
+        let mut jobs = jobs.clone();
+        async move {
+            if Utc::now() < due {
+                return None;
+            }
+            let request = v1::ListJobsRequest {
+                statuses: vec![JobStatus::Waiting.into(), JobStatus::Running.into()],
+                page_size: 1,
+                ..Default::default()
+            };
+            let left = jobs.list_jobs(request).await.ok()?.into_inner().jobs;
+            left.is_empty().then_some(())
+        }
+    })
+    .await;
+    let span = (Utc::now() - due).to_std().context("drained before due")?.as_secs_f64();
+    Ok(f64::from(args.jobs / clients * clients) / span)
+}
+
+/// Time from spawning `regsweep dev` to its ready line (logged once both
+/// gRPC servers answer health checks SERVING), fresh and on existing
+/// data, next to the three services as separate processes on PostgreSQL.
+async fn start_up(args: &Args) -> Result<()> {
+    let (mut fresh, mut again, mut separate) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.runs.max(3) {
+        let dir = tempfile::tempdir()?;
+        for times in [&mut fresh, &mut again] {
+            let started = Instant::now();
+            let mut dev = Dev::launch(dir.path(), &[], false).await;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            stop(&mut dev.process).await;
+        }
+        let db = TestDb::postgres().await;
+        let started = Instant::now();
+        let scheduler = Scheduler::launch("scheduler", &db.url, &[], false).await;
+        let worker = Worker::spawn_with(&scheduler.url, "w", &[], false);
+        let (scrubber, _) = tokio::join!(
+            Scrubber::launch("scrubber", &db, &scheduler, &[], false),
+            worker.process.wait_for_message("registered with scheduler", Duration::from_secs(30)),
+        );
+        separate.push(started.elapsed().as_secs_f64() * 1000.0);
+        drop((scrubber, worker, scheduler));
+    }
+    println!();
+    println!("| start to every service healthy (median of {}) | ms |", fresh.len());
+    println!("|---|---|");
+    println!(
+        "| `regsweep dev`, empty data directory (creates both SQLite files) | {:.0} |",
+        stats::median(&mut fresh)
+    );
+    println!("| `regsweep dev`, existing data directory | {:.0} |", stats::median(&mut again));
+    println!(
+        "| peer: scheduler, scrubber and worker as separate processes on PostgreSQL | {:.0} |",
+        stats::median(&mut separate)
+    );
+    Ok(())
+}
+
+async fn stop(process: &mut Service) {
+    process.signal(nix::sys::signal::Signal::SIGINT);
+    process.wait_exit(Duration::from_secs(30)).await;
+}

@@ -1,0 +1,262 @@
+//! The catalog: repositories from catalog syncs, and the limited-capacity
+//! selection of cleanups (DESIGN.md section 5).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use regsweep_proto::v1::{self, CleanupStatus, JobStatus};
+use regsweep_scheduler::cleanup::advance;
+use regsweep_scheduler::store::catalog::{
+    NewPolicy, NewRegistry, PolicyRecord, ReportOutcome, RepositoryFilter, RepositoryRecord,
+    Selection, SelectionConfig,
+};
+use regsweep_scheduler::store::{JobRecord, SessionRef};
+
+use super::{Fixture, TTL};
+
+fn config(capacity: u32) -> SelectionConfig {
+    SelectionConfig {
+        capacity,
+        stale_after: Duration::from_secs(3600),
+        time_budget: Duration::from_secs(300),
+        max_attempts: 3,
+        arm_limit: 50_000,
+    }
+}
+
+fn new_policy(registry_id: i64, enabled: bool) -> NewPolicy {
+    NewPolicy {
+        name: "p".into(),
+        registry_id,
+        repository_selector: "**".into(),
+        cadence: "1d".into(),
+        keep_n: 2,
+        older_than_seconds: 0,
+        name_regex_delete: ".*".into(),
+        name_regex_keep: String::new(),
+        dry_run: false,
+        enabled,
+        next_run_at: Utc::now() + chrono::Duration::days(1),
+    }
+}
+
+/// A registry, policy `p` over all of it, and `names` reported by a
+/// catalog sync; a worker running both cleanup kinds.
+struct Catalog {
+    registry_id: i64,
+    policy: PolicyRecord,
+    worker: SessionRef,
+}
+
+async fn catalog(f: &Fixture, names: &[&str]) -> Catalog {
+    let registry = NewRegistry {
+        name: "r".into(),
+        url: "http://127.0.0.1:9".into(),
+        credentials: v1::RegistryCredentials::default(),
+        rate_limit: 0.0,
+        max_parallel_deletions: 0,
+    };
+    let registry = f.catalog().create_registry(registry.clone()).await.unwrap().expect("new");
+    let policy =
+        f.catalog().create_policy(new_policy(registry.id, true)).await.unwrap().expect("new");
+    let worker = f.worker(&["catalog_sync", "tag_cleanup"], TTL).await;
+    let c = Catalog { registry_id: registry.id, policy, worker };
+    sync(f, &c, names).await;
+    c
+}
+
+/// Runs one complete catalog sync reporting `names`.
+async fn sync(f: &Fixture, c: &Catalog, names: &[&str]) -> ReportOutcome {
+    f.job("catalog_sync").await;
+    let job = f.claim("catalog_sync", c.worker, 1).await.remove(0);
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let policy = c.policy.id;
+    let outcome = f
+        .catalog()
+        .report_repositories(job.id, job.attempt, c.registry_id, &names, true, &move |_| {
+            Some(policy)
+        })
+        .await
+        .expect("report");
+    f.update(c.worker, &job, JobStatus::Done, None).await;
+    outcome
+}
+
+async fn repositories(f: &Fixture) -> Vec<RepositoryRecord> {
+    f.catalog().list_repositories(&RepositoryFilter::default(), None, 1000).await.expect("list")
+}
+
+async fn repository(f: &Fixture, id: i64) -> RepositoryRecord {
+    repositories(f).await.into_iter().find(|r| r.id == id).expect("repository")
+}
+
+async fn select(f: &Fixture, capacity: u32) -> Selection {
+    f.catalog().select_cleanups(&config(capacity), advance).await.expect("selection")
+}
+
+/// Claims the cleanup jobs started and ends each with `result`.
+async fn finish_cleanups(f: &Fixture, c: &Catalog, result: serde_json::Value) -> Vec<JobRecord> {
+    let jobs = f.claim("tag_cleanup", c.worker, 100).await;
+    for job in &jobs {
+        f.update(c.worker, job, JobStatus::Done, Some(result.clone())).await;
+    }
+    jobs
+}
+
+fn count(repos: &[RepositoryRecord], status: CleanupStatus) -> usize {
+    repos.iter().filter(|r| r.cleanup_status == status).count()
+}
+
+pub async fn selection_starts_at_most_capacity_and_advances_a_completed_run(f: Fixture) {
+    let c = catalog(&f, &["a", "b", "c", "d", "e"]).await;
+    assert_eq!(select(&f, 2).await.started.len(), 0, "the policy is not due yet");
+    f.catalog().run_policy("p").await.unwrap().expect("policy");
+    let first = select(&f, 2).await;
+    assert_eq!((first.armed, first.started.len(), first.running), (5, 2, 0));
+    let repos = repositories(&f).await;
+    assert_eq!(
+        (count(&repos, CleanupStatus::Ongoing), count(&repos, CleanupStatus::Scheduled)),
+        (2, 3)
+    );
+    let full = select(&f, 2).await;
+    assert_eq!((full.started.len(), full.running), (0, 2), "no slot is free");
+
+    let jobs = f.claim("tag_cleanup", c.worker, 10).await;
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0].args["registry"], "r");
+    assert_eq!(jobs[0].args["rules"]["keep_n"], 2);
+    assert_eq!(jobs[0].args["time_budget_seconds"], 300);
+    let mut started = 2;
+    let mut advanced = Vec::new();
+    for job in &jobs {
+        f.update(c.worker, job, JobStatus::Done, Some(serde_json::json!({"deleted_count": 1})))
+            .await;
+    }
+    for _ in 0..10 {
+        let s = select(&f, 2).await;
+        started += s.started.len();
+        advanced.extend(s.advanced);
+        finish_cleanups(&f, &c, serde_json::json!({"deleted_count": 1})).await;
+    }
+    assert_eq!(started, 5, "each repository is cleaned once per run");
+    // The run is complete once every repository started after it began.
+    assert_eq!(advanced, vec!["p".to_string()], "the run completes once");
+    let repos = repositories(&f).await;
+    assert!(repos.iter().all(|r| r.cleanup_status == CleanupStatus::Unscheduled));
+    assert!(repos.iter().all(|r| r.last_deleted_count == 1 && r.cleanup_finished_at.is_some()));
+    let policy = f.catalog().get_policy("p").await.unwrap().expect("policy");
+    assert!(policy.next_run_at > Utc::now() + chrono::Duration::hours(23), "moved to its next run");
+    assert_eq!(policy.repository_count, 5);
+    let idle = select(&f, 2).await;
+    assert_eq!((idle.armed, idle.started.len()), (0, 0));
+}
+
+pub async fn unfinished_cleanups_come_after_due_ones(f: Fixture) {
+    let c = catalog(&f, &["a", "b", "c"]).await;
+    f.catalog().run_policy("p").await.unwrap();
+    let mut order = Vec::new();
+    let mut advanced = Vec::new();
+    let mut outcome = serde_json::json!({"outcome": "unfinished"});
+    for _ in 0..4 {
+        let s = select(&f, 1).await;
+        assert_eq!(s.started.len(), 1);
+        order.push(repository(&f, s.started[0].0).await.name);
+        advanced.extend(s.advanced);
+        finish_cleanups(&f, &c, outcome).await;
+        outcome = serde_json::json!({"outcome": "done"});
+    }
+    assert_eq!(order, ["a", "b", "c", "a"], "the unfinished one resumes after the due ones");
+    advanced.extend(select(&f, 1).await.advanced);
+    assert_eq!(advanced, vec!["p".to_string()], "an unfinished cleanup does not hold the run");
+}
+
+pub async fn cleanup_ends_record_errors_and_deleted_counts(f: Fixture) {
+    let c = catalog(&f, &["a", "b"]).await;
+    f.catalog().run_policy("p").await.unwrap();
+    let s = select(&f, 2).await;
+    let jobs = f.claim("tag_cleanup", c.worker, 10).await;
+    assert_eq!(jobs.len(), 2);
+    let (ok, failed) = (&jobs[0], &jobs[1]);
+    assert!(f.catalog().record_deletions(ok.id, 3).await.unwrap());
+    assert!(!f.catalog().record_deletions(i64::MAX, 3).await.unwrap(), "no repository's cleanup");
+    f.update(c.worker, ok, JobStatus::Done, Some(serde_json::json!({"deleted_count": 2}))).await;
+    f.update(c.worker, failed, JobStatus::Error, None).await;
+    let repo_of =
+        |job: &JobRecord| s.started.iter().find(|(_, j)| *j == job.id).expect("started").0;
+    let ok_repo = repository(&f, repo_of(ok)).await;
+    assert_eq!((ok_repo.last_deleted_count, ok_repo.last_error), (5, None));
+    assert_eq!(ok_repo.last_job_id, Some(ok.id));
+    let failed_repo = repository(&f, repo_of(failed)).await;
+    assert_eq!(failed_repo.cleanup_status, CleanupStatus::Unscheduled);
+    assert_eq!(failed_repo.last_error.as_deref(), Some("it broke"));
+}
+
+pub async fn catalog_reports_are_fenced_and_complete_ones_prune(f: Fixture) {
+    let c = catalog(&f, &["a", "b", "c"]).await;
+    assert_eq!(repositories(&f).await.len(), 3);
+    f.job("catalog_sync").await;
+    let job = f.claim("catalog_sync", c.worker, 1).await.remove(0);
+    let policy = c.policy.id;
+    let matcher = move |_: &str| Some(policy);
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let stale = f
+        .catalog()
+        .report_repositories(job.id, job.attempt + 1, c.registry_id, &names(&["x"]), true, &matcher)
+        .await
+        .unwrap();
+    assert_eq!(stale, ReportOutcome::Stale);
+    let page = f
+        .catalog()
+        .report_repositories(
+            job.id,
+            job.attempt,
+            c.registry_id,
+            &names(&["a", "d"]),
+            false,
+            &matcher,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page, ReportOutcome::Reported { added: 1, removed: 0 });
+    let last = f
+        .catalog()
+        .report_repositories(job.id, job.attempt, c.registry_id, &[], true, &matcher)
+        .await
+        .unwrap();
+    assert_eq!(last, ReportOutcome::Reported { added: 0, removed: 2 });
+    let mut left: Vec<String> = repositories(&f).await.into_iter().map(|r| r.name).collect();
+    left.sort();
+    assert_eq!(left, ["a", "d"]);
+    let others = RepositoryFilter { registry_id: Some(i64::MAX), ..Default::default() };
+    assert!(f.catalog().list_repositories(&others, None, 10).await.unwrap().is_empty());
+}
+
+pub async fn stale_cleanups_become_unfinished(f: Fixture) {
+    let _c = catalog(&f, &["a"]).await;
+    f.catalog().run_policy("p").await.unwrap();
+    let first = select(&f, 1).await;
+    assert_eq!(first.started.len(), 1);
+    let stale = SelectionConfig { stale_after: Duration::ZERO, ..config(1) };
+    let s = f.catalog().select_cleanups(&stale, advance).await.unwrap();
+    assert_eq!(s.stale, 1);
+    // Its job is still active: the repository picks it up again rather
+    // than starting a second cleanup.
+    assert_eq!(s.started, first.started);
+    let jobs = f.jobs().list_jobs(&Default::default(), None, 100).await.unwrap();
+    assert_eq!(jobs.iter().filter(|j| j.kind == "tag_cleanup").count(), 1);
+}
+
+pub async fn disabling_a_policy_releases_its_waiting_repositories(f: Fixture) {
+    let c = catalog(&f, &["a", "b", "c"]).await;
+    f.catalog().run_policy("p").await.unwrap();
+    assert_eq!(select(&f, 1).await.started.len(), 1);
+    let mut disabled = new_policy(c.registry_id, false);
+    disabled.next_run_at = f.catalog().get_policy("p").await.unwrap().expect("policy").next_run_at;
+    f.catalog().update_policy(disabled).await.unwrap().expect("updated");
+    let repos = repositories(&f).await;
+    assert_eq!(count(&repos, CleanupStatus::Ongoing), 1, "a running cleanup finishes");
+    assert_eq!(count(&repos, CleanupStatus::Unscheduled), 2);
+    assert!(select(&f, 3).await.started.is_empty());
+    assert!(f.catalog().delete_policy("p").await.unwrap());
+    assert!(!f.catalog().delete_policy("p").await.unwrap());
+}

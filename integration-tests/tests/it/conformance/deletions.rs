@@ -1,0 +1,164 @@
+//! The scrubber's deletions: delayed, restorable, leased to one replica
+//! at a time, fenced by the lease.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use regsweep_proto::v1::DeletionStatus;
+use regsweep_scrubber::store::{DeletionFilter, DeletionRecord, Finish, NewDeletion};
+use uuid::Uuid;
+
+use super::Fixture;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn images(n: usize) -> Vec<NewDeletion> {
+    (0..n)
+        .map(|i| NewDeletion {
+            digest: format!("sha256:{i:064x}"),
+            tags: vec![format!("v{i}"), format!("latest-{i}")],
+            delete_digest: i % 2 == 0,
+        })
+        .collect()
+}
+
+async fn submit(f: &Fixture, job_id: i64, n: usize, delay: Duration) -> Vec<DeletionRecord> {
+    f.deletions.submit(job_id, 1, "r", "team/app", &images(n), delay).await.expect("submit")
+}
+
+async fn status_of(f: &Fixture, id: i64) -> String {
+    let all = f.deletions.list(&DeletionFilter::default(), None, 1000).await.expect("list");
+    all.into_iter().find(|d| d.id == id).expect("deletion").status
+}
+
+pub async fn concurrent_claims_lease_each_deletion_once(f: Fixture) {
+    submit(&f, 1, 200, Duration::ZERO).await;
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let store = f.deletions.clone();
+        tasks.push(tokio::spawn(async move {
+            let holder = Uuid::new_v4();
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim(holder, LEASE, 9).await.expect("claim");
+                if claimed.is_empty() {
+                    return (holder, mine);
+                }
+                assert!(claimed.iter().all(|d| d.status == "deleting" && d.attempts == 1));
+                mine.extend(claimed.into_iter().map(|d| d.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut holders = Vec::new();
+    for task in tasks {
+        let (holder, ids) = task.await.expect("claimer");
+        for id in &ids {
+            assert!(seen.insert(*id), "deletion {id} was leased twice");
+        }
+        holders.push((holder, ids));
+    }
+    assert_eq!(seen.len(), 200);
+    let (owner, ids) = holders.iter().find(|(_, ids)| !ids.is_empty()).expect("someone claimed");
+    let done = Finish::Deleted {
+        deleted_tags: vec!["v1".into()],
+        skipped_tags: vec!["latest-1".into()],
+        digest_deleted: false,
+    };
+    assert!(!f.deletions.finish(Uuid::new_v4(), ids[0], &done).await.unwrap(), "not the holder");
+    assert!(f.deletions.finish(*owner, ids[0], &done).await.unwrap());
+    let list = f.deletions.list(&DeletionFilter::default(), None, 1000).await.unwrap();
+    let finished = list.iter().find(|d| d.id == ids[0]).expect("listed");
+    assert_eq!(
+        (finished.status.as_str(), finished.deleted_tags.clone()),
+        ("deleted", vec!["v1".to_string()])
+    );
+    assert_eq!(finished.skipped_tags, vec!["latest-1".to_string()]);
+    assert!(finished.finished_at.is_some());
+}
+
+pub async fn pending_deletions_restore_until_claimed(f: Fixture) {
+    let later = submit(&f, 1, 3, Duration::from_secs(3600)).await;
+    let now = submit(&f, 2, 1, Duration::ZERO).await;
+    let holder = Uuid::new_v4();
+    let claimed = f.deletions.claim(holder, LEASE, 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![now[0].id], "only due ones");
+    let ids = vec![later[0].id, later[1].id, now[0].id, i64::MAX];
+    let outcomes = f.deletions.restore(&ids).await.unwrap();
+    let restored: Vec<bool> = outcomes.iter().map(|(_, r, _)| *r).collect();
+    assert_eq!(restored, [true, true, false, false]);
+    assert_eq!(outcomes[2].2, "already being deleted");
+    assert_eq!(outcomes[3].2, "no such deletion");
+    let again = f.deletions.restore(&[later[0].id]).await.unwrap();
+    assert_eq!(again[0], (later[0].id, false, "already restored".to_string()));
+    assert_eq!(status_of(&f, later[2].id).await, "pending_delete");
+    let restored = DeletionFilter { status: Some(DeletionStatus::Restored), ..Default::default() };
+    assert_eq!(f.deletions.list(&restored, None, 10).await.unwrap().len(), 2);
+    let (counts, _) = f.deletions.status().await.unwrap();
+    assert!(
+        counts.contains(&("restored".to_string(), 2))
+            && counts.contains(&("deleting".to_string(), 1))
+    );
+}
+
+pub async fn retries_end_failed_when_attempts_run_out(f: Fixture) {
+    let stored = submit(&f, 1, 1, Duration::ZERO).await;
+    let holder = Uuid::new_v4();
+    let retry =
+        Finish::Retry { error: "registry said 503".into(), after: Duration::ZERO, max_attempts: 2 };
+    for attempt in 1..=2 {
+        let claimed = f.deletions.claim(holder, LEASE, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].attempts, attempt);
+        assert!(f.deletions.finish(holder, stored[0].id, &retry).await.unwrap());
+    }
+    assert_eq!(status_of(&f, stored[0].id).await, "failed");
+    assert!(f.deletions.claim(holder, LEASE, 10).await.unwrap().is_empty());
+    let backoff = submit(&f, 2, 1, Duration::ZERO).await;
+    f.deletions.claim(holder, LEASE, 10).await.unwrap();
+    let later =
+        Finish::Retry { error: "busy".into(), after: Duration::from_secs(3600), max_attempts: 5 };
+    f.deletions.finish(holder, backoff[0].id, &later).await.unwrap();
+    assert!(f.deletions.claim(holder, LEASE, 10).await.unwrap().is_empty(), "retries wait");
+    let (_, oldest) = f.deletions.status().await.unwrap();
+    assert_eq!(oldest, 0.0, "nothing pending is due");
+}
+
+pub async fn expired_leases_are_taken_back_and_fence_the_old_holder(f: Fixture) {
+    let stored = submit(&f, 1, 2, Duration::ZERO).await;
+    let (dead, alive) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(f.deletions.claim(dead, Duration::from_millis(20), 10).await.unwrap().len(), 2);
+    let ids: Vec<i64> = stored.iter().map(|d| d.id).collect();
+    assert_eq!(f.deletions.renew(dead, &ids, Duration::from_millis(20)).await.unwrap().len(), 2);
+    assert!(f.deletions.renew(alive, &ids, LEASE).await.unwrap().is_empty(), "not its leases");
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let taken = f.deletions.claim(alive, LEASE, 10).await.unwrap();
+    assert_eq!(taken.len(), 2, "expired leases are claimable again");
+    assert!(taken.iter().all(|d| d.attempts == 2));
+    let failed = Finish::Failed { error: "late".into() };
+    assert!(
+        !f.deletions.finish(dead, ids[0], &failed).await.unwrap(),
+        "a lost lease writes nothing"
+    );
+    assert!(f.deletions.renew(dead, &ids, LEASE).await.unwrap().is_empty());
+    assert!(f.deletions.finish(alive, ids[0], &failed).await.unwrap());
+    assert_eq!(status_of(&f, ids[0]).await, "failed");
+}
+
+pub async fn submissions_are_idempotent_per_attempt_and_digest(f: Fixture) {
+    let first = submit(&f, 1, 3, Duration::from_secs(60)).await;
+    let again = submit(&f, 1, 3, Duration::from_secs(60)).await;
+    assert_eq!(first, again, "a repeated submission stores nothing new");
+    assert_eq!(first[0].tags, vec!["v0".to_string(), "latest-0".to_string()]);
+    assert!(first[0].delete_digest && !first[1].delete_digest);
+    assert!(first[0].delete_after > first[0].submitted_at + chrono::Duration::seconds(59));
+    let other_attempt =
+        f.deletions.submit(1, 2, "r", "team/app", &images(3), Duration::ZERO).await.unwrap();
+    assert!(other_attempt.iter().all(|d| !first.iter().any(|o| o.id == d.id)));
+    let by_job = DeletionFilter { job_id: Some(1), ..Default::default() };
+    let page = f.deletions.list(&by_job, None, 4).await.unwrap();
+    assert_eq!(page.len(), 4, "a page holds at most its limit");
+    assert!(page.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let rest = f.deletions.list(&by_job, Some(page[3].id), 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+}

@@ -1,0 +1,229 @@
+//! `regsweep dev`: the scheduler, a worker and the scrubber in one process,
+//! on SQLite files in a data directory; no database server needed.
+//!
+//! Shutdown (Ctrl-C or SIGTERM) stops the worker first, so its jobs end or
+//! are given back while the scheduler still records them, then the
+//! scheduler and the scrubber, whose stores close last.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser};
+use regsweep_common::telemetry::{self, LogFormat};
+use regsweep_common::{Shutdown, duration, grpc};
+use regsweep_proto::v1;
+use tokio::task::JoinHandle;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::client;
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the SQLite databases live (created if missing).
+    #[arg(long, env = "REGSWEEP_DATA_DIR", default_value = "./regsweep-data")]
+    pub data_dir: PathBuf,
+
+    /// Scheduler gRPC address (the CLI's default `--scheduler`).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub scheduler_listen: String,
+
+    /// Scrubber gRPC address (the CLI's default `--scrubber`).
+    #[arg(long, default_value = "127.0.0.1:7071")]
+    pub scrubber_listen: String,
+
+    /// A registry to add (as `--registry-name`) and read the catalog of.
+    #[arg(long)]
+    pub registry: Option<String>,
+
+    /// Name of the registry given with `--registry`.
+    #[arg(long, default_value = "local")]
+    pub registry_name: String,
+
+    /// How long planned deletions wait (and can be restored) before the
+    /// scrubber deletes them.
+    #[arg(long, value_parser = duration::parse, default_value = "1h")]
+    pub delay: Duration,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "REGSWEEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn sqlite_url(dir: &Path, file: &str) -> String {
+    format!("sqlite://{}", dir.join(file).display())
+}
+
+/// Makes sure the data directory exists and can be written, with a
+/// message that names it when not.
+fn prepare_data_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve data directory {}", dir.display()))?;
+    let probe = dir.join(".regsweep-write-probe");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("data directory {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(dir)
+}
+
+pub async fn run(args: &DevArgs) -> Result<()> {
+    telemetry::init(args.log_format);
+    let started = Instant::now();
+    let dir = prepare_data_dir(&args.data_dir)?;
+    let scheduler_listener = grpc::bind(&args.scheduler_listen).await?;
+    let scrubber_listener = grpc::bind(&args.scrubber_listen).await?;
+    let scheduler_addr =
+        grpc::local_addr(&scheduler_listener).context("scheduler listener has no address")?;
+    let scrubber_addr =
+        grpc::local_addr(&scrubber_listener).context("scrubber listener has no address")?;
+    let scheduler_url = format!("http://{scheduler_addr}");
+    let scrubber_url = format!("http://{scrubber_addr}");
+
+    let mut scheduler = regsweep_scheduler::Config::new(sqlite_url(&dir, "scheduler.db"));
+    scheduler.listen = scheduler_addr.to_string();
+    scheduler.db_max_connections = 4;
+    let scrubber = regsweep_scrubber::Config::try_parse_from([
+        "regsweep-scrubber",
+        "--listen",
+        &scrubber_addr.to_string(),
+        "--database-url",
+        &sqlite_url(&dir, "scrubber.db"),
+        "--scheduler",
+        &scheduler_url,
+        "--delay",
+        &humantime::format_duration(args.delay).to_string(),
+        "--db-max-connections",
+        "4",
+    ])
+    .context("scrubber settings")?;
+    let mut worker = regsweep_worker::Config::new(scheduler_url.clone());
+    worker.scrubber = vec![scrubber_url.clone()];
+    worker.name = Some("dev".into());
+
+    let signals = Shutdown::from_os_signals();
+    let (services, workers) = (Shutdown::new(), Shutdown::new());
+    let scheduler_task: JoinHandle<Result<()>> = tokio::spawn({
+        let shutdown = services.clone();
+        async move { Ok(regsweep_scheduler::serve(scheduler, scheduler_listener, shutdown).await?) }
+    });
+    let scrubber_task: JoinHandle<Result<()>> = tokio::spawn({
+        let shutdown = services.clone();
+        async move { Ok(regsweep_scrubber::serve(scrubber, scrubber_listener, shutdown).await?) }
+    });
+    let (mut scheduler_task, mut scrubber_task) = (scheduler_task, scrubber_task);
+    let ready = tokio::select! {
+        ready = async {
+            wait_serving(&scheduler_url).await?;
+            wait_serving(&scrubber_url).await
+        } => ready,
+        // A service that cannot start (its store, say) ends its task.
+        ended = &mut scheduler_task => Err(start_failure("scheduler", ended)),
+        ended = &mut scrubber_task => Err(start_failure("scrubber", ended)),
+        () = signals.cancelled() => Err(anyhow::anyhow!("interrupted during start-up")),
+    };
+    if let Err(e) = ready {
+        services.trigger();
+        return Err(e);
+    }
+    let worker_task: JoinHandle<Result<()>> = tokio::spawn({
+        let shutdown = workers.clone();
+        async move { Ok(regsweep_worker::run(worker, shutdown).await?) }
+    });
+    tracing::info!(
+        scheduler = %scheduler_url, scrubber = %scrubber_url, data_dir = %dir.display(),
+        ready_ms = started.elapsed().as_millis() as u64, "regsweep dev ready"
+    );
+    print_banner(&scheduler_url, &scrubber_url, &dir);
+    if let Some(url) = &args.registry
+        && let Err(e) = add_registry(&scheduler_url, &args.registry_name, url).await
+    {
+        tracing::error!(error = %client::describe(&e), registry = %url, "cannot add the registry");
+    }
+
+    signals.cancelled().await;
+    tracing::info!("stopping: worker first, then scheduler and scrubber");
+    workers.trigger();
+    let worker_result = worker_task.await.context("worker task")?;
+    services.trigger();
+    let scheduler_result = scheduler_task.await.context("scheduler task")?;
+    let scrubber_result = scrubber_task.await.context("scrubber task")?;
+    worker_result.and(scheduler_result).and(scrubber_result)?;
+    tracing::info!("regsweep dev stopped");
+    Ok(())
+}
+
+/// Why a service ended before it was ready.
+fn start_failure(
+    service: &str,
+    ended: Result<Result<()>, tokio::task::JoinError>,
+) -> anyhow::Error {
+    match ended {
+        Ok(Err(e)) => e.context(format!("the {service} could not start")),
+        Ok(Ok(())) => anyhow::anyhow!("the {service} stopped during start-up"),
+        Err(e) => anyhow::anyhow!("the {service} task failed: {e}"),
+    }
+}
+
+/// Waits until `url` answers its health check with SERVING.
+async fn wait_serving(url: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(channel) = grpc::connect(url).await {
+            let reply = HealthClient::new(channel)
+                .check(HealthCheckRequest { service: String::new() })
+                .await;
+            if reply.is_ok_and(|r| r.get_ref().status() == ServingStatus::Serving) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not become healthy within 60s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn add_registry(scheduler: &str, name: &str, url: &str) -> Result<()> {
+    let mut registries = client::registries(scheduler).await?;
+    let registry = v1::Registry { name: name.into(), url: url.into(), ..Default::default() };
+    match registries.create_registry(v1::CreateRegistryRequest { registry: Some(registry) }).await {
+        Ok(_) => tracing::info!(registry = name, %url, "registry added"),
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            tracing::info!(registry = name, "registry exists already");
+        }
+        Err(status) => return Err(status.into()),
+    }
+    let mut repositories = client::repositories(scheduler).await?;
+    let job = repositories
+        .sync_repositories(v1::SyncRepositoriesRequest { registry: name.into() })
+        .await?
+        .into_inner()
+        .job
+        .map(|j| j.id)
+        .unwrap_or_default();
+    tracing::info!(registry = name, job, "catalog sync started");
+    Ok(())
+}
+
+fn print_banner(scheduler: &str, scrubber: &str, dir: &Path) {
+    let sched = scheduler.trim_start_matches("http://");
+    println!(
+        "\nregsweep dev is running (data in {dir})\n\
+         \n  scheduler  {scheduler}  (jobs, workers, crons, registries, repositories, policies)\
+         \n  scrubber   {scrubber}  (pending and finished deletions)\
+         \n  worker     in process, connected to the scheduler\
+         \n\nTry:\
+         \n  regsweep --scheduler {scheduler} jobs create --kind sleep --args '{{\"seconds\": 1}}'\
+         \n  regsweep --scheduler {scheduler} jobs list\
+         \n  regsweep --scrubber {scrubber} scrub status\
+         \n  grpcurl -plaintext {sched} list\
+         \n  grpcurl -plaintext {sched} grpc.health.v1.Health/Check\
+         \n\nCtrl-C stops everything; the data stays for the next start.\n",
+        dir = dir.display()
+    );
+}

@@ -1,0 +1,208 @@
+//! Opening a service's database: PostgreSQL (a schema of its own per
+//! service) or a SQLite file, chosen by the URL's scheme, migrated before
+//! anything runs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Executor as _};
+
+/// Which store a database URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// Reads the scheme of `url`; never echoes the URL (it may hold a
+    /// password).
+    pub fn of(url: &str) -> Result<Self, OpenError> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            "sqlite" => Ok(Self::Sqlite),
+            _ => Err(OpenError::UnknownScheme(scheme.chars().take(32).collect())),
+        }
+    }
+}
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("unsupported database url scheme {0:?}: use postgres://USER@HOST/DB or sqlite://PATH")]
+    UnknownScheme(String),
+    #[error("invalid database url: {0}")]
+    Url(#[source] sqlx::Error),
+    #[error("cannot open sqlite database {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot connect to postgresql: {0}")]
+    Postgres(#[source] sqlx::Error),
+    #[error(
+        "the database schema is newer than this regsweep (it has migration {0}, unknown to this \
+         version): run the newer version, or restore a backup taken before it ran"
+    )]
+    NewerSchema(i64),
+    #[error("cannot migrate schema: {0}")]
+    Migrate(#[source] MigrateError),
+}
+
+fn migrate_error(e: MigrateError) -> OpenError {
+    match e {
+        MigrateError::VersionMissing(version) => OpenError::NewerSchema(version),
+        other => OpenError::Migrate(other),
+    }
+}
+
+/// A PostgreSQL pool whose connections live in `schema` (created if
+/// needed, under an advisory lock so replicas starting together do not
+/// race), migrated by `migrator`.
+pub async fn open_postgres(
+    url: &str,
+    schema: &'static str,
+    application: &'static str,
+    max_connections: u32,
+    migrator: &Migrator,
+) -> Result<PgPool, OpenError> {
+    let options = PgConnectOptions::from_str(url).map_err(OpenError::Url)?.options([
+        ("search_path", schema),
+        // One stuck transaction holding a snapshot ruins queue throughput
+        // for everyone (dead tuples pile up): cap it.
+        ("idle_in_transaction_session_timeout", "10s"),
+        ("application_name", application),
+    ]);
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(OpenError::Postgres)?;
+    let create = async {
+        let mut tx = pool.begin().await?;
+        let lock = format!("SELECT pg_advisory_xact_lock(hashtext('regsweep.{schema}.schema'))");
+        tx.execute(AssertSqlSafe(lock)).await?;
+        tx.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
+        tx.commit().await
+    };
+    create.await.map_err(OpenError::Postgres)?;
+    migrator.run(&pool).await.map_err(migrate_error)?;
+    Ok(pool)
+}
+
+/// The pools of a SQLite database: one writer connection (SQLite has one
+/// writer at a time; queueing writers in the pool beats spinning on
+/// `SQLITE_BUSY`) and `readers` read-only connections, which WAL lets read
+/// while the writer writes.
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+}
+
+impl SqlitePools {
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Opens (creating it if missing, not its directory) and migrates the
+/// SQLite database of `url`.
+pub async fn open_sqlite(
+    url: &str,
+    readers: u32,
+    migrator: &Migrator,
+) -> Result<SqlitePools, OpenError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(OpenError::Url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // With WAL, NORMAL loses no committed transaction on a process
+        // crash, only on power loss: the usual trade for a local store.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let path = options.get_filename().display().to_string();
+    let open_error = |source| OpenError::Sqlite { path: path.clone(), source };
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        // The one connection is never recycled mid-run.
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with(options.clone())
+        .await
+        .map_err(open_error)?;
+    // Opening succeeds on a read-only file; writing is what fails.
+    writer.execute("PRAGMA user_version = 0").await.map_err(open_error)?;
+    migrator.run(&writer).await.map_err(migrate_error)?;
+    let in_memory = path == ":memory:" || url.contains("mode=memory");
+    let reader = if in_memory {
+        writer.clone()
+    } else {
+        SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(open_error)?
+    };
+    Ok(SqlitePools { writer, reader })
+}
+
+/// The statement that starts a write transaction: it takes SQLite's write
+/// lock at once, so another process writing the same file makes it wait
+/// (`busy_timeout`) instead of failing when a read turns into a write.
+pub const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// Times in SQLite are integer microseconds since the Unix epoch: they
+/// compare and add exactly, unlike text.
+pub mod micros {
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+
+    pub fn of(t: DateTime<Utc>) -> i64 {
+        t.timestamp_micros()
+    }
+
+    pub fn now() -> i64 {
+        of(Utc::now())
+    }
+
+    /// A stored time; out-of-range values (never written) read as the epoch.
+    pub fn time(us: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(us).unwrap_or_default()
+    }
+
+    pub fn span(d: Duration) -> i64 {
+        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes() {
+        assert_eq!(Backend::of("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::of("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::of("sqlite://data/x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of("sqlite:x.db").unwrap(), Backend::Sqlite);
+        let e = Backend::of("mysql://root:secret@h/db").unwrap_err().to_string();
+        assert!(e.contains("\"mysql\"") && !e.contains("secret"), "{e}");
+        assert!(Backend::of("no scheme here").is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! Registries and policies on SQLite.
+
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, SqliteConnection};
+
+use super::{SqliteStore, micros, now_micros, time};
+use crate::store::StoreError;
+use crate::store::catalog::{
+    DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord,
+};
+use crate::store::postgres::registries::Credentials;
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().map(|d| d.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
+}
+
+#[derive(sqlx::FromRow)]
+struct RegistryRow {
+    id: i64,
+    name: String,
+    url: String,
+    credentials: Json<Credentials>,
+    rate_limit: f64,
+    max_parallel_deletions: i32,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<RegistryRow> for RegistryRecord {
+    fn from(row: RegistryRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            url: row.url,
+            credentials: row.credentials.0.into(),
+            rate_limit: row.rate_limit,
+            max_parallel_deletions: u32::try_from(row.max_parallel_deletions).unwrap_or(0),
+            created_at: time(row.created_at),
+            updated_at: time(row.updated_at),
+        }
+    }
+}
+
+const REGISTRY_COLUMNS: &str =
+    "id, name, url, credentials, rate_limit, max_parallel_deletions, created_at, updated_at";
+
+fn max_parallel(r: &NewRegistry) -> i32 {
+    i32::try_from(r.max_parallel_deletions).unwrap_or(i32::MAX)
+}
+
+pub async fn create_registry(
+    store: &SqliteStore,
+    r: NewRegistry,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    let mut tx = store.begin().await?;
+    let sql = format!(
+        "INSERT INTO registries (name, url, credentials, rate_limit, max_parallel_deletions,
+                                 created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING {REGISTRY_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
+        .bind(&r.name)
+        .bind(&r.url)
+        .bind(Json(Credentials::from(&r.credentials)))
+        .bind(r.rate_limit)
+        .bind(max_parallel(&r))
+        .bind(now_micros())
+        .fetch_one(&mut *tx)
+        .await;
+    let row = match row {
+        Ok(row) => row,
+        Err(e) if is_unique_violation(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    Ok(Some(row.into()))
+}
+
+pub async fn get_registry(
+    store: &SqliteStore,
+    name: &str,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = ?");
+    let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(store.reader())
+        .await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn list_registries(store: &SqliteStore) -> Result<Vec<RegistryRecord>, StoreError> {
+    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
+    let rows =
+        sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql)).fetch_all(store.reader()).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn update_registry(
+    store: &SqliteStore,
+    r: NewRegistry,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    let mut tx = store.begin().await?;
+    let sql = format!(
+        "UPDATE registries SET url = ?2, credentials = ?3, rate_limit = ?4,
+             max_parallel_deletions = ?5, updated_at = ?6
+         WHERE name = ?1 RETURNING {REGISTRY_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
+        .bind(&r.name)
+        .bind(&r.url)
+        .bind(Json(Credentials::from(&r.credentials)))
+        .bind(r.rate_limit)
+        .bind(max_parallel(&r))
+        .bind(now_micros())
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn delete_registry(
+    store: &SqliteStore,
+    name: &str,
+) -> Result<DeleteRegistryOutcome, StoreError> {
+    let mut tx = store.begin().await?;
+    let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM registries WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(DeleteRegistryOutcome::NotFound);
+    };
+    let policies: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM policies WHERE registry_id = ? ORDER BY name")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !policies.is_empty() {
+        return Ok(DeleteRegistryOutcome::InUse(policies));
+    }
+    sqlx::query("DELETE FROM registries WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(DeleteRegistryOutcome::Deleted)
+}
+
+#[derive(sqlx::FromRow)]
+struct PolicyRow {
+    id: i64,
+    name: String,
+    registry_id: i64,
+    registry: String,
+    repository_selector: String,
+    cadence: String,
+    keep_n: i32,
+    older_than_seconds: i64,
+    name_regex_delete: String,
+    name_regex_keep: String,
+    dry_run: bool,
+    enabled: bool,
+    next_run_at: i64,
+    repository_count: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<PolicyRow> for PolicyRecord {
+    fn from(r: PolicyRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            registry_id: r.registry_id,
+            registry: r.registry,
+            repository_selector: r.repository_selector,
+            cadence: r.cadence,
+            keep_n: r.keep_n,
+            older_than_seconds: r.older_than_seconds,
+            name_regex_delete: r.name_regex_delete,
+            name_regex_keep: r.name_regex_keep,
+            dry_run: r.dry_run,
+            enabled: r.enabled,
+            next_run_at: time(r.next_run_at),
+            repository_count: r.repository_count,
+            created_at: time(r.created_at),
+            updated_at: time(r.updated_at),
+        }
+    }
+}
+
+const POLICY_SELECT: &str = "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
+     p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
+     p.name_regex_keep, p.dry_run, p.enabled, p.next_run_at, \
+     (SELECT count(*) FROM repositories r WHERE r.policy_id = p.id) AS repository_count, \
+     p.created_at, p.updated_at \
+     FROM policies p JOIN registries g ON g.id = p.registry_id";
+
+async fn policy_in(
+    conn: &mut SqliteConnection,
+    name: &str,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let sql = format!("{POLICY_SELECT} WHERE p.name = ?");
+    let row =
+        sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql)).bind(name).fetch_optional(conn).await?;
+    Ok(row.map(Into::into))
+}
+
+pub async fn get_policy(
+    store: &SqliteStore,
+    name: &str,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let mut conn = store.reader().acquire().await?;
+    policy_in(&mut conn, name).await
+}
+
+pub async fn list_policies(
+    store: &SqliteStore,
+    registry_id: Option<i64>,
+) -> Result<Vec<PolicyRecord>, StoreError> {
+    let sql = format!("{POLICY_SELECT} WHERE ?1 IS NULL OR p.registry_id = ?1 ORDER BY p.name");
+    let rows = sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql))
+        .bind(registry_id)
+        .fetch_all(store.reader())
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn create_policy(
+    store: &SqliteStore,
+    p: NewPolicy,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let mut tx = store.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO policies (name, registry_id, repository_selector, cadence, keep_n,
+             older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at,
+             created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+    )
+    .bind(&p.name)
+    .bind(p.registry_id)
+    .bind(&p.repository_selector)
+    .bind(&p.cadence)
+    .bind(p.keep_n)
+    .bind(p.older_than_seconds)
+    .bind(&p.name_regex_delete)
+    .bind(&p.name_regex_keep)
+    .bind(p.dry_run)
+    .bind(p.enabled)
+    .bind(micros(p.next_run_at))
+    .bind(now_micros())
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let policy = policy_in(&mut tx, &p.name).await?;
+    tx.commit().await?;
+    Ok(policy)
+}
+
+pub async fn update_policy(
+    store: &SqliteStore,
+    p: NewPolicy,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let mut tx = store.begin().await?;
+    let updated: Option<i64> = sqlx::query_scalar(
+        "UPDATE policies SET repository_selector = ?2, cadence = ?3, keep_n = ?4,
+             older_than_seconds = ?5, name_regex_delete = ?6, name_regex_keep = ?7,
+             dry_run = ?8, enabled = ?9,
+             armed_run_at = CASE WHEN next_run_at = ?10 THEN armed_run_at END,
+             next_run_at = ?10, updated_at = ?11
+         WHERE name = ?1 RETURNING id",
+    )
+    .bind(&p.name)
+    .bind(&p.repository_selector)
+    .bind(&p.cadence)
+    .bind(p.keep_n)
+    .bind(p.older_than_seconds)
+    .bind(&p.name_regex_delete)
+    .bind(&p.name_regex_keep)
+    .bind(p.dry_run)
+    .bind(p.enabled)
+    .bind(micros(p.next_run_at))
+    .bind(now_micros())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = updated else {
+        return Ok(None);
+    };
+    if !p.enabled {
+        release_waiting(&mut tx, id).await?;
+    }
+    let policy = policy_in(&mut tx, &p.name).await?;
+    tx.commit().await?;
+    Ok(policy)
+}
+
+/// Gives a policy's waiting repositories back; running cleanups finish.
+async fn release_waiting(tx: &mut SqliteConnection, policy_id: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE repositories SET cleanup_status = 'unscheduled'
+         WHERE policy_id = ? AND cleanup_status IN ('scheduled', 'unfinished')",
+    )
+    .bind(policy_id)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_policy(store: &SqliteStore, name: &str) -> Result<bool, StoreError> {
+    let mut tx = store.begin().await?;
+    let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM policies WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(false);
+    };
+    release_waiting(&mut tx, id).await?;
+    sqlx::query("DELETE FROM policies WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn run_policy(
+    store: &SqliteStore,
+    name: &str,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let mut tx = store.begin().await?;
+    let now = now_micros();
+    let updated = sqlx::query(
+        "UPDATE policies SET next_run_at = ?2, armed_run_at = NULL, updated_at = ?2
+         WHERE name = ?1",
+    )
+    .bind(name)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let policy = policy_in(&mut tx, name).await?;
+    tx.commit().await?;
+    // Wakes the selection: the run starts now, not at the next tick.
+    store.announce(crate::store::StoreEvent::CleanupEnded);
+    Ok(policy)
+}

@@ -1,0 +1,210 @@
+//! Repositories on SQLite: catalog sync, policy assignment, listing.
+
+use sqlx::AssertSqlSafe;
+
+use super::{SqliteStore, now_micros, time};
+use crate::store::StoreError;
+use crate::store::catalog::{
+    PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
+    parse_cleanup_status,
+};
+
+/// Repositories read per transaction when reassigning a whole registry.
+const REASSIGN_BATCH: i64 = 5_000;
+
+pub async fn reassign(
+    store: &SqliteStore,
+    registry_id: i64,
+    matcher: &PolicyMatcher,
+) -> Result<u64, StoreError> {
+    let mut after = 0_i64;
+    let mut changed = 0_u64;
+    loop {
+        let mut tx = store.begin().await?;
+        let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, name, policy_id FROM repositories
+             WHERE registry_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(registry_id)
+        .bind(after)
+        .bind(REASSIGN_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (id, name, current) in &rows {
+            let wanted = matcher(name);
+            if wanted == *current {
+                continue;
+            }
+            // A repository waiting for its old policy's run does not wait
+            // for the new one's; a running cleanup finishes.
+            changed += sqlx::query(
+                "UPDATE repositories SET policy_id = ?2,
+                     cleanup_status = CASE WHEN cleanup_status = 'ongoing' THEN 'ongoing'
+                                           ELSE 'unscheduled' END
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(wanted)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        if rows.len() < REASSIGN_BATCH as usize {
+            break;
+        }
+    }
+    Ok(changed)
+}
+
+pub async fn report(
+    store: &SqliteStore,
+    job_id: i64,
+    attempt: u32,
+    registry_id: i64,
+    names: &[String],
+    complete: bool,
+    matcher: &PolicyMatcher,
+) -> Result<ReportOutcome, StoreError> {
+    let now = now_micros();
+    let mut tx = store.begin().await?;
+    // The fence: no other writer can move the job on before the commit.
+    let current: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE id = ? AND attempt = ? AND kind = 'catalog_sync'
+             AND status IN ('running', 'cancel_request')",
+    )
+    .bind(job_id)
+    .bind(i64::from(attempt))
+    .fetch_optional(&mut *tx)
+    .await?;
+    if current.is_none() {
+        return Ok(ReportOutcome::Stale);
+    }
+    let mut added = 0_u32;
+    for name in names {
+        let seen = sqlx::query(
+            "UPDATE repositories SET last_sync_job_id = ?3 WHERE registry_id = ?1 AND name = ?2",
+        )
+        .bind(registry_id)
+        .bind(name)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if seen == 0 {
+            sqlx::query(
+                "INSERT INTO repositories (registry_id, name, policy_id, last_sync_job_id, created_at)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(registry_id)
+            .bind(name)
+            .bind(matcher(name))
+            .bind(job_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            added += 1;
+        }
+    }
+    let mut removed = 0;
+    if complete {
+        removed = sqlx::query(
+            "DELETE FROM repositories
+             WHERE registry_id = ? AND last_sync_job_id IS NOT ? AND cleanup_status <> 'ongoing'",
+        )
+        .bind(registry_id)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(ReportOutcome::Reported { added, removed: u32::try_from(removed).unwrap_or(u32::MAX) })
+}
+
+pub async fn record_deletions(
+    store: &SqliteStore,
+    job_id: i64,
+    deleted_tags: u32,
+) -> Result<bool, StoreError> {
+    let mut tx = store.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE repositories SET last_deleted_count = last_deleted_count + ?2
+         WHERE cleanup_job_id = ?1",
+    )
+    .bind(job_id)
+    .bind(i64::from(deleted_tags))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(updated.rows_affected() > 0)
+}
+
+#[derive(sqlx::FromRow)]
+struct RepositoryRow {
+    id: i64,
+    registry: String,
+    name: String,
+    policy: Option<String>,
+    cleanup_status: String,
+    cleanup_started_at: Option<i64>,
+    cleanup_finished_at: Option<i64>,
+    last_deleted_count: i64,
+    last_error: Option<String>,
+    last_job_id: Option<i64>,
+    created_at: i64,
+}
+
+impl TryFrom<RepositoryRow> for RepositoryRecord {
+    type Error = StoreError;
+
+    fn try_from(r: RepositoryRow) -> Result<Self, StoreError> {
+        let cleanup_status = parse_cleanup_status(&r.cleanup_status).ok_or_else(|| {
+            StoreError::Corrupt(format!("repository {} has status {:?}", r.id, r.cleanup_status))
+        })?;
+        Ok(Self {
+            id: r.id,
+            registry: r.registry,
+            name: r.name,
+            policy: r.policy,
+            cleanup_status,
+            cleanup_started_at: r.cleanup_started_at.map(time),
+            cleanup_finished_at: r.cleanup_finished_at.map(time),
+            last_deleted_count: r.last_deleted_count,
+            last_error: r.last_error,
+            last_job_id: r.last_job_id,
+            created_at: time(r.created_at),
+        })
+    }
+}
+
+pub async fn list(
+    store: &SqliteStore,
+    filter: &RepositoryFilter,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<RepositoryRecord>, StoreError> {
+    let sql = "SELECT r.id, g.name AS registry, r.name, p.name AS policy, r.cleanup_status,
+                r.cleanup_started_at, r.cleanup_finished_at, r.last_deleted_count,
+                r.last_error, r.cleanup_job_id AS last_job_id, r.created_at
+         FROM repositories r
+         JOIN registries g ON g.id = r.registry_id
+         LEFT JOIN policies p ON p.id = r.policy_id
+         WHERE (?1 IS NULL OR r.registry_id = ?1)
+           AND (?2 IS NULL OR r.cleanup_status = ?2)
+           AND (?3 IS NULL OR r.policy_id = ?3)
+           AND r.id > ?4
+         ORDER BY r.id
+         LIMIT ?5";
+    let rows = sqlx::query_as::<_, RepositoryRow>(AssertSqlSafe(sql))
+        .bind(filter.registry_id)
+        .bind(filter.status.map(cleanup_status_name))
+        .bind(filter.policy_id)
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(store.reader())
+        .await?;
+    rows.into_iter().map(TryFrom::try_from).collect()
+}

@@ -1,0 +1,218 @@
+//! The limited-capacity selection on SQLite (DESIGN.md section 5; the
+//! PostgreSQL module documents the steps). One write transaction: with
+//! one writer, no other tick or job end can change `ongoing` meanwhile.
+
+use sqlx::SqliteConnection;
+
+use super::crons::insert_keyed_job;
+use super::rows::ACTIVE;
+use super::{SqliteStore, now_micros, span_micros, time};
+use crate::store::StoreError;
+use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig};
+
+pub async fn select(
+    store: &SqliteStore,
+    config: &SelectionConfig,
+    advance: AdvanceRun,
+) -> Result<Selection, StoreError> {
+    let now = now_micros();
+    let mut selection = Selection::default();
+    let mut tx = store.begin().await?;
+    selection.stale = sqlx::query(
+        "UPDATE repositories SET cleanup_status = 'unfinished',
+             last_error = 'cleanup did not end within its time budget'
+         WHERE cleanup_status = 'ongoing' AND cleanup_started_at < ?",
+    )
+    .bind(now - span_micros(config.stale_after))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+
+    let (armed, incomplete) = arm_due_policies(&mut tx, config.arm_limit, now).await?;
+    selection.armed = armed;
+    selection.arming_incomplete = incomplete;
+
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM repositories WHERE cleanup_status = 'ongoing'")
+            .fetch_one(&mut *tx)
+            .await?;
+    selection.running = u32::try_from(running).unwrap_or(u32::MAX);
+    let free = i64::from(config.capacity) - running;
+    let mut inserted = false;
+    if free > 0 {
+        (selection.started, inserted) = pick(&mut tx, free, config, now).await?;
+    }
+    selection.advanced = advance_completed(&mut tx, advance, now).await?;
+    tx.commit().await?;
+    if inserted {
+        store.announce_kinds(["tag_cleanup".to_string()]);
+    }
+    Ok(selection)
+}
+
+async fn arm_due_policies(
+    tx: &mut SqliteConnection,
+    limit: u32,
+    now: i64,
+) -> Result<(u64, bool), StoreError> {
+    let due: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, next_run_at FROM policies
+         WHERE enabled AND next_run_at <= ? AND armed_run_at IS NOT next_run_at
+         ORDER BY next_run_at
+         LIMIT 100",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut budget = i64::from(limit);
+    let mut armed = 0;
+    for (policy_id, run_at) in due {
+        if budget <= 0 {
+            return Ok((armed, true));
+        }
+        let marked = sqlx::query(
+            "UPDATE repositories SET cleanup_status = 'scheduled'
+             WHERE id IN (
+                 SELECT id FROM repositories
+                 WHERE policy_id = ?1 AND cleanup_status = 'unscheduled'
+                   AND (cleanup_started_at IS NULL OR cleanup_started_at < ?2)
+                 LIMIT ?3)",
+        )
+        .bind(policy_id)
+        .bind(run_at)
+        .bind(budget)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        armed += marked;
+        budget -= i64::try_from(marked).unwrap_or(i64::MAX);
+        if budget <= 0 {
+            return Ok((armed, true));
+        }
+        sqlx::query("UPDATE policies SET armed_run_at = next_run_at WHERE id = ?")
+            .bind(policy_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok((armed, false))
+}
+
+/// What a picked repository's cleanup job carries.
+#[derive(sqlx::FromRow)]
+struct Picked {
+    id: i64,
+    registry: String,
+    repository: String,
+    policy: String,
+    keep_n: i32,
+    older_than_seconds: i64,
+    name_regex_delete: String,
+    name_regex_keep: String,
+    dry_run: bool,
+}
+
+/// Picks up to `free` repositories in the selection's order and starts a
+/// cleanup job for each (or adopts the job still active for it); true
+/// when a job was inserted.
+async fn pick(
+    tx: &mut SqliteConnection,
+    free: i64,
+    config: &SelectionConfig,
+    now: i64,
+) -> Result<(Vec<(i64, i64)>, bool), StoreError> {
+    let picked: Vec<Picked> = sqlx::query_as(
+        "SELECT r.id, g.name AS registry, r.name AS repository, p.name AS policy, p.keep_n,
+                p.older_than_seconds, p.name_regex_delete, p.name_regex_keep, p.dry_run
+         FROM (SELECT id, registry_id, name, policy_id FROM repositories
+               WHERE cleanup_status IN ('scheduled', 'unfinished') AND policy_id IS NOT NULL
+               ORDER BY (cleanup_status = 'unfinished'), cleanup_started_at, id
+               LIMIT ?) r
+         JOIN registries g ON g.id = r.registry_id
+         JOIN policies p ON p.id = r.policy_id",
+    )
+    .bind(free)
+    .fetch_all(&mut *tx)
+    .await?;
+    let budget = i64::try_from(config.time_budget.as_secs()).unwrap_or(i64::MAX);
+    let max_attempts = i32::try_from(config.max_attempts).unwrap_or(i32::MAX);
+    let mut started = Vec::with_capacity(picked.len());
+    let mut inserted = false;
+    for p in picked {
+        let key = format!("tag_cleanup:{}", p.id);
+        let args = serde_json::json!({
+            "registry": p.registry,
+            "repository": p.repository,
+            "repository_id": p.id,
+            "policy": p.policy,
+            "rules": {
+                "keep_n": p.keep_n,
+                "older_than_seconds": p.older_than_seconds,
+                "name_regex_delete": p.name_regex_delete,
+                "name_regex_keep": p.name_regex_keep,
+            },
+            "dry_run": p.dry_run,
+            "time_budget_seconds": budget,
+        });
+        let job_id = match insert_keyed_job(tx, "tag_cleanup", &args, 0, max_attempts, &key, now)
+            .await?
+        {
+            Some(id) => {
+                inserted = true;
+                id
+            }
+            None => {
+                let sql =
+                    format!("SELECT id FROM jobs WHERE unique_key = ? AND status IN {ACTIVE}");
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(&key).fetch_one(&mut *tx).await?
+            }
+        };
+        sqlx::query(
+            "UPDATE repositories SET cleanup_status = 'ongoing', cleanup_started_at = ?2,
+                 cleanup_job_id = ?3, last_error = NULL, last_deleted_count = 0
+             WHERE id = ?1",
+        )
+        .bind(p.id)
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        started.push((p.id, job_id));
+    }
+    Ok((started, inserted))
+}
+
+/// Moves every armed policy whose run completed to its next run.
+async fn advance_completed(
+    tx: &mut SqliteConnection,
+    advance: AdvanceRun,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let completed: Vec<(i64, String, String, i64)> = sqlx::query_as(
+        "SELECT p.id, p.name, p.cadence, p.next_run_at FROM policies p
+         WHERE p.enabled AND p.next_run_at <= ?1 AND p.armed_run_at = p.next_run_at
+           AND NOT EXISTS (
+               SELECT 1 FROM repositories r
+               WHERE r.policy_id = p.id AND r.cleanup_status = 'scheduled')
+           AND NOT EXISTS (
+               SELECT 1 FROM repositories r
+               WHERE r.policy_id = p.id AND r.cleanup_status IN ('ongoing', 'unfinished')
+                 AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut advanced = Vec::with_capacity(completed.len());
+    for (id, name, cadence, due) in completed {
+        let Some(next) = advance(&cadence, time(due), time(now)) else {
+            tracing::warn!(policy = %name, %cadence, "policy cadence never fires again");
+            continue;
+        };
+        sqlx::query("UPDATE policies SET next_run_at = ? WHERE id = ?")
+            .bind(super::micros(next))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        advanced.push(name);
+    }
+    Ok(advanced)
+}

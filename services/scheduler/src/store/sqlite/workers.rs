@@ -1,0 +1,403 @@
+//! Worker sessions on SQLite: registration, draining, listing, reaping,
+//! capacity, and taking back the attempts a worker lost.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, SqliteConnection};
+use uuid::Uuid;
+
+use super::rows::{WORKER_COLUMNS, WorkerRow, to_i32};
+use super::{SqliteStore, error_time, now_micros, span_micros};
+use crate::store::model::count_map;
+use crate::store::postgres::rows::non_negative;
+use crate::store::{
+    CapacityOutcome, Reaped, Registration, SessionRef, StaleRun, StoreError, StoreEvent,
+    WorkerHello, WorkerRecord,
+};
+
+/// What taking attempts back changed.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub count: u64,
+    /// Kinds of jobs that became claimable again.
+    pub claimable: Vec<String>,
+    /// Some job ended.
+    pub ended: bool,
+}
+
+impl Taken {
+    fn add(&mut self, kind: String, status: &str) {
+        self.count += 1;
+        if matches!(status, "waiting" | "worker_dead" | "worker_shutdown") {
+            self.claimable.push(kind);
+        } else if matches!(status, "done" | "error" | "cancel") {
+            self.ended = true;
+        }
+    }
+}
+
+/// Takes back the attempts of `ids` (running or being cancelled) as lost:
+/// a cancel request ends as `cancel`; an attempt that was the last one
+/// ends as `error`; any other becomes claimable (`worker_dead`).
+pub async fn lose_attempts(
+    tx: &mut SqliteConnection,
+    ids: &[i64],
+    reason: &str,
+    now: i64,
+) -> Result<Taken, StoreError> {
+    let mut taken = Taken::default();
+    for id in ids {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "UPDATE jobs SET
+                 status = CASE WHEN status = 'cancel_request' THEN 'cancel'
+                               WHEN attempt - given_back >= max_attempts THEN 'error'
+                               ELSE 'worker_dead' END,
+                 errors = CASE WHEN status = 'cancel_request' THEN errors
+                               ELSE json_insert(errors, '$[#]',
+                                   json_object('attempt', attempt, 'error', ?2, 'at', ?3)) END,
+                 last_error = CASE WHEN status = 'cancel_request' THEN last_error ELSE ?2 END,
+                 finished_at = CASE WHEN status = 'cancel_request'
+                                      OR attempt - given_back >= max_attempts THEN ?4 END,
+                 updated_at = ?4
+             WHERE id = ?1 AND status IN ('running', 'cancel_request')
+             RETURNING kind, status",
+        )
+        .bind(id)
+        .bind(reason)
+        .bind(error_time(now))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((kind, status)) = row {
+            taken.add(kind, &status);
+        }
+    }
+    Ok(taken)
+}
+
+pub async fn register(
+    store: &SqliteStore,
+    hello: &WorkerHello,
+    ttl: Duration,
+) -> Result<Registration, StoreError> {
+    let now = now_micros();
+    let mut tx = store.begin().await?;
+    let previous: Option<(String, Json<serde_json::Value>)> = match hello.resume_worker_id {
+        Some(id) => {
+            sqlx::query_as("SELECT status, capacity_override FROM workers WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        None => None,
+    };
+    let (worker_id, resumed) = match (hello.resume_worker_id, &previous) {
+        (Some(id), Some((status, _))) => (id, status == "alive" || status == "draining"),
+        _ => (Uuid::new_v4(), false),
+    };
+    let capacity_override: HashMap<String, u32> = previous
+        .as_ref()
+        .map(|(_, o)| count_map(&o.0))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(kind, _)| hello.capacity.contains_key(kind))
+        .collect();
+    let mut capacity = hello.capacity.clone();
+    for (kind, n) in &capacity_override {
+        capacity.insert(kind.clone(), (*n).into());
+    }
+    let epoch: i64 = sqlx::query_scalar(
+        "INSERT INTO workers (id, name, version, status, capacity, created_at, connected_at,
+                              last_heartbeat, heartbeat_expiration)
+         VALUES (?1, ?2, ?3, 'alive', ?4, ?5, ?5, ?5, ?5 + ?6)
+         ON CONFLICT (id) DO UPDATE SET
+             name = excluded.name, version = excluded.version, status = 'alive',
+             capacity = excluded.capacity, session_epoch = workers.session_epoch + 1,
+             connected_at = excluded.connected_at, last_heartbeat = excluded.last_heartbeat,
+             heartbeat_expiration = excluded.heartbeat_expiration
+         RETURNING session_epoch",
+    )
+    .bind(worker_id)
+    .bind(&hello.name)
+    .bind(&hello.version)
+    .bind(Json(&capacity))
+    .bind(now)
+    .bind(span_micros(ttl))
+    .fetch_one(&mut *tx)
+    .await?;
+
+    let mut stale = Vec::new();
+    let mut kept: HashSet<(i64, u32)> = HashSet::new();
+    if previous.is_some() {
+        for run in &hello.running {
+            // Its own attempt, still running (a cancel requested while it
+            // was away is sent again)...
+            let status: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM jobs WHERE id = ? AND attempt = ? AND worker_id = ?
+                   AND status IN ('running', 'cancel_request')",
+            )
+            .bind(run.job_id)
+            .bind(to_i32(run.attempt))
+            .bind(worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(status) = status {
+                kept.insert((run.job_id, run.attempt));
+                if status == "cancel_request" {
+                    stale.push(StaleRun {
+                        job_id: run.job_id,
+                        attempt: run.attempt,
+                        reason: "cancel requested".into(),
+                    });
+                }
+                continue;
+            }
+            // ...or taken from it when it was declared dead and not claimed
+            // again yet: held back until the worker acknowledges the cancel.
+            let resurrected = sqlx::query(
+                "UPDATE jobs SET status = 'worker_resurrection', updated_at = ?4
+                 WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'worker_dead'",
+            )
+            .bind(run.job_id)
+            .bind(to_i32(run.attempt))
+            .bind(worker_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if resurrected == 1 {
+                kept.insert((run.job_id, run.attempt));
+                stale.push(StaleRun {
+                    job_id: run.job_id,
+                    attempt: run.attempt,
+                    reason: "worker was declared dead".into(),
+                });
+            }
+        }
+    }
+    for run in &hello.running {
+        if !kept.contains(&(run.job_id, run.attempt)) {
+            stale.push(StaleRun {
+                job_id: run.job_id,
+                attempt: run.attempt,
+                reason: "stale attempt".into(),
+            });
+        }
+    }
+
+    // What the store has on this worker but the worker does not report
+    // was lost with the previous stream (an assignment never received).
+    let mut taken = Taken::default();
+    if resumed {
+        let held: Vec<(i64, i32)> = sqlx::query_as(
+            "SELECT id, attempt FROM jobs
+             WHERE worker_id = ? AND status IN ('running', 'cancel_request')",
+        )
+        .bind(worker_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let reported: HashSet<(i64, u32)> =
+            hello.running.iter().map(|r| (r.job_id, r.attempt)).collect();
+        let mut lost = Vec::new();
+        for (id, attempt) in held {
+            if !reported.contains(&(id, non_negative(attempt, "attempt")?)) {
+                lost.push(id);
+            }
+        }
+        taken =
+            lose_attempts(&mut tx, &lost, "worker reconnected without this attempt", now).await?;
+    }
+    tx.commit().await?;
+    let lost = taken.count;
+    let mut changed = super::queue::Changed::default();
+    changed.add(taken);
+    changed.announce(store);
+    Ok(Registration { worker_id, epoch, resumed, stale, lost, capacity_override })
+}
+
+pub async fn set_draining(store: &SqliteStore, session: SessionRef) -> Result<bool, StoreError> {
+    let mut tx = store.begin().await?;
+    let done = sqlx::query(
+        "UPDATE workers SET status = 'draining'
+         WHERE id = ? AND session_epoch = ? AND status = 'alive'",
+    )
+    .bind(session.worker_id)
+    .bind(session.epoch)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The worker's record with what it runs, per kind.
+async fn record(conn: &mut SqliteConnection, row: WorkerRow) -> Result<WorkerRecord, StoreError> {
+    let running: Json<serde_json::Value> = sqlx::query_scalar(
+        "SELECT json_group_object(kind, n) FROM (
+             SELECT kind, count(*) AS n FROM jobs
+             WHERE worker_id = ? AND status IN ('running', 'cancel_request')
+             GROUP BY kind)",
+    )
+    .bind(row.id)
+    .fetch_one(&mut *conn)
+    .await?;
+    row.into_record(&running.0)
+}
+
+pub async fn list(
+    store: &SqliteStore,
+    include_gone: bool,
+    offset: u64,
+    limit: u32,
+) -> Result<Vec<WorkerRecord>, StoreError> {
+    let mut conn = store.reader().acquire().await?;
+    let sql = format!(
+        "SELECT {WORKER_COLUMNS} FROM workers
+         WHERE ?1 OR status IN ('alive', 'draining')
+         ORDER BY connected_at DESC, id
+         LIMIT ?3 OFFSET ?2"
+    );
+    let rows: Vec<WorkerRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(include_gone)
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        records.push(record(&mut conn, row).await?);
+    }
+    Ok(records)
+}
+
+/// Declares workers whose heartbeat expired dead and takes their attempts
+/// back; an attempt held back for a resurrected worker becomes claimable.
+pub async fn reap(store: &SqliteStore) -> Result<Reaped, StoreError> {
+    let now = now_micros();
+    let mut tx = store.begin().await?;
+    let dead: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE workers SET status = 'dead'
+         WHERE status IN ('alive', 'draining') AND heartbeat_expiration < ?
+         RETURNING id",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut taken = Taken::default();
+    for worker in &dead {
+        let held: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE worker_id = ? AND status IN ('running', 'cancel_request')",
+        )
+        .bind(worker)
+        .fetch_all(&mut *tx)
+        .await?;
+        let lost = lose_attempts(&mut tx, &held, "worker heartbeat expired", now).await?;
+        taken.count += lost.count;
+        taken.claimable.extend(lost.claimable);
+        taken.ended |= lost.ended;
+        let released: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET status = 'worker_dead', updated_at = ?2
+             WHERE worker_id = ?1 AND status = 'worker_resurrection'
+             RETURNING kind",
+        )
+        .bind(worker)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        taken.count += released.len() as u64;
+        taken.claimable.extend(released);
+    }
+    tx.commit().await?;
+    let jobs = taken.count;
+    let mut changed = super::queue::Changed::default();
+    changed.add(taken);
+    changed.announce(store);
+    Ok(Reaped { workers: dead, jobs })
+}
+
+/// Marks a drained session offline; what it still held is given back
+/// (not counted as a failed attempt).
+pub async fn mark_offline(
+    tx: &mut SqliteConnection,
+    session: SessionRef,
+    now: i64,
+) -> Result<Taken, StoreError> {
+    let gone = sqlx::query(
+        "UPDATE workers SET status = 'offline'
+         WHERE id = ? AND session_epoch = ? AND status IN ('alive', 'draining')",
+    )
+    .bind(session.worker_id)
+    .bind(session.epoch)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let mut taken = Taken::default();
+    if gone == 0 {
+        return Ok(taken);
+    }
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "UPDATE jobs SET
+             status = CASE status WHEN 'cancel_request' THEN 'cancel'
+                                  WHEN 'worker_resurrection' THEN 'worker_dead'
+                                  ELSE 'worker_shutdown' END,
+             finished_at = CASE WHEN status = 'cancel_request' THEN ?2 END,
+             given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
+             updated_at = ?2
+         WHERE worker_id = ?1 AND status IN ('running', 'cancel_request', 'worker_resurrection')
+         RETURNING kind, status",
+    )
+    .bind(session.worker_id)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (kind, status) in rows {
+        taken.add(kind, &status);
+    }
+    Ok(taken)
+}
+
+pub async fn set_capacity(
+    store: &SqliteStore,
+    worker_id: Uuid,
+    capacity: &HashMap<String, u32>,
+) -> Result<CapacityOutcome, StoreError> {
+    let mut tx = store.begin().await?;
+    let current: Option<(String, Json<serde_json::Value>)> =
+        sqlx::query_as("SELECT status, capacity FROM workers WHERE id = ?")
+            .bind(worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((status, declared)) = current else {
+        return Ok(CapacityOutcome::NotFound);
+    };
+    if status != "alive" && status != "draining" {
+        let status = regsweep_proto::v1::WorkerStatus::from_short_name(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("worker status {status:?}")))?;
+        return Ok(CapacityOutcome::NotLive(status));
+    }
+    let mut effective = count_map(&declared.0);
+    let mut not_run: Vec<String> =
+        capacity.keys().filter(|k| !effective.contains_key(*k)).cloned().collect();
+    if !not_run.is_empty() {
+        not_run.sort();
+        return Ok(CapacityOutcome::KindsNotRun(not_run));
+    }
+    effective.extend(capacity.iter().map(|(k, v)| (k.clone(), *v)));
+    sqlx::query(
+        "UPDATE workers SET capacity = json_patch(capacity, ?2),
+             capacity_override = json_patch(capacity_override, ?2)
+         WHERE id = ?1",
+    )
+    .bind(worker_id)
+    .bind(Json(capacity))
+    .execute(&mut *tx)
+    .await?;
+    let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE id = ?");
+    let row: WorkerRow =
+        sqlx::query_as(AssertSqlSafe(sql)).bind(worker_id).fetch_one(&mut *tx).await?;
+    let record = record(&mut tx, row).await?;
+    tx.commit().await?;
+    store.announce(StoreEvent::CapacityChanged { worker_id, capacity: effective });
+    Ok(CapacityOutcome::Updated(record))
+}

@@ -1,0 +1,253 @@
+//! The scrubber's storage: deletions, their leases and outcomes, behind
+//! one trait with a PostgreSQL and a SQLite implementation.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use regsweep_common::db::Backend;
+use regsweep_proto::timestamp_from_chrono;
+use regsweep_proto::v1::{self, DeletionStatus};
+use uuid::Uuid;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// The database could not be opened or migrated (bad URL, unwritable
+    /// path, schema from a newer version).
+    #[error(transparent)]
+    Open(#[from] regsweep_common::db::OpenError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => Self::Unavailable(e),
+            other => Self::Database(other),
+        }
+    }
+}
+
+/// One image of a submitted plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDeletion {
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub delete_digest: bool,
+}
+
+/// A deletion row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletionRecord {
+    pub id: i64,
+    pub registry: String,
+    pub repository: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub delete_digest: bool,
+    pub job_id: i64,
+    pub attempt: i32,
+    pub status: String,
+    pub submitted_at: DateTime<Utc>,
+    pub delete_after: DateTime<Utc>,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub deleted_tags: Vec<String>,
+    pub skipped_tags: Vec<String>,
+    pub digest_deleted: bool,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub fn status_name(status: DeletionStatus) -> &'static str {
+    match status {
+        DeletionStatus::Unspecified | DeletionStatus::PendingDelete => "pending_delete",
+        DeletionStatus::Deleting => "deleting",
+        DeletionStatus::Deleted => "deleted",
+        DeletionStatus::Restored => "restored",
+        DeletionStatus::Failed => "failed",
+    }
+}
+
+pub fn parse_status(name: &str) -> DeletionStatus {
+    match name {
+        "pending_delete" => DeletionStatus::PendingDelete,
+        "deleting" => DeletionStatus::Deleting,
+        "deleted" => DeletionStatus::Deleted,
+        "restored" => DeletionStatus::Restored,
+        "failed" => DeletionStatus::Failed,
+        _ => DeletionStatus::Unspecified,
+    }
+}
+
+impl DeletionRecord {
+    pub fn to_proto(&self) -> v1::Deletion {
+        v1::Deletion {
+            id: self.id,
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            image: Some(v1::ImageDeletion {
+                digest: self.digest.clone(),
+                tags: self.tags.clone(),
+                delete_digest: self.delete_digest,
+            }),
+            job_id: self.job_id,
+            attempt: u32::try_from(self.attempt).unwrap_or_default(),
+            status: parse_status(&self.status).into(),
+            submitted_at: Some(timestamp_from_chrono(self.submitted_at)),
+            delete_after: Some(timestamp_from_chrono(self.delete_after)),
+            finished_at: self.finished_at.map(timestamp_from_chrono),
+            attempts: u32::try_from(self.attempts).unwrap_or_default(),
+            error: self.error.clone().unwrap_or_default(),
+            deleted_tags: self.deleted_tags.clone(),
+            skipped_tags: self.skipped_tags.clone(),
+            digest_deleted: self.digest_deleted,
+        }
+    }
+}
+
+/// Filters of a listing.
+#[derive(Clone, Debug, Default)]
+pub struct DeletionFilter {
+    pub status: Option<DeletionStatus>,
+    pub registry: Option<String>,
+    pub repository: Option<String>,
+    pub job_id: Option<i64>,
+}
+
+/// How a scrub of one deletion ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Deleted {
+        deleted_tags: Vec<String>,
+        skipped_tags: Vec<String>,
+        digest_deleted: bool,
+    },
+    /// Try again after `after`, unless the attempts are spent.
+    Retry {
+        error: String,
+        after: Duration,
+        max_attempts: u32,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// Where deletions wait, are leased and end. Several scrubber replicas may
+/// share one store: a deletion is leased to one of them at a time, and
+/// every outcome is fenced by the lease.
+#[async_trait]
+pub trait DeletionStore: Send + Sync + 'static {
+    /// Stores a plan once per (job, attempt, digest), due after `delay`;
+    /// returns the stored rows (new or already there).
+    async fn submit(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        registry: &str,
+        repository: &str,
+        images: &[NewDeletion],
+        delay: Duration,
+    ) -> Result<Vec<DeletionRecord>, StoreError>;
+    /// Deletions matching `filter` with ids below `before`, newest first.
+    async fn list(
+        &self,
+        filter: &DeletionFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeletionRecord>, StoreError>;
+    /// Restores the pending ones of `ids`; returns `(id, restored, reason)`
+    /// in request order.
+    async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError>;
+    /// Makes deletions whose lease expired (their scrubber died) claimable.
+    async fn take_back_expired(&self) -> Result<u64, StoreError>;
+    /// Claims up to `limit` due pending deletions for `holder` until
+    /// `now + lease`; never one that another holder's lease covers.
+    async fn claim_due(
+        &self,
+        holder: Uuid,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<DeletionRecord>, StoreError>;
+    /// Extends `holder`'s leases on `ids`; returns the ids still held.
+    async fn renew(
+        &self,
+        holder: Uuid,
+        ids: &[i64],
+        lease: Duration,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// Records how a scrub ended, fenced by the lease; false when the lease
+    /// was lost (another replica took the deletion back).
+    async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError>;
+    /// Deletions per status, and the age in seconds of the oldest due
+    /// pending one.
+    async fn status(&self) -> Result<(Vec<(String, i64)>, f64), StoreError>;
+    async fn close(&self);
+
+    /// Takes back expired leases, then claims (see [`Self::claim_due`]).
+    async fn claim(
+        &self,
+        holder: Uuid,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<DeletionRecord>, StoreError> {
+        let expired = self.take_back_expired().await?;
+        if expired > 0 {
+            tracing::warn!(deletions = expired, "took back deletions of an expired lease");
+        }
+        self.claim_due(holder, lease, limit).await
+    }
+}
+
+/// The store of the database of `url` (`postgres://...` or `sqlite://PATH`).
+pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn DeletionStore>, StoreError> {
+    Ok(match Backend::of(url)? {
+        Backend::Postgres => Arc::new(PgStore::connect(url, max_connections).await?),
+        Backend::Sqlite => Arc::new(SqliteStore::connect(url, max_connections).await?),
+    })
+}
+
+/// The outcome of a restore for each requested id, from the ids restored
+/// and the statuses of the others.
+pub(crate) fn restore_outcomes(
+    ids: &[i64],
+    restored: &[i64],
+    statuses: &[(i64, String)],
+) -> Vec<(i64, bool, String)> {
+    ids.iter()
+        .map(|id| {
+            if restored.contains(id) {
+                return (*id, true, String::new());
+            }
+            let reason = match statuses.iter().find(|(o, _)| o == id).map(|(_, s)| s.as_str()) {
+                None => "no such deletion".to_string(),
+                Some("deleting") => "already being deleted".to_string(),
+                Some("deleted") => "already deleted".to_string(),
+                Some("restored") => "already restored".to_string(),
+                Some("failed") => "deletion failed; nothing to restore".to_string(),
+                Some(other) => format!("is {other}"),
+            };
+            (*id, false, reason)
+        })
+        .collect()
+}
+
+/// Columns every deletion query returns.
+pub(crate) const COLUMNS: &str = "id, registry, repository, digest, tags, delete_digest, job_id, \
+     attempt, status, submitted_at, delete_after, attempts, error, deleted_tags, skipped_tags, \
+     digest_deleted, finished_at";

@@ -1,0 +1,326 @@
+//! The deletions on a SQLite file. Writes run one at a time on the writer
+//! connection (`BEGIN IMMEDIATE`), so a claim's read and update see no
+//! other claim in between: no deletion is leased twice.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use regsweep_common::db::micros::{now, span, time};
+use regsweep_common::db::{self, SqlitePools};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::{
+    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, NewDeletion, StoreError,
+    restore_outcomes, status_name,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(sqlx::FromRow)]
+struct DeletionRow {
+    id: i64,
+    registry: String,
+    repository: String,
+    digest: String,
+    tags: Json<Vec<String>>,
+    delete_digest: bool,
+    job_id: i64,
+    attempt: i32,
+    status: String,
+    submitted_at: i64,
+    delete_after: i64,
+    attempts: i32,
+    error: Option<String>,
+    deleted_tags: Json<Vec<String>>,
+    skipped_tags: Json<Vec<String>>,
+    digest_deleted: bool,
+    finished_at: Option<i64>,
+}
+
+impl From<DeletionRow> for DeletionRecord {
+    fn from(r: DeletionRow) -> Self {
+        Self {
+            id: r.id,
+            registry: r.registry,
+            repository: r.repository,
+            digest: r.digest,
+            tags: r.tags.0,
+            delete_digest: r.delete_digest,
+            job_id: r.job_id,
+            attempt: r.attempt,
+            status: r.status,
+            submitted_at: time(r.submitted_at),
+            delete_after: time(r.delete_after),
+            attempts: r.attempts,
+            error: r.error,
+            deleted_tags: r.deleted_tags.0,
+            skipped_tags: r.skipped_tags.0,
+            digest_deleted: r.digest_deleted,
+            finished_at: r.finished_at.map(time),
+        }
+    }
+}
+
+fn records(rows: Vec<DeletionRow>) -> Vec<DeletionRecord> {
+    rows.into_iter().map(DeletionRecord::from).collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pools: SqlitePools,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file if missing) and migrates `sqlite://PATH`.
+    pub async fn connect(url: &str, readers: u32) -> Result<Self, StoreError> {
+        Ok(Self { pools: db::open_sqlite(url, readers, &MIGRATOR).await? })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pools.writer.begin_with(AssertSqlSafe(db::BEGIN_WRITE)).await?)
+    }
+}
+
+#[async_trait]
+impl DeletionStore for SqliteStore {
+    async fn submit(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        registry: &str,
+        repository: &str,
+        images: &[NewDeletion],
+        delay: Duration,
+    ) -> Result<Vec<DeletionRecord>, StoreError> {
+        let now = now();
+        let mut tx = self.begin().await?;
+        let mut stored = Vec::with_capacity(images.len());
+        let select = format!(
+            "SELECT {COLUMNS} FROM deletions WHERE job_id = ? AND attempt = ? AND digest = ?"
+        );
+        for image in images {
+            sqlx::query(
+                "INSERT INTO deletions (registry, repository, digest, tags, delete_digest, job_id,
+                                        attempt, submitted_at, delete_after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 + ?9)
+                 ON CONFLICT (job_id, attempt, digest) DO NOTHING",
+            )
+            .bind(registry)
+            .bind(repository)
+            .bind(&image.digest)
+            .bind(Json(&image.tags))
+            .bind(image.delete_digest)
+            .bind(job_id)
+            .bind(i64::from(attempt))
+            .bind(now)
+            .bind(span(delay))
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query_as::<_, DeletionRow>(AssertSqlSafe(select.as_str()))
+                .bind(job_id)
+                .bind(i64::from(attempt))
+                .bind(&image.digest)
+                .fetch_one(&mut *tx)
+                .await?;
+            stored.push(DeletionRecord::from(row));
+        }
+        tx.commit().await?;
+        stored.sort_by_key(|d| d.id);
+        stored.dedup_by_key(|d| d.id);
+        Ok(stored)
+    }
+
+    async fn list(
+        &self,
+        filter: &DeletionFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeletionRecord>, StoreError> {
+        let mut q =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM deletions WHERE id < "));
+        q.push_bind(before.unwrap_or(i64::MAX));
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").push_bind(status_name(status));
+        }
+        if let Some(registry) = &filter.registry {
+            q.push(" AND registry = ").push_bind(registry.clone());
+        }
+        if let Some(repository) = &filter.repository {
+            q.push(" AND repository = ").push_bind(repository.clone());
+        }
+        if let Some(job_id) = filter.job_id {
+            q.push(" AND job_id = ").push_bind(job_id);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build_query_as::<DeletionRow>().fetch_all(&self.pools.reader).await?;
+        Ok(records(rows))
+    }
+
+    async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
+        let mut tx = self.begin().await?;
+        let restored: Vec<i64> = sqlx::query_scalar(
+            "UPDATE deletions SET status = 'restored', finished_at = ?2
+             WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending_delete'
+             RETURNING id",
+        )
+        .bind(Json(ids))
+        .bind(now())
+        .fetch_all(&mut *tx)
+        .await?;
+        let others: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, status FROM deletions WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(Json(ids))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(restore_outcomes(ids, &restored, &others))
+    }
+
+    async fn take_back_expired(&self) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let expired = sqlx::query(
+            "UPDATE deletions SET status = 'pending_delete', lease_holder = NULL, lease_until = NULL
+             WHERE status = 'deleting' AND lease_until < ?",
+        )
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn claim_due(
+        &self,
+        holder: Uuid,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<DeletionRecord>, StoreError> {
+        let now = now();
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "UPDATE deletions SET status = 'deleting', lease_holder = ?1,
+                 lease_until = ?2 + ?3, attempts = attempts + 1
+             WHERE id IN (
+                 SELECT id FROM deletions
+                 WHERE status = 'pending_delete' AND delete_after <= ?2
+                 ORDER BY delete_after, id
+                 LIMIT ?4)
+             RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query_as::<_, DeletionRow>(AssertSqlSafe(sql))
+            .bind(holder)
+            .bind(now)
+            .bind(span(lease))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut claimed = records(rows);
+        claimed.sort_by_key(|d| (d.delete_after, d.id));
+        Ok(claimed)
+    }
+
+    async fn renew(
+        &self,
+        holder: Uuid,
+        ids: &[i64],
+        lease: Duration,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.begin().await?;
+        let held = sqlx::query_scalar(
+            "UPDATE deletions SET lease_until = ?3 + ?4
+             WHERE id IN (SELECT value FROM json_each(?2)) AND lease_holder = ?1
+               AND status = 'deleting'
+             RETURNING id",
+        )
+        .bind(holder)
+        .bind(Json(ids))
+        .bind(now())
+        .bind(span(lease))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError> {
+        let now = now();
+        let fence = "WHERE id = ?1 AND lease_holder = ?2 AND status = 'deleting'";
+        let mut tx = self.begin().await?;
+        let done = match finish {
+            Finish::Deleted { deleted_tags, skipped_tags, digest_deleted } => {
+                let sql = format!(
+                    "UPDATE deletions SET status = 'deleted', finished_at = ?3, lease_holder = NULL,
+                         lease_until = NULL, error = NULL, deleted_tags = ?4, skipped_tags = ?5,
+                         digest_deleted = ?6 {fence}"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(holder)
+                    .bind(now)
+                    .bind(Json(deleted_tags))
+                    .bind(Json(skipped_tags))
+                    .bind(digest_deleted)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            Finish::Retry { error, after, max_attempts } => {
+                let sql = format!(
+                    "UPDATE deletions SET lease_holder = NULL, lease_until = NULL, error = ?4,
+                         status = CASE WHEN attempts >= ?6 THEN 'failed' ELSE 'pending_delete' END,
+                         finished_at = CASE WHEN attempts >= ?6 THEN ?3 END,
+                         delete_after = ?3 + ?5 {fence}"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(holder)
+                    .bind(now)
+                    .bind(error)
+                    .bind(span(*after))
+                    .bind(i32::try_from(*max_attempts).unwrap_or(i32::MAX))
+                    .execute(&mut *tx)
+                    .await?
+            }
+            Finish::Failed { error } => {
+                let sql = format!(
+                    "UPDATE deletions SET status = 'failed', finished_at = ?3, lease_holder = NULL,
+                         lease_until = NULL, error = ?4 {fence}"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(holder)
+                    .bind(now)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn status(&self) -> Result<(Vec<(String, i64)>, f64), StoreError> {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM deletions GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pools.reader)
+        .await?;
+        let now = now();
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT min(delete_after) FROM deletions
+             WHERE status = 'pending_delete' AND delete_after <= ?",
+        )
+        .bind(now)
+        .fetch_one(&self.pools.reader)
+        .await?;
+        Ok((counts, oldest.map(|t| (now - t) as f64 / 1e6).unwrap_or(0.0)))
+    }
+
+    async fn close(&self) {
+        self.pools.close().await;
+    }
+}
