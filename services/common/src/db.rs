@@ -166,6 +166,41 @@ pub async fn open_sqlite(
 /// (`busy_timeout`) instead of failing when a read turns into a write.
 pub const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// A stored time, as either store keeps it: PostgreSQL's `timestamptz`
+/// or SQLite's integer microseconds.
+pub trait StoredTime {
+    fn into_time(self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl StoredTime for chrono::DateTime<chrono::Utc> {
+    fn into_time(self) -> chrono::DateTime<chrono::Utc> {
+        self
+    }
+}
+
+impl StoredTime for i64 {
+    fn into_time(self) -> chrono::DateTime<chrono::Utc> {
+        micros::time(self)
+    }
+}
+
+/// A stored list of strings: a PostgreSQL array or SQLite JSON text.
+pub trait StoredList {
+    fn into_vec(self) -> Vec<String>;
+}
+
+impl StoredList for Vec<String> {
+    fn into_vec(self) -> Vec<String> {
+        self
+    }
+}
+
+impl StoredList for sqlx::types::Json<Vec<String>> {
+    fn into_vec(self) -> Vec<String> {
+        self.0
+    }
+}
+
 /// Times in SQLite are integer microseconds since the Unix epoch: they
 /// compare and add exactly, unlike text.
 pub mod micros {

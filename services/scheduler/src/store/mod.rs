@@ -9,6 +9,7 @@ pub mod catalog;
 mod model;
 mod open;
 pub mod postgres;
+pub(crate) mod rows;
 pub mod sqlite;
 
 use std::collections::HashMap;

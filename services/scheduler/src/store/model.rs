@@ -173,3 +173,61 @@ impl CronRecord {
         }
     }
 }
+
+/// Checks an operator's capacity change against a worker's stored status
+/// and declared capacity: the effective capacity when it applies, else
+/// the outcome that refuses it.
+pub fn capacity_change(
+    status: &str,
+    declared: &serde_json::Value,
+    capacity: &HashMap<String, u32>,
+) -> Result<Result<HashMap<String, u32>, super::CapacityOutcome>, super::StoreError> {
+    if status != "alive" && status != "draining" {
+        let status = v1::WorkerStatus::from_short_name(status)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("worker status {status:?}")))?;
+        return Ok(Err(super::CapacityOutcome::NotLive(status)));
+    }
+    let mut effective = count_map(declared);
+    let mut not_run: Vec<String> =
+        capacity.keys().filter(|k| !effective.contains_key(*k)).cloned().collect();
+    if !not_run.is_empty() {
+        not_run.sort();
+        return Ok(Err(super::CapacityOutcome::KindsNotRun(not_run)));
+    }
+    effective.extend(capacity.iter().map(|(k, v)| (k.clone(), *v)));
+    Ok(Ok(effective))
+}
+
+/// Who a worker's new session is, from its `Hello` and the stored row of
+/// the worker id it asks to resume (status, operator capacity), if any.
+pub struct SessionStart {
+    /// The id it resumes, or a new one when that id is unknown.
+    pub worker_id: uuid::Uuid,
+    /// True when its previous session was still live: its jobs stay.
+    pub resumed: bool,
+    /// An operator's capacity outlives reconnections of the same worker
+    /// id, for the kinds the worker still declares.
+    pub capacity_override: HashMap<String, u32>,
+    /// The declared capacity with the override applied.
+    pub capacity: serde_json::Map<String, serde_json::Value>,
+}
+
+impl SessionStart {
+    pub fn new(hello: &super::WorkerHello, previous: Option<(&str, &serde_json::Value)>) -> Self {
+        let (worker_id, resumed) = match (hello.resume_worker_id, previous) {
+            (Some(id), Some((status, _))) => (id, status == "alive" || status == "draining"),
+            _ => (uuid::Uuid::new_v4(), false),
+        };
+        let capacity_override: HashMap<String, u32> = previous
+            .map(|(_, o)| count_map(o))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(kind, _)| hello.capacity.contains_key(kind))
+            .collect();
+        let mut capacity = hello.capacity.clone();
+        for (kind, n) in &capacity_override {
+            capacity.insert(kind.clone(), (*n).into());
+        }
+        Self { worker_id, resumed, capacity_override, capacity }
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use regsweep_common::db::Backend;
+use regsweep_common::db::{Backend, StoredList, StoredTime};
 use regsweep_proto::timestamp_from_chrono;
 use regsweep_proto::v1::{self, DeletionStatus};
 use uuid::Uuid;
@@ -251,3 +251,49 @@ pub(crate) fn restore_outcomes(
 pub(crate) const COLUMNS: &str = "id, registry, repository, digest, tags, delete_digest, job_id, \
      attempt, status, submitted_at, delete_after, attempts, error, deleted_tags, skipped_tags, \
      digest_deleted, finished_at";
+
+/// A deletion as either store reads it: times as `T`, tag lists as `L`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeletionRow<T, L> {
+    id: i64,
+    registry: String,
+    repository: String,
+    digest: String,
+    tags: L,
+    delete_digest: bool,
+    job_id: i64,
+    attempt: i32,
+    status: String,
+    submitted_at: T,
+    delete_after: T,
+    attempts: i32,
+    error: Option<String>,
+    deleted_tags: L,
+    skipped_tags: L,
+    digest_deleted: bool,
+    finished_at: Option<T>,
+}
+
+impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
+    fn from(r: DeletionRow<T, L>) -> Self {
+        Self {
+            id: r.id,
+            registry: r.registry,
+            repository: r.repository,
+            digest: r.digest,
+            tags: r.tags.into_vec(),
+            delete_digest: r.delete_digest,
+            job_id: r.job_id,
+            attempt: r.attempt,
+            status: r.status,
+            submitted_at: r.submitted_at.into_time(),
+            delete_after: r.delete_after.into_time(),
+            attempts: r.attempts,
+            error: r.error,
+            deleted_tags: r.deleted_tags.into_vec(),
+            skipped_tags: r.skipped_tags.into_vec(),
+            digest_deleted: r.digest_deleted,
+            finished_at: r.finished_at.map(StoredTime::into_time),
+        }
+    }
+}

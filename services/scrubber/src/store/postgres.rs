@@ -16,52 +16,10 @@ use super::{
 /// The schema the scrubber owns.
 pub const SCHEMA: &str = "scrubber";
 
+/// The stored form of a deletion.
+type DeletionRow = super::DeletionRow<DateTime<Utc>, Vec<String>>;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-#[derive(sqlx::FromRow)]
-struct DeletionRow {
-    id: i64,
-    registry: String,
-    repository: String,
-    digest: String,
-    tags: Vec<String>,
-    delete_digest: bool,
-    job_id: i64,
-    attempt: i32,
-    status: String,
-    submitted_at: DateTime<Utc>,
-    delete_after: DateTime<Utc>,
-    attempts: i32,
-    error: Option<String>,
-    deleted_tags: Vec<String>,
-    skipped_tags: Vec<String>,
-    digest_deleted: bool,
-    finished_at: Option<DateTime<Utc>>,
-}
-
-impl From<DeletionRow> for DeletionRecord {
-    fn from(r: DeletionRow) -> Self {
-        Self {
-            id: r.id,
-            registry: r.registry,
-            repository: r.repository,
-            digest: r.digest,
-            tags: r.tags,
-            delete_digest: r.delete_digest,
-            job_id: r.job_id,
-            attempt: r.attempt,
-            status: r.status,
-            submitted_at: r.submitted_at,
-            delete_after: r.delete_after,
-            attempts: r.attempts,
-            error: r.error,
-            deleted_tags: r.deleted_tags,
-            skipped_tags: r.skipped_tags,
-            digest_deleted: r.digest_deleted,
-            finished_at: r.finished_at,
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct PgStore {

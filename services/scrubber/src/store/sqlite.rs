@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use regsweep_common::db::micros::{now, span, time};
+use regsweep_common::db::micros::{now, span};
 use regsweep_common::db::{self, SqlitePools};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, Transaction};
@@ -16,52 +16,10 @@ use super::{
     restore_outcomes, status_name,
 };
 
+/// The stored form of a deletion.
+type DeletionRow = super::DeletionRow<i64, Json<Vec<String>>>;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-#[derive(sqlx::FromRow)]
-struct DeletionRow {
-    id: i64,
-    registry: String,
-    repository: String,
-    digest: String,
-    tags: Json<Vec<String>>,
-    delete_digest: bool,
-    job_id: i64,
-    attempt: i32,
-    status: String,
-    submitted_at: i64,
-    delete_after: i64,
-    attempts: i32,
-    error: Option<String>,
-    deleted_tags: Json<Vec<String>>,
-    skipped_tags: Json<Vec<String>>,
-    digest_deleted: bool,
-    finished_at: Option<i64>,
-}
-
-impl From<DeletionRow> for DeletionRecord {
-    fn from(r: DeletionRow) -> Self {
-        Self {
-            id: r.id,
-            registry: r.registry,
-            repository: r.repository,
-            digest: r.digest,
-            tags: r.tags.0,
-            delete_digest: r.delete_digest,
-            job_id: r.job_id,
-            attempt: r.attempt,
-            status: r.status,
-            submitted_at: time(r.submitted_at),
-            delete_after: time(r.delete_after),
-            attempts: r.attempts,
-            error: r.error,
-            deleted_tags: r.deleted_tags.0,
-            skipped_tags: r.skipped_tags.0,
-            digest_deleted: r.digest_deleted,
-            finished_at: r.finished_at.map(time),
-        }
-    }
-}
 
 fn records(rows: Vec<DeletionRow>) -> Vec<DeletionRecord> {
     rows.into_iter().map(DeletionRecord::from).collect()

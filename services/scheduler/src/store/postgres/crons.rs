@@ -4,44 +4,13 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 
+use crate::store::rows::{self, CRON_COLUMNS as COLUMNS};
 use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
+
+type CronRow = rows::CronRow<DateTime<Utc>>;
 
 /// PostgreSQL's `unique_violation`.
 const UNIQUE_VIOLATION: &str = "23505";
-
-const COLUMNS: &str = "name, schedule, kind, args, enabled, priority, next_fire_at, last_fire_at, \
-     last_job_id, created_at";
-
-#[derive(sqlx::FromRow)]
-struct CronRow {
-    name: String,
-    schedule: String,
-    kind: String,
-    args: Json<serde_json::Value>,
-    enabled: bool,
-    priority: i32,
-    next_fire_at: DateTime<Utc>,
-    last_fire_at: Option<DateTime<Utc>>,
-    last_job_id: Option<i64>,
-    created_at: DateTime<Utc>,
-}
-
-impl From<CronRow> for CronRecord {
-    fn from(row: CronRow) -> Self {
-        CronRecord {
-            name: row.name,
-            schedule: row.schedule,
-            kind: row.kind,
-            args: row.args.0,
-            enabled: row.enabled,
-            priority: row.priority,
-            next_fire_at: row.next_fire_at,
-            last_fire_at: row.last_fire_at,
-            last_job_id: row.last_job_id,
-            created_at: row.created_at,
-        }
-    }
-}
 
 pub async fn create(pool: &PgPool, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
     let sql = format!(

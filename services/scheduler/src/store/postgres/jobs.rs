@@ -6,11 +6,13 @@ use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
 
-use super::rows::{self, JOB_COLUMNS, JobRow, to_i32};
+use crate::store::rows::{self, JOB_COLUMNS, to_i32};
 use crate::store::{
     CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
     StoreError,
 };
+
+type JobRow = rows::JobRow<chrono::DateTime<chrono::Utc>>;
 
 /// A stored chunk: attempt, sequence, line times, line texts.
 type LogChunkRow = (i32, i32, Vec<DateTime<Utc>>, Vec<String>);

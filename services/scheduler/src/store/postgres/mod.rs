@@ -8,10 +8,9 @@ mod crons;
 mod jobs;
 mod leases;
 mod queue;
-pub(crate) mod registries;
+mod registries;
 mod repositories;
 mod retention;
-pub(crate) mod rows;
 mod selection;
 mod workers;
 
@@ -346,9 +345,9 @@ async fn listen_once(
             Some(n) if n.channel() == CLEANUPS_CHANNEL => StoreEvent::CleanupEnded,
             Some(n) => {
                 let event = if n.channel() == CANCEL_CHANNEL {
-                    rows::parse_cancel_payload(n.payload())
+                    crate::store::rows::parse_cancel_payload(n.payload())
                 } else {
-                    rows::parse_capacity_payload(n.payload())
+                    crate::store::rows::parse_capacity_payload(n.payload())
                 };
                 match event {
                     Some(event) => event,

@@ -7,12 +7,14 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-use super::rows::{self, JOB_COLUMNS, JobRow, to_i32};
 use super::workers::{LOST_ATTEMPT_STATUS, lost_attempt_errors};
+use crate::store::rows::{self, JOB_COLUMNS, to_i32};
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StaleRun, StoreError, UpdateWrite,
     WriteBatch, WriteOutcome,
 };
+
+type JobRow = rows::JobRow<chrono::DateTime<chrono::Utc>>;
 
 /// Claims up to `slots.len()` due jobs in one statement: the candidates are
 /// locked with `SKIP LOCKED` (so concurrent claims on other replicas take

@@ -1,7 +1,6 @@
 //! Registries and policies.
 
 use chrono::{DateTime, Utc};
-use regsweep_proto::v1;
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 
@@ -9,6 +8,10 @@ use crate::store::StoreError;
 use crate::store::catalog::{
     DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord,
 };
+use crate::store::rows::{self, Credentials, POLICY_SELECT, REGISTRY_COLUMNS};
+
+type RegistryRow = rows::RegistryRow<DateTime<Utc>>;
+type PolicyRow = rows::PolicyRow<DateTime<Utc>>;
 
 /// PostgreSQL's `unique_violation`.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -16,68 +19,6 @@ const UNIQUE_VIOLATION: &str = "23505";
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).as_deref() == Some(UNIQUE_VIOLATION)
 }
-
-#[derive(sqlx::FromRow)]
-struct RegistryRow {
-    id: i64,
-    name: String,
-    url: String,
-    credentials: Json<Credentials>,
-    rate_limit: f64,
-    max_parallel_deletions: i32,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-/// The stored form of a credential reference.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub(crate) struct Credentials {
-    username: String,
-    password_file: String,
-    password_env: String,
-    docker_config: String,
-}
-
-impl From<&v1::RegistryCredentials> for Credentials {
-    fn from(c: &v1::RegistryCredentials) -> Self {
-        Self {
-            username: c.username.clone(),
-            password_file: c.password_file.clone(),
-            password_env: c.password_env.clone(),
-            docker_config: c.docker_config.clone(),
-        }
-    }
-}
-
-impl From<Credentials> for v1::RegistryCredentials {
-    fn from(c: Credentials) -> Self {
-        Self {
-            username: c.username,
-            password_file: c.password_file,
-            password_env: c.password_env,
-            docker_config: c.docker_config,
-        }
-    }
-}
-
-impl From<RegistryRow> for RegistryRecord {
-    fn from(row: RegistryRow) -> Self {
-        Self {
-            id: row.id,
-            name: row.name,
-            url: row.url,
-            credentials: row.credentials.0.into(),
-            rate_limit: row.rate_limit,
-            max_parallel_deletions: u32::try_from(row.max_parallel_deletions).unwrap_or(0),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
-const REGISTRY_COLUMNS: &str =
-    "id, name, url, credentials, rate_limit, max_parallel_deletions, created_at, updated_at";
 
 fn max_parallel(r: &NewRegistry) -> i32 {
     i32::try_from(r.max_parallel_deletions).unwrap_or(i32::MAX)
@@ -166,57 +107,6 @@ pub async fn delete_registry(
     tx.commit().await?;
     Ok(DeleteRegistryOutcome::Deleted)
 }
-
-#[derive(sqlx::FromRow)]
-struct PolicyRow {
-    id: i64,
-    name: String,
-    registry_id: i64,
-    registry: String,
-    repository_selector: String,
-    cadence: String,
-    keep_n: i32,
-    older_than_seconds: i64,
-    name_regex_delete: String,
-    name_regex_keep: String,
-    dry_run: bool,
-    enabled: bool,
-    next_run_at: DateTime<Utc>,
-    repository_count: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<PolicyRow> for PolicyRecord {
-    fn from(r: PolicyRow) -> Self {
-        Self {
-            id: r.id,
-            name: r.name,
-            registry_id: r.registry_id,
-            registry: r.registry,
-            repository_selector: r.repository_selector,
-            cadence: r.cadence,
-            keep_n: r.keep_n,
-            older_than_seconds: r.older_than_seconds,
-            name_regex_delete: r.name_regex_delete,
-            name_regex_keep: r.name_regex_keep,
-            dry_run: r.dry_run,
-            enabled: r.enabled,
-            next_run_at: r.next_run_at,
-            repository_count: r.repository_count,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-/// Selects policies as `p` with their registry's name and repository count.
-const POLICY_SELECT: &str = "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
-     p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
-     p.name_regex_keep, p.dry_run, p.enabled, p.next_run_at, \
-     (SELECT count(*) FROM repositories r WHERE r.policy_id = p.id) AS repository_count, \
-     p.created_at, p.updated_at \
-     FROM policies p JOIN registries g ON g.id = p.registry_id";
 
 pub async fn get_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
     let sql = format!("{POLICY_SELECT} WHERE p.name = $1");

@@ -6,8 +6,10 @@ use sqlx::postgres::PgPool;
 use crate::store::StoreError;
 use crate::store::catalog::{
     PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
-    parse_cleanup_status,
 };
+use crate::store::rows::{self, REPOSITORY_SELECT};
+
+type RepositoryRow = rows::RepositoryRow<DateTime<Utc>>;
 
 /// Repositories read per statement when reassigning a whole registry.
 const REASSIGN_BATCH: i64 = 5_000;
@@ -137,64 +139,21 @@ pub async fn record_deletions(
     Ok(updated.rows_affected() > 0)
 }
 
-#[derive(sqlx::FromRow)]
-struct RepositoryRow {
-    id: i64,
-    registry: String,
-    name: String,
-    policy: Option<String>,
-    cleanup_status: String,
-    cleanup_started_at: Option<DateTime<Utc>>,
-    cleanup_finished_at: Option<DateTime<Utc>>,
-    last_deleted_count: i64,
-    last_error: Option<String>,
-    last_job_id: Option<i64>,
-    created_at: DateTime<Utc>,
-}
-
-impl TryFrom<RepositoryRow> for RepositoryRecord {
-    type Error = StoreError;
-
-    fn try_from(r: RepositoryRow) -> Result<Self, StoreError> {
-        let cleanup_status = parse_cleanup_status(&r.cleanup_status).ok_or_else(|| {
-            StoreError::Corrupt(format!("repository {} has status {:?}", r.id, r.cleanup_status))
-        })?;
-        Ok(Self {
-            id: r.id,
-            registry: r.registry,
-            name: r.name,
-            policy: r.policy,
-            cleanup_status,
-            cleanup_started_at: r.cleanup_started_at,
-            cleanup_finished_at: r.cleanup_finished_at,
-            last_deleted_count: r.last_deleted_count,
-            last_error: r.last_error,
-            last_job_id: r.last_job_id,
-            created_at: r.created_at,
-        })
-    }
-}
-
 pub async fn list(
     pool: &PgPool,
     filter: &RepositoryFilter,
     after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<RepositoryRecord>, StoreError> {
-    let rows = sqlx::query_as::<_, RepositoryRow>(
-        "SELECT r.id, g.name AS registry, r.name, p.name AS policy, r.cleanup_status,
-                r.cleanup_started_at, r.cleanup_finished_at, r.last_deleted_count,
-                r.last_error, r.cleanup_job_id AS last_job_id, r.created_at
-         FROM repositories r
-         JOIN registries g ON g.id = r.registry_id
-         LEFT JOIN policies p ON p.id = r.policy_id
+    let rows = sqlx::query_as::<_, RepositoryRow>(sqlx::AssertSqlSafe(format!(
+        "{REPOSITORY_SELECT}
          WHERE ($1::bigint IS NULL OR r.registry_id = $1)
            AND ($2::text IS NULL OR r.cleanup_status = $2)
            AND ($3::bigint IS NULL OR r.policy_id = $3)
            AND r.id > $4
          ORDER BY r.id
-         LIMIT $5",
-    )
+         LIMIT $5"
+    )))
     .bind(filter.registry_id)
     .bind(filter.status.map(cleanup_status_name))
     .bind(filter.policy_id)

@@ -7,12 +7,26 @@ use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::rows::{self, WorkerRow, to_i32};
-use crate::store::model::count_map;
+use crate::store::model::{SessionStart, capacity_change};
+use crate::store::rows::{self, to_i32};
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StaleRun, StoreError, WorkerHello,
     WorkerRecord,
 };
+
+/// A worker row with a `running` map of what it runs, per kind.
+#[derive(sqlx::FromRow)]
+struct WorkerRow {
+    #[sqlx(flatten)]
+    row: rows::WorkerRow<chrono::DateTime<chrono::Utc>>,
+    running: Json<serde_json::Value>,
+}
+
+impl WorkerRow {
+    fn into_record(self) -> Result<WorkerRecord, StoreError> {
+        self.row.into_record(&self.running.0)
+    }
+}
 
 /// Status a job whose attempt was lost (worker dead, or the worker no
 /// longer runs it) moves to: claimable again while attempts remain.
@@ -49,23 +63,8 @@ pub async fn register(
         }
         None => None,
     };
-    let (worker_id, resumed) = match (hello.resume_worker_id, &previous) {
-        (Some(id), Some((status, _))) => (id, status == "alive" || status == "draining"),
-        _ => (Uuid::new_v4(), false),
-    };
-    // An operator's capacity outlives reconnections of the same worker id,
-    // for the kinds the worker still declares.
-    let capacity_override: HashMap<String, u32> = previous
-        .as_ref()
-        .map(|(_, o)| count_map(&o.0))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(kind, _)| hello.capacity.contains_key(kind))
-        .collect();
-    let mut capacity = hello.capacity.clone();
-    for (kind, n) in &capacity_override {
-        capacity.insert(kind.clone(), (*n).into());
-    }
+    let SessionStart { worker_id, resumed, capacity_override, capacity } =
+        SessionStart::new(hello, previous.as_ref().map(|(s, o)| (s.as_str(), &o.0)));
     let (epoch,): (i64,) = sqlx::query_as(
         "INSERT INTO workers (id, name, version, status, capacity, heartbeat_expiration)
          VALUES ($1, $2, $3, 'alive', $4, now() + make_interval(secs => $5))
@@ -210,7 +209,7 @@ pub async fn list(
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await?;
-    rows.into_iter().map(WorkerRecord::try_from).collect()
+    rows.into_iter().map(WorkerRow::into_record).collect()
 }
 
 /// Declares workers whose heartbeat expired dead and takes their attempts
@@ -261,19 +260,10 @@ pub async fn set_capacity(
     let Some((status, declared)) = current else {
         return Ok(CapacityOutcome::NotFound);
     };
-    if status != "alive" && status != "draining" {
-        let status = regsweep_proto::v1::WorkerStatus::from_short_name(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("worker status {status:?}")))?;
-        return Ok(CapacityOutcome::NotLive(status));
-    }
-    let mut effective = count_map(&declared.0);
-    let mut not_run: Vec<String> =
-        capacity.keys().filter(|k| !effective.contains_key(*k)).cloned().collect();
-    if !not_run.is_empty() {
-        not_run.sort();
-        return Ok(CapacityOutcome::KindsNotRun(not_run));
-    }
-    effective.extend(capacity.iter().map(|(k, v)| (k.clone(), *v)));
+    let effective = match capacity_change(&status, &declared.0, capacity)? {
+        Ok(effective) => effective,
+        Err(refused) => return Ok(refused),
+    };
     sqlx::query(
         "UPDATE workers SET capacity = capacity || $2, capacity_override = capacity_override || $2
          WHERE id = $1",
@@ -291,5 +281,5 @@ pub async fn set_capacity(
     let row: WorkerRow =
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker_id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
-    Ok(CapacityOutcome::Updated(row.try_into()?))
+    Ok(CapacityOutcome::Updated(row.into_record()?))
 }

@@ -3,46 +3,17 @@
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
-use super::{SqliteStore, micros, now_micros, time};
+use super::rows::{POLICY_SELECT, PolicyRow, REGISTRY_COLUMNS, RegistryRow};
+use super::{SqliteStore, micros, now_micros};
 use crate::store::StoreError;
 use crate::store::catalog::{
     DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord,
 };
-use crate::store::postgres::registries::Credentials;
+use crate::store::rows::Credentials;
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().map(|d| d.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
 }
-
-#[derive(sqlx::FromRow)]
-struct RegistryRow {
-    id: i64,
-    name: String,
-    url: String,
-    credentials: Json<Credentials>,
-    rate_limit: f64,
-    max_parallel_deletions: i32,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl From<RegistryRow> for RegistryRecord {
-    fn from(row: RegistryRow) -> Self {
-        Self {
-            id: row.id,
-            name: row.name,
-            url: row.url,
-            credentials: row.credentials.0.into(),
-            rate_limit: row.rate_limit,
-            max_parallel_deletions: u32::try_from(row.max_parallel_deletions).unwrap_or(0),
-            created_at: time(row.created_at),
-            updated_at: time(row.updated_at),
-        }
-    }
-}
-
-const REGISTRY_COLUMNS: &str =
-    "id, name, url, credentials, rate_limit, max_parallel_deletions, created_at, updated_at";
 
 fn max_parallel(r: &NewRegistry) -> i32 {
     i32::try_from(r.max_parallel_deletions).unwrap_or(i32::MAX)
@@ -142,56 +113,6 @@ pub async fn delete_registry(
     tx.commit().await?;
     Ok(DeleteRegistryOutcome::Deleted)
 }
-
-#[derive(sqlx::FromRow)]
-struct PolicyRow {
-    id: i64,
-    name: String,
-    registry_id: i64,
-    registry: String,
-    repository_selector: String,
-    cadence: String,
-    keep_n: i32,
-    older_than_seconds: i64,
-    name_regex_delete: String,
-    name_regex_keep: String,
-    dry_run: bool,
-    enabled: bool,
-    next_run_at: i64,
-    repository_count: i64,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl From<PolicyRow> for PolicyRecord {
-    fn from(r: PolicyRow) -> Self {
-        Self {
-            id: r.id,
-            name: r.name,
-            registry_id: r.registry_id,
-            registry: r.registry,
-            repository_selector: r.repository_selector,
-            cadence: r.cadence,
-            keep_n: r.keep_n,
-            older_than_seconds: r.older_than_seconds,
-            name_regex_delete: r.name_regex_delete,
-            name_regex_keep: r.name_regex_keep,
-            dry_run: r.dry_run,
-            enabled: r.enabled,
-            next_run_at: time(r.next_run_at),
-            repository_count: r.repository_count,
-            created_at: time(r.created_at),
-            updated_at: time(r.updated_at),
-        }
-    }
-}
-
-const POLICY_SELECT: &str = "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
-     p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
-     p.name_regex_keep, p.dry_run, p.enabled, p.next_run_at, \
-     (SELECT count(*) FROM repositories r WHERE r.policy_id = p.id) AS repository_count, \
-     p.created_at, p.updated_at \
-     FROM policies p JOIN registries g ON g.id = p.registry_id";
 
 async fn policy_in(
     conn: &mut SqliteConnection,

@@ -7,43 +7,9 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
-use super::rows::ACTIVE;
+use super::rows::{ACTIVE, CRON_COLUMNS as COLUMNS, CronRow};
 use super::{SqliteStore, micros, now_micros, span_micros, time};
 use crate::store::{CronRecord, Fired, NewCron, NextFire, Purged, StoreError};
-
-const COLUMNS: &str = "name, schedule, kind, args, enabled, priority, next_fire_at, last_fire_at, \
-     last_job_id, created_at";
-
-#[derive(sqlx::FromRow)]
-struct CronRow {
-    name: String,
-    schedule: String,
-    kind: String,
-    args: Json<serde_json::Value>,
-    enabled: bool,
-    priority: i32,
-    next_fire_at: i64,
-    last_fire_at: Option<i64>,
-    last_job_id: Option<i64>,
-    created_at: i64,
-}
-
-impl From<CronRow> for CronRecord {
-    fn from(row: CronRow) -> Self {
-        CronRecord {
-            name: row.name,
-            schedule: row.schedule,
-            kind: row.kind,
-            args: row.args.0,
-            enabled: row.enabled,
-            priority: row.priority,
-            next_fire_at: time(row.next_fire_at),
-            last_fire_at: row.last_fire_at.map(time),
-            last_job_id: row.last_job_id,
-            created_at: time(row.created_at),
-        }
-    }
-}
 
 pub async fn create(store: &SqliteStore, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
     let now = now_micros();

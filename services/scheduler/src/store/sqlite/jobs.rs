@@ -6,7 +6,7 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::rows::{self, ACTIVE, JOB_COLUMNS, JobRow, to_i32};
 use super::{SqliteStore, micros, now_micros, time};
-use crate::store::postgres::rows::{cancel_payload, non_negative, parse_cancel_payload};
+use crate::store::rows::{cancel_payload, non_negative, parse_cancel_payload};
 use crate::store::{
     CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
     StoreError, StoreEvent,

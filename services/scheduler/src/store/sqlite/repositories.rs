@@ -2,11 +2,11 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::{SqliteStore, now_micros, time};
+use super::rows::{REPOSITORY_SELECT, RepositoryRow};
+use super::{SqliteStore, now_micros};
 use crate::store::StoreError;
 use crate::store::catalog::{
     PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
-    parse_cleanup_status,
 };
 
 /// Repositories read per transaction when reassigning a whole registry.
@@ -142,62 +142,21 @@ pub async fn record_deletions(
     Ok(updated.rows_affected() > 0)
 }
 
-#[derive(sqlx::FromRow)]
-struct RepositoryRow {
-    id: i64,
-    registry: String,
-    name: String,
-    policy: Option<String>,
-    cleanup_status: String,
-    cleanup_started_at: Option<i64>,
-    cleanup_finished_at: Option<i64>,
-    last_deleted_count: i64,
-    last_error: Option<String>,
-    last_job_id: Option<i64>,
-    created_at: i64,
-}
-
-impl TryFrom<RepositoryRow> for RepositoryRecord {
-    type Error = StoreError;
-
-    fn try_from(r: RepositoryRow) -> Result<Self, StoreError> {
-        let cleanup_status = parse_cleanup_status(&r.cleanup_status).ok_or_else(|| {
-            StoreError::Corrupt(format!("repository {} has status {:?}", r.id, r.cleanup_status))
-        })?;
-        Ok(Self {
-            id: r.id,
-            registry: r.registry,
-            name: r.name,
-            policy: r.policy,
-            cleanup_status,
-            cleanup_started_at: r.cleanup_started_at.map(time),
-            cleanup_finished_at: r.cleanup_finished_at.map(time),
-            last_deleted_count: r.last_deleted_count,
-            last_error: r.last_error,
-            last_job_id: r.last_job_id,
-            created_at: time(r.created_at),
-        })
-    }
-}
-
 pub async fn list(
     store: &SqliteStore,
     filter: &RepositoryFilter,
     after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<RepositoryRecord>, StoreError> {
-    let sql = "SELECT r.id, g.name AS registry, r.name, p.name AS policy, r.cleanup_status,
-                r.cleanup_started_at, r.cleanup_finished_at, r.last_deleted_count,
-                r.last_error, r.cleanup_job_id AS last_job_id, r.created_at
-         FROM repositories r
-         JOIN registries g ON g.id = r.registry_id
-         LEFT JOIN policies p ON p.id = r.policy_id
+    let sql = format!(
+        "{REPOSITORY_SELECT}
          WHERE (?1 IS NULL OR r.registry_id = ?1)
            AND (?2 IS NULL OR r.cleanup_status = ?2)
            AND (?3 IS NULL OR r.policy_id = ?3)
            AND r.id > ?4
          ORDER BY r.id
-         LIMIT ?5";
+         LIMIT ?5"
+    );
     let rows = sqlx::query_as::<_, RepositoryRow>(AssertSqlSafe(sql))
         .bind(filter.registry_id)
         .bind(filter.status.map(cleanup_status_name))

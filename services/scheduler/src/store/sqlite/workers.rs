@@ -8,10 +8,10 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
-use super::rows::{WORKER_COLUMNS, WorkerRow, to_i32};
+use super::rows::{WORKER_COLUMNS, WorkerRow, non_negative, to_i32};
 use super::{SqliteStore, error_time, now_micros, span_micros};
-use crate::store::model::count_map;
-use crate::store::postgres::rows::non_negative;
+use crate::store::model::{SessionStart, capacity_change};
+
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StaleRun, StoreError, StoreEvent,
     WorkerHello, WorkerRecord,
@@ -93,21 +93,8 @@ pub async fn register(
         }
         None => None,
     };
-    let (worker_id, resumed) = match (hello.resume_worker_id, &previous) {
-        (Some(id), Some((status, _))) => (id, status == "alive" || status == "draining"),
-        _ => (Uuid::new_v4(), false),
-    };
-    let capacity_override: HashMap<String, u32> = previous
-        .as_ref()
-        .map(|(_, o)| count_map(&o.0))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(kind, _)| hello.capacity.contains_key(kind))
-        .collect();
-    let mut capacity = hello.capacity.clone();
-    for (kind, n) in &capacity_override {
-        capacity.insert(kind.clone(), (*n).into());
-    }
+    let SessionStart { worker_id, resumed, capacity_override, capacity } =
+        SessionStart::new(hello, previous.as_ref().map(|(s, o)| (s.as_str(), &o.0)));
     let epoch: i64 = sqlx::query_scalar(
         "INSERT INTO workers (id, name, version, status, capacity, created_at, connected_at,
                               last_heartbeat, heartbeat_expiration)
@@ -371,19 +358,10 @@ pub async fn set_capacity(
     let Some((status, declared)) = current else {
         return Ok(CapacityOutcome::NotFound);
     };
-    if status != "alive" && status != "draining" {
-        let status = regsweep_proto::v1::WorkerStatus::from_short_name(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("worker status {status:?}")))?;
-        return Ok(CapacityOutcome::NotLive(status));
-    }
-    let mut effective = count_map(&declared.0);
-    let mut not_run: Vec<String> =
-        capacity.keys().filter(|k| !effective.contains_key(*k)).cloned().collect();
-    if !not_run.is_empty() {
-        not_run.sort();
-        return Ok(CapacityOutcome::KindsNotRun(not_run));
-    }
-    effective.extend(capacity.iter().map(|(k, v)| (k.clone(), *v)));
+    let effective = match capacity_change(&status, &declared.0, capacity)? {
+        Ok(effective) => effective,
+        Err(refused) => return Ok(refused),
+    };
     sqlx::query(
         "UPDATE workers SET capacity = json_patch(capacity, ?2),
              capacity_override = json_patch(capacity_override, ?2)
