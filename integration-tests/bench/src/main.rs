@@ -10,6 +10,7 @@ mod selection;
 mod stats;
 mod stores;
 mod tags;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,9 @@ enum Command {
     /// The job queue on SQLite next to PostgreSQL, and `regsweep dev`'s
     /// start-up time.
     Stores(stores::Args),
+    /// Queue throughput end to end with TLS and mutual TLS next to
+    /// plaintext.
+    Tls(tls::Args),
 }
 
 #[tokio::main]
@@ -48,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Tags(args) => tags::run(args).await,
         Command::Scrub(args) => scrub::run(args).await,
         Command::Stores(args) => stores::run(args).await,
+        Command::Tls(args) => tls::run(args).await,
     }
 }

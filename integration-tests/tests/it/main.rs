@@ -18,6 +18,7 @@ mod scheduling;
 mod scrubber;
 mod secrets;
 mod selection;
+mod tls;
 mod validation;
 
 use std::time::Duration;

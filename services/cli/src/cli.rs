@@ -23,6 +23,19 @@ pub struct Cli {
     #[arg(long, global = true, env = "REGSWEEP_SCRUBBER", default_value = "http://127.0.0.1:7071")]
     pub scrubber: String,
 
+    /// PEM CA bundle that `https://` services' certificates must chain to
+    /// (default: the system's roots).
+    #[arg(long, global = true, env = "REGSWEEP_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// PEM client certificate, for services that require mutual TLS.
+    #[arg(long, global = true, env = "REGSWEEP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, global = true, env = "REGSWEEP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Output format: tables for people, JSON (proto field names) for scripts.
     #[arg(long, global = true, env = "REGSWEEP_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub output: Output,

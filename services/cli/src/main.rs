@@ -14,12 +14,18 @@ mod workers;
 use std::process::ExitCode;
 
 use clap::Parser;
+use regsweep_common::tls::{self, ClientTlsArgs, TlsIdentityArgs};
 
 use crate::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let identity = TlsIdentityArgs { tls_cert: cli.tls_cert.clone(), tls_key: cli.tls_key.clone() };
+    if let Err(e) = tls::install_client(&identity, &ClientTlsArgs { tls_ca: cli.tls_ca.clone() }) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match &cli.command {
         Command::Jobs(command) => jobs::run(&cli, command).await,
         Command::Workers(command) => workers::run(&cli, command).await,

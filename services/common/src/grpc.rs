@@ -38,6 +38,9 @@ pub enum GrpcError {
     /// The server failed.
     #[error("grpc server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS settings cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// An endpoint URL is malformed.
     #[error("invalid endpoint {url:?}: {reason}")]
     Endpoint {
@@ -64,6 +67,8 @@ pub struct ServeConfig {
     pub service_names: Vec<&'static str>,
     /// How long in-flight rpcs get to finish after the shutdown signal.
     pub drain_timeout: Duration,
+    /// TLS (and mutual TLS) settings; `None` serves plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// Serves `config.routes` plus `grpc.health.v1` and server reflection (v1
@@ -102,7 +107,15 @@ pub async fn serve(
             mark_not_serving(&health, &names).await;
         }
     };
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    match config.tls {
+        Some(tls) => builder = builder.tls_config(tls)?,
+        None => tracing::warn!(
+            "serving plaintext gRPC: anyone who reaches this port can call it; \
+             set --tls-cert and --tls-key (and --tls-client-ca for mutual TLS) outside development"
+        ),
+    }
+    let server = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -141,15 +154,16 @@ pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
 pub fn endpoint(url: &str) -> Result<Endpoint, GrpcError> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| GrpcError::Endpoint { url: url.to_string(), reason: e.to_string() })?;
-    match endpoint.uri().scheme_str() {
-        Some("http" | "https") => {}
+    let endpoint = match endpoint.uri().scheme_str() {
+        Some("http") => endpoint,
+        Some("https") => endpoint.tls_config(crate::tls::client_config())?,
         _ => {
             return Err(GrpcError::Endpoint {
                 url: url.to_string(),
                 reason: "expected http://host:port or https://host:port".to_string(),
             });
         }
-    }
+    };
     Ok(endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)

@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod paging;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod violations;
 
 pub use shutdown::Shutdown;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use regsweep_common::duration;
 use regsweep_common::telemetry::LogFormat;
+use regsweep_common::tls::{ServerTlsArgs, TlsIdentityArgs};
 
 /// `regsweep-scheduler`: the job queue, worker sessions and admin APIs.
 #[derive(Clone, Debug, clap::Parser)]
@@ -13,7 +14,14 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: String,
 
-    /// PostgreSQL URL (`postgres://user@host/db`).
+    #[command(flatten)]
+    pub tls: TlsIdentityArgs,
+
+    #[command(flatten)]
+    pub tls_server: ServerTlsArgs,
+
+    /// Database: `postgres://user@host/db` (the `scheduler` schema in it),
+    /// or `sqlite://PATH` for one process on one machine.
     #[arg(long, env = "REGSWEEP_DATABASE_URL")]
     pub database_url: String,
 
@@ -105,6 +113,8 @@ impl Config {
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             listen: "127.0.0.1:0".into(),
+            tls: TlsIdentityArgs::default(),
+            tls_server: ServerTlsArgs::default(),
             database_url: database_url.into(),
             db_max_connections: 10,
             log_format: LogFormat::Text,

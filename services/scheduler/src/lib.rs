@@ -184,6 +184,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
                 "regsweep.v1.PolicyService",
             ],
             drain_timeout: config.shutdown_timeout,
+            tls: regsweep_common::tls::server_config(&config.tls, &config.tls_server)
+                .map_err(regsweep_common::grpc::GrpcError::from)?,
         },
         shutdown,
     )

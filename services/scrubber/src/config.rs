@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use regsweep_common::duration;
 use regsweep_common::telemetry::LogFormat;
+use regsweep_common::tls::{ClientTlsArgs, ServerTlsArgs, TlsIdentityArgs};
 
 /// `regsweep-scrubber`: deletes planned images after their delay, in
 /// parallel, within each registry's rate limits.
@@ -14,7 +15,18 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_SCRUBBER_LISTEN", default_value = "127.0.0.1:7071")]
     pub listen: String,
 
-    /// PostgreSQL URL; the scrubber keeps its own schema (`scrubber`).
+    /// Presented as a server, and to the scheduler when it asks.
+    #[command(flatten)]
+    pub tls: TlsIdentityArgs,
+
+    #[command(flatten)]
+    pub tls_server: ServerTlsArgs,
+
+    #[command(flatten)]
+    pub tls_client: ClientTlsArgs,
+
+    /// Database: `postgres://user@host/db` (the `scrubber` schema in it), or
+    /// `sqlite://PATH` for one process on one machine.
     #[arg(long, env = "REGSWEEP_DATABASE_URL")]
     pub database_url: String,
 

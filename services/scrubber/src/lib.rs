@@ -18,7 +18,8 @@ pub mod store;
 use std::sync::Arc;
 
 use regsweep_common::Shutdown;
-use regsweep_common::grpc::{self, ServeConfig};
+use regsweep_common::grpc::{self, GrpcError, ServeConfig};
+use regsweep_common::tls;
 use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
 use regsweep_proto::v1::scrubber_service_server::ScrubberServiceServer;
 use regsweep_registry::{Directory, Gate};
@@ -59,6 +60,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     if !problems.is_empty() {
         return Err(Error::Config(problems.join("; ")));
     }
+    let tls = tls::server_config(&config.tls, &config.tls_server).map_err(GrpcError::from)?;
+    tls::install_client(&config.tls, &config.tls_client).map_err(GrpcError::from)?;
     let store = store::open(&config.database_url, config.db_max_connections).await?;
     let limits = Arc::new(Limits::new(config.default_max_parallel));
     let gates = limits.clone();
@@ -106,6 +109,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             routes,
             service_names: vec!["regsweep.v1.ScrubberService"],
             drain_timeout: config.shutdown_timeout,
+            tls,
         },
         shutdown,
     )

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use regsweep_common::duration;
 use regsweep_common::telemetry::LogFormat;
+use regsweep_common::tls::{ClientTlsArgs, TlsIdentityArgs};
 
 use crate::kinds;
 
@@ -26,6 +27,13 @@ pub struct Config {
     /// one, cleanups that are not dry runs fail (nothing is deleted).
     #[arg(long, env = "REGSWEEP_SCRUBBER", value_delimiter = ',')]
     pub scrubber: Vec<String>,
+
+    /// Presented to servers that ask for a client certificate.
+    #[command(flatten)]
+    pub tls: TlsIdentityArgs,
+
+    #[command(flatten)]
+    pub tls_client: ClientTlsArgs,
 
     /// Jobs of a kind run at once, as KIND=N (repeatable, or comma
     /// separated in the env variable). Kinds not listed get the default.
@@ -60,6 +68,8 @@ impl Config {
         Self {
             scheduler: vec![scheduler.into()],
             scrubber: Vec::new(),
+            tls: TlsIdentityArgs::default(),
+            tls_client: ClientTlsArgs::default(),
             capacity: Vec::new(),
             default_capacity: 4,
             name: None,

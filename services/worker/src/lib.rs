@@ -46,6 +46,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     if config.scheduler.is_empty() {
         return Err(Error::Config("--scheduler needs at least one URL".into()));
     }
+    regsweep_common::tls::install_client(&config.tls, &config.tls_client)
+        .map_err(GrpcError::from)?;
     for url in &config.scheduler {
         grpc::endpoint(url)?;
     }

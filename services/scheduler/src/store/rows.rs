@@ -78,6 +78,14 @@ pub fn jobs<T: StoredTime>(rows: Vec<JobRow<T>>) -> Result<Vec<JobRecord>, Store
     rows.into_iter().map(JobRecord::try_from).collect()
 }
 
+/// Claimed jobs in the order they were picked: highest priority first,
+/// then earliest due, then oldest (an UPDATE returns its rows in no order).
+pub fn claimed<T: StoredTime>(rows: Vec<JobRow<T>>) -> Result<Vec<JobRecord>, StoreError> {
+    let mut jobs = jobs(rows)?;
+    jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.scheduled_at, j.id));
+    Ok(jobs)
+}
+
 pub fn job_status(text: &str) -> Result<JobStatus, StoreError> {
     JobStatus::from_short_name(text)
         .ok_or_else(|| StoreError::Corrupt(format!("job status {text:?}")))

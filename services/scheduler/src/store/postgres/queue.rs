@@ -67,7 +67,7 @@ pub async fn claim(
         .bind(&epochs)
         .fetch_all(pool)
         .await?;
-    rows::jobs(rows)
+    rows::claimed(rows)
 }
 
 /// Applies logs, then updates, then heartbeats, then offline sessions, in

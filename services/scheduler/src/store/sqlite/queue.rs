@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use regsweep_proto::v1::JobStatus;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
@@ -54,37 +53,35 @@ pub async fn claim(
     if open.is_empty() {
         return Ok(Vec::new());
     }
+    // One statement for the batch: the candidates in priority order, the
+    // n-th into the n-th open slot.
+    let workers: Vec<String> = open.iter().map(|w| w.simple().to_string()).collect();
     let sql = format!(
-        "SELECT id FROM jobs
-         WHERE kind = ? AND status IN {CLAIMABLE} AND scheduled_at <= ?
-         ORDER BY priority DESC, scheduled_at, id
-         LIMIT ?"
+        "WITH slots AS (SELECT key AS ord, value AS worker FROM json_each(?1)),
+         picked AS (
+             SELECT id, row_number() OVER (ORDER BY priority DESC, scheduled_at, id) - 1 AS ord
+             FROM (SELECT id, priority, scheduled_at FROM jobs
+                   WHERE kind = ?2 AND status IN {CLAIMABLE} AND scheduled_at <= ?3
+                   ORDER BY priority DESC, scheduled_at, id
+                   LIMIT ?4)
+         )
+         UPDATE jobs SET status = 'running', attempt = attempt + 1,
+             worker_id = unhex((SELECT worker FROM slots WHERE slots.ord = picked.ord)),
+             claimed_at = ?3, started_at = NULL, heartbeat_at = ?3, finished_at = NULL,
+             progress = 0, updated_at = ?3
+         FROM picked
+         WHERE jobs.id = picked.id
+         RETURNING {JOB_COLUMNS}"
     );
-    let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+    let claimed = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
+        .bind(Json(&workers))
         .bind(kind)
         .bind(now)
         .bind(i64::try_from(open.len()).unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await?;
-    let update = format!(
-        "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker_id = ?2,
-             claimed_at = ?3, started_at = NULL, heartbeat_at = ?3, finished_at = NULL,
-             progress = 0, updated_at = ?3
-         WHERE id = ?1
-         RETURNING {JOB_COLUMNS}"
-    );
-    let mut claimed = Vec::with_capacity(ids.len());
-    for (id, worker) in ids.into_iter().zip(open) {
-        let row = sqlx::query_as::<_, JobRow>(AssertSqlSafe(update.as_str()))
-            .bind(id)
-            .bind(worker)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        claimed.push(row);
-    }
     tx.commit().await?;
-    rows::jobs(claimed)
+    rows::claimed(claimed)
 }
 
 /// What a batch changed that others must hear of.
@@ -125,8 +122,8 @@ pub async fn write_batch(
     let mut changed = Changed::default();
     let mut tx = store.begin().await?;
     insert_logs(&mut tx, &batch.logs, now).await?;
-    for update in &batch.updates {
-        apply_update(&mut tx, update, now, &mut outcome, &mut changed).await?;
+    if !batch.updates.is_empty() {
+        apply_updates(&mut tx, &batch.updates, now, &mut outcome, &mut changed).await?;
     }
     if !batch.heartbeats.is_empty() {
         apply_heartbeats(&mut tx, &batch.heartbeats, ttl, now, &mut outcome, &mut changed).await?;
@@ -165,109 +162,113 @@ async fn insert_logs(
     Ok(())
 }
 
-/// The fenced job state an update is applied to.
-#[derive(sqlx::FromRow)]
-struct Current {
-    kind: String,
-    status: String,
-    attempt: i32,
-    given_back: i32,
-    max_attempts: i32,
+/// The status an update moves its job to, against the row being updated
+/// (`jobs`) and the update (`u`): PostgreSQL's rules.
+const NEW_STATUS: &str = "CASE
+        WHEN jobs.status = 'worker_resurrection' THEN 'worker_dead'
+        WHEN u.status = 'running' THEN jobs.status
+        WHEN u.status = 'error' AND u.retryable
+             AND jobs.attempt - jobs.given_back < jobs.max_attempts THEN 'waiting'
+        ELSE u.status END";
+
+/// One update as the batch statement reads it from JSON.
+#[derive(serde::Serialize)]
+struct UpdateRow<'a> {
+    id: i64,
+    attempt: u32,
+    worker: String,
+    status: &'a str,
+    progress: f32,
+    result: Option<&'a serde_json::Value>,
+    error: Option<&'a str>,
+    retryable: bool,
+    /// Backoff jitter, ×0.5 to ×1.5.
+    jitter: f64,
 }
 
-/// The status an update moves its job to (PostgreSQL's `NEW_STATUS`).
-fn new_status(job: &Current, update: &UpdateWrite) -> &'static str {
-    let retryable = update.status == JobStatus::Error
-        && update.retryable
-        && job.attempt - job.given_back < job.max_attempts;
-    if job.status == "worker_resurrection" {
-        "worker_dead"
-    } else if update.status == JobStatus::Running {
-        if job.status == "cancel_request" { "cancel_request" } else { "running" }
-    } else if retryable {
-        "waiting"
-    } else {
-        update.status.short_name()
-    }
-}
-
-/// Retry backoff: 2^(attempt-1) seconds, at most an hour, jittered ×0.5–1.5.
-fn backoff_micros(attempts: i32) -> i64 {
-    let exponent = attempts.clamp(1, 13) - 1;
-    let base = (2_f64.powi(exponent)).min(3600.0);
-    let jitter = 0.5 + rand::random::<f64>();
-    (base * jitter * 1e6) as i64
-}
-
-async fn apply_update(
+/// Applies every update in one statement, each fenced by
+/// `(job_id, attempt, worker_id)`; the rest are reported stale.
+async fn apply_updates(
     tx: &mut SqliteConnection,
-    update: &UpdateWrite,
+    updates: &[UpdateWrite],
     now: i64,
     outcome: &mut WriteOutcome,
     changed: &mut Changed,
 ) -> Result<(), StoreError> {
-    let job: Option<Current> = sqlx::query_as(
-        "SELECT kind, status, attempt, given_back, max_attempts FROM jobs
-         WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3
-           AND (status IN ('running', 'cancel_request')
-                OR (status = 'worker_resurrection' AND ?4 = 'cancel'))",
-    )
-    .bind(update.job_id)
-    .bind(to_i32(update.attempt))
-    .bind(update.worker_id)
-    .bind(update.status.short_name())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(job) = job else {
-        outcome.stale.push((
-            update.worker_id,
-            StaleRun {
-                job_id: update.job_id,
-                attempt: update.attempt,
-                reason: "stale attempt".into(),
-            },
-        ));
-        return Ok(());
-    };
-    let status = new_status(&job, update);
-    let is_error = update.status == JobStatus::Error;
-    let is_done = update.status == JobStatus::Done;
-    let scheduled_at =
-        (status == "waiting").then(|| now + backoff_micros(job.attempt - job.given_back));
-    sqlx::query(
-        "UPDATE jobs SET
-             status = ?2,
-             started_at = coalesce(started_at, ?3),
-             heartbeat_at = ?3,
-             progress = CASE WHEN ?4 THEN 1 ELSE ?5 END,
-             result = CASE WHEN ?4 THEN ?6 ELSE result END,
-             last_error = CASE WHEN ?7 THEN ?8 ELSE last_error END,
-             errors = CASE WHEN ?7 THEN json_insert(errors, '$[#]',
-                     json_object('attempt', attempt, 'error', ?8, 'at', ?9))
-                 ELSE errors END,
-             scheduled_at = coalesce(?10, scheduled_at),
-             finished_at = CASE WHEN ?2 IN ('done', 'error', 'cancel') THEN ?3 END,
-             given_back = given_back + ?11,
-             updated_at = ?3
-         WHERE id = ?1",
-    )
-    .bind(update.job_id)
-    .bind(status)
-    .bind(now)
-    .bind(is_done)
-    .bind(update.progress)
-    .bind(update.result.as_ref().map(Json))
-    .bind(is_error)
-    .bind(update.error.as_deref())
-    .bind(error_time(now))
-    .bind(scheduled_at)
-    .bind(i32::from(update.status == JobStatus::WorkerShutdown))
-    .execute(&mut *tx)
-    .await?;
-    if matches!(status, "waiting" | "worker_dead" | "worker_shutdown") {
-        changed.kinds.push(job.kind);
+    let rows: Vec<UpdateRow<'_>> = updates
+        .iter()
+        .map(|u| UpdateRow {
+            id: u.job_id,
+            attempt: u.attempt,
+            worker: u.worker_id.simple().to_string(),
+            status: u.status.short_name(),
+            progress: u.progress,
+            result: u.result.as_ref(),
+            error: u.error.as_deref(),
+            retryable: u.retryable,
+            jitter: 0.5 + rand::random::<f64>(),
+        })
+        .collect();
+    // Retries wait 2^(attempt-1) s, at most an hour, jittered.
+    let sql = format!(
+        "WITH u AS (
+             SELECT value ->> 'id' AS id, value ->> 'attempt' AS attempt,
+                    unhex(value ->> 'worker') AS worker_id, value ->> 'status' AS status,
+                    value ->> 'progress' AS progress,
+                    nullif(value -> 'result', 'null') AS result,
+                    value ->> 'error' AS error, value ->> 'retryable' AS retryable,
+                    value ->> 'jitter' AS jitter
+             FROM json_each(?1)
+         )
+         UPDATE jobs SET
+             status = {NEW_STATUS},
+             started_at = coalesce(jobs.started_at, ?2),
+             heartbeat_at = ?2,
+             progress = CASE WHEN u.status = 'done' THEN 1 ELSE u.progress END,
+             result = CASE WHEN u.status = 'done' THEN u.result ELSE jobs.result END,
+             last_error = CASE WHEN u.status = 'error' THEN u.error ELSE jobs.last_error END,
+             errors = CASE WHEN u.status = 'error' THEN json_insert(jobs.errors, '$[#]',
+                     json_object('attempt', jobs.attempt, 'error', u.error, 'at', ?3))
+                 ELSE jobs.errors END,
+             scheduled_at = CASE WHEN ({NEW_STATUS}) = 'waiting'
+                 THEN ?2 + CAST(min(3600, 1 << (min(jobs.attempt - jobs.given_back, 13) - 1))
+                                * u.jitter * 1000000 AS INTEGER)
+                 ELSE jobs.scheduled_at END,
+             finished_at = CASE WHEN ({NEW_STATUS}) IN ('done', 'error', 'cancel') THEN ?2 END,
+             given_back = jobs.given_back + (u.status = 'worker_shutdown'),
+             updated_at = ?2
+         FROM u
+         WHERE jobs.id = u.id AND jobs.attempt = u.attempt AND jobs.worker_id = u.worker_id
+           AND (jobs.status IN ('running', 'cancel_request')
+                OR (jobs.status = 'worker_resurrection' AND u.status = 'cancel'))
+         RETURNING id, attempt, kind, status"
+    );
+    let accepted: Vec<(i64, i32, String, String)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(Json(&rows))
+        .bind(now)
+        .bind(error_time(now))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut applied = HashSet::new();
+    for (id, attempt, kind, status) in accepted {
+        applied.insert((id, attempt));
+        if matches!(status.as_str(), "waiting" | "worker_dead" | "worker_shutdown") {
+            changed.kinds.push(kind);
+        }
+        changed.ended |= matches!(status.as_str(), "done" | "error" | "cancel");
     }
-    changed.ended |= matches!(status, "done" | "error" | "cancel");
+    for update in updates {
+        if !applied.contains(&(update.job_id, to_i32(update.attempt))) {
+            outcome.stale.push((
+                update.worker_id,
+                StaleRun {
+                    job_id: update.job_id,
+                    attempt: update.attempt,
+                    reason: "stale attempt".into(),
+                },
+            ));
+        }
+    }
     Ok(())
 }
 
