@@ -138,7 +138,9 @@ pub async fn open_sqlite(
         .max_connections(1)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
-        // The one connection is never recycled mid-run.
+        // The one connection is never recycled mid-run, nor pinged before
+        // each use: it is local, and every write waits for it.
+        .test_before_acquire(false)
         .max_lifetime(None)
         .idle_timeout(None)
         .connect_with(options.clone())

@@ -66,6 +66,38 @@ pub fn validate_url(url: &str, v: &mut FieldViolations) {
     if parsed.query().is_some() || parsed.fragment().is_some() {
         v.add(FIELD, "must not have a query or fragment");
     }
+    if let Some(why) = unreachable_host(&parsed) {
+        v.add(FIELD, format!("must not be {why}: regsweep would send credentials there"));
+    }
+}
+
+/// Hosts no registry lives on: link-local addresses (cloud metadata
+/// services among them) and the metadata services' names. Loopback and
+/// private addresses stay allowed: registries inside the network are
+/// normal.
+fn unreachable_host(url: &url::Url) -> Option<&'static str> {
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            return matches!(name.as_str(), "metadata.google.internal" | "metadata")
+                .then_some("a cloud metadata service");
+        }
+    };
+    let v4 = match ip {
+        std::net::IpAddr::V4(v4) => Some(v4),
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    };
+    let link_local = match (ip, v4) {
+        (_, Some(v4)) => v4.is_link_local(),
+        (std::net::IpAddr::V6(v6), None) => {
+            v6.segments()[0] & 0xffc0 == 0xfe80
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+        _ => false,
+    };
+    link_local.then_some("a link-local or cloud metadata address")
 }
 
 fn validate_credentials(c: &v1::RegistryCredentials, v: &mut FieldViolations) {
@@ -265,7 +297,24 @@ mod tests {
         assert!(fields(&registry("http://127.0.0.1:5000")).is_empty());
         assert!(fields(&registry("https://registry.example.com/")).is_empty());
         assert_eq!(validate(&registry("http://h:1/")).expect("valid").url, "http://h:1");
-        for bad in ["ftp://h", "not a url", "http://user:pw@h", "http://h/?q=1", ""] {
+        for inside in ["http://127.0.0.1:5000", "https://10.0.0.8", "http://[fd12::1]:5000"] {
+            assert!(
+                validate(&registry(inside)).is_ok(),
+                "{inside}: registries inside the network are fine"
+            );
+        }
+        for bad in [
+            "ftp://h",
+            "not a url",
+            "http://user:pw@h",
+            "http://h/?q=1",
+            "",
+            "http://169.254.169.254/latest",
+            "http://[fe80::1]:5000",
+            "http://[fd00:ec2::254]",
+            "http://[::ffff:169.254.1.1]",
+            "http://metadata.google.internal.",
+        ] {
             assert_eq!(fields(&registry(bad)), ["registry.url"], "{bad}");
         }
     }
