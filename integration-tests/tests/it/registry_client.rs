@@ -259,6 +259,37 @@ async fn bearer_realms_inside_the_network_or_over_plain_http_get_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn realms_on_the_allow_list_are_followed_inside_the_network() {
+    let registry = TestRegistry::start().await;
+    registry.push_image("app", &["v1"], None, "a").await;
+    // A token server on another local port, over plain http: refused
+    // unless the registry allow-lists it.
+    let mode = Mode::Bearer { username: "alice".into(), password: "pw-allowed".into() };
+    let auth = AuthProxy::start(&registry.url(), mode).await;
+    let auth_host = auth.url().trim_start_matches("http://").to_string();
+    let realm = format!("{}/token", auth.url());
+    let front = AuthProxy::start(&registry.url(), Mode::BearerRealm { realm }).await;
+    let client = |allow: Vec<String>| {
+        let mut config = ClientConfig::new(front.url());
+        config.credentials = basic("alice", "pw-allowed");
+        config.realm_allow_list = allow;
+        Client::new(config).expect("client")
+    };
+    let other_port = format!("127.0.0.1:{}", registry.url().rsplit(':').next().expect("port"));
+    for refusing in [vec![], vec![other_port], vec!["auth.example.com".to_string()]] {
+        let error = client(refusing.clone()).list_tags("app").await.expect_err("refused");
+        assert!(error.to_string().contains("refusing bearer realm"), "{refusing:?}: {error}");
+    }
+    assert!(auth.token_requests().is_empty(), "a refused realm was asked for a token");
+
+    // Allow-listed: the credentials go there and a token comes back (the
+    // front proxy then refuses every token: it only names the realm).
+    let error = client(vec![auth_host]).list_tags("app").await.expect_err("front refuses");
+    assert!(!error.to_string().contains("refusing bearer realm"), "{error}");
+    assert!(!auth.token_requests().is_empty(), "the allow-listed realm was asked for a token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tag_lists_are_followed_through_link_pages() {
     let registry = TestRegistry::start().await;
     let tags: Vec<String> = (0..150).map(|i| format!("t{i:03}")).collect();

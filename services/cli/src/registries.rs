@@ -54,6 +54,11 @@ pub struct RegistryArgs {
     /// Deletions in flight at once (0: the scrubber's default).
     #[arg(long = "max-parallel")]
     pub max_parallel: Option<u32>,
+    /// A host (or host:port) whose Bearer realms are followed even over
+    /// http or inside the network (repeatable; on update, replaces the
+    /// list; `--realm-allow ''` clears it).
+    #[arg(long = "realm-allow")]
+    pub realm_allow: Vec<String>,
 }
 
 impl RegistryArgs {
@@ -82,6 +87,11 @@ impl RegistryArgs {
         if let Some(n) = self.max_parallel {
             registry.max_parallel_deletions = n;
             mask.push("max_parallel_deletions".to_string());
+        }
+        if !self.realm_allow.is_empty() {
+            registry.realm_allow_list =
+                self.realm_allow.iter().filter(|h| !h.is_empty()).cloned().collect();
+            mask.push("realm_allow_list".to_string());
         }
         (registry, mask)
     }

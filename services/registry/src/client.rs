@@ -16,7 +16,8 @@ use sha2::{Digest as _, Sha256};
 use crate::credentials::Credentials;
 use crate::gate::Gate;
 use crate::headers::{parse_challenge, retry_after};
-use crate::token::{self, TokenCache};
+use crate::realm::GuardedResolver;
+use crate::token::{self, TokenCache, TokenClients};
 use crate::{Error, validate_digest, validate_repository_name, validate_tag};
 
 /// Tags asked for per page by default.
@@ -39,6 +40,10 @@ pub struct ClientConfig {
     pub tags_page_size: u32,
     /// Paces every request (rate limits); none by default.
     pub gate: Option<Arc<dyn Gate>>,
+    /// Hosts (`host` or `host:port`) a Bearer realm may be on besides the
+    /// registry's own origin, over http too and inside the network (never
+    /// at link-local or cloud-metadata addresses).
+    pub realm_allow_list: Vec<String>,
 }
 
 impl std::fmt::Debug for dyn Gate {
@@ -57,6 +62,7 @@ impl ClientConfig {
             max_retry_wait: Duration::from_secs(60),
             tags_page_size: TAGS_PAGE,
             gate: None,
+            realm_allow_list: Vec::new(),
         }
     }
 }
@@ -65,10 +71,9 @@ pub(crate) struct Inner {
     pub(crate) base: url::Url,
     base_text: String,
     http: reqwest::Client,
-    /// Token requests to the registry's own origin: no redirects.
-    token_own: reqwest::Client,
-    /// Token requests elsewhere: no redirects, internal addresses refused.
-    token_foreign: reqwest::Client,
+    /// Token requests: no redirects; internal addresses refused unless the
+    /// realm is the registry's own or on its allow-list.
+    token: TokenClients,
     pub(crate) config: ClientConfig,
     tokens: TokenCache,
     /// The registry asked for Basic auth: send it up front from now on.
@@ -162,12 +167,11 @@ impl Client {
                 "base url must have no user, query or fragment".into(),
             ));
         }
-        let build = |redirects: reqwest::redirect::Policy, guarded: bool| {
+        let build = |redirects: reqwest::redirect::Policy, guard: Option<GuardedResolver>| {
             let builder = reqwest::Client::builder();
-            let builder = if guarded {
-                builder.dns_resolver(std::sync::Arc::new(crate::realm::GuardedResolver))
-            } else {
-                builder
+            let builder = match guard {
+                Some(resolver) => builder.dns_resolver(Arc::new(resolver)),
+                None => builder,
             };
             builder
                 .timeout(config.timeout)
@@ -177,18 +181,22 @@ impl Client {
                 .build()
                 .map_err(|e| Error::InvalidConfig(format!("http client: {e}")))
         };
-        let http = build(reqwest::redirect::Policy::limited(5), false)?;
+        let http = build(reqwest::redirect::Policy::limited(5), None)?;
         // Credentials go to the realm only, never where it redirects, and a
         // foreign realm only to addresses outside the network.
-        let token_own = build(reqwest::redirect::Policy::none(), false)?;
-        let token_foreign = build(reqwest::redirect::Policy::none(), true)?;
+        let none = reqwest::redirect::Policy::none;
+        let token = TokenClients {
+            own: build(none(), None)?,
+            allowed: build(none(), Some(GuardedResolver { inside: true }))?,
+            foreign: build(none(), Some(GuardedResolver { inside: false }))?,
+            allow_list: config.realm_allow_list.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 base,
                 base_text: text,
                 http,
-                token_own,
-                token_foreign,
+                token,
                 config,
                 tokens: TokenCache::default(),
                 basic: AtomicBool::new(false),
@@ -293,8 +301,7 @@ impl Client {
                         }
                         "bearer" => {
                             token::fetch(
-                                &inner.token_own,
-                                &inner.token_foreign,
+                                &inner.token,
                                 &inner.base,
                                 &inner.tokens,
                                 &call.scope,

@@ -89,6 +89,7 @@ impl Directory {
         };
         let mut config = ClientConfig::new(definition.url.clone());
         config.credentials = reference.resolve(&definition.url)?;
+        config.realm_allow_list.clone_from(&definition.realm_allow_list);
         config.gate = self.gates.as_ref().map(|factory| factory(&definition));
         let client = Client::new(config)?;
         let entry =

@@ -1,8 +1,10 @@
 //! Where a Bearer challenge may send us (and our credentials): the lessons
-//! of CVE-2020-15157. A realm on the registry's own origin is followed; any
-//! other realm only over https, and never to loopback, private, link-local
-//! or cloud-metadata addresses, checked on the literal host and again on
-//! every address it resolves to when connecting.
+//! of CVE-2020-15157. A realm on the registry's own origin is followed; a
+//! realm on a host of the registry's allow-list too, anywhere but at
+//! link-local or cloud-metadata addresses; any other realm only over https,
+//! and never to loopback, private, link-local or cloud-metadata addresses.
+//! Addresses are checked on the literal host and again on every address a
+//! name resolves to when connecting.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -16,6 +18,22 @@ pub fn same_origin(realm: &Url, registry: &Url) -> bool {
     realm.scheme() == registry.scheme()
         && realm.host_str() == registry.host_str()
         && realm.port_or_known_default() == registry.port_or_known_default()
+}
+
+/// Whether the realm's host (`host`, or `host:port` for that port only) is
+/// on the registry's allow-list.
+pub fn allowed(realm: &Url, allow_list: &[String]) -> bool {
+    let Some(host) = realm.host_str() else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let with_port = realm.port_or_known_default().map(|p| format!("{host}:{p}"));
+    allow_list.iter().any(|entry| *entry == host || Some(entry) == with_port.as_ref())
+}
+
+/// Why an address may be no realm's at all, allow-listed or not.
+pub fn never(ip: IpAddr) -> Option<&'static str> {
+    forbidden(ip).filter(|why| matches!(*why, "link-local or cloud-metadata" | "not a unicast"))
 }
 
 /// Why an address may not be a foreign realm's, if it may not.
@@ -61,22 +79,31 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// Checks a realm before anything is sent to it.
-pub fn check(realm: &Url, registry: &Url) -> Result<(), Error> {
+pub fn check(realm: &Url, registry: &Url, allow_list: &[String]) -> Result<(), Error> {
     if same_origin(realm, registry) {
         return Ok(());
     }
     let host = realm.host_str().unwrap_or_default();
-    if realm.scheme() != "https" {
-        return Err(Error::Unauthorized(format!(
-            "refusing bearer realm {}://{host}: not https and not the registry's own origin",
-            realm.scheme()
-        )));
-    }
     let literal = match realm.host() {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
         _ => None,
     };
+    if allowed(realm, allow_list) {
+        if let Some(why) = literal.and_then(never) {
+            return Err(Error::Unauthorized(format!(
+                "refusing bearer realm {host}: {why} address"
+            )));
+        }
+        return Ok(());
+    }
+    if realm.scheme() != "https" {
+        return Err(Error::Unauthorized(format!(
+            "refusing bearer realm {}://{host}: not https, not the registry's own origin, \
+             and not on its realm allow-list",
+            realm.scheme()
+        )));
+    }
     if let Some(why) = literal.and_then(forbidden) {
         return Err(Error::Unauthorized(format!("refusing bearer realm {host}: {why} address")));
     }
@@ -84,12 +111,16 @@ pub fn check(realm: &Url, registry: &Url) -> Result<(), Error> {
 }
 
 /// Resolves names for foreign realms, keeping only addresses a realm may
-/// have: a name that points inside the network is refused at connection.
+/// have: a name that points inside the network is refused at connection;
+/// for allow-listed realms (`inside`), only link-local and metadata ones.
 #[derive(Debug, Default)]
-pub struct GuardedResolver;
+pub struct GuardedResolver {
+    pub inside: bool,
+}
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let forbidden = if self.inside { never } else { forbidden };
         Box::pin(async move {
             let host = name.as_str().to_string();
             let resolved: Vec<SocketAddr> =
@@ -119,6 +150,7 @@ mod tests {
     #[test]
     fn realms() {
         let registry = url("http://127.0.0.1:5000");
+        let check = |realm: &Url, registry: &Url| super::check(realm, registry, &[]);
         assert!(check(&url("http://127.0.0.1:5000/token"), &registry).is_ok());
         for refused in [
             "http://127.0.0.1:5001/token",
@@ -134,5 +166,27 @@ mod tests {
         }
         assert!(check(&url("https://auth.example.com/token"), &registry).is_ok());
         assert!(check(&url("https://8.8.8.8/token"), &registry).is_ok());
+    }
+
+    #[test]
+    fn allow_listed_realms_may_be_inside_but_never_link_local() {
+        let registry = url("https://registry.internal");
+        let allow = [
+            "auth.internal".to_string(),
+            "127.0.0.1:5001".to_string(),
+            "169.254.169.254".to_string(),
+        ];
+        for ok in
+            ["http://auth.internal/token", "http://AUTH.internal:8080/t", "http://127.0.0.1:5001/t"]
+        {
+            assert!(check(&url(ok), &registry, &allow).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://127.0.0.1:5002/t",
+            "http://169.254.169.254/latest/meta-data",
+            "http://other.internal/token",
+        ] {
+            assert!(check(&url(refused), &registry, &allow).is_err(), "{refused}");
+        }
     }
 }

@@ -49,12 +49,22 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-/// Fetches a token for `challenge` and caches it under `key`: through
-/// `own` when the realm is the registry's own origin, else through
-/// `foreign` (whose resolver refuses internal addresses) after [`realm::check`].
+/// The HTTP clients a token is fetched through, none following redirects.
+pub struct TokenClients {
+    /// For the registry's own origin.
+    pub own: reqwest::Client,
+    /// For hosts on the registry's realm allow-list: its resolver refuses
+    /// only link-local and metadata addresses.
+    pub allowed: reqwest::Client,
+    /// For any other realm: its resolver refuses internal addresses.
+    pub foreign: reqwest::Client,
+    pub allow_list: Vec<String>,
+}
+
+/// Fetches a token for `challenge` and caches it under `key`, through the
+/// client for the realm's kind, after [`realm::check`].
 pub async fn fetch(
-    own: &reqwest::Client,
-    foreign: &reqwest::Client,
+    clients: &TokenClients,
     registry: &url::Url,
     cache: &TokenCache,
     key: &str,
@@ -70,11 +80,17 @@ pub async fn fetch(
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Unauthorized(format!("bearer realm scheme {:?} refused", url.scheme())));
     }
-    if let Err(e) = realm::check(&url, registry) {
+    if let Err(e) = realm::check(&url, registry, &clients.allow_list) {
         tracing::warn!(error = %e, "bearer realm refused");
         return Err(e);
     }
-    let http = if realm::same_origin(&url, registry) { own } else { foreign };
+    let http = if realm::same_origin(&url, registry) {
+        &clients.own
+    } else if realm::allowed(&url, &clients.allow_list) {
+        &clients.allowed
+    } else {
+        &clients.foreign
+    };
     {
         let mut query = url.query_pairs_mut();
         for name in ["service", "scope"] {

@@ -55,6 +55,7 @@ async fn catalog(f: &Fixture, names: &[&str]) -> Catalog {
         credentials: v1::RegistryCredentials::default(),
         rate_limit: 0.0,
         max_parallel_deletions: 0,
+        realm_allow_list: vec!["auth.internal:8443".into()],
     };
     let registry = f.catalog().create_registry(registry.clone()).await.unwrap().expect("new");
     let policy =
@@ -194,6 +195,25 @@ pub async fn cleanup_ends_record_errors_and_deleted_counts(f: Fixture) {
 pub async fn catalog_reports_are_fenced_and_complete_ones_prune(f: Fixture) {
     let c = catalog(&f, &["a", "b", "c"]).await;
     assert_eq!(repositories(&f).await.len(), 3);
+    let mut stored = f.catalog().get_registry("r").await.unwrap().expect("registry");
+    assert_eq!(stored.realm_allow_list, ["auth.internal:8443"]);
+    let changed = NewRegistry {
+        name: "r".into(),
+        url: "https://r.internal".into(),
+        credentials: stored.credentials.clone(),
+        rate_limit: 5.0,
+        max_parallel_deletions: 2,
+        realm_allow_list: vec!["a.internal".into(), "b.internal".into()],
+    };
+    stored = f.catalog().update_registry(changed).await.unwrap().expect("updated");
+    assert_eq!((stored.rate_limit, stored.realm_allow_list.len()), (5.0, 2));
+    assert!(
+        f.catalog()
+            .update_registry(NewRegistry { name: "nope".into(), ..changed_clone(&stored) })
+            .await
+            .unwrap()
+            .is_none()
+    );
     f.job("catalog_sync").await;
     let job = f.claim("catalog_sync", c.worker, 1).await.remove(0);
     let policy = c.policy.id;
@@ -259,4 +279,15 @@ pub async fn disabling_a_policy_releases_its_waiting_repositories(f: Fixture) {
     assert!(select(&f, 3).await.started.is_empty());
     assert!(f.catalog().delete_policy("p").await.unwrap());
     assert!(!f.catalog().delete_policy("p").await.unwrap());
+}
+
+fn changed_clone(r: &regsweep_scheduler::store::catalog::RegistryRecord) -> NewRegistry {
+    NewRegistry {
+        name: r.name.clone(),
+        url: r.url.clone(),
+        credentials: r.credentials.clone(),
+        rate_limit: r.rate_limit,
+        max_parallel_deletions: r.max_parallel_deletions,
+        realm_allow_list: r.realm_allow_list.clone(),
+    }
 }

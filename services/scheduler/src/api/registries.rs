@@ -10,7 +10,10 @@ use super::mask::UpdateMask;
 use crate::error::ApiError;
 use crate::store::catalog::{CatalogStore, DeleteRegistryOutcome, NewRegistry, RegistryRecord};
 
-const UPDATABLE: &[&str] = &["url", "credentials", "rate_limit", "max_parallel_deletions"];
+const UPDATABLE: &[&str] =
+    &["url", "credentials", "rate_limit", "max_parallel_deletions", "realm_allow_list"];
+/// Most hosts on a realm allow-list.
+const MAX_REALM_HOSTS: usize = 16;
 /// Highest rate limit accepted, in requests per second.
 pub const MAX_RATE_LIMIT: f64 = 100_000.0;
 /// Most deletions in flight against one registry.
@@ -162,6 +165,7 @@ pub fn validate(r: &v1::Registry) -> Result<NewRegistry, FieldViolations> {
             format!("must be from 0 (default) to {MAX_PARALLEL_DELETIONS}"),
         );
     }
+    validate_realm_allow_list(&r.realm_allow_list, &mut v);
     v.into_result()?;
     Ok(NewRegistry {
         name: r.name.clone(),
@@ -169,7 +173,39 @@ pub fn validate(r: &v1::Registry) -> Result<NewRegistry, FieldViolations> {
         credentials,
         rate_limit: r.rate_limit,
         max_parallel_deletions: r.max_parallel_deletions,
+        realm_allow_list: r.realm_allow_list.clone(),
     })
+}
+
+/// Each entry a lowercase host or `host:port`: no scheme, path or user,
+/// and never a link-local or metadata address.
+fn validate_realm_allow_list(hosts: &[String], v: &mut FieldViolations) {
+    if hosts.len() > MAX_REALM_HOSTS {
+        v.add("registry.realm_allow_list", format!("must have at most {MAX_REALM_HOSTS} hosts"));
+        return;
+    }
+    for (i, host) in hosts.iter().enumerate() {
+        let field = format!("registry.realm_allow_list[{i}]");
+        let parsed = (host.len() <= 260 && !host.is_empty())
+            .then(|| url::Url::parse(&format!("http://{host}")).ok())
+            .flatten()
+            .filter(|u| {
+                u.username().is_empty()
+                    && u.password().is_none()
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+        let Some(parsed) = parsed else {
+            v.add(field, "must be a host or host:port, without scheme or path");
+            continue;
+        };
+        if *host != host.to_ascii_lowercase() {
+            v.add(field, "must be lowercase");
+        } else if let Some(why) = unreachable_host(&parsed) {
+            v.add(field, format!("must not be {why}"));
+        }
+    }
 }
 
 fn merge(
@@ -191,6 +227,9 @@ fn merge(
     }
     if has("max_parallel_deletions") {
         merged.max_parallel_deletions = update.max_parallel_deletions;
+    }
+    if has("realm_allow_list") {
+        merged.realm_allow_list.clone_from(&update.realm_allow_list);
     }
     Ok(merged)
 }
@@ -290,6 +329,22 @@ mod tests {
 
     fn fields(r: &v1::Registry) -> Vec<String> {
         validate(r).err().map(|v| v.fields().map(String::from).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn realm_allow_lists() {
+        let mut r = registry("https://registry.internal");
+        r.realm_allow_list =
+            vec!["auth.internal".into(), "10.0.0.9:5001".into(), "[fd12::1]:443".into()];
+        assert_eq!(validate(&r).expect("valid").realm_allow_list.len(), 3);
+        for bad in
+            ["", "http://auth", "auth/token", "user@auth", "Auth.Internal", "169.254.169.254"]
+        {
+            r.realm_allow_list = vec![bad.into()];
+            assert_eq!(fields(&r), ["registry.realm_allow_list[0]"], "{bad}");
+        }
+        r.realm_allow_list = vec!["h".into(); 17];
+        assert_eq!(fields(&r), ["registry.realm_allow_list"]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub struct RegistryRecord {
     pub credentials: v1::RegistryCredentials,
     pub rate_limit: f64,
     pub max_parallel_deletions: u32,
+    pub realm_allow_list: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -32,6 +33,7 @@ impl RegistryRecord {
             credentials: Some(self.credentials.clone()),
             rate_limit: self.rate_limit,
             max_parallel_deletions: self.max_parallel_deletions,
+            realm_allow_list: self.realm_allow_list.clone(),
             created_at: Some(timestamp_from_chrono(self.created_at)),
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
         }
@@ -46,6 +48,7 @@ pub struct NewRegistry {
     pub credentials: v1::RegistryCredentials,
     pub rate_limit: f64,
     pub max_parallel_deletions: u32,
+    pub realm_allow_list: Vec<String>,
 }
 
 /// A cleanup policy.

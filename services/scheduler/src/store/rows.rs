@@ -3,7 +3,7 @@
 //! records.
 
 use chrono::{DateTime, Utc};
-use regsweep_common::db::StoredTime;
+use regsweep_common::db::{StoredList, StoredTime};
 use regsweep_proto::v1::{self, JobStatus, WorkerStatus};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -205,23 +205,24 @@ impl From<Credentials> for v1::RegistryCredentials {
 }
 
 /// Registry columns, in [`RegistryRow`]'s shape.
-pub const REGISTRY_COLUMNS: &str =
-    "id, name, url, credentials, rate_limit, max_parallel_deletions, created_at, updated_at";
+pub const REGISTRY_COLUMNS: &str = "id, name, url, credentials, rate_limit, max_parallel_deletions, realm_allow_list, \
+     created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
-pub struct RegistryRow<T> {
+pub struct RegistryRow<T, L> {
     id: i64,
     name: String,
     url: String,
     credentials: Json<Credentials>,
     rate_limit: f64,
     max_parallel_deletions: i32,
+    realm_allow_list: L,
     created_at: T,
     updated_at: T,
 }
 
-impl<T: StoredTime> From<RegistryRow<T>> for RegistryRecord {
-    fn from(row: RegistryRow<T>) -> Self {
+impl<T: StoredTime, L: StoredList> From<RegistryRow<T, L>> for RegistryRecord {
+    fn from(row: RegistryRow<T, L>) -> Self {
         Self {
             id: row.id,
             name: row.name,
@@ -229,6 +230,7 @@ impl<T: StoredTime> From<RegistryRow<T>> for RegistryRecord {
             credentials: row.credentials.0.into(),
             rate_limit: row.rate_limit,
             max_parallel_deletions: u32::try_from(row.max_parallel_deletions).unwrap_or(0),
+            realm_allow_list: row.realm_allow_list.into_vec(),
             created_at: row.created_at.into_time(),
             updated_at: row.updated_at.into_time(),
         }

@@ -10,7 +10,7 @@ use crate::store::catalog::{
 };
 use crate::store::rows::{self, Credentials, POLICY_SELECT, REGISTRY_COLUMNS};
 
-type RegistryRow = rows::RegistryRow<DateTime<Utc>>;
+type RegistryRow = rows::RegistryRow<DateTime<Utc>, Vec<String>>;
 type PolicyRow = rows::PolicyRow<DateTime<Utc>>;
 
 /// PostgreSQL's `unique_violation`.
@@ -29,8 +29,9 @@ pub async fn create_registry(
     r: NewRegistry,
 ) -> Result<Option<RegistryRecord>, StoreError> {
     let sql = format!(
-        "INSERT INTO registries (name, url, credentials, rate_limit, max_parallel_deletions)
-         VALUES ($1, $2, $3, $4, $5) RETURNING {REGISTRY_COLUMNS}"
+        "INSERT INTO registries (name, url, credentials, rate_limit, max_parallel_deletions,
+                                 realm_allow_list)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
         .bind(&r.name)
@@ -38,6 +39,7 @@ pub async fn create_registry(
         .bind(Json(Credentials::from(&r.credentials)))
         .bind(r.rate_limit)
         .bind(max_parallel(&r))
+        .bind(&r.realm_allow_list)
         .fetch_one(pool)
         .await;
     match row {
@@ -68,7 +70,7 @@ pub async fn update_registry(
 ) -> Result<Option<RegistryRecord>, StoreError> {
     let sql = format!(
         "UPDATE registries SET url = $2, credentials = $3, rate_limit = $4,
-             max_parallel_deletions = $5, updated_at = now()
+             max_parallel_deletions = $5, realm_allow_list = $6, updated_at = now()
          WHERE name = $1 RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
@@ -77,6 +79,7 @@ pub async fn update_registry(
         .bind(Json(Credentials::from(&r.credentials)))
         .bind(r.rate_limit)
         .bind(max_parallel(&r))
+        .bind(&r.realm_allow_list)
         .fetch_optional(pool)
         .await?;
     Ok(row.map(Into::into))

@@ -26,8 +26,8 @@ pub async fn create_registry(
     let mut tx = store.begin().await?;
     let sql = format!(
         "INSERT INTO registries (name, url, credentials, rate_limit, max_parallel_deletions,
-                                 created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING {REGISTRY_COLUMNS}"
+                                 created_at, updated_at, realm_allow_list)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
         .bind(&r.name)
@@ -36,6 +36,7 @@ pub async fn create_registry(
         .bind(r.rate_limit)
         .bind(max_parallel(&r))
         .bind(now_micros())
+        .bind(Json(&r.realm_allow_list))
         .fetch_one(&mut *tx)
         .await;
     let row = match row {
@@ -73,7 +74,7 @@ pub async fn update_registry(
     let mut tx = store.begin().await?;
     let sql = format!(
         "UPDATE registries SET url = ?2, credentials = ?3, rate_limit = ?4,
-             max_parallel_deletions = ?5, updated_at = ?6
+             max_parallel_deletions = ?5, updated_at = ?6, realm_allow_list = ?7
          WHERE name = ?1 RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
@@ -83,6 +84,7 @@ pub async fn update_registry(
         .bind(r.rate_limit)
         .bind(max_parallel(&r))
         .bind(now_micros())
+        .bind(Json(&r.realm_allow_list))
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -10,7 +10,7 @@ pub use crate::store::rows::{
 pub type JobRow = rows::JobRow<i64>;
 pub type WorkerRow = rows::WorkerRow<i64>;
 pub type CronRow = rows::CronRow<i64>;
-pub type RegistryRow = rows::RegistryRow<i64>;
+pub type RegistryRow = rows::RegistryRow<i64, sqlx::types::Json<Vec<String>>>;
 pub type PolicyRow = rows::PolicyRow<i64>;
 pub type RepositoryRow = rows::RepositoryRow<i64>;
 
