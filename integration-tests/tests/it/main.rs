@@ -8,6 +8,7 @@ mod conformance;
 mod dev;
 mod fencing;
 mod lifecycle;
+mod limits;
 mod liveness;
 mod outside_clients;
 mod policies;

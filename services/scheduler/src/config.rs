@@ -55,6 +55,12 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_MAX_WRITE_BATCH", default_value_t = 2048)]
     pub max_write_batch: usize,
 
+    /// Worker streams this replica serves at once; more are refused with
+    /// RESOURCE_EXHAUSTED and a retry delay (they reconnect, or go to
+    /// another replica).
+    #[arg(long, env = "REGSWEEP_MAX_WORKER_STREAMS", default_value_t = 1000)]
+    pub max_worker_streams: u32,
+
     /// How long the leader lease lasts; a dead leader is replaced after it
     /// expires. The leader renews it every third of this.
     #[arg(long, env = "REGSWEEP_LEADER_LEASE", value_parser = duration::parse, default_value = "10s")]
@@ -123,6 +129,7 @@ impl Config {
             poll_interval: Duration::from_secs(1),
             max_claim_batch: 512,
             max_write_batch: 2048,
+            max_worker_streams: 1000,
             leader_lease: Duration::from_secs(10),
             job_retention: Duration::from_secs(14 * 86_400),
             job_retention_count: 100_000,
@@ -151,6 +158,9 @@ impl Config {
         }
         if self.poll_interval.is_zero() {
             problems.push("--poll-interval must be positive".to_string());
+        }
+        if self.max_worker_streams == 0 {
+            problems.push("--max-worker-streams must be at least 1".to_string());
         }
         if self.max_claim_batch == 0 || self.max_write_batch == 0 {
             problems.push("--max-claim-batch and --max-write-batch must be positive".to_string());

@@ -164,8 +164,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
                 .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
         )
         .add_service(
-            WorkerServiceServer::new(WorkerApi::new(ctx, sessions.clone()))
-                .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
+            WorkerServiceServer::new(WorkerApi::new(
+                ctx,
+                sessions.clone(),
+                config.max_worker_streams,
+            ))
+            .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
         )
         .clone()
         .routes();

@@ -232,6 +232,29 @@ pub struct WriteOutcome {
     pub superseded: Vec<SessionRef>,
 }
 
+impl WriteOutcome {
+    /// Reports every update whose `(job_id, attempt)` is not in `applied`
+    /// as stale: the worker must stop that attempt.
+    pub(crate) fn stale_unless_applied(
+        &mut self,
+        updates: &[UpdateWrite],
+        applied: &std::collections::HashSet<(i64, i32)>,
+    ) {
+        for update in updates {
+            if !applied.contains(&(update.job_id, rows::to_i32(update.attempt))) {
+                self.stale.push((
+                    update.worker_id,
+                    StaleRun {
+                        job_id: update.job_id,
+                        attempt: update.attempt,
+                        reason: "stale attempt".into(),
+                    },
+                ));
+            }
+        }
+    }
+}
+
 /// Outcome of an operator changing a worker's capacity.
 #[derive(Debug)]
 pub enum CapacityOutcome {

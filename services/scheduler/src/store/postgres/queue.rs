@@ -190,18 +190,7 @@ async fn apply_updates(
         .fetch_all(&mut *tx)
         .await?;
     let accepted: std::collections::HashSet<(i64, i32)> = accepted.into_iter().collect();
-    for update in updates {
-        if !accepted.contains(&(update.job_id, to_i32(update.attempt))) {
-            outcome.stale.push((
-                update.worker_id,
-                StaleRun {
-                    job_id: update.job_id,
-                    attempt: update.attempt,
-                    reason: "stale attempt".into(),
-                },
-            ));
-        }
-    }
+    outcome.stale_unless_applied(updates, &accepted);
     Ok(())
 }
 

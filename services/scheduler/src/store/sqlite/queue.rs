@@ -257,18 +257,7 @@ async fn apply_updates(
         }
         changed.ended |= matches!(status.as_str(), "done" | "error" | "cancel");
     }
-    for update in updates {
-        if !applied.contains(&(update.job_id, to_i32(update.attempt))) {
-            outcome.stale.push((
-                update.worker_id,
-                StaleRun {
-                    job_id: update.job_id,
-                    attempt: update.attempt,
-                    reason: "stale attempt".into(),
-                },
-            ));
-        }
-    }
+    outcome.stale_unless_applied(updates, &applied);
     Ok(())
 }
 
