@@ -8,12 +8,14 @@ build:
 	cargo build --workspace --bins
 
 # The service tests that run a second time with the services on SQLite:
-# all but those that read PostgreSQL directly, run several schedulers on
-# one database (a SQLite store serves one process), or touch no store. The
+# all but those that read PostgreSQL directly, run several schedulers or
+# scrubbers on one database at once (a SQLite store serves one process, and
+# refuses a second), or touch no store. The
 # store conformance suite runs on both stores in the first pass.
 SQLITE_PASS = not (test(conformance::) | test(dev::) | test(registry_client::) \
 	| test(replicas::) | test(selection::) | test(migrate_only) | test(a_thousand_jobs) \
-	| test(joblogs_gc_keeps) | test(bad_requests_are_refused))
+	| test(joblogs_gc_keeps) | test(bad_requests_are_refused) \
+	| test(restore_works_until_the_deletion_starts))
 
 # The whole test suite: unit tests and integration tests against real
 # PostgreSQL, SQLite, the real registry and the real service binaries.

@@ -181,3 +181,16 @@ async fn a_schema_from_a_newer_version_is_refused_on_both_stores() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_store_serves_one_process_at_a_time() {
+    let db = TestDb::sqlite();
+    let mut scheduler = regsweep_integration_tests::Scheduler::start(&db, &[]).await;
+    let second = run("regsweep-scheduler", &["--migrate-only", "--database-url", &db.url]).await;
+    refused(second, "is in use by another process");
+    scheduler.process.signal(Signal::SIGTERM);
+    assert!(scheduler.process.wait_exit(Duration::from_secs(30)).await.success());
+    let (ok, stderr) =
+        run("regsweep-scheduler", &["--migrate-only", "--database-url", &db.url]).await;
+    assert!(ok, "the store is free once its process ended: {stderr}");
+}

@@ -39,6 +39,11 @@ pub enum OpenError {
     UnknownScheme(String),
     #[error("invalid database url: {0}")]
     Url(#[source] sqlx::Error),
+    #[error(
+        "sqlite database {path} is in use by another process (it holds {path}.lock): a SQLite \
+         store serves one process; use PostgreSQL for replicas"
+    )]
+    InUse { path: String },
     #[error("cannot open sqlite database {path}: {source}")]
     Sqlite {
         path: String,
@@ -102,11 +107,34 @@ pub async fn open_postgres(
 /// The pools of a SQLite database: one writer connection (SQLite has one
 /// writer at a time; queueing writers in the pool beats spinning on
 /// `SQLITE_BUSY`) and `readers` read-only connections, which WAL lets read
-/// while the writer writes.
+/// while the writer writes. The database belongs to this process while the
+/// pools live: its announcements (what PostgreSQL sends with NOTIFY) stay
+/// in-process, so a second process would miss them.
 #[derive(Clone, Debug)]
 pub struct SqlitePools {
     pub writer: SqlitePool,
     pub reader: SqlitePool,
+    /// An exclusive lock on `PATH.lock`, released when the last clone is
+    /// dropped or the process ends (however it ends).
+    _lock: Option<std::sync::Arc<std::fs::File>>,
+}
+
+/// Takes `PATH.lock` for this process, or says who holds it.
+fn lock(path: &str) -> Result<std::fs::File, OpenError> {
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| OpenError::Sqlite { path: path.to_string(), source: sqlx::Error::Io(e) })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::InUse { path: path.to_string() }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(OpenError::Sqlite { path: path.to_string(), source: sqlx::Error::Io(e) })
+        }
+    }
 }
 
 impl SqlitePools {
@@ -133,6 +161,8 @@ pub async fn open_sqlite(
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     let path = options.get_filename().display().to_string();
+    let in_memory = path == ":memory:" || url.contains("mode=memory");
+    let held = if in_memory { None } else { Some(std::sync::Arc::new(lock(&path)?)) };
     let open_error = |source| OpenError::Sqlite { path: path.clone(), source };
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
@@ -149,7 +179,6 @@ pub async fn open_sqlite(
     // Opening succeeds on a read-only file; writing is what fails.
     writer.execute("PRAGMA user_version = 0").await.map_err(open_error)?;
     migrator.run(&writer).await.map_err(migrate_error)?;
-    let in_memory = path == ":memory:" || url.contains("mode=memory");
     let reader = if in_memory {
         writer.clone()
     } else {
@@ -160,7 +189,7 @@ pub async fn open_sqlite(
             .await
             .map_err(open_error)?
     };
-    Ok(SqlitePools { writer, reader })
+    Ok(SqlitePools { writer, reader, _lock: held })
 }
 
 /// The statement that starts a write transaction: it takes SQLite's write
