@@ -67,12 +67,23 @@ impl Scheduler {
     /// database flags (and `--listen 127.0.0.1:0` unless `extra` has one);
     /// `echo` copies its log to stderr.
     pub async fn launch(name: &str, database_url: &str, extra: &[&str], echo: bool) -> Self {
+        Self::launch_with_env(name, database_url, extra, quiet_env(echo), echo).await
+    }
+
+    /// [`Scheduler::launch`] with extra environment variables.
+    pub async fn launch_with_env(
+        name: &str,
+        database_url: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        echo: bool,
+    ) -> Self {
         let listen =
             if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] };
         let mut args = strings(listen);
         args.extend(strings(&["--log-format", "json", "--database-url", database_url]));
         args.extend(strings(extra));
-        let process = Service::spawn_with(name, "regsweep-scheduler", &args, quiet_env(echo), echo);
+        let process = Service::spawn_with(name, "regsweep-scheduler", &args, envs, echo);
         let line = process.wait_for_message("listening", START_TIMEOUT).await;
         let addr = line["addr"].as_str().expect("listening line has addr").to_string();
         Self { process, url: format!("http://{addr}") }

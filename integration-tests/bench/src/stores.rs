@@ -99,6 +99,7 @@ fn job(kind: &str) -> NewJob {
         max_attempts: 3,
         unique_key: None,
         parent_id: None,
+        trace_context: None,
     }
 }
 

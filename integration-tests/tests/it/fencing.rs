@@ -29,7 +29,7 @@ async fn updates_for_another_attempt_or_worker_change_nothing() {
 
     let job = create(&mut jobs, "sleep", json!({"seconds": 60})).await;
     worker.send(credit("sleep", 1)).await;
-    let In::Assign(v1::Assign { job: Some(assigned) }) = worker.next().await else {
+    let In::Assign(v1::Assign { job: Some(assigned), .. }) = worker.next().await else {
         panic!("expected assign")
     };
     assert_eq!((assigned.id, assigned.attempt), (job.id, 1));

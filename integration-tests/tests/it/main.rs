@@ -19,6 +19,7 @@ mod scheduling;
 mod scrubber;
 mod secrets;
 mod selection;
+mod telemetry;
 mod tls;
 mod validation;
 

@@ -21,17 +21,21 @@ fn venv_tool(name: &str) -> PathBuf {
 }
 
 async fn grpcurl(args: &[&str]) -> String {
-    let output = tokio::process::Command::new(venv_tool("grpcurl"))
-        .args(args)
-        .output()
-        .await
-        .expect("run grpcurl");
+    let output = grpcurl_output(args).await;
     assert!(
         output.status.success(),
         "grpcurl {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8")
+}
+
+async fn grpcurl_output(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(venv_tool("grpcurl"))
+        .args(args)
+        .output()
+        .await
+        .expect("run grpcurl")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,6 +76,21 @@ async fn grpcurl_drives_the_api_through_reflection_alone() {
     assert_eq!(fetched["job"]["status"], "JOB_STATUS_WAITING");
     let health = grpcurl(&["-plaintext", addr, "grpc.health.v1.Health/Check"]).await;
     assert!(health.contains("SERVING"), "{health}");
+
+    // A bad request's field violations decode through reflection too.
+    let refused = grpcurl_output(&[
+        "-plaintext",
+        "-d",
+        r#"{"kind": "", "priority": 5000}"#,
+        addr,
+        "regsweep.v1.JobService/CreateJob",
+    ])
+    .await;
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("InvalidArgument"), "{error}");
+    assert!(error.contains("google.rpc.BadRequest"), "details are typed: {error}");
+    assert!(error.contains(r#""field":"kind""#), "violations decoded: {error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -50,6 +50,10 @@ pub struct DevArgs {
     /// Log line format on stderr.
     #[arg(long, env = "REGSWEEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Serve the metrics of every service at `http://ADDR/metrics`.
+    #[arg(long, env = "REGSWEEP_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 fn sqlite_url(dir: &Path, file: &str) -> String {
@@ -72,8 +76,19 @@ fn prepare_data_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 pub async fn run(args: &DevArgs) -> Result<()> {
-    telemetry::init(args.log_format);
+    let telemetry = telemetry::init(args.log_format, "regsweep")?;
+    let result = run_services(args).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run_services(args: &DevArgs) -> Result<()> {
     let started = Instant::now();
+    let metrics = Shutdown::new();
+    // One endpoint for the three services, which share the process.
+    if let Some(addr) = &args.metrics_addr {
+        regsweep_common::prometheus::serve(addr, metrics.clone()).await?;
+    }
     let dir = prepare_data_dir(&args.data_dir)?;
     let scheduler_listener = grpc::bind(&args.scheduler_listen).await?;
     let scrubber_listener = grpc::bind(&args.scrubber_listen).await?;
@@ -152,6 +167,7 @@ pub async fn run(args: &DevArgs) -> Result<()> {
     services.trigger();
     let scheduler_result = scheduler_task.await.context("scheduler task")?;
     let scrubber_result = scrubber_task.await.context("scrubber task")?;
+    metrics.trigger();
     worker_result.and(scheduler_result).and(scrubber_result)?;
     tracing::info!("regsweep dev stopped");
     Ok(())

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -87,10 +88,14 @@ pub async fn serve(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(regsweep_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // `google.rpc.BadRequest` and friends, so grpcurl decodes the
+        // field violations in error details.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(regsweep_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
     let routes = config
@@ -119,7 +124,13 @@ pub async fn serve(
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
+        .trace_fn(|request| {
+            let path = request.uri().path();
+            let span =
+                tracing::info_span!("rpc", otel.name = path, otel.kind = "server", method = path);
+            crate::trace::set_parent_from_headers(&span, request.headers());
+            span
+        })
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
 
@@ -170,6 +181,29 @@ pub fn endpoint(url: &str) -> Result<Endpoint, GrpcError> {
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true))
+}
+
+/// What every regsweep client adds to its requests: the caller's trace
+/// context, so the server's span joins the caller's trace.
+#[derive(Clone, Debug, Default)]
+pub struct Outgoing;
+
+impl tonic::service::Interceptor for Outgoing {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        crate::trace::inject_metadata(request.metadata_mut());
+        Ok(request)
+    }
+}
+
+/// The channel every generated client is built on.
+pub type Client = InterceptedService<Channel, Outgoing>;
+
+/// Wraps `channel` so requests carry what [`Outgoing`] adds.
+pub fn client(channel: Channel) -> Client {
+    InterceptedService::new(channel, Outgoing)
 }
 
 /// Dials `url` now.

@@ -6,9 +6,11 @@ pub mod db;
 pub mod duration;
 pub mod grpc;
 pub mod paging;
+pub mod prometheus;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 pub mod violations;
 
 pub use shutdown::Shutdown;

@@ -34,6 +34,12 @@ impl Shutdown {
         self.token.cancelled().await;
     }
 
+    /// Fires the signal when the returned guard drops: on every way out of
+    /// a scope, errors included.
+    pub fn trigger_on_drop(&self) -> tokio_util::sync::DropGuard {
+        self.token.clone().drop_guard()
+    }
+
     /// A child signal: fires with this one, or alone when triggered itself.
     pub fn child(&self) -> Self {
         Self { token: self.token.child_token() }

@@ -70,6 +70,8 @@ impl ClientConfig {
 pub(crate) struct Inner {
     pub(crate) base: url::Url,
     base_text: String,
+    /// `host[:port]`, the registry's label in metrics (never credentials).
+    host: String,
     http: reqwest::Client,
     /// Token requests: no redirects; internal addresses refused unless the
     /// realm is the registry's own or on its allow-list.
@@ -193,6 +195,11 @@ impl Client {
         };
         Ok(Self {
             inner: Arc::new(Inner {
+                host: match (base.host_str(), base.port()) {
+                    (Some(host), Some(port)) => format!("{host}:{port}"),
+                    (host, None) => host.unwrap_or_default().to_string(),
+                    (None, Some(_)) => String::new(),
+                },
                 base,
                 base_text: text,
                 http,
@@ -221,7 +228,6 @@ impl Client {
     /// Sends `call`, answering auth challenges once and retrying 429, 503
     /// and (for idempotent methods) transport errors.
     #[tracing::instrument(
-        level = "debug",
         name = "registry_request",
         skip_all,
         fields(method = %call.method, path = call.url.path(), status = tracing::field::Empty)
@@ -263,9 +269,17 @@ impl Client {
                 gate.acquire().await;
             }
             let sent = request.send().await;
+            let code = sent.as_ref().map_or(0, |r| r.status().as_u16());
             if let Some(gate) = &inner.config.gate {
-                gate.observe(sent.as_ref().map_or(0, |r| r.status().as_u16()));
+                gate.observe(code);
             }
+            metrics::counter!(
+                "regsweep_registry_requests_total",
+                "registry" => inner.host.clone(),
+                // 0: no answer (connection refused, timeout).
+                "code" => code.to_string(),
+            )
+            .increment(1);
             let response = match sent {
                 Ok(response) => response,
                 Err(e) if idempotent && retries < inner.config.max_retries => {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use regsweep_common::duration;
+use regsweep_common::prometheus::MetricsArgs;
 use regsweep_common::telemetry::LogFormat;
 use regsweep_common::tls::{ServerTlsArgs, TlsIdentityArgs};
 
@@ -32,6 +33,15 @@ pub struct Config {
     /// Log line format on stderr.
     #[arg(long, env = "REGSWEEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+
+    /// How often the leader refreshes the gauges it reads from the
+    /// database (jobs by status, backlog, cleanups); only with
+    /// `--metrics-addr`.
+    #[arg(long, env = "REGSWEEP_METRICS_INTERVAL", value_parser = duration::parse, default_value = "15s")]
+    pub metrics_interval: Duration,
 
     /// How often workers heartbeat.
     #[arg(long, env = "REGSWEEP_HEARTBEAT_INTERVAL", value_parser = duration::parse, default_value = "5s")]
@@ -124,6 +134,8 @@ impl Config {
             database_url: database_url.into(),
             db_max_connections: 10,
             log_format: LogFormat::Text,
+            metrics: MetricsArgs::default(),
+            metrics_interval: Duration::from_secs(15),
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_ttl: Duration::from_secs(15),
             poll_interval: Duration::from_secs(1),

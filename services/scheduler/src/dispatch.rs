@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use regsweep_common::Shutdown;
+use regsweep_common::{Shutdown, trace};
 use regsweep_proto::v1::{self, connect_response::Message};
 use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::store::{ClaimSlot, JobStore, SessionRef, StoreEvent};
+use crate::store::{ClaimSlot, JobRecord, JobStore, SessionRef, StoreEvent};
 
 /// The response half of a worker stream.
 pub type SessionTx = mpsc::UnboundedSender<Result<v1::ConnectResponse, Status>>;
@@ -286,10 +286,9 @@ impl Dispatcher {
         for job in jobs {
             let Some(worker_id) = job.worker_id else { continue };
             *used.entry(worker_id).or_default() += 1;
+            record_claim(&job);
             match self.sessions.get(&worker_id) {
-                Some(state) => {
-                    send(&state.out, Message::Assign(v1::Assign { job: Some(job.to_proto()) }))
-                }
+                Some(state) => send(&state.out, Message::Assign(assign(&job))),
                 // The session left while the claim ran: the job is found
                 // lost when the worker resumes, or taken back when it dies.
                 None => {
@@ -345,4 +344,26 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The `Assign` of a claimed job, with a dispatch span that continues the
+/// job's trace; the worker's run span is its child.
+fn assign(job: &JobRecord) -> v1::Assign {
+    let span = tracing::info_span!(
+        parent: None,
+        "dispatch",
+        job_id = job.id,
+        attempt = job.attempt,
+        kind = %job.kind,
+    );
+    trace::set_parent_from(&span, job.trace_context.as_deref());
+    v1::Assign { job: Some(job.to_proto()), trace_context: trace::carrier(&span) }
+}
+
+/// Counts a claim and how long the job waited for it once due.
+fn record_claim(job: &JobRecord) {
+    let waited = job.claimed_at.unwrap_or_else(chrono::Utc::now) - job.scheduled_at;
+    metrics::histogram!("regsweep_claim_latency_seconds", "kind" => job.kind.clone())
+        .record(waited.to_std().unwrap_or_default().as_secs_f64());
+    metrics::counter!("regsweep_jobs_claimed_total", "kind" => job.kind.clone()).increment(1);
 }

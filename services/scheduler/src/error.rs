@@ -60,4 +60,7 @@ pub enum Error {
     /// The gRPC server could not start or failed.
     #[error(transparent)]
     Grpc(#[from] GrpcError),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] regsweep_common::prometheus::MetricsError),
 }

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::cleanup::CleanupLoop;
 use crate::internal::InternalRunner;
-use crate::schedule;
 use crate::store::JobStore;
+use crate::{gauges, schedule};
 
 const LEASE: &str = "leader";
 
@@ -23,6 +23,8 @@ pub struct LeaderConfig {
     pub lease: Duration,
     pub reap_interval: Duration,
     pub heartbeat_ttl: Duration,
+    /// How often the database gauges are refreshed (with metrics on).
+    pub metrics_interval: Duration,
 }
 
 /// Competes for the lease until `shutdown`, running the leader loops while
@@ -94,6 +96,15 @@ fn start(
     tasks.spawn(cleanup.clone().run(stop.clone()));
     let runner = InternalRunner::new(store.clone(), replica, config.heartbeat_ttl);
     tasks.spawn(runner.run(stop.clone()));
+    if regsweep_common::prometheus::enabled() {
+        tasks.spawn(gauges::refresh(
+            store.clone(),
+            cleanup.catalog.clone(),
+            cleanup.selection.capacity,
+            config.metrics_interval,
+            stop.clone(),
+        ));
+    }
     (stop, tasks)
 }
 
@@ -114,6 +125,7 @@ async fn reaper(store: Arc<dyn JobStore>, interval: Duration, stop: Shutdown) {
         }
         match store.reap_expired_workers().await {
             Ok(reaped) if !reaped.workers.is_empty() => {
+                gauges::record_reaped(reaped.workers.len(), reaped.jobs);
                 tracing::warn!(workers = ?reaped.workers, jobs = reaped.jobs, "heartbeat expired, workers declared dead");
             }
             Ok(_) => {}

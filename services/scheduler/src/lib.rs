@@ -12,6 +12,7 @@ pub mod cleanup;
 pub mod config;
 mod dispatch;
 pub mod error;
+mod gauges;
 mod internal;
 pub mod kinds;
 mod leader;
@@ -24,8 +25,8 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regsweep_common::Shutdown;
 use regsweep_common::grpc::{self, ServeConfig};
+use regsweep_common::{Shutdown, prometheus};
 use regsweep_proto::v1::cron_service_server::CronServiceServer;
 use regsweep_proto::v1::job_service_server::JobServiceServer;
 use regsweep_proto::v1::policy_service_server::PolicyServiceServer;
@@ -76,6 +77,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     if !problems.is_empty() {
         return Err(Error::Config(problems.join("; ")));
     }
+    // Before the store opens, so its operations are measured.
+    let metrics_stop = Shutdown::new();
+    if let Some(addr) = &config.metrics.metrics_addr {
+        prometheus::serve(addr, metrics_stop.clone()).await?;
+        gauges::describe();
+    }
     let stores = Stores::open(&config.database_url, config.db_max_connections).await?;
     tracing::info!(backend = stores.backend(), "store opened");
     let store = stores.jobs.clone();
@@ -112,6 +119,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             reap_interval: (config.heartbeat_interval / 2)
                 .clamp(Duration::from_millis(100), Duration::from_secs(1)),
             heartbeat_ttl: config.heartbeat_ttl,
+            metrics_interval: config.metrics_interval,
         },
         CleanupLoop {
             catalog: catalog.clone(),
@@ -207,6 +215,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let _ = dispatcher_task.await;
     let _ = listener_task.await;
     stores.close().await;
+    metrics_stop.trigger();
     tracing::info!("scheduler stopped");
     served.map_err(Error::from)
 }

@@ -5,9 +5,12 @@ use regsweep_scheduler::{Config, run};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, "regsweep-scheduler")?;
     let shutdown = Shutdown::from_os_signals();
-    if let Err(e) = run(config, shutdown).await {
+    let result = run(config, shutdown).await;
+    // Spans of the last moments are flushed whatever the outcome.
+    telemetry.shutdown().await;
+    if let Err(e) = result {
         tracing::error!(error = %e, "scheduler failed");
         return Err(e.into());
     }

@@ -107,6 +107,7 @@ impl Connected {
             );
         }
         ctx.dispatch.send(DispatchEvent::Joined { session, out: out.clone() });
+        let _connected = crate::gauges::Connected::new();
         if !registration.capacity_override.is_empty() {
             ctx.dispatch.send(DispatchEvent::SetCapacity {
                 session,

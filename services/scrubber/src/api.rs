@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regsweep_common::{FieldViolations, paging};
+use regsweep_common::{FieldViolations, paging, trace};
 use regsweep_proto::v1::{self, DeletionStatus, scrubber_service_server::ScrubberService};
 use regsweep_registry::{
     Directory, DirectoryError, validate_digest, validate_repository_name, validate_tag,
@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::store::{DeletionFilter, DeletionStore, NewDeletion, parse_status};
+use crate::store::{DeletionFilter, DeletionStore, NewDeletion, Submission, parse_status};
 
 /// Most images in one submission.
 pub const MAX_IMAGES: usize = 10_000;
@@ -111,7 +111,16 @@ impl ScrubberService for ScrubberApi {
         }
         let stored = self
             .store
-            .submit(req.job_id, req.attempt, &req.registry, &req.repository, &images, self.delay)
+            .submit(&Submission {
+                job_id: req.job_id,
+                attempt: req.attempt,
+                registry: &req.registry,
+                repository: &req.repository,
+                images: &images,
+                delay: self.delay,
+                // The rpc's span, a child of the submitting job's.
+                trace_context: trace::traceparent(&tracing::Span::current()).as_deref(),
+            })
             .await
             .map_err(ApiError::from)?;
         tracing::info!(job_id = req.job_id, attempt = req.attempt, registry = %req.registry,

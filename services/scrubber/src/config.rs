@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use regsweep_common::duration;
+use regsweep_common::prometheus::MetricsArgs;
 use regsweep_common::telemetry::LogFormat;
 use regsweep_common::tls::{ClientTlsArgs, ServerTlsArgs, TlsIdentityArgs};
 
@@ -79,6 +80,14 @@ pub struct Config {
     /// Log line format on stderr.
     #[arg(long, env = "REGSWEEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+
+    /// How often the gauges read from the store (deletions by status) and
+    /// the registry limits are refreshed; only with `--metrics-addr`.
+    #[arg(long, env = "REGSWEEP_METRICS_INTERVAL", value_parser = duration::parse, default_value = "15s")]
+    pub metrics_interval: Duration,
 
     /// Apply the schema migrations and exit (a deploy's migration step).
     #[arg(long, env = "REGSWEEP_MIGRATE_ONLY")]

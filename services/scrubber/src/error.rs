@@ -45,4 +45,6 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Grpc(#[from] GrpcError),
+    #[error(transparent)]
+    Metrics(#[from] regsweep_common::prometheus::MetricsError),
 }

@@ -9,6 +9,7 @@
 mod api;
 pub mod config;
 pub mod error;
+mod gauges;
 mod limits;
 mod runner;
 mod scrub;
@@ -62,6 +63,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     }
     let tls = tls::server_config(&config.tls, &config.tls_server).map_err(GrpcError::from)?;
     tls::install_client(&config.tls, &config.tls_client).map_err(GrpcError::from)?;
+    // Before the store opens, so its operations are measured.
+    let metrics_stop = Shutdown::new();
+    let _metrics = metrics_stop.trigger_on_drop();
+    if let Some(addr) = &config.metrics.metrics_addr {
+        regsweep_common::prometheus::serve(addr, metrics_stop.clone()).await?;
+        gauges::describe();
+    }
     let store = store::open(&config.database_url, config.db_max_connections).await?;
     let limits = Arc::new(Limits::new(config.default_max_parallel));
     let gates = limits.clone();
@@ -89,6 +97,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         },
     };
     let runner_task = tokio::spawn(runner.run(loops.clone()));
+    if regsweep_common::prometheus::enabled() {
+        let interval = config.metrics_interval;
+        tokio::spawn(gauges::refresh(store.clone(), limits.clone(), interval, loops.clone()));
+    }
     let api = ScrubberApi {
         store: store.clone(),
         directory,

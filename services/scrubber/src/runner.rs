@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use regsweep_common::Shutdown;
+use regsweep_common::{Shutdown, trace};
 use regsweep_proto::v1::{self, repository_service_client::RepositoryServiceClient};
 use regsweep_registry::{Directory, DirectoryError};
 use tokio::sync::Semaphore;
@@ -147,7 +147,16 @@ impl Runner {
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let this = this.clone();
                 let held = held.clone();
-                let span = tracing::info_span!("scrub", deletion = deletion.id, registry = %deletion.registry);
+                // A root here, continuing the trace of the cleanup that
+                // planned it (which may have ended an hour ago).
+                let span = tracing::info_span!(
+                    parent: None,
+                    "scrub",
+                    deletion = deletion.id,
+                    registry = %deletion.registry,
+                    repository = %deletion.repository,
+                );
+                trace::set_parent_from(&span, deletion.trace_context.as_deref());
                 tasks.spawn(tracing::Instrument::instrument(
                     async move {
                         this.process(&held, deletion).await;
@@ -205,6 +214,8 @@ impl Runner {
         };
         match self.store.finish(self.holder, d.id, &finish).await {
             Ok(true) => {
+                metrics::counter!("regsweep_deletions_total", "outcome" => finish.outcome())
+                    .increment(1);
                 if let Finish::Deleted { deleted_tags, .. } = &finish
                     && !deleted_tags.is_empty()
                 {

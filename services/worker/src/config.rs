@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use regsweep_common::duration;
+use regsweep_common::prometheus::MetricsArgs;
 use regsweep_common::telemetry::LogFormat;
 use regsweep_common::tls::{ClientTlsArgs, TlsIdentityArgs};
 
@@ -52,6 +53,9 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+
     /// On SIGTERM, how long running jobs get to finish before they are
     /// given back to the scheduler (`worker_shutdown`).
     #[arg(long, env = "REGSWEEP_SHUTDOWN_GRACE", value_parser = duration::parse, default_value = "30s")]
@@ -74,6 +78,7 @@ impl Config {
             default_capacity: 4,
             name: None,
             log_format: LogFormat::Text,
+            metrics: MetricsArgs::default(),
             shutdown_grace: Duration::from_secs(30),
             reconnect_max_backoff: Duration::from_secs(10),
         }

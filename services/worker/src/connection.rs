@@ -72,7 +72,7 @@ pub async fn session(
         Ok(channel) => channel,
         Err(e) => return lost(e.to_string(), false),
     };
-    let mut client = WorkerServiceClient::new(channel)
+    let mut client = WorkerServiceClient::new(grpc::client(channel))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(1024);
@@ -191,7 +191,7 @@ async fn sleep_until(at: Option<std::time::Instant>) {
 async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result<(), ()> {
     match message {
         In::Welcome(_) => tracing::warn!("ignoring a second welcome"),
-        In::Assign(v1::Assign { job: Some(job) }) => {
+        In::Assign(v1::Assign { job: Some(job), trace_context }) => {
             let key = (job.id, job.attempt);
             let refuse = if state.take_early_cancel(key) {
                 Some(JobStatus::Cancel)
@@ -216,9 +216,10 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
                 key,
                 Attempt { kind: job.kind.clone(), control: control.clone(), next_log_seq: 0 },
             );
-            job::spawn(job, control, state.outbox_tx.clone(), state.services.clone());
+            let span = job::span(&job, &trace_context);
+            job::spawn(job, span, control, state.outbox_tx.clone(), state.services.clone());
         }
-        In::Assign(v1::Assign { job: None }) => tracing::warn!("ignoring an empty assignment"),
+        In::Assign(v1::Assign { job: None, .. }) => tracing::warn!("ignoring an empty assignment"),
         In::Cancel(cancel) => {
             let key = (cancel.job_id, cancel.attempt);
             match state.running.get(&key) {

@@ -1,14 +1,17 @@
 //! Running one job attempt: the context a kind sees, and the task that
 //! reports its start and end.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use chrono::Utc;
+use regsweep_common::trace;
 use regsweep_proto::v1::{self, JobStatus};
 use regsweep_proto::{json_to_struct, timestamp_from_chrono};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::kinds;
 use crate::services::Services;
@@ -98,9 +101,42 @@ impl JobContext {
     }
 }
 
-/// Starts an attempt on its own task and reports its start and end.
+/// The span of an attempt: a child of the dispatch that handed it out, so
+/// the run joins the trace of the work that created the job.
+pub fn span(job: &v1::Job, trace_context: &HashMap<String, String>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job",
+        otel.name = %format_args!("job {}", job.kind),
+        job_id = job.id,
+        attempt = job.attempt,
+        kind = %job.kind,
+    );
+    trace::set_parent(&span, trace_context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    span
+}
+
+/// Describes the worker's own series.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "regsweep_worker_jobs_total",
+        "job attempts this worker ended, by kind and status"
+    );
+    metrics::describe_histogram!(
+        "regsweep_worker_job_seconds",
+        "how long attempts ran on this worker, by kind"
+    );
+    metrics::describe_gauge!("regsweep_worker_running_jobs", "attempts running, by kind");
+    metrics::describe_counter!(
+        "regsweep_registry_requests_total",
+        "registry requests, by registry host and HTTP status code"
+    );
+}
+
+/// Starts an attempt on its own task, in `span`, and reports its start and
+/// end.
 pub fn spawn(
     job: v1::Job,
+    span: tracing::Span,
     control: Arc<AttemptControl>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     services: Arc<Services>,
@@ -109,26 +145,45 @@ pub fn spawn(
     let ctx = JobContext { key, control: control.clone(), outbox: outbox.clone(), services };
     let args =
         job.args.as_ref().map_or_else(|| serde_json::json!({}), regsweep_proto::struct_to_json);
-    let span = tracing::info_span!("job", job_id = job.id, attempt = job.attempt, kind = %job.kind);
-    tokio::spawn(tracing::Instrument::instrument(
+    tokio::spawn(
         async move {
             let _ = outbox.send(Outgoing::Started(key));
-            // Its own task, so a panicking kind fails the attempt instead of
-            // taking the worker down with it.
             let kind = job.kind.clone();
-            let outcome = match tokio::spawn(async move { kinds::run(&kind, ctx, args).await })
-                .await
-            {
+            let running = metrics::gauge!("regsweep_worker_running_jobs", "kind" => kind.clone());
+            running.increment(1.0);
+            let started = std::time::Instant::now();
+            // Its own task, so a panicking kind fails the attempt instead of
+            // taking the worker down with it; in the attempt's span.
+            let run = {
+                let kind = kind.clone();
+                async move { kinds::run(&kind, ctx, args).await }.in_current_span()
+            };
+            let outcome = match tokio::spawn(run).await {
                 Ok(outcome) => outcome,
                 Err(e) => Outcome::Failed { error: format!("job panicked: {e}"), retryable: false },
             };
+            running.decrement(1.0);
             let given_back = control.give_back.load(Ordering::SeqCst);
             tracing::debug!(?outcome, given_back, "attempt ended");
             let update = final_update(key, outcome, given_back, control.progress());
+            let status = JobStatus::try_from(update.status).unwrap_or(JobStatus::Unspecified);
+            metrics::counter!(
+                "regsweep_worker_jobs_total",
+                "kind" => kind.clone(),
+                "status" => status_label(status),
+            )
+            .increment(1);
+            metrics::histogram!("regsweep_worker_job_seconds", "kind" => kind)
+                .record(started.elapsed().as_secs_f64());
             let _ = outbox.send(Outgoing::Finished { key, update });
-        },
-        span,
-    ));
+        }
+        .instrument(span),
+    );
+}
+
+/// `JOB_STATUS_DONE` as `done`, the form the scheduler's metrics use.
+fn status_label(status: JobStatus) -> String {
+    status.as_str_name().trim_start_matches("JOB_STATUS_").to_ascii_lowercase()
 }
 
 fn final_update(

@@ -38,6 +38,9 @@ pub enum Error {
     /// The scheduler refused this worker; reconnecting would not help.
     #[error("scheduler refused this worker: {0}")]
     Rejected(String),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] regsweep_common::prometheus::MetricsError),
 }
 
 /// Runs the worker until it has drained after `shutdown`.
@@ -51,6 +54,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     for url in &config.scheduler {
         grpc::endpoint(url)?;
     }
+    let metrics_stop = Shutdown::new();
+    if let Some(addr) = &config.metrics.metrics_addr {
+        regsweep_common::prometheus::serve(addr, metrics_stop.clone()).await?;
+        job::describe_metrics();
+    }
+    // Dropped on every way out, which stops the metrics endpoint.
+    let _metrics = metrics_stop.trigger_on_drop();
     let services = Arc::new(Services::new(&config.scheduler, &config.scrubber)?);
     let mut state = WorkerState::new(config.worker_name(), capacity, services);
     tracing::info!(scheduler = ?config.scheduler, name = %state.name, capacity = ?state.capacity, "worker starting");

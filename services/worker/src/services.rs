@@ -37,13 +37,13 @@ impl Services {
         Ok(Self { directory: Directory::new(scheduler.clone()), scheduler, scrubber })
     }
 
-    pub fn repositories(&self) -> RepositoryServiceClient<Channel> {
-        RepositoryServiceClient::new(self.scheduler.clone())
+    pub fn repositories(&self) -> RepositoryServiceClient<grpc::Client> {
+        RepositoryServiceClient::new(grpc::client(self.scheduler.clone()))
     }
 
     /// The scrubber, when the worker was given one (`--scrubber`).
-    pub fn scrubber(&self) -> Option<ScrubberServiceClient<Channel>> {
-        self.scrubber.clone().map(ScrubberServiceClient::new)
+    pub fn scrubber(&self) -> Option<ScrubberServiceClient<grpc::Client>> {
+        self.scrubber.clone().map(|c| ScrubberServiceClient::new(grpc::client(c)))
     }
 
     /// A client for registry `name`.

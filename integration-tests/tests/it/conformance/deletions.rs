@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use regsweep_proto::v1::DeletionStatus;
-use regsweep_scrubber::store::{DeletionFilter, DeletionRecord, Finish, NewDeletion};
+use regsweep_scrubber::store::{DeletionFilter, DeletionRecord, Finish, NewDeletion, Submission};
 use uuid::Uuid;
 
 use super::Fixture;
@@ -23,7 +23,29 @@ fn images(n: usize) -> Vec<NewDeletion> {
 }
 
 async fn submit(f: &Fixture, job_id: i64, n: usize, delay: Duration) -> Vec<DeletionRecord> {
-    f.deletions.submit(job_id, 1, "r", "team/app", &images(n), delay).await.expect("submit")
+    submit_attempt(f, job_id, 1, n, delay).await
+}
+
+async fn submit_attempt(
+    f: &Fixture,
+    job_id: i64,
+    attempt: u32,
+    n: usize,
+    delay: Duration,
+) -> Vec<DeletionRecord> {
+    let images = images(n);
+    let plan = Submission {
+        job_id,
+        attempt,
+        registry: "r",
+        repository: "team/app",
+        images: &images,
+        delay,
+        trace_context: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    };
+    let stored = f.deletions.submit(&plan).await.expect("submit");
+    assert!(stored.iter().all(|d| d.trace_context.as_deref() == plan.trace_context));
+    stored
 }
 
 async fn status_of(f: &Fixture, id: i64) -> String {
@@ -152,8 +174,7 @@ pub async fn submissions_are_idempotent_per_attempt_and_digest(f: Fixture) {
     assert_eq!(first[0].tags, vec!["v0".to_string(), "latest-0".to_string()]);
     assert!(first[0].delete_digest && !first[1].delete_digest);
     assert!(first[0].delete_after > first[0].submitted_at + chrono::Duration::seconds(59));
-    let other_attempt =
-        f.deletions.submit(1, 2, "r", "team/app", &images(3), Duration::ZERO).await.unwrap();
+    let other_attempt = submit_attempt(&f, 1, 2, 3, Duration::ZERO).await;
     assert!(other_attempt.iter().all(|d| !first.iter().any(|o| o.id == d.id)));
     let by_job = DeletionFilter { job_id: Some(1), ..Default::default() };
     let page = f.deletions.list(&by_job, None, 4).await.unwrap();

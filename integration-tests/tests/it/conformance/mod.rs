@@ -116,6 +116,7 @@ pub fn new_job(kind: &str) -> NewJob {
         max_attempts: 3,
         unique_key: None,
         parent_id: None,
+        trace_context: None,
     }
 }
 

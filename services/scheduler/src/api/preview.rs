@@ -31,6 +31,7 @@ pub async fn run(
         max_attempts: 1,
         unique_key: None,
         parent_id: None,
+        trace_context: regsweep_common::trace::traceparent(&tracing::Span::current()),
     };
     let job = match jobs.create_job(job).await? {
         CreateOutcome::Created(job) | CreateOutcome::Duplicate(job) => job,

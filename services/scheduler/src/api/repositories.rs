@@ -103,6 +103,7 @@ impl RepositoryService for RepositoryApi {
             max_attempts: 3,
             unique_key: Some(format!("catalog_sync:{registry}")),
             parent_id: None,
+            trace_context: regsweep_common::trace::traceparent(&tracing::Span::current()),
         };
         let (job, created) = match self.jobs.create_job(job).await.map_err(ApiError::from)? {
             CreateOutcome::Created(job) => (job, true),

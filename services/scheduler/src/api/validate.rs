@@ -84,6 +84,8 @@ pub fn create_job(req: v1::CreateJobRequest) -> Result<NewJob, FieldViolations> 
         max_attempts,
         unique_key,
         parent_id,
+        // The caller's trace (from the request's metadata) continues in the runs.
+        trace_context: regsweep_common::trace::traceparent(&tracing::Span::current()),
     })
 }
 

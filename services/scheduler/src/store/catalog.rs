@@ -311,4 +311,7 @@ pub trait CatalogStore: Send + Sync + 'static {
         config: &SelectionConfig,
         advance: AdvanceRun,
     ) -> Result<Selection, StoreError>;
+
+    /// The selection's state (running, waiting, overdue), for metrics.
+    async fn cleanup_stats(&self) -> Result<crate::store::stats::CleanupStats, StoreError>;
 }

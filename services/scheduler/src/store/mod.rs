@@ -6,11 +6,13 @@
 //! one statement serves many jobs.
 
 pub mod catalog;
+mod measured;
 mod model;
 mod open;
 pub mod postgres;
 pub(crate) mod rows;
 pub mod sqlite;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -66,6 +68,8 @@ pub struct NewJob {
     pub max_attempts: u32,
     pub unique_key: Option<String>,
     pub parent_id: Option<i64>,
+    /// The `traceparent` of the work that created it, continued by its runs.
+    pub trace_context: Option<String>,
 }
 
 /// Outcome of inserting a job.
@@ -423,6 +427,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Deletes finished jobs (and their logs) that finished longer than
     /// `older_than` ago or are beyond the newest `keep_last` finished ones.
     async fn purge_jobs(&self, older_than: Duration, keep_last: u64) -> Result<Purged, StoreError>;
+
+    /// Jobs by kind and status, and the due backlog, for metrics.
+    async fn queue_stats(&self) -> Result<stats::QueueStats, StoreError>;
 }
 
 /// Position in a job's log: the next line is line `line` of chunk

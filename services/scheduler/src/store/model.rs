@@ -31,6 +31,8 @@ pub struct JobRecord {
     pub result: Option<serde_json::Value>,
     pub unique_key: Option<String>,
     pub parent_id: Option<i64>,
+    /// The `traceparent` its runs continue (see `regsweep_common::trace`).
+    pub trace_context: Option<String>,
 }
 
 impl JobRecord {
@@ -230,4 +232,12 @@ impl SessionStart {
         }
         Self { worker_id, resumed, capacity_override, capacity }
     }
+}
+
+/// The root span of arming one policy run, and the `traceparent` the
+/// repositories it marks carry into their cleanups: one run, one trace.
+pub fn policy_run_span(policy_id: i64) -> (tracing::Span, Option<String>) {
+    let span = tracing::info_span!(parent: None, "policy_run", policy_id);
+    let traceparent = regsweep_common::trace::traceparent(&span);
+    (span, traceparent)
 }

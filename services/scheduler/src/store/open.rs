@@ -5,6 +5,7 @@ use std::sync::Arc;
 use regsweep_common::db::Backend;
 
 use super::catalog::CatalogStore;
+use super::measured::{MeasuredCatalog, MeasuredJobs};
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use super::{JobStore, StoreError};
@@ -31,10 +32,14 @@ impl Stores {
             Backend::Postgres => Opened::Postgres(PgStore::connect(url, max_connections).await?),
             Backend::Sqlite => Opened::Sqlite(SqliteStore::connect(url, max_connections).await?),
         };
-        let (jobs, catalog): (Arc<dyn JobStore>, Arc<dyn CatalogStore>) = match &backend {
+        let (mut jobs, mut catalog): (Arc<dyn JobStore>, Arc<dyn CatalogStore>) = match &backend {
             Opened::Postgres(pg) => (Arc::new(pg.clone()), Arc::new(pg.clone())),
             Opened::Sqlite(lite) => (Arc::new(lite.clone()), Arc::new(lite.clone())),
         };
+        if regsweep_common::prometheus::enabled() {
+            jobs = Arc::new(MeasuredJobs(jobs));
+            catalog = Arc::new(MeasuredCatalog(catalog));
+        }
         Ok(Self { jobs, catalog, backend })
     }
 

@@ -19,7 +19,7 @@ fn opt<T: StoredTime>(t: Option<T>) -> Option<DateTime<Utc>> {
 /// Columns every job query returns, in [`JobRow`]'s shape.
 pub const JOB_COLUMNS: &str = "id, kind, args, status, priority, scheduled_at, attempt, \
      max_attempts, worker_id, created_at, claimed_at, started_at, heartbeat_at, finished_at, \
-     progress, last_error, errors, result, unique_key, parent_id";
+     progress, last_error, errors, result, unique_key, parent_id, trace_context";
 
 #[derive(sqlx::FromRow)]
 pub struct JobRow<T> {
@@ -43,6 +43,7 @@ pub struct JobRow<T> {
     result: Option<Json<serde_json::Value>>,
     unique_key: Option<String>,
     parent_id: Option<i64>,
+    trace_context: Option<String>,
 }
 
 impl<T: StoredTime> TryFrom<JobRow<T>> for JobRecord {
@@ -70,6 +71,7 @@ impl<T: StoredTime> TryFrom<JobRow<T>> for JobRecord {
             result: row.result.map(|r| r.0),
             unique_key: row.unique_key,
             parent_id: row.parent_id,
+            trace_context: row.trace_context,
         })
     }
 }

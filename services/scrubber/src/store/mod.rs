@@ -1,6 +1,7 @@
 //! The scrubber's storage: deletions, their leases and outcomes, behind
 //! one trait with a PostgreSQL and a SQLite implementation.
 
+mod measured;
 mod postgres;
 mod sqlite;
 
@@ -51,6 +52,20 @@ pub struct NewDeletion {
     pub delete_digest: bool,
 }
 
+/// One cleanup attempt's plan for a repository.
+#[derive(Clone, Debug)]
+pub struct Submission<'a> {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub registry: &'a str,
+    pub repository: &'a str,
+    pub images: &'a [NewDeletion],
+    /// How long the deletions wait (and can be restored).
+    pub delay: Duration,
+    /// The submitter's `traceparent`, continued when each deletion runs.
+    pub trace_context: Option<&'a str>,
+}
+
 /// A deletion row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeletionRecord {
@@ -71,6 +86,8 @@ pub struct DeletionRecord {
     pub skipped_tags: Vec<String>,
     pub digest_deleted: bool,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The submitter's `traceparent`.
+    pub trace_context: Option<String>,
 }
 
 pub fn status_name(status: DeletionStatus) -> &'static str {
@@ -148,6 +165,17 @@ pub enum Finish {
     },
 }
 
+impl Finish {
+    /// The outcome's label in metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Deleted { .. } => "deleted",
+            Self::Retry { .. } => "retry",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
 /// Where deletions wait, are leased and end. Several scrubber replicas may
 /// share one store: a deletion is leased to one of them at a time, and
 /// every outcome is fenced by the lease.
@@ -155,15 +183,7 @@ pub enum Finish {
 pub trait DeletionStore: Send + Sync + 'static {
     /// Stores a plan once per (job, attempt, digest), due after `delay`;
     /// returns the stored rows (new or already there).
-    async fn submit(
-        &self,
-        job_id: i64,
-        attempt: u32,
-        registry: &str,
-        repository: &str,
-        images: &[NewDeletion],
-        delay: Duration,
-    ) -> Result<Vec<DeletionRecord>, StoreError>;
+    async fn submit(&self, plan: &Submission<'_>) -> Result<Vec<DeletionRecord>, StoreError>;
     /// Deletions matching `filter` with ids below `before`, newest first.
     async fn list(
         &self,
@@ -216,10 +236,14 @@ pub trait DeletionStore: Send + Sync + 'static {
 
 /// The store of the database of `url` (`postgres://...` or `sqlite://PATH`).
 pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn DeletionStore>, StoreError> {
-    Ok(match Backend::of(url)? {
+    let store: Arc<dyn DeletionStore> = match Backend::of(url)? {
         Backend::Postgres => Arc::new(PgStore::connect(url, max_connections).await?),
         Backend::Sqlite => Arc::new(SqliteStore::connect(url, max_connections).await?),
-    })
+    };
+    if regsweep_common::prometheus::enabled() {
+        return Ok(Arc::new(measured::MeasuredDeletions(store)));
+    }
+    Ok(store)
 }
 
 /// The outcome of a restore for each requested id, from the ids restored
@@ -250,7 +274,7 @@ pub(crate) fn restore_outcomes(
 /// Columns every deletion query returns.
 pub(crate) const COLUMNS: &str = "id, registry, repository, digest, tags, delete_digest, job_id, \
      attempt, status, submitted_at, delete_after, attempts, error, deleted_tags, skipped_tags, \
-     digest_deleted, finished_at";
+     digest_deleted, finished_at, trace_context";
 
 /// A deletion as either store reads it: times as `T`, tag lists as `L`.
 #[derive(sqlx::FromRow)]
@@ -272,6 +296,7 @@ pub(crate) struct DeletionRow<T, L> {
     skipped_tags: L,
     digest_deleted: bool,
     finished_at: Option<T>,
+    trace_context: Option<String>,
 }
 
 impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
@@ -294,6 +319,7 @@ impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
             skipped_tags: r.skipped_tags.into_vec(),
             digest_deleted: r.digest_deleted,
             finished_at: r.finished_at.map(StoredTime::into_time),
+            trace_context: r.trace_context,
         }
     }
 }

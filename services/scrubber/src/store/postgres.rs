@@ -9,7 +9,7 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{
-    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, NewDeletion, StoreError,
+    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, StoreError, Submission,
     restore_outcomes, status_name,
 };
 
@@ -41,15 +41,9 @@ impl DeletionStore for PgStore {
     }
 
     /// Stores a plan once per (job, attempt, digest); returns the stored rows.
-    async fn submit(
-        &self,
-        job_id: i64,
-        attempt: u32,
-        registry: &str,
-        repository: &str,
-        images: &[NewDeletion],
-        delay: Duration,
-    ) -> Result<Vec<DeletionRecord>, StoreError> {
+    async fn submit(&self, plan: &Submission<'_>) -> Result<Vec<DeletionRecord>, StoreError> {
+        let Submission { job_id, attempt, registry, repository, images, delay, trace_context } =
+            *plan;
         let digests: Vec<&str> = images.iter().map(|i| i.digest.as_str()).collect();
         // Arrays of arrays must be rectangular: carry tags as JSON.
         let tags: Vec<serde_json::Value> =
@@ -59,9 +53,10 @@ impl DeletionStore for PgStore {
             "WITH input AS (
                  SELECT * FROM unnest($5::text[], $6::jsonb[], $7::bool[]) AS i(digest, tags, delete_digest)
              )
-             INSERT INTO deletions (registry, repository, digest, tags, delete_digest, job_id, attempt, delete_after)
+             INSERT INTO deletions (registry, repository, digest, tags, delete_digest, job_id, attempt,
+                                    delete_after, trace_context)
              SELECT $3, $4, i.digest, ARRAY(SELECT jsonb_array_elements_text(i.tags)), i.delete_digest,
-                    $1, $2, now() + make_interval(secs => $8)
+                    $1, $2, now() + make_interval(secs => $8), $9
              FROM input i
              ON CONFLICT (job_id, attempt, digest) DO NOTHING",
         )
@@ -73,6 +68,7 @@ impl DeletionStore for PgStore {
             .bind(&tags)
             .bind(&whole)
             .bind(delay.as_secs_f64())
+            .bind(trace_context)
             .execute(&self.pool)
             .await?;
         let sql = format!(

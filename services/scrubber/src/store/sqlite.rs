@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::{
-    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, NewDeletion, StoreError,
+    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, StoreError, Submission,
     restore_outcomes, status_name,
 };
 
@@ -43,15 +43,9 @@ impl SqliteStore {
 
 #[async_trait]
 impl DeletionStore for SqliteStore {
-    async fn submit(
-        &self,
-        job_id: i64,
-        attempt: u32,
-        registry: &str,
-        repository: &str,
-        images: &[NewDeletion],
-        delay: Duration,
-    ) -> Result<Vec<DeletionRecord>, StoreError> {
+    async fn submit(&self, plan: &Submission<'_>) -> Result<Vec<DeletionRecord>, StoreError> {
+        let Submission { job_id, attempt, registry, repository, images, delay, trace_context } =
+            *plan;
         let now = now();
         let mut tx = self.begin().await?;
         let mut stored = Vec::with_capacity(images.len());
@@ -61,8 +55,8 @@ impl DeletionStore for SqliteStore {
         for image in images {
             sqlx::query(
                 "INSERT INTO deletions (registry, repository, digest, tags, delete_digest, job_id,
-                                        attempt, submitted_at, delete_after)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 + ?9)
+                                        attempt, submitted_at, delete_after, trace_context)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 + ?9, ?10)
                  ON CONFLICT (job_id, attempt, digest) DO NOTHING",
             )
             .bind(registry)
@@ -74,6 +68,7 @@ impl DeletionStore for SqliteStore {
             .bind(i64::from(attempt))
             .bind(now)
             .bind(span(delay))
+            .bind(trace_context)
             .execute(&mut *tx)
             .await?;
             let row = sqlx::query_as::<_, DeletionRow>(AssertSqlSafe(select.as_str()))

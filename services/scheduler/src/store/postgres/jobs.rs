@@ -22,8 +22,9 @@ const FOREIGN_KEY_VIOLATION: &str = "23503";
 
 pub async fn create(pool: &PgPool, job: NewJob) -> Result<CreateOutcome, StoreError> {
     let insert = format!(
-        "INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id)
-         VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7)
+        "INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id,
+                           trace_context)
+         VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7, $8)
          ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
              AND status IN ('waiting', 'running', 'cancel_request', 'worker_dead',
                             'worker_shutdown', 'worker_resurrection')
@@ -46,6 +47,7 @@ pub async fn create(pool: &PgPool, job: NewJob) -> Result<CreateOutcome, StoreEr
             .bind(to_i32(job.max_attempts))
             .bind(&job.unique_key)
             .bind(job.parent_id)
+            .bind(&job.trace_context)
             .fetch_optional(pool)
             .await;
         match inserted {

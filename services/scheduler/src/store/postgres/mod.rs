@@ -12,8 +12,10 @@ mod registries;
 mod repositories;
 mod retention;
 mod selection;
+mod stats;
 mod workers;
 
+use crate::store::stats::{CleanupStats, QueueStats};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -225,6 +227,10 @@ impl JobStore for PgStore {
     async fn purge_jobs(&self, older_than: Duration, keep_last: u64) -> Result<Purged, StoreError> {
         retention::purge(&self.pool, older_than, keep_last).await
     }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        stats::queue(&self.pool).await
+    }
 }
 
 #[async_trait]
@@ -316,6 +322,10 @@ impl CatalogStore for PgStore {
         advance: AdvanceRun,
     ) -> Result<Selection, StoreError> {
         selection::select(&self.pool, config, advance).await
+    }
+
+    async fn cleanup_stats(&self) -> Result<CleanupStats, StoreError> {
+        stats::cleanups(&self.pool).await
     }
 }
 

@@ -13,6 +13,7 @@ use sqlx::postgres::PgPool;
 
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig};
+use crate::store::model::policy_run_span;
 
 /// Statuses of a job that still holds its unique key (must match the
 /// `jobs_unique_key` index).
@@ -81,8 +82,9 @@ async fn arm_due_policies(
         if budget <= 0 {
             return Ok((armed, true));
         }
+        let (_run, traceparent) = policy_run_span(policy_id);
         let marked = sqlx::query(
-            "UPDATE repositories SET cleanup_status = 'scheduled'
+            "UPDATE repositories SET cleanup_status = 'scheduled', trace_context = $4
              WHERE id IN (
                  SELECT id FROM repositories
                  WHERE policy_id = $1 AND cleanup_status = 'unscheduled'
@@ -92,6 +94,7 @@ async fn arm_due_policies(
         .bind(policy_id)
         .bind(run_at)
         .bind(budget)
+        .bind(traceparent)
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -127,7 +130,7 @@ async fn pick(
              LIMIT $1
              FOR UPDATE SKIP LOCKED
          ), info AS (
-             SELECT r.id, 'tag_cleanup:' || r.id AS unique_key,
+             SELECT r.id, 'tag_cleanup:' || r.id AS unique_key, r.trace_context,
                     jsonb_build_object(
                         'registry', g.name,
                         'repository', r.name,
@@ -149,8 +152,8 @@ async fn pick(
              WHERE j.unique_key IN (SELECT unique_key FROM info)
                AND j.status IN {ACTIVE_JOB}
          ), inserted AS (
-             INSERT INTO jobs (kind, args, max_attempts, unique_key)
-             SELECT 'tag_cleanup', info.args, $3, info.unique_key FROM info
+             INSERT INTO jobs (kind, args, max_attempts, unique_key, trace_context)
+             SELECT 'tag_cleanup', info.args, $3, info.unique_key, info.trace_context FROM info
              WHERE info.unique_key NOT IN (SELECT unique_key FROM existing)
              RETURNING id, unique_key
          )

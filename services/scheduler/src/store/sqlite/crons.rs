@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use chrono::DateTime;
+use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
-use super::rows::{ACTIVE, CRON_COLUMNS as COLUMNS, CronRow};
+use super::jobs::{KeyedJob, insert_keyed_job};
+use super::rows::{CRON_COLUMNS as COLUMNS, CronRow};
 use super::{SqliteStore, micros, now_micros, span_micros, time};
 use crate::store::{CronRecord, Fired, NewCron, NextFire, Purged, StoreError};
 
@@ -91,38 +92,6 @@ pub async fn next_due(store: &SqliteStore) -> Result<Option<DateTime<chrono::Utc
 /// A due cron: name, schedule, kind, args, priority, due time.
 type DueCron = (String, String, String, Json<serde_json::Value>, i32, i64);
 
-/// Inserts a job unless an active one holds `key`; its id when inserted.
-pub async fn insert_keyed_job(
-    tx: &mut SqliteConnection,
-    kind: &str,
-    args: &serde_json::Value,
-    priority: i32,
-    max_attempts: i32,
-    key: &str,
-    now: i64,
-) -> Result<Option<i64>, StoreError> {
-    let sql = format!("SELECT id FROM jobs WHERE unique_key = ? AND status IN {ACTIVE}");
-    let held: Option<i64> =
-        sqlx::query_scalar(AssertSqlSafe(sql)).bind(key).fetch_optional(&mut *tx).await?;
-    if held.is_some() {
-        return Ok(None);
-    }
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO jobs (kind, args, priority, max_attempts, unique_key, scheduled_at,
-                           created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) RETURNING id",
-    )
-    .bind(kind)
-    .bind(Json(args))
-    .bind(priority)
-    .bind(max_attempts)
-    .bind(key)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(Some(id))
-}
-
 /// Fires due crons in one write transaction: each firing is enqueued once
 /// (its unique key), and each cron moves to its next firing after now.
 pub async fn fire_due(store: &SqliteStore, next: NextFire) -> Result<Vec<Fired>, StoreError> {
@@ -142,7 +111,15 @@ pub async fn fire_due(store: &SqliteStore, next: NextFire) -> Result<Vec<Fired>,
     let mut kinds = Vec::new();
     for (name, schedule, kind, args, priority, fire_at) in due {
         let key = format!("cron:{name}:{fire_at}");
-        let job = insert_keyed_job(&mut tx, &kind, &args.0, priority, 3, &key, now).await?;
+        let keyed = KeyedJob {
+            kind: &kind,
+            args: &args.0,
+            priority,
+            max_attempts: 3,
+            key: &key,
+            trace_context: None,
+        };
+        let job = insert_keyed_job(&mut tx, keyed, now).await?;
         // At most one catch-up: missed firings are skipped, not replayed.
         let next_fire = next(&schedule, time(fire_at.max(now)));
         sqlx::query(

@@ -9,12 +9,13 @@ use regsweep_common::Shutdown;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{SqliteStore, catalog, crons, jobs, queue, repositories, selection, workers};
+use super::{SqliteStore, catalog, crons, jobs, queue, repositories, selection, stats, workers};
 use crate::store::catalog::{
     AdvanceRun, CatalogStore, DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyMatcher,
     PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord, Selection,
     SelectionConfig,
 };
+use crate::store::stats::{CleanupStats, QueueStats};
 use crate::store::{
     CancelOutcome, CapacityOutcome, ClaimSlot, CreateOutcome, CronRecord, DeleteOutcome, Fired,
     JobFilter, JobRecord, JobStore, LogCursor, LogLine, NewCron, NewJob, NextFire, Purged, Reaped,
@@ -152,6 +153,10 @@ impl JobStore for SqliteStore {
     async fn purge_jobs(&self, older_than: Duration, keep_last: u64) -> Result<Purged, StoreError> {
         crons::purge(self, older_than, keep_last).await
     }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        stats::queue(self).await
+    }
 }
 
 #[async_trait]
@@ -242,5 +247,9 @@ impl CatalogStore for SqliteStore {
         advance: AdvanceRun,
     ) -> Result<Selection, StoreError> {
         selection::select(self, config, advance).await
+    }
+
+    async fn cleanup_stats(&self) -> Result<CleanupStats, StoreError> {
+        stats::cleanups(self).await
     }
 }

@@ -37,8 +37,8 @@ pub async fn create(store: &SqliteStore, job: NewJob) -> Result<CreateOutcome, S
     }
     let sql = format!(
         "INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id,
-                           created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           created_at, updated_at, trace_context)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          RETURNING {JOB_COLUMNS}"
     );
     let record: JobRecord = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
@@ -51,6 +51,7 @@ pub async fn create(store: &SqliteStore, job: NewJob) -> Result<CreateOutcome, S
         .bind(job.parent_id)
         .bind(now)
         .bind(now)
+        .bind(&job.trace_context)
         .fetch_one(&mut *tx)
         .await?
         .try_into()?;
@@ -241,4 +242,44 @@ pub async fn logs(
         }
     }
     Ok(Some((lines, next)))
+}
+
+/// A job that holds a unique key while active (a cron firing, a cleanup).
+pub struct KeyedJob<'a> {
+    pub kind: &'a str,
+    pub args: &'a serde_json::Value,
+    pub priority: i32,
+    pub max_attempts: i32,
+    pub key: &'a str,
+    pub trace_context: Option<&'a str>,
+}
+
+/// Inserts a job unless an active one holds its key; its id when inserted.
+pub async fn insert_keyed_job(
+    tx: &mut SqliteConnection,
+    job: KeyedJob<'_>,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let KeyedJob { kind, args, priority, max_attempts, key, trace_context } = job;
+    let sql = format!("SELECT id FROM jobs WHERE unique_key = ? AND status IN {ACTIVE}");
+    let held: Option<i64> =
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(key).fetch_optional(&mut *tx).await?;
+    if held.is_some() {
+        return Ok(None);
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO jobs (kind, args, priority, max_attempts, unique_key, scheduled_at,
+                           created_at, updated_at, trace_context)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7) RETURNING id",
+    )
+    .bind(kind)
+    .bind(Json(args))
+    .bind(priority)
+    .bind(max_attempts)
+    .bind(key)
+    .bind(now)
+    .bind(trace_context)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Some(id))
 }

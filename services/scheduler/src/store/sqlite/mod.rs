@@ -16,6 +16,7 @@ mod queue;
 mod repositories;
 mod rows;
 mod selection;
+mod stats;
 mod workers;
 
 use regsweep_common::Shutdown;

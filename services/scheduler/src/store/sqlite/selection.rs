@@ -4,11 +4,12 @@
 
 use sqlx::SqliteConnection;
 
-use super::crons::insert_keyed_job;
+use super::jobs::{KeyedJob, insert_keyed_job};
 use super::rows::ACTIVE;
 use super::{SqliteStore, now_micros, span_micros, time};
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig};
+use crate::store::model::policy_run_span;
 
 pub async fn select(
     store: &SqliteStore,
@@ -70,8 +71,9 @@ async fn arm_due_policies(
         if budget <= 0 {
             return Ok((armed, true));
         }
+        let (_run, traceparent) = policy_run_span(policy_id);
         let marked = sqlx::query(
-            "UPDATE repositories SET cleanup_status = 'scheduled'
+            "UPDATE repositories SET cleanup_status = 'scheduled', trace_context = ?4
              WHERE id IN (
                  SELECT id FROM repositories
                  WHERE policy_id = ?1 AND cleanup_status = 'unscheduled'
@@ -81,6 +83,7 @@ async fn arm_due_policies(
         .bind(policy_id)
         .bind(run_at)
         .bind(budget)
+        .bind(traceparent)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -109,6 +112,7 @@ struct Picked {
     name_regex_delete: String,
     name_regex_keep: String,
     dry_run: bool,
+    trace_context: Option<String>,
 }
 
 /// Picks up to `free` repositories in the selection's order and starts a
@@ -122,8 +126,9 @@ async fn pick(
 ) -> Result<(Vec<(i64, i64)>, bool), StoreError> {
     let picked: Vec<Picked> = sqlx::query_as(
         "SELECT r.id, g.name AS registry, r.name AS repository, p.name AS policy, p.keep_n,
-                p.older_than_seconds, p.name_regex_delete, p.name_regex_keep, p.dry_run
-         FROM (SELECT id, registry_id, name, policy_id FROM repositories
+                p.older_than_seconds, p.name_regex_delete, p.name_regex_keep, p.dry_run,
+                r.trace_context
+         FROM (SELECT id, registry_id, name, policy_id, trace_context FROM repositories
                WHERE cleanup_status IN ('scheduled', 'unfinished') AND policy_id IS NOT NULL
                ORDER BY (cleanup_status = 'unfinished'), cleanup_started_at, id
                LIMIT ?) r
@@ -153,9 +158,15 @@ async fn pick(
             "dry_run": p.dry_run,
             "time_budget_seconds": budget,
         });
-        let job_id = match insert_keyed_job(tx, "tag_cleanup", &args, 0, max_attempts, &key, now)
-            .await?
-        {
+        let keyed = KeyedJob {
+            kind: "tag_cleanup",
+            args: &args,
+            priority: 0,
+            max_attempts,
+            key: &key,
+            trace_context: p.trace_context.as_deref(),
+        };
+        let job_id = match insert_keyed_job(tx, keyed, now).await? {
             Some(id) => {
                 inserted = true;
                 id
