@@ -156,10 +156,21 @@ impl Worker {
 
     /// Starts a worker; `echo` copies its log to stderr.
     pub fn spawn_with(scheduler_url: &str, name: &str, extra: &[&str], echo: bool) -> Self {
+        Self::spawn_env(scheduler_url, name, extra, quiet_env(echo), echo)
+    }
+
+    /// Starts a worker with environment variables `envs`.
+    pub fn spawn_env(
+        scheduler_url: &str,
+        name: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        echo: bool,
+    ) -> Self {
         let mut args =
             strings(&["--scheduler", scheduler_url, "--name", name, "--log-format", "json"]);
         args.extend(strings(extra));
-        Self { process: Service::spawn_with(name, "regsweep-worker", &args, quiet_env(echo), echo) }
+        Self { process: Service::spawn_with(name, "regsweep-worker", &args, envs, echo) }
     }
 
     pub fn signal(&self, sig: Signal) {

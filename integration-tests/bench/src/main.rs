@@ -10,6 +10,7 @@ mod selection;
 mod stats;
 mod stores;
 mod tags;
+mod telemetry;
 mod tls;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Command {
     /// Queue throughput end to end with TLS and mutual TLS next to
     /// plaintext.
     Tls(tls::Args),
+    /// Queue throughput end to end with metrics, traces, and both, next
+    /// to neither.
+    Telemetry(telemetry::Args),
 }
 
 #[tokio::main]
@@ -53,5 +57,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Scrub(args) => scrub::run(args).await,
         Command::Stores(args) => stores::run(args).await,
         Command::Tls(args) => tls::run(args).await,
+        Command::Telemetry(args) => telemetry::run(args).await,
     }
 }

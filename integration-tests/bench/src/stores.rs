@@ -185,11 +185,13 @@ pub struct Transport {
     pub worker: Vec<String>,
     /// Dial `https://` (this process's client TLS must be installed).
     pub https: bool,
+    /// Environment of the scheduler and the workers.
+    pub envs: Vec<(String, String)>,
 }
 
 impl Transport {
     pub fn plaintext() -> Self {
-        Self { scheduler: Vec::new(), worker: Vec::new(), https: false }
+        Self { scheduler: Vec::new(), worker: Vec::new(), https: false, envs: Vec::new() }
     }
 }
 
@@ -203,7 +205,10 @@ pub async fn through_services(
     transport: &Transport,
 ) -> Result<f64> {
     let extra: Vec<&str> = transport.scheduler.iter().map(String::as_str).collect();
-    let mut scheduler = Scheduler::launch("scheduler", &db.url, &extra, false).await;
+    let envs: Vec<(&str, &str)> =
+        transport.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut scheduler =
+        Scheduler::launch_with_env("scheduler", &db.url, &extra, &envs, false).await;
     if transport.https {
         scheduler.url = scheduler.url.replace("http://", "https://");
     }
@@ -233,7 +238,8 @@ pub async fn through_services(
     let mut worker_args = vec!["--capacity", "sleep=128"];
     worker_args.extend(transport.worker.iter().map(String::as_str));
     for i in 0..workers {
-        processes.push(Worker::spawn_with(&scheduler.url, &format!("w{i}"), &worker_args, false));
+        let name = format!("w{i}");
+        processes.push(Worker::spawn_env(&scheduler.url, &name, &worker_args, &envs, false));
     }
     let jobs_client = JobServiceClient::new(channel);
     wait_until("the backlog to drain", Duration::from_secs(600), || {

@@ -48,8 +48,16 @@ pub async fn run(args: Args) -> Result<()> {
     ]);
     let modes = [
         ("plaintext", Transport::plaintext()),
-        ("TLS", Transport { scheduler: server, worker: trust, https: true }),
-        ("mutual TLS", Transport { scheduler: mutual_server, worker: mutual_worker, https: true }),
+        ("TLS", Transport { scheduler: server, worker: trust, https: true, envs: Vec::new() }),
+        (
+            "mutual TLS",
+            Transport {
+                scheduler: mutual_server,
+                worker: mutual_worker,
+                https: true,
+                envs: Vec::new(),
+            },
+        ),
     ];
     println!(
         "tls benchmark: {} jobs, scheduler on PostgreSQL + {} workers over gRPC, {} runs",
