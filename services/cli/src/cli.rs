@@ -36,6 +36,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "REGSWEEP_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Bearer token for services that require one. Prefer `--token-file`
+    /// or the variable: arguments show in `ps`.
+    #[arg(long, global = true, env = "REGSWEEP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the bearer token.
+    #[arg(long, global = true, env = "REGSWEEP_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<std::path::PathBuf>,
+
     /// Output format: tables for people, JSON (proto field names) for scripts.
     #[arg(long, global = true, env = "REGSWEEP_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -73,6 +82,9 @@ pub enum Command {
     /// Pending and finished deletions of the scrubber.
     #[command(subcommand)]
     Scrub(ScrubCommand),
+    /// Bearer tokens for the services' tokens files.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Run the scheduler, a worker and the scrubber in this process, on
     /// SQLite files in a data directory (no database server needed).
     Dev(DevArgs),
@@ -237,4 +249,20 @@ pub struct CronUpdateArgs {
     /// Disable (true) or enable (false) it.
     #[arg(long)]
     pub disabled: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Make a new random token; prints it once, and the line for the
+    /// tokens file (which holds only its hash).
+    Create {
+        /// Name shown in logs and used for rate limits.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated roles: read, admin, worker, scrubber-client.
+        #[arg(long)]
+        roles: String,
+    },
+    /// Reads a token on stdin and prints its `sha256:` hash.
+    Hash,
 }

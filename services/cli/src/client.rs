@@ -9,36 +9,37 @@ use regsweep_proto::v1::registry_service_client::RegistryServiceClient;
 use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
 use regsweep_proto::v1::scrubber_service_client::ScrubberServiceClient;
 use tonic::Code;
-use tonic::transport::Channel;
 
-async fn scheduler(url: &str) -> Result<Channel> {
-    grpc::connect(url).await.with_context(|| format!("cannot reach the scheduler at {url}"))
+async fn scheduler(url: &str) -> Result<grpc::Client> {
+    let channel =
+        grpc::connect(url).await.with_context(|| format!("cannot reach the scheduler at {url}"))?;
+    Ok(grpc::client(channel))
 }
 
-pub async fn jobs(url: &str) -> Result<JobServiceClient<Channel>> {
+pub async fn jobs(url: &str) -> Result<JobServiceClient<grpc::Client>> {
     Ok(JobServiceClient::new(scheduler(url).await?))
 }
 
-pub async fn crons(url: &str) -> Result<CronServiceClient<Channel>> {
+pub async fn crons(url: &str) -> Result<CronServiceClient<grpc::Client>> {
     Ok(CronServiceClient::new(scheduler(url).await?))
 }
 
-pub async fn registries(url: &str) -> Result<RegistryServiceClient<Channel>> {
+pub async fn registries(url: &str) -> Result<RegistryServiceClient<grpc::Client>> {
     Ok(RegistryServiceClient::new(scheduler(url).await?))
 }
 
-pub async fn repositories(url: &str) -> Result<RepositoryServiceClient<Channel>> {
+pub async fn repositories(url: &str) -> Result<RepositoryServiceClient<grpc::Client>> {
     Ok(RepositoryServiceClient::new(scheduler(url).await?))
 }
 
-pub async fn policies(url: &str) -> Result<PolicyServiceClient<Channel>> {
+pub async fn policies(url: &str) -> Result<PolicyServiceClient<grpc::Client>> {
     Ok(PolicyServiceClient::new(scheduler(url).await?))
 }
 
-pub async fn scrubber(url: &str) -> Result<ScrubberServiceClient<Channel>> {
+pub async fn scrubber(url: &str) -> Result<ScrubberServiceClient<grpc::Client>> {
     let channel =
         grpc::connect(url).await.with_context(|| format!("cannot reach the scrubber at {url}"))?;
-    Ok(ScrubberServiceClient::new(channel))
+    Ok(ScrubberServiceClient::new(grpc::client(channel)))
 }
 
 /// Parses a flag holding a JSON object.

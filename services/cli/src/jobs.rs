@@ -133,7 +133,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>> {
 }
 
 async fn list(
-    jobs: &mut v1::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    jobs: &mut v1::job_service_client::JobServiceClient<regsweep_common::grpc::Client>,
     args: &ListJobs,
 ) -> Result<Vec<v1::Job>> {
     let mut statuses = Vec::new();

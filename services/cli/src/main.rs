@@ -9,11 +9,13 @@ mod output;
 mod policies;
 mod registries;
 mod scrub;
+mod tokens;
 mod workers;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use regsweep_common::auth::ClientAuthArgs;
 use regsweep_common::tls::{self, ClientTlsArgs, TlsIdentityArgs};
 
 use crate::cli::{Cli, Command};
@@ -26,6 +28,11 @@ async fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
+    let token = ClientAuthArgs { token: cli.token.clone(), token_file: cli.token_file.clone() };
+    if let Err(e) = regsweep_common::auth::install_client_token(&token) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match &cli.command {
         Command::Jobs(command) => jobs::run(&cli, command).await,
         Command::Workers(command) => workers::run(&cli, command).await,
@@ -34,6 +41,7 @@ async fn main() -> ExitCode {
         Command::Repositories(command) => registries::run_repositories(&cli, command).await,
         Command::Policies(command) => policies::run(&cli, command).await,
         Command::Scrub(command) => scrub::run(&cli, command).await,
+        Command::Tokens(command) => tokens::run(command),
         Command::Dev(args) => dev::run(args).await,
     };
     match result {

@@ -70,6 +70,9 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// TLS (and mutual TLS) settings; `None` serves plaintext.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Tokens, roles and rate limits ([`crate::auth::Access::open`] for
+    /// none).
+    pub access: std::sync::Arc<crate::auth::Access>,
 }
 
 /// Serves `config.routes` plus `grpc.health.v1` and server reflection (v1
@@ -120,7 +123,12 @@ pub async fn serve(
              set --tls-cert and --tls-key (and --tls-client-ca for mutual TLS) outside development"
         ),
     }
+    if !config.access.requires_tokens() {
+        tracing::warn!("no --tokens-file: every caller may call every rpc");
+    }
+    config.access.reload_on_sighup(shutdown.clone());
     let server = builder
+        .layer(crate::auth::AccessLayer::new(config.access))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -184,7 +192,8 @@ pub fn endpoint(url: &str) -> Result<Endpoint, GrpcError> {
 }
 
 /// What every regsweep client adds to its requests: the caller's trace
-/// context, so the server's span joins the caller's trace.
+/// context, so the server's span joins the caller's trace, and the
+/// process's bearer token when it has one.
 #[derive(Clone, Debug, Default)]
 pub struct Outgoing;
 
@@ -194,6 +203,9 @@ impl tonic::service::Interceptor for Outgoing {
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
         crate::trace::inject_metadata(request.metadata_mut());
+        if let Some(token) = crate::auth::client_token() {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
         Ok(request)
     }
 }

@@ -2,6 +2,7 @@
 //! signal, the gRPC server (health, reflection, limits), field-violation
 //! errors, durations and page tokens.
 
+pub mod auth;
 pub mod db;
 pub mod duration;
 pub mod grpc;

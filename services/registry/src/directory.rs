@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use regsweep_common::grpc;
 use regsweep_proto::v1::{self, registry_service_client::RegistryServiceClient};
 use tonic::transport::Channel;
 
@@ -70,7 +71,7 @@ impl Directory {
                 return Ok((e.client.clone(), e.definition.clone()));
             }
         }
-        let definition = RegistryServiceClient::new(self.channel.clone())
+        let definition = RegistryServiceClient::new(grpc::client(self.channel.clone()))
             .get_registry(v1::GetRegistryRequest { name: name.to_string() })
             .await
             .map_err(|status| match status.code() {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use regsweep_common::auth::ServerAuthArgs;
 use regsweep_common::duration;
 use regsweep_common::prometheus::MetricsArgs;
 use regsweep_common::telemetry::LogFormat;
@@ -20,6 +21,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub tls_server: ServerTlsArgs,
+
+    #[command(flatten)]
+    pub auth: ServerAuthArgs,
 
     /// Database: `postgres://user@host/db` (the `scheduler` schema in it),
     /// or `sqlite://PATH` for one process on one machine.
@@ -131,6 +135,7 @@ impl Config {
             listen: "127.0.0.1:0".into(),
             tls: TlsIdentityArgs::default(),
             tls_server: ServerTlsArgs::default(),
+            auth: ServerAuthArgs::default(),
             database_url: database_url.into(),
             db_max_connections: 10,
             log_format: LogFormat::Text,

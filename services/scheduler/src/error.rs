@@ -60,6 +60,9 @@ pub enum Error {
     /// The gRPC server could not start or failed.
     #[error(transparent)]
     Grpc(#[from] GrpcError),
+    /// The tokens file cannot be used.
+    #[error(transparent)]
+    Tokens(#[from] regsweep_common::auth::TokensError),
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] regsweep_common::prometheus::MetricsError),

@@ -25,6 +25,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
+use regsweep_common::auth::Access;
 use regsweep_common::grpc::{self, ServeConfig};
 use regsweep_common::{Shutdown, prometheus};
 use regsweep_proto::v1::cron_service_server::CronServiceServer;
@@ -83,6 +84,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         prometheus::serve(addr, metrics_stop.clone()).await?;
         gauges::describe();
     }
+    let access = Access::from_args(&config.auth)?;
     let stores = Stores::open(&config.database_url, config.db_max_connections).await?;
     tracing::info!(backend = stores.backend(), "store opened");
     let store = stores.jobs.clone();
@@ -198,6 +200,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             drain_timeout: config.shutdown_timeout,
             tls: regsweep_common::tls::server_config(&config.tls, &config.tls_server)
                 .map_err(regsweep_common::grpc::GrpcError::from)?,
+            access,
         },
         shutdown,
     )

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use regsweep_common::auth::{ClientAuthArgs, ServerAuthArgs};
 use regsweep_common::duration;
 use regsweep_common::prometheus::MetricsArgs;
 use regsweep_common::telemetry::LogFormat;
@@ -25,6 +26,13 @@ pub struct Config {
 
     #[command(flatten)]
     pub tls_client: ClientTlsArgs,
+
+    #[command(flatten)]
+    pub auth: ServerAuthArgs,
+
+    /// The token presented to the scheduler (a `worker` role).
+    #[command(flatten)]
+    pub client_auth: ClientAuthArgs,
 
     /// Database: `postgres://user@host/db` (the `scrubber` schema in it), or
     /// `sqlite://PATH` for one process on one machine.

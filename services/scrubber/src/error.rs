@@ -46,5 +46,9 @@ pub enum Error {
     #[error(transparent)]
     Grpc(#[from] GrpcError),
     #[error(transparent)]
+    Tokens(#[from] regsweep_common::auth::TokensError),
+    #[error(transparent)]
+    ClientToken(#[from] regsweep_common::auth::ClientTokenError),
+    #[error(transparent)]
     Metrics(#[from] regsweep_common::prometheus::MetricsError),
 }

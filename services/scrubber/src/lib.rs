@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use regsweep_common::Shutdown;
 use regsweep_common::grpc::{self, GrpcError, ServeConfig};
-use regsweep_common::tls;
+use regsweep_common::{auth, tls};
 use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
 use regsweep_proto::v1::scrubber_service_server::ScrubberServiceServer;
 use regsweep_registry::{Directory, Gate};
@@ -63,6 +63,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     }
     let tls = tls::server_config(&config.tls, &config.tls_server).map_err(GrpcError::from)?;
     tls::install_client(&config.tls, &config.tls_client).map_err(GrpcError::from)?;
+    auth::install_client_token(&config.client_auth)?;
+    let access = auth::Access::from_args(&config.auth)?;
     // Before the store opens, so its operations are measured.
     let metrics_stop = Shutdown::new();
     let _metrics = metrics_stop.trigger_on_drop();
@@ -86,7 +88,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         limits: limits.clone(),
         holder,
         snapshots: Snapshots::new(config.tag_snapshot_ttl),
-        repositories: RepositoryServiceClient::new(scheduler),
+        repositories: RepositoryServiceClient::new(grpc::client(scheduler)),
         unreported: Default::default(),
         config: RunnerConfig {
             parallelism: config.parallelism,
@@ -122,6 +124,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             service_names: vec!["regsweep.v1.ScrubberService"],
             drain_timeout: config.shutdown_timeout,
             tls,
+            access,
         },
         shutdown,
     )

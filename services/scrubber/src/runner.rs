@@ -12,7 +12,6 @@ use regsweep_registry::{Directory, DirectoryError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::limits::Limits;
@@ -88,7 +87,7 @@ pub struct Runner {
     pub holder: Uuid,
     pub snapshots: Snapshots,
     /// Where deleted tags are reported (the repository's deleted count).
-    pub repositories: RepositoryServiceClient<Channel>,
+    pub repositories: RepositoryServiceClient<regsweep_common::grpc::Client>,
     /// Deleted tags per job not reported yet; flushed every
     /// [`REPORT_PERIOD`] rather than once per deletion.
     pub unreported: Mutex<HashMap<i64, u32>>,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use regsweep_common::auth::ClientAuthArgs;
 use regsweep_common::duration;
 use regsweep_common::prometheus::MetricsArgs;
 use regsweep_common::telemetry::LogFormat;
@@ -35,6 +36,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub tls_client: ClientTlsArgs,
+
+    #[command(flatten)]
+    pub auth: ClientAuthArgs,
 
     /// Jobs of a kind run at once, as KIND=N (repeatable, or comma
     /// separated in the env variable). Kinds not listed get the default.
@@ -74,6 +78,7 @@ impl Config {
             scrubber: Vec::new(),
             tls: TlsIdentityArgs::default(),
             tls_client: ClientTlsArgs::default(),
+            auth: ClientAuthArgs::default(),
             capacity: Vec::new(),
             default_capacity: 4,
             name: None,

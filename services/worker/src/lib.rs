@@ -38,6 +38,9 @@ pub enum Error {
     /// The scheduler refused this worker; reconnecting would not help.
     #[error("scheduler refused this worker: {0}")]
     Rejected(String),
+    /// The token cannot be used.
+    #[error(transparent)]
+    Token(#[from] regsweep_common::auth::ClientTokenError),
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] regsweep_common::prometheus::MetricsError),
@@ -51,6 +54,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     }
     regsweep_common::tls::install_client(&config.tls, &config.tls_client)
         .map_err(GrpcError::from)?;
+    regsweep_common::auth::install_client_token(&config.auth)?;
     for url in &config.scheduler {
         grpc::endpoint(url)?;
     }

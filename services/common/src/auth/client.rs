@@ -1,0 +1,58 @@
+//! The token a process presents on every call it makes
+//! ([`crate::grpc::Outgoing`] adds it).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use tonic::metadata::{Ascii, MetadataValue};
+
+static TOKEN: OnceLock<MetadataValue<Ascii>> = OnceLock::new();
+
+/// Client flags: the bearer token to present.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ClientAuthArgs {
+    /// Bearer token presented to servers that require one. Prefer
+    /// `--token-file` or the variable: arguments show in `ps`.
+    #[arg(long, env = "REGSWEEP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the bearer token (e.g. a mounted Secret).
+    #[arg(long, env = "REGSWEEP_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Why a token cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientTokenError {
+    #[error("cannot read token file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the token must be printable ASCII without spaces")]
+    Malformed,
+}
+
+/// Installs the token of `args` for every call of this process. The first
+/// install wins (services in one process share it).
+pub fn install(args: &ClientAuthArgs) -> Result<(), ClientTokenError> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => token.trim().to_string(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|source| ClientTokenError::Read { path: path.display().to_string(), source })?
+            .trim()
+            .to_string(),
+        (None, None) => return Ok(()),
+    };
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ClientTokenError::Malformed);
+    }
+    let mut value: MetadataValue<Ascii> =
+        format!("Bearer {token}").parse().map_err(|_| ClientTokenError::Malformed)?;
+    // Never printed, not even in debug output of the request.
+    value.set_sensitive(true);
+    let _ = TOKEN.set(value);
+    Ok(())
+}
+
+/// The `authorization` value to send, once installed.
+pub fn header() -> Option<&'static MetadataValue<Ascii>> {
+    TOKEN.get()
+}

@@ -1,0 +1,125 @@
+//! The tower layer that enforces [`Access`](super::Access) in front of
+//! every service of a server.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tonic::codegen::http;
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::{Access, Need, Role, need};
+
+#[derive(Clone, Debug)]
+pub struct AccessLayer {
+    access: Arc<Access>,
+}
+
+impl AccessLayer {
+    pub fn new(access: Arc<Access>) -> Self {
+        Self { access }
+    }
+}
+
+impl<S> tower::Layer<S> for AccessLayer {
+    type Service = AccessService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessService { inner, access: self.access.clone() }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AccessService<S> {
+    inner: S,
+    access: Arc<Access>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AccessService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        match self.access.check(&request) {
+            Ok(()) => Box::pin(self.inner.call(request)),
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+impl Access {
+    /// Admits or refuses a call: `Unauthenticated` without a valid token,
+    /// `PermissionDenied` when its roles do not cover the rpc,
+    /// `ResourceExhausted` (with a retry delay) over the caller's rate.
+    fn check<B>(&self, request: &http::Request<B>) -> Result<(), Status> {
+        let path = request.uri().path();
+        let need = need(path);
+        let open = need == Need::Open && !self.auth_reflection;
+        let caller = match self.tokens() {
+            Some(_) if open => None,
+            Some(tokens) => {
+                let token = bearer(request.headers()).ok_or_else(|| {
+                    Status::unauthenticated("a bearer token is required (--token)")
+                })?;
+                let entry = tokens
+                    .find(token)
+                    .ok_or_else(|| Status::unauthenticated("unknown bearer token"))?;
+                if let Need::AnyOf(roles) = need
+                    && !entry.roles.iter().any(|r| *r == Role::Admin || roles.contains(r))
+                {
+                    tracing::warn!(caller = %entry.name, rpc = path, "permission denied");
+                    return Err(Status::permission_denied(format!(
+                        "token {:?} may not call {path}",
+                        entry.name
+                    )));
+                }
+                Some(entry.name.clone())
+            }
+            None => None,
+        };
+        // Streams and health checks are not rate limited: a worker's stream
+        // is one call, and probes must always answer.
+        let counted = need != Need::Open && path != "/regsweep.v1.WorkerService/Connect";
+        if let (Some(limits), true) = (&self.limits, counted) {
+            let key = caller.unwrap_or_else(|| peer(request));
+            if let Err(wait) = limits.take(&key) {
+                tracing::warn!(caller = %key, rpc = path, "rate limit exceeded");
+                return Err(Status::with_error_details(
+                    tonic::Code::ResourceExhausted,
+                    format!("over the rate limit of {} requests per second", limits.rate()),
+                    ErrorDetails::with_retry_info(Some(wait)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// The caller's address, the rate-limit key when there are no tokens.
+fn peer<B>(request: &http::Request<B>) -> String {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = request.extensions();
+    let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
+        extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(TlsConnectInfo::get_ref)
+    });
+    tcp.and_then(TcpConnectInfo::remote_addr).map(|a| a.ip().to_string()).unwrap_or_default()
+}
