@@ -1,5 +1,5 @@
 # The same commands CI runs (.ci/run calls `make ci`).
-.PHONY: deps build test lint fmt clippy buf deploy ci run bench
+.PHONY: deps build test lint fmt clippy buf deploy ci run bench fuzz
 
 deps:
 	scripts/deps.sh
@@ -48,3 +48,16 @@ run:
 bench: deps
 	cargo build --release --bins
 	./target/release/regsweep-bench queue
+
+# Coverage-guided fuzzing of every target for FUZZ_SECONDS each, with
+# cargo-fuzz on the nightly toolchain (not part of `make ci`: the
+# sanitizer build alone takes minutes; `make test` runs every target on
+# stable over the seeds and generated inputs). New inputs go to a copy of
+# the corpus; crashes to fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	rm -rf target/fuzz-corpus && cp -r fuzz/corpus target/fuzz-corpus
+	for t in policy_fields tag_filter job_args registry_headers manifest durations; do \
+		cargo +nightly fuzz run -O $$t target/fuzz-corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

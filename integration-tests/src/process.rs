@@ -12,6 +12,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
+/// Parts of every secret the tests hand the services (the registry
+/// password of `secrets.rs`, every bearer token): a captured log line that
+/// holds one fails the test that ran the process, so the whole suite
+/// checks that no secret is ever logged.
+pub const SECRET_MARKERS: [&str; 2] = ["pa55-xyzzy", "rsw_"];
+
 /// Path of a workspace binary next to the test executable
 /// (`target/<profile>/`). Panics if it was not built.
 pub fn bin(name: &str) -> PathBuf {
@@ -88,6 +94,12 @@ impl Service {
         Self { name: name.to_string(), child, captured }
     }
 
+    /// The first captured line holding a secret, if any.
+    pub fn leaked_secret(&self) -> Option<String> {
+        let lines = self.captured.lines.lock().expect("lock");
+        lines.iter().find(|line| SECRET_MARKERS.iter().any(|m| line.contains(m))).cloned()
+    }
+
     /// Peak resident memory of the process, from `/proc` (Linux).
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
@@ -156,5 +168,16 @@ impl Service {
     /// Waits for a log line whose message is `message`.
     pub async fn wait_for_message(&self, message: &str, timeout: Duration) -> serde_json::Value {
         self.wait_for_log(message, timeout, |v| v["message"] == message).await
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(line) = self.leaked_secret() {
+            panic!("{} logged a secret: {line}", self.name);
+        }
     }
 }

@@ -83,7 +83,8 @@ pub fn next_link(header: &str) -> Option<String> {
                     && v.trim().trim_matches('"').split_whitespace().any(|r| r == "next")
             })
         });
-        if is_next {
+        // An empty target would name the page just read.
+        if is_next && !target.trim().is_empty() {
             return Some(target.to_string());
         }
         rest = &after[params_end..];
