@@ -15,6 +15,8 @@ pub struct Pki {
     pub server: (PathBuf, PathBuf),
     /// (certificate, key) of a client the CA signed.
     pub client: (PathBuf, PathBuf),
+    /// Another client certificate from the CA, mapped to no role.
+    pub stranger: (PathBuf, PathBuf),
     /// (certificate, key) of a client another CA signed.
     pub rogue: (PathBuf, PathBuf),
 }
@@ -30,8 +32,10 @@ fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
 
 fn leaf(dir: &Path, name: &str, issuer: &Issuer<'_, KeyPair>) -> (PathBuf, PathBuf) {
     let key = KeyPair::generate().expect("key");
-    let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
         .expect("params");
+    // The subject's common name is what `--cert-role` maps to a role.
+    params.distinguished_name.push(DnType::CommonName, name);
     let cert = params.signed_by(&key, issuer).expect("signed certificate");
     let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     std::fs::write(&cert_path, cert.pem()).expect("write certificate");
@@ -50,6 +54,7 @@ impl Pki {
         Self {
             server: leaf(dir.path(), "server", &issuer),
             client: leaf(dir.path(), "client", &issuer),
+            stranger: leaf(dir.path(), "stranger", &issuer),
             rogue: leaf(dir.path(), "rogue", &other),
             ca,
             _dir: dir,

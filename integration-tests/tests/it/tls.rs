@@ -142,3 +142,49 @@ async fn server_tls_alone_serves_any_client_that_trusts_it() {
         doubtful.process.wait_for_message("scheduler stream lost", Duration::from_secs(20)).await;
     assert!(lost["reason"].as_str().is_some_and(|r| !r.is_empty()), "{lost}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_act_with_the_role_their_subject_maps_to() {
+    let pki = Pki::generate();
+    let db = TestDb::create().await;
+    let (cert, key) = (s(&pki.server.0), s(&pki.server.1));
+    let args = [
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--tls-client-ca",
+        s(&pki.ca),
+        "--cert-role",
+        "client=worker",
+        "--cert-role",
+        "server=admin",
+    ];
+    let mut scheduler = Scheduler::start(&db, &args).await;
+    scheduler.url = scheduler.url.replace("http://", "https://");
+
+    // `server` acts as admin, with no token.
+    let admin = channel(&scheduler.url, &pki, Some(&pki.server)).await.expect("admin channel");
+    let mut jobs = JobServiceClient::new(admin);
+    let job = create(&mut jobs, "sleep", serde_json::json!({"seconds": 0})).await;
+    // `client` is a worker: it joins and runs the job...
+    let worker_args =
+        ["--tls-ca", s(&pki.ca), "--tls-cert", s(&pki.client.0), "--tls-key", s(&pki.client.1)];
+    let _worker = Worker::start(&scheduler, "w", &worker_args).await;
+    wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(20)).await;
+    // ...and may do nothing a worker may not.
+    let as_worker = channel(&scheduler.url, &pki, Some(&pki.client)).await.expect("channel");
+    let listed = JobServiceClient::new(as_worker)
+        .list_jobs(regsweep_proto::v1::ListJobsRequest::default())
+        .await
+        .expect_err("a worker may not list jobs");
+    assert_eq!(listed.code(), tonic::Code::PermissionDenied, "{listed:?}");
+    assert!(listed.message().contains("certificate \"client\""), "{}", listed.message());
+    // A certificate the CA signed for a name with no role is nobody.
+    let stranger = channel(&scheduler.url, &pki, Some(&pki.stranger)).await.expect("channel");
+    let refused = JobServiceClient::new(stranger)
+        .list_jobs(regsweep_proto::v1::ListJobsRequest::default())
+        .await
+        .expect_err("an unmapped certificate");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+}

@@ -123,8 +123,8 @@ pub async fn serve(
              set --tls-cert and --tls-key (and --tls-client-ca for mutual TLS) outside development"
         ),
     }
-    if !config.access.requires_tokens() {
-        tracing::warn!("no --tokens-file: every caller may call every rpc");
+    if !config.access.requires_identity() {
+        tracing::warn!("no --tokens-file or --cert-role: every caller may call every rpc");
     }
     config.access.reload_on_sighup(shutdown.clone());
     let server = builder

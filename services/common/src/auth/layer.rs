@@ -68,27 +68,17 @@ impl Access {
         let path = request.uri().path();
         let need = need(path);
         let open = need == Need::Open && !self.auth_reflection;
-        let caller = match self.tokens() {
-            Some(_) if open => None,
-            Some(tokens) => {
-                let token = bearer(request.headers()).ok_or_else(|| {
-                    Status::unauthenticated("a bearer token is required (--token)")
-                })?;
-                let entry = tokens
-                    .find(token)
-                    .ok_or_else(|| Status::unauthenticated("unknown bearer token"))?;
-                if let Need::AnyOf(roles) = need
-                    && !entry.roles.iter().any(|r| *r == Role::Admin || roles.contains(r))
-                {
-                    tracing::warn!(caller = %entry.name, rpc = path, "permission denied");
-                    return Err(Status::permission_denied(format!(
-                        "token {:?} may not call {path}",
-                        entry.name
-                    )));
-                }
-                Some(entry.name.clone())
+        let caller = if open || !self.requires_identity() {
+            None
+        } else {
+            let (name, granted) = self.identify(request)?;
+            if let Need::AnyOf(roles) = need
+                && !granted.iter().any(|r| *r == Role::Admin || roles.contains(r))
+            {
+                tracing::warn!(caller = %name, rpc = path, "permission denied");
+                return Err(Status::permission_denied(format!("{name} may not call {path}")));
             }
-            None => None,
+            Some(name)
         };
         // Streams and health checks are not rate limited: a worker's stream
         // is one call, and probes must always answer.
@@ -106,6 +96,38 @@ impl Access {
         }
         Ok(())
     }
+}
+
+impl Access {
+    /// The caller's name and roles: from its bearer token, or else from
+    /// its client certificate's common name.
+    fn identify<B>(&self, request: &http::Request<B>) -> Result<(String, Vec<Role>), Status> {
+        if let (Some(token), Some(tokens)) = (bearer(request.headers()), self.tokens()) {
+            let entry = tokens
+                .find(token)
+                .ok_or_else(|| Status::unauthenticated("unknown bearer token"))?;
+            return Ok((format!("token {:?}", entry.name), entry.roles.clone()));
+        }
+        if let Some(name) = certificate_name(request)
+            && let Some((_, roles)) = self.cert_roles.iter().find(|(cn, _)| *cn == name)
+        {
+            return Ok((format!("certificate {name:?}"), roles.clone()));
+        }
+        Err(Status::unauthenticated(
+            "a bearer token (--token) or a client certificate with a role is required",
+        ))
+    }
+}
+
+/// The common name of the verified client certificate, with mutual TLS.
+fn certificate_name<B>(request: &http::Request<B>) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let info = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    let certs = info.peer_certs()?;
+    let leaf = certs.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let name = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    Some(name)
 }
 
 fn bearer(headers: &http::HeaderMap) -> Option<&str> {

@@ -102,6 +102,13 @@ pub struct ServerAuthArgs {
     #[arg(long, env = "REGSWEEP_AUTH_REFLECTION")]
     pub auth_reflection: bool,
 
+    /// With mutual TLS, a client certificate whose subject common name is
+    /// CN acts with ROLES (`CN=ROLES`, e.g. `worker-7=worker,scrubber-client`)
+    /// when it presents no token. Repeatable; the variable takes entries
+    /// separated by spaces.
+    #[arg(long = "cert-role", env = "REGSWEEP_CERT_ROLES", value_delimiter = ' ', value_parser = parse_cert_role)]
+    pub cert_roles: Vec<(String, Vec<Role>)>,
+
     /// Requests per second each caller (token, or address without tokens)
     /// may make to the admin APIs, with bursts of as many; 0 for no
     /// limit. Worker streams and health checks are not counted.
@@ -109,10 +116,24 @@ pub struct ServerAuthArgs {
     pub rate_limit: f64,
 }
 
+fn parse_cert_role(text: &str) -> Result<(String, Vec<Role>), String> {
+    let (name, roles) =
+        text.rsplit_once('=').ok_or("expected CN=ROLES, e.g. worker-7=worker,scrubber-client")?;
+    if name.is_empty() {
+        return Err("the common name is empty".into());
+    }
+    let roles = roles
+        .split(',')
+        .map(|r| Role::parse(r).ok_or_else(|| format!("unknown role {r:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.to_string(), roles))
+}
+
 /// The access rules a server enforces.
 #[derive(Debug)]
 pub struct Access {
     tokens: Option<(PathBuf, RwLock<Arc<Tokens>>)>,
+    cert_roles: Vec<(String, Vec<Role>)>,
     auth_reflection: bool,
     limits: Option<RateLimits>,
 }
@@ -130,17 +151,28 @@ impl Access {
             None => None,
         };
         let limits = (args.rate_limit > 0.0).then(|| RateLimits::new(args.rate_limit));
-        Ok(Arc::new(Self { tokens, auth_reflection: args.auth_reflection, limits }))
+        Ok(Arc::new(Self {
+            tokens,
+            cert_roles: args.cert_roles.clone(),
+            auth_reflection: args.auth_reflection,
+            limits,
+        }))
     }
 
     /// No tokens and no limits: every call passes.
     pub fn open() -> Arc<Self> {
-        Arc::new(Self { tokens: None, auth_reflection: false, limits: None })
+        Arc::new(Self {
+            tokens: None,
+            cert_roles: Vec::new(),
+            auth_reflection: false,
+            limits: None,
+        })
     }
 
-    /// Whether tokens are required.
-    pub fn requires_tokens(&self) -> bool {
-        self.tokens.is_some()
+    /// Whether callers must identify themselves (a token, or a mapped
+    /// certificate).
+    pub fn requires_identity(&self) -> bool {
+        self.tokens.is_some() || !self.cert_roles.is_empty()
     }
 
     /// Reads the tokens file again; a file that cannot be used leaves the
