@@ -301,3 +301,46 @@ async fn stop(process: &mut Service) {
     process.signal(nix::sys::signal::Signal::SIGINT);
     process.wait_exit(Duration::from_secs(30)).await;
 }
+
+/// The end-to-end drain's settings, shared by the comparisons of
+/// transports and telemetry.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DrainArgs {
+    /// Jobs per drain.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: u32,
+    /// Worker processes (capacity 128 each).
+    #[arg(long, default_value_t = 2)]
+    pub workers: u32,
+    /// Runs; figures are medians.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+}
+
+/// Drains `args.jobs` through the services once per mode per run, modes
+/// interleaved, each on a fresh PostgreSQL database; prints the medians
+/// as a table, each as a share of the first mode's.
+pub async fn compare(what: &str, args: &DrainArgs, modes: &[(&str, Transport)]) -> Result<()> {
+    println!(
+        "{what} benchmark: {} jobs, scheduler on PostgreSQL + {} workers over gRPC, {} runs",
+        args.jobs, args.workers, args.runs
+    );
+    let mut figures: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for run in 1..=args.runs {
+        for (i, (name, transport)) in modes.iter().enumerate() {
+            let db = TestDb::postgres().await;
+            let rate = through_services(&db, args.jobs, args.workers, transport).await?;
+            println!("run {run} {name}: {rate:.0} jobs/s");
+            figures[i].push(rate);
+        }
+    }
+    println!();
+    println!("| {what} (median of {} runs) | end to end | of {} |", args.runs, modes[0].0);
+    println!("|---|---|---|");
+    let first = crate::stats::median(&mut figures[0].clone());
+    for ((name, _), runs) in modes.iter().zip(figures.iter_mut()) {
+        let rate = crate::stats::median(runs);
+        println!("| {name} | {rate:.0} jobs/s | {:.0}% |", 100.0 * rate / first);
+    }
+    Ok(())
+}

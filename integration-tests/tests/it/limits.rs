@@ -32,3 +32,35 @@ async fn worker_streams_beyond_the_limit_are_refused_until_a_slot_frees() {
     assert!(first.process.wait_exit(Duration::from_secs(30)).await.success());
     second.process.wait_for_message("registered with scheduler", Duration::from_secs(20)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_deadline_ends_a_call_that_would_wait_longer() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let mut jobs = scheduler.jobs().await;
+    // No worker: the job waits, and following its log would never end.
+    let job = crate::create(&mut jobs, "sleep", serde_json::json!({"seconds": 1})).await;
+    let mut request =
+        tonic::Request::new(regsweep_proto::v1::TailJobLogsRequest { id: job.id, attempt: 0 });
+    request.set_timeout(Duration::from_millis(300));
+    // Only a hang guard: the deadline, not this, must end the call.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut stream = match jobs.tail_job_logs(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return status,
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the tail ended by itself"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the server honoured the deadline");
+    assert!(
+        matches!(ended.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled),
+        "{ended:?}"
+    );
+}

@@ -54,6 +54,20 @@ pub async fn get(jobs: &mut Jobs, id: i64) -> v1::Job {
 }
 
 /// Waits until job `id` has `status`; returns it.
+/// Waits until job `id` runs on its worker: claimed (`running`) is not
+/// enough, since the assignment may still be on its way; the worker's
+/// first report sets `started_at`.
+pub async fn wait_started(jobs: &Jobs, id: i64, timeout: Duration) -> v1::Job {
+    wait_until(&format!("job {id} to start on its worker"), timeout, || {
+        let mut jobs = jobs.clone();
+        async move {
+            let job = get(&mut jobs, id).await;
+            (job.status() == JobStatus::Running && job.started_at.is_some()).then_some(job)
+        }
+    })
+    .await
+}
+
 pub async fn wait_status(jobs: &Jobs, id: i64, status: JobStatus, timeout: Duration) -> v1::Job {
     wait_until(&format!("job {id} to be {}", status.short_name()), timeout, || {
         let mut jobs = jobs.clone();

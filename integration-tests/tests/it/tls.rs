@@ -188,3 +188,47 @@ async fn client_certificates_act_with_the_role_their_subject_maps_to() {
         .expect_err("an unmapped certificate");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_reach_a_plaintext_health_port_that_serves_nothing_else() {
+    let pki = Pki::generate();
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "").expect("no tokens at all");
+    let args = [
+        "--tls-cert",
+        s(&pki.server.0),
+        "--tls-key",
+        s(&pki.server.1),
+        "--tls-client-ca",
+        s(&pki.ca),
+        "--tokens-file",
+        s(&tokens),
+        "--health-listen",
+        "127.0.0.1:0",
+    ];
+    let scheduler = Scheduler::start(&db, &args).await;
+    let line = scheduler
+        .process
+        .wait_for_message(
+            "health listening (plaintext, grpc.health.v1 only)",
+            Duration::from_secs(10),
+        )
+        .await;
+    let health_url = format!("http://{}", line["addr"].as_str().expect("addr"));
+    let channel = Channel::from_shared(health_url).expect("url").connect().await.expect("dial");
+    let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    let status = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(request)
+        .await
+        .expect("a plaintext probe without a token or certificate")
+        .into_inner()
+        .status();
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving);
+    let other = JobServiceClient::new(channel)
+        .list_jobs(regsweep_proto::v1::ListJobsRequest::default())
+        .await
+        .expect_err("only health is served there");
+    assert_eq!(other.code(), tonic::Code::Unimplemented, "{other:?}");
+}

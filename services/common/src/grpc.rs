@@ -52,6 +52,26 @@ pub enum GrpcError {
     },
 }
 
+/// The `--health-listen` flag of every server.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct HealthArgs {
+    /// Also serve `grpc.health.v1` alone, in plaintext and without tokens,
+    /// on this address: for probes that cannot speak TLS (Kubernetes'
+    /// gRPC probes), when the main port requires it.
+    #[arg(long, env = "REGSWEEP_HEALTH_LISTEN")]
+    pub health_listen: Option<String>,
+}
+
+impl HealthArgs {
+    /// Binds the health address, when one is set.
+    pub async fn bind(&self) -> Result<Option<TcpListener>, GrpcError> {
+        match &self.health_listen {
+            Some(addr) => Ok(Some(bind(addr).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Binds a listen address such as `127.0.0.1:0` or `0.0.0.0:7070`.
 pub async fn bind(addr: &str) -> Result<TcpListener, GrpcError> {
     TcpListener::bind(addr)
@@ -73,6 +93,10 @@ pub struct ServeConfig {
     /// Tokens, roles and rate limits ([`crate::auth::Access::open`] for
     /// none).
     pub access: std::sync::Arc<crate::auth::Access>,
+    /// A second, plaintext listener serving only `grpc.health.v1`, for
+    /// probes that cannot speak TLS or present tokens (Kubernetes' gRPC
+    /// probes).
+    pub health_listener: Option<TcpListener>,
 }
 
 /// Serves `config.routes` plus `grpc.health.v1` and server reflection (v1
@@ -101,6 +125,21 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    if let Some(listener) = config.health_listener {
+        let addr = local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
+        let health_only = Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
+                let shutdown = shutdown.clone();
+                async move { shutdown.cancelled().await }
+            });
+        tokio::spawn(async move {
+            if let Err(e) = health_only.await {
+                tracing::warn!(error = %e, "health listener failed");
+            }
+        });
+    }
     let routes = config
         .routes
         .add_service(health_service)
@@ -221,4 +260,47 @@ pub fn client(channel: Channel) -> Client {
 /// Dials `url` now.
 pub async fn connect(url: &str) -> Result<Channel, GrpcError> {
     Ok(endpoint(url)?.connect().await?)
+}
+
+/// When the caller's deadline (`grpc-timeout`) passes. tonic enforces it
+/// until a handler returns its response; a streaming response must watch
+/// it itself.
+pub fn deadline<T>(request: &tonic::Request<T>) -> Option<tokio::time::Instant> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let timeout = parse_grpc_timeout(value)?;
+    tokio::time::Instant::now().checked_add(timeout)
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
+        for bad in ["", "m", "12", "1x", "123456789S", "-1S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
 }

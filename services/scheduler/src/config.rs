@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use regsweep_common::auth::ServerAuthArgs;
 use regsweep_common::duration;
+use regsweep_common::grpc::HealthArgs;
 use regsweep_common::prometheus::MetricsArgs;
 use regsweep_common::telemetry::LogFormat;
 use regsweep_common::tls::{ServerTlsArgs, TlsIdentityArgs};
@@ -24,6 +25,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub auth: ServerAuthArgs,
+
+    #[command(flatten)]
+    pub health: HealthArgs,
 
     /// Database: `postgres://user@host/db` (the `scheduler` schema in it),
     /// or `sqlite://PATH` for one process on one machine.
@@ -136,6 +140,7 @@ impl Config {
             tls: TlsIdentityArgs::default(),
             tls_server: ServerTlsArgs::default(),
             auth: ServerAuthArgs::default(),
+            health: HealthArgs::default(),
             database_url: database_url.into(),
             db_max_connections: 10,
             log_format: LogFormat::Text,

@@ -85,6 +85,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         gauges::describe();
     }
     let access = Access::from_args(&config.auth)?;
+    let health_listener = config.health.bind().await?;
     let stores = Stores::open(&config.database_url, config.db_max_connections).await?;
     tracing::info!(backend = stores.backend(), "store opened");
     let store = stores.jobs.clone();
@@ -201,6 +202,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             tls: regsweep_common::tls::server_config(&config.tls, &config.tls_server)
                 .map_err(regsweep_common::grpc::GrpcError::from)?,
             access,
+            health_listener,
         },
         shutdown,
     )

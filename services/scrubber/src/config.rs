@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use regsweep_common::auth::{ClientAuthArgs, ServerAuthArgs};
 use regsweep_common::duration;
+use regsweep_common::grpc::HealthArgs;
 use regsweep_common::prometheus::MetricsArgs;
 use regsweep_common::telemetry::LogFormat;
 use regsweep_common::tls::{ClientTlsArgs, ServerTlsArgs, TlsIdentityArgs};
@@ -29,6 +30,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub auth: ServerAuthArgs,
+
+    #[command(flatten)]
+    pub health: HealthArgs,
 
     /// The token presented to the scheduler (a `worker` role).
     #[command(flatten)]

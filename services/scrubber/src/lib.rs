@@ -65,6 +65,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     tls::install_client(&config.tls, &config.tls_client).map_err(GrpcError::from)?;
     auth::install_client_token(&config.client_auth)?;
     let access = auth::Access::from_args(&config.auth)?;
+    let health_listener = config.health.bind().await?;
     // Before the store opens, so its operations are measured.
     let metrics_stop = Shutdown::new();
     let _metrics = metrics_stop.trigger_on_drop();
@@ -125,6 +126,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             drain_timeout: config.shutdown_timeout,
             tls,
             access,
+            health_listener,
         },
         shutdown,
     )

@@ -166,6 +166,7 @@ impl JobService for JobApi {
         &self,
         request: Request<v1::TailJobLogsRequest>,
     ) -> Result<Response<Self::TailJobLogsStream>, Status> {
+        let deadline = regsweep_common::grpc::deadline(&request);
         let req = request.into_inner();
         let mut v = FieldViolations::new();
         let id = validate::job_id(req.id, &mut v);
@@ -180,6 +181,7 @@ impl JobService for JobApi {
             id,
             attempt: (req.attempt > 0).then_some(req.attempt),
             shutdown: self.shutdown.clone(),
+            deadline,
         };
         tokio::spawn(tail.run(tx));
         Ok(Response::new(ReceiverStream::new(rx)))

@@ -25,11 +25,19 @@ pub struct Tail {
     pub id: i64,
     pub attempt: Option<u32>,
     pub shutdown: Shutdown,
+    /// The caller's deadline: a follow otherwise lasts as long as the job.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Tail {
     pub async fn run(mut self, tx: mpsc::Sender<Result<v1::TailJobLogsResponse, Status>>) {
-        if let Err(status) = self.follow(&tx).await {
+        let followed = match self.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.follow(&tx))
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("deadline exceeded"))),
+            None => self.follow(&tx).await,
+        };
+        if let Err(status) = followed {
             let _ = tx.send(Err(status)).await;
         }
     }
