@@ -39,7 +39,7 @@ pub struct Cli {
     /// Bearer token for services that require one. Prefer `--token-file`
     /// or the variable: arguments show in `ps`.
     #[arg(long, global = true, env = "REGSWEEP_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<regsweep_common::auth::Token>,
 
     /// File holding the bearer token.
     #[arg(long, global = true, env = "REGSWEEP_TOKEN_FILE", conflicts_with = "token")]

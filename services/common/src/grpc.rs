@@ -109,6 +109,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), GrpcError> {
     let (health, health_service) = tonic_health::server::health_reporter();
+    let health_probe = health_service.clone();
     for name in &config.service_names {
         health.set_service_status(*name, ServingStatus::Serving).await;
     }
@@ -125,21 +126,6 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    if let Some(listener) = config.health_listener {
-        let addr = local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
-        let health_only = Server::builder()
-            .add_service(health_service.clone())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
-                let shutdown = shutdown.clone();
-                async move { shutdown.cancelled().await }
-            });
-        tokio::spawn(async move {
-            if let Err(e) = health_only.await {
-                tracing::warn!(error = %e, "health listener failed");
-            }
-        });
-    }
     let routes = config
         .routes
         .add_service(health_service)
@@ -162,6 +148,26 @@ pub async fn serve(
              set --tls-cert and --tls-key (and --tls-client-ca for mutual TLS) outside development"
         ),
     }
+    // Only once the main server's settings are good, and only while it
+    // serves: a probe must not see SERVING from a server that is not.
+    let health_stop = shutdown.child();
+    let _health = health_stop.trigger_on_drop();
+    if let Some(listener) = config.health_listener {
+        let addr = local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
+        let health_only = Server::builder().add_service(health_probe).serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            {
+                let stop = health_stop.clone();
+                async move { stop.cancelled().await }
+            },
+        );
+        tokio::spawn(async move {
+            if let Err(e) = health_only.await {
+                tracing::warn!(error = %e, "health listener failed");
+            }
+        });
+    }
     if !config.access.requires_identity() {
         tracing::warn!("no --tokens-file or --cert-role: every caller may call every rpc");
     }
@@ -173,8 +179,12 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .trace_fn(|request| {
             let path = request.uri().path();
+            // Callers choose the path: only known services name spans, so
+            // made-up paths cannot flood the trace backend with names.
+            let known = path.starts_with("/regsweep.v1.") || path.starts_with("/grpc.");
+            let name = if known { path } else { "rpc unknown" };
             let span =
-                tracing::info_span!("rpc", otel.name = path, otel.kind = "server", method = path);
+                tracing::info_span!("rpc", otel.name = name, otel.kind = "server", method = path);
             crate::trace::set_parent_from_headers(&span, request.headers());
             span
         })

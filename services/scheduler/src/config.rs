@@ -178,6 +178,9 @@ impl Config {
                 self.heartbeat_ttl, self.heartbeat_interval
             ));
         }
+        if self.metrics_interval.is_zero() {
+            problems.push("--metrics-interval must be positive".to_string());
+        }
         if self.poll_interval.is_zero() {
             problems.push("--poll-interval must be positive".to_string());
         }

@@ -286,9 +286,11 @@ impl Dispatcher {
         for job in jobs {
             let Some(worker_id) = job.worker_id else { continue };
             *used.entry(worker_id).or_default() += 1;
-            record_claim(&job);
             match self.sessions.get(&worker_id) {
-                Some(state) => send(&state.out, Message::Assign(assign(&job))),
+                Some(state) => {
+                    record_claim(&job);
+                    send(&state.out, Message::Assign(assign(&job)));
+                }
                 // The session left while the claim ran: the job is found
                 // lost when the worker resumes, or taken back when it dies.
                 None => {

@@ -159,6 +159,7 @@ impl Seen {
             "regsweep_cleanup_remaining",
             "regsweep_repositories_overdue",
             "regsweep_repositories_overdue_seconds",
+            "regsweep_cleanup_capacity",
         ] {
             gauge!(name).set(0.0);
         }

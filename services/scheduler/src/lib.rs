@@ -80,6 +80,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     }
     // Before the store opens, so its operations are measured.
     let metrics_stop = Shutdown::new();
+    // Stops the endpoint on every way out, errors included.
+    let _metrics = metrics_stop.trigger_on_drop();
     if let Some(addr) = &config.metrics.metrics_addr {
         prometheus::serve(addr, metrics_stop.clone()).await?;
         gauges::describe();
@@ -220,7 +222,6 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let _ = dispatcher_task.await;
     let _ = listener_task.await;
     stores.close().await;
-    metrics_stop.trigger();
     tracing::info!("scheduler stopped");
     served.map_err(Error::from)
 }

@@ -113,6 +113,9 @@ pub struct Config {
 impl Config {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if self.metrics_interval.is_zero() {
+            problems.push("--metrics-interval must be positive".to_string());
+        }
         if !(1..=1024).contains(&self.parallelism) {
             problems.push("--parallelism must be from 1 to 1024".to_string());
         }

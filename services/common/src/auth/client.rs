@@ -8,13 +8,31 @@ use tonic::metadata::{Ascii, MetadataValue};
 
 static TOKEN: OnceLock<MetadataValue<Ascii>> = OnceLock::new();
 
+/// A bearer token as a flag holds it: never printed, not even by `{:?}`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
 /// Client flags: the bearer token to present.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ClientAuthArgs {
     /// Bearer token presented to servers that require one. Prefer
     /// `--token-file` or the variable: arguments show in `ps`.
     #[arg(long, env = "REGSWEEP_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Token>,
 
     /// File holding the bearer token (e.g. a mounted Secret).
     #[arg(long, env = "REGSWEEP_TOKEN_FILE", conflicts_with = "token")]
@@ -34,7 +52,7 @@ pub enum ClientTokenError {
 /// install wins (services in one process share it).
 pub fn install(args: &ClientAuthArgs) -> Result<(), ClientTokenError> {
     let token = match (&args.token, &args.token_file) {
-        (Some(token), _) => token.trim().to_string(),
+        (Some(token), _) => token.0.trim().to_string(),
         (None, Some(path)) => std::fs::read_to_string(path)
             .map_err(|source| ClientTokenError::Read { path: path.display().to_string(), source })?
             .trim()
@@ -55,4 +73,15 @@ pub fn install(args: &ClientAuthArgs) -> Result<(), ClientTokenError> {
 /// The `authorization` value to send, once installed.
 pub fn header() -> Option<&'static MetadataValue<Ascii>> {
     TOKEN.get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let args = ClientAuthArgs { token: Some(Token("rsw_secret".into())), token_file: None };
+        assert!(!format!("{args:?}").contains("rsw_secret"));
+    }
 }

@@ -9,7 +9,7 @@ use tonic::Status;
 use tonic::codegen::http;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{Access, Need, Role, need};
+use super::{ADMIN, Access, Need, READ, Role, need};
 
 #[derive(Clone, Debug)]
 pub struct AccessLayer {
@@ -80,9 +80,10 @@ impl Access {
             }
             Some(name)
         };
-        // Streams and health checks are not rate limited: a worker's stream
-        // is one call, and probes must always answer.
-        let counted = need != Need::Open && path != "/regsweep.v1.WorkerService/Connect";
+        // Only the admin APIs are limited: the calls workers and scrubbers
+        // make as part of their jobs (whose whole fleet may share a token)
+        // must not fail a cleanup, and probes must always answer.
+        let counted = matches!(need, Need::AnyOf(roles) if roles == READ || roles == ADMIN);
         if let (Some(limits), true) = (&self.limits, counted) {
             let key = caller.unwrap_or_else(|| peer(request));
             if let Err(wait) = limits.take(&key) {

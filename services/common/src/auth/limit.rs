@@ -42,6 +42,12 @@ impl RateLimits {
             buckets.retain(|_, b| {
                 b.tokens + now.duration_since(b.refilled).as_secs_f64() * rate < burst
             });
+            // Still full of active callers (many addresses): start over
+            // rather than grow without bound; whoever has that many
+            // addresses is not held by per-address limits anyway.
+            if buckets.len() >= MAX_CALLERS {
+                buckets.clear();
+            }
         }
         let bucket =
             buckets.entry(caller.to_string()).or_insert(Bucket { tokens: burst, refilled: now });

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 pub use client::{
-    ClientAuthArgs, ClientTokenError, header as client_token, install as install_client_token,
+    ClientAuthArgs, ClientTokenError, Token, header as client_token,
+    install as install_client_token,
 };
 pub use layer::AccessLayer;
 pub use limit::RateLimits;
