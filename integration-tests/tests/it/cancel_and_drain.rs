@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use regsweep_integration_tests::{Scheduler, TestDb, Worker};
+use regsweep_integration_tests::{Scheduler, TestDb, Worker, wait_until};
 use regsweep_proto::v1::{self, JobStatus, WorkerStatus};
 use serde_json::json;
 use tonic::Code;
@@ -98,14 +98,18 @@ async fn sigterm_gives_a_long_job_back_and_another_worker_finishes_it() {
         wait_status(&jobs, job.id, JobStatus::WorkerShutdown, Duration::from_secs(10)).await;
     assert_eq!(given_back.attempt, 1);
 
-    let workers = jobs
-        .list_workers(v1::ListWorkersRequest { include_gone: true, ..Default::default() })
-        .await
-        .expect("workers")
-        .into_inner()
-        .workers;
-    let first_info = workers.iter().find(|w| w.id == first_id).expect("first worker listed");
-    assert_eq!(first_info.status(), WorkerStatus::Offline);
+    // The session's end is written after its last updates, by the writer.
+    wait_until("the drained worker listed offline", Duration::from_secs(10), || {
+        let mut jobs = jobs.clone();
+        let first_id = first_id.clone();
+        async move {
+            let request = v1::ListWorkersRequest { include_gone: true, ..Default::default() };
+            let workers = jobs.list_workers(request).await.expect("workers").into_inner().workers;
+            let first = workers.into_iter().find(|w| w.id == first_id).expect("first listed");
+            (first.status() == WorkerStatus::Offline).then_some(())
+        }
+    })
+    .await;
 
     let _second = Worker::start(&scheduler, "second", &[]).await;
     let done = wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(15)).await;

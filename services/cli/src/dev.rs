@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser};
+use clap::Args;
 use regsweep_common::telemetry::{self, LogFormat};
 use regsweep_common::{Shutdown, duration, grpc};
 use regsweep_proto::v1;
@@ -102,20 +102,11 @@ async fn run_services(args: &DevArgs) -> Result<()> {
     let mut scheduler = regsweep_scheduler::Config::new(sqlite_url(&dir, "scheduler.db"));
     scheduler.listen = scheduler_addr.to_string();
     scheduler.db_max_connections = 4;
-    let scrubber = regsweep_scrubber::Config::try_parse_from([
-        "regsweep-scrubber",
-        "--listen",
-        &scrubber_addr.to_string(),
-        "--database-url",
-        &sqlite_url(&dir, "scrubber.db"),
-        "--scheduler",
-        &scheduler_url,
-        "--delay",
-        &humantime::format_duration(args.delay).to_string(),
-        "--db-max-connections",
-        "4",
-    ])
-    .context("scrubber settings")?;
+    let mut scrubber =
+        regsweep_scrubber::Config::new(sqlite_url(&dir, "scrubber.db"), scheduler_url.clone());
+    scrubber.listen = scrubber_addr.to_string();
+    scrubber.delay = args.delay;
+    scrubber.db_max_connections = 4;
     let mut worker = regsweep_worker::Config::new(scheduler_url.clone());
     worker.scrubber = vec![scrubber_url.clone()];
     worker.name = Some("dev".into());

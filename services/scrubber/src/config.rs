@@ -111,6 +111,36 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults (as the flags have them), on `database_url`, reading
+    /// registries from `scheduler`: for `regsweep dev` and tests, which
+    /// must not pick up `REGSWEEP_*` variables meant for other processes.
+    pub fn new(database_url: impl Into<String>, scheduler: impl Into<String>) -> Self {
+        Self {
+            listen: "127.0.0.1:7071".into(),
+            tls: TlsIdentityArgs::default(),
+            tls_server: ServerTlsArgs::default(),
+            tls_client: ClientTlsArgs::default(),
+            auth: ServerAuthArgs::default(),
+            health: HealthArgs::default(),
+            client_auth: ClientAuthArgs::default(),
+            database_url: database_url.into(),
+            scheduler: vec![scheduler.into()],
+            delay: Duration::from_secs(3600),
+            parallelism: 4,
+            default_max_parallel: 8,
+            max_attempts: 5,
+            lease: Duration::from_secs(30),
+            tag_snapshot_ttl: Duration::from_secs(2),
+            poll_interval: Duration::from_secs(1),
+            db_max_connections: 8,
+            log_format: LogFormat::Text,
+            metrics: MetricsArgs::default(),
+            metrics_interval: Duration::from_secs(15),
+            migrate_only: false,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.metrics_interval.is_zero() {
@@ -141,5 +171,26 @@ impl Config {
             problems.push("--db-max-connections must be at least 2".to_string());
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn new_has_the_defaults_of_the_flags() {
+        let parsed = Config::try_parse_from([
+            "regsweep-scrubber",
+            "--database-url",
+            "sqlite://x.db",
+            "--scheduler",
+            "http://s:7070",
+        ])
+        .expect("parses");
+        let built = Config::new("sqlite://x.db", "http://s:7070");
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
     }
 }
