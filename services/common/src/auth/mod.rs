@@ -111,8 +111,9 @@ pub struct ServerAuthArgs {
     pub cert_roles: Vec<(String, Vec<Role>)>,
 
     /// Requests per second each caller (token, or address without tokens)
-    /// may make to the admin APIs, with bursts of as many; 0 for no
-    /// limit. Worker streams and health checks are not counted.
+    /// may make to the `read` and `admin` rpcs, with bursts of as many; 0
+    /// for no limit. Calls workers and scrubbers make for their jobs, and
+    /// health checks, are not counted.
     #[arg(long, env = "REGSWEEP_RATE_LIMIT", default_value_t = 0.0)]
     pub rate_limit: f64,
 }
