@@ -55,6 +55,7 @@ pub async fn serve(addr: &str, shutdown: Shutdown) -> Result<SocketAddr, Metrics
             let handle = PrometheusBuilder::new().set_buckets(&BUCKETS)?.install_recorder()?;
             let handle = HANDLE.get_or_init(|| handle).clone();
             tokio::spawn(upkeep(handle.clone()));
+            describe_shared();
             handle
         }
     };
@@ -81,6 +82,18 @@ pub async fn serve(addr: &str, shutdown: Shutdown) -> Result<SocketAddr, Metrics
     });
     tracing::info!(addr = %local, "serving metrics");
     Ok(local)
+}
+
+/// Series more than one service records, described once here.
+fn describe_shared() {
+    metrics::describe_histogram!(
+        "regsweep_db_operation_seconds",
+        "store operation latency, by operation"
+    );
+    metrics::describe_counter!(
+        "regsweep_registry_requests_total",
+        "registry requests, by registry host and HTTP status code (0: no answer)"
+    );
 }
 
 /// Drains histogram samples into their buckets regularly, so memory stays

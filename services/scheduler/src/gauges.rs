@@ -50,7 +50,6 @@ pub fn describe() {
         "how long the longest-overdue repository's policy run has been due"
     );
     describe_gauge!("regsweep_leader", "1 on the replica that holds the leader lease");
-    describe_histogram!("regsweep_db_operation_seconds", "store operation latency, by operation");
     // Counters exist from the start, so rates work before the first event.
     metrics::counter!("regsweep_heartbeat_expirations_total").absolute(0);
     metrics::counter!("regsweep_heartbeat_expired_attempts_total").absolute(0);

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics::{describe_counter, describe_gauge, gauge};
 use regsweep_common::Shutdown;
 
 use crate::limits::Limits;
@@ -35,11 +35,6 @@ pub fn describe() {
     );
     describe_gauge!("regsweep_registry_max_concurrency", "the configured ceiling of that limit");
     describe_gauge!("regsweep_registry_in_flight", "images in flight per registry");
-    describe_counter!(
-        "regsweep_registry_requests_total",
-        "registry requests, by registry host and HTTP status code (0: no answer)"
-    );
-    describe_histogram!("regsweep_db_operation_seconds", "store operation latency, by operation");
     for outcome in ["deleted", "retry", "failed"] {
         metrics::counter!("regsweep_deletions_total", "outcome" => outcome).absolute(0);
     }

@@ -126,10 +126,6 @@ pub fn describe_metrics() {
         "how long attempts ran on this worker, by kind"
     );
     metrics::describe_gauge!("regsweep_worker_running_jobs", "attempts running, by kind");
-    metrics::describe_counter!(
-        "regsweep_registry_requests_total",
-        "registry requests, by registry host and HTTP status code"
-    );
 }
 
 /// Starts an attempt on its own task, in `span`, and reports its start and
