@@ -100,6 +100,7 @@ pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, Telem
         return Ok(Telemetry::default());
     }
     if provider.is_some() {
+        crate::trace::set_exporting();
         tracing::info!("exporting traces over otlp");
     }
     Ok(Telemetry { provider })

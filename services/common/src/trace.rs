@@ -12,6 +12,18 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports spans (set by [`crate::telemetry::init`]):
+/// spans that exist only to carry a trace can be skipped otherwise.
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub(crate) fn set_exporting() {
+    EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The W3C header that names the trace and the parent span.
 pub const TRACEPARENT: &str = "traceparent";
 

@@ -351,6 +351,11 @@ impl Dispatcher {
 /// The `Assign` of a claimed job, with a dispatch span that continues the
 /// job's trace; the worker's run span is its child.
 fn assign(job: &JobRecord) -> v1::Assign {
+    let proto = Some(job.to_proto());
+    // A span per claimed job only pays when it is exported.
+    if !trace::exporting() {
+        return v1::Assign { job: proto, trace_context: Default::default() };
+    }
     let span = tracing::info_span!(
         parent: None,
         "dispatch",
@@ -359,7 +364,7 @@ fn assign(job: &JobRecord) -> v1::Assign {
         kind = %job.kind,
     );
     trace::set_parent_from(&span, job.trace_context.as_deref());
-    v1::Assign { job: Some(job.to_proto()), trace_context: trace::carrier(&span) }
+    v1::Assign { job: proto, trace_context: trace::carrier(&span) }
 }
 
 /// Counts a claim and how long the job waited for it once due.
