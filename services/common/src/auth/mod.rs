@@ -183,9 +183,12 @@ impl Access {
         let Some((path, current)) = &self.tokens else { return };
         match Tokens::load(path) {
             Ok(tokens) => {
-                tracing::info!(tokens = tokens.len(), path = %path.display(), "tokens reloaded");
+                let count = tokens.len();
+                // Swapped before the log line, so whoever reads "tokens
+                // reloaded" can rely on the new tokens being in force.
                 *current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                     Arc::new(tokens);
+                tracing::info!(tokens = count, path = %path.display(), "tokens reloaded");
             }
             Err(e) => tracing::error!(error = %e, "tokens not reloaded, keeping the previous ones"),
         }
