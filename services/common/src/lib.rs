@@ -1,6 +1,6 @@
 //! What every regsweep service shares: telemetry set-up, the shutdown
 //! signal, the gRPC server (health, reflection, limits), field-violation
-//! errors, durations and page tokens.
+//! errors, the store error, durations and page tokens.
 
 pub mod auth;
 pub mod db;
@@ -9,10 +9,12 @@ pub mod grpc;
 pub mod paging;
 pub mod prometheus;
 pub mod shutdown;
+mod store_error;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
 pub mod violations;
 
 pub use shutdown::Shutdown;
+pub use store_error::StoreError;
 pub use violations::FieldViolations;

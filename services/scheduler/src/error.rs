@@ -33,17 +33,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
-            ApiError::Store(StoreError::Unavailable(source)) => {
-                tracing::warn!(error = %source, "database unavailable");
-                Status::unavailable("database unavailable, retry later")
-            }
-            ApiError::Store(
-                e @ (StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Open(_)),
-            ) => {
-                // Details stay in the log: they may name tables or values.
-                tracing::error!(error = %e, "store error");
-                Status::internal("internal error")
-            }
+            ApiError::Store(e) => e.into(),
         }
     }
 }

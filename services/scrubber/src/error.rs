@@ -22,16 +22,7 @@ impl From<ApiError> for Status {
         match error {
             ApiError::InvalidArgument(v) => v.into_status(),
             ApiError::Unavailable(message) => Status::unavailable(message),
-            ApiError::Store(StoreError::Unavailable(source)) => {
-                tracing::warn!(error = %source, "database unavailable");
-                Status::unavailable("database unavailable, retry later")
-            }
-            ApiError::Store(
-                e @ (StoreError::Database(_) | StoreError::Open(_) | StoreError::Corrupt(_)),
-            ) => {
-                tracing::error!(error = %e, "store error");
-                Status::internal("internal error")
-            }
+            ApiError::Store(e) => e.into(),
         }
     }
 }

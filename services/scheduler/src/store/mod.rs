@@ -26,37 +26,7 @@ use uuid::Uuid;
 
 pub use model::{CronRecord, JobRecord, LogLine, WorkerRecord};
 pub use open::Stores;
-
-/// Errors at the store boundary, already sorted by what the caller can do.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached or timed out; retrying may work.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    /// A row holds something this version cannot read.
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// Any other database failure.
-    #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
-    /// The database could not be opened or migrated (bad URL, unwritable
-    /// path, schema from a newer version).
-    #[error(transparent)]
-    Open(#[from] regsweep_common::db::OpenError),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_) => Self::Unavailable(e),
-            other => Self::Database(other),
-        }
-    }
-}
+pub use regsweep_common::StoreError;
 
 /// A job to insert.
 #[derive(Clone, Debug)]

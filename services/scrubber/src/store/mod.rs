@@ -16,33 +16,8 @@ use regsweep_proto::v1::{self, DeletionStatus};
 use uuid::Uuid;
 
 pub use postgres::PgStore;
+pub use regsweep_common::StoreError;
 pub use sqlite::SqliteStore;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
-    /// The database could not be opened or migrated (bad URL, unwritable
-    /// path, schema from a newer version).
-    #[error(transparent)]
-    Open(#[from] regsweep_common::db::OpenError),
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => Self::Unavailable(e),
-            other => Self::Database(other),
-        }
-    }
-}
 
 /// One image of a submitted plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
