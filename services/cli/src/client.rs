@@ -42,6 +42,39 @@ pub async fn scrubber(url: &str) -> Result<ScrubberServiceClient<grpc::Client>> 
     Ok(ScrubberServiceClient::new(grpc::client(channel)))
 }
 
+/// The largest page the CLI asks for; the services cap pages themselves.
+const MAX_PAGE: usize = 1000;
+
+/// Reads pages of a list rpc until the last page, or until `limit` items
+/// (`None`: all). `fetch` is handed the page size to ask for (0: the
+/// service's default) and the page token, and returns the page's items and
+/// the next page token (empty on the last page).
+pub async fn pages<T, F, Fut>(limit: Option<usize>, mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(i32, String) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page_size = match limit {
+            None => 0,
+            Some(limit) if items.len() >= limit => break,
+            Some(limit) => i32::try_from((limit - items.len()).min(MAX_PAGE)).unwrap_or(0),
+        };
+        let (page, next) = fetch(page_size, token).await?;
+        items.extend(page);
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    if let Some(limit) = limit {
+        items.truncate(limit);
+    }
+    Ok(items)
+}
+
 /// Parses a flag holding a JSON object.
 pub fn json_object(flag: &str, text: &str) -> Result<serde_json::Value> {
     let value: serde_json::Value =

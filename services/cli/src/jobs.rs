@@ -142,25 +142,21 @@ async fn list(
             .with_context(|| format!("--status {name:?} is not a job status"))?;
         statuses.push(status as i32);
     }
-    let mut out = Vec::new();
-    let mut token = String::new();
-    while out.len() < args.limit as usize {
-        let remaining = args.limit as usize - out.len();
+    client::pages(Some(args.limit as usize), |page_size, page_token| {
+        let mut jobs = jobs.clone();
         let request = v1::ListJobsRequest {
             statuses: statuses.clone(),
             kind: args.kind.clone().unwrap_or_default(),
             worker_id: args.worker.clone().unwrap_or_default(),
-            page_size: i32::try_from(remaining.min(1000)).unwrap_or(1000),
-            page_token: token,
+            page_size,
+            page_token,
         };
-        let page = jobs.list_jobs(request).await?.into_inner();
-        out.extend(page.jobs);
-        if page.next_page_token.is_empty() {
-            break;
+        async move {
+            let page = jobs.list_jobs(request).await?.into_inner();
+            Ok((page.jobs, page.next_page_token))
         }
-        token = page.next_page_token;
-    }
-    Ok(out)
+    })
+    .await
 }
 
 fn status(job: &v1::Job) -> &'static str {

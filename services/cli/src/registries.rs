@@ -214,24 +214,21 @@ pub async fn run_repositories(cli: &Cli, command: &RepositoriesCommand) -> Resul
         RepositoriesCommand::List { registry, status, policy, limit } => {
             let cleanup_status =
                 status.as_deref().map(parse_status).transpose()?.unwrap_or_default();
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            while all.len() < *limit as usize {
+            let all = client::pages(Some(*limit as usize), |page_size, page_token| {
+                let mut repositories = repositories.clone();
                 let request = v1::ListRepositoriesRequest {
                     registry: registry.clone().unwrap_or_default(),
                     cleanup_status: cleanup_status.into(),
                     policy: policy.clone().unwrap_or_default(),
-                    page_size: i32::try_from((*limit as usize - all.len()).min(1000))
-                        .unwrap_or(1000),
+                    page_size,
                     page_token,
                 };
-                let page = repositories.list_repositories(request).await?.into_inner();
-                all.extend(page.repositories);
-                if page.next_page_token.is_empty() {
-                    break;
+                async move {
+                    let page = repositories.list_repositories(request).await?.into_inner();
+                    Ok((page.repositories, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             if cli.output == Output::Json {
                 return output::json(&all);
             }

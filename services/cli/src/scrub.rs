@@ -54,25 +54,22 @@ pub async fn run(cli: &Cli, command: &ScrubCommand) -> Result<()> {
                 ))
                 .with_context(|| format!("unknown status {s:?}"))?,
             };
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            while all.len() < *limit as usize {
+            let all = client::pages(Some(*limit as usize), |page_size, page_token| {
+                let mut scrubber = scrubber.clone();
                 let request = v1::ListDeletionsRequest {
                     status: status.into(),
                     registry: registry.clone().unwrap_or_default(),
                     repository: repository.clone().unwrap_or_default(),
                     job_id: job.unwrap_or_default(),
-                    page_size: i32::try_from((*limit as usize - all.len()).min(1000))
-                        .unwrap_or(1000),
+                    page_size,
                     page_token,
                 };
-                let page = scrubber.list_deletions(request).await?.into_inner();
-                all.extend(page.deletions);
-                if page.next_page_token.is_empty() {
-                    break;
+                async move {
+                    let page = scrubber.list_deletions(request).await?.into_inner();
+                    Ok((page.deletions, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             if cli.output == Output::Json {
                 return output::json(&all);
             }

@@ -11,18 +11,15 @@ pub async fn run(cli: &Cli, command: &WorkersCommand) -> Result<()> {
     let mut jobs = client::jobs(&cli.scheduler).await?;
     match command {
         WorkersCommand::List { all } => {
-            let mut workers = Vec::new();
-            let mut token = String::new();
-            loop {
-                let request =
-                    v1::ListWorkersRequest { include_gone: *all, page_size: 0, page_token: token };
-                let page = jobs.list_workers(request).await?.into_inner();
-                workers.extend(page.workers);
-                if page.next_page_token.is_empty() {
-                    break;
+            let workers = client::pages(None, |page_size, page_token| {
+                let mut jobs = jobs.clone();
+                let request = v1::ListWorkersRequest { include_gone: *all, page_size, page_token };
+                async move {
+                    let page = jobs.list_workers(request).await?.into_inner();
+                    Ok((page.workers, page.next_page_token))
                 }
-                token = page.next_page_token;
-            }
+            })
+            .await?;
             if cli.output == Output::Json {
                 return output::json(&workers);
             }
