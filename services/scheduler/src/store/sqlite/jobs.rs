@@ -152,7 +152,9 @@ pub async fn cancel(
         }
         Ok(CancelOutcome::Requested(job))
     } else {
-        store.announce(StoreEvent::CleanupEnded);
+        if super::queue::ends_cleanup(&job.kind, "cancel") {
+            store.announce(StoreEvent::CleanupEnded);
+        }
         Ok(CancelOutcome::Cancelled(job))
     }
 }
@@ -160,11 +162,12 @@ pub async fn cancel(
 pub async fn delete(store: &SqliteStore, id: i64) -> Result<DeleteOutcome, StoreError> {
     let now = now_micros();
     let mut tx = store.begin().await?;
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(status) = status else {
+    let found: Option<(String, String)> =
+        sqlx::query_as("SELECT kind, status FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((kind, status)) = found else {
         return Ok(DeleteOutcome::NotFound);
     };
     let status = rows::job_status(&status)?;
@@ -185,7 +188,10 @@ pub async fn delete(store: &SqliteStore, id: i64) -> Result<DeleteOutcome, Store
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    store.announce(StoreEvent::CleanupEnded);
+    // As PostgreSQL's trigger, which fires on any move to `deleted`.
+    if super::queue::ends_cleanup(&kind, "deleted") {
+        store.announce(StoreEvent::CleanupEnded);
+    }
     Ok(DeleteOutcome::Deleted)
 }
 

@@ -84,24 +84,31 @@ pub async fn claim(
     rows::claimed(claimed)
 }
 
+/// Whether a job of `kind` reaching `status` frees a cleanup slot (when
+/// PostgreSQL's `jobs_cleanup_ended` trigger notifies): other jobs ending
+/// must not wake the selection.
+pub fn ends_cleanup(kind: &str, status: &str) -> bool {
+    kind == "tag_cleanup" && matches!(status, "done" | "error" | "cancel" | "deleted")
+}
+
 /// What a batch changed that others must hear of.
 #[derive(Default)]
 pub struct Changed {
     /// Kinds with jobs that became claimable.
     pub kinds: Vec<String>,
-    /// Some job ended (a cleanup slot may be free).
-    pub ended: bool,
+    /// A cleanup job ended: its slot is free.
+    pub cleanup_ended: bool,
 }
 
 impl Changed {
     pub fn add(&mut self, taken: Taken) {
         self.kinds.extend(taken.claimable);
-        self.ended |= taken.ended;
+        self.cleanup_ended |= taken.cleanup_ended;
     }
 
     pub fn announce(self, store: &SqliteStore) {
         store.announce_kinds(self.kinds);
-        if self.ended {
+        if self.cleanup_ended {
             store.announce(StoreEvent::CleanupEnded);
         }
     }
@@ -252,10 +259,10 @@ async fn apply_updates(
     let mut applied = HashSet::new();
     for (id, attempt, kind, status) in accepted {
         applied.insert((id, attempt));
+        changed.cleanup_ended |= ends_cleanup(&kind, &status);
         if matches!(status.as_str(), "waiting" | "worker_dead" | "worker_shutdown") {
             changed.kinds.push(kind);
         }
-        changed.ended |= matches!(status.as_str(), "done" | "error" | "cancel");
     }
     outcome.stale_unless_applied(updates, &applied);
     Ok(())

@@ -23,17 +23,16 @@ pub struct Taken {
     pub count: u64,
     /// Kinds of jobs that became claimable again.
     pub claimable: Vec<String>,
-    /// Some job ended.
-    pub ended: bool,
+    /// A cleanup job ended.
+    pub cleanup_ended: bool,
 }
 
 impl Taken {
     fn add(&mut self, kind: String, status: &str) {
         self.count += 1;
+        self.cleanup_ended |= super::queue::ends_cleanup(&kind, status);
         if matches!(status, "waiting" | "worker_dead" | "worker_shutdown") {
             self.claimable.push(kind);
-        } else if matches!(status, "done" | "error" | "cancel") {
-            self.ended = true;
         }
     }
 }
@@ -282,7 +281,7 @@ pub async fn reap(store: &SqliteStore) -> Result<Reaped, StoreError> {
         let lost = lose_attempts(&mut tx, &held, "worker heartbeat expired", now).await?;
         taken.count += lost.count;
         taken.claimable.extend(lost.claimable);
-        taken.ended |= lost.ended;
+        taken.cleanup_ended |= lost.cleanup_ended;
         let released: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET status = 'worker_dead', updated_at = ?2
              WHERE worker_id = ?1 AND status = 'worker_resurrection'
