@@ -290,3 +290,41 @@ async fn spans_still_buffered_are_exported_at_shutdown() {
     let rpc = spans.iter().find(|s| s.name == create).expect("the rpc span, flushed at exit");
     assert_eq!(rpc.service, "regsweep-scheduler");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_command_is_the_root_of_the_rpcs_it_makes() {
+    let receiver = OtlpReceiver::start().await;
+    let envs = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::launch_with_env("scheduler", &db.url, &[], &envs, true).await;
+    let created =
+        tokio::process::Command::new(regsweep_integration_tests::process::bin("regsweep"))
+            .args(["--scheduler", &scheduler.url, "jobs", "create", "--kind", "sleep"])
+            .args(["--args", r#"{"seconds": 0}"#])
+            .envs(envs)
+            .output()
+            .await
+            .expect("run regsweep");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+
+    // The CLI flushes its spans before it exits.
+    let spans = receiver.spans();
+    let command = spans
+        .iter()
+        .find(|s| s.service == "regsweep")
+        .unwrap_or_else(|| panic!("no span from the cli in {spans:?}"));
+    assert_eq!(command.name, "regsweep jobs create");
+    assert!(command.parent_span_id.is_empty(), "the command is the root");
+    let create = "/regsweep.v1.JobService/CreateJob";
+    let rpc = receiver
+        .wait_for("the scheduler's CreateJob span", WAIT, |spans| {
+            spans.iter().find(|s| s.name == create).cloned()
+        })
+        .await;
+    assert_eq!(rpc.service, "regsweep-scheduler");
+    assert_eq!(rpc.trace_id, command.trace_id);
+    assert_eq!(rpc.parent_span_id, command.span_id);
+}

@@ -176,23 +176,26 @@ fn start_failure(
     }
 }
 
-/// Waits until `url` answers its health check with SERVING.
+/// Waits until `url` reports SERVING on a health watch: the listener is
+/// bound before the server runs, so the connection waits in its backlog
+/// until the server takes it, and the watch answers as the status changes.
 async fn wait_serving(url: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(channel) = grpc::connect(url).await {
-            let reply = HealthClient::new(channel)
-                .check(HealthCheckRequest { service: String::new() })
-                .await;
-            if reply.is_ok_and(|r| r.get_ref().status() == ServingStatus::Serving) {
+    let watch = async {
+        let channel = grpc::connect(url).await?;
+        let mut updates = HealthClient::new(channel)
+            .watch(HealthCheckRequest { service: String::new() })
+            .await?
+            .into_inner();
+        while let Some(update) = updates.message().await? {
+            if update.status() == ServingStatus::Serving {
                 return Ok(());
             }
         }
-        if Instant::now() > deadline {
-            bail!("{url} did not become healthy within 60s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        bail!("{url} ended its health watch before serving")
+    };
+    tokio::time::timeout(Duration::from_secs(60), watch)
+        .await
+        .with_context(|| format!("{url} did not become healthy within 60s"))?
 }
 
 async fn add_registry(scheduler: &str, name: &str, url: &str) -> Result<()> {

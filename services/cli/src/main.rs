@@ -14,36 +14,62 @@ mod workers;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use regsweep_common::auth::ClientAuthArgs;
+use regsweep_common::telemetry::{self, LogFormat};
 use regsweep_common::tls::{self, ClientTlsArgs, TlsIdentityArgs};
+use tracing::Instrument as _;
 
 use crate::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let identity = TlsIdentityArgs { tls_cert: cli.tls_cert.clone(), tls_key: cli.tls_key.clone() };
-    if let Err(e) = tls::install_client(&identity, &ClientTlsArgs { tls_ca: cli.tls_ca.clone() }) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Dev(args) = &cli.command {
+        // The services it hosts set up their own telemetry and clients.
+        return report(dev::run(args).await);
+    }
+    if let Err(e) = install_client_settings(&cli) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let token = ClientAuthArgs { token: cli.token.clone(), token_file: cli.token_file.clone() };
-    if let Err(e) = regsweep_common::auth::install_client_token(&token) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
+    // Traces only when asked for: the command is then one span, the
+    // parent of the services' rpc spans.
+    let telemetry =
+        match telemetry::otlp_configured().then(|| telemetry::init(LogFormat::Text, "regsweep")) {
+            Some(Ok(telemetry)) => Some(telemetry),
+            Some(Err(e)) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            None => None,
+        };
+    let path = command_path(&matches);
+    let span =
+        tracing::info_span!("regsweep", otel.name = %format!("regsweep {path}"), command = %path);
+    let result = run(&cli).instrument(span).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
     }
-    let result = match &cli.command {
-        Command::Jobs(command) => jobs::run(&cli, command).await,
-        Command::Workers(command) => workers::run(&cli, command).await,
-        Command::Crons(command) => crons::run(&cli, command).await,
-        Command::Registries(command) => registries::run(&cli, command).await,
-        Command::Repositories(command) => registries::run_repositories(&cli, command).await,
-        Command::Policies(command) => policies::run(&cli, command).await,
-        Command::Scrub(command) => scrub::run(&cli, command).await,
+    report(result)
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Jobs(command) => jobs::run(cli, command).await,
+        Command::Workers(command) => workers::run(cli, command).await,
+        Command::Crons(command) => crons::run(cli, command).await,
+        Command::Registries(command) => registries::run(cli, command).await,
+        Command::Repositories(command) => registries::run_repositories(cli, command).await,
+        Command::Policies(command) => policies::run(cli, command).await,
+        Command::Scrub(command) => scrub::run(cli, command).await,
         Command::Tokens(command) => tokens::run(command),
         Command::Dev(args) => dev::run(args).await,
-    };
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -51,4 +77,23 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The subcommands given, `jobs create` say.
+fn command_path(matches: &clap::ArgMatches) -> String {
+    let mut names = Vec::new();
+    let mut current = matches;
+    while let Some((name, sub)) = current.subcommand() {
+        names.push(name);
+        current = sub;
+    }
+    names.join(" ")
+}
+
+fn install_client_settings(cli: &Cli) -> anyhow::Result<()> {
+    let identity = TlsIdentityArgs { tls_cert: cli.tls_cert.clone(), tls_key: cli.tls_key.clone() };
+    tls::install_client(&identity, &ClientTlsArgs { tls_ca: cli.tls_ca.clone() })?;
+    let token = ClientAuthArgs { token: cli.token.clone(), token_file: cli.token_file.clone() };
+    regsweep_common::auth::install_client_token(&token)?;
+    Ok(())
 }

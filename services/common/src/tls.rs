@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 /// The certificate and key this process presents.
-#[derive(Clone, Debug, Default, clap::Args)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct TlsIdentityArgs {
     /// PEM certificate (chain) this process presents: as a server it then
     /// serves TLS only; as a client it answers servers that ask for one.
@@ -33,7 +33,7 @@ pub struct ServerTlsArgs {
 }
 
 /// What a client trusts.
-#[derive(Clone, Debug, Default, clap::Args)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct ClientTlsArgs {
     /// PEM CA bundle that `https://` servers' certificates must chain to
     /// (default: the system's roots).
@@ -49,6 +49,8 @@ pub enum TlsError {
     HalfIdentity,
     #[error("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")]
     ClientCaWithoutIdentity,
+    #[error("client TLS settings were already installed with other flags in this process")]
+    ClientConflict,
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -85,11 +87,20 @@ pub fn server_config(
     Ok(Some(config))
 }
 
-static CLIENT: OnceLock<ClientTlsConfig> = OnceLock::new();
+/// The installed client settings, with the flags they came from.
+static CLIENT: OnceLock<(TlsIdentityArgs, ClientTlsArgs, ClientTlsConfig)> = OnceLock::new();
 
-/// Sets how this process's clients dial `https://` URLs. Call once at
-/// start-up, before any client dials; later calls change nothing.
+/// Sets how this process's clients dial `https://` URLs. Call at start-up,
+/// before any client dials. Services sharing a process (`regsweep dev`)
+/// may each call it with the same flags; different flags are refused,
+/// since one process has one client configuration.
 pub fn install_client(identity: &TlsIdentityArgs, client: &ClientTlsArgs) -> Result<(), TlsError> {
+    let same = |(i, c, _): &(TlsIdentityArgs, ClientTlsArgs, ClientTlsConfig)| {
+        if i == identity && c == client { Ok(()) } else { Err(TlsError::ClientConflict) }
+    };
+    if let Some(installed) = CLIENT.get() {
+        return same(installed);
+    }
     let mut config = ClientTlsConfig::new();
     config = match &client.tls_ca {
         Some(ca) => config.ca_certificate(Certificate::from_pem(read("CA", ca)?)),
@@ -98,11 +109,36 @@ pub fn install_client(identity: &TlsIdentityArgs, client: &ClientTlsArgs) -> Res
     if let Some(identity) = identity.identity()? {
         config = config.identity(identity);
     }
-    let _ = CLIENT.set(config);
-    Ok(())
+    match CLIENT.set((identity.clone(), client.clone(), config)) {
+        Ok(()) => Ok(()),
+        Err(_) => CLIENT.get().map_or(Ok(()), same),
+    }
 }
 
 /// The client TLS settings for `https://` URLs.
 pub(crate) fn client_config() -> ClientTlsConfig {
-    CLIENT.get().cloned().unwrap_or_else(|| ClientTlsConfig::new().with_native_roots())
+    CLIENT
+        .get()
+        .map(|(_, _, config)| config.clone())
+        .unwrap_or_else(|| ClientTlsConfig::new().with_native_roots())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The only test of this binary that installs client settings: the
+    // process-wide state would otherwise be shared between tests.
+    #[test]
+    fn a_second_install_must_use_the_same_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not read until dialing").expect("write");
+        let identity = TlsIdentityArgs::default();
+        let trusting = ClientTlsArgs { tls_ca: Some(ca) };
+        install_client(&identity, &trusting).expect("first install");
+        install_client(&identity, &trusting).expect("same flags again");
+        let err = install_client(&identity, &ClientTlsArgs::default()).expect_err("other flags");
+        assert!(matches!(err, TlsError::ClientConflict), "{err}");
+    }
 }

@@ -46,10 +46,13 @@ pub enum ClientTokenError {
     Read { path: String, source: std::io::Error },
     #[error("the token must be printable ASCII without spaces")]
     Malformed,
+    #[error("another token was already installed in this process")]
+    Conflict,
 }
 
-/// Installs the token of `args` for every call of this process. The first
-/// install wins (services in one process share it).
+/// Installs the token of `args` for every call of this process. Services
+/// sharing a process may each install the same token (or none); a
+/// different one is refused, since one process presents one token.
 pub fn install(args: &ClientAuthArgs) -> Result<(), ClientTokenError> {
     let token = match (&args.token, &args.token_file) {
         (Some(token), _) => token.0.trim().to_string(),
@@ -66,7 +69,10 @@ pub fn install(args: &ClientAuthArgs) -> Result<(), ClientTokenError> {
         format!("Bearer {token}").parse().map_err(|_| ClientTokenError::Malformed)?;
     // Never printed, not even in debug output of the request.
     value.set_sensitive(true);
-    let _ = TOKEN.set(value);
+    let installed = TOKEN.get_or_init(|| value.clone());
+    if *installed != value {
+        return Err(ClientTokenError::Conflict);
+    }
     Ok(())
 }
 
@@ -83,5 +89,19 @@ mod tests {
     fn debug_output_never_shows_the_token() {
         let args = ClientAuthArgs { token: Some(Token("rsw_secret".into())), token_file: None };
         assert!(!format!("{args:?}").contains("rsw_secret"));
+    }
+
+    // The only test of this binary that installs a token: the
+    // process-wide state would otherwise be shared between tests.
+    #[test]
+    fn a_second_install_must_present_the_same_token() {
+        let token = |t: &str| ClientAuthArgs { token: Some(Token(t.into())), token_file: None };
+        install(&ClientAuthArgs::default()).expect("no token installs nothing");
+        install(&token("rsw_first")).expect("first install");
+        install(&token(" rsw_first\n")).expect("the same token, trimmed");
+        install(&ClientAuthArgs::default()).expect("no token keeps the installed one");
+        let err = install(&token("rsw_second")).expect_err("another token");
+        assert!(matches!(err, ClientTokenError::Conflict), "{err}");
+        assert_eq!(header().and_then(|h| h.to_str().ok()), Some("Bearer rsw_first"));
     }
 }
