@@ -133,7 +133,7 @@ mod tests {
     fn a_second_install_must_use_the_same_flags() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, "not read until dialing").expect("write");
+        std::fs::write(&ca, "pem, parsed only when dialing").expect("write");
         let identity = TlsIdentityArgs::default();
         let trusting = ClientTlsArgs { tls_ca: Some(ca) };
         install_client(&identity, &trusting).expect("first install");
