@@ -111,6 +111,15 @@ impl OtlpReceiver {
         Self { endpoint: format!("http://{addr}"), received, task }
     }
 
+    /// The variables that make a service export here, every
+    /// `schedule_delay_ms` (`OTEL_BSP_SCHEDULE_DELAY`; the default is 5 s).
+    pub fn envs<'a>(&'a self, schedule_delay_ms: &'a str) -> [(&'static str, &'a str); 2] {
+        [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", schedule_delay_ms),
+        ]
+    }
+
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.received.spans.lock().expect("lock").clone()

@@ -94,11 +94,7 @@ fn ancestry<'a>(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_run_is_one_trace_from_the_selection_to_the_deletions() {
     let receiver = OtlpReceiver::start().await;
-    let envs = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
-        // Export every 100 ms instead of every 5 s.
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ];
+    let envs = receiver.envs("100");
     let cleanup = Cleanup::start(&envs).await;
     cleanup.run().await;
 
@@ -269,11 +265,8 @@ async fn the_metrics_endpoints_expose_every_series_and_move_as_jobs_run() {
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_still_buffered_are_exported_at_shutdown() {
     let receiver = OtlpReceiver::start().await;
-    let envs = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
-        // Nothing is exported on a timer within the test.
-        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
-    ];
+    // Nothing is exported on a timer within the test.
+    let envs = receiver.envs("600000");
     let db = TestDb::create().await;
     let mut scheduler = Scheduler::launch_with_env("scheduler", &db.url, &[], &envs, true).await;
     let args = regsweep_proto::json_to_struct(serde_json::json!({"seconds": 0}));
@@ -294,10 +287,7 @@ async fn spans_still_buffered_are_exported_at_shutdown() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cli_command_is_the_root_of_the_rpcs_it_makes() {
     let receiver = OtlpReceiver::start().await;
-    let envs = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ];
+    let envs = receiver.envs("100");
     let db = TestDb::create().await;
     let scheduler = Scheduler::launch_with_env("scheduler", &db.url, &[], &envs, true).await;
     let created =
