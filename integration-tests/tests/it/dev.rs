@@ -194,3 +194,42 @@ async fn a_sqlite_store_serves_one_process_at_a_time() {
         run("regsweep-scheduler", &["--migrate-only", "--database-url", &db.url]).await;
     assert!(ok, "the store is free once its process ended: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_names_the_service_that_cannot_start_and_why() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let store = dir.path().join("scheduler.db");
+    let url = format!("sqlite://{}", store.display());
+    let (ok, stderr) = run("regsweep-scheduler", &["--migrate-only", "--database-url", &url]).await;
+    assert!(ok, "the scheduler migrates a new database: {stderr}");
+    let mut conn =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.expect("open sqlite");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99999, 'from a newer regsweep', true, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("insert migration");
+    drop(conn);
+
+    // The scheduler closes its listener as it fails, which also ends the
+    // health watch dev waits on: its own error must still be the one shown,
+    // every time (the two used to race).
+    let data_dir = dir.path().display().to_string();
+    let args = [
+        "dev",
+        "--data-dir",
+        &data_dir,
+        "--scheduler-listen",
+        "127.0.0.1:0",
+        "--scrubber-listen",
+        "127.0.0.1:0",
+    ];
+    for _ in 0..5 {
+        let (ok, stderr) = run("regsweep", &args).await;
+        assert!(!ok, "dev started anyway: {stderr}");
+        assert!(stderr.contains("the scheduler could not start"), "{stderr}");
+        assert!(stderr.contains("schema is newer than this regsweep"), "{stderr}");
+    }
+}

@@ -298,7 +298,9 @@ async fn a_cli_command_is_the_root_of_the_rpcs_it_makes() {
             .output()
             .await
             .expect("run regsweep");
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(created.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "exporting keeps the cli's output its own: {stderr}");
 
     // The CLI flushes its spans before it exits.
     let spans = receiver.spans();

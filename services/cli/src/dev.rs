@@ -176,26 +176,41 @@ fn start_failure(
     }
 }
 
-/// Waits until `url` reports SERVING on a health watch: the listener is
-/// bound before the server runs, so the connection waits in its backlog
-/// until the server takes it, and the watch answers as the status changes.
+/// Waits until `url` reports SERVING on a health watch. The listener is
+/// bound before the server runs, so a connection waits in its backlog until
+/// the server takes it. A watch that fails is opened again: a service that
+/// cannot start closes its listener, and the caller reports that service's
+/// own error (its task ends) rather than the refused connection.
 async fn wait_serving(url: &str) -> Result<()> {
-    let watch = async {
-        let channel = grpc::connect(url).await?;
-        let mut updates = HealthClient::new(channel)
-            .watch(HealthCheckRequest { service: String::new() })
-            .await?
-            .into_inner();
-        while let Some(update) = updates.message().await? {
-            if update.status() == ServingStatus::Serving {
-                return Ok(());
+    let retrying = async {
+        loop {
+            match watch_until_serving(url).await {
+                Ok(()) => return,
+                Err(e) => {
+                    let error = client::describe(&e);
+                    tracing::debug!(%error, %url, "health watch failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
-        bail!("{url} ended its health watch before serving")
     };
-    tokio::time::timeout(Duration::from_secs(60), watch)
+    tokio::time::timeout(Duration::from_secs(60), retrying)
         .await
-        .with_context(|| format!("{url} did not become healthy within 60s"))?
+        .with_context(|| format!("{url} did not become healthy within 60s"))
+}
+
+async fn watch_until_serving(url: &str) -> Result<()> {
+    let channel = grpc::connect(url).await?;
+    let mut updates = HealthClient::new(channel)
+        .watch(HealthCheckRequest { service: String::new() })
+        .await?
+        .into_inner();
+    while let Some(update) = updates.message().await? {
+        if update.status() == ServingStatus::Serving {
+            return Ok(());
+        }
+    }
+    bail!("{url} ended its health watch before serving")
 }
 
 async fn add_registry(scheduler: &str, name: &str, url: &str) -> Result<()> {

@@ -25,7 +25,9 @@ use crate::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = Cli::from_arg_matches(&matches)
+        .map_err(|e| e.format(&mut Cli::command()))
+        .unwrap_or_else(|e| e.exit());
     if let Command::Dev(args) = &cli.command {
         // The services it hosts set up their own telemetry and clients.
         return report(dev::run(args).await);
@@ -35,16 +37,19 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Traces only when asked for: the command is then one span, the
-    // parent of the services' rpc spans.
-    let telemetry =
-        match telemetry::otlp_configured().then(|| telemetry::init(LogFormat::Text, "regsweep")) {
-            Some(Ok(telemetry)) => Some(telemetry),
-            Some(Err(e)) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+    // parent of the services' rpc spans. A collector that cannot be set up
+    // costs the traces, not the command.
+    let telemetry = if telemetry::otlp_configured() {
+        match telemetry::init_quiet(LogFormat::Text, "regsweep") {
+            Ok(telemetry) => Some(telemetry),
+            Err(e) => {
+                eprintln!("warning: traces are not exported: {e}");
+                None
             }
-            None => None,
-        };
+        }
+    } else {
+        None
+    };
     let path = command_path(&matches);
     let span =
         tracing::info_span!("regsweep", otel.name = %format!("regsweep {path}"), command = %path);

@@ -75,12 +75,29 @@ pub fn otlp_configured() -> bool {
 /// connection lives there). Calling it twice keeps the first subscriber
 /// (tests start several services in one process).
 pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, TelemetryError> {
+    init_with(format, service, "info")
+}
+
+/// [`init`] for a short-lived command (the CLI): the same spans, but log
+/// lines only from `warn` unless `RUST_LOG` says otherwise, so that its
+/// output stays its own.
+pub fn init_quiet(format: LogFormat, service: &'static str) -> Result<Telemetry, TelemetryError> {
+    init_with(format, service, "warn")
+}
+
+fn init_with(
+    format: LogFormat,
+    service: &'static str,
+    default_log_level: &str,
+) -> Result<Telemetry, TelemetryError> {
+    let from_env = |default: &str| {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+    };
     let provider = if otlp_configured() { Some(provider(service)?) } else { None };
     let otel = provider.as_ref().map(|p| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        tracing_opentelemetry::layer().with_tracer(p.tracer("regsweep")).boxed()
+        tracing_opentelemetry::layer().with_tracer(p.tracer("regsweep"))
     });
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = match format {
         LogFormat::Text => fmt::layer()
             .with_writer(std::io::stderr)
@@ -94,7 +111,11 @@ pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, Telem
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let installed = tracing_subscriber::registry().with(filter).with(logs).with(otel).try_init();
+    // The global filter decides which spans exist (so which are exported);
+    // the log lines' own filter only makes fewer of them printed.
+    let logs = logs.with_filter(from_env(default_log_level));
+    let installed =
+        tracing_subscriber::registry().with(from_env("info")).with(logs).with(otel).try_init();
     if installed.is_err() {
         // Already installed: the first one stays, and so does its exporter.
         return Ok(Telemetry::default());
