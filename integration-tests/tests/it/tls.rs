@@ -173,20 +173,21 @@ async fn client_certificates_act_with_the_role_their_subject_maps_to() {
     let _worker = Worker::start(&scheduler, "w", &worker_args).await;
     wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(20)).await;
     // ...and may do nothing a worker may not.
-    let as_worker = channel(&scheduler.url, &pki, Some(&pki.client)).await.expect("channel");
-    let listed = JobServiceClient::new(as_worker)
-        .list_jobs(regsweep_proto::v1::ListJobsRequest::default())
-        .await
-        .expect_err("a worker may not list jobs");
+    let listed = list_jobs_refused(&scheduler.url, &pki, &pki.client).await;
     assert_eq!(listed.code(), tonic::Code::PermissionDenied, "{listed:?}");
     assert!(listed.message().contains("certificate \"client\""), "{}", listed.message());
     // A certificate the CA signed for a name with no role is nobody.
-    let stranger = channel(&scheduler.url, &pki, Some(&pki.stranger)).await.expect("channel");
-    let refused = JobServiceClient::new(stranger)
+    let refused = list_jobs_refused(&scheduler.url, &pki, &pki.stranger).await;
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+}
+
+/// The status of a ListJobs call presenting `identity`, which must fail.
+async fn list_jobs_refused(url: &str, pki: &Pki, identity: &(PathBuf, PathBuf)) -> tonic::Status {
+    let channel = channel(url, pki, Some(identity)).await.expect("channel");
+    JobServiceClient::new(channel)
         .list_jobs(regsweep_proto::v1::ListJobsRequest::default())
         .await
-        .expect_err("an unmapped certificate");
-    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        .expect_err("listing jobs is refused")
 }
 
 #[tokio::test(flavor = "multi_thread")]
