@@ -28,9 +28,10 @@ async fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches)
         .map_err(|e| e.format(&mut Cli::command()))
         .unwrap_or_else(|e| e.exit());
-    if let Command::Dev(args) = &cli.command {
-        // The services it hosts set up their own telemetry and clients.
-        return report(dev::run(args).await);
+    if let Command::Dev(_) = &cli.command {
+        // The services it hosts set up their own telemetry and clients, and
+        // their spans are not the command's.
+        return report(run(&cli).await);
     }
     if let Err(e) = install_client_settings(&cli) {
         eprintln!("error: {e}");
