@@ -414,7 +414,7 @@ async fn a_killed_scrubber_leaves_its_deletions_to_another_and_none_runs_twice()
     let scheduler = Scheduler::start(&db, &[]).await;
     create_registry(&scheduler, "local", &proxy.url()).await;
     let flags = ["--delay", "0s", "--parallelism", "4", "--lease", "2s"];
-    let doomed = Scrubber::start("doomed", &db, &scheduler, &flags).await;
+    let mut doomed = Scrubber::start("doomed", &db, &scheduler, &flags).await;
     let mut client = doomed.client().await;
     submit(&mut client, 1, "local", "shared/app", images).await;
     // Kill it while it holds a batch.
@@ -430,6 +430,9 @@ async fn a_killed_scrubber_leaves_its_deletions_to_another_and_none_runs_twice()
     })
     .await;
     doomed.process.signal(nix::sys::signal::Signal::SIGKILL);
+    // A signal is delivered, not awaited: until the process is gone it still
+    // holds a SQLite store's lock, and the next scrubber would be refused.
+    doomed.process.wait_exit(Duration::from_secs(10)).await;
     let survivor = Scrubber::start("survivor", &db, &scheduler, &flags).await;
     let ended = wait_ended(&survivor.client().await, 1, 24).await;
     assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted), "{ended:?}");
