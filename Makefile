@@ -1,5 +1,5 @@
 # The same commands CI runs (.ci/run calls `make ci`).
-.PHONY: deps build test lint fmt clippy buf deploy ci run bench fuzz
+.PHONY: deps build test lint fmt clippy buf deploy ci run bench fuzz safety
 
 deps:
 	scripts/deps.sh
@@ -23,6 +23,14 @@ test: deps build
 	cargo nextest run --workspace --no-fail-fast
 	REGSWEEP_TEST_STORE=sqlite cargo nextest run -p regsweep-integration-tests \
 		--no-fail-fast -E '$(SQLITE_PASS)'
+
+# The end-to-end safety run at any size: random repository graphs and
+# policies (the planner's property-test generator) pushed to the real
+# registry and cleaned for real, the registry checked after each.
+SCENARIOS ?= 200
+safety: deps build
+	SCENARIOS=$(SCENARIOS) cargo nextest run -p regsweep-integration-tests --test it \
+		-E 'test(image_graph::generated_repositories)' --no-capture
 
 fmt:
 	cargo fmt --all -- --check

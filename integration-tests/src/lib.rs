@@ -7,6 +7,7 @@
 
 pub mod authproxy;
 pub mod db;
+pub mod graphgen;
 pub mod otlp;
 pub mod pki;
 pub mod process;

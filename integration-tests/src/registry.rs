@@ -15,6 +15,9 @@ const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// A running registry, killed on drop.
 pub struct TestRegistry {
@@ -118,7 +121,8 @@ impl TestRegistry {
         digest
     }
 
-    /// Puts a manifest under each of `tags`; returns its digest.
+    /// Puts a manifest under each of `tags` (by digest only, untagged,
+    /// when there are none); returns its digest.
     pub async fn put_manifest(
         &self,
         repo: &str,
@@ -126,7 +130,10 @@ impl TestRegistry {
         media_type: &str,
         body: &[u8],
     ) -> String {
-        for tag in tags {
+        let digest = digest_of(body);
+        let by_digest = [digest.as_str()];
+        let references = if tags.is_empty() { &by_digest[..] } else { tags };
+        for tag in references {
             let response = self
                 .http
                 .put(format!("{}/v2/{repo}/manifests/{tag}", self.url))
@@ -137,7 +144,70 @@ impl TestRegistry {
                 .expect("put manifest");
             assert_eq!(response.status(), 201, "put manifest {repo}:{tag}");
         }
-        digest_of(body)
+        digest
+    }
+
+    /// Points `tag` at the existing manifest `digest`.
+    pub async fn tag(&self, repo: &str, tag: &str, digest: &str) {
+        let response = self
+            .http
+            .get(format!("{}/v2/{repo}/manifests/{digest}", self.url))
+            .header("accept", ACCEPT)
+            .send()
+            .await
+            .expect("get manifest");
+        assert!(response.status().is_success(), "get {repo}@{digest}: {}", response.status());
+        let media_type = response.headers()["content-type"].to_str().expect("type").to_string();
+        let body = response.bytes().await.expect("manifest body");
+        self.put_manifest(repo, &[tag], &media_type, &body).await;
+    }
+
+    /// Pushes an untagged OCI index over `children`, made unique by
+    /// `unique`; returns its digest.
+    pub async fn push_index_untagged(
+        &self,
+        repo: &str,
+        children: &[(&str, &str)],
+        unique: &str,
+    ) -> String {
+        let mut manifests = Vec::new();
+        for (digest, arch) in children {
+            let (media_type, size) = self.descriptor(repo, digest).await;
+            manifests.push(serde_json::json!({
+                "mediaType": media_type,
+                "digest": digest,
+                "size": size,
+                "platform": {"os": "linux", "architecture": arch},
+            }));
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+            "annotations": {"test.unique": unique},
+        }))
+        .expect("index json");
+        self.put_manifest(repo, &[], OCI_INDEX, &index).await
+    }
+
+    /// Every manifest `repo` still stores, by digest (from its storage:
+    /// the registry has no API that lists untagged manifests).
+    pub fn manifests(&self, repo: &str) -> std::collections::BTreeSet<String> {
+        let dir = self
+            .dir
+            .path()
+            .join("data/docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/revisions/sha256");
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().join("link").exists())
+                    .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn manifest(
@@ -221,6 +291,174 @@ impl TestRegistry {
         }))
         .expect("index json");
         self.put_manifest(repo, &[tag], OCI_INDEX, &index).await
+    }
+
+    /// Pushes a Docker image (schema 2, with `created` in its config)
+    /// under `tags`; returns its digest.
+    pub async fn push_docker_image(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        created: Option<DateTime<Utc>>,
+        unique: &str,
+    ) -> String {
+        let mut config =
+            serde_json::json!({"architecture": "arm64", "os": "linux", "unique": unique});
+        if let Some(created) = created {
+            config["created"] = created.to_rfc3339_opts(SecondsFormat::Secs, true).into();
+        }
+        let config = serde_json::to_vec(&config).expect("config json");
+        let config_digest = self.upload_blob(repo, &config).await;
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": config_digest,
+                "size": config.len(),
+            },
+            "layers": [],
+        }))
+        .expect("manifest json");
+        self.put_manifest(repo, tags, DOCKER_MANIFEST, &manifest).await
+    }
+
+    /// Pushes a Docker manifest list over `children` under `tag`.
+    pub async fn push_list(&self, repo: &str, tag: &str, children: &[(&str, &str)]) -> String {
+        let mut manifests = Vec::new();
+        for (digest, arch) in children {
+            let (media_type, size) = self.descriptor(repo, digest).await;
+            manifests.push(serde_json::json!({
+                "mediaType": media_type,
+                "digest": digest,
+                "size": size,
+                "platform": {"os": "linux", "architecture": arch},
+            }));
+        }
+        let list = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_LIST,
+            "manifests": manifests,
+        }))
+        .expect("list json");
+        self.put_manifest(repo, &[tag], DOCKER_LIST, &list).await
+    }
+
+    /// Pushes a cosign-style signature of `subject` under its tag
+    /// `sha256-<hex>.sig`; returns the signature's digest.
+    pub async fn push_cosign_signature(&self, repo: &str, subject: &str) -> String {
+        let payload =
+            format!("{{\"critical\":{{\"image\":{{\"docker-manifest-digest\":\"{subject}\"}}}}}}");
+        let layer = self.upload_blob(repo, payload.as_bytes()).await;
+        let config = self.upload_blob(repo, b"{}").await;
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+            "layers": [{
+                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "digest": layer,
+                "size": payload.len(),
+                "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="},
+            }],
+        }))
+        .expect("signature json");
+        let tag = format!("{}.sig", subject.replace(':', "-"));
+        self.put_manifest(repo, &[&tag], OCI_MANIFEST, &manifest).await
+    }
+
+    /// Pushes an OCI 1.1 artifact (an SBOM, a signature) whose `subject`
+    /// is `subject`, by digest only (untagged), as clients do where the
+    /// registry has no referrers API; returns its digest.
+    pub async fn push_artifact(&self, repo: &str, subject: &str, artifact_type: &str) -> String {
+        let (subject_type, subject_size) = self.descriptor(repo, subject).await;
+        let content = format!("{artifact_type} of {subject}");
+        let layer = self.upload_blob(repo, content.as_bytes()).await;
+        let empty = self.upload_blob(repo, b"{}").await;
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
+            "layers": [{"mediaType": artifact_type, "digest": layer, "size": content.len()}],
+            "subject": {"mediaType": subject_type, "digest": subject, "size": subject_size},
+        }))
+        .expect("artifact json");
+        let digest = digest_of(&manifest);
+        self.put_manifest(repo, &[&digest], OCI_MANIFEST, &manifest).await
+    }
+
+    /// Pushes the referrers fallback index of `subject` (tag
+    /// `sha256-<hex>`) listing `artifacts`; returns its digest.
+    pub async fn push_referrers_index(
+        &self,
+        repo: &str,
+        subject: &str,
+        artifacts: &[(&str, &str)],
+    ) -> String {
+        let mut manifests = Vec::new();
+        for (digest, artifact_type) in artifacts {
+            let (media_type, size) = self.descriptor(repo, digest).await;
+            manifests.push(serde_json::json!({
+                "mediaType": media_type, "digest": digest, "size": size, "artifactType": artifact_type,
+            }));
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+        }))
+        .expect("index json");
+        self.put_manifest(repo, &[&subject.replace(':', "-")], OCI_INDEX, &index).await
+    }
+
+    /// The media type and size of a manifest, by HEAD.
+    async fn descriptor(&self, repo: &str, reference: &str) -> (String, u64) {
+        let response = self
+            .http
+            .head(format!("{}/v2/{repo}/manifests/{reference}", self.url))
+            .header("accept", ACCEPT)
+            .send()
+            .await
+            .expect("head manifest");
+        assert!(response.status().is_success(), "head {repo}@{reference}: {}", response.status());
+        let media_type = response.headers()["content-type"].to_str().expect("type").to_string();
+        (media_type, response.content_length().unwrap_or_default())
+    }
+
+    /// Whether the manifest `digest` is still in `repo`.
+    pub async fn has_manifest(&self, repo: &str, digest: &str) -> bool {
+        let response = self
+            .http
+            .head(format!("{}/v2/{repo}/manifests/{digest}", self.url))
+            .header("accept", ACCEPT)
+            .send()
+            .await
+            .expect("head manifest");
+        response.status().is_success()
+    }
+
+    /// Whether `tag` pulls: its manifest resolves, and so does every
+    /// manifest an index lists, at any depth. Says what is missing if not.
+    pub async fn pull(&self, repo: &str, tag: &str) -> Result<(), String> {
+        let mut pending = vec![tag.to_string()];
+        while let Some(reference) = pending.pop() {
+            let response = self
+                .http
+                .get(format!("{}/v2/{repo}/manifests/{reference}", self.url))
+                .header("accept", ACCEPT)
+                .send()
+                .await
+                .expect("get manifest");
+            if !response.status().is_success() {
+                return Err(format!("{repo}:{tag} needs {reference}: {}", response.status()));
+            }
+            let body: serde_json::Value = response.json().await.expect("manifest json");
+            for child in body["manifests"].as_array().into_iter().flatten() {
+                pending.push(child["digest"].as_str().expect("child digest").to_string());
+            }
+        }
+        Ok(())
     }
 
     /// The digest `tag` points at, or `None` when it does not exist.

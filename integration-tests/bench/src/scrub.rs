@@ -103,6 +103,7 @@ pub async fn run(args: Args) -> Result<()> {
                     digest: digest.clone(),
                     tags: vec![tag.clone()],
                     delete_digest: true,
+                    ..Default::default()
                 })
                 .collect(),
         };

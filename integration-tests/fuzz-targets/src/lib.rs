@@ -7,7 +7,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use chrono::{DateTime, TimeZone as _, Utc};
-use regsweep_policy::{Action, Cadence, RuleSpec, Rules, Selector, TagInput};
+use regsweep_policy::{Action, Cadence, Inventory, RuleSpec, Rules, Selector, TagInput};
 
 /// A target: raw bytes in, a panic on a broken promise.
 pub type Target = fn(&[u8]);
@@ -47,6 +47,7 @@ pub fn policy_fields(data: &[u8]) {
         older_than_seconds: input.older_than_seconds,
         name_regex_delete: input.name_regex_delete,
         name_regex_keep: input.name_regex_keep,
+        ..Default::default()
     };
     let violations =
         regsweep_policy::validate_policy_fields(&spec, &input.selector, &input.cadence);
@@ -98,6 +99,7 @@ pub fn tag_filter(data: &[u8]) {
         older_than_seconds: i64::from(input.older_than_days) * 86_400,
         name_regex_delete: input.delete,
         name_regex_keep: input.keep,
+        ..Default::default()
     };
     let Ok(rules) = Rules::compile(&spec) else { return };
     let tags: Vec<TagInput> = input
@@ -107,12 +109,13 @@ pub fn tag_filter(data: &[u8]) {
             tag,
             digest: digest.map(|d| format!("sha256:{d:064x}")),
             created: age_hours.map(|h| now() - chrono::Duration::hours(i64::from(h))),
+            first_seen: None,
         })
         .collect();
     let mut names: Vec<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    let plan = regsweep_policy::plan(&rules, tags.clone(), now());
+    let plan = regsweep_policy::plan(&rules, Inventory::from_tags(tags.clone()), now());
     assert_eq!(plan.decisions.len(), names.len(), "one decision per distinct tag");
     let kept: Vec<&str> = plan
         .decisions

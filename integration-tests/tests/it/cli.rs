@@ -273,6 +273,7 @@ async fn scrub_list_restore_and_status_from_the_command_line() {
                 digest: digest.clone(),
                 tags: vec!["v1".into()],
                 delete_digest: true,
+                ..Default::default()
             }],
         })
         .await

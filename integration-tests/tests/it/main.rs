@@ -8,6 +8,7 @@ mod cli;
 mod conformance;
 mod dev;
 mod fencing;
+mod image_graph;
 mod lifecycle;
 mod limits;
 mod liveness;

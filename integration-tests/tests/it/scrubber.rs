@@ -170,6 +170,7 @@ async fn a_tag_pushed_again_after_planning_is_not_deleted() {
             digest: old.clone(),
             tags: vec!["v2".into()],
             delete_digest: true,
+            ..Default::default()
         }],
     };
     client.submit_deletions(request).await.expect("submit");
@@ -199,6 +200,7 @@ async fn restore_works_until_the_deletion_starts_and_says_why_not_after() {
         digest: digest.into(),
         tags: vec![tag.into()],
         delete_digest: true,
+        ..Default::default()
     };
     let submit = |job_id: i64, image: v1::ImageDeletion| v1::SubmitDeletionsRequest {
         job_id,
@@ -285,7 +287,12 @@ async fn seed_plan(registry: &TestRegistry, repo: &str, n: usize) -> Vec<v1::Ima
     for i in 0..n {
         let tag = format!("t{i}");
         let digest = registry.push_image(repo, &[&tag], None, &tag).await;
-        images.push(v1::ImageDeletion { digest, tags: vec![tag], delete_digest: true });
+        images.push(v1::ImageDeletion {
+            digest,
+            tags: vec![tag],
+            delete_digest: true,
+            ..Default::default()
+        });
     }
     images
 }
@@ -361,6 +368,7 @@ async fn bad_submissions_and_restores_are_rejected_and_write_nothing() {
             digest: "sha256:nothex".into(),
             tags: vec!["v1".into()],
             delete_digest: true,
+            ..Default::default()
         }],
     };
     let status = client.submit_deletions(bad).await.expect_err("bad digest");
@@ -374,6 +382,7 @@ async fn bad_submissions_and_restores_are_rejected_and_write_nothing() {
             digest: digest(1),
             tags: vec!["v1".into()],
             delete_digest: true,
+            ..Default::default()
         }],
     };
     let status = client.submit_deletions(unknown).await.expect_err("unknown registry");
@@ -389,6 +398,7 @@ async fn bad_submissions_and_restores_are_rejected_and_write_nothing() {
                 digest: format!("sha256:{i:064x}"),
                 tags: vec![],
                 delete_digest: true,
+                ..Default::default()
             })
             .collect(),
     };

@@ -222,7 +222,8 @@ fn print_preview(format: Output, preview: &v1::PreviewPolicyResponse) -> Result<
     if format == Output::Json {
         return output::json(preview);
     }
-    let mut table = Table::new(&["TAG", "ACTION", "RULE", "CREATED", "DIGEST"]);
+    let mut table =
+        Table::new(&["TAG", "ACTION", "RULE", "KIND", "AGE", "FROM", "DIGEST", "FOLLOWS"]);
     for d in &preview.decisions {
         let action = match d.action() {
             TagAction::Keep => "keep",
@@ -233,11 +234,25 @@ fn print_preview(format: Output, preview: &v1::PreviewPolicyResponse) -> Result<
             d.tag.clone(),
             action.into(),
             d.rule.clone(),
-            time(d.created.as_ref()),
+            d.kind.clone(),
+            time(d.age.as_ref()),
+            d.age_from.clone(),
             output::short(&d.digest, 19),
+            output::short(&d.follows, 19),
         ]);
     }
     table.print();
+    for image in preview.images.iter().filter(|i| !i.before.is_empty() || !i.after.is_empty()) {
+        println!("{} goes with:", output::short(&image.digest, 19));
+        let linked = image.before.iter().chain(&image.after);
+        for l in linked {
+            let relation = match l.relation() {
+                v1::LinkRelation::Attachment => "attachment",
+                _ => "child",
+            };
+            println!("  {relation} {} {}", output::short(&l.digest, 19), l.tags.join(" "));
+        }
+    }
     println!(
         "{}: {} of {} tags would be deleted, {} digests outright (job {})",
         preview.repository,
@@ -246,5 +261,8 @@ fn print_preview(format: Output, preview: &v1::PreviewPolicyResponse) -> Result<
         preview.digest_delete_count,
         preview.job_id
     );
+    if !preview.blocked.is_empty() {
+        println!("nothing would be deleted: {}", preview.blocked);
+    }
     Ok(())
 }

@@ -1,175 +1,525 @@
-//! The tag filter, in GitLab's order: `latest` is never deleted; tags
-//! matching the keep regex stay; candidates are the tags matching the
-//! delete regex; the newest `keep_n` candidates stay; of the rest, only
-//! those older than `older_than` go. Then the plan is grouped per digest.
+//! The planner: what a policy deletes from one repository, decided over
+//! the repository's graph (see `graph`), never over a flat list of tags.
+//!
+//! Tags are of three kinds. An *attachment* tag (a cosign `.sig`, `.att`
+//! or `.sbom` tag, a referrers fallback tag, or any manifest with an OCI
+//! `subject`) follows its subject and is never a candidate of its own. A
+//! *platform* tag names a manifest that another tag's index lists
+//! (`v1-amd64` beside the index `v1`): name rules apply to it, but it is
+//! never ranked; it follows its index. Every other tag names an *image*.
+//!
+//! Images go through GitLab's filter: `latest` is kept; tags matching the
+//! keep regex stay; candidates are the tags matching the delete regex; the
+//! newest `keep_n` candidate images stay (an image is a digest: its tags
+//! stay together); of the rest only those older than `older_than` go
+//! (with no `older_than`, every one goes). Ages come from `age`: unknown
+//! ages rank after known ones and are never old enough; ties are broken by
+//! first-seen time, then by digest, never by tag name.
+//!
+//! Then the plan closes over references: nothing reachable from a kept tag
+//! (children, attachments, their children, ...) is deleted by digest; a
+//! deleted image takes with it the children and attachments nothing kept
+//! reaches, ordered so that a puller never meets a reference to a deleted
+//! manifest. A graph that could not be read whole deletes nothing.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::Rules;
+use crate::age::{self, AgeFrom};
+use crate::graph::{Graph, ManifestLinks, Walk, attachment_subject};
+use crate::{AttachmentPolicy, Rules};
 
 /// One tag as the worker read it from the registry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TagInput {
     pub tag: String,
-    /// `None` when the tag could not be resolved: never deleted.
+    /// `None` when the tag could not be resolved: the plan then deletes
+    /// nothing (the graph is incomplete).
     pub digest: Option<String>,
-    /// `None` when unknown: sorts as newest, never "older than".
+    /// The image's `created`, as written (it may lie; see `age`).
     pub created: Option<DateTime<Utc>>,
+    /// When regsweep first saw this tag on this digest, if known.
+    pub first_seen: Option<DateTime<Utc>>,
 }
 
-/// The rule that decided a tag, in the order they apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Everything the planner knows of one repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub tags: Vec<TagInput>,
+    /// The links of every manifest read, by digest.
+    pub manifests: BTreeMap<String, ManifestLinks>,
+    /// What could not be read; any gap blocks every deletion.
+    pub gaps: Vec<String>,
+}
+
+impl Inventory {
+    /// A repository of plain images: tags and nothing known about links.
+    pub fn from_tags(tags: Vec<TagInput>) -> Self {
+        Self { tags, ..Self::default() }
+    }
+}
+
+/// The rule that decided a tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     Latest,
     KeepRegex,
     NotMatchingDeleteRegex,
+    /// Could not be read: kept, and the plan deletes nothing.
     Unresolved,
     KeepN,
     NewerThan,
+    /// An age rule applies and the image's age is unknown.
+    AgeUnknown,
     Delete,
+    /// A platform of a kept index, or reachable from a kept tag.
+    KeptWithIndex,
+    /// An attachment of a kept image.
+    KeptWithSubject,
+    /// A platform of a deleted index: it goes with it.
+    DeletedWithIndex,
+    /// An attachment of a deleted image: it goes with it.
+    DeletedWithSubject,
+    /// An attachment of a deleted image, kept by the policy's
+    /// `attachments: keep`.
+    AttachmentsKept,
+    /// An attachment whose subject is not in the repository.
+    SubjectMissing,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Keep,
     Delete,
 }
 
+/// What a tag names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagKind {
+    Image,
+    /// A manifest another tag's index lists.
+    Platform,
+    /// A signature, SBOM, attestation or referrers index.
+    Attachment,
+}
+
 /// The decision on one tag.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub tag: String,
     pub digest: Option<String>,
+    /// The image's `created` as written.
     pub created: Option<DateTime<Utc>>,
     pub action: Action,
     pub rule: Rule,
+    pub kind: TagKind,
+    /// The age the decision used, and where it came from.
+    pub age: Option<DateTime<Utc>>,
+    pub age_from: AgeFrom,
+    /// The subject (attachments) or index (platforms) the tag follows.
+    pub follows: Option<String>,
 }
 
-/// What must go for one digest: its planned tags, and the digest itself
-/// only when no kept tag points at it (else the tags are untagged one by
-/// one and the digest stays).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// How a linked manifest relates to the image it goes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// Listed by an index of the image (a platform, an artifact).
+    Child,
+    /// Attached to the image or to one of its manifests.
+    Attachment,
+}
+
+/// A manifest deleted together with an image, and its tags that go with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Linked {
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub relation: Relation,
+}
+
+/// What must go for one image: its planned tags, the digest itself only
+/// when nothing kept reaches it (else its tags are untagged one by one),
+/// and the manifests that go with it, in the order they are deleted:
+/// `before` the digest (what references it), then `after` it (what it
+/// references).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImagePlan {
     pub digest: String,
     /// By name.
     pub tags: Vec<String>,
     pub delete_digest: bool,
+    #[serde(default)]
+    pub before: Vec<Linked>,
+    #[serde(default)]
+    pub after: Vec<Linked>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// One per distinct input tag, by tag name.
     pub decisions: Vec<Decision>,
-    /// One per digest with a deleted tag, by digest.
+    /// One per image with a deleted tag, by digest; empty when blocked.
     pub images: Vec<ImagePlan>,
+    /// Why nothing may be deleted, when the graph was not read whole.
+    pub blocked: Option<String>,
 }
 
-/// The rule that keeps `tag` before candidates are ranked, if any.
+impl Plan {
+    /// Tags the plan deletes.
+    pub fn deleted_tags(&self) -> usize {
+        self.decisions.iter().filter(|d| d.action == Action::Delete).count()
+    }
+
+    /// Distinct manifests the plan deletes by digest.
+    pub fn deleted_digests(&self) -> usize {
+        let mut digests = BTreeSet::new();
+        for image in self.images.iter().filter(|i| i.delete_digest) {
+            digests.insert(image.digest.as_str());
+            digests.extend(image.before.iter().chain(&image.after).map(|l| l.digest.as_str()));
+        }
+        digests.len()
+    }
+}
+
+/// The rule that keeps `tag` by its name, if any.
 fn kept_by_name(rules: &Rules, tag: &TagInput) -> Option<Rule> {
-    if tag.tag == "latest" {
+    if tag.digest.is_none() {
+        Some(Rule::Unresolved)
+    } else if tag.tag == "latest" {
         Some(Rule::Latest)
     } else if rules.matches_keep(&tag.tag) {
         Some(Rule::KeepRegex)
     } else if !rules.matches_delete(&tag.tag) {
         Some(Rule::NotMatchingDeleteRegex)
-    } else if tag.digest.is_none() {
-        // Never delete what could not be inspected.
-        Some(Rule::Unresolved)
     } else {
         None
     }
 }
 
-/// Newest first; an unknown creation time is newest; ties by name, so the
-/// ranking does not depend on the order the registry listed the tags in.
-fn newest_first(a: &TagInput, b: &TagInput) -> Ordering {
-    let age = |t: &TagInput| (t.created.is_some(), Reverse(t.created));
-    age(a).cmp(&age(b)).then_with(|| a.tag.cmp(&b.tag))
-}
-
-/// Decides every tag of `tags` at `now`, in DESIGN.md section 5's order.
-///
-/// The plan only ever deletes tags it was given, and never deletes a
-/// digest that a kept tag (of any rule) references: such a digest's
-/// deleted tags are untagged one by one (`delete_digest` false). A tag is
-/// deleted only when it is a candidate beyond the newest `keep_n`, its
-/// digest is known, and it was created at or before `now - older_than`.
-///
 /// A tag name given twice is decided once, from its most cautious reading
-/// (an unresolved digest, then an unknown creation time, first), whatever
-/// the input order.
-pub fn plan(rules: &Rules, mut tags: Vec<TagInput>, now: DateTime<Utc>) -> Plan {
+/// (unresolved first, then an unknown creation time), whatever the order.
+fn dedup(mut tags: Vec<TagInput>) -> Vec<TagInput> {
     tags.sort_by(|a, b| {
-        (&a.tag, &a.digest, a.created.is_some(), a.created).cmp(&(
-            &b.tag,
-            &b.digest,
-            b.created.is_some(),
-            b.created,
-        ))
+        let key = |t: &TagInput| (t.digest.is_some(), t.created.is_some(), t.created);
+        a.tag.cmp(&b.tag).then_with(|| key(a).cmp(&key(b))).then_with(|| a.digest.cmp(&b.digest))
     });
     tags.dedup_by(|later, first| later.tag == first.tag);
-
-    let by_name: Vec<Option<Rule>> = tags.iter().map(|t| kept_by_name(rules, t)).collect();
-    let mut candidates: Vec<usize> = (0..tags.len()).filter(|&i| by_name[i].is_none()).collect();
-    candidates.sort_by(|&a, &b| newest_first(&tags[a], &tags[b]));
-    let mut rank = vec![0; tags.len()];
-    for (r, &i) in candidates.iter().enumerate() {
-        rank[i] = r;
-    }
-
-    let keep_n = usize::try_from(rules.spec().keep_n).unwrap_or(0);
-    let older_than = Duration::seconds(rules.spec().older_than_seconds.max(0));
-    // Out of range means nothing is old enough.
-    let cutoff = now.checked_sub_signed(older_than).unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let by_rank = |rank: usize, created: Option<DateTime<Utc>>| {
-        if rank < keep_n {
-            Rule::KeepN
-        } else if created.is_none_or(|c| c > cutoff) {
-            Rule::NewerThan
-        } else {
-            Rule::Delete
-        }
-    };
-
-    let decisions: Vec<Decision> = tags
-        .into_iter()
-        .zip(by_name.into_iter().zip(rank))
-        .map(|(t, (by_name, rank))| {
-            let rule = by_name.unwrap_or_else(|| by_rank(rank, t.created));
-            let action = if rule == Rule::Delete { Action::Delete } else { Action::Keep };
-            Decision { tag: t.tag, digest: t.digest, created: t.created, action, rule }
-        })
-        .collect();
-    let images = group_by_digest(&decisions);
-    Plan { decisions, images }
+    tags
 }
 
-fn group_by_digest(decisions: &[Decision]) -> Vec<ImagePlan> {
-    let kept: BTreeSet<&str> = decisions
-        .iter()
-        .filter(|d| d.action == Action::Keep)
-        .filter_map(|d| d.digest.as_deref())
-        .collect();
-    let mut deleted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for d in decisions.iter().filter(|d| d.action == Action::Delete) {
-        if let Some(digest) = d.digest.as_deref() {
-            deleted.entry(digest).or_default().push(d.tag.clone());
+/// What the planner works out per tag before the closure.
+struct Tagged<'a> {
+    input: &'a TagInput,
+    kind: TagKind,
+    follows: Option<String>,
+    /// Decided by name or by rank; `None` for a follower still to decide.
+    rule: Option<Rule>,
+    age: Age,
+}
+
+/// Decides every tag of `inventory` at `now`. See the module comment.
+pub fn plan(rules: &Rules, inventory: Inventory, now: DateTime<Utc>) -> Plan {
+    let tags = dedup(inventory.tags);
+    // Attachments by tag name (cosign, referrers fallback).
+    let named: Vec<Option<String>> = tags.iter().map(|t| attachment_subject(&t.tag)).collect();
+    let mut graph = Graph::new(&inventory.manifests);
+    let mut tagged = classify(&tags, &named, &inventory.manifests, &mut graph, rules, now);
+    rank(rules, &mut tagged, now);
+    let closure = Closure::settle(&graph, &mut tagged, rules.spec().attachments);
+    let mut blocked = inventory.gaps.first().map(|g| format!("graph incomplete: {g}"));
+    if let Some(t) = tagged.iter().find(|t| t.rule == Some(Rule::Unresolved)) {
+        blocked.get_or_insert(format!("graph incomplete: tag {} could not be read", t.input.tag));
+    }
+    let decisions: Vec<Decision> = tagged.iter().map(decide).collect();
+    let images = match &blocked {
+        Some(_) => Vec::new(),
+        None => match closure.images(&graph, &decisions) {
+            Some(images) => images,
+            None => {
+                blocked = Some("manifest graph has a cycle".into());
+                Vec::new()
+            }
+        },
+    };
+    Plan { decisions, images, blocked }
+}
+
+fn classify<'a>(
+    tags: &'a [TagInput],
+    named: &'a [Option<String>],
+    manifests: &BTreeMap<String, ManifestLinks>,
+    graph: &mut Graph<'a>,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> Vec<Tagged<'a>> {
+    // Attachments by tag name join the graph before platforms are found.
+    for (t, subject) in tags.iter().zip(named) {
+        if let (Some(digest), Some(subject)) = (&t.digest, subject) {
+            graph.attach(digest, subject);
         }
     }
-    deleted
-        .into_iter()
-        .map(|(digest, tags)| ImagePlan {
-            digest: digest.to_string(),
-            tags,
-            delete_digest: !kept.contains(digest),
+    // Which tagged manifest lists which: a platform's index.
+    let mut index_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for digest in tags.iter().filter_map(|t| t.digest.as_deref()) {
+        for child in graph.descendants(digest) {
+            if child != digest {
+                index_of.entry(child).or_insert(digest);
+            }
+        }
+    }
+    let source = rules.spec().age_source;
+    tags.iter()
+        .zip(named)
+        .map(|(input, by_name)| {
+            let digest = input.digest.as_deref();
+            let subject = by_name.clone().or_else(|| manifests.get(digest?)?.subject.clone());
+            let (kind, follows) = match (subject, digest.and_then(|d| index_of.get(d))) {
+                (Some(subject), _) => (TagKind::Attachment, Some(subject)),
+                (None, Some(index)) => (TagKind::Platform, Some((*index).to_string())),
+                (None, None) => (TagKind::Image, None),
+            };
+            let rule = match kind {
+                // Even an unreadable attachment blocks the plan.
+                TagKind::Attachment => digest.is_none().then_some(Rule::Unresolved),
+                _ => kept_by_name(rules, input),
+            };
+            let age = age::effective(source, input.created, input.first_seen, now);
+            Tagged { input, kind, follows, rule, age }
         })
         .collect()
+}
+
+/// An age and where it came from.
+type Age = (Option<DateTime<Utc>>, AgeFrom);
+
+/// One candidate image: the newest reading of its tags.
+struct Unit {
+    age: Age,
+    first_seen: Option<DateTime<Utc>>,
+}
+
+/// Ranks the candidate images and decides them by `keep_n` and age.
+fn rank(rules: &Rules, tagged: &mut [Tagged<'_>], now: DateTime<Utc>) {
+    let mut units: BTreeMap<&str, Unit> = BTreeMap::new();
+    for t in tagged.iter().filter(|t| t.kind == TagKind::Image && t.rule.is_none()) {
+        let Some(digest) = t.input.digest.as_deref() else { continue };
+        let unit = units.entry(digest).or_insert(Unit { age: t.age, first_seen: None });
+        if (t.age.0.is_some(), t.age.0) > (unit.age.0.is_some(), unit.age.0) {
+            unit.age = t.age;
+        }
+        unit.first_seen = unit.first_seen.max(t.input.first_seen);
+    }
+    let mut order: Vec<(&str, &Unit)> = units.iter().map(|(d, u)| (*d, u)).collect();
+    // Known ages first, newest first; then the later first seen; then digest.
+    order.sort_by_key(|(digest, u)| {
+        let (age, seen) = (u.age.0, u.first_seen);
+        (Reverse((age.is_some(), age)), Reverse((seen.is_some(), seen)), *digest)
+    });
+    let keep_n = usize::try_from(rules.spec().keep_n).unwrap_or(0);
+    let older_than = rules.spec().older_than_seconds;
+    // Out of range means nothing is old enough.
+    let cutoff = now
+        .checked_sub_signed(Duration::seconds(older_than.max(0)))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let mut decided: BTreeMap<&str, (Rule, Age)> = BTreeMap::new();
+    for (position, (digest, unit)) in order.into_iter().enumerate() {
+        let rule = if position < keep_n {
+            Rule::KeepN
+        } else if older_than <= 0 {
+            Rule::Delete
+        } else {
+            match unit.age.0 {
+                None => Rule::AgeUnknown,
+                Some(age) if age > cutoff => Rule::NewerThan,
+                Some(_) => Rule::Delete,
+            }
+        };
+        decided.insert(digest, (rule, unit.age));
+    }
+    for t in tagged.iter_mut().filter(|t| t.kind == TagKind::Image && t.rule.is_none()) {
+        if let Some((rule, age)) = t.input.digest.as_deref().and_then(|d| decided.get(d)) {
+            (t.rule, t.age) = (Some(*rule), *age);
+        }
+    }
+}
+
+fn decide(t: &Tagged<'_>) -> Decision {
+    let rule = t.rule.unwrap_or(match t.kind {
+        TagKind::Attachment => Rule::SubjectMissing,
+        _ => Rule::KeptWithIndex,
+    });
+    let action = match rule {
+        Rule::Delete | Rule::DeletedWithIndex | Rule::DeletedWithSubject => Action::Delete,
+        _ => Action::Keep,
+    };
+    Decision {
+        tag: t.input.tag.clone(),
+        digest: t.input.digest.clone(),
+        created: t.input.created,
+        action,
+        rule,
+        kind: t.kind,
+        age: t.age.0,
+        age_from: t.age.1,
+        follows: t.follows.clone(),
+    }
+}
+
+/// The two sets the plan closes over: manifests something kept reaches
+/// (never deleted by digest), and manifests that go with a deleted image.
+struct Closure<'a> {
+    doomed: BTreeSet<&'a str>,
+    roots: BTreeSet<&'a str>,
+    walk: Walk,
+}
+
+impl<'a> Closure<'a> {
+    /// Decides the followers, growing the kept set until nothing changes:
+    /// a follower that is neither reached from a kept tag nor doomed with a
+    /// deleted image is kept, and what it reaches is kept with it.
+    fn settle(graph: &Graph<'a>, tagged: &mut [Tagged<'a>], attachments: AttachmentPolicy) -> Self {
+        let walk = match attachments {
+            AttachmentPolicy::DeleteWithSubject => Walk::Everything,
+            AttachmentPolicy::Keep => Walk::Children,
+        };
+        let mut pending: Vec<usize> =
+            (0..tagged.len()).filter(|&i| tagged[i].rule.is_none()).collect();
+        // Attachments found doomed while their subject is not: kept, and
+        // what they reach with them (an attachment goes only with its subject).
+        let mut spared: BTreeSet<&'a str> = BTreeSet::new();
+        loop {
+            let kept_roots = tagged
+                .iter()
+                .filter(|t| t.rule.is_some_and(|r| r != Rule::Delete))
+                .filter_map(|t| t.input.digest.as_deref())
+                .chain(spared.iter().copied());
+            let kept = graph.closure(kept_roots, Walk::Everything);
+            let roots: BTreeSet<&'a str> = tagged
+                .iter()
+                .filter(|t| t.rule == Some(Rule::Delete))
+                .filter_map(|t| t.input.digest.as_deref())
+                .filter(|d| !kept.contains(d))
+                .collect();
+            let mut doomed = graph.closure(roots.iter().copied(), walk);
+            doomed.retain(|d| !kept.contains(d));
+            let stranded: Vec<&'a str> = doomed
+                .iter()
+                .copied()
+                .filter(|d| graph.subjects_of(d).any(|s| !doomed.contains(s)))
+                .collect();
+            if !stranded.is_empty() {
+                spared.extend(stranded);
+                continue;
+            }
+            let before = pending.len();
+            pending.retain(|&i| {
+                let t = &mut tagged[i];
+                let Some(digest) = t.input.digest.as_deref() else { return true };
+                if kept.contains(digest) || doomed.contains(digest) {
+                    return true;
+                }
+                t.rule = Some(unreached(t, &doomed));
+                false
+            });
+            if pending.len() == before {
+                for &i in &pending {
+                    tagged[i].rule = follow(&tagged[i], &kept, &doomed);
+                }
+                return Self { doomed, roots, walk };
+            }
+        }
+    }
+
+    /// One plan per image with a deleted image tag; `None` on a cycle.
+    fn images(&self, graph: &Graph<'a>, decisions: &[Decision]) -> Option<Vec<ImagePlan>> {
+        let mut deleted_tags: BTreeMap<&str, Vec<(String, TagKind)>> = BTreeMap::new();
+        for d in decisions.iter().filter(|d| d.action == Action::Delete) {
+            if let Some(digest) = d.digest.as_deref() {
+                deleted_tags.entry(digest).or_default().push((d.tag.clone(), d.kind));
+            }
+        }
+        let tags_of = |digest: &str| -> Vec<String> {
+            deleted_tags.get(digest).into_iter().flatten().map(|(t, _)| t.clone()).collect()
+        };
+        let mut images = Vec::new();
+        for (&digest, tags) in &deleted_tags {
+            if !tags.iter().any(|(_, kind)| *kind == TagKind::Image) {
+                continue;
+            }
+            let delete_digest = self.roots.contains(digest);
+            let (before, after) = if delete_digest {
+                self.linked(graph, digest, &tags_of)?
+            } else {
+                Default::default()
+            };
+            let tags = tags.iter().map(|(t, _)| t.clone()).collect();
+            images.push(ImagePlan {
+                digest: digest.to_string(),
+                tags,
+                delete_digest,
+                before,
+                after,
+            });
+        }
+        Some(images)
+    }
+
+    /// What goes with the image `root`, split around it in delete order.
+    fn linked(
+        &self,
+        graph: &Graph<'a>,
+        root: &'a str,
+        tags_of: &dyn Fn(&str) -> Vec<String>,
+    ) -> Option<(Vec<Linked>, Vec<Linked>)> {
+        let mut group = graph.closure([root], self.walk);
+        group.retain(|d| self.doomed.contains(d));
+        let children = graph.closure([root], Walk::Children);
+        let order = graph.top_down(&group)?;
+        let split = order.iter().position(|d| *d == root).unwrap_or(0);
+        let link = |digest: &&str| Linked {
+            digest: digest.to_string(),
+            tags: tags_of(digest),
+            relation: if children.contains(digest) {
+                Relation::Child
+            } else {
+                Relation::Attachment
+            },
+        };
+        let before = order[..split].iter().map(link).collect();
+        let after = order[split + 1..].iter().map(link).collect();
+        Some((before, after))
+    }
+}
+
+/// The rule of a follower that nothing kept reaches and no deleted image
+/// takes with it: it is kept.
+fn unreached(t: &Tagged<'_>, doomed: &BTreeSet<&str>) -> Rule {
+    match (t.kind, t.follows.as_deref()) {
+        // Only `attachments: keep` spares an attachment of a deleted image.
+        (TagKind::Attachment, Some(subject)) if doomed.contains(subject) => Rule::AttachmentsKept,
+        (TagKind::Attachment, _) => Rule::SubjectMissing,
+        _ => Rule::KeptWithIndex,
+    }
+}
+
+/// A follower's rule once the closure has settled.
+fn follow(t: &Tagged<'_>, kept: &BTreeSet<&str>, doomed: &BTreeSet<&str>) -> Option<Rule> {
+    let digest = t.input.digest.as_deref()?;
+    let attachment = t.kind == TagKind::Attachment;
+    Some(match (kept.contains(digest), attachment) {
+        (true, false) => Rule::KeptWithIndex,
+        (true, true) => Rule::KeptWithSubject,
+        (false, false) if doomed.contains(digest) => Rule::DeletedWithIndex,
+        (false, true) if doomed.contains(digest) => Rule::DeletedWithSubject,
+        _ => unreached(t, doomed),
+    })
 }
 
 #[cfg(test)]

@@ -3,18 +3,27 @@
 //! deletes (DESIGN.md section 5). The scheduler validates with it; the
 //! worker plans with it.
 
+mod age;
 mod cadence;
+mod contract;
 pub mod cron;
 mod filter;
+mod graph;
 mod names;
 mod rules;
 mod selector;
+mod wire;
 
+pub use age::{AgeFrom, AgeSource, believable};
 pub use cadence::Cadence;
-pub use filter::{Action, Decision, ImagePlan, Plan, Rule, TagInput, plan};
+pub use contract::{CleanupOutcome, TagCleanupArgs, TagCleanupResult};
+pub use filter::{
+    Action, Decision, ImagePlan, Inventory, Linked, Plan, Relation, Rule, TagInput, TagKind, plan,
+};
+pub use graph::{ManifestLinks, attachment_subject};
 pub use names::{MAX_REPOSITORY_BYTES, validate_repository_name, validate_tag};
 pub use rules::{
-    MAX_KEEP_N, MAX_OLDER_THAN_SECONDS, MAX_REGEX_BYTES, RuleSpec, Rules, Violation,
-    validate_policy_fields,
+    AttachmentPolicy, MAX_KEEP_N, MAX_OLDER_THAN_SECONDS, MAX_REGEX_BYTES, RuleSpec, Rules,
+    Violation, validate_policy_fields,
 };
 pub use selector::{MAX_SELECTOR_BYTES, Selector};

@@ -3,7 +3,7 @@
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::{Cadence, Selector};
+use crate::{AgeSource, Cadence, Selector};
 
 /// Longest regex accepted, in bytes.
 pub const MAX_REGEX_BYTES: usize = 1000;
@@ -40,6 +40,22 @@ pub struct RuleSpec {
     pub name_regex_delete: String,
     /// Tags matching this (anchored) are kept; empty keeps none by name.
     pub name_regex_keep: String,
+    /// What happens to the attachments of a deleted image.
+    pub attachments: AttachmentPolicy,
+    /// Where an image's age comes from.
+    pub age_source: AgeSource,
+}
+
+/// What happens to the signatures, SBOMs and attestations of a deleted
+/// image. Attachments of a kept image are always kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentPolicy {
+    /// They go with it, before it, so none is left pointing at nothing.
+    #[default]
+    DeleteWithSubject,
+    /// They stay.
+    Keep,
 }
 
 /// Rules ready to apply.
@@ -168,6 +184,7 @@ mod tests {
             older_than_seconds: -5,
             name_regex_delete: "(".into(),
             name_regex_keep: "a{99999}".into(),
+            ..Default::default()
         };
         let fields: Vec<&str> =
             validate_policy_fields(&spec, "[", "2d").iter().map(|v| v.field).collect();

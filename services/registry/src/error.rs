@@ -1,7 +1,7 @@
 //! Why a registry call failed, sorted by what the caller can do.
 
 /// A registry call's failure. Messages never hold a credential or token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid registry configuration: {0}")]
     InvalidConfig(String),

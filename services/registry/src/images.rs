@@ -131,6 +131,7 @@ impl Client {
                 Manifest::Image { config, .. } => {
                     return Ok(self.config_created(repository, config).await?.or(annotated));
                 }
+                Manifest::Other { .. } => return Ok(annotated),
                 Manifest::Index { .. } => {
                     if annotated.is_some() {
                         return Ok(annotated);

@@ -16,6 +16,23 @@ pub mod media_types {
     pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
     pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
+    /// Whether a manifest of this type lists other manifests.
+    pub fn is_index(media_type: &str) -> bool {
+        matches!(essence(media_type), OCI_INDEX | DOCKER_LIST)
+    }
+
+    /// Whether a manifest of this type is known to list no manifests: an
+    /// image manifest. Anything else (an index, a type left out, one
+    /// regsweep does not know) may list some and must be read to know.
+    pub fn may_list_manifests(media_type: &str) -> bool {
+        !matches!(essence(media_type), OCI_MANIFEST | DOCKER_MANIFEST)
+    }
+
+    /// A media type without its parameters.
+    fn essence(media_type: &str) -> &str {
+        media_type.split(';').next().unwrap_or_default().trim()
+    }
+
     /// The `Accept` of every manifest request: without these types
     /// Distribution answers 404 MANIFEST_UNKNOWN (FACTS).
     pub const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -43,7 +60,8 @@ pub struct PlatformDescriptor {
     pub architecture: Option<String>,
 }
 
-/// A parsed manifest.
+/// A parsed manifest. `subject` is the manifest it is attached to (OCI
+/// 1.1), for signatures, SBOMs and attestations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Manifest {
     Image {
@@ -51,12 +69,22 @@ pub enum Manifest {
         media_type: String,
         config: Descriptor,
         annotations: BTreeMap<String, String>,
+        subject: Option<Descriptor>,
     },
     Index {
         digest: String,
         media_type: String,
         manifests: Vec<PlatformDescriptor>,
         annotations: BTreeMap<String, String>,
+        subject: Option<Descriptor>,
+    },
+    /// A manifest with neither config nor children (Docker schema 1, or a
+    /// type regsweep does not know): a leaf of the graph.
+    Other {
+        digest: String,
+        media_type: String,
+        annotations: BTreeMap<String, String>,
+        subject: Option<Descriptor>,
     },
 }
 
@@ -71,6 +99,8 @@ struct Raw {
     manifests: Option<Vec<RawChild>>,
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    subject: Option<Descriptor>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +129,7 @@ impl Manifest {
             content_type.split(';').next().unwrap_or_default().trim().to_string()
         });
         let annotations = raw.annotations.unwrap_or_default();
+        let subject = raw.subject;
         if let Some(children) = raw.manifests {
             let manifests = children
                 .into_iter()
@@ -108,29 +139,52 @@ impl Manifest {
                     architecture: c.platform.and_then(|p| p.architecture),
                 })
                 .collect();
-            return Ok(Self::Index { digest, media_type, manifests, annotations });
+            return Ok(Self::Index { digest, media_type, manifests, annotations, subject });
         }
-        let config = raw.config.ok_or_else(|| {
-            Error::InvalidResponse(format!("manifest {digest} has neither config nor manifests"))
-        })?;
-        Ok(Self::Image { digest, media_type, config, annotations })
+        Ok(match raw.config {
+            Some(config) => Self::Image { digest, media_type, config, annotations, subject },
+            None => Self::Other { digest, media_type, annotations, subject },
+        })
     }
 
     pub fn digest(&self) -> &str {
         match self {
-            Self::Image { digest, .. } | Self::Index { digest, .. } => digest,
+            Self::Image { digest, .. }
+            | Self::Index { digest, .. }
+            | Self::Other { digest, .. } => digest,
         }
     }
 
     pub fn media_type(&self) -> &str {
         match self {
-            Self::Image { media_type, .. } | Self::Index { media_type, .. } => media_type,
+            Self::Image { media_type, .. }
+            | Self::Index { media_type, .. }
+            | Self::Other { media_type, .. } => media_type,
         }
     }
 
     pub fn annotations(&self) -> &BTreeMap<String, String> {
         match self {
-            Self::Image { annotations, .. } | Self::Index { annotations, .. } => annotations,
+            Self::Image { annotations, .. }
+            | Self::Index { annotations, .. }
+            | Self::Other { annotations, .. } => annotations,
+        }
+    }
+
+    /// The manifest this one is attached to, if any.
+    pub fn subject(&self) -> Option<&Descriptor> {
+        match self {
+            Self::Image { subject, .. }
+            | Self::Index { subject, .. }
+            | Self::Other { subject, .. } => subject.as_ref(),
+        }
+    }
+
+    /// The manifests an index lists; none for anything else.
+    pub fn children(&self) -> &[PlatformDescriptor] {
+        match self {
+            Self::Index { manifests, .. } => manifests,
+            Self::Image { .. } | Self::Other { .. } => &[],
         }
     }
 
@@ -168,7 +222,35 @@ mod tests {
                 .expect("index");
         assert_eq!(m.media_type(), media_types::OCI_INDEX);
         assert_eq!(m.representative_child().map(|d| d.digest.as_str()), Some("sha256:amd"));
-        assert!(Manifest::parse(b"{}", "", "sha256:x".into()).is_err());
+        assert!(matches!(
+            Manifest::parse(b"{}", "", "sha256:x".into()),
+            Ok(Manifest::Other { .. })
+        ));
         assert!(Manifest::parse(b"not json", "", "sha256:x".into()).is_err());
+        assert!(Manifest::parse(b"[]", "", "sha256:x".into()).is_err());
+    }
+
+    #[test]
+    fn subjects_and_children() {
+        let sbom = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "artifactType":"application/spdx+json",
+            "config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:e","size":2},
+            "layers":[],"subject":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:s","size":9}}"#;
+        let m = Manifest::parse(sbom, "", "sha256:m".into()).expect("artifact");
+        assert_eq!(m.subject().map(|s| s.digest.as_str()), Some("sha256:s"));
+        assert!(m.children().is_empty());
+        let schema1 = br#"{"schemaVersion":1,"name":"app","tag":"v1","fsLayers":[]}"#;
+        let m = Manifest::parse(
+            schema1,
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            "sha256:o".into(),
+        )
+        .expect("schema 1");
+        assert!(m.children().is_empty() && m.subject().is_none());
+        assert!(media_types::is_index(media_types::DOCKER_LIST));
+        assert!(media_types::is_index("application/vnd.oci.image.index.v1+json; charset=utf-8"));
+        assert!(media_types::may_list_manifests(""));
+        assert!(!media_types::may_list_manifests(media_types::DOCKER_MANIFEST));
+        assert!(!media_types::is_index(media_types::OCI_MANIFEST));
     }
 }

@@ -13,12 +13,16 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::store::{DeletionFilter, DeletionStore, NewDeletion, Submission, parse_status};
+use crate::store::{
+    DeletionFilter, DeletionStore, LinkedManifests, NewDeletion, Submission, parse_status,
+};
 
 /// Most images in one submission.
 pub const MAX_IMAGES: usize = 10_000;
 /// Most tags of one image.
 pub const MAX_TAGS: usize = 10_000;
+/// Most manifests deleted with one image (platforms, attachments).
+pub const MAX_LINKED: usize = 1_000;
 /// Most ids in one restore.
 pub const MAX_RESTORE: usize = 1_000;
 const DEFAULT_PAGE: u32 = 100;
@@ -70,6 +74,7 @@ fn validate_submission(
         {
             v.add(format!("images[{i}].tags[{j}]"), reason);
         }
+        validate_linked(&mut v, i, image);
     }
     v.into_result()?;
     Ok(req
@@ -79,8 +84,43 @@ fn validate_submission(
             digest: i.digest.clone(),
             tags: i.tags.clone(),
             delete_digest: i.delete_digest,
+            linked: LinkedManifests {
+                before: i.before.iter().map(Into::into).collect(),
+                after: i.after.iter().map(Into::into).collect(),
+            },
         })
         .collect())
+}
+
+/// The manifests that go with image `i`: only with its digest, each a
+/// valid digest other than the image's, with valid tags, within limits.
+fn validate_linked(v: &mut FieldViolations, i: usize, image: &v1::ImageDeletion) {
+    let count = image.before.len() + image.after.len();
+    if count > 0 && !image.delete_digest {
+        v.add(format!("images[{i}]"), "linked manifests go only with a deleted digest");
+    }
+    if count > MAX_LINKED {
+        v.add(format!("images[{i}]"), format!("at most {MAX_LINKED} linked manifests"));
+        return;
+    }
+    let sides = [("before", &image.before), ("after", &image.after)];
+    for (side, linked) in sides {
+        for (j, l) in linked.iter().enumerate() {
+            let field = format!("images[{i}].{side}[{j}]");
+            if let Err(reason) = validate_digest(&l.digest) {
+                v.add(format!("{field}.digest"), reason);
+            } else if l.digest == image.digest {
+                v.add(format!("{field}.digest"), "is the image itself");
+            }
+            if l.tags.len() > MAX_TAGS {
+                v.add(format!("{field}.tags"), format!("at most {MAX_TAGS} tags"));
+            } else if let Some((k, reason)) =
+                l.tags.iter().enumerate().find_map(|(k, t)| validate_tag(t).err().map(|r| (k, r)))
+            {
+                v.add(format!("{field}.tags[{k}]"), reason);
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -218,6 +258,7 @@ mod tests {
             digest: digest.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             delete_digest: false,
+            ..Default::default()
         }
     }
 

@@ -193,7 +193,7 @@ impl Runner {
                     Ok(done) => {
                         tracing::info!(deletion = d.id, repository = %d.repository, digest = %d.digest,
                             deleted = ?done.deleted_tags, skipped = ?done.skipped_tags,
-                            digest_deleted = done.digest_deleted, "deleted");
+                            digest_deleted = done.digest_deleted, linked = ?done.linked_deleted, "deleted");
                         done.into_finish()
                     }
                     Err(ScrubError::LeaseLost) => {

@@ -1,11 +1,16 @@
 //! Scrubbing one image: its locations serially. Each planned tag is
 //! re-resolved and skipped if it moved; the digest is deleted outright only
-//! when no unplanned tag points at it, else the planned tags are untagged
-//! one by one (Distribution 2.8 cannot delete a tag: the tag is pointed at
-//! a tiny placeholder manifest, which is then deleted by digest). Which
-//! tags point at a digest comes from a short-lived per-repository snapshot
-//! (see `snapshot`).
+//! when no unplanned tag reaches it (points at it, or at an index listing
+//! it), else the planned tags are untagged one by one (Distribution 2.8
+//! cannot delete a tag: the tag is pointed at a tiny placeholder manifest,
+//! which is then deleted by digest). With the digest go its linked
+//! manifests, in the plan's order: attachments before it, children after,
+//! each checked again right before its DELETE. Which tags reach a manifest
+//! comes from a short-lived per-repository snapshot (see `snapshot`).
 
+use std::collections::HashSet;
+
+use regsweep_policy::Linked;
 use regsweep_registry::{Client, DeleteOutcome, Error, media_types};
 use tokio::time::Instant;
 
@@ -27,6 +32,8 @@ pub struct Scrubbed {
     pub deleted_tags: Vec<String>,
     pub skipped_tags: Vec<String>,
     pub digest_deleted: bool,
+    /// Manifests deleted with the image (its attachments and children).
+    pub linked_deleted: Vec<String>,
 }
 
 impl Scrubbed {
@@ -69,16 +76,23 @@ pub async fn scrub(
         }
     }
     if d.delete_digest {
-        let others = snapshots.other_tags(client, &d.registry, repo, &d.digest, &d.tags).await?;
+        let group = Group::of(d);
+        let others = group.reached_by(client, snapshots, d, &d.digest).await?;
         if others.is_empty() {
-            check(lease, d.id)?;
-            client.delete_manifest(repo, &d.digest).await?;
-            snapshots.removed(&d.registry, repo, Some(&d.digest), &still_planned).await;
-            done.digest_deleted = true;
-            done.deleted_tags = still_planned;
-            return Ok(done);
+            group.delete_linked(client, snapshots, lease, d, &d.before, &mut done).await?;
+            // The last check, right before the image's own DELETE.
+            let others = group.reached_by(client, snapshots, d, &d.digest).await?;
+            if others.is_empty() {
+                check(lease, d.id)?;
+                client.delete_manifest(repo, &d.digest).await?;
+                snapshots.removed(&d.registry, repo, Some(&d.digest), &still_planned).await;
+                done.digest_deleted = true;
+                done.deleted_tags.append(&mut still_planned);
+                group.delete_linked(client, snapshots, lease, d, &d.after, &mut done).await?;
+                return Ok(done);
+            }
         }
-        tracing::info!(repository = repo, digest = %d.digest, tags = ?others, "digest still tagged, untagging only");
+        tracing::info!(repository = repo, digest = %d.digest, tags = ?others, "digest still reached, untagging only");
     }
     for tag in still_planned {
         check(lease, d.id)?;
@@ -90,6 +104,64 @@ pub async fn scrub(
         }
     }
     Ok(done)
+}
+
+/// The tags one deletion plans to remove: its image's and its linked
+/// manifests'. Any other tag that reaches a manifest keeps it.
+struct Group<'a> {
+    planned: HashSet<&'a str>,
+}
+
+impl<'a> Group<'a> {
+    fn of(d: &'a DeletionRecord) -> Self {
+        let linked = d.before.iter().chain(&d.after).flat_map(|l| l.tags.iter());
+        Self { planned: d.tags.iter().chain(linked).map(String::as_str).collect() }
+    }
+
+    async fn reached_by(
+        &self,
+        client: &Client,
+        snapshots: &Snapshots,
+        d: &DeletionRecord,
+        digest: &str,
+    ) -> Result<Vec<String>, Error> {
+        snapshots.reached_by(client, &d.registry, &d.repository, digest, &self.planned).await
+    }
+
+    /// Deletes `linked` in order, each only if no unplanned tag reaches it
+    /// right before its DELETE. A tag of it that moved elsewhere stays.
+    async fn delete_linked(
+        &self,
+        client: &Client,
+        snapshots: &Snapshots,
+        lease: &dyn Lease,
+        d: &DeletionRecord,
+        linked: &[Linked],
+        done: &mut Scrubbed,
+    ) -> Result<(), ScrubError> {
+        let repo = d.repository.as_str();
+        for l in linked {
+            let others = self.reached_by(client, snapshots, d, &l.digest).await?;
+            if !others.is_empty() {
+                tracing::info!(repository = repo, digest = %l.digest, tags = ?others, "linked manifest still reached, kept");
+                done.skipped_tags.extend(l.tags.iter().cloned());
+                continue;
+            }
+            let mut tags = Vec::new();
+            for tag in &l.tags {
+                match client.resolve(repo, tag).await? {
+                    Some(current) if current.digest == l.digest => tags.push(tag.clone()),
+                    _ => done.skipped_tags.push(tag.clone()),
+                }
+            }
+            check(lease, d.id)?;
+            client.delete_manifest(repo, &l.digest).await?;
+            snapshots.removed(&d.registry, repo, Some(&l.digest), &tags).await;
+            done.deleted_tags.append(&mut tags);
+            done.linked_deleted.push(l.digest.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Removes `tag` without touching the image it names: points it at a

@@ -1,21 +1,28 @@
-//! What every tag of a repository points at, shared by the deletions of
-//! that repository in this process and refreshed when older than a short
-//! TTL. Deleting a digest is only safe when no unplanned tag points at it,
-//! and checking that means resolving every tag of the repository: once per
-//! TTL instead of once per image. A tag re-pointed at a planned digest
-//! within the TTL (plus the time a snapshot takes) before that digest's
-//! deletion is the remaining window.
+//! What every tag of a repository reaches, shared by the deletions of that
+//! repository in this process and refreshed when older than a short TTL.
+//! Deleting a manifest is only safe when no unplanned tag reaches it, by
+//! pointing at it or through an index (and its nested indexes), and
+//! checking that means resolving every tag of the repository: once per TTL
+//! instead of once per deletion. An index's children are read once per
+//! digest and remembered: a digest's content never changes.
+//!
+//! A snapshot is aged from the moment its listing started, so a tag pushed
+//! while it was being taken is at most one TTL away from being seen.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use regsweep_registry::{Client, Error};
+use regsweep_registry::{Client, Error, media_types};
 use tokio::time::Instant;
 
 /// Tags resolved at once while taking a snapshot.
 const RESOLVE_CONCURRENCY: usize = 16;
+/// Index digests whose children are remembered.
+const MAX_REMEMBERED_INDEXES: usize = 100_000;
+/// Deepest index nesting followed.
+const MAX_DEPTH: usize = 8;
 
 struct Snapshot {
     taken: Instant,
@@ -25,14 +32,19 @@ struct Snapshot {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
 
+/// An index's children, each with whether it may list more manifests.
+type Children = Arc<Vec<(String, bool)>>;
+
 pub struct Snapshots {
     ttl: Duration,
     repositories: Mutex<HashMap<(String, String), Slot>>,
+    /// index digest -> its children, with whether each may list more.
+    children: Mutex<HashMap<String, Children>>,
 }
 
 impl Snapshots {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, repositories: Mutex::default() }
+        Self { ttl, repositories: Mutex::default(), children: Mutex::default() }
     }
 
     fn slot(&self, registry: &str, repository: &str) -> Slot {
@@ -40,27 +52,94 @@ impl Snapshots {
         repositories.entry((registry.to_string(), repository.to_string())).or_default().clone()
     }
 
-    /// The tags outside `planned` that point at `digest`, from a snapshot
-    /// at most `ttl` old.
-    pub async fn other_tags(
+    /// The tags outside `planned` that reach `digest`, from a snapshot at
+    /// most `ttl` old (counted from the start of its listing).
+    pub async fn reached_by(
         &self,
         client: &Client,
         registry: &str,
         repository: &str,
         digest: &str,
-        planned: &[String],
+        planned: &HashSet<&str>,
     ) -> Result<Vec<String>, Error> {
         let slot = self.slot(registry, repository);
         let mut snapshot = slot.lock().await;
         if snapshot.as_ref().is_none_or(|s| s.taken.elapsed() >= self.ttl) {
-            *snapshot = Some(take(client, repository).await?);
+            *snapshot = Some(self.take(client, repository).await?);
         }
-        let tags = &snapshot.as_ref().map(|s| &s.tags).into_iter().flatten().collect::<Vec<_>>();
-        Ok(tags
-            .iter()
-            .filter(|(tag, d)| d.as_str() == digest && !planned.contains(tag))
-            .map(|(tag, _)| (*tag).clone())
-            .collect())
+        let Some(snapshot) = snapshot.as_ref() else { return Ok(Vec::new()) };
+        let mut found = Vec::new();
+        for (tag, target) in &snapshot.tags {
+            if planned.contains(tag.as_str()) {
+                continue;
+            }
+            if target == digest || self.reaches(client, repository, target, digest).await? {
+                found.push(tag.clone());
+            }
+        }
+        found.sort_unstable();
+        Ok(found)
+    }
+
+    /// Whether the index `from` lists `digest`, at any depth.
+    async fn reaches(
+        &self,
+        client: &Client,
+        repository: &str,
+        from: &str,
+        digest: &str,
+    ) -> Result<bool, Error> {
+        let mut frontier = vec![from.to_string()];
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_DEPTH {
+            let mut next = Vec::new();
+            for index in frontier.drain(..).filter(|d| seen.insert(d.clone())) {
+                let Some(children) = self.remembered(&index) else { continue };
+                for (child, is_index) in children.iter() {
+                    if child == digest {
+                        return Ok(true);
+                    }
+                    if *is_index {
+                        self.learn(client, repository, child).await?;
+                        next.push(child.clone());
+                    }
+                }
+            }
+            if next.is_empty() {
+                return Ok(false);
+            }
+            frontier = next;
+        }
+        // Deeper than any real image: assume it is reached.
+        Ok(true)
+    }
+
+    fn remembered(&self, index: &str) -> Option<Children> {
+        self.children.lock().unwrap_or_else(PoisonError::into_inner).get(index).cloned()
+    }
+
+    /// Reads the children of the index `digest` once.
+    async fn learn(&self, client: &Client, repository: &str, digest: &str) -> Result<(), Error> {
+        if self.remembered(digest).is_some() {
+            return Ok(());
+        }
+        let children: Vec<(String, bool)> = match client.manifest(repository, digest).await? {
+            Some(manifest) => manifest
+                .children()
+                .iter()
+                .map(|c| {
+                    let d = &c.descriptor;
+                    (d.digest.clone(), media_types::may_list_manifests(&d.media_type))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut remembered = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+        if remembered.len() >= MAX_REMEMBERED_INDEXES {
+            remembered.clear();
+        }
+        remembered.insert(digest.to_string(), Arc::new(children));
+        Ok(())
     }
 
     /// Forgets what this process removed, so later checks in the same
@@ -78,29 +157,31 @@ impl Snapshots {
             s.tags.retain(|tag, d| !tags.contains(tag) && Some(d.as_str()) != digest);
         }
     }
-}
 
-async fn take(client: &Client, repository: &str) -> Result<Snapshot, Error> {
-    let names = match client.list_tags(repository).await {
-        Ok(names) => names,
-        Err(Error::NotFound(_)) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let resolved: Vec<Result<Option<(String, String)>, Error>> =
-        futures::stream::iter(names)
+    async fn take(&self, client: &Client, repository: &str) -> Result<Snapshot, Error> {
+        let taken = Instant::now();
+        let names = match client.list_tags(repository).await {
+            Ok(names) => names,
+            Err(Error::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let resolved: Vec<Result<Option<(String, String)>, Error>> = futures::stream::iter(names)
             .map(|tag| async move {
-                Ok(client.resolve(repository, &tag).await?.map(|d| (tag, d.digest)))
+                let Some(d) = client.resolve(repository, &tag).await? else { return Ok(None) };
+                if media_types::may_list_manifests(&d.media_type) {
+                    self.learn(client, repository, &d.digest).await?;
+                }
+                Ok(Some((tag, d.digest)))
             })
             .buffer_unordered(RESOLVE_CONCURRENCY)
             .collect()
             .await;
-    let mut tags = HashMap::new();
-    for entry in resolved {
-        if let Some((tag, digest)) = entry? {
-            tags.insert(tag, digest);
+        let mut tags = HashMap::new();
+        for entry in resolved {
+            if let Some((tag, digest)) = entry? {
+                tags.insert(tag, digest);
+            }
         }
+        Ok(Snapshot { taken, tags })
     }
-    // Aged from its completion: a slow registry would otherwise make every
-    // snapshot stale on arrival. The window is the TTL plus its duration.
-    Ok(Snapshot { taken: Instant::now(), tags })
 }

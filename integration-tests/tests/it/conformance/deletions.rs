@@ -4,8 +4,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use regsweep_policy::{Linked, Relation};
 use regsweep_proto::v1::DeletionStatus;
-use regsweep_scrubber::store::{DeletionFilter, DeletionRecord, Finish, NewDeletion, Submission};
+use regsweep_scrubber::store::{
+    DeletionFilter, DeletionRecord, Finish, LinkedManifests, NewDeletion, Submission,
+};
 use uuid::Uuid;
 
 use super::Fixture;
@@ -18,8 +21,25 @@ fn images(n: usize) -> Vec<NewDeletion> {
             digest: format!("sha256:{i:064x}"),
             tags: vec![format!("v{i}"), format!("latest-{i}")],
             delete_digest: i % 2 == 0,
+            linked: linked(i),
         })
         .collect()
+}
+
+/// An even image goes with a signature before it and a platform after.
+fn linked(i: usize) -> LinkedManifests {
+    if i % 2 == 1 {
+        return LinkedManifests::default();
+    }
+    let link = |n: usize, tags: Vec<String>, relation| Linked {
+        digest: format!("sha256:{:064x}", 1_000_000 + n),
+        tags,
+        relation,
+    };
+    LinkedManifests {
+        before: vec![link(2 * i, vec![format!("sha256-{i:064x}.sig")], Relation::Attachment)],
+        after: vec![link(2 * i + 1, Vec::new(), Relation::Child)],
+    }
 }
 
 async fn submit(f: &Fixture, job_id: i64, n: usize, delay: Duration) -> Vec<DeletionRecord> {
@@ -45,6 +65,11 @@ async fn submit_attempt(
     };
     let stored = f.deletions.submit(&plan).await.expect("submit");
     assert!(stored.iter().all(|d| d.trace_context.as_deref() == plan.trace_context));
+    // The manifests that go with each image come back as submitted.
+    for d in &stored {
+        let image = images.iter().find(|i| i.digest == d.digest).expect("submitted");
+        assert_eq!((&d.before, &d.after), (&image.linked.before, &image.linked.after));
+    }
     stored
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use regsweep_common::FieldViolations;
-use regsweep_policy::{Cadence, RuleSpec, Selector};
+use regsweep_policy::{Cadence, RuleSpec, Selector, TagCleanupArgs};
 use regsweep_proto::duration_to_std;
 use regsweep_proto::v1::{self, policy_service_server::PolicyService};
 use tonic::{Request, Response, Status};
@@ -103,6 +103,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         older_than_seconds,
         name_regex_delete: p.name_regex_delete.clone(),
         name_regex_keep: p.name_regex_keep.clone(),
+        ..Default::default()
     };
     for violation in
         regsweep_policy::validate_policy_fields(&spec, &p.repository_selector, &p.cadence)
@@ -321,42 +322,17 @@ impl PolicyService for PolicyApi {
         }
         v.into_result().map_err(ApiError::from)?;
         let policy = self.find(&req.policy).await?;
-        let args = serde_json::json!({
-            "registry": policy.registry,
-            "repository": req.repository,
-            "policy": policy.name,
-            "rules": policy.rules(),
-            "dry_run": true,
-            "preview": true,
-            "time_budget_seconds": self.preview_timeout.as_secs().max(1),
-        });
+        let args = TagCleanupArgs {
+            rules: policy.rules(),
+            registry: policy.registry,
+            repository: req.repository,
+            repository_id: 0,
+            policy: policy.name,
+            dry_run: true,
+            preview: true,
+            time_budget_seconds: self.preview_timeout.as_secs().max(1),
+        };
         let response = preview::run(self.jobs.as_ref(), args, self.preview_timeout).await?;
         Ok(Response::new(response))
     }
-}
-
-/// The job result's `tags` as decisions (see the worker's `tag_cleanup`).
-pub fn decisions(result: &serde_json::Value) -> Vec<v1::TagDecision> {
-    let Some(tags) = result.get("tags").and_then(serde_json::Value::as_array) else {
-        return Vec::new();
-    };
-    tags.iter()
-        .map(|t| {
-            let text = |k: &str| t.get(k).and_then(serde_json::Value::as_str).unwrap_or_default();
-            let action = match text("action") {
-                "keep" => v1::TagAction::Keep,
-                "delete" => v1::TagAction::Delete,
-                _ => v1::TagAction::Unspecified,
-            };
-            v1::TagDecision {
-                tag: text("tag").to_string(),
-                digest: text("digest").to_string(),
-                created: chrono::DateTime::parse_from_rfc3339(text("created"))
-                    .ok()
-                    .map(|c| regsweep_proto::timestamp_from_chrono(c.with_timezone(&Utc))),
-                action: action.into(),
-                rule: text("rule").to_string(),
-            }
-        })
-        .collect()
 }

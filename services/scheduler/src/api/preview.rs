@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use regsweep_policy::{TagCleanupArgs, TagCleanupResult};
 use regsweep_proto::v1::{self, JobStatus};
 use tokio::time::Instant;
 
@@ -17,11 +18,12 @@ const POLL: Duration = Duration::from_millis(100);
 
 pub async fn run(
     jobs: &dyn JobStore,
-    args: serde_json::Value,
+    args: TagCleanupArgs,
     timeout: Duration,
 ) -> Result<v1::PreviewPolicyResponse, ApiError> {
-    let repository =
-        args.get("repository").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+    let repository = args.repository.clone();
+    // Plain data: serializing it cannot fail.
+    let args = serde_json::to_value(&args).unwrap_or_default();
     let job = NewJob {
         kind: "tag_cleanup".into(),
         args,
@@ -70,19 +72,21 @@ pub async fn run(
             finished.last_error.unwrap_or_default()
         )));
     }
-    let result = finished.result.unwrap_or_default();
-    let decisions = super::policies::decisions(&result);
-    let count = |k: &str| {
-        result
-            .get(k)
-            .and_then(serde_json::Value::as_u64)
-            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
-    };
+    let result: TagCleanupResult = serde_json::from_value(finished.result.unwrap_or_default())
+        .map_err(|e| {
+            ApiError::FailedPrecondition(format!(
+                "preview job {} has a result this scheduler cannot read: {e}",
+                finished.id
+            ))
+        })?;
+    let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     Ok(v1::PreviewPolicyResponse {
         repository,
-        decisions,
-        delete_count: count("planned_tags"),
-        digest_delete_count: count("planned_digests"),
+        decisions: result.tags.iter().map(Into::into).collect(),
+        delete_count: count(result.planned_tags),
+        digest_delete_count: count(result.planned_digests),
         job_id: finished.id,
+        blocked: result.blocked.unwrap_or_default(),
+        images: result.images.iter().map(Into::into).collect(),
     })
 }

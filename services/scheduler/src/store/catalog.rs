@@ -95,13 +95,14 @@ impl PolicyRecord {
     }
 
     /// The tag-filter rules, as `tag_cleanup` jobs carry them.
-    pub fn rules(&self) -> serde_json::Value {
-        serde_json::json!({
-            "keep_n": self.keep_n,
-            "older_than_seconds": self.older_than_seconds,
-            "name_regex_delete": self.name_regex_delete,
-            "name_regex_keep": self.name_regex_keep,
-        })
+    pub fn rules(&self) -> regsweep_policy::RuleSpec {
+        regsweep_policy::RuleSpec {
+            keep_n: i64::from(self.keep_n),
+            older_than_seconds: self.older_than_seconds,
+            name_regex_delete: self.name_regex_delete.clone(),
+            name_regex_keep: self.name_regex_keep.clone(),
+            ..Default::default()
+        }
     }
 }
 

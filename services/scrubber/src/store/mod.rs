@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use regsweep_common::db::{Backend, StoredList, StoredTime};
+use regsweep_policy::Linked;
 use regsweep_proto::timestamp_from_chrono;
 use regsweep_proto::v1::{self, DeletionStatus};
 use uuid::Uuid;
@@ -25,6 +26,28 @@ pub struct NewDeletion {
     pub digest: String,
     pub tags: Vec<String>,
     pub delete_digest: bool,
+    pub linked: LinkedManifests,
+}
+
+/// The manifests deleted with an image, in order around it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkedManifests {
+    pub before: Vec<Linked>,
+    pub after: Vec<Linked>,
+}
+
+impl LinkedManifests {
+    /// As stored: `None` when there are none.
+    pub(crate) fn to_column(&self) -> Option<String> {
+        (!self.before.is_empty() || !self.after.is_empty())
+            .then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    fn from_column(column: Option<&str>) -> Self {
+        // Written by `to_column`; unreadable means none are deleted, which
+        // leaves manifests behind but never deletes one not planned.
+        column.and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default()
+    }
 }
 
 /// One cleanup attempt's plan for a repository.
@@ -50,6 +73,8 @@ pub struct DeletionRecord {
     pub digest: String,
     pub tags: Vec<String>,
     pub delete_digest: bool,
+    pub before: Vec<Linked>,
+    pub after: Vec<Linked>,
     pub job_id: i64,
     pub attempt: i32,
     pub status: String,
@@ -96,6 +121,8 @@ impl DeletionRecord {
                 digest: self.digest.clone(),
                 tags: self.tags.clone(),
                 delete_digest: self.delete_digest,
+                before: self.before.iter().map(Into::into).collect(),
+                after: self.after.iter().map(Into::into).collect(),
             }),
             job_id: self.job_id,
             attempt: u32::try_from(self.attempt).unwrap_or_default(),
@@ -249,7 +276,7 @@ pub(crate) fn restore_outcomes(
 /// Columns every deletion query returns.
 pub(crate) const COLUMNS: &str = "id, registry, repository, digest, tags, delete_digest, job_id, \
      attempt, status, submitted_at, delete_after, attempts, error, deleted_tags, skipped_tags, \
-     digest_deleted, finished_at, trace_context";
+     digest_deleted, finished_at, trace_context, linked";
 
 /// A deletion as either store reads it: times as `T`, tag lists as `L`.
 #[derive(sqlx::FromRow)]
@@ -272,11 +299,15 @@ pub(crate) struct DeletionRow<T, L> {
     digest_deleted: bool,
     finished_at: Option<T>,
     trace_context: Option<String>,
+    linked: Option<String>,
 }
 
 impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
     fn from(r: DeletionRow<T, L>) -> Self {
+        let linked = LinkedManifests::from_column(r.linked.as_deref());
         Self {
+            before: linked.before,
+            after: linked.after,
             id: r.id,
             registry: r.registry,
             repository: r.repository,

@@ -49,14 +49,16 @@ impl DeletionStore for PgStore {
         let tags: Vec<serde_json::Value> =
             images.iter().map(|i| serde_json::json!(i.tags)).collect();
         let whole: Vec<bool> = images.iter().map(|i| i.delete_digest).collect();
+        let linked: Vec<Option<String>> = images.iter().map(|i| i.linked.to_column()).collect();
         sqlx::query(
             "WITH input AS (
-                 SELECT * FROM unnest($5::text[], $6::jsonb[], $7::bool[]) AS i(digest, tags, delete_digest)
+                 SELECT * FROM unnest($5::text[], $6::jsonb[], $7::bool[], $10::text[])
+                     AS i(digest, tags, delete_digest, linked)
              )
              INSERT INTO deletions (registry, repository, digest, tags, delete_digest, job_id, attempt,
-                                    delete_after, trace_context)
+                                    delete_after, trace_context, linked)
              SELECT $3, $4, i.digest, ARRAY(SELECT jsonb_array_elements_text(i.tags)), i.delete_digest,
-                    $1, $2, now() + make_interval(secs => $8), $9
+                    $1, $2, now() + make_interval(secs => $8), $9, i.linked
              FROM input i
              ON CONFLICT (job_id, attempt, digest) DO NOTHING",
         )
@@ -69,6 +71,7 @@ impl DeletionStore for PgStore {
             .bind(&whole)
             .bind(delay.as_secs_f64())
             .bind(trace_context)
+            .bind(&linked)
             .execute(&self.pool)
             .await?;
         let sql = format!(

@@ -55,8 +55,8 @@ impl DeletionStore for SqliteStore {
         for image in images {
             sqlx::query(
                 "INSERT INTO deletions (registry, repository, digest, tags, delete_digest, job_id,
-                                        attempt, submitted_at, delete_after, trace_context)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 + ?9, ?10)
+                                        attempt, submitted_at, delete_after, trace_context, linked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 + ?9, ?10, ?11)
                  ON CONFLICT (job_id, attempt, digest) DO NOTHING",
             )
             .bind(registry)
@@ -69,6 +69,7 @@ impl DeletionStore for SqliteStore {
             .bind(now)
             .bind(span(delay))
             .bind(trace_context)
+            .bind(image.linked.to_column())
             .execute(&mut *tx)
             .await?;
             let row = sqlx::query_as::<_, DeletionRow>(AssertSqlSafe(select.as_str()))

@@ -1,15 +1,18 @@
-//! `tag_cleanup`: lists a repository's tags, resolves each to its digest
-//! and creation time, applies the policy's tag filter, records the plan as
-//! the job's result (DESIGN.md section 5) and, unless a dry run, submits it
-//! to the scrubber, which deletes after its delay. Nothing is deleted here.
+//! `tag_cleanup`: reads a repository's graph (tags, manifests, index
+//! children, attachments), plans with the policy over it, records the plan
+//! as the job's result (`TagCleanupResult`) and, unless a dry run or a
+//! preview, submits it to the scrubber, which deletes after its delay.
+//! Nothing is deleted here.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
-use regsweep_policy::{Action, Plan, RuleSpec, Rules, TagInput};
+use regsweep_policy::{
+    Action, CleanupOutcome, Inventory, Plan, Rules, TagCleanupArgs, TagCleanupResult,
+};
 use regsweep_proto::v1;
-use serde::Deserialize;
+use regsweep_registry::{Client, RepositoryReader};
 use tokio::time::Instant;
 
 use crate::job::{JobContext, Outcome};
@@ -19,32 +22,18 @@ use crate::services::ServiceError;
 const INSPECT_CONCURRENCY: usize = 8;
 /// Most decision lines written to the job's log.
 const MAX_LOGGED_DELETIONS: usize = 1000;
+/// Most images per submission (the scrubber's limit).
+const SUBMIT_CHUNK: usize = 10_000;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Args {
-    registry: String,
-    repository: String,
-    #[serde(default)]
-    repository_id: u64,
-    #[serde(default)]
-    policy: String,
-    #[serde(default)]
-    rules: RuleSpec,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    preview: bool,
-    #[serde(default = "default_budget")]
-    time_budget_seconds: u64,
-}
-
-fn default_budget() -> u64 {
-    300
+/// Why reading stopped early.
+enum Stopped {
+    Cancelled,
+    OutOfTime { evaluated: usize },
+    Failed(Outcome),
 }
 
 pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
-    let args: Args = match super::parse_args(args) {
+    let args: TagCleanupArgs = match super::parse_args(args) {
         Ok(args) => args,
         Err(outcome) => return outcome,
     };
@@ -61,19 +50,68 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
     };
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.time_budget_seconds);
-    let client = match ctx.services().registry_client(&args.registry).await {
-        Ok(client) => client,
-        Err(e) => return Outcome::Failed { error: e.to_string(), retryable: e.is_retryable() },
-    };
-    let tags = tokio::select! {
-        tags = client.list_tags(&args.repository) => tags,
-        () = ctx.cancelled() => return Outcome::Cancelled,
-        () = tokio::time::sleep_until(deadline) => {
-            ctx.log(format!("time budget of {}s spent listing tags; resuming later", args.time_budget_seconds));
-            return unfinished(&args, 0);
+    let inventory = match read(&ctx, &args, deadline).await {
+        Ok(inventory) => inventory,
+        Err(Stopped::Cancelled) => return Outcome::Cancelled,
+        Err(Stopped::Failed(outcome)) => return outcome,
+        Err(Stopped::OutOfTime { evaluated }) => {
+            ctx.log(format!(
+                "time budget of {}s spent after {evaluated} tags; resuming later",
+                args.time_budget_seconds
+            ));
+            return Outcome::Done(result_json(&TagCleanupResult {
+                outcome: CleanupOutcome::Unfinished,
+                tags_evaluated: evaluated as u64,
+                ..identity(&args)
+            }));
         }
     };
-    let tags = match tags {
+    let evaluated = inventory.tags.len();
+    let plan = regsweep_policy::plan(&rules, inventory, Utc::now());
+    log_plan(&ctx, &plan);
+    let elapsed = started.elapsed();
+    ctx.log(format!(
+        "{evaluated} tags evaluated in {elapsed:?}: {} to delete ({} digests){}",
+        plan.deleted_tags(),
+        plan.deleted_digests(),
+        if args.dry_run { ", dry run" } else { "" }
+    ));
+    let submit_now = !args.dry_run && !args.preview && !plan.images.is_empty();
+    let deletions = if submit_now {
+        match submit(&ctx, &args, &plan).await {
+            Ok(ids) => ids,
+            Err(outcome) => return outcome,
+        }
+    } else {
+        Vec::new()
+    };
+    let result = result(&args, plan, evaluated, elapsed, deletions);
+    // A plan that could not see the whole graph deleted nothing: the run
+    // fails (retried later) so the repository shows why, except a preview,
+    // which reports its decisions and the reason.
+    if let (Some(blocked), false) = (&result.blocked, args.preview) {
+        return Outcome::Failed { error: format!("nothing deleted: {blocked}"), retryable: true };
+    }
+    Outcome::Done(result_json(&result))
+}
+
+/// Lists and reads the repository within the time budget.
+async fn read(
+    ctx: &JobContext,
+    args: &TagCleanupArgs,
+    deadline: Instant,
+) -> Result<Inventory, Stopped> {
+    let client = ctx
+        .services()
+        .registry_client(&args.registry)
+        .await
+        .map_err(|e| failed(e.to_string(), e.is_retryable()))?;
+    let listed = tokio::select! {
+        tags = client.list_tags(&args.repository) => tags,
+        () = ctx.cancelled() => return Err(Stopped::Cancelled),
+        () = tokio::time::sleep_until(deadline) => return Err(Stopped::OutOfTime { evaluated: 0 }),
+    };
+    let names = match listed {
         Ok(tags) => tags,
         Err(regsweep_registry::Error::NotFound(_)) => {
             ctx.log(format!("repository {} does not exist (any more)", args.repository));
@@ -81,105 +119,114 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         }
         Err(e) => {
             let e = ServiceError::Registry(e);
-            return Outcome::Failed { error: e.to_string(), retryable: e.is_retryable() };
+            return Err(failed(e.to_string(), e.is_retryable()));
         }
     };
-    ctx.log(format!("{} tags in {}", tags.len(), args.repository));
-
-    let total = tags.len().max(1) as f32;
-    let mut inspected = Vec::with_capacity(tags.len());
-    let mut inspections = futures::stream::iter(tags)
-        .map(|tag| {
-            let client = client.clone();
-            let repository = args.repository.clone();
-            async move {
-                let info = client.inspect_tag(&repository, &tag).await;
-                (tag, info)
-            }
-        })
-        .buffer_unordered(INSPECT_CONCURRENCY);
-    loop {
-        let next = tokio::select! {
-            next = inspections.next() => next,
-            () = ctx.cancelled() => return Outcome::Cancelled,
-            () = tokio::time::sleep_until(deadline) => {
-                ctx.log(format!(
-                    "time budget of {}s spent after {} of {} tags; resuming later",
-                    args.time_budget_seconds, inspected.len(), total as usize
-                ));
-                return unfinished(&args, inspected.len());
-            }
-        };
-        let Some((tag, info)) = next else { break };
-        match info {
-            Ok(Some(info)) => {
-                inspected.push(TagInput { tag, digest: Some(info.digest), created: info.created })
-            }
-            // Untagged between listing and inspection: nothing to decide.
-            Ok(None) => {}
-            Err(e) => {
-                // Kept (the filter never deletes what it could not read).
-                ctx.log(format!("cannot inspect tag {tag}: {e}"));
-                inspected.push(TagInput { tag, digest: None, created: None });
-            }
-        }
-        ctx.set_progress(inspected.len() as f32 / total);
-    }
-    let evaluated = inspected.len();
-    let plan = regsweep_policy::plan(&rules, inspected, Utc::now());
-    log_plan(&ctx, &plan);
-    let planned_tags = plan.decisions.iter().filter(|d| d.action == Action::Delete).count();
-    let planned_digests = plan.images.iter().filter(|i| i.delete_digest).count();
-    let elapsed = started.elapsed();
-    ctx.log(format!(
-        "{evaluated} tags evaluated in {elapsed:?}: {planned_tags} to delete ({planned_digests} digests){}",
-        if args.dry_run { ", dry run" } else { "" }
-    ));
-    let deletions = if args.dry_run || args.preview || plan.images.is_empty() {
-        Vec::new()
-    } else {
-        match submit(&ctx, &args, &plan).await {
-            Ok(ids) => ids,
-            Err(outcome) => return outcome,
-        }
-    };
-    Outcome::Done(serde_json::json!({
-        "outcome": "complete",
-        "registry": args.registry,
-        "repository": args.repository,
-        "repository_id": args.repository_id,
-        "policy": args.policy,
-        "dry_run": args.dry_run,
-        "preview": args.preview,
-        "tags_evaluated": evaluated,
-        "elapsed_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        "planned_tags": planned_tags,
-        "planned_digests": planned_digests,
-        // A dry run reports what it would have deleted; a real run hands
-        // its plan to the scrubber, which deletes after its delay.
-        "deleted_count": if args.dry_run { planned_tags } else { 0 },
-        "submitted_tags": if deletions.is_empty() { 0 } else { planned_tags },
-        "deletions": deletions,
-        "tags": plan.decisions.iter().map(|d| serde_json::json!({
-            "tag": d.tag,
-            "digest": d.digest,
-            "created": d.created.map(|c| c.to_rfc3339()),
-            "action": d.action,
-            "rule": d.rule,
-        })).collect::<Vec<_>>(),
-        "images": plan.images.iter().map(|i| serde_json::json!({
-            "digest": i.digest,
-            "tags": i.tags,
-            "delete_digest": i.delete_digest,
-        })).collect::<Vec<_>>(),
-    }))
+    ctx.log(format!("{} tags in {}", names.len(), args.repository));
+    read_tags(ctx, client, &args.repository, names, deadline).await
 }
 
-/// Most images per submission (the scrubber's limit).
-const SUBMIT_CHUNK: usize = 10_000;
+async fn read_tags(
+    ctx: &JobContext,
+    client: Client,
+    repository: &str,
+    names: Vec<String>,
+    deadline: Instant,
+) -> Result<Inventory, Stopped> {
+    let reader = RepositoryReader::new(client, repository);
+    let total = names.len().max(1) as f32;
+    let mut read = Vec::with_capacity(names.len());
+    let mut done = 0;
+    {
+        let mut reads = futures::stream::iter(names)
+            .map(|tag| {
+                let reader = &reader;
+                async move {
+                    let result = reader.read_tag(&tag).await;
+                    (tag, result)
+                }
+            })
+            .buffer_unordered(INSPECT_CONCURRENCY);
+        loop {
+            let next = tokio::select! {
+                next = reads.next() => next,
+                () = ctx.cancelled() => return Err(Stopped::Cancelled),
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(Stopped::OutOfTime { evaluated: done });
+                }
+            };
+            let Some((tag, result)) = next else { break };
+            done += 1;
+            match result {
+                Ok(Some(input)) => read.push(Ok(input)),
+                // Untagged between listing and reading: nothing to decide.
+                Ok(None) => {}
+                Err(e) => {
+                    ctx.log(format!("cannot read tag {tag}: {e}"));
+                    read.push(Err((tag, e.to_string())));
+                }
+            }
+            ctx.set_progress(done as f32 / total);
+        }
+    }
+    tokio::select! {
+        inventory = reader.finish(read) => Ok(inventory),
+        () = ctx.cancelled() => Err(Stopped::Cancelled),
+        () = tokio::time::sleep_until(deadline) => Err(Stopped::OutOfTime { evaluated: done }),
+    }
+}
+
+fn failed(error: String, retryable: bool) -> Stopped {
+    Stopped::Failed(Outcome::Failed { error, retryable })
+}
+
+/// The fields of a result that say which cleanup it is.
+fn identity(args: &TagCleanupArgs) -> TagCleanupResult {
+    TagCleanupResult {
+        registry: args.registry.clone(),
+        repository: args.repository.clone(),
+        repository_id: args.repository_id,
+        policy: args.policy.clone(),
+        dry_run: args.dry_run,
+        preview: args.preview,
+        ..TagCleanupResult::default()
+    }
+}
+
+fn result(
+    args: &TagCleanupArgs,
+    plan: Plan,
+    evaluated: usize,
+    elapsed: Duration,
+    deletions: Vec<i64>,
+) -> TagCleanupResult {
+    let planned_tags = plan.deleted_tags() as u64;
+    let submitted = !deletions.is_empty();
+    TagCleanupResult {
+        outcome: CleanupOutcome::Complete,
+        tags_evaluated: evaluated as u64,
+        elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        planned_tags,
+        planned_digests: plan.deleted_digests() as u64,
+        // A dry run reports what it would have deleted; a real run hands
+        // its plan to the scrubber, which counts deletions as it goes.
+        deleted_count: if args.dry_run && plan.blocked.is_none() { planned_tags } else { 0 },
+        submitted_tags: if submitted { planned_tags } else { 0 },
+        deletions,
+        blocked: plan.blocked,
+        tags: plan.decisions,
+        images: plan.images,
+        ..identity(args)
+    }
+}
+
+fn result_json(result: &TagCleanupResult) -> serde_json::Value {
+    // Plain data: serializing it cannot fail.
+    serde_json::to_value(result).unwrap_or_default()
+}
 
 /// Hands the plan to the scrubber; returns the deletion ids.
-async fn submit(ctx: &JobContext, args: &Args, plan: &Plan) -> Result<Vec<i64>, Outcome> {
+async fn submit(ctx: &JobContext, args: &TagCleanupArgs, plan: &Plan) -> Result<Vec<i64>, Outcome> {
     let Some(mut scrubber) = ctx.services().scrubber() else {
         return Err(Outcome::Failed {
             error: "no scrubber configured (--scrubber): a cleanup that deletes cannot run here"
@@ -194,14 +241,7 @@ async fn submit(ctx: &JobContext, args: &Args, plan: &Plan) -> Result<Vec<i64>, 
             attempt: ctx.attempt(),
             registry: args.registry.clone(),
             repository: args.repository.clone(),
-            images: chunk
-                .iter()
-                .map(|i| v1::ImageDeletion {
-                    digest: i.digest.clone(),
-                    tags: i.tags.clone(),
-                    delete_digest: i.delete_digest,
-                })
-                .collect(),
+            images: chunk.iter().map(Into::into).collect(),
         };
         match scrubber.submit_deletions(request).await {
             Ok(response) => ids.extend(response.into_inner().deletions.iter().map(|d| d.id)),
@@ -223,25 +263,17 @@ async fn submit(ctx: &JobContext, args: &Args, plan: &Plan) -> Result<Vec<i64>, 
     Ok(ids)
 }
 
-/// The result of a cleanup that spent its time budget: nothing planned,
-/// the repository is resumed later (`unfinished`).
-fn unfinished(args: &Args, evaluated: usize) -> Outcome {
-    Outcome::Done(serde_json::json!({
-        "outcome": "unfinished",
-        "registry": args.registry,
-        "repository": args.repository,
-        "tags_evaluated": evaluated,
-        "deleted_count": 0,
-    }))
-}
-
 fn log_plan(ctx: &JobContext, plan: &Plan) {
     let deletions = plan.decisions.iter().filter(|d| d.action == Action::Delete);
     for decision in deletions.take(MAX_LOGGED_DELETIONS) {
         ctx.log(format!(
-            "delete {} ({})",
+            "delete {} ({}, {:?})",
             decision.tag,
-            decision.digest.as_deref().unwrap_or("unresolved")
+            decision.digest.as_deref().unwrap_or("unresolved"),
+            decision.rule
         ));
+    }
+    if let Some(blocked) = &plan.blocked {
+        ctx.log(format!("nothing will be deleted: {blocked}"));
     }
 }

@@ -1,0 +1,159 @@
+//! The planner against a model, over random repository graphs and random
+//! policies (`graphgen`, the same generator the end-to-end safety run
+//! pushes to the real registry): the safety invariants of "How cleanups
+//! are decided", checked with reachability computed here, independently
+//! of the planner's own.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+use regex::Regex;
+use regsweep_integration_tests::graphgen::{Layout, Model, arb_layout, arb_spec, now};
+use regsweep_policy::{
+    Action, AttachmentPolicy, Decision, Plan, Rule, RuleSpec, Rules, TagKind, plan,
+};
+
+fn run(spec: &RuleSpec, model: &Model) -> Plan {
+    plan(&Rules::compile(spec).expect("valid rules"), model.inventory.clone(), now())
+}
+
+fn model() -> impl Strategy<Value = Model> {
+    arb_layout(14, 16).prop_map(|layout: Layout| Model::synthetic(&layout))
+}
+
+/// Every digest the plan deletes.
+fn deleted(p: &Plan) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for image in p.images.iter().filter(|i| i.delete_digest) {
+        out.insert(image.digest.clone());
+        out.extend(image.before.iter().chain(&image.after).map(|l| l.digest.clone()));
+    }
+    out
+}
+
+fn kept_digests(p: &Plan) -> impl Iterator<Item = String> + '_ {
+    p.decisions.iter().filter(|d| d.action == Action::Keep).filter_map(|d| d.digest.clone())
+}
+
+fn ranked(d: &&Decision) -> bool {
+    d.kind == TagKind::Image
+        && matches!(d.rule, Rule::KeepN | Rule::Delete | Rule::NewerThan | Rule::AgeUnknown)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn nothing_reachable_from_a_kept_tag_is_deleted(spec in arb_spec(), model in model()) {
+        let p = run(&spec, &model);
+        let reachable = model.reach(kept_digests(&p));
+        for d in deleted(&p) {
+            prop_assert!(!reachable.contains(&d), "{d} is reachable from a kept tag");
+        }
+    }
+
+    #[test]
+    fn every_deleted_tag_is_planned_and_nothing_else(spec in arb_spec(), model in model()) {
+        let p = run(&spec, &model);
+        let mut planned = BTreeSet::new();
+        for image in &p.images {
+            planned.extend(image.tags.iter().cloned());
+            for linked in image.before.iter().chain(&image.after) {
+                planned.extend(linked.tags.iter().cloned());
+            }
+        }
+        let decided: BTreeSet<String> =
+            p.decisions.iter().filter(|d| d.action == Action::Delete).map(|d| d.tag.clone()).collect();
+        prop_assert_eq!(planned, decided);
+        // A deleted follower's digest goes; only an image tag may be untagged.
+        let gone = deleted(&p);
+        for d in p.decisions.iter().filter(|d| d.action == Action::Delete && d.kind != TagKind::Image) {
+            prop_assert!(gone.contains(d.digest.as_deref().unwrap_or_default()), "{}", d.tag);
+        }
+    }
+
+    #[test]
+    fn attachments_follow_their_subject(spec in arb_spec(), model in model()) {
+        let p = run(&spec, &model);
+        let gone = deleted(&p);
+        let reachable = model.reach(kept_digests(&p));
+        let with_subject = spec.attachments == AttachmentPolicy::DeleteWithSubject;
+        for (attachment, subject) in &model.attachment_of {
+            if gone.contains(attachment) {
+                prop_assert!(gone.contains(subject), "{attachment} deleted without its subject");
+            }
+            if with_subject && gone.contains(subject) && !reachable.contains(attachment) {
+                prop_assert!(gone.contains(attachment), "{attachment} left behind by {subject}");
+            }
+        }
+        for d in p.decisions.iter().filter(|d| d.kind == TagKind::Attachment) {
+            prop_assert!(d.rule != Rule::KeepN && d.rule != Rule::Delete, "{} ranked", d.tag);
+        }
+    }
+
+    #[test]
+    fn keep_n_counts_images_and_known_ages_first(spec in arb_spec(), model in model()) {
+        let p = run(&spec, &model);
+        let by_rank: Vec<_> = p.decisions.iter().filter(|d| d.rule == Rule::KeepN).collect();
+        prop_assert!(by_rank.iter().all(|d| d.kind == TagKind::Image));
+        let images: BTreeSet<_> = by_rank.iter().filter_map(|d| d.digest.as_deref()).collect();
+        prop_assert!(images.len() <= spec.keep_n as usize);
+        let unknown_kept = p.decisions.iter().filter(ranked).any(|d| d.rule == Rule::KeepN && d.age.is_none());
+        if unknown_kept {
+            for d in p.decisions.iter().filter(ranked).filter(|d| d.age.is_some()) {
+                prop_assert_eq!(d.rule, Rule::KeepN, "{} has a known age but was outranked", &d.tag);
+            }
+        }
+    }
+
+    #[test]
+    fn names_that_keep_always_keep(spec in arb_spec(), model in model()) {
+        let keep = (!spec.name_regex_keep.is_empty())
+            .then(|| Regex::new(&format!("^(?:{})$", spec.name_regex_keep)).expect("regex"));
+        let p = run(&spec, &model);
+        for d in p.decisions.iter().filter(|d| d.kind != TagKind::Attachment) {
+            let by_name = d.tag == "latest" || keep.as_ref().is_some_and(|k| k.is_match(&d.tag));
+            prop_assert!(!by_name || d.action == Action::Keep, "{} deleted", d.tag);
+        }
+    }
+
+    #[test]
+    fn deletions_run_top_down(spec in arb_spec(), model in model()) {
+        let p = run(&spec, &model);
+        for image in p.images.iter().filter(|i| i.delete_digest) {
+            let order: Vec<&str> = image
+                .before
+                .iter()
+                .map(|l| l.digest.as_str())
+                .chain([image.digest.as_str()])
+                .chain(image.after.iter().map(|l| l.digest.as_str()))
+                .collect();
+            let at = |d: &str| order.iter().position(|o| *o == d);
+            for (from, to) in &model.references {
+                if let (Some(a), Some(b)) = (at(from), at(to)) {
+                    prop_assert!(a < b, "{from} references {to} but is deleted after it");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_listing_order_does_not_matter(
+        spec in arb_spec(),
+        (model, order) in model().prop_flat_map(|m| {
+            let n = m.inventory.tags.len();
+            (Just(m), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+        }),
+    ) {
+        let mut shuffled = model.clone();
+        shuffled.inventory.tags = order.iter().map(|&i| model.inventory.tags[i].clone()).collect();
+        prop_assert_eq!(run(&spec, &model), run(&spec, &shuffled));
+    }
+
+    #[test]
+    fn keeping_more_never_deletes_more(spec in arb_spec(), model in model(), extra in 0_i64..3) {
+        let more = RuleSpec { keep_n: spec.keep_n + extra, ..spec.clone() };
+        let (a, b) = (deleted(&run(&spec, &model)), deleted(&run(&more, &model)));
+        prop_assert!(b.is_subset(&a), "keeping more deleted {:?}", b.difference(&a).collect::<Vec<_>>());
+    }
+}

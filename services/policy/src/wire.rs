@@ -1,0 +1,67 @@
+//! Plans on the wire: the policy's types to and from the gRPC messages
+//! that carry them (the worker's submission, the scrubber's store, the
+//! preview), written once.
+
+use regsweep_proto::{timestamp_from_chrono, v1};
+
+use crate::{Decision, ImagePlan, Linked, Relation};
+
+impl From<&Linked> for v1::LinkedManifest {
+    fn from(l: &Linked) -> Self {
+        let relation = match l.relation {
+            Relation::Child => v1::LinkRelation::Child,
+            Relation::Attachment => v1::LinkRelation::Attachment,
+        };
+        Self { digest: l.digest.clone(), tags: l.tags.clone(), relation: relation.into() }
+    }
+}
+
+impl From<&v1::LinkedManifest> for Linked {
+    fn from(l: &v1::LinkedManifest) -> Self {
+        let relation = match l.relation() {
+            v1::LinkRelation::Attachment => Relation::Attachment,
+            v1::LinkRelation::Child | v1::LinkRelation::Unspecified => Relation::Child,
+        };
+        Self { digest: l.digest.clone(), tags: l.tags.clone(), relation }
+    }
+}
+
+impl From<&ImagePlan> for v1::ImageDeletion {
+    fn from(i: &ImagePlan) -> Self {
+        Self {
+            digest: i.digest.clone(),
+            tags: i.tags.clone(),
+            delete_digest: i.delete_digest,
+            before: i.before.iter().map(Into::into).collect(),
+            after: i.after.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A snake_case name of a serde unit variant (`Rule::KeepN` -> `keep_n`).
+fn name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl From<&Decision> for v1::TagDecision {
+    fn from(d: &Decision) -> Self {
+        let action = match d.action {
+            crate::Action::Keep => v1::TagAction::Keep,
+            crate::Action::Delete => v1::TagAction::Delete,
+        };
+        Self {
+            tag: d.tag.clone(),
+            digest: d.digest.clone().unwrap_or_default(),
+            created: d.created.map(timestamp_from_chrono),
+            action: action.into(),
+            rule: name(&d.rule),
+            kind: name(&d.kind),
+            follows: d.follows.clone().unwrap_or_default(),
+            age: d.age.map(timestamp_from_chrono),
+            age_from: name(&d.age_from),
+        }
+    }
+}
