@@ -315,15 +315,15 @@ impl AuthProxy {
 
     /// Most forwarded requests that arrived within any one second.
     pub fn max_requests_per_second(&self) -> usize {
+        self.max_requests_within(std::time::Duration::from_secs(1))
+    }
+
+    /// The most requests that arrived within any `window`.
+    pub fn max_requests_within(&self, window: std::time::Duration) -> usize {
         let arrivals = self.shared.arrivals.lock().expect("arrivals").clone();
         arrivals
             .iter()
-            .map(|start| {
-                arrivals
-                    .iter()
-                    .filter(|a| *a >= start && **a < *start + std::time::Duration::from_secs(1))
-                    .count()
-            })
+            .map(|start| arrivals.iter().filter(|a| *a >= start && **a < *start + window).count())
             .max()
             .unwrap_or(0)
     }

@@ -41,13 +41,23 @@ fn free_port() -> u16 {
 impl TestRegistry {
     /// Starts `docker-registry serve` and waits until `/v2/` answers.
     pub async fn start() -> Self {
+        Self::launch(true).await
+    }
+
+    /// Starts one with `storage.delete.enabled: false`: it answers a
+    /// manifest DELETE with 405 `UNSUPPORTED` and still takes PUTs.
+    pub async fn start_without_deletes() -> Self {
+        Self::launch(false).await
+    }
+
+    async fn launch(deletes: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         // The port is picked here and bound by the registry: a rare race
         // with another process is retried.
         for _ in 0..5 {
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {deletes}\nhttp:\n  addr: 127.0.0.1:{port}\n",
                 dir.path().join("data").display()
             );
             let config_path = dir.path().join("config.yml");
@@ -145,6 +155,22 @@ impl TestRegistry {
             assert_eq!(response.status(), 201, "put manifest {repo}:{tag}");
         }
         digest
+    }
+
+    /// Leaves `tag` on a placeholder manifest as regsweep's untag puts it
+    /// there, as a scrubber killed between that PUT and the placeholder's
+    /// DELETE leaves it; returns the placeholder's digest.
+    pub async fn put_placeholder(&self, repo: &str, tag: &str) -> String {
+        let config = self.upload_blob(repo, b"{}").await;
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+            "layers": [],
+            "annotations": {"io.regsweep.placeholder": format!("{repo}:{tag}:interrupted")},
+        }))
+        .expect("placeholder json");
+        self.put_manifest(repo, &[tag], OCI_MANIFEST, &manifest).await
     }
 
     /// Points `tag` at the existing manifest `digest`.

@@ -3,6 +3,7 @@
 //! speed drifts; only shares of a same-run reference are comparable).
 
 mod cpu;
+mod graph;
 mod queue;
 mod reclaim;
 mod scrub;
@@ -34,6 +35,9 @@ enum Command {
     Selection(selection::Args),
     /// Tags evaluated per second by tag_cleanup against the local registry.
     Tags(tags::Args),
+    /// Tags per second by tag_cleanup over multi-arch, signed images,
+    /// next to a bare client making the same requests.
+    Graph(graph::Args),
     /// Deletes per second through the scrubber at several parallelisms.
     Scrub(scrub::Args),
     /// The job queue on SQLite next to PostgreSQL, and `regsweep dev`'s
@@ -54,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Reclaim(args) => reclaim::run(args).await,
         Command::Selection(args) => selection::run(args).await,
         Command::Tags(args) => tags::run(args).await,
+        Command::Graph(args) => graph::run(args).await,
         Command::Scrub(args) => scrub::run(args).await,
         Command::Stores(args) => stores::run(args).await,
         Command::Tls(args) => tls::run(args).await,

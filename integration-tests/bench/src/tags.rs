@@ -1,7 +1,8 @@
 //! Tags evaluated per second by `tag_cleanup` against the local registry,
 //! next to the registry's own capacity for the same reads measured in the
-//! same run: a bare HTTP client issuing the same requests (manifest, then
-//! image config, per tag) at the same concurrency.
+//! same run: a bare HTTP client issuing the same requests (a HEAD per tag,
+//! then the manifest and its image config once per digest) at the same
+//! concurrency.
 
 use std::time::{Duration, Instant};
 
@@ -32,13 +33,25 @@ const ACCEPT: &str =
 
 async fn bare(registry: &str, repo: &str, tags: &[String]) -> Result<Duration> {
     let http = reqwest::Client::new();
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
     let started = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(tags)
         .map(|tag| {
-            let http = http.clone();
+            let (http, seen) = (http.clone(), &seen);
             async move {
+                let head = http
+                    .head(format!("{registry}/v2/{repo}/manifests/{tag}"))
+                    .header("accept", ACCEPT)
+                    .send()
+                    .await?;
+                let digest = head.headers()["docker-content-digest"].to_str()?.to_string();
+                let first =
+                    seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(digest.clone());
+                if !first {
+                    return Ok(());
+                }
                 let manifest: serde_json::Value = http
-                    .get(format!("{registry}/v2/{repo}/manifests/{tag}"))
+                    .get(format!("{registry}/v2/{repo}/manifests/{digest}"))
                     .header("accept", ACCEPT)
                     .send()
                     .await?

@@ -203,14 +203,15 @@ async fn registries_policies_and_previews_from_the_command_line() {
         ])
         .await,
     );
-    let actions: Vec<(&str, &str)> = preview["decisions"]
-        .as_array()
-        .expect("decisions")
-        .iter()
-        .map(|d| (d["tag"].as_str().expect("tag"), d["rule"].as_str().expect("rule")))
-        .collect();
-    // Same age: ties go by name, so v1 is the one keep_n keeps.
-    assert_eq!(actions, [("v1", "keep_n"), ("v2", "delete")]);
+    let decisions = preview["decisions"].as_array().expect("decisions");
+    let field = |d: &serde_json::Value, k: &str| d[k].as_str().expect(k).to_string();
+    let mut actions: Vec<(String, String, String)> =
+        decisions.iter().map(|d| (field(d, "digest"), field(d, "tag"), field(d, "rule"))).collect();
+    // Same age: ties go by digest, never by name.
+    actions.sort();
+    let rules: Vec<&str> = actions.iter().map(|(_, _, rule)| rule.as_str()).collect();
+    assert_eq!(rules, ["keep_n", "delete"], "{actions:?}");
+    assert!(decisions.iter().all(|d| d["kind"] == "image" && d["age_from"] == "created"));
     let table = out(&["repositories", "list", "--registry", "local"]).await;
     assert!(table.status.success());
     let text = String::from_utf8_lossy(&table.stdout);

@@ -23,6 +23,7 @@ mod secrets;
 mod selection;
 mod telemetry;
 mod tls;
+mod untag;
 mod validation;
 
 use std::time::Duration;

@@ -87,9 +87,29 @@ pub struct PolicyArgs {
     /// Tags matching this (anchored) regex are kept.
     #[arg(long)]
     pub name_regex_keep: Option<String>,
+    /// What goes with a deleted image's signatures, SBOMs and
+    /// attestations: they are deleted with it, or kept.
+    #[arg(long, value_enum)]
+    pub attachments: Option<Attachments>,
     /// Plan and record only; delete nothing.
     #[arg(long)]
     pub dry_run: Option<Option<bool>>,
+}
+
+/// `--attachments`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Attachments {
+    DeleteWithSubject,
+    Keep,
+}
+
+impl From<Attachments> for v1::AttachmentPolicy {
+    fn from(a: Attachments) -> Self {
+        match a {
+            Attachments::DeleteWithSubject => Self::DeleteWithSubject,
+            Attachments::Keep => Self::Keep,
+        }
+    }
 }
 
 impl PolicyArgs {
@@ -111,6 +131,7 @@ impl PolicyArgs {
         set("older_than", self.older_than.is_some());
         set("name_regex_delete", self.name_regex_delete.is_some());
         set("name_regex_keep", self.name_regex_keep.is_some());
+        set("attachments", self.attachments.is_some());
         set("dry_run", self.dry_run.is_some());
         p.repository_selector = self.selector.clone().unwrap_or_default();
         p.cadence = self.cadence.clone().unwrap_or_default();
@@ -118,6 +139,7 @@ impl PolicyArgs {
         p.older_than = self.older_than.map(duration_from_std);
         p.name_regex_delete = self.name_regex_delete.clone().unwrap_or_default();
         p.name_regex_keep = self.name_regex_keep.clone().unwrap_or_default();
+        p.attachments = self.attachments.map_or(0, |a| v1::AttachmentPolicy::from(a).into());
         // `--dry-run` alone means true.
         p.dry_run = self.dry_run.is_some_and(|d| d.unwrap_or(true));
         (p, mask)
@@ -192,6 +214,7 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
         "OLDER THAN",
         "DELETE",
         "KEEP",
+        "ATTACHMENTS",
         "DRY RUN",
         "ENABLED",
         "REPOS",
@@ -208,6 +231,11 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
             older.map_or_else(|| "-".into(), |d| humantime::format_duration(d).to_string()),
             output::short(&p.name_regex_delete, 40),
             output::short(&p.name_regex_keep, 40),
+            match p.attachments() {
+                v1::AttachmentPolicy::Keep => "keep",
+                _ => "delete-with-subject",
+            }
+            .into(),
             p.dry_run.to_string(),
             (!p.disabled).to_string(),
             p.repository_count.to_string(),

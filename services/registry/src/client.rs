@@ -2,6 +2,8 @@
 //! 429/503 and transport errors retried. The registry calls themselves are
 //! in `listing`, `images` and `writes`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -97,7 +99,15 @@ pub(crate) struct Call<'a> {
     pub(crate) body: Option<&'a [u8]>,
     /// Key of the bearer token this call needs (the token scope).
     pub(crate) scope: String,
+    /// Run right before each attempt leaves, after its wait for the gate.
+    pub(crate) last_check: Option<LastCheck<'a>>,
 }
+
+/// A check made right before a request leaves, after any wait for the
+/// registry's rate limit: false withdraws the request. It makes a
+/// destructive request's last check its last step.
+pub type LastCheck<'a> =
+    &'a (dyn Fn() -> Pin<Box<dyn Future<Output = Result<bool, Error>> + Send + 'a>> + Send + Sync);
 
 pub(crate) fn pull_scope(repository: &str) -> String {
     format!("repository:{repository}:pull")
@@ -268,6 +278,11 @@ impl Client {
             if let Some(gate) = &inner.config.gate {
                 gate.acquire().await;
             }
+            if let Some(check) = call.last_check
+                && !check().await?
+            {
+                return Err(Error::Withdrawn);
+            }
             let sent = request.send().await;
             let code = sent.as_ref().map_or(0, |r| r.status().as_u16());
             if let Some(gate) = &inner.config.gate {
@@ -373,6 +388,7 @@ impl Client {
             content_type: None,
             body: None,
             scope,
+            last_check: None,
         })
     }
 }

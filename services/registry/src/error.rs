@@ -21,9 +21,29 @@ pub enum Error {
     InvalidResponse(String),
     #[error("credentials: {0}")]
     Credentials(String),
+    /// A destructive request's last check said no; nothing was sent.
+    #[error("request withdrawn by its last check")]
+    Withdrawn,
 }
 
 impl Error {
+    /// The registry's answer where it refuses an operation for good
+    /// (distribution-spec: 400 or 405 `UNSUPPORTED` where deletes are
+    /// disabled).
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::Status { status: 405, code: "UNSUPPORTED".into(), message: message.into() }
+    }
+
+    /// Whether the registry refused the operation as unsupported: retrying
+    /// cannot help.
+    pub fn is_unsupported(&self) -> bool {
+        match self {
+            Self::Status { status: 405, .. } => true,
+            Self::Status { status: 400, code, .. } => code == "UNSUPPORTED",
+            _ => false,
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

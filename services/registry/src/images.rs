@@ -110,6 +110,30 @@ impl Client {
         Manifest::parse(&body, &content_type, digest).map(Some)
     }
 
+    /// A manifest's media type and exact bytes (to put back where it was);
+    /// `None` when absent.
+    pub async fn raw_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, Error> {
+        let Some(response) = self.manifest_request(Method::GET, repository, reference).await?
+        else {
+            return Ok(None);
+        };
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(media_types::OCI_MANIFEST)
+            .to_string();
+        let body = read_limited(response, MAX_MANIFEST_BYTES, "manifest").await?;
+        if reference.starts_with("sha256:") && sha256(&body) != reference {
+            return Err(Error::InvalidResponse(format!("manifest {reference} has another digest")));
+        }
+        Ok(Some((content_type, body)))
+    }
+
     /// Creation time of the image `manifest` describes: an image's config
     /// `created`, else its `org.opencontainers.image.created` annotation; an
     /// index's own annotation, else that of its linux/amd64 (or first)

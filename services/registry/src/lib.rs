@@ -16,7 +16,7 @@ mod realm;
 mod token;
 mod writes;
 
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, LastCheck};
 pub use credentials::{CredentialRef, Credentials, Secret};
 pub use directory::{Directory, DirectoryError, GateFactory};
 pub use error::Error;

@@ -24,7 +24,9 @@ impl Client {
         if response.status().is_success() { Ok(()) } else { Err(status_error(response).await) }
     }
 
-    /// One page of the catalog and the cursor of the next (`None` at the end).
+    /// One page of the catalog and the cursor of the next (`None` at the
+    /// end). The cursor is the whole next-page URL the registry linked,
+    /// followed as given: registries with opaque cursors page correctly.
     #[tracing::instrument(level = "debug", skip_all, fields(n, cursor = cursor.unwrap_or_default()))]
     pub async fn catalog_page(
         &self,
@@ -32,27 +34,46 @@ impl Client {
         cursor: Option<&str>,
     ) -> Result<(Vec<String>, Option<String>), Error> {
         let mut call = self.call(Method::GET, "/v2/_catalog", "registry:catalog:*".into())?;
-        // Distribution answers an empty last page to `n=0`: never ask for it.
-        let n = n.clamp(1, MAX_CATALOG_PAGE);
-        call.url.query_pairs_mut().append_pair("n", &n.to_string());
-        if let Some(last) = cursor {
-            call.url.query_pairs_mut().append_pair("last", last);
+        match cursor {
+            Some(next) => call.url = self.same_origin(next)?,
+            // Distribution answers an empty last page to `n=0`: never ask for it.
+            None => {
+                let n = n.clamp(1, MAX_CATALOG_PAGE);
+                call.url.query_pairs_mut().append_pair("n", &n.to_string());
+            }
         }
         let response = self.send(&call).await?;
         if !response.status().is_success() {
             return Err(status_error(response).await);
         }
-        let next = self.next_cursor(&response, "last");
+        let next = self.next_page(&response)?.map(String::from);
         let body = read_limited(response, MAX_LIST_BYTES, "catalog page").await?;
         let names = string_list(&body, "repositories")?;
         Ok((names, next))
     }
 
-    /// The `param` of the next link (`last`), when there is a next page.
-    fn next_cursor(&self, response: &Response, param: &str) -> Option<String> {
-        let link = response.headers().get("link")?.to_str().ok()?;
-        let next = self.inner.base.join(&next_link(link)?).ok()?;
-        next.query_pairs().find(|(k, _)| k == param).map(|(_, v)| v.into_owned())
+    /// The next page's URL from the `Link` header, when there is one. It
+    /// must stay on the registry's origin: credentials go with it.
+    fn next_page(&self, response: &Response) -> Result<Option<url::Url>, Error> {
+        let Some(link) = response.headers().get("link").and_then(|l| l.to_str().ok()) else {
+            return Ok(None);
+        };
+        next_link(link).map(|target| self.same_origin(&target)).transpose()
+    }
+
+    /// `target` (absolute, or relative to the registry) if it is on the
+    /// registry's own origin.
+    fn same_origin(&self, target: &str) -> Result<url::Url, Error> {
+        let base = &self.inner.base;
+        let url = base
+            .join(target)
+            .map_err(|e| Error::InvalidResponse(format!("next page link {target:?}: {e}")))?;
+        if url.origin() != base.origin() {
+            return Err(Error::InvalidResponse(format!(
+                "next page link leaves the registry: {target:?}"
+            )));
+        }
+        Ok(url)
     }
 
     /// Every tag of `repository`, following pages.
@@ -60,17 +81,20 @@ impl Client {
     pub async fn list_tags(&self, repository: &str) -> Result<Vec<String>, Error> {
         repository_ok(repository)?;
         let mut tags = Vec::new();
-        let mut last: Option<String> = None;
+        let mut page: Option<url::Url> = None;
         for _ in 0..MAX_PAGES {
             let mut call = self.call(
                 Method::GET,
                 &format!("/v2/{repository}/tags/list"),
                 pull_scope(repository),
             )?;
-            let n = self.inner.config.tags_page_size.max(1);
-            call.url.query_pairs_mut().append_pair("n", &n.to_string());
-            if let Some(last) = &last {
-                call.url.query_pairs_mut().append_pair("last", last);
+            match &page {
+                // The registry's own link, whole: its cursor may be opaque.
+                Some(url) => call.url = url.clone(),
+                None => {
+                    let n = self.inner.config.tags_page_size.max(1);
+                    call.url.query_pairs_mut().append_pair("n", &n.to_string());
+                }
             }
             let response = self.send(&call).await?;
             if response.status() == StatusCode::NOT_FOUND {
@@ -79,12 +103,12 @@ impl Client {
             if !response.status().is_success() {
                 return Err(status_error(response).await);
             }
-            let next = self.next_cursor(&response, "last");
+            let next = self.next_page(&response)?;
             let body = read_limited(response, MAX_LIST_BYTES, "tag list").await?;
             tags.extend(string_list(&body, "tags")?);
             match next {
                 // A registry that sends us back where we were would loop.
-                Some(next) if last.as_deref() != Some(next.as_str()) => last = Some(next),
+                Some(next) if page.as_ref() != Some(&next) => page = Some(next),
                 _ => return Ok(tags),
             }
         }

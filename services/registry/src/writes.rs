@@ -4,7 +4,7 @@
 use reqwest::header::LOCATION;
 use reqwest::{Method, StatusCode};
 
-use crate::client::{Call, Client, reference_ok, repository_ok, sha256, status_error};
+use crate::client::{Call, Client, LastCheck, reference_ok, repository_ok, sha256, status_error};
 use crate::{Error, validate_digest};
 
 /// What a delete by digest found; deleting what is gone is not an error.
@@ -22,14 +22,24 @@ impl Client {
         repository: &str,
         digest: &str,
     ) -> Result<DeleteOutcome, Error> {
+        self.delete(repository, digest, None).await
+    }
+
+    async fn delete(
+        &self,
+        repository: &str,
+        digest: &str,
+        last_check: Option<LastCheck<'_>>,
+    ) -> Result<DeleteOutcome, Error> {
         repository_ok(repository)?;
         validate_digest(digest)
             .map_err(|reason| Error::InvalidReference(format!("{digest:?}: {reason}")))?;
-        let call = self.call(
+        let mut call = self.call(
             Method::DELETE,
             &format!("/v2/{repository}/manifests/{digest}"),
             format!("repository:{repository}:delete"),
         )?;
+        call.last_check = last_check;
         let response = self.send(&call).await?;
         match response.status() {
             StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT => {
@@ -37,6 +47,35 @@ impl Client {
             }
             StatusCode::NOT_FOUND => Ok(DeleteOutcome::NotFound),
             _ => Err(status_error(response).await),
+        }
+    }
+
+    /// Deletes a manifest by digest if `check`, made right before the
+    /// request leaves (after any wait for the registry's rate limit), still
+    /// says yes; `None` when it said no and nothing was sent.
+    #[tracing::instrument(level = "debug", skip_all, fields(repository = %repository, digest = %digest))]
+    pub async fn delete_manifest_checked(
+        &self,
+        repository: &str,
+        digest: &str,
+        check: LastCheck<'_>,
+    ) -> Result<Option<DeleteOutcome>, Error> {
+        match self.delete(repository, digest, Some(check)).await {
+            Ok(outcome) => Ok(Some(outcome)),
+            Err(Error::Withdrawn) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the registry deletes manifests in `repository`, asked with
+    /// no side effect: a DELETE of a digest that cannot exist answers 404
+    /// where deletes are enabled, 405 (or 400) `UNSUPPORTED` where not.
+    pub async fn deletes_allowed(&self, repository: &str) -> Result<bool, Error> {
+        let nothing = format!("sha256:{}", "0".repeat(64));
+        match self.delete_manifest(repository, &nothing).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_unsupported() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -105,6 +144,7 @@ impl Client {
             content_type: Some("application/octet-stream"),
             body: Some(&body),
             scope,
+            last_check: None,
         };
         let response = self.send(&put).await?;
         if response.status() != StatusCode::CREATED {

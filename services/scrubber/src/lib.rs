@@ -15,6 +15,7 @@ mod runner;
 mod scrub;
 mod snapshot;
 pub mod store;
+mod untag;
 
 use std::sync::Arc;
 

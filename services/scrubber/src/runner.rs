@@ -204,6 +204,11 @@ impl Runner {
                         held.release(d.id);
                         return;
                     }
+                    // 400/405 UNSUPPORTED (deletes disabled): final.
+                    Err(ScrubError::Registry(e)) if e.is_unsupported() => {
+                        tracing::warn!(deletion = d.id, registry = %d.registry, error = %e, "registry refuses deletes");
+                        Finish::Failed { error: format!("the registry refuses: {e}") }
+                    }
                     Err(ScrubError::Registry(e)) => {
                         tracing::warn!(deletion = d.id, error = %e, attempts = d.attempts, "scrub failed");
                         self.retry(&d, e.to_string())

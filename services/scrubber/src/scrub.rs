@@ -9,13 +9,17 @@
 //! comes from a short-lived per-repository snapshot (see `snapshot`).
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use regsweep_policy::Linked;
-use regsweep_registry::{Client, DeleteOutcome, Error, media_types};
+use regsweep_registry::{Client, Error};
 use tokio::time::Instant;
 
 use crate::snapshot::Snapshots;
 use crate::store::{DeletionRecord, Finish};
+use crate::untag::{self, Standing};
 
 /// Why a scrub stopped before finishing.
 #[derive(Debug, thiserror::Error)]
@@ -69,10 +73,20 @@ pub async fn scrub(
     let mut done = Scrubbed::default();
     let mut still_planned = Vec::new();
     for tag in &d.tags {
-        match client.resolve(repo, tag).await? {
-            Some(current) if current.digest == d.digest => still_planned.push(tag.clone()),
+        match untag::standing(client, repo, tag, &d.digest).await? {
+            Standing::Planned => still_planned.push(tag.clone()),
+            // An untag stopped half-way: finished first, whatever follows.
+            placeholder @ Standing::Placeholder(_) => {
+                check(lease, d.id)?;
+                if untag::untag(client, repo, tag, &d.digest, placeholder).await? {
+                    snapshots.removed(&d.registry, repo, None, std::slice::from_ref(tag)).await;
+                    done.deleted_tags.push(tag.clone());
+                } else {
+                    done.skipped_tags.push(tag.clone());
+                }
+            }
             // Gone already, or re-pushed to another image: not ours to remove.
-            _ => done.skipped_tags.push(tag.clone()),
+            Standing::Elsewhere => done.skipped_tags.push(tag.clone()),
         }
     }
     if d.delete_digest {
@@ -80,11 +94,7 @@ pub async fn scrub(
         let others = group.reached_by(client, snapshots, d, &d.digest).await?;
         if others.is_empty() {
             group.delete_linked(client, snapshots, lease, d, &d.before, &mut done).await?;
-            // The last check, right before the image's own DELETE.
-            let others = group.reached_by(client, snapshots, d, &d.digest).await?;
-            if others.is_empty() {
-                check(lease, d.id)?;
-                client.delete_manifest(repo, &d.digest).await?;
+            if group.delete_unreached(client, snapshots, lease, d, &d.digest).await? {
                 snapshots.removed(&d.registry, repo, Some(&d.digest), &still_planned).await;
                 done.digest_deleted = true;
                 done.deleted_tags.append(&mut still_planned);
@@ -92,11 +102,11 @@ pub async fn scrub(
                 return Ok(done);
             }
         }
-        tracing::info!(repository = repo, digest = %d.digest, tags = ?others, "digest still reached, untagging only");
+        tracing::info!(repository = repo, digest = %d.digest, "digest still reached, untagging only");
     }
     for tag in still_planned {
         check(lease, d.id)?;
-        if untag(client, repo, &tag, &d.digest).await? {
+        if untag::untag(client, repo, &tag, &d.digest, Standing::Planned).await? {
             snapshots.removed(&d.registry, repo, None, std::slice::from_ref(&tag)).await;
             done.deleted_tags.push(tag);
         } else {
@@ -105,6 +115,14 @@ pub async fn scrub(
     }
     Ok(done)
 }
+
+/// Verdicts of a last check.
+const CLEAR: u8 = 0;
+const REACHED: u8 = 1;
+const STALE: u8 = 2;
+const LEASE_LOST: u8 = 3;
+/// Last checks that may find the snapshot stale before a deletion gives up.
+const MAX_STALE_CHECKS: usize = 5;
 
 /// The tags one deletion plans to remove: its image's and its linked
 /// manifests'. Any other tag that reaches a manifest keeps it.
@@ -128,6 +146,67 @@ impl<'a> Group<'a> {
         snapshots.reached_by(client, &d.registry, &d.repository, digest, &self.planned).await
     }
 
+    /// Deletes `digest` if no unplanned tag reaches it, checked as the last
+    /// step before the DELETE leaves (after the wait for the registry's
+    /// rate limit); false when one does and nothing was sent. A snapshot
+    /// gone stale during the wait is taken anew outside the request's turn,
+    /// and the request waits for a new one.
+    async fn delete_unreached(
+        &self,
+        client: &Client,
+        snapshots: &Snapshots,
+        lease: &dyn Lease,
+        d: &DeletionRecord,
+        digest: &str,
+    ) -> Result<bool, ScrubError> {
+        for _ in 0..MAX_STALE_CHECKS {
+            if !self.reached_by(client, snapshots, d, digest).await?.is_empty() {
+                return Ok(false);
+            }
+            let verdict = AtomicU8::new(CLEAR);
+            let last_check =
+                || -> Pin<Box<dyn Future<Output = Result<bool, Error>> + Send + '_>> {
+                    Box::pin(async {
+                        let seen = if check(lease, d.id).is_err() {
+                            LEASE_LOST
+                        } else {
+                            let registry = &d.registry;
+                            let found = snapshots
+                                .reached_by_if_fresh(
+                                    client,
+                                    registry,
+                                    &d.repository,
+                                    digest,
+                                    &self.planned,
+                                )
+                                .await?;
+                            match found {
+                                None => STALE,
+                                Some(others) if others.is_empty() => CLEAR,
+                                Some(_) => REACHED,
+                            }
+                        };
+                        verdict.store(seen, Ordering::Relaxed);
+                        Ok(seen == CLEAR)
+                    })
+                };
+            let deleted =
+                client.delete_manifest_checked(&d.repository, digest, &last_check).await?;
+            match verdict.load(Ordering::Relaxed) {
+                LEASE_LOST => return Err(ScrubError::LeaseLost),
+                STALE => continue,
+                REACHED => {
+                    tracing::info!(repository = %d.repository, digest, "reached at the last check, kept");
+                    return Ok(false);
+                }
+                _ => return Ok(deleted.is_some()),
+            }
+        }
+        Err(ScrubError::Registry(Error::InvalidResponse(
+            "the tag snapshot went stale at every last check; the registry is too slow for --tag-snapshot-ttl".into(),
+        )))
+    }
+
     /// Deletes `linked` in order, each only if no unplanned tag reaches it
     /// right before its DELETE. A tag of it that moved elsewhere stays.
     async fn delete_linked(
@@ -141,12 +220,6 @@ impl<'a> Group<'a> {
     ) -> Result<(), ScrubError> {
         let repo = d.repository.as_str();
         for l in linked {
-            let others = self.reached_by(client, snapshots, d, &l.digest).await?;
-            if !others.is_empty() {
-                tracing::info!(repository = repo, digest = %l.digest, tags = ?others, "linked manifest still reached, kept");
-                done.skipped_tags.extend(l.tags.iter().cloned());
-                continue;
-            }
             let mut tags = Vec::new();
             for tag in &l.tags {
                 match client.resolve(repo, tag).await? {
@@ -154,42 +227,14 @@ impl<'a> Group<'a> {
                     _ => done.skipped_tags.push(tag.clone()),
                 }
             }
-            check(lease, d.id)?;
-            client.delete_manifest(repo, &l.digest).await?;
+            if !self.delete_unreached(client, snapshots, lease, d, &l.digest).await? {
+                done.skipped_tags.append(&mut tags);
+                continue;
+            }
             snapshots.removed(&d.registry, repo, Some(&l.digest), &tags).await;
             done.deleted_tags.append(&mut tags);
             done.linked_deleted.push(l.digest.clone());
         }
         Ok(())
-    }
-}
-
-/// Removes `tag` without touching the image it names: points it at a
-/// placeholder manifest of its own and deletes that. False when the tag
-/// moved in the meantime (left alone).
-async fn untag(client: &Client, repo: &str, tag: &str, digest: &str) -> Result<bool, Error> {
-    // Re-resolve right before overwriting: a push since the plan wins.
-    match client.resolve(repo, tag).await? {
-        Some(current) if current.digest == digest => {}
-        _ => return Ok(false),
-    }
-    let config = b"{}".to_vec();
-    let config_size = config.len();
-    let config_digest = client.upload_blob(repo, config).await?;
-    // A unique annotation gives each placeholder its own digest, so two
-    // untags never share (and never delete) one placeholder.
-    let placeholder = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "config": {"mediaType": media_types::OCI_CONFIG, "digest": config_digest, "size": config_size},
-        "layers": [],
-        "annotations": {"io.regsweep.placeholder": format!("{repo}:{tag}:{}", uuid::Uuid::new_v4())},
-    });
-    let body =
-        serde_json::to_vec(&placeholder).map_err(|e| Error::InvalidResponse(e.to_string()))?;
-    let placeholder_digest =
-        client.put_manifest(repo, tag, media_types::OCI_MANIFEST, body).await?;
-    match client.delete_manifest(repo, &placeholder_digest).await? {
-        DeleteOutcome::Deleted | DeleteOutcome::NotFound => Ok(true),
     }
 }

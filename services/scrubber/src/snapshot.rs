@@ -53,7 +53,8 @@ impl Snapshots {
     }
 
     /// The tags outside `planned` that reach `digest`, from a snapshot at
-    /// most `ttl` old (counted from the start of its listing).
+    /// most `ttl` old (counted from the start of its listing), taken anew
+    /// if the one held is older.
     pub async fn reached_by(
         &self,
         client: &Client,
@@ -62,12 +63,48 @@ impl Snapshots {
         digest: &str,
         planned: &HashSet<&str>,
     ) -> Result<Vec<String>, Error> {
+        let found = self.lookup(client, registry, repository, digest, planned, true).await?;
+        Ok(found.unwrap_or_default())
+    }
+
+    /// As `reached_by`, but `None` instead of taking a new snapshot: for
+    /// the last check before a DELETE, which must not spend the registry's
+    /// rate on a listing after its own request took its turn.
+    pub async fn reached_by_if_fresh(
+        &self,
+        client: &Client,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        planned: &HashSet<&str>,
+    ) -> Result<Option<Vec<String>>, Error> {
+        self.lookup(client, registry, repository, digest, planned, false).await
+    }
+
+    async fn lookup(
+        &self,
+        client: &Client,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        planned: &HashSet<&str>,
+        refresh: bool,
+    ) -> Result<Option<Vec<String>>, Error> {
         let slot = self.slot(registry, repository);
-        let mut snapshot = slot.lock().await;
+        let mut snapshot = if refresh {
+            slot.lock().await
+        } else {
+            // Being taken by another deletion right now: stale to this one.
+            let Ok(held) = slot.try_lock() else { return Ok(None) };
+            held
+        };
         if snapshot.as_ref().is_none_or(|s| s.taken.elapsed() >= self.ttl) {
+            if !refresh {
+                return Ok(None);
+            }
             *snapshot = Some(self.take(client, repository).await?);
         }
-        let Some(snapshot) = snapshot.as_ref() else { return Ok(Vec::new()) };
+        let Some(snapshot) = snapshot.as_ref() else { return Ok(Some(Vec::new())) };
         let mut found = Vec::new();
         for (tag, target) in &snapshot.tags {
             if planned.contains(tag.as_str()) {
@@ -78,7 +115,7 @@ impl Snapshots {
             }
         }
         found.sort_unstable();
-        Ok(found)
+        Ok(Some(found))
     }
 
     /// Whether the index `from` lists `digest`, at any depth.

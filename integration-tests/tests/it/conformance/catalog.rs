@@ -1,6 +1,7 @@
 //! The catalog: repositories from catalog syncs, and the limited-capacity
 //! selection of cleanups (DESIGN.md section 5).
 
+use regsweep_policy::{AttachmentPolicy, TagCleanupArgs};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -34,6 +35,7 @@ fn new_policy(registry_id: i64, enabled: bool) -> NewPolicy {
         older_than_seconds: 0,
         name_regex_delete: ".*".into(),
         name_regex_keep: String::new(),
+        attachments: AttachmentPolicy::Keep,
         dry_run: false,
         enabled,
         next_run_at: Utc::now() + chrono::Duration::days(1),
@@ -127,6 +129,12 @@ pub async fn selection_starts_at_most_capacity_and_advances_a_completed_run(f: F
     assert_eq!(jobs[0].args["registry"], "r");
     assert_eq!(jobs[0].args["rules"]["keep_n"], 2);
     assert_eq!(jobs[0].args["time_budget_seconds"], 300);
+    // The job's arguments are the contract the worker reads, policy choices
+    // included.
+    let args: TagCleanupArgs = serde_json::from_value(jobs[0].args.clone()).expect("the contract");
+    assert_eq!(args.rules.attachments, AttachmentPolicy::Keep);
+    let policy = f.catalog().get_policy("p").await.unwrap().expect("policy");
+    assert_eq!(policy.attachments, AttachmentPolicy::Keep);
     let mut started = 2;
     let mut advanced = Vec::new();
     for job in &jobs {

@@ -14,7 +14,9 @@ use super::mask::UpdateMask;
 use super::preview;
 use crate::error::ApiError;
 use crate::store::JobStore;
-use crate::store::catalog::{CatalogStore, NewPolicy, PolicyMatcher, PolicyRecord};
+use crate::store::catalog::{
+    CatalogStore, NewPolicy, PolicyMatcher, PolicyRecord, attachments_from_proto,
+};
 
 const UPDATABLE: &[&str] = &[
     "repository_selector",
@@ -23,6 +25,7 @@ const UPDATABLE: &[&str] = &[
     "older_than",
     "name_regex_delete",
     "name_regex_keep",
+    "attachments",
     "dry_run",
     "disabled",
 ];
@@ -103,6 +106,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         older_than_seconds,
         name_regex_delete: p.name_regex_delete.clone(),
         name_regex_keep: p.name_regex_keep.clone(),
+        attachments: attachments_from_proto(p.attachments()),
         ..Default::default()
     };
     for violation in
@@ -125,6 +129,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         older_than_seconds,
         name_regex_delete: p.name_regex_delete.clone(),
         name_regex_keep: p.name_regex_keep.clone(),
+        attachments: spec.attachments,
         dry_run: p.dry_run,
         enabled: !p.disabled,
         next_run_at,
@@ -156,6 +161,9 @@ fn merge(
     }
     if has("name_regex_keep") {
         merged.name_regex_keep.clone_from(&update.name_regex_keep);
+    }
+    if has("attachments") {
+        merged.attachments = update.attachments;
     }
     if has("dry_run") {
         merged.dry_run = update.dry_run;

@@ -1,6 +1,7 @@
 //! Storage of registries, policies and repositories, and the
 //! limited-capacity selection of repositories due for cleanup.
 
+use regsweep_policy::AttachmentPolicy;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -64,6 +65,7 @@ pub struct PolicyRecord {
     pub older_than_seconds: i64,
     pub name_regex_delete: String,
     pub name_regex_keep: String,
+    pub attachments: AttachmentPolicy,
     pub dry_run: bool,
     pub enabled: bool,
     pub next_run_at: DateTime<Utc>,
@@ -85,6 +87,7 @@ impl PolicyRecord {
             }),
             name_regex_delete: self.name_regex_delete.clone(),
             name_regex_keep: self.name_regex_keep.clone(),
+            attachments: attachments_to_proto(self.attachments).into(),
             dry_run: self.dry_run,
             disabled: !self.enabled,
             next_run_at: Some(timestamp_from_chrono(self.next_run_at)),
@@ -101,8 +104,42 @@ impl PolicyRecord {
             older_than_seconds: self.older_than_seconds,
             name_regex_delete: self.name_regex_delete.clone(),
             name_regex_keep: self.name_regex_keep.clone(),
+            attachments: self.attachments,
             ..Default::default()
         }
+    }
+}
+
+pub fn attachments_to_proto(a: AttachmentPolicy) -> v1::AttachmentPolicy {
+    match a {
+        AttachmentPolicy::DeleteWithSubject => v1::AttachmentPolicy::DeleteWithSubject,
+        AttachmentPolicy::Keep => v1::AttachmentPolicy::Keep,
+    }
+}
+
+pub fn attachments_from_proto(a: v1::AttachmentPolicy) -> AttachmentPolicy {
+    match a {
+        v1::AttachmentPolicy::Keep => AttachmentPolicy::Keep,
+        v1::AttachmentPolicy::DeleteWithSubject | v1::AttachmentPolicy::Unspecified => {
+            AttachmentPolicy::DeleteWithSubject
+        }
+    }
+}
+
+/// The stored name of an attachment policy.
+pub fn attachments_name(a: AttachmentPolicy) -> &'static str {
+    match a {
+        AttachmentPolicy::DeleteWithSubject => "delete_with_subject",
+        AttachmentPolicy::Keep => "keep",
+    }
+}
+
+/// An attachment policy as stored. An unknown name keeps attachments:
+/// of the two readings, the one that deletes nothing.
+pub fn attachments_parse(name: &str) -> AttachmentPolicy {
+    match name {
+        "delete_with_subject" => AttachmentPolicy::DeleteWithSubject,
+        _ => AttachmentPolicy::Keep,
     }
 }
 
@@ -117,6 +154,7 @@ pub struct NewPolicy {
     pub older_than_seconds: i64,
     pub name_regex_delete: String,
     pub name_regex_keep: String,
+    pub attachments: AttachmentPolicy,
     pub dry_run: bool,
     pub enabled: bool,
     pub next_run_at: DateTime<Utc>,

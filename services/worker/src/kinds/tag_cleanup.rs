@@ -50,7 +50,11 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
     };
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.time_budget_seconds);
-    let inventory = match read(&ctx, &args, deadline).await {
+    let client = match ctx.services().registry_client(&args.registry).await {
+        Ok(client) => client,
+        Err(e) => return Outcome::Failed { error: e.to_string(), retryable: e.is_retryable() },
+    };
+    let inventory = match read(&ctx, &client, &args, deadline).await {
         Ok(inventory) => inventory,
         Err(Stopped::Cancelled) => return Outcome::Cancelled,
         Err(Stopped::Failed(outcome)) => return outcome,
@@ -77,6 +81,9 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         if args.dry_run { ", dry run" } else { "" }
     ));
     let submit_now = !args.dry_run && !args.preview && !plan.images.is_empty();
+    if submit_now && let Err(outcome) = deletes_allowed(&client, &args.repository).await {
+        return outcome;
+    }
     let deletions = if submit_now {
         match submit(&ctx, &args, &plan).await {
             Ok(ids) => ids,
@@ -98,14 +105,10 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
 /// Lists and reads the repository within the time budget.
 async fn read(
     ctx: &JobContext,
+    client: &Client,
     args: &TagCleanupArgs,
     deadline: Instant,
 ) -> Result<Inventory, Stopped> {
-    let client = ctx
-        .services()
-        .registry_client(&args.registry)
-        .await
-        .map_err(|e| failed(e.to_string(), e.is_retryable()))?;
     let listed = tokio::select! {
         tags = client.list_tags(&args.repository) => tags,
         () = ctx.cancelled() => return Err(Stopped::Cancelled),
@@ -123,7 +126,7 @@ async fn read(
         }
     };
     ctx.log(format!("{} tags in {}", names.len(), args.repository));
-    read_tags(ctx, client, &args.repository, names, deadline).await
+    read_tags(ctx, client.clone(), &args.repository, names, deadline).await
 }
 
 async fn read_tags(
@@ -173,6 +176,25 @@ async fn read_tags(
         inventory = reader.finish(read) => Ok(inventory),
         () = ctx.cancelled() => Err(Stopped::Cancelled),
         () = tokio::time::sleep_until(deadline) => Err(Stopped::OutOfTime { evaluated: done }),
+    }
+}
+
+/// A registry that refuses manifest deletes (405 or 400 `UNSUPPORTED`)
+/// fails the cleanup at once, with that reason, before anything is
+/// submitted: its plan would only fail deletion by deletion.
+async fn deletes_allowed(client: &Client, repository: &str) -> Result<(), Outcome> {
+    match client.deletes_allowed(repository).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Outcome::Failed {
+            error: "the registry does not delete manifests (it answers UNSUPPORTED): \
+                    nothing was submitted"
+                .into(),
+            retryable: false,
+        }),
+        Err(e) => {
+            let e = ServiceError::Registry(e);
+            Err(Outcome::Failed { error: e.to_string(), retryable: e.is_retryable() })
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use sqlx::types::Json;
 
 use crate::store::StoreError;
 use crate::store::catalog::{
-    DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord,
+    DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord, attachments_name,
 };
 use crate::store::rows::{self, Credentials, POLICY_SELECT, REGISTRY_COLUMNS};
 
@@ -139,8 +139,9 @@ pub async fn create_policy(
 ) -> Result<Option<PolicyRecord>, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO policies (name, registry_id, repository_selector, cadence, keep_n,
-             older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at,
+             attachments)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&p.name)
     .bind(p.registry_id)
@@ -153,6 +154,7 @@ pub async fn create_policy(
     .bind(p.dry_run)
     .bind(p.enabled)
     .bind(p.next_run_at)
+    .bind(attachments_name(p.attachments))
     .execute(pool)
     .await;
     match inserted {
@@ -172,7 +174,7 @@ pub async fn update_policy(
              older_than_seconds = $5, name_regex_delete = $6, name_regex_keep = $7,
              dry_run = $8, enabled = $9,
              armed_run_at = CASE WHEN next_run_at = $10 THEN armed_run_at END,
-             next_run_at = $10, updated_at = now()
+             next_run_at = $10, attachments = $11, updated_at = now()
          WHERE name = $1 RETURNING id",
     )
     .bind(&p.name)
@@ -185,6 +187,7 @@ pub async fn update_policy(
     .bind(p.dry_run)
     .bind(p.enabled)
     .bind(p.next_run_at)
+    .bind(attachments_name(p.attachments))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {

@@ -140,7 +140,8 @@ async fn pick(
                             'keep_n', p.keep_n,
                             'older_than_seconds', p.older_than_seconds,
                             'name_regex_delete', p.name_regex_delete,
-                            'name_regex_keep', p.name_regex_keep),
+                            'name_regex_keep', p.name_regex_keep,
+                            'attachments', p.attachments),
                         'dry_run', p.dry_run,
                         'time_budget_seconds', $2::bigint) AS args
              FROM picked

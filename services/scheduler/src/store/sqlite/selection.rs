@@ -2,13 +2,14 @@
 //! PostgreSQL module documents the steps). One write transaction: with
 //! one writer, no other tick or job end can change `ongoing` meanwhile.
 
+use regsweep_policy::{RuleSpec, TagCleanupArgs};
 use sqlx::SqliteConnection;
 
 use super::jobs::{KeyedJob, insert_keyed_job};
 use super::rows::ACTIVE;
 use super::{SqliteStore, now_micros, span_micros, time};
 use crate::store::StoreError;
-use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig};
+use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig, attachments_parse};
 use crate::store::model::policy_run_span;
 
 pub async fn select(
@@ -111,6 +112,7 @@ struct Picked {
     older_than_seconds: i64,
     name_regex_delete: String,
     name_regex_keep: String,
+    attachments: String,
     dry_run: bool,
     trace_context: Option<String>,
 }
@@ -126,8 +128,8 @@ async fn pick(
 ) -> Result<(Vec<(i64, i64)>, bool), StoreError> {
     let picked: Vec<Picked> = sqlx::query_as(
         "SELECT r.id, g.name AS registry, r.name AS repository, p.name AS policy, p.keep_n,
-                p.older_than_seconds, p.name_regex_delete, p.name_regex_keep, p.dry_run,
-                r.trace_context
+                p.older_than_seconds, p.name_regex_delete, p.name_regex_keep, p.attachments,
+                p.dry_run, r.trace_context
          FROM (SELECT id, registry_id, name, policy_id, trace_context FROM repositories
                WHERE cleanup_status IN ('scheduled', 'unfinished') AND policy_id IS NOT NULL
                ORDER BY (cleanup_status = 'unfinished'), cleanup_started_at, id
@@ -144,20 +146,25 @@ async fn pick(
     let mut inserted = false;
     for p in picked {
         let key = format!("tag_cleanup:{}", p.id);
-        let args = serde_json::json!({
-            "registry": p.registry,
-            "repository": p.repository,
-            "repository_id": p.id,
-            "policy": p.policy,
-            "rules": {
-                "keep_n": p.keep_n,
-                "older_than_seconds": p.older_than_seconds,
-                "name_regex_delete": p.name_regex_delete,
-                "name_regex_keep": p.name_regex_keep,
+        let args = TagCleanupArgs {
+            registry: p.registry,
+            repository: p.repository,
+            repository_id: u64::try_from(p.id).unwrap_or_default(),
+            policy: p.policy,
+            rules: RuleSpec {
+                keep_n: i64::from(p.keep_n),
+                older_than_seconds: p.older_than_seconds,
+                name_regex_delete: p.name_regex_delete,
+                name_regex_keep: p.name_regex_keep,
+                attachments: attachments_parse(&p.attachments),
+                ..RuleSpec::default()
             },
-            "dry_run": p.dry_run,
-            "time_budget_seconds": budget,
-        });
+            dry_run: p.dry_run,
+            preview: false,
+            time_budget_seconds: u64::try_from(budget).unwrap_or_default(),
+        };
+        // Plain data: serializing it cannot fail.
+        let args = serde_json::to_value(&args).unwrap_or_default();
         let keyed = KeyedJob {
             kind: "tag_cleanup",
             args: &args,
