@@ -19,6 +19,15 @@ const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// What an index says of each manifest it lists.
+#[derive(Clone, Copy)]
+enum Listed {
+    /// Its platform (a multi-arch image).
+    Platform,
+    /// Its artifact type (a referrers index).
+    Artifact,
+}
+
 /// A running registry, killed on drop.
 pub struct TestRegistry {
     dir: tempfile::TempDir,
@@ -196,24 +205,44 @@ impl TestRegistry {
         children: &[(&str, &str)],
         unique: &str,
     ) -> String {
+        let annotations = serde_json::json!({"test.unique": unique});
+        self.push_listing(repo, &[], OCI_INDEX, children, Listed::Platform, annotations).await
+    }
+
+    /// Pushes an index of `media_type` over `children` (digest and
+    /// architecture or artifact type) under `tags`; returns its digest.
+    async fn push_listing(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        media_type: &str,
+        children: &[(&str, &str)],
+        listed: Listed,
+        annotations: serde_json::Value,
+    ) -> String {
         let mut manifests = Vec::new();
-        for (digest, arch) in children {
-            let (media_type, size) = self.descriptor(repo, digest).await;
-            manifests.push(serde_json::json!({
-                "mediaType": media_type,
-                "digest": digest,
-                "size": size,
-                "platform": {"os": "linux", "architecture": arch},
-            }));
+        for (digest, detail) in children {
+            let (child_type, size) = self.descriptor(repo, digest).await;
+            let mut child =
+                serde_json::json!({"mediaType": child_type, "digest": digest, "size": size});
+            match listed {
+                Listed::Platform => {
+                    child["platform"] = serde_json::json!({"os": "linux", "architecture": detail});
+                }
+                Listed::Artifact => child["artifactType"] = (*detail).into(),
+            }
+            manifests.push(child);
         }
-        let index = serde_json::to_vec(&serde_json::json!({
+        let mut index = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
+            "mediaType": media_type,
             "manifests": manifests,
-            "annotations": {"test.unique": unique},
-        }))
-        .expect("index json");
-        self.put_manifest(repo, &[], OCI_INDEX, &index).await
+        });
+        if annotations.as_object().is_some_and(|a| !a.is_empty()) {
+            index["annotations"] = annotations;
+        }
+        let index = serde_json::to_vec(&index).expect("index json");
+        self.put_manifest(repo, tags, media_type, &index).await
     }
 
     /// Every manifest `repo` still stores, by digest (from its storage:
@@ -351,23 +380,8 @@ impl TestRegistry {
 
     /// Pushes a Docker manifest list over `children` under `tag`.
     pub async fn push_list(&self, repo: &str, tag: &str, children: &[(&str, &str)]) -> String {
-        let mut manifests = Vec::new();
-        for (digest, arch) in children {
-            let (media_type, size) = self.descriptor(repo, digest).await;
-            manifests.push(serde_json::json!({
-                "mediaType": media_type,
-                "digest": digest,
-                "size": size,
-                "platform": {"os": "linux", "architecture": arch},
-            }));
-        }
-        let list = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": DOCKER_LIST,
-            "manifests": manifests,
-        }))
-        .expect("list json");
-        self.put_manifest(repo, &[tag], DOCKER_LIST, &list).await
+        let none = serde_json::json!({});
+        self.push_listing(repo, &[tag], DOCKER_LIST, children, Listed::Platform, none).await
     }
 
     /// Pushes a cosign-style signature of `subject` under its tag
@@ -422,20 +436,9 @@ impl TestRegistry {
         subject: &str,
         artifacts: &[(&str, &str)],
     ) -> String {
-        let mut manifests = Vec::new();
-        for (digest, artifact_type) in artifacts {
-            let (media_type, size) = self.descriptor(repo, digest).await;
-            manifests.push(serde_json::json!({
-                "mediaType": media_type, "digest": digest, "size": size, "artifactType": artifact_type,
-            }));
-        }
-        let index = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": manifests,
-        }))
-        .expect("index json");
-        self.put_manifest(repo, &[&subject.replace(':', "-")], OCI_INDEX, &index).await
+        let tag = subject.replace(':', "-");
+        let none = serde_json::json!({});
+        self.push_listing(repo, &[&tag], OCI_INDEX, artifacts, Listed::Artifact, none).await
     }
 
     /// The media type and size of a manifest, by HEAD.

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use regsweep_integration_tests::{Scheduler, TestDb, TestRegistry, Worker};
-use regsweep_proto::v1;
+use regsweep_integration_tests::TestRegistry;
 
+use crate::previews::Previews;
 use crate::stats;
 
 #[derive(clap::Args)]
@@ -100,46 +100,10 @@ pub async fn run(args: Args) -> Result<()> {
     let tags = seed(&registry, repo, args.images).await;
     println!("seeded {} tags in {:?}", tags.len(), seeding.elapsed());
 
-    let db = TestDb::create().await;
-    let scheduler = Scheduler::launch("scheduler", &db.url, &[], false).await;
-    let _worker = Worker::spawn_with(&scheduler.url, "bench-worker", &[], false);
-    let channel = scheduler.channel().await;
-    let mut registries = v1::registry_service_client::RegistryServiceClient::new(channel.clone());
-    let definition =
-        v1::Registry { name: "local".into(), url: registry.url(), ..Default::default() };
-    registries.create_registry(v1::CreateRegistryRequest { registry: Some(definition) }).await?;
-    let mut policies = v1::policy_service_client::PolicyServiceClient::new(channel.clone());
-    let policy = v1::Policy {
-        name: "bench".into(),
-        registry: "local".into(),
-        repository_selector: "**".into(),
-        cadence: "1d".into(),
-        keep_n: 10,
-        dry_run: true,
-        ..Default::default()
-    };
-    policies.create_policy(v1::CreatePolicyRequest { policy: Some(policy) }).await?;
-
+    let mut previews = Previews::start(&registry.url()).await?;
     let (mut regsweep, mut raw) = (Vec::new(), Vec::new());
     for run in 1..=args.runs {
-        let request = v1::PreviewPolicyRequest { policy: "bench".into(), repository: repo.into() };
-        let preview = policies.preview_policy(request).await?.into_inner();
-        anyhow::ensure!(
-            preview.decisions.len() == tags.len() && preview.blocked.is_empty(),
-            "preview decided {} tags ({})",
-            preview.decisions.len(),
-            preview.blocked
-        );
-        let job = v1::job_service_client::JobServiceClient::new(channel.clone())
-            .get_job(v1::GetJobRequest { id: preview.job_id })
-            .await?
-            .into_inner()
-            .job
-            .context("job")?;
-        let result = regsweep_proto::struct_to_json(job.result.as_ref().context("result")?);
-        // The job's own measure: listing, reading the graph and planning.
-        let elapsed_ms = result["elapsed_ms"].as_f64().context("elapsed_ms")?;
-        let ours = tags.len() as f64 / (elapsed_ms / 1000.0);
+        let ours = previews.tags_per_second(repo, tags.len()).await?;
         let theirs = tags.len() as f64 / bare(&registry.url(), repo, &tags).await?.as_secs_f64();
         println!(
             "run {run}: tag_cleanup {ours:.0} tags/s, bare client {theirs:.0} tags/s ({:.0}%)",

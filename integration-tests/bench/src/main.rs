@@ -4,6 +4,7 @@
 
 mod cpu;
 mod graph;
+mod previews;
 mod queue;
 mod reclaim;
 mod scrub;

@@ -469,7 +469,11 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
     let db = TestDb::create().await;
     let scheduler = Scheduler::start(&db, &[]).await;
     create_rated_registry(&scheduler, "faulty", proxy.url(), 30.0).await;
-    let flags = ["--delay", "0s", "--parallelism", "8", "--max-attempts", "4"];
+    // A registry this slow (a 1.5 s stall every 11 requests) takes longer
+    // than the default 2 s to list: a tag snapshot would be stale on
+    // arrival, since its age counts from the start of its listing.
+    let flags =
+        ["--delay", "0s", "--parallelism", "8", "--max-attempts", "4", "--tag-snapshot-ttl", "5s"];
     let scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
     let mut client = scrubber.client().await;
     submit(&mut client, 1, "faulty", "faulty/app", images).await;

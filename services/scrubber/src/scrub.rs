@@ -160,6 +160,7 @@ impl<'a> Group<'a> {
         digest: &str,
     ) -> Result<bool, ScrubError> {
         for _ in 0..MAX_STALE_CHECKS {
+            let since = Instant::now();
             if !self.reached_by(client, snapshots, d, digest).await?.is_empty() {
                 return Ok(false);
             }
@@ -167,25 +168,7 @@ impl<'a> Group<'a> {
             let last_check =
                 || -> Pin<Box<dyn Future<Output = Result<bool, Error>> + Send + '_>> {
                     Box::pin(async {
-                        let seen = if check(lease, d.id).is_err() {
-                            LEASE_LOST
-                        } else {
-                            let registry = &d.registry;
-                            let found = snapshots
-                                .reached_by_if_fresh(
-                                    client,
-                                    registry,
-                                    &d.repository,
-                                    digest,
-                                    &self.planned,
-                                )
-                                .await?;
-                            match found {
-                                None => STALE,
-                                Some(others) if others.is_empty() => CLEAR,
-                                Some(_) => REACHED,
-                            }
-                        };
+                        let seen = self.verdict(client, snapshots, lease, d, digest, since).await?;
                         verdict.store(seen, Ordering::Relaxed);
                         Ok(seen == CLEAR)
                     })
@@ -205,6 +188,30 @@ impl<'a> Group<'a> {
         Err(ScrubError::Registry(Error::InvalidResponse(
             "the tag snapshot went stale at every last check; the registry is too slow for --tag-snapshot-ttl".into(),
         )))
+    }
+
+    /// The last check's verdict on `digest`, from the snapshot as it is.
+    async fn verdict(
+        &self,
+        client: &Client,
+        snapshots: &Snapshots,
+        lease: &dyn Lease,
+        d: &DeletionRecord,
+        digest: &str,
+        since: Instant,
+    ) -> Result<u8, Error> {
+        if check(lease, d.id).is_err() {
+            return Ok(LEASE_LOST);
+        }
+        let (registry, repository) = (&d.registry, &d.repository);
+        let found = snapshots
+            .reached_by_if_fresh(client, registry, repository, digest, &self.planned, since)
+            .await?;
+        Ok(match found {
+            None => STALE,
+            Some(others) if others.is_empty() => CLEAR,
+            Some(_) => REACHED,
+        })
     }
 
     /// Deletes `linked` in order, each only if no unplanned tag reaches it

@@ -63,13 +63,16 @@ impl Snapshots {
         digest: &str,
         planned: &HashSet<&str>,
     ) -> Result<Vec<String>, Error> {
-        let found = self.lookup(client, registry, repository, digest, planned, true).await?;
+        let found = self.lookup(client, registry, repository, digest, planned, None).await?;
         Ok(found.unwrap_or_default())
     }
 
     /// As `reached_by`, but `None` instead of taking a new snapshot: for
     /// the last check before a DELETE, which must not spend the registry's
-    /// rate on a listing after its own request took its turn.
+    /// rate on a listing after its own request took its turn. A snapshot
+    /// whose listing started at or after `since` (the caller's own check
+    /// before its wait) counts as fresh whatever its age: where one listing
+    /// takes longer than the TTL, that is as fresh as a snapshot gets.
     pub async fn reached_by_if_fresh(
         &self,
         client: &Client,
@@ -77,8 +80,9 @@ impl Snapshots {
         repository: &str,
         digest: &str,
         planned: &HashSet<&str>,
+        since: Instant,
     ) -> Result<Option<Vec<String>>, Error> {
-        self.lookup(client, registry, repository, digest, planned, false).await
+        self.lookup(client, registry, repository, digest, planned, Some(since)).await
     }
 
     async fn lookup(
@@ -88,18 +92,22 @@ impl Snapshots {
         repository: &str,
         digest: &str,
         planned: &HashSet<&str>,
-        refresh: bool,
+        no_refresh_since: Option<Instant>,
     ) -> Result<Option<Vec<String>>, Error> {
         let slot = self.slot(registry, repository);
-        let mut snapshot = if refresh {
-            slot.lock().await
-        } else {
+        let mut snapshot = match no_refresh_since {
+            None => slot.lock().await,
             // Being taken by another deletion right now: stale to this one.
-            let Ok(held) = slot.try_lock() else { return Ok(None) };
-            held
+            Some(_) => match slot.try_lock() {
+                Ok(held) => held,
+                Err(_) => return Ok(None),
+            },
         };
-        if snapshot.as_ref().is_none_or(|s| s.taken.elapsed() >= self.ttl) {
-            if !refresh {
+        let fresh = |s: &Snapshot| {
+            s.taken.elapsed() < self.ttl || no_refresh_since.is_some_and(|since| s.taken >= since)
+        };
+        if !snapshot.as_ref().is_some_and(fresh) {
+            if no_refresh_since.is_some() {
                 return Ok(None);
             }
             *snapshot = Some(self.take(client, repository).await?);
