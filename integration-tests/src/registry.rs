@@ -441,15 +441,19 @@ impl TestRegistry {
         self.push_listing(repo, &[&tag], OCI_INDEX, artifacts, Listed::Artifact, none).await
     }
 
-    /// The media type and size of a manifest, by HEAD.
-    async fn descriptor(&self, repo: &str, reference: &str) -> (String, u64) {
-        let response = self
-            .http
+    /// A HEAD of a manifest with every manifest type accepted.
+    async fn head(&self, repo: &str, reference: &str) -> reqwest::Response {
+        self.http
             .head(format!("{}/v2/{repo}/manifests/{reference}", self.url))
             .header("accept", ACCEPT)
             .send()
             .await
-            .expect("head manifest");
+            .expect("head manifest")
+    }
+
+    /// The media type and size of a manifest, by HEAD.
+    async fn descriptor(&self, repo: &str, reference: &str) -> (String, u64) {
+        let response = self.head(repo, reference).await;
         assert!(response.status().is_success(), "head {repo}@{reference}: {}", response.status());
         let media_type = response.headers()["content-type"].to_str().expect("type").to_string();
         (media_type, response.content_length().unwrap_or_default())
@@ -457,14 +461,7 @@ impl TestRegistry {
 
     /// Whether the manifest `digest` is still in `repo`.
     pub async fn has_manifest(&self, repo: &str, digest: &str) -> bool {
-        let response = self
-            .http
-            .head(format!("{}/v2/{repo}/manifests/{digest}", self.url))
-            .header("accept", ACCEPT)
-            .send()
-            .await
-            .expect("head manifest");
-        response.status().is_success()
+        self.head(repo, digest).await.status().is_success()
     }
 
     /// Whether `tag` pulls: its manifest resolves, and so does every
@@ -492,13 +489,7 @@ impl TestRegistry {
 
     /// The digest `tag` points at, or `None` when it does not exist.
     pub async fn tag_digest(&self, repo: &str, tag: &str) -> Option<String> {
-        let response = self
-            .http
-            .head(format!("{}/v2/{repo}/manifests/{tag}", self.url))
-            .header("accept", ACCEPT)
-            .send()
-            .await
-            .expect("head manifest");
+        let response = self.head(repo, tag).await;
         if response.status() == 404 {
             return None;
         }
