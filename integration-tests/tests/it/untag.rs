@@ -172,3 +172,60 @@ async fn a_policy_on_a_registry_without_deletes_fails_at_once_and_submits_nothin
     assert!(listed.deletions.is_empty(), "nothing submitted: {:?}", listed.deletions);
     assert_eq!(registry.manifests("team/app"), before, "never written to");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_onto_planned_digests_during_the_undo_window_keep_them() {
+    let registry = TestRegistry::start().await;
+    let tagged = registry.push_image("app", &["v1"], None, "tagged").await;
+    let listed = registry.push_image("app", &["v2"], None, "listed").await;
+    let alone = registry.push_image("app", &["v3"], None, "alone").await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "2s"]).await;
+    let client = scrubber.client().await;
+    let request = v1::SubmitDeletionsRequest {
+        job_id: 1,
+        attempt: 1,
+        registry: "local".into(),
+        repository: "app".into(),
+        images: vec![
+            image(&tagged, &["v1"], true),
+            image(&listed, &["v2"], true),
+            image(&alone, &["v3"], true),
+        ],
+    };
+    client.clone().submit_deletions(request).await.expect("submit");
+    // Within the undo window: a new tag on one planned digest, and a new
+    // multi-arch index listing another.
+    registry.tag("app", "release", &tagged).await;
+    let index = registry.push_index("app", "multi", &[(&listed, "amd64")]).await;
+    let ended = wait_until("the deletions to end", Duration::from_secs(30), || {
+        let mut client = client.clone();
+        async move {
+            let request = v1::ListDeletionsRequest { job_id: 1, ..Default::default() };
+            let listed = client.list_deletions(request).await.ok()?.into_inner().deletions;
+            let done =
+                listed.len() == 3 && listed.iter().all(|d| d.status() == DeletionStatus::Deleted);
+            done.then_some(listed)
+        }
+    })
+    .await;
+    // The planned tags are gone; what the pushes reach stays, and pulls.
+    for tag in ["v1", "v2", "v3"] {
+        assert_eq!(registry.tag_digest("app", tag).await, None, "{tag} survived: {ended:?}");
+    }
+    assert_eq!(registry.tag_digest("app", "release").await, Some(tagged.clone()));
+    assert_eq!(registry.tag_digest("app", "multi").await, Some(index));
+    registry.pull("app", "multi").await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        registry.has_manifest("app", &tagged).await && registry.has_manifest("app", &listed).await
+    );
+    // The unplanned image went whole.
+    assert!(!registry.has_manifest("app", &alone).await);
+    let by_digest: Vec<(String, bool)> = ended
+        .iter()
+        .map(|d| (d.image.as_ref().expect("image").digest.clone(), d.digest_deleted))
+        .collect();
+    assert!(by_digest.contains(&(tagged, false)) && by_digest.contains(&(listed, false)));
+}
