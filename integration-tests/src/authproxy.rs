@@ -56,6 +56,8 @@ struct Shared {
     /// path arrived while one was.
     deleting_paths: Mutex<Vec<String>>,
     overlapping_deletes: AtomicU32,
+    /// Every manifest DELETE and PUT forwarded: (method, path).
+    destructive: Mutex<Vec<(String, String)>>,
     /// When each forwarded request arrived, since the proxy started.
     arrivals: Mutex<Vec<std::time::Duration>>,
     started: std::time::Instant,
@@ -168,6 +170,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         _ => {}
     }
     shared.arrivals.lock().expect("arrivals").push(shared.started.elapsed());
+    let writes = [axum::http::Method::DELETE, axum::http::Method::PUT];
+    if writes.contains(&parts.method) && parts.uri.path().contains("/manifests/") {
+        let request = (parts.method.to_string(), parts.uri.path().to_string());
+        shared.destructive.lock().expect("destructive").push(request);
+    }
     let _guard = (parts.method == axum::http::Method::DELETE).then(|| {
         let now = shared.deletes_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         shared.max_deletes_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -282,6 +289,7 @@ impl AuthProxy {
             max_deletes_in_flight: AtomicU32::new(0),
             deleting_paths: Mutex::new(Vec::new()),
             overlapping_deletes: AtomicU32::new(0),
+            destructive: Mutex::new(Vec::new()),
             arrivals: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),
         });
@@ -300,6 +308,11 @@ impl AuthProxy {
     /// Requests the proxy received outside `/token`.
     pub fn requests(&self) -> u32 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Every manifest DELETE and PUT forwarded, in order: (method, path).
+    pub fn destructive_requests(&self) -> Vec<(String, String)> {
+        self.shared.destructive.lock().expect("destructive").clone()
     }
 
     /// Most DELETE requests the proxy had in flight at once.

@@ -71,3 +71,94 @@ pub fn update(job_id: i64, attempt: u32, status: v1::JobStatus) -> Out {
 pub fn credit(kind: &str, n: u32) -> Out {
     Out::Credit(v1::Credit { kind: kind.into(), n, capacity_generation: 0 })
 }
+
+/// A `tag_cleanup` job of one repository, created by hand and held running
+/// by a bare worker that heartbeats it: the attempt a scrubber accepts a
+/// plan from, for tests that hand the scrubber a plan themselves.
+pub struct HeldCleanup {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub registry: String,
+    pub repository: String,
+    worker: RawWorker,
+    heartbeats: tokio::task::JoinHandle<()>,
+}
+
+impl HeldCleanup {
+    /// Creates the job and holds it; no other worker of `tag_cleanup` may
+    /// be connected to `scheduler`.
+    pub async fn start(scheduler: &Scheduler, registry: &str, repository: &str) -> Self {
+        let args = serde_json::json!({"registry": registry, "repository": repository});
+        let job = scheduler
+            .jobs()
+            .await
+            .create_job(v1::CreateJobRequest {
+                kind: "tag_cleanup".into(),
+                args: Some(regsweep_proto::json_to_struct(args)),
+                ..Default::default()
+            })
+            .await
+            .expect("create the cleanup job")
+            .into_inner()
+            .job
+            .expect("job");
+        let mut worker = RawWorker::connect(scheduler, "plan-holder", &[("tag_cleanup", 1)]).await;
+        worker.send(credit("tag_cleanup", 1)).await;
+        let In::Assign(v1::Assign { job: Some(assigned), .. }) = worker.next().await else {
+            panic!("expected the cleanup job")
+        };
+        assert_eq!(assigned.id, job.id, "another tag_cleanup job was waiting");
+        worker.send(update(job.id, assigned.attempt, v1::JobStatus::Running)).await;
+        let tx = worker.tx.clone();
+        let running =
+            vec![v1::RunningJob { job_id: job.id, attempt: assigned.attempt, progress: 0.0 }];
+        let heartbeats = tokio::spawn(async move {
+            loop {
+                let beat = Out::Heartbeat(v1::Heartbeat { running: running.clone() });
+                if tx.send(v1::ConnectRequest { message: Some(beat) }).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Self {
+            job_id: job.id,
+            attempt: assigned.attempt,
+            registry: registry.into(),
+            repository: repository.into(),
+            worker,
+            heartbeats,
+        }
+    }
+
+    /// A plan of `images` from this attempt, from a repository ten times as
+    /// large as the plan (so the blast-radius guard lets it run).
+    pub fn plan(&self, images: Vec<v1::ImageDeletion>) -> v1::SubmitDeletionsRequest {
+        let tags: u64 = images.iter().map(|i| i.tags.len().max(1) as u64).sum();
+        let digests = images.iter().filter(|i| i.delete_digest).count() as u64;
+        v1::SubmitDeletionsRequest {
+            job_id: self.job_id,
+            attempt: self.attempt,
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            images,
+            size: Some(v1::PlanSize {
+                repository_tags: tags * 10,
+                repository_images: images_total(digests),
+                deleted_tags: tags,
+                deleted_images: digests,
+                leaves_only_latest: false,
+            }),
+        }
+    }
+
+    /// Ends the attempt `Done`, as a worker does after submitting.
+    pub async fn finish(self) {
+        self.heartbeats.abort();
+        self.worker.send(update(self.job_id, self.attempt, v1::JobStatus::Done)).await;
+    }
+}
+
+fn images_total(deleted: u64) -> u64 {
+    deleted.max(1) * 10
+}

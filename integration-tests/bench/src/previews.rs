@@ -40,7 +40,9 @@ impl Previews {
             dry_run: true,
             ..Default::default()
         };
-        policies.create_policy(v1::CreatePolicyRequest { policy: Some(policy) }).await?;
+        policies
+            .create_policy(v1::CreatePolicyRequest { policy: Some(policy), live: false })
+            .await?;
         Ok(Self { policies, channel, _worker: worker, _scheduler: scheduler, _db: db })
     }
 

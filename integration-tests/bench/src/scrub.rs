@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use regsweep_integration_tests::raw::HeldCleanup;
 use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry};
 use regsweep_proto::v1::{self, DeletionStatus};
 
@@ -92,12 +93,11 @@ pub async fn run(args: Args) -> Result<()> {
         let flags = ["--delay", "0s", "--parallelism", &p.to_string()];
         let scrubber = Scrubber::launch(&name, &db, &scheduler, &flags, false).await;
         let mut client = scrubber.client().await;
-        let request = v1::SubmitDeletionsRequest {
-            job_id: i64::from(p),
-            attempt: 1,
-            registry: name.clone(),
-            repository: ours_repo.clone(),
-            images: ours_images
+        // The plan of a real cleanup attempt, which the scrubber checks with
+        // the scheduler before accepting it.
+        let cleanup = HeldCleanup::start(&scheduler, &name, &ours_repo).await;
+        let request = cleanup.plan(
+            ours_images
                 .iter()
                 .map(|(tag, digest)| v1::ImageDeletion {
                     digest: digest.clone(),
@@ -106,9 +106,10 @@ pub async fn run(args: Args) -> Result<()> {
                     ..Default::default()
                 })
                 .collect(),
-        };
+        );
         let started = Instant::now();
         client.submit_deletions(request).await?;
+        cleanup.finish().await;
         loop {
             let status =
                 client.get_scrubber_status(v1::GetScrubberStatusRequest {}).await?.into_inner();

@@ -9,7 +9,7 @@ use regsweep_proto::v1::JobStatus;
 
 use crate::wait_status;
 
-async fn regsweep(scheduler: &str, args: &[&str]) -> Output {
+pub async fn regsweep(scheduler: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(bin("regsweep"))
         .arg("--scheduler")
         .arg(scheduler)
@@ -19,7 +19,7 @@ async fn regsweep(scheduler: &str, args: &[&str]) -> Output {
         .expect("run regsweep")
 }
 
-fn json(output: &Output) -> serde_json::Value {
+pub fn json(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("one JSON document")
 }
@@ -262,21 +262,17 @@ async fn scrub_list_restore_and_status_from_the_command_line() {
         &["--delay", "1h"],
     )
     .await;
+    let cleanup =
+        regsweep_integration_tests::raw::HeldCleanup::start(&scheduler, "local", "app").await;
     let submitted = scrubber
         .client()
         .await
-        .submit_deletions(regsweep_proto::v1::SubmitDeletionsRequest {
-            job_id: 5,
-            attempt: 1,
-            registry: "local".into(),
-            repository: "app".into(),
-            images: vec![regsweep_proto::v1::ImageDeletion {
-                digest: digest.clone(),
-                tags: vec!["v1".into()],
-                delete_digest: true,
-                ..Default::default()
-            }],
-        })
+        .submit_deletions(cleanup.plan(vec![regsweep_proto::v1::ImageDeletion {
+            digest: digest.clone(),
+            tags: vec!["v1".into()],
+            delete_digest: true,
+            ..Default::default()
+        }]))
         .await
         .expect("submit")
         .into_inner()

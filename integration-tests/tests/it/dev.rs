@@ -73,9 +73,11 @@ async fn dev_runs_every_service_and_keeps_its_data_across_a_restart() {
         cadence: "7d".into(),
         keep_n: 1,
         name_regex_delete: "v.*".into(),
+        max_delete_fraction: 1.0,
         ..Default::default()
     };
-    policies.create_policy(v1::CreatePolicyRequest { policy: Some(policy) }).await.expect("policy");
+    let request = v1::CreatePolicyRequest { policy: Some(policy), live: true };
+    policies.create_policy(request).await.expect("policy");
     policies.run_policy(v1::RunPolicyRequest { name: "keep-one".into() }).await.expect("run");
     let planned = wait_until("the cleanup's plan", Duration::from_secs(30), || {
         let scrubber = dev.scrubber_url.clone();

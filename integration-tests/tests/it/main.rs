@@ -23,6 +23,7 @@ mod secrets;
 mod selection;
 mod telemetry;
 mod tls;
+mod trust;
 mod untag;
 mod validation;
 

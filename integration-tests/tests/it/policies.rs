@@ -24,11 +24,18 @@ pub async fn create_registry(scheduler: &Scheduler, name: &str, url: &str) -> v1
         .expect("registry")
 }
 
-pub async fn create_policy(scheduler: &Scheduler, policy: v1::Policy) -> v1::Policy {
+/// Creates `policy` live unless it says `dry_run`, and with the
+/// blast-radius guard off unless it sets `max_delete_fraction`: these tests
+/// are about what a plan deletes; the defaults have tests of their own.
+pub async fn create_policy(scheduler: &Scheduler, mut policy: v1::Policy) -> v1::Policy {
+    if policy.max_delete_fraction == 0.0 {
+        policy.max_delete_fraction = 1.0;
+    }
+    let live = !policy.dry_run;
     scheduler
         .policies()
         .await
-        .create_policy(v1::CreatePolicyRequest { policy: Some(policy) })
+        .create_policy(v1::CreatePolicyRequest { policy: Some(policy), live })
         .await
         .expect("create policy")
         .into_inner()
@@ -122,10 +129,11 @@ async fn bad_registries_and_policies_are_rejected_and_nothing_is_written() {
         older_than: Some(regsweep_proto::pbjson_types::Duration { seconds: -5, nanos: 0 }),
         name_regex_delete: "(".into(),
         name_regex_keep: "a{99999}".into(),
+        max_delete_fraction: 1.5,
         ..Default::default()
     };
     let status = policies
-        .create_policy(v1::CreatePolicyRequest { policy: Some(bad) })
+        .create_policy(v1::CreatePolicyRequest { policy: Some(bad), live: true })
         .await
         .expect_err("invalid policy");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -136,6 +144,7 @@ async fn bad_registries_and_policies_are_rejected_and_nothing_is_written() {
         [
             "policy.cadence",
             "policy.keep_n",
+            "policy.max_delete_fraction",
             "policy.name_regex_delete",
             "policy.name_regex_keep",
             "policy.older_than",

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use regsweep_integration_tests::authproxy::{AuthProxy, Mode};
+use regsweep_integration_tests::raw::HeldCleanup;
 use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, Worker, wait_until};
 use regsweep_proto::v1::{self, DeletionStatus, scrubber_service_client::ScrubberServiceClient};
 use tonic::Code;
@@ -161,22 +162,16 @@ async fn a_tag_pushed_again_after_planning_is_not_deleted() {
     create_registry(&scheduler, "local", &registry.url()).await;
     let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "1s"]).await;
     let mut client = scrubber.client().await;
-    let request = v1::SubmitDeletionsRequest {
-        job_id: 7,
-        attempt: 1,
-        registry: "local".into(),
-        repository: "app".into(),
-        images: vec![v1::ImageDeletion {
-            digest: old.clone(),
-            tags: vec!["v2".into()],
-            delete_digest: true,
-            ..Default::default()
-        }],
+    let image = v1::ImageDeletion {
+        digest: old.clone(),
+        tags: vec!["v2".into()],
+        delete_digest: true,
+        ..Default::default()
     };
-    client.submit_deletions(request).await.expect("submit");
+    let job_id = submit(&mut client, &scheduler, "local", "app", vec![image]).await;
     // Someone pushes v2 again within the undo window.
     let new = registry.push_image("app", &["v2"], Some(Utc::now()), "new").await;
-    let ended = wait_ended(&client, 7, 1).await;
+    let ended = wait_ended(&client, job_id, 1).await;
     assert_eq!(ended[0].status(), DeletionStatus::Deleted, "{ended:?}");
     assert_eq!(ended[0].skipped_tags, ["v2"]);
     assert!(ended[0].deleted_tags.is_empty());
@@ -202,37 +197,33 @@ async fn restore_works_until_the_deletion_starts_and_says_why_not_after() {
         delete_digest: true,
         ..Default::default()
     };
-    let submit = |job_id: i64, image: v1::ImageDeletion| v1::SubmitDeletionsRequest {
-        job_id,
-        attempt: 1,
-        registry: "local".into(),
-        repository: "app".into(),
-        images: vec![image],
-    };
+    let first = HeldCleanup::start(&scheduler, "local", "app").await;
     let mut slow_client = slow.client().await;
     let pending = slow_client
-        .submit_deletions(submit(1, image(&kept, "a")))
+        .submit_deletions(first.plan(vec![image(&kept, "a")]))
         .await
         .expect("submit")
         .into_inner()
         .deletions;
     // Submitting again is idempotent.
     let again = slow_client
-        .submit_deletions(submit(1, image(&kept, "a")))
+        .submit_deletions(first.plan(vec![image(&kept, "a")]))
         .await
         .expect("submit")
         .into_inner()
         .deletions;
     assert_eq!(pending[0].id, again[0].id);
     assert_eq!(pending[0].status(), DeletionStatus::PendingDelete);
+    first.finish().await;
     let mut fast_client = fast.client().await;
+    let second = HeldCleanup::start(&scheduler, "local", "app").await;
     let done = fast_client
-        .submit_deletions(submit(2, image(&gone, "b")))
+        .submit_deletions(second.plan(vec![image(&gone, "b")]))
         .await
         .expect("submit")
         .into_inner()
         .deletions;
-    wait_ended(&fast_client, 2, 1).await;
+    wait_ended(&fast_client, second.job_id, 1).await;
 
     let ids = vec![pending[0].id, done[0].id, 999_999];
     let outcomes = slow_client
@@ -246,28 +237,25 @@ async fn restore_works_until_the_deletion_starts_and_says_why_not_after() {
     assert_eq!(summary, [(true, ""), (false, "already deleted"), (false, "no such deletion")]);
     assert_eq!(registry.tag_digest("app", "a").await, Some(kept), "a restored image was deleted");
     assert!(registry.tag_digest("app", "b").await.is_none());
-    let restored =
-        deletions(&mut slow_client, v1::ListDeletionsRequest { job_id: 1, ..Default::default() })
-            .await;
+    let request = v1::ListDeletionsRequest { job_id: pending[0].job_id, ..Default::default() };
+    let restored = deletions(&mut slow_client, request).await;
     assert_eq!(restored[0].status(), DeletionStatus::Restored);
 }
 
-/// Submits `images` as attempt 1 of `job_id`.
+/// Submits `images` as the plan of a real cleanup attempt, held running
+/// meanwhile; returns its job id.
 async fn submit(
     client: &mut ScrubberServiceClient<Channel>,
-    job_id: i64,
+    scheduler: &Scheduler,
     registry: &str,
     repository: &str,
     images: Vec<v1::ImageDeletion>,
-) {
-    let request = v1::SubmitDeletionsRequest {
-        job_id,
-        attempt: 1,
-        registry: registry.into(),
-        repository: repository.into(),
-        images,
-    };
-    client.submit_deletions(request).await.expect("submit");
+) -> i64 {
+    let cleanup = HeldCleanup::start(scheduler, registry, repository).await;
+    client.submit_deletions(cleanup.plan(images)).await.expect("submit");
+    let job_id = cleanup.job_id;
+    cleanup.finish().await;
+    job_id
 }
 
 /// Defines registry `name` at `url` with a rate limit.
@@ -316,8 +304,7 @@ async fn parallelism_bounds_the_deletions_in_flight() {
         )
         .await;
         let mut client = scrubber.client().await;
-        let job_id = i64::from(parallelism);
-        submit(&mut client, job_id, registry_name, &repo, images).await;
+        let job_id = submit(&mut client, &scheduler, registry_name, &repo, images).await;
         let ended = wait_ended(&client, job_id, 16).await;
         assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted));
         assert_eq!(registry.manifest_count(&repo), 0);
@@ -341,8 +328,8 @@ async fn the_registry_rate_limit_holds_in_every_second() {
         Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s", "--parallelism", "16"])
             .await;
     let mut client = scrubber.client().await;
-    submit(&mut client, 1, "rated", "rated/app", images).await;
-    let ended = wait_ended(&client, 1, 20).await;
+    let job_id = submit(&mut client, &scheduler, "rated", "rated/app", images).await;
+    let ended = wait_ended(&client, job_id, 20).await;
     assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted));
     let busiest = proxy.max_requests_per_second();
     let busiest_two = proxy.max_requests_within(Duration::from_secs(2));
@@ -379,6 +366,7 @@ async fn bad_submissions_and_restores_are_rejected_and_write_nothing() {
             delete_digest: true,
             ..Default::default()
         }],
+        size: None,
     };
     let status = client.submit_deletions(bad).await.expect_err("bad digest");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -393,6 +381,7 @@ async fn bad_submissions_and_restores_are_rejected_and_write_nothing() {
             delete_digest: true,
             ..Default::default()
         }],
+        size: None,
     };
     let status = client.submit_deletions(unknown).await.expect_err("unknown registry");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -410,6 +399,7 @@ async fn bad_submissions_and_restores_are_rejected_and_write_nothing() {
                 ..Default::default()
             })
             .collect(),
+        size: None,
     };
     let status = client.submit_deletions(oversized).await.expect_err("oversized");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -435,7 +425,7 @@ async fn a_killed_scrubber_leaves_its_deletions_to_another_and_none_runs_twice()
     let flags = ["--delay", "0s", "--parallelism", "4", "--lease", "2s"];
     let mut doomed = Scrubber::start("doomed", &db, &scheduler, &flags).await;
     let mut client = doomed.client().await;
-    submit(&mut client, 1, "local", "shared/app", images).await;
+    let job_id = submit(&mut client, &scheduler, "local", "shared/app", images).await;
     // Kill it while it holds a batch.
     wait_until("the first scrubber to hold deletions", Duration::from_secs(10), || {
         let mut client = client.clone();
@@ -453,7 +443,7 @@ async fn a_killed_scrubber_leaves_its_deletions_to_another_and_none_runs_twice()
     // holds a SQLite store's lock, and the next scrubber would be refused.
     doomed.process.wait_exit(Duration::from_secs(10)).await;
     let survivor = Scrubber::start("survivor", &db, &scheduler, &flags).await;
-    let ended = wait_ended(&survivor.client().await, 1, 24).await;
+    let ended = wait_ended(&survivor.client().await, job_id, 24).await;
     assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted), "{ended:?}");
     assert_eq!(registry.manifest_count("shared/app"), 0);
     assert_eq!(proxy.overlapping_deletes(), 0, "a deletion was sent by both scrubbers at once");
@@ -476,8 +466,8 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
         ["--delay", "0s", "--parallelism", "8", "--max-attempts", "4", "--tag-snapshot-ttl", "5s"];
     let scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
     let mut client = scrubber.client().await;
-    submit(&mut client, 1, "faulty", "faulty/app", images).await;
-    let ended = wait_ended_within(&client, 1, 10, Duration::from_secs(90)).await;
+    let job_id = submit(&mut client, &scheduler, "faulty", "faulty/app", images).await;
+    let ended = wait_ended_within(&client, job_id, 10, Duration::from_secs(90)).await;
     for d in &ended {
         match d.status() {
             DeletionStatus::Deleted => {}

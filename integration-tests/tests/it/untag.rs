@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use regsweep_integration_tests::raw::HeldCleanup;
 use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, wait_until};
 use regsweep_proto::v1::{self, DeletionStatus, scrubber_service_client::ScrubberServiceClient};
 use tonic::transport::Channel;
@@ -20,6 +21,20 @@ async fn services(registry: &TestRegistry) -> (TestDb, Scheduler, Scrubber) {
     (db, scheduler, scrubber)
 }
 
+/// Submits `images` for `app` as the plan of a real cleanup attempt;
+/// returns its job id.
+async fn submit(
+    scheduler: &Scheduler,
+    client: &ScrubberServiceClient<Channel>,
+    images: Vec<v1::ImageDeletion>,
+) -> i64 {
+    let cleanup = HeldCleanup::start(scheduler, "local", "app").await;
+    client.clone().submit_deletions(cleanup.plan(images)).await.expect("submit");
+    let job_id = cleanup.job_id;
+    cleanup.finish().await;
+    job_id
+}
+
 fn image(digest: &str, tags: &[&str], delete_digest: bool) -> v1::ImageDeletion {
     v1::ImageDeletion {
         digest: digest.into(),
@@ -29,25 +44,19 @@ fn image(digest: &str, tags: &[&str], delete_digest: bool) -> v1::ImageDeletion 
     }
 }
 
-/// Submits `images` for `app` as attempt 1 of job 1 and waits for them all
-/// to end.
+/// Submits `images` for `app` as the plan of a real cleanup attempt and
+/// waits for them all to end.
 async fn scrub(
+    scheduler: &Scheduler,
     client: &ScrubberServiceClient<Channel>,
     images: Vec<v1::ImageDeletion>,
 ) -> Vec<v1::Deletion> {
     let n = images.len();
-    let request = v1::SubmitDeletionsRequest {
-        job_id: 1,
-        attempt: 1,
-        registry: "local".into(),
-        repository: "app".into(),
-        images,
-    };
-    client.clone().submit_deletions(request).await.expect("submit");
+    let job_id = submit(scheduler, client, images).await;
     wait_until("the deletions to end", Duration::from_secs(30), || {
         let mut client = client.clone();
         async move {
-            let request = v1::ListDeletionsRequest { job_id: 1, ..Default::default() };
+            let request = v1::ListDeletionsRequest { job_id, ..Default::default() };
             let listed = client.list_deletions(request).await.ok()?.into_inner().deletions;
             let ended = listed
                 .iter()
@@ -64,10 +73,11 @@ async fn a_registry_without_deletes_fails_at_once_and_keeps_every_tag() {
     let shared = registry.push_image("app", &["v1", "prod"], None, "shared").await;
     let alone = registry.push_image("app", &["v2"], None, "alone").await;
     let before = registry.manifests("app");
-    let (_db, _scheduler, scrubber) = services(&registry).await;
+    let (_db, scheduler, scrubber) = services(&registry).await;
 
     // v1 needs an untag (prod keeps its digest); v2 goes by digest.
     let ended = scrub(
+        &scheduler,
         &scrubber.client().await,
         vec![image(&shared, &["v1"], false), image(&alone, &["v2"], true)],
     )
@@ -92,9 +102,10 @@ async fn an_untag_stopped_half_way_is_finished_on_the_next_try() {
     // A scrubber killed between the placeholder's PUT and its DELETE.
     let placeholder = registry.put_placeholder("app", "v1").await;
     assert_eq!(registry.tag_digest("app", "v1").await, Some(placeholder.clone()));
-    let (_db, _scheduler, scrubber) = services(&registry).await;
+    let (_db, scheduler, scrubber) = services(&registry).await;
 
-    let ended = scrub(&scrubber.client().await, vec![image(&shared, &["v1"], false)]).await;
+    let ended =
+        scrub(&scheduler, &scrubber.client().await, vec![image(&shared, &["v1"], false)]).await;
     assert_eq!(ended[0].status(), DeletionStatus::Deleted, "{ended:?}");
     assert_eq!(ended[0].deleted_tags, ["v1"]);
     assert_eq!(registry.tag_digest("app", "v1").await, None, "v1 is gone");
@@ -110,9 +121,10 @@ async fn a_placeholder_that_cannot_be_deleted_is_replaced_by_the_original() {
     // Left on a placeholder by an untag that was stopped half-way (PUTs
     // still work where deletes are off).
     registry.put_placeholder("app", "v1").await;
-    let (_db, _scheduler, scrubber) = services(&registry).await;
+    let (_db, scheduler, scrubber) = services(&registry).await;
 
-    let ended = scrub(&scrubber.client().await, vec![image(&shared, &["v1"], false)]).await;
+    let ended =
+        scrub(&scheduler, &scrubber.client().await, vec![image(&shared, &["v1"], false)]).await;
     assert_eq!(ended[0].status(), DeletionStatus::Failed, "{ended:?}");
     assert_eq!(ended[0].attempts, 1, "{ended:?}");
     // The tag names the image again; it is not reported removed.
@@ -184,18 +196,12 @@ async fn pushes_onto_planned_digests_during_the_undo_window_keep_them() {
     create_registry(&scheduler, "local", &registry.url()).await;
     let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "2s"]).await;
     let client = scrubber.client().await;
-    let request = v1::SubmitDeletionsRequest {
-        job_id: 1,
-        attempt: 1,
-        registry: "local".into(),
-        repository: "app".into(),
-        images: vec![
-            image(&tagged, &["v1"], true),
-            image(&listed, &["v2"], true),
-            image(&alone, &["v3"], true),
-        ],
-    };
-    client.clone().submit_deletions(request).await.expect("submit");
+    let images = vec![
+        image(&tagged, &["v1"], true),
+        image(&listed, &["v2"], true),
+        image(&alone, &["v3"], true),
+    ];
+    let job_id = submit(&scheduler, &client, images).await;
     // Within the undo window: a new tag on one planned digest, and a new
     // multi-arch index listing another.
     registry.tag("app", "release", &tagged).await;
@@ -203,7 +209,7 @@ async fn pushes_onto_planned_digests_during_the_undo_window_keep_them() {
     let ended = wait_until("the deletions to end", Duration::from_secs(30), || {
         let mut client = client.clone();
         async move {
-            let request = v1::ListDeletionsRequest { job_id: 1, ..Default::default() };
+            let request = v1::ListDeletionsRequest { job_id, ..Default::default() };
             let listed = client.list_deletions(request).await.ok()?.into_inner().deletions;
             let done =
                 listed.len() == 3 && listed.iter().all(|d| d.status() == DeletionStatus::Deleted);

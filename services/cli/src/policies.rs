@@ -91,9 +91,18 @@ pub struct PolicyArgs {
     /// attestations: they are deleted with it, or kept.
     #[arg(long, value_enum)]
     pub attachments: Option<Attachments>,
-    /// Plan and record only; delete nothing.
-    #[arg(long)]
+    /// Plan and record only; delete nothing. A new policy is a dry run
+    /// unless `--live` is given.
+    #[arg(long, conflicts_with = "live")]
     pub dry_run: Option<Option<bool>>,
+    /// Make the policy live: its cleanups delete.
+    #[arg(long)]
+    pub live: bool,
+    /// Largest share (0 to 1) of a repository's tags or images one cleanup
+    /// may delete before its plan waits for `regsweep scrub approve`; 0 is
+    /// the default (0.5), 1 switches the guard off.
+    #[arg(long)]
+    pub max_delete_fraction: Option<f64>,
 }
 
 /// `--attachments`.
@@ -132,7 +141,8 @@ impl PolicyArgs {
         set("name_regex_delete", self.name_regex_delete.is_some());
         set("name_regex_keep", self.name_regex_keep.is_some());
         set("attachments", self.attachments.is_some());
-        set("dry_run", self.dry_run.is_some());
+        set("dry_run", self.dry_run.is_some() || self.live);
+        set("max_delete_fraction", self.max_delete_fraction.is_some());
         p.repository_selector = self.selector.clone().unwrap_or_default();
         p.cadence = self.cadence.clone().unwrap_or_default();
         p.keep_n = self.keep_n.unwrap_or_default();
@@ -142,6 +152,7 @@ impl PolicyArgs {
         p.attachments = self.attachments.map_or(0, |a| v1::AttachmentPolicy::from(a).into());
         // `--dry-run` alone means true.
         p.dry_run = self.dry_run.is_some_and(|d| d.unwrap_or(true));
+        p.max_delete_fraction = self.max_delete_fraction.unwrap_or_default();
         (p, mask)
     }
 }
@@ -151,7 +162,8 @@ pub async fn run(cli: &Cli, command: &PoliciesCommand) -> Result<()> {
     let policy = match command {
         PoliciesCommand::Create(args) => {
             let (policy, _) = args.to_proto();
-            let request = v1::CreatePolicyRequest { policy: Some(policy) };
+            let live = args.live || args.dry_run == Some(Some(false));
+            let request = v1::CreatePolicyRequest { policy: Some(policy), live };
             policies.create_policy(request).await?.into_inner().policy
         }
         PoliciesCommand::Get { name } => {
@@ -216,6 +228,7 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
         "KEEP",
         "ATTACHMENTS",
         "DRY RUN",
+        "GUARD",
         "ENABLED",
         "REPOS",
         "NEXT RUN",
@@ -237,6 +250,7 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
             }
             .into(),
             p.dry_run.to_string(),
+            guard(p.max_delete_fraction),
             (!p.disabled).to_string(),
             p.repository_count.to_string(),
             time(p.next_run_at.as_ref()),
@@ -244,6 +258,14 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
     }
     table.print();
     Ok(())
+}
+
+/// The blast-radius guard as shown: the share a cleanup may delete.
+fn guard(fraction: f64) -> String {
+    match regsweep_policy::max_delete_fraction(fraction) {
+        f if f >= 1.0 => "off".into(),
+        f => format!("{:.0}%", f * 100.0),
+    }
 }
 
 fn print_preview(format: Output, preview: &v1::PreviewPolicyResponse) -> Result<()> {

@@ -9,6 +9,7 @@ mod contract;
 pub mod cron;
 mod filter;
 mod graph;
+mod guard;
 mod names;
 mod rules;
 mod selector;
@@ -21,6 +22,7 @@ pub use filter::{
     Action, Decision, ImagePlan, Inventory, Linked, Plan, Relation, Rule, TagInput, TagKind, plan,
 };
 pub use graph::{ManifestLinks, attachment_subject};
+pub use guard::{DEFAULT_MAX_DELETE_FRACTION, PlanSize, hold_reason, max_delete_fraction};
 pub use names::{MAX_REPOSITORY_BYTES, validate_repository_name, validate_tag};
 pub use rules::{
     AttachmentPolicy, MAX_KEEP_N, MAX_OLDER_THAN_SECONDS, MAX_REGEX_BYTES, RuleSpec, Rules,

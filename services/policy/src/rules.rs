@@ -46,6 +46,21 @@ pub struct RuleSpec {
     pub age_source: AgeSource,
 }
 
+impl RuleSpec {
+    /// A fingerprint of these rules applied to the repositories `selector`
+    /// covers: the same exactly when a cleanup would decide the same. A
+    /// policy's revision; deletions planned under another are cancelled.
+    pub fn revision(&self, selector: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(selector.as_bytes());
+        hash.update([0]);
+        // Field order is declaration order: the same spec, the same bytes.
+        hash.update(serde_json::to_vec(self).unwrap_or_default());
+        hex::encode(&hash.finalize()[..8])
+    }
+}
+
 /// What happens to the signatures, SBOMs and attestations of a deleted
 /// image. Attachments of a kept image are always kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -166,6 +181,19 @@ mod tests {
             name_regex_keep: keep.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_revision_changes_exactly_with_the_rules_and_selector() {
+        let a = spec("v.*", "");
+        assert_eq!(a.revision("team/**"), spec("v.*", "").revision("team/**"));
+        assert_eq!(a.revision("team/**").len(), 16);
+        assert_ne!(a.revision("team/**"), a.revision("team/*"));
+        assert_ne!(a.revision("team/**"), spec("v.*", "keep").revision("team/**"));
+        let kept = RuleSpec { attachments: AttachmentPolicy::Keep, ..a.clone() };
+        assert_ne!(a.revision("x"), kept.revision("x"));
+        let older = RuleSpec { older_than_seconds: 1, ..a.clone() };
+        assert_ne!(a.revision("x"), older.revision("x"));
     }
 
     fn violations(spec: &RuleSpec) -> Vec<(&'static str, String)> {

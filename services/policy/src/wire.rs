@@ -34,6 +34,44 @@ impl From<&ImagePlan> for v1::ImageDeletion {
             delete_digest: i.delete_digest,
             before: i.before.iter().map(Into::into).collect(),
             after: i.after.iter().map(Into::into).collect(),
+            reasons: Vec::new(),
+        }
+    }
+}
+
+impl crate::Plan {
+    /// The plan's images as submitted, each with the rule that decided
+    /// every tag it takes (its own and its linked manifests').
+    pub fn image_deletions(&self) -> Vec<v1::ImageDeletion> {
+        let rules: std::collections::HashMap<&str, String> =
+            self.decisions.iter().map(|d| (d.tag.as_str(), name(&d.rule))).collect();
+        self.images
+            .iter()
+            .map(|image| {
+                let linked = image.before.iter().chain(&image.after).flat_map(|l| &l.tags);
+                let reasons = image
+                    .tags
+                    .iter()
+                    .chain(linked)
+                    .filter_map(|tag| {
+                        let rule = rules.get(tag.as_str())?.clone();
+                        Some(v1::TagReason { tag: tag.clone(), rule })
+                    })
+                    .collect();
+                v1::ImageDeletion { reasons, ..image.into() }
+            })
+            .collect()
+    }
+}
+
+impl From<&crate::PlanSize> for v1::PlanSize {
+    fn from(s: &crate::PlanSize) -> Self {
+        Self {
+            repository_tags: s.repository_tags,
+            repository_images: s.repository_images,
+            deleted_tags: s.deleted_tags,
+            deleted_images: s.deleted_images,
+            leaves_only_latest: s.leaves_only_latest,
         }
     }
 }

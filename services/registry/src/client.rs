@@ -42,6 +42,8 @@ pub struct ClientConfig {
     pub tags_page_size: u32,
     /// Paces every request (rate limits); none by default.
     pub gate: Option<Arc<dyn Gate>>,
+    /// Records every destructive request; none by default.
+    pub audit: Option<Arc<dyn crate::Audit>>,
     /// Hosts (`host` or `host:port`) a Bearer realm may be on besides the
     /// registry's own origin, over http too and inside the network (never
     /// at link-local or cloud-metadata addresses).
@@ -64,6 +66,7 @@ impl ClientConfig {
             max_retry_wait: Duration::from_secs(60),
             tags_page_size: TAGS_PAGE,
             gate: None,
+            audit: None,
             realm_allow_list: Vec::new(),
         }
     }
@@ -283,8 +286,19 @@ impl Client {
             {
                 return Err(Error::Withdrawn);
             }
+            let audited = match &inner.config.audit {
+                Some(audit) if crate::audit::is_destructive(&call.method, call.url.path()) => {
+                    let outgoing =
+                        crate::Outgoing { method: call.method.as_str(), path: call.url.path() };
+                    Some((audit, audit.sending(outgoing).await?))
+                }
+                _ => None,
+            };
             let sent = request.send().await;
             let code = sent.as_ref().map_or(0, |r| r.status().as_u16());
+            if let Some((audit, id)) = audited {
+                audit.answered(id, code).await;
+            }
             if let Some(gate) = &inner.config.gate {
                 gate.observe(code);
             }

@@ -49,17 +49,24 @@ struct Entry {
 pub struct Directory {
     channel: Channel,
     gates: Option<Box<GateFactory>>,
+    audit: Option<Arc<dyn crate::Audit>>,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl Directory {
     pub fn new(channel: Channel) -> Self {
-        Self { channel, gates: None, entries: Mutex::default() }
+        Self { channel, gates: None, audit: None, entries: Mutex::default() }
     }
 
     /// Every client gets the gate `factory` builds for its registry.
     pub fn with_gates(mut self, factory: Box<GateFactory>) -> Self {
         self.gates = Some(factory);
+        self
+    }
+
+    /// Every client records its destructive requests in `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn crate::Audit>) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -92,6 +99,7 @@ impl Directory {
         config.credentials = reference.resolve(&definition.url)?;
         config.realm_allow_list.clone_from(&definition.realm_allow_list);
         config.gate = self.gates.as_ref().map(|factory| factory(&definition));
+        config.audit.clone_from(&self.audit);
         let client = Client::new(config)?;
         let entry =
             Entry { at: Instant::now(), client: client.clone(), definition: definition.clone() };

@@ -24,6 +24,9 @@ pub enum Error {
     /// A destructive request's last check said no; nothing was sent.
     #[error("request withdrawn by its last check")]
     Withdrawn,
+    /// A destructive request could not be recorded first; nothing was sent.
+    #[error("request not sent: cannot record it: {0}")]
+    Unrecorded(String),
 }
 
 impl Error {
@@ -47,7 +50,7 @@ impl Error {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Transport(_) | Self::RateLimited { .. } => true,
+            Self::Transport(_) | Self::RateLimited { .. } | Self::Unrecorded(_) => true,
             Self::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

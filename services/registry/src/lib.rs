@@ -2,6 +2,7 @@
 //! cleanup needs (catalog, tags, manifests, blobs, deletes), with Basic and
 //! Bearer auth and retries that honour `Retry-After`.
 
+mod audit;
 mod client;
 mod credentials;
 mod directory;
@@ -16,6 +17,7 @@ mod realm;
 mod token;
 mod writes;
 
+pub use audit::{Audit, Outgoing};
 pub use client::{Client, ClientConfig, LastCheck};
 pub use credentials::{CredentialRef, Credentials, Secret};
 pub use directory::{Directory, DirectoryError, GateFactory};

@@ -13,8 +13,10 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::limits::Limits;
+use crate::plans::Plans;
 use crate::store::{
-    DeletionFilter, DeletionStore, LinkedManifests, NewDeletion, Submission, parse_status,
+    DeletionFilter, DeletionStore, LinkedManifests, NewDeletion, Submission, TagReason,
+    parse_status,
 };
 
 /// Most images in one submission.
@@ -23,7 +25,7 @@ pub const MAX_IMAGES: usize = 10_000;
 pub const MAX_TAGS: usize = 10_000;
 /// Most manifests deleted with one image (platforms, attachments).
 pub const MAX_LINKED: usize = 1_000;
-/// Most ids in one restore.
+/// Most ids in one restore or approval.
 pub const MAX_RESTORE: usize = 1_000;
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -33,8 +35,33 @@ pub struct ScrubberApi {
     pub store: std::sync::Arc<dyn DeletionStore>,
     pub directory: Arc<Directory>,
     pub limits: Arc<Limits>,
+    pub plans: Arc<Plans>,
     pub delay: Duration,
     pub parallelism: u32,
+}
+
+/// The plan size a submission carries; all zero (unknown) when absent.
+fn plan_size(size: Option<&v1::PlanSize>) -> regsweep_policy::PlanSize {
+    size.map(|s| regsweep_policy::PlanSize {
+        repository_tags: s.repository_tags,
+        repository_images: s.repository_images,
+        deleted_tags: s.deleted_tags,
+        deleted_images: s.deleted_images,
+        leaves_only_latest: s.leaves_only_latest,
+    })
+    .unwrap_or_default()
+}
+
+/// The ids of a restore or an approval, checked.
+fn validate_ids(field: &str, ids: &[i64]) -> Result<(), ApiError> {
+    let mut v = FieldViolations::new();
+    if ids.is_empty() || ids.len() > MAX_RESTORE {
+        v.add(field, format!("must hold 1 to {MAX_RESTORE} ids"));
+    }
+    if let Some(i) = ids.iter().position(|id| *id <= 0) {
+        v.add(format!("{field}[{i}]"), "must be a deletion id");
+    }
+    Ok(v.into_result()?)
 }
 
 fn validate_submission(
@@ -75,6 +102,9 @@ fn validate_submission(
             v.add(format!("images[{i}].tags[{j}]"), reason);
         }
         validate_linked(&mut v, i, image);
+        if image.reasons.len() > MAX_TAGS + MAX_LINKED {
+            v.add(format!("images[{i}].reasons"), "more reasons than tags");
+        }
     }
     v.into_result()?;
     Ok(req
@@ -88,6 +118,11 @@ fn validate_submission(
                 before: i.before.iter().map(Into::into).collect(),
                 after: i.after.iter().map(Into::into).collect(),
             },
+            reasons: i
+                .reasons
+                .iter()
+                .map(|r| TagReason { tag: r.tag.clone(), rule: r.rule.clone() })
+                .collect(),
         })
         .collect())
 }
@@ -149,6 +184,17 @@ impl ScrubberService for ScrubberApi {
                 tracing::warn!(registry = %req.registry, error = %e, "registry client")
             }
         }
+        let vouched = self.plans.vouch(&req).await.inspect_err(|e| {
+            tracing::warn!(job_id = req.job_id, attempt = req.attempt, registry = %req.registry,
+                repository = %req.repository, error = %e, "plan refused");
+        })?;
+        let size = plan_size(req.size.as_ref());
+        let hold = regsweep_policy::hold_reason(&size, vouched.max_delete_fraction);
+        if let Some(reason) = &hold {
+            metrics::counter!("regsweep_plans_held_total").increment(1);
+            tracing::warn!(job_id = req.job_id, registry = %req.registry, repository = %req.repository,
+                policy = %vouched.policy.name, reason = %reason, "plan held for approval");
+        }
         let stored = self
             .store
             .submit(&Submission {
@@ -160,6 +206,8 @@ impl ScrubberService for ScrubberApi {
                 delay: self.delay,
                 // The rpc's span, a child of the submitting job's.
                 trace_context: trace::traceparent(&tracing::Span::current()).as_deref(),
+                policy: &vouched.policy,
+                hold: hold.as_deref(),
             })
             .await
             .map_err(ApiError::from)?;
@@ -185,7 +233,15 @@ impl ScrubberService for ScrubberApi {
                 None
             }
         };
-        let filters = format!("{}|{}|{}|{}", req.status, req.registry, req.repository, req.job_id);
+        if !req.tag.is_empty()
+            && let Err(reason) = validate_tag(&req.tag)
+        {
+            v.add("tag", reason);
+        }
+        let filters = format!(
+            "{}|{}|{}|{}|{}",
+            req.status, req.registry, req.repository, req.job_id, req.tag
+        );
         let before = paging::decode_token(&req.page_token, &filters, "page_token", &mut v);
         v.into_result().map_err(ApiError::from)?;
         let filter = DeletionFilter {
@@ -193,6 +249,7 @@ impl ScrubberService for ScrubberApi {
             registry: (!req.registry.is_empty()).then(|| req.registry.clone()),
             repository: (!req.repository.is_empty()).then(|| req.repository.clone()),
             job_id: (req.job_id != 0).then_some(req.job_id),
+            tag: (!req.tag.is_empty()).then(|| req.tag.clone()),
         };
         let page = self.store.list(&filter, before, limit).await.map_err(ApiError::from)?;
         let next_page_token = match page.last() {
@@ -210,14 +267,7 @@ impl ScrubberService for ScrubberApi {
         request: Request<v1::RestoreDeletionsRequest>,
     ) -> Result<Response<v1::RestoreDeletionsResponse>, Status> {
         let ids = request.into_inner().ids;
-        let mut v = FieldViolations::new();
-        if ids.is_empty() || ids.len() > MAX_RESTORE {
-            v.add("ids", format!("must hold 1 to {MAX_RESTORE} ids"));
-        }
-        if let Some(i) = ids.iter().position(|id| *id <= 0) {
-            v.add(format!("ids[{i}]"), "must be a deletion id");
-        }
-        v.into_result().map_err(ApiError::from)?;
+        validate_ids("ids", &ids)?;
         let outcomes = self.store.restore(&ids).await.map_err(ApiError::from)?;
         let restored = outcomes.iter().filter(|(_, r, _)| *r).count();
         tracing::info!(requested = ids.len(), restored, "deletions restored");
@@ -226,6 +276,35 @@ impl ScrubberService for ScrubberApi {
                 .into_iter()
                 .map(|(id, restored, reason)| v1::RestoreOutcome { id, restored, reason })
                 .collect(),
+        }))
+    }
+
+    async fn approve_deletions(
+        &self,
+        request: Request<v1::ApproveDeletionsRequest>,
+    ) -> Result<Response<v1::ApproveDeletionsResponse>, Status> {
+        let ids = request.into_inner().ids;
+        validate_ids("ids", &ids)?;
+        let outcomes = self.store.approve(&ids).await.map_err(ApiError::from)?;
+        let approved = outcomes.iter().filter(|(_, a, _)| *a).count();
+        tracing::info!(requested = ids.len(), approved, "deletions approved");
+        Ok(Response::new(v1::ApproveDeletionsResponse {
+            outcomes: outcomes
+                .into_iter()
+                .map(|(id, approved, reason)| v1::ApproveOutcome { id, approved, reason })
+                .collect(),
+        }))
+    }
+
+    async fn list_registry_requests(
+        &self,
+        request: Request<v1::ListRegistryRequestsRequest>,
+    ) -> Result<Response<v1::ListRegistryRequestsResponse>, Status> {
+        let ids = request.into_inner().deletion_ids;
+        validate_ids("deletion_ids", &ids)?;
+        let requests = self.store.requests(&ids).await.map_err(ApiError::from)?;
+        Ok(Response::new(v1::ListRegistryRequestsResponse {
+            requests: requests.iter().map(|r| r.to_proto()).collect(),
         }))
     }
 
@@ -275,6 +354,7 @@ mod tests {
                 image(&good, &["bad tag"]),
                 image(&good, &[]),
             ],
+            size: None,
         };
         let fields: Vec<String> =
             validate_submission(&req).expect_err("invalid").fields().map(String::from).collect();
@@ -297,6 +377,7 @@ mod tests {
             registry: "local".into(),
             repository: "team/app".into(),
             images: vec![image(&good, &["v1"])],
+            size: None,
         };
         assert_eq!(validate_submission(&ok).expect("valid").len(), 1);
     }

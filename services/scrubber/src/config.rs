@@ -81,6 +81,12 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_TAG_SNAPSHOT_TTL", value_parser = duration::parse, default_value = "2s")]
     pub tag_snapshot_ttl: Duration,
 
+    /// Entries of the audit record (every destructive request sent to a
+    /// registry) older than this are forgotten; the default matches the
+    /// scheduler's job retention.
+    #[arg(long, env = "REGSWEEP_AUDIT_RETENTION", value_parser = duration::parse, default_value = "14d")]
+    pub audit_retention: Duration,
+
     /// How often to look for due deletions when there were none.
     #[arg(long, env = "REGSWEEP_POLL_INTERVAL", value_parser = duration::parse, default_value = "1s")]
     pub poll_interval: Duration,
@@ -131,6 +137,7 @@ impl Config {
             max_attempts: 5,
             lease: Duration::from_secs(30),
             tag_snapshot_ttl: Duration::from_secs(2),
+            audit_retention: Duration::from_secs(14 * 86_400),
             poll_interval: Duration::from_secs(1),
             db_max_connections: 8,
             log_format: LogFormat::Text,

@@ -13,6 +13,9 @@ pub enum ApiError {
     /// A dependency (the scheduler) cannot be reached.
     #[error("{0}")]
     Unavailable(String),
+    /// The scheduler does not vouch for a plan.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -22,6 +25,7 @@ impl From<ApiError> for Status {
         match error {
             ApiError::InvalidArgument(v) => v.into_status(),
             ApiError::Unavailable(message) => Status::unavailable(message),
+            ApiError::Refused(message) => Status::failed_precondition(message),
             ApiError::Store(e) => e.into(),
         }
     }

@@ -7,10 +7,12 @@
 //! closes.
 
 mod api;
+mod audit;
 pub mod config;
 pub mod error;
 mod gauges;
 mod limits;
+mod plans;
 mod runner;
 mod scrub;
 mod snapshot;
@@ -35,6 +37,7 @@ pub use error::Error;
 
 use crate::api::ScrubberApi;
 use crate::limits::Limits;
+use crate::plans::Plans;
 use crate::runner::{Runner, RunnerConfig};
 use crate::snapshot::Snapshots;
 
@@ -80,11 +83,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let scheduler = scheduler_channel(&config.scheduler)?;
     let directory = Arc::new(
         Directory::new(scheduler.clone())
-            .with_gates(Box::new(move |registry| gates.of(registry) as Arc<dyn Gate>)),
+            .with_gates(Box::new(move |registry| gates.of(registry) as Arc<dyn Gate>))
+            .with_audit(Arc::new(audit::AuditLog { store: store.clone() })),
     );
     let holder = Uuid::new_v4();
     let loops = Shutdown::new();
+    let plans = Arc::new(Plans::new(scheduler.clone()));
     let runner = Runner {
+        plans: plans.clone(),
         store: store.clone(),
         directory: directory.clone(),
         limits: limits.clone(),
@@ -101,6 +107,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         },
     };
     let runner_task = tokio::spawn(runner.run(loops.clone()));
+    tokio::spawn(audit::prune(store.clone(), config.audit_retention, loops.clone()));
     if regsweep_common::prometheus::enabled() {
         let interval = config.metrics_interval;
         tokio::spawn(gauges::refresh(store.clone(), limits.clone(), interval, loops.clone()));
@@ -109,6 +116,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         store: store.clone(),
         directory,
         limits,
+        plans,
         delay: config.delay,
         parallelism: config.parallelism,
     };

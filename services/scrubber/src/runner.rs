@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::limits::Limits;
+use crate::plans::{Plans, Standing};
 use crate::scrub::{self, Lease, ScrubError};
 use crate::snapshot::Snapshots;
 use crate::store::{DeletionRecord, DeletionStore, Finish};
@@ -29,6 +30,9 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 const REPORT_PERIOD: Duration = Duration::from_millis(500);
 /// Fewest deletions claimed per statement.
 const CLAIM_AHEAD: usize = 16;
+/// How long a deletion whose policy could not be checked waits before it
+/// is tried again (the attempt is not counted).
+const UNCHECKED_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -84,6 +88,9 @@ pub struct Runner {
     pub store: Arc<dyn DeletionStore>,
     pub directory: Arc<Directory>,
     pub limits: Arc<Limits>,
+    /// Whether the policy of a deletion still stands, asked right before
+    /// it runs.
+    pub plans: Arc<Plans>,
     pub holder: Uuid,
     pub snapshots: Snapshots,
     /// Where deleted tags are reported (the repository's deleted count).
@@ -103,6 +110,7 @@ impl Runner {
         let this = Arc::new(self);
         let held = Arc::new(Held::default());
         let renewer = tokio::spawn(renew(this.clone(), held.clone(), stop.clone()));
+        let taker = tokio::spawn(take_back(this.clone(), stop.clone()));
         let reporter = tokio::spawn({
             let this = this.clone();
             async move {
@@ -128,7 +136,7 @@ impl Runner {
             // images; the queued ones are leased (and renewed) meanwhile.
             let want = free.max(this.config.parallelism as usize * 2).max(CLAIM_AHEAD);
             let want = u32::try_from(want).unwrap_or(u32::MAX);
-            let claimed = match this.store.claim(this.holder, this.config.lease, want).await {
+            let claimed = match this.store.claim_due(this.holder, this.config.lease, want).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming deletions failed");
@@ -176,6 +184,7 @@ impl Runner {
             tasks.abort_all();
         }
         renewer.abort();
+        taker.abort();
         reporter.abort();
         this.report().await;
     }
@@ -189,7 +198,14 @@ impl Runner {
             Ok((client, definition)) => {
                 let limits = self.limits.of(&definition);
                 let _slot = limits.slot().await;
-                match scrub::scrub(&client, &self.snapshots, held, &d).await {
+                // Right before the registry is touched: a policy changed
+                // while this waited stops it here.
+                if let Some(finish) = self.unless_standing(&d).await {
+                    self.record(held, &d, finish).await;
+                    return;
+                }
+                let scrub = scrub::scrub(&client, &self.snapshots, held, &d);
+                match crate::audit::scrubbing(d.id, &d.registry, scrub).await {
                     Ok(done) => {
                         tracing::info!(deletion = d.id, repository = %d.repository, digest = %d.digest,
                             deleted = ?done.deleted_tags, skipped = ?done.skipped_tags,
@@ -216,6 +232,32 @@ impl Runner {
                 }
             }
         };
+        self.record(held, &d, finish).await;
+    }
+
+    /// `None` when the deletion's policy still stands; else how it ends:
+    /// cancelled, or postponed when the scheduler cannot say.
+    async fn unless_standing(&self, d: &DeletionRecord) -> Option<Finish> {
+        match self.plans.standing(&d.policy).await {
+            Ok(Standing::Current) => None,
+            Ok(Standing::Gone(reason)) => {
+                tracing::warn!(deletion = d.id, policy = %d.policy.name, reason = %reason,
+                    "deletion cancelled");
+                Some(Finish::Cancelled { reason })
+            }
+            Err(status) => {
+                tracing::warn!(deletion = d.id, policy = %d.policy.name, error = %status.message(),
+                    "cannot check the policy; deletion postponed");
+                Some(Finish::Postpone {
+                    error: format!("cannot check policy {:?}: {}", d.policy.name, status.message()),
+                    after: UNCHECKED_WAIT,
+                })
+            }
+        }
+    }
+
+    /// Records how a deletion ended, fenced by its lease, and lets it go.
+    async fn record(&self, held: &Held, d: &DeletionRecord, finish: Finish) {
         match self.store.finish(self.holder, d.id, &finish).await {
             Ok(true) => {
                 metrics::counter!("regsweep_deletions_total", "outcome" => finish.outcome())
@@ -258,6 +300,23 @@ impl Runner {
         let base = RETRY_START.saturating_mul(1 << exponent).min(RETRY_MAX);
         let after = base.mul_f64(0.5 + rand::random::<f64>() / 2.0);
         Finish::Retry { error, after, max_attempts: self.config.max_attempts }
+    }
+}
+
+/// Makes the deletions of a replica that died claimable as soon as their
+/// lease expires, whatever this replica is busy with: the takeover bound
+/// is the lease plus one poll interval.
+async fn take_back(runner: Arc<Runner>, stop: Shutdown) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(runner.config.poll_interval) => {}
+            () = stop.cancelled() => return,
+        }
+        match runner.store.take_back_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(deletions = n, "took back deletions of an expired lease"),
+            Err(e) => tracing::warn!(error = %e, "cannot take back expired leases"),
+        }
     }
 }
 

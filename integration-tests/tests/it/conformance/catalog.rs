@@ -36,6 +36,7 @@ fn new_policy(registry_id: i64, enabled: bool) -> NewPolicy {
         name_regex_delete: ".*".into(),
         name_regex_keep: String::new(),
         attachments: AttachmentPolicy::Keep,
+        max_delete_fraction: 0.25,
         dry_run: false,
         enabled,
         next_run_at: Utc::now() + chrono::Duration::days(1),
@@ -62,6 +63,7 @@ async fn catalog(f: &Fixture, names: &[&str]) -> Catalog {
     let registry = f.catalog().create_registry(registry.clone()).await.unwrap().expect("new");
     let policy =
         f.catalog().create_policy(new_policy(registry.id, true)).await.unwrap().expect("new");
+    assert_eq!(policy.max_delete_fraction, 0.25, "the guard's share is stored");
     let worker = f.worker(&["catalog_sync", "tag_cleanup"], TTL).await;
     let c = Catalog { registry_id: registry.id, policy, worker };
     sync(f, &c, names).await;
@@ -279,8 +281,10 @@ pub async fn disabling_a_policy_releases_its_waiting_repositories(f: Fixture) {
     f.catalog().run_policy("p").await.unwrap();
     assert_eq!(select(&f, 1).await.started.len(), 1);
     let mut disabled = new_policy(c.registry_id, false);
+    disabled.max_delete_fraction = 1.0;
     disabled.next_run_at = f.catalog().get_policy("p").await.unwrap().expect("policy").next_run_at;
-    f.catalog().update_policy(disabled).await.unwrap().expect("updated");
+    let updated = f.catalog().update_policy(disabled).await.unwrap().expect("updated");
+    assert_eq!(updated.max_delete_fraction, 1.0);
     let repos = repositories(&f).await;
     assert_eq!(count(&repos, CleanupStatus::Ongoing), 1, "a running cleanup finishes");
     assert_eq!(count(&repos, CleanupStatus::Unscheduled), 2);

@@ -7,7 +7,8 @@ use std::time::Duration;
 use regsweep_policy::{Linked, Relation};
 use regsweep_proto::v1::DeletionStatus;
 use regsweep_scrubber::store::{
-    DeletionFilter, DeletionRecord, Finish, LinkedManifests, NewDeletion, Submission,
+    DeletionFilter, DeletionRecord, Finish, LinkedManifests, NewDeletion, PlanPolicy, Submission,
+    TagReason,
 };
 use uuid::Uuid;
 
@@ -22,6 +23,7 @@ fn images(n: usize) -> Vec<NewDeletion> {
             tags: vec![format!("v{i}"), format!("latest-{i}")],
             delete_digest: i % 2 == 0,
             linked: linked(i),
+            reasons: vec![TagReason { tag: format!("v{i}"), rule: "keep_n".into() }],
         })
         .collect()
 }
@@ -53,7 +55,23 @@ async fn submit_attempt(
     n: usize,
     delay: Duration,
 ) -> Vec<DeletionRecord> {
+    submit_as(f, job_id, attempt, n, delay, None).await
+}
+
+fn policy() -> PlanPolicy {
+    PlanPolicy { name: "team".into(), id: 7, revision: "0123456789abcdef".into() }
+}
+
+async fn submit_as(
+    f: &Fixture,
+    job_id: i64,
+    attempt: u32,
+    n: usize,
+    delay: Duration,
+    hold: Option<&str>,
+) -> Vec<DeletionRecord> {
     let images = images(n);
+    let policy = policy();
     let plan = Submission {
         job_id,
         attempt,
@@ -62,6 +80,8 @@ async fn submit_attempt(
         images: &images,
         delay,
         trace_context: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        policy: &policy,
+        hold,
     };
     let stored = f.deletions.submit(&plan).await.expect("submit");
     assert!(stored.iter().all(|d| d.trace_context.as_deref() == plan.trace_context));
@@ -69,6 +89,8 @@ async fn submit_attempt(
     for d in &stored {
         let image = images.iter().find(|i| i.digest == d.digest).expect("submitted");
         assert_eq!((&d.before, &d.after), (&image.linked.before, &image.linked.after));
+        assert_eq!((&d.reasons, &d.policy), (&image.reasons, &policy));
+        assert_eq!(d.hold_reason.as_deref(), hold);
     }
     stored
 }
@@ -207,4 +229,40 @@ pub async fn submissions_are_idempotent_per_attempt_and_digest(f: Fixture) {
     assert!(page.windows(2).all(|w| w[0].id > w[1].id), "newest first");
     let rest = f.deletions.list(&by_job, Some(page[3].id), 10).await.unwrap();
     assert_eq!(rest.len(), 2);
+}
+
+pub async fn held_plans_wait_for_approval_and_can_be_restored(f: Fixture) {
+    let held = submit_as(&f, 1, 1, 3, Duration::ZERO, Some("deletes 3 of 4 tags")).await;
+    assert!(held.iter().all(|d| d.status == "awaiting_approval"));
+    let holder = Uuid::new_v4();
+    assert!(f.deletions.claim(holder, LEASE, 10).await.unwrap().is_empty(), "held, though due");
+    let ids: Vec<i64> = held.iter().map(|d| d.id).collect();
+    let restored = f.deletions.restore(&ids[..1]).await.unwrap();
+    assert_eq!(restored, [(ids[0], true, String::new())], "a held deletion can be restored");
+    let approved = f.deletions.approve(&ids).await.unwrap();
+    let verdicts: Vec<(bool, &str)> = approved.iter().map(|(_, a, r)| (*a, r.as_str())).collect();
+    assert_eq!(verdicts, [(false, "already restored"), (true, ""), (true, "")]);
+    let again = f.deletions.approve(&ids[1..2]).await.unwrap();
+    assert_eq!(again[0].2, "not awaiting approval");
+    let claimed = f.deletions.claim(holder, LEASE, 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), ids[1..].to_vec());
+}
+
+pub async fn cancelled_deletions_end_and_postponed_ones_keep_their_attempts(f: Fixture) {
+    let stored = submit(&f, 1, 2, Duration::ZERO).await;
+    let holder = Uuid::new_v4();
+    assert_eq!(f.deletions.claim(holder, LEASE, 10).await.unwrap().len(), 2);
+    let cancel = Finish::Cancelled { reason: "policy \"team\" is now a dry run".into() };
+    assert!(f.deletions.finish(holder, stored[0].id, &cancel).await.unwrap());
+    let postpone = Finish::Postpone { error: "scheduler away".into(), after: Duration::ZERO };
+    assert!(f.deletions.finish(holder, stored[1].id, &postpone).await.unwrap());
+    let all = f.deletions.list(&DeletionFilter::default(), None, 10).await.unwrap();
+    let cancelled = all.iter().find(|d| d.id == stored[0].id).expect("cancelled");
+    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.error.as_deref(), Some("policy \"team\" is now a dry run"));
+    assert!(cancelled.finished_at.is_some());
+    assert!(f.deletions.restore(&[stored[0].id]).await.unwrap()[0].2.contains("cancelled"));
+    let again = f.deletions.claim(holder, LEASE, 10).await.unwrap();
+    assert_eq!(again.len(), 1, "postponed is due again; cancelled never is");
+    assert_eq!(again[0].attempts, 1, "a postponed try is not counted");
 }

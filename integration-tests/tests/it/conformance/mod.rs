@@ -172,4 +172,6 @@ conformance!(
     deletions::retries_end_failed_when_attempts_run_out,
     deletions::expired_leases_are_taken_back_and_fence_the_old_holder,
     deletions::submissions_are_idempotent_per_attempt_and_digest,
+    deletions::held_plans_wait_for_approval_and_can_be_restored,
+    deletions::cancelled_deletions_end_and_postponed_ones_keep_their_attempts,
 );

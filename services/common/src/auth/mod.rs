@@ -79,9 +79,8 @@ pub fn need(path: &str) -> Need {
         | ("grpc.reflection.v1alpha.ServerReflection", _) => Need::Open,
         ("regsweep.v1.WorkerService", "Connect") => Need::AnyOf(WORKER),
         ("regsweep.v1.RegistryService", "GetRegistry") => Need::AnyOf(&[Role::Read, Role::Worker]),
-        ("regsweep.v1.RepositoryService", "ReportRepositories" | "RecordDeletions") => {
-            Need::AnyOf(WORKER)
-        }
+        ("regsweep.v1.RepositoryService", "ReportRepositories" | "RecordDeletions")
+        | ("regsweep.v1.PolicyService", "CheckPlan" | "CheckPolicies") => Need::AnyOf(WORKER),
         ("regsweep.v1.ScrubberService", "SubmitDeletions") => Need::AnyOf(&[Role::ScrubberClient]),
         (_, m) if m.starts_with("Get") || m.starts_with("List") || m.starts_with("Tail") => {
             Need::AnyOf(READ)

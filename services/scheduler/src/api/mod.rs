@@ -3,6 +3,7 @@
 mod crons;
 mod jobs;
 mod mask;
+mod plans;
 mod policies;
 mod preview;
 mod registries;

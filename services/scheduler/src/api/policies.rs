@@ -11,7 +11,7 @@ use regsweep_proto::v1::{self, policy_service_server::PolicyService};
 use tonic::{Request, Response, Status};
 
 use super::mask::UpdateMask;
-use super::preview;
+use super::{plans, preview};
 use crate::error::ApiError;
 use crate::store::JobStore;
 use crate::store::catalog::{
@@ -28,6 +28,7 @@ const UPDATABLE: &[&str] = &[
     "attachments",
     "dry_run",
     "disabled",
+    "max_delete_fraction",
 ];
 
 /// Serves cleanup policies.
@@ -109,6 +110,9 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         attachments: attachments_from_proto(p.attachments()),
         ..Default::default()
     };
+    if !(0.0..=1.0).contains(&p.max_delete_fraction) {
+        v.add("policy.max_delete_fraction", "must be from 0 (the default, 0.5) to 1 (no guard)");
+    }
     for violation in
         regsweep_policy::validate_policy_fields(&spec, &p.repository_selector, &p.cadence)
     {
@@ -130,6 +134,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         name_regex_delete: p.name_regex_delete.clone(),
         name_regex_keep: p.name_regex_keep.clone(),
         attachments: spec.attachments,
+        max_delete_fraction: p.max_delete_fraction,
         dry_run: p.dry_run,
         enabled: !p.disabled,
         next_run_at,
@@ -171,6 +176,9 @@ fn merge(
     if has("disabled") {
         merged.disabled = update.disabled;
     }
+    if has("max_delete_fraction") {
+        merged.max_delete_fraction = update.max_delete_fraction;
+    }
     Ok(merged)
 }
 
@@ -196,7 +204,11 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<v1::CreatePolicyRequest>,
     ) -> Result<Response<v1::CreatePolicyResponse>, Status> {
-        let proto = request.into_inner().policy.unwrap_or_default();
+        let request = request.into_inner();
+        let mut proto = request.policy.unwrap_or_default();
+        // Live only when asked for by name: a policy deletes after someone
+        // decided it should, never because a field was left out.
+        proto.dry_run = !request.live;
         let registry = if proto.registry.is_empty() {
             None
         } else {
@@ -211,7 +223,7 @@ impl PolicyService for PolicyApi {
         self.reassign(registry_id).await?;
         let created = self.find(&created.name).await?;
         tracing::info!(policy = %created.name, registry = %created.registry, cadence = %created.cadence,
-            repositories = created.repository_count, "policy created");
+            repositories = created.repository_count, dry_run = created.dry_run, "policy created");
         Ok(Response::new(v1::CreatePolicyResponse { policy: Some(created.to_proto()) }))
     }
 
@@ -342,5 +354,26 @@ impl PolicyService for PolicyApi {
         };
         let response = preview::run(self.jobs.as_ref(), args, self.preview_timeout).await?;
         Ok(Response::new(response))
+    }
+
+    async fn check_plan(
+        &self,
+        request: Request<v1::CheckPlanRequest>,
+    ) -> Result<Response<v1::CheckPlanResponse>, Status> {
+        let req = request.into_inner();
+        let answer = plans::check_plan(self.catalog.as_ref(), self.jobs.as_ref(), &req).await?;
+        if !answer.accepted {
+            tracing::warn!(job_id = req.job_id, attempt = req.attempt, registry = %req.registry,
+                repository = %req.repository, reason = %answer.reason, "plan refused");
+        }
+        Ok(Response::new(answer))
+    }
+
+    async fn check_policies(
+        &self,
+        request: Request<v1::CheckPoliciesRequest>,
+    ) -> Result<Response<v1::CheckPoliciesResponse>, Status> {
+        let answer = plans::check_policies(self.catalog.as_ref(), &request.into_inner()).await?;
+        Ok(Response::new(answer))
     }
 }

@@ -66,6 +66,8 @@ pub struct PolicyRecord {
     pub name_regex_delete: String,
     pub name_regex_keep: String,
     pub attachments: AttachmentPolicy,
+    /// As configured: 0 for the default.
+    pub max_delete_fraction: f64,
     pub dry_run: bool,
     pub enabled: bool,
     pub next_run_at: DateTime<Utc>,
@@ -88,6 +90,8 @@ impl PolicyRecord {
             name_regex_delete: self.name_regex_delete.clone(),
             name_regex_keep: self.name_regex_keep.clone(),
             attachments: attachments_to_proto(self.attachments).into(),
+            revision: self.revision(),
+            max_delete_fraction: self.max_delete_fraction,
             dry_run: self.dry_run,
             disabled: !self.enabled,
             next_run_at: Some(timestamp_from_chrono(self.next_run_at)),
@@ -95,6 +99,11 @@ impl PolicyRecord {
             created_at: Some(timestamp_from_chrono(self.created_at)),
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
         }
+    }
+
+    /// The fingerprint of what decides its cleanups' deletions.
+    pub fn revision(&self) -> String {
+        self.rules().revision(&self.repository_selector)
     }
 
     /// The tag-filter rules, as `tag_cleanup` jobs carry them.
@@ -155,6 +164,7 @@ pub struct NewPolicy {
     pub name_regex_delete: String,
     pub name_regex_keep: String,
     pub attachments: AttachmentPolicy,
+    pub max_delete_fraction: f64,
     pub dry_run: bool,
     pub enabled: bool,
     pub next_run_at: DateTime<Utc>,

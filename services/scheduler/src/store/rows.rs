@@ -242,7 +242,7 @@ impl<T: StoredTime, L: StoredList> From<RegistryRow<T, L>> for RegistryRecord {
 /// Selects policies as `p` with their registry's name and repository count.
 pub const POLICY_SELECT: &str = "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
      p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
-     p.name_regex_keep, p.attachments, p.dry_run, p.enabled, p.next_run_at, \
+     p.name_regex_keep, p.attachments, p.max_delete_fraction, p.dry_run, p.enabled, p.next_run_at, \
      (SELECT count(*) FROM repositories r WHERE r.policy_id = p.id) AS repository_count, \
      p.created_at, p.updated_at \
      FROM policies p JOIN registries g ON g.id = p.registry_id";
@@ -260,6 +260,7 @@ pub struct PolicyRow<T> {
     name_regex_delete: String,
     name_regex_keep: String,
     attachments: String,
+    max_delete_fraction: f64,
     dry_run: bool,
     enabled: bool,
     next_run_at: T,
@@ -282,6 +283,7 @@ impl<T: StoredTime> From<PolicyRow<T>> for PolicyRecord {
             name_regex_delete: r.name_regex_delete,
             name_regex_keep: r.name_regex_keep,
             attachments: super::catalog::attachments_parse(&r.attachments),
+            max_delete_fraction: r.max_delete_fraction,
             dry_run: r.dry_run,
             enabled: r.enabled,
             next_run_at: r.next_run_at.into_time(),

@@ -9,7 +9,12 @@ use async_trait::async_trait;
 use regsweep_common::prometheus::timed;
 use uuid::Uuid;
 
-use super::{DeletionFilter, DeletionRecord, DeletionStore, Finish, StoreError, Submission};
+use chrono::{DateTime, Utc};
+
+use super::{
+    DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord, SentRequest, StoreError,
+    Submission,
+};
 
 pub struct MeasuredDeletions(pub Arc<dyn DeletionStore>);
 
@@ -28,6 +33,21 @@ impl DeletionStore for MeasuredDeletions {
     }
     async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
         timed("restore_deletions", self.0.restore(ids)).await
+    }
+    async fn approve(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
+        timed("approve_deletions", self.0.approve(ids)).await
+    }
+    async fn request_sent(&self, request: &SentRequest<'_>) -> Result<i64, StoreError> {
+        timed("request_sent", self.0.request_sent(request)).await
+    }
+    async fn request_answered(&self, id: i64, status: u16) -> Result<(), StoreError> {
+        timed("request_answered", self.0.request_answered(id, status)).await
+    }
+    async fn requests(&self, deletion_ids: &[i64]) -> Result<Vec<RequestRecord>, StoreError> {
+        timed("list_requests", self.0.requests(deletion_ids)).await
+    }
+    async fn prune_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        timed("prune_requests", self.0.prune_requests(before)).await
     }
     async fn take_back_expired(&self) -> Result<u64, StoreError> {
         timed("take_back_expired", self.0.take_back_expired()).await

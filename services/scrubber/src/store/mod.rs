@@ -27,6 +27,40 @@ pub struct NewDeletion {
     pub tags: Vec<String>,
     pub delete_digest: bool,
     pub linked: LinkedManifests,
+    /// The rule that decided each tag.
+    pub reasons: Vec<TagReason>,
+}
+
+/// The rule that decided one tag's deletion.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TagReason {
+    pub tag: String,
+    pub rule: String,
+}
+
+/// The reasons as stored: `None` when there are none.
+fn reasons_column(reasons: &[TagReason]) -> Option<String> {
+    (!reasons.is_empty()).then(|| serde_json::to_string(reasons).unwrap_or_default())
+}
+
+fn reasons_from_column(column: Option<&str>) -> Vec<TagReason> {
+    // Written by `reasons_column`; only shown, never acted on.
+    column.and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default()
+}
+
+/// The policy a plan was made under, as the scheduler vouched for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PlanPolicy {
+    /// Empty for a cleanup created by hand.
+    pub name: String,
+    pub id: i64,
+    pub revision: String,
+}
+
+impl NewDeletion {
+    pub(crate) fn reasons_column(&self) -> Option<String> {
+        reasons_column(&self.reasons)
+    }
 }
 
 /// The manifests deleted with an image, in order around it.
@@ -62,6 +96,16 @@ pub struct Submission<'a> {
     pub delay: Duration,
     /// The submitter's `traceparent`, continued when each deletion runs.
     pub trace_context: Option<&'a str>,
+    pub policy: &'a PlanPolicy,
+    /// Why the plan waits for approval; `None` lets it run after `delay`.
+    pub hold: Option<&'a str>,
+}
+
+impl Submission<'_> {
+    /// The status new deletions start in.
+    pub(crate) fn initial_status(&self) -> &'static str {
+        if self.hold.is_some() { "awaiting_approval" } else { "pending_delete" }
+    }
 }
 
 /// A deletion row.
@@ -88,6 +132,9 @@ pub struct DeletionRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// The submitter's `traceparent`.
     pub trace_context: Option<String>,
+    pub policy: PlanPolicy,
+    pub reasons: Vec<TagReason>,
+    pub hold_reason: Option<String>,
 }
 
 pub fn status_name(status: DeletionStatus) -> &'static str {
@@ -97,6 +144,8 @@ pub fn status_name(status: DeletionStatus) -> &'static str {
         DeletionStatus::Deleted => "deleted",
         DeletionStatus::Restored => "restored",
         DeletionStatus::Failed => "failed",
+        DeletionStatus::Cancelled => "cancelled",
+        DeletionStatus::AwaitingApproval => "awaiting_approval",
     }
 }
 
@@ -107,6 +156,8 @@ pub fn parse_status(name: &str) -> DeletionStatus {
         "deleted" => DeletionStatus::Deleted,
         "restored" => DeletionStatus::Restored,
         "failed" => DeletionStatus::Failed,
+        "cancelled" => DeletionStatus::Cancelled,
+        "awaiting_approval" => DeletionStatus::AwaitingApproval,
         _ => DeletionStatus::Unspecified,
     }
 }
@@ -123,6 +174,11 @@ impl DeletionRecord {
                 delete_digest: self.delete_digest,
                 before: self.before.iter().map(Into::into).collect(),
                 after: self.after.iter().map(Into::into).collect(),
+                reasons: self
+                    .reasons
+                    .iter()
+                    .map(|r| v1::TagReason { tag: r.tag.clone(), rule: r.rule.clone() })
+                    .collect(),
             }),
             job_id: self.job_id,
             attempt: u32::try_from(self.attempt).unwrap_or_default(),
@@ -135,6 +191,9 @@ impl DeletionRecord {
             deleted_tags: self.deleted_tags.clone(),
             skipped_tags: self.skipped_tags.clone(),
             digest_deleted: self.digest_deleted,
+            policy: self.policy.name.clone(),
+            policy_revision: self.policy.revision.clone(),
+            hold_reason: self.hold_reason.clone().unwrap_or_default(),
         }
     }
 }
@@ -146,6 +205,47 @@ pub struct DeletionFilter {
     pub registry: Option<String>,
     pub repository: Option<String>,
     pub job_id: Option<i64>,
+    /// Only deletions that remove this tag (of the image itself).
+    pub tag: Option<String>,
+}
+
+/// A destructive request about to be sent for a deletion.
+#[derive(Clone, Copy, Debug)]
+pub struct SentRequest<'a> {
+    pub deletion_id: i64,
+    pub registry: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// A recorded destructive request.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RequestRecord {
+    pub id: i64,
+    pub deletion_id: i64,
+    pub registry: String,
+    pub method: String,
+    pub path: String,
+    /// 0: no answer; `None`: the scrubber stopped before recording one.
+    pub status: Option<i32>,
+    pub sent_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+impl RequestRecord {
+    pub fn to_proto(&self) -> v1::RegistryRequest {
+        v1::RegistryRequest {
+            id: self.id,
+            deletion_id: self.deletion_id,
+            registry: self.registry.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            status: self.status.and_then(|s| u32::try_from(s).ok()).unwrap_or_default(),
+            answered: self.status.is_some(),
+            sent_at: Some(timestamp_from_chrono(self.sent_at)),
+            answered_at: self.answered_at.map(timestamp_from_chrono),
+        }
+    }
 }
 
 /// How a scrub of one deletion ended.
@@ -165,6 +265,16 @@ pub enum Finish {
     Failed {
         error: String,
     },
+    /// Its policy no longer stands: nothing was deleted.
+    Cancelled {
+        reason: String,
+    },
+    /// Not tried (the plan could not be checked): back to pending after
+    /// `after`, the attempt not counted.
+    Postpone {
+        error: String,
+        after: Duration,
+    },
 }
 
 impl Finish {
@@ -174,6 +284,8 @@ impl Finish {
             Self::Deleted { .. } => "deleted",
             Self::Retry { .. } => "retry",
             Self::Failed { .. } => "failed",
+            Self::Cancelled { .. } => "cancelled",
+            Self::Postpone { .. } => "postponed",
         }
     }
 }
@@ -193,9 +305,12 @@ pub trait DeletionStore: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<DeletionRecord>, StoreError>;
-    /// Restores the pending ones of `ids`; returns `(id, restored, reason)`
-    /// in request order.
+    /// Restores the pending or held ones of `ids`; returns `(id, restored,
+    /// reason)` in request order.
     async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError>;
+    /// Makes the held ones of `ids` pending (due at their `delete_after`);
+    /// returns `(id, approved, reason)` in request order.
+    async fn approve(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError>;
     /// Makes deletions whose lease expired (their scrubber died) claimable.
     async fn take_back_expired(&self) -> Result<u64, StoreError>;
     /// Claims up to `limit` due pending deletions for `holder` until
@@ -216,6 +331,14 @@ pub trait DeletionStore: Send + Sync + 'static {
     /// Records how a scrub ended, fenced by the lease; false when the lease
     /// was lost (another replica took the deletion back).
     async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError>;
+    /// Records a destructive request before it is sent; returns its id.
+    async fn request_sent(&self, request: &SentRequest<'_>) -> Result<i64, StoreError>;
+    /// Records the registry's answer to request `id`.
+    async fn request_answered(&self, id: i64, status: u16) -> Result<(), StoreError>;
+    /// The requests sent for `deletion_ids`, oldest first.
+    async fn requests(&self, deletion_ids: &[i64]) -> Result<Vec<RequestRecord>, StoreError>;
+    /// Forgets requests sent before `before`; returns how many.
+    async fn prune_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Deletions per status, and the age in seconds of the oldest due
     /// pending one.
     async fn status(&self) -> Result<(Vec<(String, i64)>, f64), StoreError>;
@@ -248,16 +371,16 @@ pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn DeletionSto
     Ok(store)
 }
 
-/// The outcome of a restore for each requested id, from the ids restored
-/// and the statuses of the others.
-pub(crate) fn restore_outcomes(
+/// The outcome of a restore or an approval for each requested id, from the
+/// ids changed and the statuses of the others.
+pub(crate) fn outcomes(
     ids: &[i64],
-    restored: &[i64],
+    changed: &[i64],
     statuses: &[(i64, String)],
 ) -> Vec<(i64, bool, String)> {
     ids.iter()
         .map(|id| {
-            if restored.contains(id) {
+            if changed.contains(id) {
                 return (*id, true, String::new());
             }
             let reason = match statuses.iter().find(|(o, _)| o == id).map(|(_, s)| s.as_str()) {
@@ -266,6 +389,8 @@ pub(crate) fn restore_outcomes(
                 Some("deleted") => "already deleted".to_string(),
                 Some("restored") => "already restored".to_string(),
                 Some("failed") => "deletion failed; nothing to restore".to_string(),
+                Some("cancelled") => "cancelled; its policy changed".to_string(),
+                Some("pending_delete") => "not awaiting approval".to_string(),
                 Some(other) => format!("is {other}"),
             };
             (*id, false, reason)
@@ -276,7 +401,8 @@ pub(crate) fn restore_outcomes(
 /// Columns every deletion query returns.
 pub(crate) const COLUMNS: &str = "id, registry, repository, digest, tags, delete_digest, job_id, \
      attempt, status, submitted_at, delete_after, attempts, error, deleted_tags, skipped_tags, \
-     digest_deleted, finished_at, trace_context, linked";
+     digest_deleted, finished_at, trace_context, linked, policy, policy_id, policy_revision, \
+     reasons, hold_reason";
 
 /// A deletion as either store reads it: times as `T`, tag lists as `L`.
 #[derive(sqlx::FromRow)]
@@ -300,6 +426,11 @@ pub(crate) struct DeletionRow<T, L> {
     finished_at: Option<T>,
     trace_context: Option<String>,
     linked: Option<String>,
+    policy: String,
+    policy_id: i64,
+    policy_revision: String,
+    reasons: Option<String>,
+    hold_reason: Option<String>,
 }
 
 impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
@@ -326,6 +457,9 @@ impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
             digest_deleted: r.digest_deleted,
             finished_at: r.finished_at.map(StoredTime::into_time),
             trace_context: r.trace_context,
+            policy: PlanPolicy { name: r.policy, id: r.policy_id, revision: r.policy_revision },
+            reasons: reasons_from_column(r.reasons.as_deref()),
+            hold_reason: r.hold_reason,
         }
     }
 }

@@ -9,8 +9,8 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{
-    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, StoreError, Submission,
-    restore_outcomes, status_name,
+    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord, SentRequest,
+    StoreError, Submission, outcomes, status_name,
 };
 
 /// The schema the scrubber owns.
@@ -27,6 +27,20 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The answer per id, after `changed` of them changed status.
+    async fn outcomes(
+        &self,
+        ids: &[i64],
+        changed: &[i64],
+    ) -> Result<Vec<(i64, bool, String)>, StoreError> {
+        let statuses: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, status FROM deletions WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(outcomes(ids, changed, &statuses))
+    }
+
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let pool =
             db::open_postgres(url, SCHEMA, "regsweep-scrubber", max_connections, &MIGRATOR).await?;
@@ -42,23 +56,27 @@ impl DeletionStore for PgStore {
 
     /// Stores a plan once per (job, attempt, digest); returns the stored rows.
     async fn submit(&self, plan: &Submission<'_>) -> Result<Vec<DeletionRecord>, StoreError> {
-        let Submission { job_id, attempt, registry, repository, images, delay, trace_context } =
-            *plan;
+        let Submission {
+            job_id, attempt, registry, repository, images, delay, trace_context, ..
+        } = *plan;
         let digests: Vec<&str> = images.iter().map(|i| i.digest.as_str()).collect();
         // Arrays of arrays must be rectangular: carry tags as JSON.
         let tags: Vec<serde_json::Value> =
             images.iter().map(|i| serde_json::json!(i.tags)).collect();
         let whole: Vec<bool> = images.iter().map(|i| i.delete_digest).collect();
         let linked: Vec<Option<String>> = images.iter().map(|i| i.linked.to_column()).collect();
+        let reasons: Vec<Option<String>> = images.iter().map(|i| i.reasons_column()).collect();
         sqlx::query(
             "WITH input AS (
-                 SELECT * FROM unnest($5::text[], $6::jsonb[], $7::bool[], $10::text[])
-                     AS i(digest, tags, delete_digest, linked)
+                 SELECT * FROM unnest($5::text[], $6::jsonb[], $7::bool[], $10::text[], $11::text[])
+                     AS i(digest, tags, delete_digest, linked, reasons)
              )
              INSERT INTO deletions (registry, repository, digest, tags, delete_digest, job_id, attempt,
-                                    delete_after, trace_context, linked)
+                                    delete_after, trace_context, linked, reasons, status, hold_reason,
+                                    policy, policy_id, policy_revision)
              SELECT $3, $4, i.digest, ARRAY(SELECT jsonb_array_elements_text(i.tags)), i.delete_digest,
-                    $1, $2, now() + make_interval(secs => $8), $9, i.linked
+                    $1, $2, now() + make_interval(secs => $8), $9, i.linked, i.reasons, $12, $13,
+                    $14, $15, $16
              FROM input i
              ON CONFLICT (job_id, attempt, digest) DO NOTHING",
         )
@@ -72,6 +90,12 @@ impl DeletionStore for PgStore {
             .bind(delay.as_secs_f64())
             .bind(trace_context)
             .bind(&linked)
+            .bind(&reasons)
+            .bind(plan.initial_status())
+            .bind(plan.hold)
+            .bind(&plan.policy.name)
+            .bind(plan.policy.id)
+            .bind(&plan.policy.revision)
             .execute(&self.pool)
             .await?;
         let sql = format!(
@@ -98,7 +122,7 @@ impl DeletionStore for PgStore {
             "SELECT {COLUMNS} FROM deletions
              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR registry = $2)
                AND ($3::text IS NULL OR repository = $3) AND ($4::bigint IS NULL OR job_id = $4)
-               AND id < $5
+               AND id < $5 AND ($7::text IS NULL OR $7 = ANY(tags))
              ORDER BY id DESC LIMIT $6"
         );
         Ok(sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
@@ -108,6 +132,7 @@ impl DeletionStore for PgStore {
             .bind(filter.job_id)
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
+            .bind(&filter.tag)
             .fetch_all(&self.pool)
             .await?
             .into_iter()
@@ -115,22 +140,28 @@ impl DeletionStore for PgStore {
             .collect())
     }
 
-    /// Restores the pending ones of `ids`; returns `(id, restored, reason)`
-    /// in request order.
+    /// Restores the pending or held ones of `ids`; returns `(id, restored,
+    /// reason)` in request order.
     async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
         let restored: Vec<i64> = sqlx::query_scalar(
             "UPDATE deletions SET status = 'restored', finished_at = now()
-             WHERE id = ANY($1) AND status = 'pending_delete' RETURNING id",
+             WHERE id = ANY($1) AND status IN ('pending_delete', 'awaiting_approval') RETURNING id",
         )
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        let others: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, status FROM deletions WHERE id = ANY($1)")
-                .bind(ids)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(restore_outcomes(ids, &restored, &others))
+        self.outcomes(ids, &restored).await
+    }
+
+    async fn approve(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
+        let approved: Vec<i64> = sqlx::query_scalar(
+            "UPDATE deletions SET status = 'pending_delete'
+             WHERE id = ANY($1) AND status = 'awaiting_approval' RETURNING id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        self.outcomes(ids, &approved).await
     }
 
     /// Makes deletions whose lease expired (their scrubber died) claimable.
@@ -228,20 +259,75 @@ impl DeletionStore for PgStore {
                     .execute(&self.pool)
                     .await?
             }
-            Finish::Failed { error } => {
+            Finish::Failed { error: why } | Finish::Cancelled { reason: why } => {
                 let sql = format!(
-                    "UPDATE deletions SET status = 'failed', finished_at = now(), lease_holder = NULL,
+                    "UPDATE deletions SET status = $4, finished_at = now(), lease_holder = NULL,
                          lease_until = NULL, error = $3 {fence}"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
                     .bind(holder)
+                    .bind(why)
+                    .bind(finish.outcome())
+                    .execute(&self.pool)
+                    .await?
+            }
+            Finish::Postpone { error, after } => {
+                let sql = format!(
+                    "UPDATE deletions SET status = 'pending_delete', lease_holder = NULL,
+                         lease_until = NULL, error = $3, attempts = attempts - 1,
+                         delete_after = now() + make_interval(secs => $4) {fence}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(holder)
                     .bind(error)
+                    .bind(after.as_secs_f64())
                     .execute(&self.pool)
                     .await?
             }
         };
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn request_sent(&self, r: &SentRequest<'_>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO registry_requests (deletion_id, registry, method, path)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(r.deletion_id)
+        .bind(r.registry)
+        .bind(r.method)
+        .bind(r.path)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn request_answered(&self, id: i64, status: u16) -> Result<(), StoreError> {
+        sqlx::query("UPDATE registry_requests SET status = $2, answered_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(i32::from(status))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn requests(&self, deletion_ids: &[i64]) -> Result<Vec<RequestRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, deletion_id, registry, method, path, status, sent_at, answered_at
+             FROM registry_requests WHERE deletion_id = ANY($1) ORDER BY id",
+        )
+        .bind(deletion_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn prune_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM registry_requests WHERE sent_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// Deletions per status, and the age of the oldest due pending one.

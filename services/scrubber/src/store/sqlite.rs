@@ -12,8 +12,8 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::{
-    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, StoreError, Submission,
-    restore_outcomes, status_name,
+    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord, SentRequest,
+    StoreError, Submission, outcomes, status_name,
 };
 
 /// The stored form of a deletion.
@@ -23,6 +23,50 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 fn records(rows: Vec<DeletionRow>) -> Vec<DeletionRecord> {
     rows.into_iter().map(DeletionRecord::from).collect()
+}
+
+/// The answer per id, after `changed` of them changed status.
+async fn statuses(
+    tx: &mut Transaction<'static, Sqlite>,
+    ids: &[i64],
+    changed: &[i64],
+) -> Result<Vec<(i64, bool, String)>, StoreError> {
+    let statuses: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, status FROM deletions WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(Json(ids))
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(outcomes(ids, changed, &statuses))
+}
+
+/// A request as SQLite stores it (times in microseconds).
+#[derive(sqlx::FromRow)]
+struct RequestRow {
+    id: i64,
+    deletion_id: i64,
+    registry: String,
+    method: String,
+    path: String,
+    status: Option<i32>,
+    sent_at: i64,
+    answered_at: Option<i64>,
+}
+
+impl From<RequestRow> for RequestRecord {
+    fn from(r: RequestRow) -> Self {
+        use regsweep_common::db::StoredTime;
+        Self {
+            id: r.id,
+            deletion_id: r.deletion_id,
+            registry: r.registry,
+            method: r.method,
+            path: r.path,
+            status: r.status,
+            sent_at: r.sent_at.into_time(),
+            answered_at: r.answered_at.map(StoredTime::into_time),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -44,8 +88,9 @@ impl SqliteStore {
 #[async_trait]
 impl DeletionStore for SqliteStore {
     async fn submit(&self, plan: &Submission<'_>) -> Result<Vec<DeletionRecord>, StoreError> {
-        let Submission { job_id, attempt, registry, repository, images, delay, trace_context } =
-            *plan;
+        let Submission {
+            job_id, attempt, registry, repository, images, delay, trace_context, ..
+        } = *plan;
         let now = now();
         let mut tx = self.begin().await?;
         let mut stored = Vec::with_capacity(images.len());
@@ -55,8 +100,11 @@ impl DeletionStore for SqliteStore {
         for image in images {
             sqlx::query(
                 "INSERT INTO deletions (registry, repository, digest, tags, delete_digest, job_id,
-                                        attempt, submitted_at, delete_after, trace_context, linked)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 + ?9, ?10, ?11)
+                                        attempt, submitted_at, delete_after, trace_context, linked,
+                                        reasons, status, hold_reason, policy, policy_id,
+                                        policy_revision)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 + ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                         ?17)
                  ON CONFLICT (job_id, attempt, digest) DO NOTHING",
             )
             .bind(registry)
@@ -70,6 +118,12 @@ impl DeletionStore for SqliteStore {
             .bind(span(delay))
             .bind(trace_context)
             .bind(image.linked.to_column())
+            .bind(image.reasons_column())
+            .bind(plan.initial_status())
+            .bind(plan.hold)
+            .bind(&plan.policy.name)
+            .bind(plan.policy.id)
+            .bind(&plan.policy.revision)
             .execute(&mut *tx)
             .await?;
             let row = sqlx::query_as::<_, DeletionRow>(AssertSqlSafe(select.as_str()))
@@ -107,6 +161,11 @@ impl DeletionStore for SqliteStore {
         if let Some(job_id) = filter.job_id {
             q.push(" AND job_id = ").push_bind(job_id);
         }
+        if let Some(tag) = &filter.tag {
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ")
+                .push_bind(tag.clone())
+                .push(")");
+        }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
         let rows = q.build_query_as::<DeletionRow>().fetch_all(&self.pools.reader).await?;
         Ok(records(rows))
@@ -116,21 +175,32 @@ impl DeletionStore for SqliteStore {
         let mut tx = self.begin().await?;
         let restored: Vec<i64> = sqlx::query_scalar(
             "UPDATE deletions SET status = 'restored', finished_at = ?2
-             WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending_delete'
+             WHERE id IN (SELECT value FROM json_each(?1))
+               AND status IN ('pending_delete', 'awaiting_approval')
              RETURNING id",
         )
         .bind(Json(ids))
         .bind(now())
         .fetch_all(&mut *tx)
         .await?;
-        let others: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, status FROM deletions WHERE id IN (SELECT value FROM json_each(?))",
+        let answer = statuses(&mut tx, ids, &restored).await?;
+        tx.commit().await?;
+        Ok(answer)
+    }
+
+    async fn approve(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
+        let mut tx = self.begin().await?;
+        let approved: Vec<i64> = sqlx::query_scalar(
+            "UPDATE deletions SET status = 'pending_delete'
+             WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'awaiting_approval'
+             RETURNING id",
         )
         .bind(Json(ids))
         .fetch_all(&mut *tx)
         .await?;
+        let answer = statuses(&mut tx, ids, &approved).await?;
         tx.commit().await?;
-        Ok(restore_outcomes(ids, &restored, &others))
+        Ok(answer)
     }
 
     async fn take_back_expired(&self) -> Result<u64, StoreError> {
@@ -239,22 +309,93 @@ impl DeletionStore for SqliteStore {
                     .execute(&mut *tx)
                     .await?
             }
-            Finish::Failed { error } => {
+            Finish::Failed { error: why } | Finish::Cancelled { reason: why } => {
                 let sql = format!(
-                    "UPDATE deletions SET status = 'failed', finished_at = ?3, lease_holder = NULL,
+                    "UPDATE deletions SET status = ?5, finished_at = ?3, lease_holder = NULL,
                          lease_until = NULL, error = ?4 {fence}"
                 );
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(id)
                     .bind(holder)
                     .bind(now)
+                    .bind(why)
+                    .bind(finish.outcome())
+                    .execute(&mut *tx)
+                    .await?
+            }
+            Finish::Postpone { error, after } => {
+                let sql = format!(
+                    "UPDATE deletions SET status = 'pending_delete', lease_holder = NULL,
+                         lease_until = NULL, error = ?4, attempts = attempts - 1,
+                         delete_after = ?3 + ?5 {fence}"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(holder)
+                    .bind(now)
                     .bind(error)
+                    .bind(span(*after))
                     .execute(&mut *tx)
                     .await?
             }
         };
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn request_sent(&self, r: &SentRequest<'_>) -> Result<i64, StoreError> {
+        let mut tx = self.begin().await?;
+        let id = sqlx::query_scalar(
+            "INSERT INTO registry_requests (deletion_id, registry, method, path, sent_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )
+        .bind(r.deletion_id)
+        .bind(r.registry)
+        .bind(r.method)
+        .bind(r.path)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn request_answered(&self, id: i64, status: u16) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE registry_requests SET status = ?2, answered_at = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(i32::from(status))
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn requests(&self, deletion_ids: &[i64]) -> Result<Vec<RequestRecord>, StoreError> {
+        let rows: Vec<RequestRow> = sqlx::query_as(
+            "SELECT id, deletion_id, registry, method, path, status, sent_at, answered_at
+             FROM registry_requests WHERE deletion_id IN (SELECT value FROM json_each(?))
+             ORDER BY id",
+        )
+        .bind(Json(deletion_ids))
+        .fetch_all(&self.pools.reader)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn prune_requests(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let pruned = sqlx::query("DELETE FROM registry_requests WHERE sent_at < ?")
+            .bind(before.timestamp_micros())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     async fn status(&self) -> Result<(Vec<(String, i64)>, f64), StoreError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use regsweep_policy::{
-    Action, CleanupOutcome, Inventory, Plan, Rules, TagCleanupArgs, TagCleanupResult,
+    Action, CleanupOutcome, Inventory, Plan, PlanSize, Rules, TagCleanupArgs, TagCleanupResult,
 };
 use regsweep_proto::v1;
 use regsweep_registry::{Client, RepositoryReader};
@@ -257,13 +257,18 @@ async fn submit(ctx: &JobContext, args: &TagCleanupArgs, plan: &Plan) -> Result<
         });
     };
     let mut ids = Vec::with_capacity(plan.images.len());
-    for chunk in plan.images.chunks(SUBMIT_CHUNK) {
+    // Every part carries the whole plan's size: the scrubber holds a plan
+    // that deletes too much of the repository, whichever part it sees.
+    let size = v1::PlanSize::from(&PlanSize::of(plan));
+    let images = plan.image_deletions();
+    for chunk in images.chunks(SUBMIT_CHUNK) {
         let request = v1::SubmitDeletionsRequest {
             job_id: ctx.job_id(),
             attempt: ctx.attempt(),
             registry: args.registry.clone(),
             repository: args.repository.clone(),
-            images: chunk.iter().map(Into::into).collect(),
+            images: chunk.to_vec(),
+            size: Some(size),
         };
         match scrubber.submit_deletions(request).await {
             Ok(response) => ids.extend(response.into_inner().deletions.iter().map(|d| d.id)),

@@ -140,8 +140,8 @@ pub async fn create_policy(
     let inserted = sqlx::query(
         "INSERT INTO policies (name, registry_id, repository_selector, cadence, keep_n,
              older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at,
-             attachments)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             attachments, max_delete_fraction)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&p.name)
     .bind(p.registry_id)
@@ -155,6 +155,7 @@ pub async fn create_policy(
     .bind(p.enabled)
     .bind(p.next_run_at)
     .bind(attachments_name(p.attachments))
+    .bind(p.max_delete_fraction)
     .execute(pool)
     .await;
     match inserted {
@@ -174,7 +175,8 @@ pub async fn update_policy(
              older_than_seconds = $5, name_regex_delete = $6, name_regex_keep = $7,
              dry_run = $8, enabled = $9,
              armed_run_at = CASE WHEN next_run_at = $10 THEN armed_run_at END,
-             next_run_at = $10, attachments = $11, updated_at = now()
+             next_run_at = $10, attachments = $11, max_delete_fraction = $12,
+             updated_at = now()
          WHERE name = $1 RETURNING id",
     )
     .bind(&p.name)
@@ -188,6 +190,7 @@ pub async fn update_policy(
     .bind(p.enabled)
     .bind(p.next_run_at)
     .bind(attachments_name(p.attachments))
+    .bind(p.max_delete_fraction)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {
