@@ -152,10 +152,21 @@ impl HeldCleanup {
         }
     }
 
-    /// Ends the attempt `Done`, as a worker does after submitting.
-    pub async fn finish(self) {
-        self.heartbeats.abort();
+    /// Ends the attempt `Done`, as a worker does after submitting, and
+    /// waits until the scheduler has it so.
+    pub async fn finish(self, scheduler: &Scheduler) {
         self.worker.send(update(self.job_id, self.attempt, v1::JobStatus::Done)).await;
+        let jobs = scheduler.jobs().await;
+        crate::wait_until("the cleanup job to end", Duration::from_secs(10), || {
+            let mut jobs = jobs.clone();
+            async move {
+                let request = v1::GetJobRequest { id: self.job_id };
+                let job = jobs.get_job(request).await.ok()?.into_inner().job?;
+                (job.status() == v1::JobStatus::Done).then_some(())
+            }
+        })
+        .await;
+        self.heartbeats.abort();
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn run(args: Args) -> Result<()> {
         );
         let started = Instant::now();
         client.submit_deletions(request).await?;
-        cleanup.finish().await;
+        cleanup.finish(&scheduler).await;
         loop {
             let status =
                 client.get_scrubber_status(v1::GetScrubberStatusRequest {}).await?.into_inner();

@@ -68,6 +68,8 @@ fn spec(path: &str) -> Option<&'static [&'static str]> {
         ("regsweep.v1.RepositoryService", "SyncRepositories") => NONE,
         ("regsweep.v1.RepositoryService", "ReportRepositories" | "RecordDeletions") => &["worker"],
         ("regsweep.v1.PolicyService", "GetPolicy" | "ListPolicies") => READ,
+        // Scrubbers ask them with their worker token.
+        ("regsweep.v1.PolicyService", "CheckPlan" | "CheckPolicies") => &["worker"],
         (
             "regsweep.v1.PolicyService",
             "CreatePolicy" | "UpdatePolicy" | "DeletePolicy" | "EnablePolicy" | "DisablePolicy"
@@ -75,8 +77,11 @@ fn spec(path: &str) -> Option<&'static [&'static str]> {
         ) => NONE,
         ("regsweep.v1.WorkerService", "Connect") => &["worker"],
         ("regsweep.v1.ScrubberService", "SubmitDeletions") => &["scrubber-client"],
-        ("regsweep.v1.ScrubberService", "ListDeletions" | "GetScrubberStatus") => READ,
-        ("regsweep.v1.ScrubberService", "RestoreDeletions") => NONE,
+        (
+            "regsweep.v1.ScrubberService",
+            "ListDeletions" | "GetScrubberStatus" | "ListRegistryRequests",
+        ) => READ,
+        ("regsweep.v1.ScrubberService", "RestoreDeletions" | "ApproveDeletions") => NONE,
         _ => panic!("{path} has no row in the table: add one"),
     })
 }

@@ -214,7 +214,7 @@ async fn restore_works_until_the_deletion_starts_and_says_why_not_after() {
         .deletions;
     assert_eq!(pending[0].id, again[0].id);
     assert_eq!(pending[0].status(), DeletionStatus::PendingDelete);
-    first.finish().await;
+    first.finish(&scheduler).await;
     let mut fast_client = fast.client().await;
     let second = HeldCleanup::start(&scheduler, "local", "app").await;
     let done = fast_client
@@ -254,7 +254,7 @@ async fn submit(
     let cleanup = HeldCleanup::start(scheduler, registry, repository).await;
     client.submit_deletions(cleanup.plan(images)).await.expect("submit");
     let job_id = cleanup.job_id;
-    cleanup.finish().await;
+    cleanup.finish(scheduler).await;
     job_id
 }
 

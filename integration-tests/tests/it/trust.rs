@@ -9,12 +9,11 @@ use std::time::Duration;
 use regsweep_integration_tests::authproxy::{AuthProxy, Mode};
 use regsweep_integration_tests::raw::HeldCleanup;
 use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, Worker, wait_until};
-use regsweep_proto::v1::{self, DeletionStatus, JobStatus};
+use regsweep_proto::v1::{self, DeletionStatus};
 use tonic::Code;
 
 use crate::cli::{json, regsweep};
 use crate::policies::{create_policy, create_registry, run_policy, sync};
-use crate::wait_status;
 
 /// Pushes `tags` to `repo`, one image each; returns tag -> digest.
 async fn seed(registry: &TestRegistry, repo: &str, tags: &[&str]) -> BTreeMap<String, String> {
@@ -90,7 +89,7 @@ async fn a_plan_the_scheduler_did_not_hand_out_deletes_nothing() {
     };
 
     // No such job.
-    let mut forged = HeldCleanup::start(&scheduler, "local", "other").await;
+    let forged = HeldCleanup::start(&scheduler, "local", "other").await;
     let mut request = forged.plan(plan.clone());
     request.job_id = 999_999;
     request.repository = "app".into();
@@ -99,16 +98,15 @@ async fn a_plan_the_scheduler_did_not_hand_out_deletes_nothing() {
     let mut request = forged.plan(plan.clone());
     request.repository = "app".into();
     refused(client.submit_deletions(request).await.expect_err("other repo"), "cleans local/other");
-    forged.attempt += 1;
-    let request = forged.plan(plan.clone());
+    let mut request = forged.plan(plan.clone());
+    request.repository = "other".into();
+    request.attempt += 1;
     refused(client.submit_deletions(request).await.expect_err("stale"), "not its current one");
-    forged.finish().await;
+    forged.finish(&scheduler).await;
     // A cleanup of this repository that has ended.
     let ended = HeldCleanup::start(&scheduler, "local", "app").await;
-    let job_id = ended.job_id;
     let late = ended.plan(plan.clone());
-    ended.finish().await;
-    wait_status(&scheduler.jobs().await, job_id, JobStatus::Done, Duration::from_secs(10)).await;
+    ended.finish(&scheduler).await;
     refused(client.submit_deletions(late).await.expect_err("ended"), "is not running");
 
     let all = client.list_deletions(v1::ListDeletionsRequest::default()).await.expect("list");

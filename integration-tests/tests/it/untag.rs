@@ -31,7 +31,7 @@ async fn submit(
     let cleanup = HeldCleanup::start(scheduler, "local", "app").await;
     client.clone().submit_deletions(cleanup.plan(images)).await.expect("submit");
     let job_id = cleanup.job_id;
-    cleanup.finish().await;
+    cleanup.finish(scheduler).await;
     job_id
 }
 

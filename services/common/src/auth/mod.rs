@@ -82,6 +82,8 @@ pub fn need(path: &str) -> Need {
         ("regsweep.v1.RepositoryService", "ReportRepositories" | "RecordDeletions")
         | ("regsweep.v1.PolicyService", "CheckPlan" | "CheckPolicies") => Need::AnyOf(WORKER),
         ("regsweep.v1.ScrubberService", "SubmitDeletions") => Need::AnyOf(&[Role::ScrubberClient]),
+        // `ListRegistryRequests` is read like every `List`: the audit record
+        // names requests, never credentials.
         (_, m) if m.starts_with("Get") || m.starts_with("List") || m.starts_with("Tail") => {
             Need::AnyOf(READ)
         }
