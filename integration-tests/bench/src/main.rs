@@ -12,6 +12,7 @@ mod selection;
 mod stats;
 mod stores;
 mod tags;
+mod takeover;
 mod telemetry;
 mod tls;
 
@@ -41,6 +42,8 @@ enum Command {
     Graph(graph::Args),
     /// Deletes per second through the scrubber at several parallelisms.
     Scrub(scrub::Args),
+    /// Time from a scrubber's SIGKILL to its deletions' takeover.
+    Takeover(takeover::Args),
     /// The job queue on SQLite next to PostgreSQL, and `regsweep dev`'s
     /// start-up time.
     Stores(stores::Args),
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Tags(args) => tags::run(args).await,
         Command::Graph(args) => graph::run(args).await,
         Command::Scrub(args) => scrub::run(args).await,
+        Command::Takeover(args) => takeover::run(args).await,
         Command::Stores(args) => stores::run(args).await,
         Command::Tls(args) => tls::run(args).await,
         Command::Telemetry(args) => telemetry::run(args).await,

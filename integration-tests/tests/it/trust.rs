@@ -401,3 +401,38 @@ async fn every_request_that_changes_the_registry_is_on_record() {
         assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registries_check_shows_what_each_registry_allows_and_changes_nothing() {
+    let open = TestRegistry::start().await;
+    let locked = TestRegistry::start_without_deletes().await;
+    let seeded_open = seed(&open, "app", &["v1"]).await;
+    let seeded_locked = seed(&locked, "app", &["v1"]).await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let _worker = Worker::start(&scheduler, "w", &[]).await;
+    create_registry(&scheduler, "open", &open.url()).await;
+    create_registry(&scheduler, "locked", &locked.url()).await;
+    let url = scheduler.url.as_str();
+    let check = |name: &'static str| async move {
+        json(&regsweep(url, &["--output", "json", "registries", "check", name]).await)
+    };
+    let caps = check("open").await;
+    let caps = &caps[0]["capabilities"];
+    assert_eq!(caps["manifest_deletes"], "SUPPORT_YES", "{caps}");
+    // Distribution 2.8 cannot delete a tag, nor serve referrers.
+    assert_eq!(caps["tag_deletes"], "SUPPORT_NO", "{caps}");
+    assert_eq!(caps["referrers"], "SUPPORT_NO", "{caps}");
+    assert_eq!(caps["repository"], "app", "{caps}");
+    assert!(caps["checked_at"].is_string(), "{caps}");
+    let caps = check("locked").await;
+    let caps = &caps[0]["capabilities"];
+    assert_eq!(caps["manifest_deletes"], "SUPPORT_NO", "{caps}");
+    assert_eq!(caps["tag_deletes"], "SUPPORT_NO", "{caps}");
+    // Shown by `registries get` too, and the probes changed nothing.
+    let shown = regsweep(url, &["registries", "get", "locked"]).await;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("DELETES") && text.contains(" no "), "{text}");
+    untouched(&open, "app", &seeded_open).await;
+    untouched(&locked, "app", &seeded_locked).await;
+}

@@ -26,6 +26,16 @@ pub enum RegistriesCommand {
         /// Registry name.
         name: String,
     },
+    /// Probe what the registry allows now (manifest deletes, tag deletes,
+    /// the referrers API) with requests that change nothing: runs a
+    /// catalog sync and waits for its probe.
+    Check {
+        /// Registry name.
+        name: String,
+        /// How long to wait for a worker to probe.
+        #[arg(long, value_parser = regsweep_common::duration::parse, default_value = "60s")]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +162,7 @@ pub async fn run(cli: &Cli, command: &RegistriesCommand) -> Result<()> {
             registries.delete_registry(v1::DeleteRegistryRequest { name: name.clone() }).await?;
             return output::deleted(cli.output, "registry", name);
         }
+        RegistriesCommand::Check { name, timeout } => Some(check(cli, name, *timeout).await?),
     };
     let registry = registry.context("server returned no registry")?;
     print_registries(cli.output, std::slice::from_ref(&registry))
@@ -161,7 +172,18 @@ fn print_registries(format: Output, registries: &[v1::Registry]) -> Result<()> {
     if format == Output::Json {
         return output::json(registries);
     }
-    let mut table = Table::new(&["NAME", "URL", "AUTH", "RATE LIMIT", "MAX PARALLEL", "CREATED"]);
+    let mut table = Table::new(&[
+        "NAME",
+        "URL",
+        "AUTH",
+        "RATE LIMIT",
+        "MAX PARALLEL",
+        "DELETES",
+        "TAG DELETES",
+        "REFERRERS",
+        "CHECKED",
+        "CREATED",
+    ]);
     for r in registries {
         let c = r.credentials.clone().unwrap_or_default();
         let auth = if !c.docker_config.is_empty() {
@@ -171,7 +193,9 @@ fn print_registries(format: Output, registries: &[v1::Registry]) -> Result<()> {
         } else {
             "anonymous".to_string()
         };
-        table.row(vec![
+        let caps = r.capabilities.clone().unwrap_or_default();
+        let checked = r.capabilities.is_some();
+        let mut cells = vec![
             r.name.clone(),
             r.url.clone(),
             auth,
@@ -181,11 +205,58 @@ fn print_registries(format: Output, registries: &[v1::Registry]) -> Result<()> {
             } else {
                 "-".into()
             },
-            time(r.created_at.as_ref()),
-        ]);
+        ];
+        for support in [caps.manifest_deletes(), caps.tag_deletes(), caps.referrers()] {
+            cells.push(support_name(support, checked).into());
+        }
+        cells.push(time(caps.checked_at.as_ref()));
+        cells.push(time(r.created_at.as_ref()));
+        table.row(cells);
     }
     table.print();
+    for r in registries {
+        if let Some(detail) = r.capabilities.as_ref().map(|c| &c.detail).filter(|d| !d.is_empty()) {
+            println!("{}: {detail}", r.name);
+        }
+    }
     Ok(())
+}
+
+fn support_name(support: v1::Support, checked: bool) -> &'static str {
+    match (checked, support) {
+        (false, _) => "-",
+        (true, v1::Support::Yes) => "yes",
+        (true, v1::Support::No) => "no",
+        (true, v1::Support::Unspecified) => "unknown",
+    }
+}
+
+/// Runs a catalog sync of `name` and waits for its probe; returns the
+/// registry as it stands then.
+async fn check(cli: &Cli, name: &str, timeout: std::time::Duration) -> Result<v1::Registry> {
+    let mut registries = client::registries(&cli.scheduler).await?;
+    let mut repositories = client::repositories(&cli.scheduler).await?;
+    let get = v1::GetRegistryRequest { name: name.into() };
+    let before = registries.get_registry(get.clone()).await?.into_inner().registry;
+    let checked_at = |r: &Option<v1::Registry>| {
+        r.as_ref().and_then(|r| r.capabilities.as_ref()?.checked_at).map(|t| (t.seconds, t.nanos))
+    };
+    let previous = checked_at(&before);
+    let request = v1::SyncRepositoriesRequest { registry: name.into() };
+    let job = repositories.sync_repositories(request).await?.into_inner().job;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now = registries.get_registry(get.clone()).await?.into_inner().registry;
+        if checked_at(&now) != previous {
+            return now.context("server returned no registry");
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no worker probed {name} within {timeout:?} (catalog_sync job {}); are workers running?",
+            job.map_or(0, |j| j.id)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 fn parse_status(text: &str) -> Result<CleanupStatus> {

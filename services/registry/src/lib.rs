@@ -3,6 +3,7 @@
 //! Bearer auth and retries that honour `Retry-After`.
 
 mod audit;
+mod capabilities;
 mod client;
 mod credentials;
 mod directory;
@@ -18,6 +19,7 @@ mod token;
 mod writes;
 
 pub use audit::{Audit, Outgoing};
+pub use capabilities::{Capabilities, Support};
 pub use client::{Client, ClientConfig, LastCheck};
 pub use credentials::{CredentialRef, Credentials, Secret};
 pub use directory::{Directory, DirectoryError, GateFactory};

@@ -98,6 +98,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         snapshots: Snapshots::new(config.tag_snapshot_ttl),
         repositories: RepositoryServiceClient::new(grpc::client(scheduler)),
         unreported: Default::default(),
+        taken_back: tokio::sync::Notify::new(),
         config: RunnerConfig {
             parallelism: config.parallelism,
             lease: config.lease,

@@ -98,6 +98,8 @@ pub struct Runner {
     /// Deleted tags per job not reported yet; flushed every
     /// [`REPORT_PERIOD`] rather than once per deletion.
     pub unreported: Mutex<HashMap<i64, u32>>,
+    /// Wakes an idle claim loop: deletions were taken back.
+    pub taken_back: tokio::sync::Notify,
     pub config: RunnerConfig,
 }
 
@@ -146,6 +148,7 @@ impl Runner {
             if claimed.is_empty() {
                 tokio::select! {
                     () = tokio::time::sleep(this.config.poll_interval) => continue,
+                    () = this.taken_back.notified() => continue,
                     () = stop.cancelled() => break,
                 }
             }
@@ -308,14 +311,17 @@ impl Runner {
 /// is the lease plus one poll interval.
 async fn take_back(runner: Arc<Runner>, stop: Shutdown) {
     loop {
+        match runner.store.take_back_expired().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(deletions = n, "took back deletions of an expired lease");
+                runner.taken_back.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot take back expired leases"),
+        }
         tokio::select! {
             () = tokio::time::sleep(runner.config.poll_interval) => {}
             () = stop.cancelled() => return,
-        }
-        match runner.store.take_back_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(deletions = n, "took back deletions of an expired lease"),
-            Err(e) => tracing::warn!(error = %e, "cannot take back expired leases"),
         }
     }
 }

@@ -8,6 +8,12 @@
 //!
 //! A snapshot is aged from the moment its listing started, so a tag pushed
 //! while it was being taken is at most one TTL away from being seen.
+//!
+//! Reading a snapshot never waits for another deletion: the current one is
+//! an `Arc` taken from under a short lock, and only its refresh is
+//! serialized (one listing per repository at a time). A last check that
+//! finds it stale says so rather than wait inside the request's turn; a
+//! busy neighbour is not staleness.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,13 +30,26 @@ const MAX_REMEMBERED_INDEXES: usize = 100_000;
 /// Deepest index nesting followed.
 const MAX_DEPTH: usize = 8;
 
+#[derive(Clone)]
 struct Snapshot {
     taken: Instant,
     /// tag -> digest.
     tags: HashMap<String, String>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
+/// A repository's current snapshot, and the lock its refresh takes.
+#[derive(Default)]
+struct Repository {
+    current: Mutex<Option<Arc<Snapshot>>>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+type Slot = Arc<Repository>;
+
+/// The repository's current snapshot, if any, without waiting.
+fn current(slot: &Repository) -> Option<Arc<Snapshot>> {
+    slot.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
 
 /// An index's children, each with whether it may list more manifests.
 type Children = Arc<Vec<(String, bool)>>;
@@ -95,24 +114,27 @@ impl Snapshots {
         no_refresh_since: Option<Instant>,
     ) -> Result<Option<Vec<String>>, Error> {
         let slot = self.slot(registry, repository);
-        let mut snapshot = match no_refresh_since {
-            None => slot.lock().await,
-            // Being taken by another deletion right now: stale to this one.
-            Some(_) => match slot.try_lock() {
-                Ok(held) => held,
-                Err(_) => return Ok(None),
-            },
-        };
         let fresh = |s: &Snapshot| {
             s.taken.elapsed() < self.ttl || no_refresh_since.is_some_and(|since| s.taken >= since)
         };
-        if !snapshot.as_ref().is_some_and(fresh) {
-            if no_refresh_since.is_some() {
-                return Ok(None);
+        let snapshot = match current(&slot) {
+            Some(s) if fresh(&s) => s,
+            // The last check: never a listing inside the request's turn.
+            _ if no_refresh_since.is_some() => return Ok(None),
+            _ => {
+                let _refreshing = slot.refresh.lock().await;
+                // Another deletion may have refreshed it meanwhile.
+                match current(&slot) {
+                    Some(s) if fresh(&s) => s,
+                    _ => {
+                        let taken = Arc::new(self.take(client, repository).await?);
+                        *slot.current.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some(taken.clone());
+                        taken
+                    }
+                }
             }
-            *snapshot = Some(self.take(client, repository).await?);
-        }
-        let Some(snapshot) = snapshot.as_ref() else { return Ok(Some(Vec::new())) };
+        };
         let mut found = Vec::new();
         for (tag, target) in &snapshot.tags {
             if planned.contains(tag.as_str()) {
@@ -197,9 +219,13 @@ impl Snapshots {
         tags: &[String],
     ) {
         let slot = self.slot(registry, repository);
-        let mut snapshot = slot.lock().await;
-        if let Some(s) = snapshot.as_mut() {
-            s.tags.retain(|tag, d| !tags.contains(tag) && Some(d.as_str()) != digest);
+        let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = current.as_mut() {
+            // In place unless a check is reading it (that check keeps the
+            // snapshot it started with).
+            Arc::make_mut(s)
+                .tags
+                .retain(|tag, d| !tags.contains(tag) && Some(d.as_str()) != digest);
         }
     }
 

@@ -28,6 +28,24 @@ impl RepositoryApi {
         Self { catalog, jobs }
     }
 
+    /// Stores what a catalog sync whose report was accepted found the
+    /// registry to allow, stamped now.
+    async fn store_capabilities(
+        &self,
+        registry_id: i64,
+        registry: &str,
+        mut capabilities: v1::RegistryCapabilities,
+    ) -> Result<(), ApiError> {
+        capabilities.checked_at = Some(regsweep_proto::timestamp_from_chrono(chrono::Utc::now()));
+        // A message of plain fields: serializing it cannot fail.
+        let json = serde_json::to_string(&capabilities).unwrap_or_default();
+        self.catalog.set_registry_capabilities(registry_id, &json).await?;
+        tracing::info!(%registry, manifest_deletes = ?capabilities.manifest_deletes(),
+            tag_deletes = ?capabilities.tag_deletes(), referrers = ?capabilities.referrers(),
+            detail = %capabilities.detail, "registry capabilities checked");
+        Ok(())
+    }
+
     async fn registry_id(&self, name: &str) -> Result<i64, ApiError> {
         let registry = self.catalog.get_registry(name).await?;
         registry
@@ -184,6 +202,9 @@ impl RepositoryService for RepositoryApi {
             ))
             .into()),
             ReportOutcome::Reported { added, removed } => {
+                if let Some(capabilities) = req.capabilities {
+                    self.store_capabilities(registry_id, registry, capabilities).await?;
+                }
                 if added > 0 || removed > 0 {
                     tracing::info!(%registry, job_id = req.job_id, added, removed, "catalog synced");
                 }

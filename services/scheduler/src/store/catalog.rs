@@ -24,6 +24,8 @@ pub struct RegistryRecord {
     pub realm_allow_list: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// As the last catalog sync probed them.
+    pub capabilities: Option<v1::RegistryCapabilities>,
 }
 
 impl RegistryRecord {
@@ -37,6 +39,7 @@ impl RegistryRecord {
             realm_allow_list: self.realm_allow_list.clone(),
             created_at: Some(timestamp_from_chrono(self.created_at)),
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
+            capabilities: self.capabilities.clone(),
         }
     }
 }
@@ -299,6 +302,12 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Inserts a registry; `None` when the name is taken.
     async fn create_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError>;
     async fn get_registry(&self, name: &str) -> Result<Option<RegistryRecord>, StoreError>;
+    /// Stores what registry `id` was found to allow (the message as JSON).
+    async fn set_registry_capabilities(
+        &self,
+        id: i64,
+        capabilities: &str,
+    ) -> Result<(), StoreError>;
     async fn list_registries(&self) -> Result<Vec<RegistryRecord>, StoreError>;
     /// Replaces a registry's definition; `None` when it does not exist.
     async fn update_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError>;

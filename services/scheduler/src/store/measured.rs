@@ -153,6 +153,13 @@ impl CatalogStore for MeasuredCatalog {
     async fn list_registries(&self) -> Result<Vec<RegistryRecord>, StoreError> {
         timed("list_registries", self.0.list_registries()).await
     }
+    async fn set_registry_capabilities(
+        &self,
+        id: i64,
+        capabilities: &str,
+    ) -> Result<(), StoreError> {
+        timed("set_registry_capabilities", self.0.set_registry_capabilities(id, capabilities)).await
+    }
     async fn update_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError> {
         timed("update_registry", self.0.update_registry(r)).await
     }

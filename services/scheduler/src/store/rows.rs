@@ -208,7 +208,7 @@ impl From<Credentials> for v1::RegistryCredentials {
 
 /// Registry columns, in [`RegistryRow`]'s shape.
 pub const REGISTRY_COLUMNS: &str = "id, name, url, credentials, rate_limit, max_parallel_deletions, realm_allow_list, \
-     created_at, updated_at";
+     created_at, updated_at, capabilities";
 
 #[derive(sqlx::FromRow)]
 pub struct RegistryRow<T, L> {
@@ -221,6 +221,7 @@ pub struct RegistryRow<T, L> {
     realm_allow_list: L,
     created_at: T,
     updated_at: T,
+    capabilities: Option<String>,
 }
 
 impl<T: StoredTime, L: StoredList> From<RegistryRow<T, L>> for RegistryRecord {
@@ -235,6 +236,8 @@ impl<T: StoredTime, L: StoredList> From<RegistryRow<T, L>> for RegistryRecord {
             realm_allow_list: row.realm_allow_list.into_vec(),
             created_at: row.created_at.into_time(),
             updated_at: row.updated_at.into_time(),
+            // Written from the message; unreadable shows as never checked.
+            capabilities: row.capabilities.and_then(|c| serde_json::from_str(&c).ok()),
         }
     }
 }

@@ -8,6 +8,9 @@ use crate::services::ServiceError;
 
 /// Repositories asked for per catalog page (and reported per call).
 const PAGE: u32 = 1000;
+/// Probed when the catalog is empty (any name does: the probes change
+/// nothing, and a repository that does not exist answers the same).
+const PROBE_REPOSITORY: &str = "regsweep-probe";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,12 +43,33 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
             Ok(page) => page,
             Err(e) => return failed(&ServiceError::Registry(e)),
         };
+        // With the first page: what the registry allows, probed in its
+        // first repository.
+        let capabilities = if cursor.is_none() {
+            let repository = names.first().map_or(PROBE_REPOSITORY, String::as_str);
+            let found = client.capabilities(repository).await;
+            ctx.log(format!(
+                "{repository}: manifest deletes {:?}, tag deletes {:?}, referrers {:?}{}",
+                found.manifest_deletes,
+                found.tag_deletes,
+                found.referrers,
+                if found.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", found.detail)
+                }
+            ));
+            Some((&found).into())
+        } else {
+            None
+        };
         seen += names.len() as u64;
         let report = regsweep_proto::v1::ReportRepositoriesRequest {
             job_id: ctx.job_id(),
             attempt: ctx.attempt(),
             names,
             complete: next.is_none(),
+            capabilities,
         };
         match ctx.services().repositories().report_repositories(report).await {
             Ok(response) => {

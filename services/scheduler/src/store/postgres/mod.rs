@@ -247,6 +247,19 @@ impl CatalogStore for PgStore {
         registries::list_registries(&self.pool).await
     }
 
+    async fn set_registry_capabilities(
+        &self,
+        id: i64,
+        capabilities: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE registries SET capabilities = $2 WHERE id = $1")
+            .bind(id)
+            .bind(capabilities)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn update_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError> {
         registries::update_registry(&self.pool, r).await
     }

@@ -273,3 +273,18 @@ pub async fn run_policy(
     store.announce(crate::store::StoreEvent::CleanupEnded);
     Ok(policy)
 }
+
+pub async fn set_registry_capabilities(
+    store: &SqliteStore,
+    id: i64,
+    capabilities: &str,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    sqlx::query("UPDATE registries SET capabilities = ?2 WHERE id = ?1")
+        .bind(id)
+        .bind(capabilities)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

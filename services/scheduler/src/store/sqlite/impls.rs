@@ -173,6 +173,14 @@ impl CatalogStore for SqliteStore {
         catalog::list_registries(self).await
     }
 
+    async fn set_registry_capabilities(
+        &self,
+        id: i64,
+        capabilities: &str,
+    ) -> Result<(), StoreError> {
+        catalog::set_registry_capabilities(self, id, capabilities).await
+    }
+
     async fn update_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError> {
         catalog::update_registry(self, r).await
     }

@@ -1,0 +1,3 @@
+-- What the registry was found to allow by its last catalog sync (see the
+-- PostgreSQL migration of the same name).
+ALTER TABLE registries ADD COLUMN capabilities TEXT;
