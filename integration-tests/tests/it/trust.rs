@@ -373,10 +373,18 @@ async fn every_request_that_changes_the_registry_is_on_record() {
         list
     };
     let reached = changes(proxy.destructive_requests());
-    let deletion_ids = deletions.iter().map(|d| d.id).collect();
-    let mut client = scrubber.client().await;
-    let request = v1::ListRegistryRequestsRequest { deletion_ids };
-    let record = client.list_registry_requests(request).await.expect("record").into_inner();
+    let deletion_ids: Vec<i64> = deletions.iter().map(|d| d.id).collect();
+    let client = scrubber.client().await;
+    // Answers are written in batches, just after the deletion ends.
+    let record = wait_until("every answer on record", Duration::from_secs(10), || {
+        let mut client = client.clone();
+        let request = v1::ListRegistryRequestsRequest { deletion_ids: deletion_ids.clone() };
+        async move {
+            let record = client.list_registry_requests(request).await.ok()?.into_inner();
+            record.requests.iter().all(|r| r.answered).then_some(record)
+        }
+    })
+    .await;
     for r in &record.requests {
         let expected = if is_probe(&r.path) { 404..405 } else { 200..300 };
         assert!(r.answered && expected.contains(&r.status), "{r:?}");

@@ -2,6 +2,11 @@
 //! registry is written before it leaves (a request that cannot be written
 //! is not sent) and answered when it returns, under the deletion it was
 //! sent for. `regsweep scrub history` reads it.
+//!
+//! The record before the request is synchronous: it is the guarantee. The
+//! answers are batched by one writer task (a process killed before it
+//! flushes leaves requests on record without their answer, shown as
+//! such), which keeps the record from halving the deletion rate.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,11 +16,16 @@ use std::time::Duration;
 use chrono::Utc;
 use regsweep_common::Shutdown;
 use regsweep_registry::{Audit, Error, Outgoing};
+use tokio::sync::mpsc;
 
-use crate::store::{DeletionStore, SentRequest};
+use crate::store::{Answer, DeletionStore, SentRequest};
 
 /// How often requests past their retention are pruned.
 const PRUNE_PERIOD: Duration = Duration::from_secs(3600);
+/// Answers waiting for the writer; past this, answering waits.
+const ANSWER_QUEUE: usize = 4096;
+/// Most answers written per statement.
+const ANSWER_BATCH: usize = 512;
 
 tokio::task_local! {
     /// The deletion being carried out, and its registry's name.
@@ -30,7 +40,28 @@ pub async fn scrubbing<F: Future>(id: i64, registry: &str, work: F) -> F::Output
 
 /// Records requests in the deletions' store.
 pub struct AuditLog {
-    pub store: Arc<dyn DeletionStore>,
+    store: Arc<dyn DeletionStore>,
+    answers: mpsc::Sender<Answer>,
+}
+
+impl AuditLog {
+    /// The log, and its answer writer to run until every sender is gone.
+    pub fn new(store: Arc<dyn DeletionStore>) -> (Self, impl Future<Output = ()>) {
+        let (answers, queue) = mpsc::channel(ANSWER_QUEUE);
+        (Self { store: store.clone(), answers }, write_answers(store, queue))
+    }
+}
+
+/// Writes answers in batches: whatever queued while the last batch was
+/// written goes in the next statement.
+async fn write_answers(store: Arc<dyn DeletionStore>, mut queue: mpsc::Receiver<Answer>) {
+    let mut batch = Vec::with_capacity(ANSWER_BATCH);
+    while queue.recv_many(&mut batch, ANSWER_BATCH).await > 0 {
+        if let Err(e) = store.requests_answered(&batch).await {
+            tracing::warn!(answers = batch.len(), error = %e, "cannot record registry answers");
+        }
+        batch.clear();
+    }
 }
 
 impl Audit for AuditLog {
@@ -55,9 +86,11 @@ impl Audit for AuditLog {
 
     fn answered(&self, id: i64, status: u16) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-            // The request is on record; only its answer is missing.
-            if let Err(e) = self.store.request_answered(id, status).await {
-                tracing::warn!(request = id, status, error = %e, "cannot record a registry answer");
+            let answer = Answer { id, status, at: Utc::now() };
+            // Only when the writer is gone (shutting down): the request is
+            // on record, its answer is not.
+            if self.answers.send(answer).await.is_err() {
+                tracing::warn!(request = id, status, "registry answer not recorded: shutting down");
             }
         })
     }

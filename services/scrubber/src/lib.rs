@@ -81,10 +81,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let limits = Arc::new(Limits::new(config.default_max_parallel));
     let gates = limits.clone();
     let scheduler = scheduler_channel(&config.scheduler)?;
+    let (audit_log, answers) = audit::AuditLog::new(store.clone());
+    let answers = tokio::spawn(answers);
     let directory = Arc::new(
         Directory::new(scheduler.clone())
             .with_gates(Box::new(move |registry| gates.of(registry) as Arc<dyn Gate>))
-            .with_audit(Arc::new(audit::AuditLog { store: store.clone() })),
+            .with_audit(Arc::new(audit_log)),
     );
     let holder = Uuid::new_v4();
     let loops = Shutdown::new();
@@ -143,6 +145,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     .await;
     loops.trigger();
     let _ = runner_task.await;
+    // The writer flushes the last answers and ends once no client is left.
+    if tokio::time::timeout(config.shutdown_timeout, answers).await.is_err() {
+        tracing::warn!("registry answers still queued at shutdown; their requests stay on record");
+    }
     store.close().await;
     tracing::info!("scrubber stopped");
     served.map_err(Error::from)

@@ -7,8 +7,8 @@ use std::time::Duration;
 use regsweep_policy::{Linked, Relation};
 use regsweep_proto::v1::DeletionStatus;
 use regsweep_scrubber::store::{
-    DeletionFilter, DeletionRecord, Finish, LinkedManifests, NewDeletion, PlanPolicy, Submission,
-    TagReason,
+    Answer, DeletionFilter, DeletionRecord, Finish, LinkedManifests, NewDeletion, PlanPolicy,
+    SentRequest, Submission, TagReason,
 };
 use uuid::Uuid;
 
@@ -265,4 +265,34 @@ pub async fn cancelled_deletions_end_and_postponed_ones_keep_their_attempts(f: F
     let again = f.deletions.claim(holder, LEASE, 10).await.unwrap();
     assert_eq!(again.len(), 1, "postponed is due again; cancelled never is");
     assert_eq!(again[0].attempts, 1, "a postponed try is not counted");
+}
+
+pub async fn the_audit_records_requests_then_their_answers_and_prunes_old_ones(f: Fixture) {
+    let stored = submit(&f, 1, 2, Duration::ZERO).await;
+    let sent =
+        |deletion_id, path| SentRequest { deletion_id, registry: "r", method: "DELETE", path };
+    let first = f.deletions.request_sent(&sent(stored[0].id, "/v2/a/manifests/x")).await.unwrap();
+    let second = f.deletions.request_sent(&sent(stored[1].id, "/v2/a/manifests/y")).await.unwrap();
+    let third = f.deletions.request_sent(&sent(stored[0].id, "/v2/a/manifests/z")).await.unwrap();
+    let at = chrono::Utc::now();
+    let answers = [Answer { id: first, status: 202, at }, Answer { id: second, status: 0, at }];
+    f.deletions.requests_answered(&answers).await.unwrap();
+    let record = f.deletions.requests(&[stored[0].id, stored[1].id]).await.unwrap();
+    let seen: Vec<(i64, i64, Option<i32>, bool)> =
+        record.iter().map(|r| (r.id, r.deletion_id, r.status, r.answered_at.is_some())).collect();
+    assert_eq!(
+        seen,
+        [
+            (first, stored[0].id, Some(202), true),
+            (second, stored[1].id, Some(0), true),
+            (third, stored[0].id, None, false),
+        ],
+        "in the order sent; the third was never answered"
+    );
+    let only_first = f.deletions.requests(&[stored[0].id]).await.unwrap();
+    assert_eq!(only_first.len(), 2);
+    assert_eq!(f.deletions.prune_requests(at - chrono::Duration::hours(1)).await.unwrap(), 0);
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(f.deletions.prune_requests(later).await.unwrap(), 3);
+    assert!(f.deletions.requests(&[stored[0].id]).await.unwrap().is_empty());
 }

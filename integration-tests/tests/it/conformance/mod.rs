@@ -174,4 +174,5 @@ conformance!(
     deletions::submissions_are_idempotent_per_attempt_and_digest,
     deletions::held_plans_wait_for_approval_and_can_be_restored,
     deletions::cancelled_deletions_end_and_postponed_ones_keep_their_attempts,
+    deletions::the_audit_records_requests_then_their_answers_and_prunes_old_ones,
 );

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::{
-    DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord, SentRequest, StoreError,
-    Submission,
+    Answer, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord, SentRequest,
+    StoreError, Submission,
 };
 
 pub struct MeasuredDeletions(pub Arc<dyn DeletionStore>);
@@ -40,8 +40,8 @@ impl DeletionStore for MeasuredDeletions {
     async fn request_sent(&self, request: &SentRequest<'_>) -> Result<i64, StoreError> {
         timed("request_sent", self.0.request_sent(request)).await
     }
-    async fn request_answered(&self, id: i64, status: u16) -> Result<(), StoreError> {
-        timed("request_answered", self.0.request_answered(id, status)).await
+    async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError> {
+        timed("requests_answered", self.0.requests_answered(answers)).await
     }
     async fn requests(&self, deletion_ids: &[i64]) -> Result<Vec<RequestRecord>, StoreError> {
         timed("list_requests", self.0.requests(deletion_ids)).await

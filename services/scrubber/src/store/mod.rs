@@ -218,6 +218,15 @@ pub struct SentRequest<'a> {
     pub path: &'a str,
 }
 
+/// The registry's answer to a recorded request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub id: i64,
+    /// 0: no answer came.
+    pub status: u16,
+    pub at: DateTime<Utc>,
+}
+
 /// A recorded destructive request.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct RequestRecord {
@@ -333,8 +342,8 @@ pub trait DeletionStore: Send + Sync + 'static {
     async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError>;
     /// Records a destructive request before it is sent; returns its id.
     async fn request_sent(&self, request: &SentRequest<'_>) -> Result<i64, StoreError>;
-    /// Records the registry's answer to request `id`.
-    async fn request_answered(&self, id: i64, status: u16) -> Result<(), StoreError>;
+    /// Records the registry's answers: (request id, status, when).
+    async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError>;
     /// The requests sent for `deletion_ids`, oldest first.
     async fn requests(&self, deletion_ids: &[i64]) -> Result<Vec<RequestRecord>, StoreError>;
     /// Forgets requests sent before `before`; returns how many.

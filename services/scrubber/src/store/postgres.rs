@@ -9,8 +9,8 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{
-    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord, SentRequest,
-    StoreError, Submission, outcomes, status_name,
+    Answer, COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord,
+    SentRequest, StoreError, Submission, outcomes, status_name,
 };
 
 /// The schema the scrubber owns.
@@ -303,12 +303,20 @@ impl DeletionStore for PgStore {
         .await?)
     }
 
-    async fn request_answered(&self, id: i64, status: u16) -> Result<(), StoreError> {
-        sqlx::query("UPDATE registry_requests SET status = $2, answered_at = now() WHERE id = $1")
-            .bind(id)
-            .bind(i32::from(status))
-            .execute(&self.pool)
-            .await?;
+    async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = answers.iter().map(|a| a.id).collect();
+        let statuses: Vec<i32> = answers.iter().map(|a| i32::from(a.status)).collect();
+        let at: Vec<DateTime<Utc>> = answers.iter().map(|a| a.at).collect();
+        sqlx::query(
+            "UPDATE registry_requests r SET status = a.status, answered_at = a.at
+             FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS a(id, status, at)
+             WHERE r.id = a.id",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -12,8 +12,8 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::{
-    COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord, SentRequest,
-    StoreError, Submission, outcomes, status_name,
+    Answer, COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord,
+    SentRequest, StoreError, Submission, outcomes, status_name,
 };
 
 /// The stored form of a deletion.
@@ -360,14 +360,17 @@ impl DeletionStore for SqliteStore {
         Ok(id)
     }
 
-    async fn request_answered(&self, id: i64, status: u16) -> Result<(), StoreError> {
+    async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError> {
+        // One writer: a transaction of small updates is the batch.
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE registry_requests SET status = ?2, answered_at = ?3 WHERE id = ?1")
-            .bind(id)
-            .bind(i32::from(status))
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
+        for a in answers {
+            sqlx::query("UPDATE registry_requests SET status = ?2, answered_at = ?3 WHERE id = ?1")
+                .bind(a.id)
+                .bind(i32::from(a.status))
+                .bind(a.at.timestamp_micros())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
