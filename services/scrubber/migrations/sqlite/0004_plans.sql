@@ -41,6 +41,13 @@ SELECT id, registry, repository, digest, tags, delete_digest, job_id,
     deleted_tags, skipped_tags, digest_deleted, finished_at, trace_context, linked
 FROM deletions;
 
+-- Ids are never reused: the copy continues the old table's sequence.
+UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'deletions'))
+WHERE name = 'deletions_new';
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'deletions_new', seq FROM sqlite_sequence
+WHERE name = 'deletions' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'deletions_new');
+
 DROP TABLE deletions;
 ALTER TABLE deletions_new RENAME TO deletions;
 
