@@ -33,6 +33,27 @@ async fn untouched(registry: &TestRegistry, repo: &str, seeded: &BTreeMap<String
     assert_eq!(registry.manifest_count(repo), seeded.len(), "{repo} lost a manifest");
 }
 
+/// A scheduler (200 ms ticks), a scrubber with `delay`, a worker handing
+/// plans to it, and registry `local` at `url`, synced.
+struct Cleaning {
+    scheduler: Scheduler,
+    scrubber: Scrubber,
+    _worker: Worker,
+    _db: TestDb,
+}
+
+impl Cleaning {
+    async fn start(url: &str, delay: &str) -> Self {
+        let db = TestDb::create().await;
+        let scheduler = Scheduler::start(&db, &["--tick", "200ms"]).await;
+        let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", delay]).await;
+        let worker = Worker::start(&scheduler, "w", &["--scrubber", &scrubber.url]).await;
+        create_registry(&scheduler, "local", url).await;
+        sync(&scheduler, "local").await;
+        Self { scheduler, scrubber, _worker: worker, _db: db }
+    }
+}
+
 /// Waits for the first cleanup of `repo` to finish; returns its job id.
 async fn cleaned(scheduler: &Scheduler, repo: &str) -> i64 {
     wait_until(&format!("the cleanup of {repo}"), Duration::from_secs(30), || async move {
@@ -164,14 +185,9 @@ async fn a_policy_changed_while_its_plan_waits_deletes_nothing() {
         let repo = format!("{policy}/app");
         seeded.insert(repo.clone(), seed(&registry, &repo, &["v1", "v2", "v3"]).await);
     }
-    let db = TestDb::create().await;
-    let scheduler = Scheduler::start(&db, &["--tick", "200ms"]).await;
     // Long enough for every cleanup to plan and every change to land
     // before the first deletion is due.
-    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "10s"]).await;
-    let _worker = Worker::start(&scheduler, "w", &["--scrubber", &scrubber.url]).await;
-    create_registry(&scheduler, "local", &registry.url()).await;
-    sync(&scheduler, "local").await;
+    let Cleaning { scheduler, scrubber, .. } = &Cleaning::start(&registry.url(), "10s").await;
     for (policy, _) in CHANGES {
         let rules = v1::Policy {
             name: policy.into(),
@@ -181,23 +197,23 @@ async fn a_policy_changed_while_its_plan_waits_deletes_nothing() {
             keep_n: 1,
             ..Default::default()
         };
-        create_policy(&scheduler, rules).await;
-        run_policy(&scheduler, policy).await;
+        create_policy(scheduler, rules).await;
+        run_policy(scheduler, policy).await;
     }
     let mut jobs = BTreeMap::new();
     for (policy, _) in CHANGES {
-        let job_id = cleaned(&scheduler, &format!("{policy}/app")).await;
+        let job_id = cleaned(scheduler, &format!("{policy}/app")).await;
         let pending = |s| s == DeletionStatus::PendingDelete;
-        let planned = deletions_when(&scrubber, job_id, 2, pending).await;
+        let planned = deletions_when(scrubber, job_id, 2, pending).await;
         assert!(planned.iter().all(|d| d.policy == policy && !d.policy_revision.is_empty()));
         jobs.insert(policy, job_id);
     }
     for (policy, _) in CHANGES {
-        change(&scheduler, policy).await;
+        change(scheduler, policy).await;
     }
     for (policy, reason) in CHANGES {
         let ended = |s| !matches!(s, DeletionStatus::PendingDelete | DeletionStatus::Deleting);
-        let deletions = deletions_when(&scrubber, jobs[policy], 2, ended).await;
+        let deletions = deletions_when(scrubber, jobs[policy], 2, ended).await;
         for d in &deletions {
             assert_eq!(d.status(), DeletionStatus::Cancelled, "{d:?}");
             assert!(d.error.contains(reason), "{reason:?} not in {:?}", d.error);
@@ -212,12 +228,7 @@ async fn a_policy_changed_while_its_plan_waits_deletes_nothing() {
 async fn a_new_policy_deletes_nothing_until_made_live() {
     let registry = TestRegistry::start().await;
     let seeded = seed(&registry, "team/app", &["v1", "v2", "v3"]).await;
-    let db = TestDb::create().await;
-    let scheduler = Scheduler::start(&db, &["--tick", "200ms"]).await;
-    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
-    let _worker = Worker::start(&scheduler, "w", &["--scrubber", &scrubber.url]).await;
-    create_registry(&scheduler, "local", &registry.url()).await;
-    sync(&scheduler, "local").await;
+    let Cleaning { scheduler, scrubber, .. } = &Cleaning::start(&registry.url(), "0s").await;
     // Only a name, a registry, a selector and a cadence: no keep rule.
     let url = scheduler.url.as_str();
     let create = ["--output", "json", "policies", "create", "--name", "team", "--registry"];
@@ -229,8 +240,8 @@ async fn a_new_policy_deletes_nothing_until_made_live() {
     let created = json(&regsweep(url, &args).await);
     assert_eq!(created[0]["dry_run"], true, "{created}");
     assert_eq!(created[0]["revision"].as_str().map(str::len), Some(16), "{created}");
-    run_policy(&scheduler, "team").await;
-    let job_id = cleaned(&scheduler, "team/app").await;
+    run_policy(scheduler, "team").await;
+    let job_id = cleaned(scheduler, "team/app").await;
     let _ = job_id;
     let mut client = scrubber.client().await;
     let submitted = client.list_deletions(v1::ListDeletionsRequest::default()).await;
@@ -248,12 +259,7 @@ async fn a_new_policy_deletes_nothing_until_made_live() {
 async fn a_plan_that_deletes_most_of_a_repository_waits_for_approval() {
     let registry = TestRegistry::start().await;
     let seeded = seed(&registry, "team/app", &["latest", "v1", "v2", "v3", "v4"]).await;
-    let db = TestDb::create().await;
-    let scheduler = Scheduler::start(&db, &["--tick", "200ms"]).await;
-    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
-    let _worker = Worker::start(&scheduler, "w", &["--scrubber", &scrubber.url]).await;
-    create_registry(&scheduler, "local", &registry.url()).await;
-    sync(&scheduler, "local").await;
+    let Cleaning { scheduler, scrubber, .. } = &Cleaning::start(&registry.url(), "0s").await;
     let policy = v1::Policy {
         name: "team".into(),
         registry: "local".into(),
@@ -264,11 +270,11 @@ async fn a_plan_that_deletes_most_of_a_repository_waits_for_approval() {
         max_delete_fraction: 0.5,
         ..Default::default()
     };
-    create_policy(&scheduler, policy).await;
-    run_policy(&scheduler, "team").await;
-    let job_id = cleaned(&scheduler, "team/app").await;
+    create_policy(scheduler, policy).await;
+    run_policy(scheduler, "team").await;
+    let job_id = cleaned(scheduler, "team/app").await;
     let held = |s| s == DeletionStatus::AwaitingApproval;
-    let deletions = deletions_when(&scrubber, job_id, 4, held).await;
+    let deletions = deletions_when(scrubber, job_id, 4, held).await;
     for d in &deletions {
         assert_eq!(d.hold_reason, "deletes 4 of 5 tags, more than 50%", "{d:?}");
         let reasons = &d.image.as_ref().expect("image").reasons;
@@ -317,7 +323,7 @@ async fn a_plan_that_deletes_most_of_a_repository_waits_for_approval() {
     assert_eq!(approved.len(), 2, "only the held ones: {rest}");
     assert!(approved.iter().all(|o| o["approved"] == true), "{rest}");
     let done = |s| matches!(s, DeletionStatus::Deleted | DeletionStatus::Restored);
-    deletions_when(&scrubber, job_id, 4, done).await;
+    deletions_when(scrubber, job_id, 4, done).await;
     for tag in ["v1", "v3", "v4"] {
         assert_eq!(registry.tag_digest("team/app", tag).await, None, "{tag}");
     }
@@ -339,12 +345,7 @@ async fn every_request_that_changes_the_registry_is_on_record() {
     let arm = registry.push_image(repo, &[], None, "arm64").await;
     registry.push_index(repo, "v3", &[(&amd, "amd64"), (&arm, "arm64")]).await;
     let proxy = AuthProxy::start(&registry.url(), Mode::SlowDeletes { millis: 0 }).await;
-    let db = TestDb::create().await;
-    let scheduler = Scheduler::start(&db, &["--tick", "200ms"]).await;
-    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
-    let _worker = Worker::start(&scheduler, "w", &["--scrubber", &scrubber.url]).await;
-    create_registry(&scheduler, "local", &proxy.url()).await;
-    sync(&scheduler, "local").await;
+    let Cleaning { scheduler, scrubber, .. } = &Cleaning::start(&proxy.url(), "0s").await;
     let policy = v1::Policy {
         name: "team".into(),
         registry: "local".into(),
@@ -353,11 +354,11 @@ async fn every_request_that_changes_the_registry_is_on_record() {
         name_regex_delete: "v.*".into(),
         ..Default::default()
     };
-    create_policy(&scheduler, policy).await;
-    run_policy(&scheduler, "team").await;
-    let job_id = cleaned(&scheduler, repo).await;
+    create_policy(scheduler, policy).await;
+    run_policy(scheduler, "team").await;
+    let job_id = cleaned(scheduler, repo).await;
     let done = |s| s == DeletionStatus::Deleted;
-    let deletions = deletions_when(&scrubber, job_id, 3, done).await;
+    let deletions = deletions_when(scrubber, job_id, 3, done).await;
     assert_eq!(registry.tag_digest(repo, "v2").await, None);
 
     // What reached the registry is exactly what is on record, answered.

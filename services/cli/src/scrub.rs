@@ -94,22 +94,13 @@ async fn history(
         .rsplit_once(':')
         .filter(|(repo, tag)| !repo.is_empty() && !tag.is_empty() && !tag.contains('/'))
         .with_context(|| format!("{reference:?} is not REPOSITORY:TAG"))?;
-    let deletions = client::pages(None, |page_size, page_token| {
-        let mut scrubber = scrubber.clone();
-        let request = v1::ListDeletionsRequest {
-            registry: registry.unwrap_or_default().to_string(),
-            repository: repository.to_string(),
-            tag: tag.to_string(),
-            page_size,
-            page_token,
-            ..Default::default()
-        };
-        async move {
-            let page = scrubber.list_deletions(request).await?.into_inner();
-            Ok((page.deletions, page.next_page_token))
-        }
-    })
-    .await?;
+    let filter = v1::ListDeletionsRequest {
+        registry: registry.unwrap_or_default().to_string(),
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        ..Default::default()
+    };
+    let deletions = deletions_matching(scrubber, filter, None).await?;
     let mut requests = Vec::new();
     for chunk in deletions.chunks(1000) {
         let deletion_ids = chunk.iter().map(|d| d.id).collect();
@@ -158,26 +149,34 @@ async fn history(
     Ok(())
 }
 
-/// The ids of the deletions of `job_id` awaiting approval.
-async fn held_of(
-    scrubber: &mut ScrubberServiceClient<grpc::Client>,
-    job_id: i64,
-) -> Result<Vec<i64>> {
-    let held = client::pages(None, |page_size, page_token| {
+/// Every deletion `filter` matches (at most `limit`), following pages.
+async fn deletions_matching(
+    scrubber: &ScrubberServiceClient<grpc::Client>,
+    filter: v1::ListDeletionsRequest,
+    limit: Option<usize>,
+) -> Result<Vec<v1::Deletion>> {
+    client::pages(limit, |page_size, page_token| {
         let mut scrubber = scrubber.clone();
-        let request = v1::ListDeletionsRequest {
-            status: DeletionStatus::AwaitingApproval.into(),
-            job_id,
-            page_size,
-            page_token,
-            ..Default::default()
-        };
+        let request = v1::ListDeletionsRequest { page_size, page_token, ..filter.clone() };
         async move {
             let page = scrubber.list_deletions(request).await?.into_inner();
             Ok((page.deletions, page.next_page_token))
         }
     })
-    .await?;
+    .await
+}
+
+/// The ids of the deletions of `job_id` awaiting approval.
+async fn held_of(
+    scrubber: &mut ScrubberServiceClient<grpc::Client>,
+    job_id: i64,
+) -> Result<Vec<i64>> {
+    let filter = v1::ListDeletionsRequest {
+        status: DeletionStatus::AwaitingApproval.into(),
+        job_id,
+        ..Default::default()
+    };
+    let held = deletions_matching(scrubber, filter, None).await?;
     Ok(held.iter().map(|d| d.id).collect())
 }
 
@@ -196,23 +195,15 @@ pub async fn run(cli: &Cli, command: &ScrubCommand) -> Result<()> {
                 ))
                 .with_context(|| format!("unknown status {s:?}"))?,
             };
-            let all = client::pages(Some(*limit as usize), |page_size, page_token| {
-                let mut scrubber = scrubber.clone();
-                let request = v1::ListDeletionsRequest {
-                    status: status.into(),
-                    registry: registry.clone().unwrap_or_default(),
-                    repository: repository.clone().unwrap_or_default(),
-                    job_id: job.unwrap_or_default(),
-                    tag: tag.clone().unwrap_or_default(),
-                    page_size,
-                    page_token,
-                };
-                async move {
-                    let page = scrubber.list_deletions(request).await?.into_inner();
-                    Ok((page.deletions, page.next_page_token))
-                }
-            })
-            .await?;
+            let filter = v1::ListDeletionsRequest {
+                status: status.into(),
+                registry: registry.clone().unwrap_or_default(),
+                repository: repository.clone().unwrap_or_default(),
+                job_id: job.unwrap_or_default(),
+                tag: tag.clone().unwrap_or_default(),
+                ..Default::default()
+            };
+            let all = deletions_matching(&scrubber, filter, Some(*limit as usize)).await?;
             if cli.output == Output::Json {
                 return output::json(&all);
             }

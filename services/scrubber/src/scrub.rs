@@ -79,7 +79,7 @@ pub async fn scrub(
             placeholder @ Standing::Placeholder(_) => {
                 check(lease, d.id)?;
                 if untag::untag(client, repo, tag, &d.digest, placeholder).await? {
-                    snapshots.removed(&d.registry, repo, None, std::slice::from_ref(tag)).await;
+                    snapshots.removed(&d.registry, repo, None, std::slice::from_ref(tag));
                     done.deleted_tags.push(tag.clone());
                 } else {
                     done.skipped_tags.push(tag.clone());
@@ -95,7 +95,7 @@ pub async fn scrub(
         if others.is_empty() {
             group.delete_linked(client, snapshots, lease, d, &d.before, &mut done).await?;
             if group.delete_unreached(client, snapshots, lease, d, &d.digest).await? {
-                snapshots.removed(&d.registry, repo, Some(&d.digest), &still_planned).await;
+                snapshots.removed(&d.registry, repo, Some(&d.digest), &still_planned);
                 done.digest_deleted = true;
                 done.deleted_tags.append(&mut still_planned);
                 group.delete_linked(client, snapshots, lease, d, &d.after, &mut done).await?;
@@ -107,7 +107,7 @@ pub async fn scrub(
     for tag in still_planned {
         check(lease, d.id)?;
         if untag::untag(client, repo, &tag, &d.digest, Standing::Planned).await? {
-            snapshots.removed(&d.registry, repo, None, std::slice::from_ref(&tag)).await;
+            snapshots.removed(&d.registry, repo, None, std::slice::from_ref(&tag));
             done.deleted_tags.push(tag);
         } else {
             done.skipped_tags.push(tag);
@@ -238,7 +238,7 @@ impl<'a> Group<'a> {
                 done.skipped_tags.append(&mut tags);
                 continue;
             }
-            snapshots.removed(&d.registry, repo, Some(&l.digest), &tags).await;
+            snapshots.removed(&d.registry, repo, Some(&l.digest), &tags);
             done.deleted_tags.append(&mut tags);
             done.linked_deleted.push(l.digest.clone());
         }

@@ -211,13 +211,7 @@ impl Snapshots {
 
     /// Forgets what this process removed, so later checks in the same
     /// snapshot see it gone.
-    pub async fn removed(
-        &self,
-        registry: &str,
-        repository: &str,
-        digest: Option<&str>,
-        tags: &[String],
-    ) {
+    pub fn removed(&self, registry: &str, repository: &str, digest: Option<&str>, tags: &[String]) {
         let slot = self.slot(registry, repository);
         let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = current.as_mut() {
