@@ -12,11 +12,13 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestRunner};
 use regsweep_integration_tests::graphgen::{self, Model, convention};
 use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, Worker, wait_until};
-use regsweep_policy::{Action, AttachmentPolicy, Rule, RuleSpec, TagCleanupResult, TagKind};
+use regsweep_policy::{
+    Action, AgeFrom, AgeSource, AttachmentPolicy, Rule, RuleSpec, TagCleanupResult, TagKind,
+};
 use regsweep_proto::v1::{self, DeletionStatus};
 use regsweep_proto::{duration_from_std, struct_to_json};
 
-use crate::policies::{create_policy, create_registry, run_policy, sync};
+use crate::policies::{create_policy, create_registry, preview, run_policy, sync};
 
 fn days_ago(days: i64) -> DateTime<Utc> {
     Utc::now() - chrono::Duration::days(days)
@@ -63,6 +65,7 @@ impl Cluster {
                     AttachmentPolicy::Keep => v1::AttachmentPolicy::Keep,
                 }
                 .into(),
+                age_source: v1::AgeSource::from(spec.age_source).into(),
                 ..Default::default()
             },
         )
@@ -78,6 +81,17 @@ impl Cluster {
                 .expect("a tag_cleanup result");
         self.deletions_ended(job.id, result.deletions.len()).await;
         result
+    }
+
+    /// Runs policy `name` again; its next cleanup job once it ended.
+    async fn rerun(&self, name: &str) -> v1::Job {
+        let before = self.finished_cleanup(name).await.id;
+        run_policy(&self.scheduler, name).await;
+        wait_until("the next cleanup to end", Duration::from_secs(30), || async move {
+            let job = self.finished_cleanup(name).await;
+            (job.id != before).then_some(job)
+        })
+        .await
     }
 
     /// The cleanup job of policy `name`'s one repository, once it ended.
@@ -211,27 +225,107 @@ async fn creation_times_that_lie_never_cost_the_newest_push() {
     let c = Cluster::start().await;
     let r = &c.registry;
     let repo = "graph/reproducible";
-    // Reproducible builds: every image claims 1970, pushed in this order.
+    let known = r.push_image(repo, &["known"], Some(days_ago(60)), "known").await;
+    // Reproducible builds: every image claims 1970, pushed after `known`.
     let epoch = Some(DateTime::<Utc>::UNIX_EPOCH);
     for name in ["alpha", "beta", "gamma", "xray", "zeta"] {
         r.push_image(repo, &[name], epoch, name).await;
     }
     r.push_image(repo, &["missing"], None, "missing").await;
-    r.push_image(repo, &["known"], Some(days_ago(60)), "known").await;
     let before = r.manifests(repo);
+    let unknown = ["alpha", "beta", "gamma", "xray", "zeta", "missing"];
 
-    // keep 3, older than 30 days: the known image ranks first, and no
-    // image of unknown age is old enough to go.
+    // By `created` alone: the known image ranks first, and no image of
+    // unknown age is old enough to go (never "oldest").
+    let by_created = v1::Policy {
+        name: "by-created".into(),
+        registry: "local".into(),
+        repository_selector: "graph/none".into(),
+        cadence: "7d".into(),
+        keep_n: 3,
+        older_than: Some(duration_from_std(Duration::from_secs(30 * 86_400))),
+        age_source: v1::AgeSource::Created.into(),
+        dry_run: true,
+        ..Default::default()
+    };
+    create_policy(&c.scheduler, by_created).await;
+    let preview = preview(&c.scheduler, "by-created", repo).await;
+    let decision = |tag: &str| preview.decisions.iter().find(|d| d.tag == tag).expect("decided");
+    assert_eq!(decision("known").rule, "keep_n");
+    for name in unknown {
+        let d = decision(name);
+        assert!(d.action() == v1::TagAction::Keep && d.age.is_none(), "{name}: {d:?}");
+        assert!(["keep_n", "age_unknown"].contains(&d.rule.as_str()), "{name}: {d:?}");
+    }
+
+    // `auto` (the default): the others are as old as regsweep's first
+    // sighting of them, now, so none is old enough to go; the image built
+    // 60 days ago ranks after them and is.
     let result = c.cleanup("reproducible", repo, &spec(3, 30, "", "")).await;
-    assert_eq!(rule_of(&result, "known"), (Action::Keep, Rule::KeepN));
-    for name in ["alpha", "beta", "gamma", "xray", "zeta", "missing"] {
+    assert_eq!(rule_of(&result, "known"), (Action::Delete, Rule::Delete));
+    for name in unknown {
         let (action, rule) = rule_of(&result, name);
         assert_eq!(action, Action::Keep, "{name}");
-        assert!(matches!(rule, Rule::KeepN | Rule::AgeUnknown), "{name}: {rule:?}");
+        assert!(matches!(rule, Rule::KeepN | Rule::NewerThan), "{name}: {rule:?}");
         let d = result.tags.iter().find(|d| d.tag == name).expect("decided");
-        assert_eq!(d.age, None, "{name} has no believable age");
+        assert_eq!(d.age_from, AgeFrom::FirstSeen, "{name} has no believable `created`");
+        assert!(d.age.is_some_and(|a| a > days_ago(1)), "{name} was first seen now: {d:?}");
     }
-    assert_eq!(r.manifests(repo), before, "nothing was deleted");
+    let mut expected = before;
+    expected.remove(&known);
+    assert_eq!(r.manifests(repo), expected, "only the image built 60 days ago went");
+}
+
+/// Reproducible builds all claim 1970: the scheduler's record of when each
+/// tag was first seen on its digest survives across runs and ages them,
+/// so the image seen long ago goes and the one pushed since stays. With
+/// `created` as the only source, neither has an age and both stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn first_sightings_age_reproducible_images_across_runs() {
+    let c = Cluster::start().await;
+    let r = &c.registry;
+    let repo = "graph/seen";
+    let epoch = Some(DateTime::<Utc>::UNIX_EPOCH);
+    let old = r.push_image(repo, &["old"], epoch, "old").await;
+    let rules = RuleSpec { age_source: AgeSource::FirstSeen, ..spec(0, 0, "", "") };
+    let rules = RuleSpec { older_than_seconds: 6, ..rules };
+    let first = c.cleanup("seen", repo, &rules).await;
+    assert_eq!(rule_of(&first, "old"), (Action::Keep, Rule::NewerThan), "first seen just now");
+    let seen = first.tags[0].age.expect("an age from the first sighting");
+    assert_eq!(first.tags[0].age_from, AgeFrom::FirstSeen);
+
+    // The age rule needs wall time to pass: nothing else can be awaited.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let new = r.push_image(repo, &["new"], epoch, "new").await;
+    let strict = v1::Policy {
+        name: "seen-created".into(),
+        registry: "local".into(),
+        repository_selector: "graph/none".into(),
+        cadence: "7d".into(),
+        older_than: Some(duration_from_std(Duration::from_secs(6))),
+        age_source: v1::AgeSource::Created.into(),
+        dry_run: true,
+        ..Default::default()
+    };
+    create_policy(&c.scheduler, strict).await;
+    let by_created = preview(&c.scheduler, "seen-created", repo).await;
+    assert!(
+        by_created.decisions.iter().all(|d| d.rule == "age_unknown" && d.age_from == "unknown"),
+        "by `created` alone no age is known: {by_created:?}"
+    );
+
+    let job = c.rerun("seen").await;
+    assert_eq!(job.status(), v1::JobStatus::Done, "{}", job.last_error);
+    let second: TagCleanupResult =
+        serde_json::from_value(struct_to_json(job.result.as_ref().expect("result")))
+            .expect("result");
+    c.deletions_ended(job.id, second.deletions.len()).await;
+    assert_eq!(rule_of(&second, "old"), (Action::Delete, Rule::Delete));
+    assert_eq!(second.tags.iter().find(|d| d.tag == "old").and_then(|d| d.age), Some(seen));
+    assert_eq!(rule_of(&second, "new"), (Action::Keep, Rule::NewerThan));
+    assert_eq!(r.tag_digest(repo, "old").await, None, "the image first seen long ago went");
+    assert_eq!(r.tag_digest(repo, "new").await, Some(new.clone()));
+    assert_eq!(r.manifests(repo), BTreeSet::from([new]), "{old} deleted");
 }
 
 /// Scenarios of the end-to-end safety run: `SCENARIOS` (default 12;

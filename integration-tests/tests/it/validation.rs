@@ -140,3 +140,72 @@ async fn oversized_requests_are_refused() {
     let status = jobs.create_job(request).await.expect_err("refused");
     assert_eq!(violations(&status), ["args"]);
 }
+
+/// First sightings: every field is checked, and a refused request records
+/// nothing.
+#[tokio::test]
+async fn bad_tag_sightings_are_refused_and_record_nothing() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    crate::policies::create_registry(&scheduler, "local", "http://127.0.0.1:9").await;
+    let mut repositories = scheduler.repositories().await;
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let seen = |tag: &str, digest: &str| v1::TagSighting { tag: tag.into(), digest: digest.into() };
+    let request =
+        |repository: &str, sightings: Vec<v1::TagSighting>| v1::RecordTagSightingsRequest {
+            registry: "local".into(),
+            repository: repository.into(),
+            sightings,
+            forget_unseen_since: None,
+        };
+    let too_many: Vec<v1::TagSighting> =
+        (0..10_001).map(|i| seen(&format!("t{i}"), &digest)).collect();
+    let cases: Vec<(v1::RecordTagSightingsRequest, &[&str])> = vec![
+        (request("UPPER/case", vec![seen("v1", &digest)]), &["repository"]),
+        (request("app", vec![seen("v1", &digest), seen("-bad", &digest)]), &["sightings[1].tag"]),
+        (request("app", vec![seen("v1", "sha256:abc")]), &["sightings[0].digest"]),
+        (request("app", vec![seen("v1", &digest), seen("v1", &digest)]), &["sightings[1].tag"]),
+        (request("app", too_many), &["sightings"]),
+        (
+            v1::RecordTagSightingsRequest { registry: String::new(), ..request("app", vec![]) },
+            &["registry"],
+        ),
+    ];
+    for (request, fields) in cases {
+        let status = repositories.record_tag_sightings(request).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(violations(&status), fields);
+    }
+    let status = repositories
+        .record_tag_sightings(v1::RecordTagSightingsRequest {
+            registry: "nope".into(),
+            ..request("app", vec![seen("v1", &digest)])
+        })
+        .await
+        .expect_err("no such registry");
+    assert_eq!(status.code(), Code::NotFound);
+
+    let pool = db.scheduler_pool().await;
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM tag_sightings").fetch_one(&pool).await.expect("count");
+    assert_eq!(count, 0, "no refused request recorded a sighting");
+
+    // A policy with an age source or attachment choice this server does
+    // not know is refused by field.
+    let policy = v1::Policy {
+        name: "p".into(),
+        registry: "local".into(),
+        repository_selector: "**".into(),
+        cadence: "1d".into(),
+        age_source: 42,
+        attachments: 9,
+        ..Default::default()
+    };
+    let status = scheduler
+        .policies()
+        .await
+        .create_policy(v1::CreatePolicyRequest { policy: Some(policy), live: false })
+        .await
+        .expect_err("refused");
+    assert_eq!(violations(&status), ["policy.age_source", "policy.attachments"]);
+}

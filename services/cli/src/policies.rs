@@ -91,6 +91,10 @@ pub struct PolicyArgs {
     /// attestations: they are deleted with it, or kept.
     #[arg(long, value_enum)]
     pub attachments: Option<Attachments>,
+    /// Where an image's age comes from: `created` where believable, else
+    /// when regsweep first saw the tag on its digest (auto); or only one.
+    #[arg(long, value_enum)]
+    pub age_source: Option<AgeSourceArg>,
     /// Plan and record only; delete nothing. A new policy is a dry run
     /// unless `--live` is given.
     #[arg(long, conflicts_with = "live")]
@@ -121,6 +125,24 @@ impl From<Attachments> for v1::AttachmentPolicy {
     }
 }
 
+/// `--age-source`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgeSourceArg {
+    Auto,
+    Created,
+    FirstSeen,
+}
+
+impl From<AgeSourceArg> for v1::AgeSource {
+    fn from(a: AgeSourceArg) -> Self {
+        match a {
+            AgeSourceArg::Auto => Self::Auto,
+            AgeSourceArg::Created => Self::Created,
+            AgeSourceArg::FirstSeen => Self::FirstSeen,
+        }
+    }
+}
+
 impl PolicyArgs {
     fn to_proto(&self) -> (v1::Policy, Vec<String>) {
         let mut mask = Vec::new();
@@ -141,6 +163,7 @@ impl PolicyArgs {
         set("name_regex_delete", self.name_regex_delete.is_some());
         set("name_regex_keep", self.name_regex_keep.is_some());
         set("attachments", self.attachments.is_some());
+        set("age_source", self.age_source.is_some());
         set("dry_run", self.dry_run.is_some() || self.live);
         set("max_delete_fraction", self.max_delete_fraction.is_some());
         p.repository_selector = self.selector.clone().unwrap_or_default();
@@ -150,6 +173,7 @@ impl PolicyArgs {
         p.name_regex_delete = self.name_regex_delete.clone().unwrap_or_default();
         p.name_regex_keep = self.name_regex_keep.clone().unwrap_or_default();
         p.attachments = self.attachments.map_or(0, |a| v1::AttachmentPolicy::from(a).into());
+        p.age_source = self.age_source.map_or(0, |a| v1::AgeSource::from(a).into());
         // `--dry-run` alone means true.
         p.dry_run = self.dry_run.is_some_and(|d| d.unwrap_or(true));
         p.max_delete_fraction = self.max_delete_fraction.unwrap_or_default();
@@ -224,6 +248,7 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
         "CADENCE",
         "KEEP N",
         "OLDER THAN",
+        "AGE FROM",
         "DELETE",
         "KEEP",
         "ATTACHMENTS",
@@ -242,6 +267,12 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
             p.cadence.clone(),
             p.keep_n.to_string(),
             older.map_or_else(|| "-".into(), |d| humantime::format_duration(d).to_string()),
+            match p.age_source() {
+                v1::AgeSource::Created => "created",
+                v1::AgeSource::FirstSeen => "first-seen",
+                v1::AgeSource::Auto | v1::AgeSource::Unspecified => "auto",
+            }
+            .into(),
             output::short(&p.name_regex_delete, 40),
             output::short(&p.name_regex_keep, 40),
             match p.attachments() {

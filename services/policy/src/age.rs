@@ -21,6 +21,22 @@ pub enum AgeSource {
     FirstSeen,
 }
 
+impl AgeSource {
+    /// Its stored name (the serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Created => "created",
+            Self::FirstSeen => "first_seen",
+        }
+    }
+
+    /// A stored name; `None` when it is none of them.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Auto, Self::Created, Self::FirstSeen].into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// Which clock a decision's age came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,6 +99,16 @@ mod tests {
         assert!(believable(Some(now() + Duration::hours(23)), now()).is_some());
         assert_eq!(believable(Some(now() + Duration::hours(25)), now()), None);
         assert_eq!(believable(None, now()), None);
+    }
+
+    #[test]
+    fn stored_names_are_the_serde_names() {
+        for source in [AgeSource::Auto, AgeSource::Created, AgeSource::FirstSeen] {
+            let json = serde_json::to_value(source).unwrap();
+            assert_eq!(json.as_str(), Some(source.name()));
+            assert_eq!(AgeSource::parse(source.name()), Some(source));
+        }
+        assert_eq!(AgeSource::parse("Auto"), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use filter::{
 };
 pub use graph::{ManifestLinks, attachment_subject};
 pub use guard::{DEFAULT_MAX_DELETE_FRACTION, PlanSize, hold_reason, max_delete_fraction};
-pub use names::{MAX_REPOSITORY_BYTES, validate_repository_name, validate_tag};
+pub use names::{MAX_REPOSITORY_BYTES, validate_digest, validate_repository_name, validate_tag};
 pub use rules::{
     AttachmentPolicy, MAX_KEEP_N, MAX_OLDER_THAN_SECONDS, MAX_REGEX_BYTES, RuleSpec, Rules,
     Violation, validate_policy_fields,

@@ -55,6 +55,23 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a digest: `algorithm:hex`, sha256 or sha512.
+pub fn validate_digest(digest: &str) -> Result<(), String> {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Err("must be algorithm:hex".into());
+    };
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return Err(format!("unsupported algorithm {algorithm:?}")),
+    };
+    if hex.len() == len && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("{algorithm} needs {len} lowercase hex digits"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,27 @@
 
 use regsweep_proto::{timestamp_from_chrono, v1};
 
-use crate::{Decision, ImagePlan, Linked, Relation};
+use crate::{AgeSource, Decision, ImagePlan, Linked, Relation};
+
+impl From<AgeSource> for v1::AgeSource {
+    fn from(s: AgeSource) -> Self {
+        match s {
+            AgeSource::Auto => Self::Auto,
+            AgeSource::Created => Self::Created,
+            AgeSource::FirstSeen => Self::FirstSeen,
+        }
+    }
+}
+
+impl From<v1::AgeSource> for AgeSource {
+    fn from(s: v1::AgeSource) -> Self {
+        match s {
+            v1::AgeSource::Unspecified | v1::AgeSource::Auto => Self::Auto,
+            v1::AgeSource::Created => Self::Created,
+            v1::AgeSource::FirstSeen => Self::FirstSeen,
+        }
+    }
+}
 
 impl From<&Linked> for v1::LinkedManifest {
     fn from(l: &Linked) -> Self {

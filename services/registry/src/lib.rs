@@ -29,25 +29,8 @@ pub use graph::RepositoryReader;
 pub use headers::{Challenge, next_link, parse_challenge, retry_after};
 pub use images::TagInfo;
 pub use manifest::{Descriptor, Manifest, PlatformDescriptor, media_types};
-pub use regsweep_policy::{validate_repository_name, validate_tag};
+pub use regsweep_policy::{validate_digest, validate_repository_name, validate_tag};
 pub use writes::DeleteOutcome;
-
-/// Checks a digest: `algorithm:hex`, sha256 or sha512.
-pub fn validate_digest(digest: &str) -> Result<(), String> {
-    let Some((algorithm, hex)) = digest.split_once(':') else {
-        return Err("must be algorithm:hex".into());
-    };
-    let len = match algorithm {
-        "sha256" => 64,
-        "sha512" => 128,
-        _ => return Err(format!("unsupported algorithm {algorithm:?}")),
-    };
-    if hex.len() == len && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        Ok(())
-    } else {
-        Err(format!("{algorithm} needs {len} lowercase hex digits"))
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,17 @@
 //! The catalog: repositories from catalog syncs, and the limited-capacity
 //! selection of cleanups (DESIGN.md section 5).
 
-use regsweep_policy::{AttachmentPolicy, TagCleanupArgs};
+use regsweep_policy::{AgeSource, AttachmentPolicy, TagCleanupArgs};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeZone, Utc};
 use regsweep_proto::v1::{self, CleanupStatus, JobStatus};
 use regsweep_scheduler::cleanup::advance;
 use regsweep_scheduler::store::catalog::{
     NewPolicy, NewRegistry, PolicyRecord, ReportOutcome, RepositoryFilter, RepositoryRecord,
     Selection, SelectionConfig,
 };
+use regsweep_scheduler::store::sightings::{Sighting, SightingBatch};
 use regsweep_scheduler::store::{JobRecord, SessionRef};
 
 use super::{Fixture, TTL};
@@ -36,6 +37,7 @@ fn new_policy(registry_id: i64, enabled: bool) -> NewPolicy {
         name_regex_delete: ".*".into(),
         name_regex_keep: String::new(),
         attachments: AttachmentPolicy::Keep,
+        age_source: AgeSource::FirstSeen,
         max_delete_fraction: 0.25,
         dry_run: false,
         enabled,
@@ -135,8 +137,10 @@ pub async fn selection_starts_at_most_capacity_and_advances_a_completed_run(f: F
     // included.
     let args: TagCleanupArgs = serde_json::from_value(jobs[0].args.clone()).expect("the contract");
     assert_eq!(args.rules.attachments, AttachmentPolicy::Keep);
+    assert_eq!(args.rules.age_source, AgeSource::FirstSeen);
     let policy = f.catalog().get_policy("p").await.unwrap().expect("policy");
     assert_eq!(policy.attachments, AttachmentPolicy::Keep);
+    assert_eq!(policy.age_source, AgeSource::FirstSeen);
     let mut started = 2;
     let mut advanced = Vec::new();
     for job in &jobs {
@@ -302,4 +306,52 @@ fn changed_clone(r: &regsweep_scheduler::store::catalog::RegistryRecord) -> NewR
         max_parallel_deletions: r.max_parallel_deletions,
         realm_allow_list: r.realm_allow_list.clone(),
     }
+}
+
+/// Records `seen` (tag, digest) in repository `repository` of `c` at `at`.
+async fn sightings(
+    f: &Fixture,
+    c: &Catalog,
+    repository: &str,
+    seen: &[(&str, &str)],
+    at: DateTime<Utc>,
+    forget_unseen_since: Option<DateTime<Utc>>,
+) -> Vec<DateTime<Utc>> {
+    let seen: Vec<Sighting> =
+        seen.iter().map(|(t, d)| Sighting { tag: t.to_string(), digest: d.to_string() }).collect();
+    let batch = SightingBatch {
+        registry_id: c.registry_id,
+        repository,
+        sightings: &seen,
+        now: at,
+        forget_unseen_since,
+    };
+    f.catalog().record_sightings(batch).await.unwrap()
+}
+
+pub async fn first_sightings_last_per_digest_and_are_forgotten_with_their_tag(f: Fixture) {
+    let c = catalog(&f, &["a", "b"]).await;
+    // Whole microseconds: both stores keep that precision.
+    let at = |hours: i64| Utc.timestamp_opt(1_800_000_000 + hours * 3600, 123_456_000).unwrap();
+    let (d1, d2, d3) = ("sha256:11", "sha256:22", "sha256:33");
+    let first = sightings(&f, &c, "a", &[("v1", d1), ("v2", d2)], at(0), None).await;
+    assert_eq!(first, [at(0), at(0)]);
+    // Seen again: the first time stands. A tag on another digest is new.
+    let again = sightings(&f, &c, "a", &[("v2", d3), ("v1", d1)], at(1), None).await;
+    assert_eq!(again, [at(1), at(0)], "in the request's order");
+    // The same tag in another repository is another image.
+    assert_eq!(sightings(&f, &c, "b", &[("v1", d1)], at(1), None).await, [at(1)]);
+    // Moving back is a push too: no memory of the earlier stay.
+    assert_eq!(sightings(&f, &c, "a", &[("v2", d2)], at(2), None).await, [at(2)]);
+
+    // A complete read forgets the tags it did not see (v2), not others'.
+    let read = sightings(&f, &c, "a", &[("v1", d1)], at(3), Some(at(3))).await;
+    assert_eq!(read, [at(0)]);
+    assert_eq!(sightings(&f, &c, "a", &[("v2", d2)], at(4), None).await, [at(4)], "forgotten");
+    assert_eq!(sightings(&f, &c, "a", &[("v1", d1)], at(4), None).await, [at(0)], "kept");
+
+    // A complete catalog without `b` forgets b's tags, and only b's.
+    sync(&f, &c, &["a"]).await;
+    assert_eq!(sightings(&f, &c, "b", &[("v1", d1)], at(5), None).await, [at(5)]);
+    assert_eq!(sightings(&f, &c, "a", &[("v1", d1)], at(5), None).await, [at(0)]);
 }

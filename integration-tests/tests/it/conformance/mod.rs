@@ -167,6 +167,7 @@ conformance!(
     catalog::catalog_reports_are_fenced_and_complete_ones_prune,
     catalog::stale_cleanups_become_unfinished,
     catalog::disabling_a_policy_releases_its_waiting_repositories,
+    catalog::first_sightings_last_per_digest_and_are_forgotten_with_their_tag,
     deletions::concurrent_claims_lease_each_deletion_once,
     deletions::pending_deletions_restore_until_claimed,
     deletions::retries_end_failed_when_attempts_run_out,

@@ -79,7 +79,10 @@ pub fn need(path: &str) -> Need {
         | ("grpc.reflection.v1alpha.ServerReflection", _) => Need::Open,
         ("regsweep.v1.WorkerService", "Connect") => Need::AnyOf(WORKER),
         ("regsweep.v1.RegistryService", "GetRegistry") => Need::AnyOf(&[Role::Read, Role::Worker]),
-        ("regsweep.v1.RepositoryService", "ReportRepositories" | "RecordDeletions")
+        (
+            "regsweep.v1.RepositoryService",
+            "ReportRepositories" | "RecordDeletions" | "RecordTagSightings",
+        )
         | ("regsweep.v1.PolicyService", "CheckPlan" | "CheckPolicies") => Need::AnyOf(WORKER),
         ("regsweep.v1.ScrubberService", "SubmitDeletions") => Need::AnyOf(&[Role::ScrubberClient]),
         // `ListRegistryRequests` is read like every `List`: the audit record

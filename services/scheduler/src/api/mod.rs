@@ -8,6 +8,7 @@ mod policies;
 mod preview;
 mod registries;
 mod repositories;
+mod sightings;
 mod tail;
 mod validate;
 mod workers;

@@ -29,6 +29,7 @@ const UPDATABLE: &[&str] = &[
     "dry_run",
     "disabled",
     "max_delete_fraction",
+    "age_source",
 ];
 
 /// Serves cleanup policies.
@@ -108,8 +109,14 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         name_regex_delete: p.name_regex_delete.clone(),
         name_regex_keep: p.name_regex_keep.clone(),
         attachments: attachments_from_proto(p.attachments()),
-        ..Default::default()
+        age_source: p.age_source().into(),
     };
+    if v1::AgeSource::try_from(p.age_source).is_err() {
+        v.add("policy.age_source", "unknown value");
+    }
+    if v1::AttachmentPolicy::try_from(p.attachments).is_err() {
+        v.add("policy.attachments", "unknown value");
+    }
     if !(0.0..=1.0).contains(&p.max_delete_fraction) {
         v.add("policy.max_delete_fraction", "must be from 0 (the default, 0.5) to 1 (no guard)");
     }
@@ -134,6 +141,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         name_regex_delete: p.name_regex_delete.clone(),
         name_regex_keep: p.name_regex_keep.clone(),
         attachments: spec.attachments,
+        age_source: spec.age_source,
         max_delete_fraction: p.max_delete_fraction,
         dry_run: p.dry_run,
         enabled: !p.disabled,
@@ -175,6 +183,9 @@ fn merge(
     }
     if has("disabled") {
         merged.disabled = update.disabled;
+    }
+    if has("age_source") {
+        merged.age_source = update.age_source;
     }
     if has("max_delete_fraction") {
         merged.max_delete_fraction = update.max_delete_fraction;

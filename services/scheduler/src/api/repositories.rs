@@ -154,6 +154,15 @@ impl RepositoryService for RepositoryApi {
         Ok(Response::new(v1::RecordDeletionsResponse { recorded }))
     }
 
+    async fn record_tag_sightings(
+        &self,
+        request: Request<v1::RecordTagSightingsRequest>,
+    ) -> Result<Response<v1::RecordTagSightingsResponse>, Status> {
+        let response =
+            super::sightings::record(self.catalog.as_ref(), request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
     async fn report_repositories(
         &self,
         request: Request<v1::ReportRepositoriesRequest>,

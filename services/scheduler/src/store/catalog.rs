@@ -1,7 +1,7 @@
 //! Storage of registries, policies and repositories, and the
 //! limited-capacity selection of repositories due for cleanup.
 
-use regsweep_policy::AttachmentPolicy;
+use regsweep_policy::{AgeSource, AttachmentPolicy};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +10,7 @@ use regsweep_proto::v1::{self, CleanupStatus};
 use regsweep_proto::{duration_from_std, timestamp_from_chrono};
 
 use super::StoreError;
+use super::sightings::SightingBatch;
 
 /// A registry definition.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,6 +70,7 @@ pub struct PolicyRecord {
     pub name_regex_delete: String,
     pub name_regex_keep: String,
     pub attachments: AttachmentPolicy,
+    pub age_source: AgeSource,
     /// As configured: 0 for the default.
     pub max_delete_fraction: f64,
     pub dry_run: bool,
@@ -93,6 +95,7 @@ impl PolicyRecord {
             name_regex_delete: self.name_regex_delete.clone(),
             name_regex_keep: self.name_regex_keep.clone(),
             attachments: attachments_to_proto(self.attachments).into(),
+            age_source: v1::AgeSource::from(self.age_source).into(),
             revision: self.revision(),
             max_delete_fraction: self.max_delete_fraction,
             dry_run: self.dry_run,
@@ -117,7 +120,7 @@ impl PolicyRecord {
             name_regex_delete: self.name_regex_delete.clone(),
             name_regex_keep: self.name_regex_keep.clone(),
             attachments: self.attachments,
-            ..Default::default()
+            age_source: self.age_source,
         }
     }
 }
@@ -167,6 +170,7 @@ pub struct NewPolicy {
     pub name_regex_delete: String,
     pub name_regex_keep: String,
     pub attachments: AttachmentPolicy,
+    pub age_source: AgeSource,
     pub max_delete_fraction: f64,
     pub dry_run: bool,
     pub enabled: bool,
@@ -353,6 +357,12 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Adds tags the scrubber deleted for `job_id` to the repository whose
     /// last cleanup it is; false when it is none's.
     async fn record_deletions(&self, job_id: i64, deleted_tags: u32) -> Result<bool, StoreError>;
+    /// Records tags read pointing at digests and returns when each was
+    /// first seen on its digest, in `batch`'s order (`sightings.rs`).
+    async fn record_sightings(
+        &self,
+        batch: SightingBatch<'_>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError>;
     /// Repositories matching `filter` with ids above `after`, by id.
     async fn list_repositories(
         &self,

@@ -210,6 +210,12 @@ impl CatalogStore for MeasuredCatalog {
     async fn record_deletions(&self, job_id: i64, deleted_tags: u32) -> Result<bool, StoreError> {
         timed("record_deletions", self.0.record_deletions(job_id, deleted_tags)).await
     }
+    async fn record_sightings(
+        &self,
+        batch: crate::store::sightings::SightingBatch<'_>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        timed("record_sightings", self.0.record_sightings(batch)).await
+    }
     async fn list_repositories(
         &self,
         filter: &RepositoryFilter,

@@ -11,6 +11,7 @@ mod model;
 mod open;
 pub mod postgres;
 pub(crate) mod rows;
+pub mod sightings;
 pub mod sqlite;
 pub mod stats;
 

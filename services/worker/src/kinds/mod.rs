@@ -2,6 +2,7 @@
 
 mod catalog_sync;
 mod fail;
+mod first_seen;
 mod sleep;
 mod tag_cleanup;
 

@@ -54,7 +54,7 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         Ok(client) => client,
         Err(e) => return Outcome::Failed { error: e.to_string(), retryable: e.is_retryable() },
     };
-    let inventory = match read(&ctx, &client, &args, deadline).await {
+    let mut inventory = match read(&ctx, &client, &args, deadline).await {
         Ok(inventory) => inventory,
         Err(Stopped::Cancelled) => return Outcome::Cancelled,
         Err(Stopped::Failed(outcome)) => return outcome,
@@ -70,6 +70,11 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
             }));
         }
     };
+    if let Err(e) =
+        super::first_seen::fill(&ctx, &args.registry, &args.repository, &mut inventory).await
+    {
+        return Outcome::Failed { error: e.to_string(), retryable: true };
+    }
     let evaluated = inventory.tags.len();
     let plan = regsweep_policy::plan(&rules, inventory, Utc::now());
     log_plan(&ctx, &plan);

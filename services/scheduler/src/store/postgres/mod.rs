@@ -320,6 +320,13 @@ impl CatalogStore for PgStore {
         repositories::record_deletions(&self.pool, job_id, deleted_tags).await
     }
 
+    async fn record_sightings(
+        &self,
+        batch: crate::store::sightings::SightingBatch<'_>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        repositories::record_sightings(&self.pool, batch).await
+    }
+
     async fn list_repositories(
         &self,
         filter: &RepositoryFilter,

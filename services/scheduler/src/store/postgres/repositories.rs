@@ -1,6 +1,7 @@
 //! Repositories: catalog sync, policy assignment, listing.
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 
 use crate::store::StoreError;
@@ -8,6 +9,7 @@ use crate::store::catalog::{
     PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
 };
 use crate::store::rows::{self, REPOSITORY_SELECT};
+use crate::store::sightings::{self, SightingBatch};
 
 type RepositoryRow = rows::RepositoryRow<DateTime<Utc>>;
 
@@ -116,6 +118,7 @@ pub async fn report(
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        sqlx::query(sightings::FORGET_REMOVED).bind(registry_id).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(ReportOutcome::Reported {
@@ -162,4 +165,38 @@ pub async fn list(
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(TryFrom::try_from).collect()
+}
+
+/// Records one part of a read of a repository in one statement.
+pub async fn record_sightings(
+    pool: &PgPool,
+    batch: SightingBatch<'_>,
+) -> Result<Vec<DateTime<Utc>>, StoreError> {
+    let (tags, digests): (Vec<&str>, Vec<&str>) =
+        batch.sightings.iter().map(|s| (s.tag.as_str(), s.digest.as_str())).unzip();
+    let mut tx = pool.begin().await?;
+    let returned: Vec<(String, DateTime<Utc>)> = sqlx::query_as(AssertSqlSafe(format!(
+        "INSERT INTO tag_sightings (registry_id, repository, tag, digest, first_seen, last_seen)
+         SELECT $1, $2, t.tag, t.digest, $5, $5 FROM unnest($3::text[], $4::text[]) AS t(tag, digest)
+         {}
+         RETURNING tag, first_seen",
+        sightings::UPSERT
+    )))
+    .bind(batch.registry_id)
+    .bind(batch.repository)
+    .bind(&tags)
+    .bind(&digests)
+    .bind(batch.now)
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(since) = batch.forget_unseen_since {
+        sqlx::query(sightings::FORGET)
+            .bind(batch.registry_id)
+            .bind(batch.repository)
+            .bind(since)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    sightings::in_order(&batch, returned.into_iter().collect())
 }

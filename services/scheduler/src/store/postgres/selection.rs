@@ -141,7 +141,8 @@ async fn pick(
                             'older_than_seconds', p.older_than_seconds,
                             'name_regex_delete', p.name_regex_delete,
                             'name_regex_keep', p.name_regex_keep,
-                            'attachments', p.attachments),
+                            'attachments', p.attachments,
+                            'age_source', p.age_source),
                         'dry_run', p.dry_run,
                         'time_budget_seconds', $2::bigint) AS args
              FROM picked

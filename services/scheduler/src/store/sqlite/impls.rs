@@ -240,6 +240,13 @@ impl CatalogStore for SqliteStore {
         repositories::record_deletions(self, job_id, deleted_tags).await
     }
 
+    async fn record_sightings(
+        &self,
+        batch: crate::store::sightings::SightingBatch<'_>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        repositories::record_sightings(self, batch).await
+    }
+
     async fn list_repositories(
         &self,
         filter: &RepositoryFilter,

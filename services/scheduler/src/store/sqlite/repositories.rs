@@ -3,11 +3,12 @@
 use sqlx::AssertSqlSafe;
 
 use super::rows::{REPOSITORY_SELECT, RepositoryRow};
-use super::{SqliteStore, now_micros};
+use super::{SqliteStore, micros, now_micros, time};
 use crate::store::StoreError;
 use crate::store::catalog::{
     PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
 };
+use crate::store::sightings::{self, SightingBatch};
 
 /// Repositories read per transaction when reassigning a whole registry.
 const REASSIGN_BATCH: i64 = 5_000;
@@ -119,6 +120,7 @@ pub async fn report(
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        sqlx::query(sightings::FORGET_REMOVED).bind(registry_id).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(ReportOutcome::Reported { added, removed: u32::try_from(removed).unwrap_or(u32::MAX) })
@@ -166,4 +168,43 @@ pub async fn list(
         .fetch_all(store.reader())
         .await?;
     rows.into_iter().map(TryFrom::try_from).collect()
+}
+
+/// Records one part of a read of a repository: one statement per tag, in
+/// one transaction of the single writer.
+pub async fn record_sightings(
+    store: &SqliteStore,
+    batch: SightingBatch<'_>,
+) -> Result<Vec<chrono::DateTime<chrono::Utc>>, StoreError> {
+    let sql = format!(
+        "INSERT INTO tag_sightings (registry_id, repository, tag, digest, first_seen, last_seen)
+         VALUES ($1, $2, $3, $4, $5, $5)
+         {}
+         RETURNING first_seen",
+        sightings::UPSERT
+    );
+    let now = micros(batch.now);
+    let mut tx = store.begin().await?;
+    let mut returned = std::collections::HashMap::with_capacity(batch.sightings.len());
+    for s in batch.sightings {
+        let first_seen: i64 = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
+            .bind(batch.registry_id)
+            .bind(batch.repository)
+            .bind(&s.tag)
+            .bind(&s.digest)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        returned.insert(s.tag.clone(), time(first_seen));
+    }
+    if let Some(since) = batch.forget_unseen_since {
+        sqlx::query(sightings::FORGET)
+            .bind(batch.registry_id)
+            .bind(batch.repository)
+            .bind(micros(since))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    sightings::in_order(&batch, returned)
 }

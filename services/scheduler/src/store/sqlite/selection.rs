@@ -2,7 +2,7 @@
 //! PostgreSQL module documents the steps). One write transaction: with
 //! one writer, no other tick or job end can change `ongoing` meanwhile.
 
-use regsweep_policy::{RuleSpec, TagCleanupArgs};
+use regsweep_policy::{AgeSource, RuleSpec, TagCleanupArgs};
 use sqlx::SqliteConnection;
 
 use super::jobs::{KeyedJob, insert_keyed_job};
@@ -113,6 +113,7 @@ struct Picked {
     name_regex_delete: String,
     name_regex_keep: String,
     attachments: String,
+    age_source: String,
     dry_run: bool,
     trace_context: Option<String>,
 }
@@ -129,7 +130,7 @@ async fn pick(
     let picked: Vec<Picked> = sqlx::query_as(
         "SELECT r.id, g.name AS registry, r.name AS repository, p.name AS policy, p.keep_n,
                 p.older_than_seconds, p.name_regex_delete, p.name_regex_keep, p.attachments,
-                p.dry_run, r.trace_context
+                p.age_source, p.dry_run, r.trace_context
          FROM (SELECT id, registry_id, name, policy_id, trace_context FROM repositories
                WHERE cleanup_status IN ('scheduled', 'unfinished') AND policy_id IS NOT NULL
                ORDER BY (cleanup_status = 'unfinished'), cleanup_started_at, id
@@ -157,7 +158,7 @@ async fn pick(
                 name_regex_delete: p.name_regex_delete,
                 name_regex_keep: p.name_regex_keep,
                 attachments: attachments_parse(&p.attachments),
-                ..RuleSpec::default()
+                age_source: AgeSource::parse(&p.age_source).unwrap_or_default(),
             },
             dry_run: p.dry_run,
             preview: false,
