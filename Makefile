@@ -24,13 +24,15 @@ test: deps build
 	REGSWEEP_TEST_STORE=sqlite cargo nextest run -p regsweep-integration-tests \
 		--no-fail-fast -E '$(SQLITE_PASS)'
 
-# The end-to-end safety run at any size: random repository graphs and
+# The end-to-end safety runs at any size: random repository graphs and
 # policies (the planner's property-test generator) pushed to the real
-# registry and cleaned for real, the registry checked after each.
+# registry and cleaned for real, the registry checked after each; then
+# the same under racing pushes, scrubber SIGKILLs and registry restarts
+# (`SAFETY_SEED=<hex>` replays one). `make test` runs a few of each.
 SCENARIOS ?= 200
 safety: deps build
 	SCENARIOS=$(SCENARIOS) cargo nextest run -p regsweep-integration-tests --test it \
-		-E 'test(image_graph::generated_repositories)' --no-capture
+		-E 'test(image_graph::generated_repositories) | test(safety::)' --no-capture
 
 fmt:
 	cargo fmt --all -- --check

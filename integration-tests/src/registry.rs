@@ -31,7 +31,8 @@ enum Listed {
 /// A running registry, killed on drop.
 pub struct TestRegistry {
     dir: tempfile::TempDir,
-    _child: Child,
+    /// The process; replaced by `restart`.
+    child: tokio::sync::Mutex<Child>,
     url: String,
     http: reqwest::Client,
 }
@@ -45,6 +46,44 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Runs `docker-registry serve CONFIG` and waits until `/v2/` answers on
+/// `url`; `None` when it exits first.
+async fn serve(config_path: &std::path::Path, url: &str, http: &reqwest::Client) -> Option<Child> {
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!(
+                "docker-registry is missing: run scripts/deps.sh (apt-get install docker-registry)"
+            )
+        }
+        Err(e) => panic!("cannot start docker-registry: {e}"),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/v2/")).send().await
+            && r.status().is_success()
+        {
+            return Some(child);
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "docker-registry did not answer GET /v2/ on {url} within 10s (see its log above)"
+        );
+        // A readiness probe of an outside process: nothing to await.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl TestRegistry {
@@ -61,6 +100,7 @@ impl TestRegistry {
 
     async fn launch(deletes: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let http = reqwest::Client::new();
         // The port is picked here and bound by the registry: a rare race
         // with another process is retried.
         for _ in 0..5 {
@@ -71,43 +111,62 @@ impl TestRegistry {
             );
             let config_path = dir.path().join("config.yml");
             std::fs::write(&config_path, config).expect("write registry config");
-            let child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&config_path)
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn();
-            let mut child = match child {
-                Ok(child) => child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                    "docker-registry is missing: run scripts/deps.sh (apt-get install docker-registry)"
-                ),
-                Err(e) => panic!("cannot start docker-registry: {e}"),
-            };
             let url = format!("http://127.0.0.1:{port}");
-            let http = reqwest::Client::new();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(r) = http.get(format!("{url}/v2/")).send().await
-                    && r.status().is_success()
-                {
-                    return Self { dir, _child: child, url, http };
-                }
-                // An exit before answering is most likely the port taken
-                // in between: try another one.
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "docker-registry did not answer GET /v2/ on {url} within 10s (see its log above)"
-                );
-                // A readiness probe of an outside process: nothing to await.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            // An exit before answering is most likely the port taken in
+            // between: try another one.
+            if let Some(child) = serve(&config_path, &url, &http).await {
+                return Self { dir, child: tokio::sync::Mutex::new(child), url, http };
             }
         }
         panic!("docker-registry exited before answering, five times (see its log above)");
+    }
+
+    /// Kills the registry process and starts it again on the same port and
+    /// storage, as an operator's restart (or a crash and its supervisor)
+    /// does; returns once it answers again.
+    pub async fn restart(&self) {
+        let mut child = self.child.lock().await;
+        let _ = child.kill().await;
+        let config_path = self.dir.path().join("config.yml");
+        // The port was just released; a listener in TIME_WAIT rebinding
+        // is allowed (Go sets SO_REUSEADDR), so one try is enough.
+        *child = serve(&config_path, &self.url, &self.http)
+            .await
+            .expect("docker-registry restarts on its port");
+    }
+
+    /// The tags of `repo`, as the registry lists them.
+    pub async fn tags(&self, repo: &str) -> Vec<String> {
+        let response = self
+            .http
+            .get(format!("{}/v2/{repo}/tags/list", self.url))
+            .send()
+            .await
+            .expect("list tags");
+        if response.status() == 404 {
+            return Vec::new();
+        }
+        let body: serde_json::Value = response.json().await.expect("tag list");
+        body["tags"]
+            .as_array()
+            .map(|tags| tags.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `repo:tag` is on one of regsweep's untag placeholders.
+    pub async fn on_placeholder(&self, repo: &str, tag: &str) -> bool {
+        let response = self
+            .http
+            .get(format!("{}/v2/{repo}/manifests/{tag}", self.url))
+            .header("accept", ACCEPT)
+            .send()
+            .await
+            .expect("get manifest");
+        if !response.status().is_success() {
+            return false;
+        }
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        body["annotations"].get("io.regsweep.placeholder").is_some()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -180,6 +239,30 @@ impl TestRegistry {
         }))
         .expect("placeholder json");
         self.put_manifest(repo, &[tag], OCI_MANIFEST, &manifest).await
+    }
+
+    /// Points `tag` at the manifest `digest` if the registry still has it
+    /// (and takes it again); false when either fails.
+    pub async fn try_tag(&self, repo: &str, tag: &str, digest: &str) -> bool {
+        let url = format!("{}/v2/{repo}/manifests/{digest}", self.url);
+        let Ok(response) = self.http.get(url).header("accept", ACCEPT).send().await else {
+            return false;
+        };
+        if !response.status().is_success() {
+            return false;
+        }
+        let Some(media_type) = response.headers().get("content-type").cloned() else {
+            return false;
+        };
+        let Ok(body) = response.bytes().await else { return false };
+        let put = self
+            .http
+            .put(format!("{}/v2/{repo}/manifests/{tag}", self.url))
+            .header("content-type", media_type)
+            .body(body)
+            .send()
+            .await;
+        put.is_ok_and(|r| r.status().is_success())
     }
 
     /// Points `tag` at the existing manifest `digest`.

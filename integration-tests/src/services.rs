@@ -200,7 +200,19 @@ impl Scrubber {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
-        Self::spawn_env(name, db, scheduler, extra, envs, true).await
+        Self::spawn_env(name, db, scheduler, "127.0.0.1:0", extra, envs, true).await
+    }
+
+    /// Starts a scrubber listening on `listen` (`127.0.0.1:PORT`): one
+    /// started again after a kill keeps the address its clients know.
+    pub async fn start_on(
+        name: &str,
+        db: &TestDb,
+        scheduler: &Scheduler,
+        listen: &str,
+        extra: &[&str],
+    ) -> Self {
+        Self::spawn_env(name, db, scheduler, listen, extra, quiet_env(true), true).await
     }
 
     /// Starts a scrubber; `echo` copies its log to stderr.
@@ -211,20 +223,21 @@ impl Scrubber {
         extra: &[&str],
         echo: bool,
     ) -> Self {
-        Self::spawn_env(name, db, scheduler, extra, quiet_env(echo), echo).await
+        Self::spawn_env(name, db, scheduler, "127.0.0.1:0", extra, quiet_env(echo), echo).await
     }
 
     async fn spawn_env(
         name: &str,
         db: &TestDb,
         scheduler: &Scheduler,
+        listen: &str,
         extra: &[&str],
         envs: &[(&str, &str)],
         echo: bool,
     ) -> Self {
         let mut args = strings(&[
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--log-format",
             "json",
             "--database-url",

@@ -17,6 +17,7 @@ mod policies;
 mod registry_client;
 mod replicas;
 mod retention_and_tail;
+mod safety;
 mod scheduling;
 mod scrubber;
 mod secrets;
