@@ -15,6 +15,7 @@ pub mod raw;
 pub mod registry;
 pub mod selection;
 pub mod services;
+pub mod tcpproxy;
 pub mod wait;
 
 pub use db::TestDb;

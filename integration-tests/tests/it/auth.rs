@@ -66,7 +66,10 @@ fn spec(path: &str) -> Option<&'static [&'static str]> {
         }
         ("regsweep.v1.RepositoryService", "ListRepositories") => READ,
         ("regsweep.v1.RepositoryService", "SyncRepositories") => NONE,
-        ("regsweep.v1.RepositoryService", "ReportRepositories" | "RecordDeletions") => &["worker"],
+        (
+            "regsweep.v1.RepositoryService",
+            "ReportRepositories" | "RecordDeletions" | "RecordTagSightings",
+        ) => &["worker"],
         ("regsweep.v1.PolicyService", "GetPolicy" | "ListPolicies") => READ,
         // Scrubbers ask them with their worker token.
         ("regsweep.v1.PolicyService", "CheckPlan" | "CheckPolicies") => &["worker"],

@@ -12,6 +12,7 @@ mod image_graph;
 mod lifecycle;
 mod limits;
 mod liveness;
+mod outage;
 mod outside_clients;
 mod policies;
 mod registry_client;

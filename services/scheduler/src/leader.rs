@@ -12,8 +12,9 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::cleanup::CleanupLoop;
+use crate::health::DbHealth;
 use crate::internal::InternalRunner;
-use crate::store::JobStore;
+use crate::store::{JobStore, StoreError};
 use crate::{gauges, schedule};
 
 const LEASE: &str = "leader";
@@ -25,6 +26,8 @@ pub struct LeaderConfig {
     pub heartbeat_ttl: Duration,
     /// How often the database gauges are refreshed (with metrics on).
     pub metrics_interval: Duration,
+    /// Whether this replica reaches the database; the reaper waits for it.
+    pub health: Arc<DbHealth>,
 }
 
 /// Competes for the lease until `shutdown`, running the leader loops while
@@ -41,7 +44,23 @@ pub async fn run(
     // Stop leading well before the lease could have expired unrenewed.
     let give_up_after = config.lease.mul_f64(2.0 / 3.0);
     loop {
-        match store.try_lease(LEASE, replica, config.lease).await {
+        // A renewal blocked (waiting for a connection, a lock) must not
+        // keep the leader loops running past the point where another
+        // replica may lead: it is given up at the local deadline.
+        let wait = if leading.is_some() {
+            give_up_after.saturating_sub(renewed.elapsed())
+        } else {
+            config.lease
+        };
+        let renewal = tokio::time::timeout(wait, store.try_lease(LEASE, replica, config.lease));
+        // Timed out is unavailable, as a pool's own timeout is.
+        let renewal = renewal
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)));
+        if renewal.is_err() {
+            config.health.trouble();
+        }
+        match renewal {
             Ok(true) => {
                 renewed = Instant::now();
                 if leading.is_none() {
@@ -91,7 +110,7 @@ fn start(
 ) -> (Shutdown, JoinSet<()>) {
     let stop = Shutdown::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(reaper(store.clone(), config.reap_interval, stop.clone()));
+    tasks.spawn(reaper(store.clone(), config.clone(), replica, stop.clone()));
     tasks.spawn(crons(store.clone(), stop.clone()));
     tasks.spawn(cleanup.clone().run(stop.clone()));
     let runner = InternalRunner::new(store.clone(), replica, config.heartbeat_ttl);
@@ -114,16 +133,39 @@ async fn stop((signal, mut tasks): (Shutdown, JoinSet<()>)) {
 }
 
 /// Declares workers dead once their heartbeat expired; their attempts
-/// become claimable again (or end, when no attempts remain).
-async fn reaper(store: Arc<dyn JobStore>, interval: Duration, stop: Shutdown) {
-    let mut ticker = tokio::time::interval(interval);
+/// become claimable again (or end, when no attempts remain). An outage is
+/// not a death: nothing is reaped until this replica has reached the
+/// database for a whole TTL, in which every live worker heartbeated and
+/// was written (`health`). The statement itself checks that this replica
+/// still holds the lease, so a reaper that outlived its leadership (a
+/// call blocked past the deadline) changes nothing.
+async fn reaper(store: Arc<dyn JobStore>, config: LeaderConfig, replica: Uuid, stop: Shutdown) {
+    let mut ticker = tokio::time::interval(config.reap_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A new leader knows nothing of what was written before it led.
+    config.health.trouble();
+    let mut holding = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = stop.cancelled() => return,
         }
-        match store.reap_expired_workers().await {
+        let steady = config.health.steady_for();
+        if steady < config.heartbeat_ttl {
+            if !holding {
+                tracing::info!(steady = ?steady, ttl = ?config.heartbeat_ttl, "database not steady for a heartbeat ttl: reaping held");
+                holding = true;
+            }
+            continue;
+        }
+        if std::mem::take(&mut holding) {
+            tracing::info!("reaping resumed");
+        }
+        let reaped = store.reap_expired_workers(LEASE, replica).await;
+        if reaped.is_err() {
+            config.health.trouble();
+        }
+        match reaped {
             Ok(reaped) if !reaped.workers.is_empty() => {
                 gauges::record_reaped(reaped.workers.len(), reaped.jobs);
                 tracing::warn!(workers = ?reaped.workers, jobs = reaped.jobs, "heartbeat expired, workers declared dead");

@@ -13,6 +13,7 @@ pub mod config;
 mod dispatch;
 pub mod error;
 mod gauges;
+mod health;
 mod internal;
 pub mod kinds;
 mod leader;
@@ -110,8 +111,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     );
     let dispatcher_task = tokio::spawn(dispatcher.run(loops.clone()));
     let (written, _) = broadcast::channel(1024);
-    let (writer_tx, writer) =
-        Writer::new(store.clone(), config.heartbeat_ttl, config.max_write_batch, written.clone());
+    let health = Arc::new(health::DbHealth::new());
+    let (writer_tx, writer) = Writer::new(
+        store.clone(),
+        config.heartbeat_ttl,
+        config.max_write_batch,
+        written.clone(),
+        health.clone(),
+    );
     let writer_task = tokio::spawn(writer.run());
 
     ensure_retention_cron(store.as_ref(), &config).await;
@@ -125,6 +132,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
                 .clamp(Duration::from_millis(100), Duration::from_secs(1)),
             heartbeat_ttl: config.heartbeat_ttl,
             metrics_interval: config.metrics_interval,
+            health,
         },
         CleanupLoop {
             catalog: catalog.clone(),

@@ -16,6 +16,7 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::dispatch::{SessionTx, send};
+use crate::health::DbHealth;
 use crate::store::{
     HeartbeatWrite, JobStore, LogWrite, SessionRef, StoreError, UpdateWrite, WriteBatch,
     WriteOutcome,
@@ -36,6 +37,8 @@ pub struct Writer {
     ttl: Duration,
     max_batch: usize,
     written: broadcast::Sender<i64>,
+    /// Told of every failed flush: heartbeats not written hold the reaper.
+    health: Arc<DbHealth>,
 }
 
 /// Failed flushes of a batch that is not failing for want of the database
@@ -52,12 +55,13 @@ impl Writer {
         ttl: Duration,
         max_batch: usize,
         written: broadcast::Sender<i64>,
+        health: Arc<DbHealth>,
     ) -> (mpsc::Sender<WriteOp>, Self) {
         // Bounded so a slow database pushes back on worker streams (and
         // through HTTP/2 flow control on the workers) instead of growing
         // memory.
         let (tx, rx) = mpsc::channel(max_batch * 4);
-        (tx, Self { store, rx, ttl, max_batch, written })
+        (tx, Self { store, rx, ttl, max_batch, written, health })
     }
 
     /// Runs until every sender is dropped and the queue is flushed.
@@ -98,9 +102,11 @@ impl Writer {
                     return deliver(outcome, routes);
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
+                    self.health.trouble();
                     tracing::warn!(error = %e, retry_in = ?backoff, "flush failed, database unavailable");
                 }
                 Err(e) => {
+                    self.health.trouble();
                     failures += 1;
                     if failures >= MAX_FLUSH_FAILURES {
                         tracing::error!(

@@ -46,6 +46,13 @@ impl Fixture {
         self.stores.catalog.as_ref()
     }
 
+    /// Reaps expired workers as the leader does: holding the lease.
+    pub async fn reap(&self) -> regsweep_scheduler::store::Reaped {
+        let leader = uuid::Uuid::from_u128(1);
+        assert!(self.jobs().try_lease("leader", leader, Duration::from_secs(60)).await.unwrap());
+        self.jobs().reap_expired_workers("leader", leader).await.expect("reap")
+    }
+
     /// Registers a new worker running `kinds` with a heartbeat TTL of `ttl`.
     pub async fn worker(&self, kinds: &[&str], ttl: Duration) -> SessionRef {
         let hello = WorkerHello {

@@ -101,8 +101,8 @@ impl JobStore for MeasuredJobs {
     async fn release_lease(&self, name: &str, holder: Uuid) -> Result<(), StoreError> {
         timed("release_lease", self.0.release_lease(name, holder)).await
     }
-    async fn reap_expired_workers(&self) -> Result<Reaped, StoreError> {
-        timed("reap_expired_workers", self.0.reap_expired_workers()).await
+    async fn reap_expired_workers(&self, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
+        timed("reap_expired_workers", self.0.reap_expired_workers(lease, holder)).await
     }
     async fn set_worker_capacity(
         &self,

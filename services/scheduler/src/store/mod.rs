@@ -371,8 +371,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// take it at once.
     async fn release_lease(&self, name: &str, holder: Uuid) -> Result<(), StoreError>;
     /// Declares workers whose heartbeat expired dead and takes back their
-    /// attempts.
-    async fn reap_expired_workers(&self) -> Result<Reaped, StoreError>;
+    /// attempts, if `holder` still holds lease `lease` (checked in the
+    /// same statement: the fencing of leader-only work); else nothing.
+    async fn reap_expired_workers(&self, lease: &str, holder: Uuid) -> Result<Reaped, StoreError>;
     /// Sets an operator capacity for a live worker and announces it.
     async fn set_worker_capacity(
         &self,

@@ -184,8 +184,8 @@ impl JobStore for PgStore {
         leases::release_lease(&self.pool, name, holder).await
     }
 
-    async fn reap_expired_workers(&self) -> Result<Reaped, StoreError> {
-        workers::reap(&self.pool).await
+    async fn reap_expired_workers(&self, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
+        workers::reap(&self.pool, lease, holder).await
     }
 
     async fn set_worker_capacity(

@@ -110,8 +110,8 @@ impl JobStore for SqliteStore {
         crons::release_lease(self, name, holder).await
     }
 
-    async fn reap_expired_workers(&self) -> Result<Reaped, StoreError> {
-        workers::reap(self).await
+    async fn reap_expired_workers(&self, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
+        workers::reap(self, lease, holder).await
     }
 
     async fn set_worker_capacity(

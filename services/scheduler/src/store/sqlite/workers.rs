@@ -259,15 +259,19 @@ pub async fn list(
 
 /// Declares workers whose heartbeat expired dead and takes their attempts
 /// back; an attempt held back for a resurrected worker becomes claimable.
-pub async fn reap(store: &SqliteStore) -> Result<Reaped, StoreError> {
+pub async fn reap(store: &SqliteStore, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
     let now = now_micros();
     let mut tx = store.begin().await?;
     let dead: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE workers SET status = 'dead'
-         WHERE status IN ('alive', 'draining') AND heartbeat_expiration < ?
+         WHERE status IN ('alive', 'draining') AND heartbeat_expiration < ?1
+           AND EXISTS (SELECT 1 FROM leases
+                       WHERE name = ?2 AND holder = ?3 AND expires_at > ?1)
          RETURNING id",
     )
     .bind(now)
+    .bind(lease)
+    .bind(holder)
     .fetch_all(&mut *tx)
     .await?;
     let mut taken = Taken::default();

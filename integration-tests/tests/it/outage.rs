@@ -1,0 +1,99 @@
+//! An outage is not a death: PostgreSQL taken away (every connection cut,
+//! new ones turned away, by a TCP proxy in front of the real server) for
+//! longer than the heartbeat TTL and the leader lease, while two workers
+//! run long jobs over streams that never drop. No live worker is declared
+//! dead and no attempt is spent; a worker that really died during the
+//! outage is still found dead afterwards.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use regsweep_integration_tests::tcpproxy::TcpProxy;
+use regsweep_integration_tests::{Scheduler, TestDb, Worker, wait_until};
+use regsweep_proto::v1::{self, JobStatus};
+use serde_json::json;
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::PgConnectOptions;
+
+use crate::{create, get, wait_started};
+
+/// The outage: longer than the TTL (3 s) and than the lease (4 s).
+const OUTAGE: Duration = Duration::from_secs(7);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_longer_than_the_ttl_declares_no_live_worker_dead() {
+    let db = TestDb::postgres().await;
+    let options = PgConnectOptions::from_str(&db.url).expect("test database url");
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let proxy = TcpProxy::start(&upstream).await;
+    let port: u16 = proxy.addr().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let url = options.host("127.0.0.1").port(port).to_url_lossy().to_string();
+    let flags = ["--heartbeat-interval", "1s", "--heartbeat-ttl", "3s", "--leader-lease", "4s"];
+    let scheduler = Scheduler::launch("scheduler", &url, &flags, true).await;
+    let steady = Worker::start(&scheduler, "steady", &["--capacity", "sleep=2"]).await;
+    let doomed = Worker::start(&scheduler, "doomed", &["--capacity", "sleep=2"]).await;
+    let mut jobs = scheduler.jobs().await;
+    let mut running = Vec::new();
+    for _ in 0..4 {
+        let job = create(&mut jobs, "sleep", json!({"seconds": 600})).await;
+        running.push(wait_started(&jobs, job.id, Duration::from_secs(20)).await);
+    }
+    let epochs = sessions(&scheduler).await;
+    eprintln!("workers before the outage: {epochs:?}");
+
+    proxy.down();
+    // The outage is the input: a span of time, not an event to await.
+    tokio::time::sleep(OUTAGE).await;
+    proxy.up();
+
+    // A death during the outage is still a death: the reaper, held until
+    // the database has been steady for a TTL, finds it afterwards.
+    doomed.signal(Signal::SIGKILL);
+    let doomed_id = epochs.iter().find(|(name, ..)| name == "doomed").expect("doomed").1.clone();
+    wait_until("the killed worker to be declared dead", Duration::from_secs(30), || {
+        let scheduler = &scheduler;
+        let doomed_id = doomed_id.clone();
+        async move {
+            let workers = list_workers(scheduler).await?;
+            let dead = workers.iter().find(|w| w.id == doomed_id)?;
+            (dead.status() == v1::WorkerStatus::Dead).then_some(())
+        }
+    })
+    .await;
+
+    // The worker that lived through the outage never died: same session,
+    // its jobs on their first attempt with no error.
+    let now = sessions(&scheduler).await;
+    let steady_before = epochs.iter().find(|(name, ..)| name == "steady").expect("steady");
+    let steady_now = now.iter().find(|(name, ..)| name == "steady").expect("steady");
+    assert_eq!(steady_now, steady_before, "the live worker kept its session");
+    assert_eq!(steady_now.2, v1::WorkerStatus::Alive);
+    for job in &running {
+        let current = get(&mut jobs, job.id).await;
+        if current.worker_id == steady_now.1 {
+            assert_eq!(current.status(), JobStatus::Running, "{current:?}");
+            assert_eq!(current.attempt, 1, "no attempt spent by the outage: {current:?}");
+            assert!(current.errors.is_empty(), "{current:?}");
+        }
+    }
+    let kept = running.iter().filter(|j| j.worker_id == steady_now.1).count();
+    assert_eq!(kept, 2, "the steady worker ran two of the jobs");
+    drop(steady);
+}
+
+async fn list_workers(scheduler: &Scheduler) -> Option<Vec<v1::WorkerInfo>> {
+    let mut jobs = scheduler.jobs().await;
+    let request = v1::ListWorkersRequest { include_gone: true, ..Default::default() };
+    let listed = jobs.list_workers(request).await.ok()?;
+    Some(listed.into_inner().workers)
+}
+
+/// (name, id, status, session epoch) of every worker.
+async fn sessions(scheduler: &Scheduler) -> Vec<(String, String, v1::WorkerStatus, u64)> {
+    let workers = list_workers(scheduler).await.expect("list workers");
+    workers
+        .into_iter()
+        .map(|w| (w.name.clone(), w.id.clone(), w.status(), w.session_epoch))
+        .collect()
+}
