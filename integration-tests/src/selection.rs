@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use regsweep_scheduler::cleanup::advance;
 use regsweep_scheduler::store::catalog::{CatalogStore, Selection, SelectionConfig};
 use regsweep_scheduler::store::postgres::PgStore;
+use regsweep_scheduler::store::{Fence, JobStore};
 use sqlx::PgPool;
 
 use crate::TestDb;
@@ -77,7 +78,11 @@ impl SelectionProbe {
 
     /// One selection tick.
     pub async fn tick(&self) -> Selection {
-        self.store.select_cleanups(&self.config, advance).await.expect("selection tick")
+        // Selection is leader-only work: the probe leads.
+        let fence = Fence { lease: "leader", holder: uuid::Uuid::from_u128(1) };
+        let lease = std::time::Duration::from_secs(3600);
+        assert!(self.store.try_lease(fence.lease, fence.holder, lease).await.expect("lease"));
+        self.store.select_cleanups(&self.config, advance, fence).await.expect("selection tick")
     }
 
     /// Ends every `ongoing` cleanup as the trigger would (untimed).

@@ -9,6 +9,7 @@ use regsweep_common::Shutdown;
 use regsweep_policy::Cadence;
 use tokio::sync::Notify;
 
+use crate::store::Fence;
 use crate::store::catalog::{CatalogStore, SelectionConfig};
 
 /// What the leader needs to run the selection.
@@ -27,9 +28,11 @@ pub fn advance(cadence: &str, due: DateTime<Utc>, now: DateTime<Utc>) -> Option<
 }
 
 impl CleanupLoop {
-    pub async fn run(self, stop: Shutdown) {
+    /// Selects cleanups each tick until `stop`, under `fence`.
+    pub async fn run(self, stop: Shutdown, fence: Fence) {
         loop {
-            let again = match self.catalog.select_cleanups(&self.selection, advance).await {
+            let selected = self.catalog.select_cleanups(&self.selection, advance, fence);
+            let again = match selected.await {
                 Ok(s) => {
                     if s.stale > 0 {
                         tracing::warn!(repositories = s.stale, "stale cleanups marked unfinished");

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::cleanup::CleanupLoop;
 use crate::health::DbHealth;
 use crate::internal::InternalRunner;
-use crate::store::{JobStore, StoreError};
+use crate::store::{Fence, JobStore, StoreError};
 use crate::{gauges, schedule};
 
 const LEASE: &str = "leader";
@@ -102,6 +102,11 @@ pub async fn run(
     }
 }
 
+/// The fence of this replica's leader-only writes.
+fn fence(replica: Uuid) -> Fence {
+    Fence { lease: LEASE, holder: replica }
+}
+
 fn start(
     store: &Arc<dyn JobStore>,
     config: &LeaderConfig,
@@ -111,8 +116,8 @@ fn start(
     let stop = Shutdown::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(reaper(store.clone(), config.clone(), replica, stop.clone()));
-    tasks.spawn(crons(store.clone(), stop.clone()));
-    tasks.spawn(cleanup.clone().run(stop.clone()));
+    tasks.spawn(crons(store.clone(), replica, stop.clone()));
+    tasks.spawn(cleanup.clone().run(stop.clone(), fence(replica)));
     let runner = InternalRunner::new(store.clone(), replica, config.heartbeat_ttl);
     tasks.spawn(runner.run(stop.clone()));
     if regsweep_common::prometheus::enabled() {
@@ -161,7 +166,7 @@ async fn reaper(store: Arc<dyn JobStore>, config: LeaderConfig, replica: Uuid, s
         if std::mem::take(&mut holding) {
             tracing::info!("reaping resumed");
         }
-        let reaped = store.reap_expired_workers(LEASE, replica).await;
+        let reaped = store.reap_expired_workers(fence(replica)).await;
         if reaped.is_err() {
             config.health.trouble();
         }
@@ -178,9 +183,9 @@ async fn reaper(store: Arc<dyn JobStore>, config: LeaderConfig, replica: Uuid, s
 
 /// Fires due crons, sleeping until the next one is due (at most a second,
 /// so new and changed crons are noticed).
-async fn crons(store: Arc<dyn JobStore>, stop: Shutdown) {
+async fn crons(store: Arc<dyn JobStore>, replica: Uuid, stop: Shutdown) {
     loop {
-        match store.fire_due_crons(schedule::next_after).await {
+        match store.fire_due_crons(schedule::next_after, fence(replica)).await {
             Ok(fired) => {
                 for f in fired {
                     tracing::info!(cron = %f.cron, fire_at = %f.fire_at, job_id = f.job_id, "cron fired");

@@ -12,7 +12,7 @@ use regsweep_scheduler::store::catalog::{
     Selection, SelectionConfig,
 };
 use regsweep_scheduler::store::sightings::{Sighting, SightingBatch};
-use regsweep_scheduler::store::{JobRecord, SessionRef};
+use regsweep_scheduler::store::{Fence, JobRecord, SessionRef};
 
 use super::{Fixture, TTL};
 
@@ -98,7 +98,8 @@ async fn repository(f: &Fixture, id: i64) -> RepositoryRecord {
 }
 
 async fn select(f: &Fixture, capacity: u32) -> Selection {
-    f.catalog().select_cleanups(&config(capacity), advance).await.expect("selection")
+    let fence = f.lead().await;
+    f.catalog().select_cleanups(&config(capacity), advance, fence).await.expect("selection")
 }
 
 /// Claims the cleanup jobs started and ends each with `result`.
@@ -271,7 +272,11 @@ pub async fn stale_cleanups_become_unfinished(f: Fixture) {
     let first = select(&f, 1).await;
     assert_eq!(first.started.len(), 1);
     let stale = SelectionConfig { stale_after: Duration::ZERO, ..config(1) };
-    let s = f.catalog().select_cleanups(&stale, advance).await.unwrap();
+    // A replica that is not the leader selects nothing, and marks nothing.
+    let former = Fence { lease: "leader", holder: uuid::Uuid::from_u128(2) };
+    let s = f.catalog().select_cleanups(&stale, advance, former).await.unwrap();
+    assert_eq!((s.stale, s.started.len(), s.armed), (0, 0, 0));
+    let s = f.catalog().select_cleanups(&stale, advance, f.lead().await).await.unwrap();
     assert_eq!(s.stale, 1);
     // Its job is still active: the repository picks it up again rather
     // than starting a second cleanup.

@@ -14,7 +14,7 @@ use regsweep_integration_tests::TestDb;
 use regsweep_proto::v1::JobStatus;
 use regsweep_scheduler::store::catalog::CatalogStore;
 use regsweep_scheduler::store::{
-    ClaimSlot, CreateOutcome, JobRecord, JobStore, NewJob, SessionRef, Stores, UpdateWrite,
+    ClaimSlot, CreateOutcome, Fence, JobRecord, JobStore, NewJob, SessionRef, Stores, UpdateWrite,
     WorkerHello, WriteBatch, WriteOutcome,
 };
 use regsweep_scrubber::store::DeletionStore;
@@ -46,11 +46,18 @@ impl Fixture {
         self.stores.catalog.as_ref()
     }
 
+    /// Takes the leader lease: leader-only work runs under its fence.
+    pub async fn lead(&self) -> Fence {
+        let fence = Fence { lease: "leader", holder: uuid::Uuid::from_u128(1) };
+        let lease = Duration::from_secs(3600);
+        assert!(self.jobs().try_lease(fence.lease, fence.holder, lease).await.unwrap());
+        fence
+    }
+
     /// Reaps expired workers as the leader does: holding the lease.
     pub async fn reap(&self) -> regsweep_scheduler::store::Reaped {
-        let leader = uuid::Uuid::from_u128(1);
-        assert!(self.jobs().try_lease("leader", leader, Duration::from_secs(60)).await.unwrap());
-        self.jobs().reap_expired_workers("leader", leader).await.expect("reap")
+        let fence = self.lead().await;
+        self.jobs().reap_expired_workers(fence).await.expect("reap")
     }
 
     /// Registers a new worker running `kinds` with a heartbeat TTL of `ttl`.

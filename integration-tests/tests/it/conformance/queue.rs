@@ -10,8 +10,8 @@ use regsweep_integration_tests::wait_until;
 use regsweep_proto::v1::JobStatus;
 use regsweep_scheduler::schedule::next_after;
 use regsweep_scheduler::store::{
-    CancelOutcome, ClaimSlot, CreateOutcome, HeartbeatWrite, LogCursor, LogLine, LogWrite, NewCron,
-    RunningJob, SessionRef, StoreEvent, UpdateWrite, WorkerHello, WriteBatch,
+    CancelOutcome, ClaimSlot, CreateOutcome, Fence, HeartbeatWrite, LogCursor, LogLine, LogWrite,
+    NewCron, RunningJob, SessionRef, StoreEvent, UpdateWrite, WorkerHello, WriteBatch,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -161,8 +161,8 @@ pub async fn expired_workers_lose_their_attempts_and_cancels_end(f: Fixture) {
     };
     tokio::time::sleep(Duration::from_millis(5)).await;
     // Only the lease's holder reaps: a replica that lost it changes nothing.
-    let former = Uuid::from_u128(2);
-    let fenced = f.jobs().reap_expired_workers("leader", former).await.expect("fenced reap");
+    let former = Fence { lease: "leader", holder: Uuid::from_u128(2) };
+    let fenced = f.jobs().reap_expired_workers(former).await.expect("fenced reap");
     assert!(fenced.workers.is_empty() && fenced.jobs == 0, "{fenced:?}");
     assert_eq!(f.get(running.id).await.status, JobStatus::Running);
     let reaped = f.reap().await;
@@ -362,8 +362,15 @@ pub async fn due_crons_fire_once_and_move_on(f: Fixture) {
     };
     assert!(f.jobs().create_cron(cron.clone()).await.unwrap().is_some());
     assert!(f.jobs().create_cron(cron).await.unwrap().is_none(), "names are unique");
-    let (a, b) =
-        tokio::join!(f.jobs().fire_due_crons(next_after), f.jobs().fire_due_crons(next_after));
+    // Only the lease's holder fires.
+    let former = Fence { lease: "leader", holder: Uuid::from_u128(2) };
+    assert!(f.jobs().fire_due_crons(next_after, former).await.unwrap().is_empty());
+    let fence = f.lead().await;
+    assert!(f.jobs().fire_due_crons(next_after, former).await.unwrap().is_empty());
+    let (a, b) = tokio::join!(
+        f.jobs().fire_due_crons(next_after, fence),
+        f.jobs().fire_due_crons(next_after, fence)
+    );
     let fired: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
     assert_eq!(fired.len(), 1, "a firing is enqueued once");
     let job = f.get(fired[0].job_id).await;
@@ -372,7 +379,7 @@ pub async fn due_crons_fire_once_and_move_on(f: Fixture) {
     assert!(stored.next_fire_at > Utc::now());
     assert_eq!(stored.last_job_id, Some(job.id));
     assert_eq!(f.jobs().next_cron_due().await.unwrap(), Some(stored.next_fire_at));
-    assert!(f.jobs().fire_due_crons(next_after).await.unwrap().is_empty());
+    assert!(f.jobs().fire_due_crons(next_after, fence).await.unwrap().is_empty());
     assert!(f.jobs().delete_cron("every-minute").await.unwrap());
     assert_eq!(f.jobs().next_cron_due().await.unwrap(), None);
 }

@@ -378,6 +378,7 @@ pub trait CatalogStore: Send + Sync + 'static {
         &self,
         config: &SelectionConfig,
         advance: AdvanceRun,
+        fence: super::Fence,
     ) -> Result<Selection, StoreError>;
 
     /// The selection's state (running, waiting, overdue), for metrics.

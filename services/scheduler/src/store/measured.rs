@@ -20,10 +20,10 @@ use super::catalog::{
 };
 use super::stats::{CleanupStats, QueueStats};
 use super::{
-    CancelOutcome, CapacityOutcome, ClaimSlot, CreateOutcome, CronRecord, DeleteOutcome, Fired,
-    JobFilter, JobRecord, JobStore, LogCursor, LogLine, NewCron, NewJob, NextFire, Purged, Reaped,
-    Registration, SessionRef, StoreError, StoreEvent, WorkerHello, WorkerRecord, WriteBatch,
-    WriteOutcome,
+    CancelOutcome, CapacityOutcome, ClaimSlot, CreateOutcome, CronRecord, DeleteOutcome, Fence,
+    Fired, JobFilter, JobRecord, JobStore, LogCursor, LogLine, NewCron, NewJob, NextFire, Purged,
+    Reaped, Registration, SessionRef, StoreError, StoreEvent, WorkerHello, WorkerRecord,
+    WriteBatch, WriteOutcome,
 };
 
 pub struct MeasuredJobs(pub Arc<dyn JobStore>);
@@ -101,8 +101,8 @@ impl JobStore for MeasuredJobs {
     async fn release_lease(&self, name: &str, holder: Uuid) -> Result<(), StoreError> {
         timed("release_lease", self.0.release_lease(name, holder)).await
     }
-    async fn reap_expired_workers(&self, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
-        timed("reap_expired_workers", self.0.reap_expired_workers(lease, holder)).await
+    async fn reap_expired_workers(&self, fence: Fence) -> Result<Reaped, StoreError> {
+        timed("reap_expired_workers", self.0.reap_expired_workers(fence)).await
     }
     async fn set_worker_capacity(
         &self,
@@ -126,8 +126,8 @@ impl JobStore for MeasuredJobs {
     async fn delete_cron(&self, name: &str) -> Result<bool, StoreError> {
         timed("delete_cron", self.0.delete_cron(name)).await
     }
-    async fn fire_due_crons(&self, next: NextFire) -> Result<Vec<Fired>, StoreError> {
-        timed("fire_due_crons", self.0.fire_due_crons(next)).await
+    async fn fire_due_crons(&self, next: NextFire, fence: Fence) -> Result<Vec<Fired>, StoreError> {
+        timed("fire_due_crons", self.0.fire_due_crons(next, fence)).await
     }
     async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         timed("next_cron_due", self.0.next_cron_due()).await
@@ -228,8 +228,9 @@ impl CatalogStore for MeasuredCatalog {
         &self,
         config: &SelectionConfig,
         advance: AdvanceRun,
+        fence: Fence,
     ) -> Result<Selection, StoreError> {
-        timed("select_cleanups", self.0.select_cleanups(config, advance)).await
+        timed("select_cleanups", self.0.select_cleanups(config, advance, fence)).await
     }
     async fn cleanup_stats(&self) -> Result<CleanupStats, StoreError> {
         timed("cleanup_stats", self.0.cleanup_stats()).await

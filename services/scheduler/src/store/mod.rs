@@ -242,6 +242,16 @@ pub enum CapacityOutcome {
     Updated(WorkerRecord),
 }
 
+/// Leader-only work names the lease it runs under: each such write checks,
+/// in its own transaction, that `holder` still holds `lease` (and keeps it
+/// from changing hands until it commits), else changes nothing. A replica
+/// whose calls outlived its leadership cannot act as a second leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: &'static str,
+    pub holder: Uuid,
+}
+
 /// What the reaper did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reaped {
@@ -371,9 +381,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// take it at once.
     async fn release_lease(&self, name: &str, holder: Uuid) -> Result<(), StoreError>;
     /// Declares workers whose heartbeat expired dead and takes back their
-    /// attempts, if `holder` still holds lease `lease` (checked in the
-    /// same statement: the fencing of leader-only work); else nothing.
-    async fn reap_expired_workers(&self, lease: &str, holder: Uuid) -> Result<Reaped, StoreError>;
+    /// attempts, under `fence`.
+    async fn reap_expired_workers(&self, fence: Fence) -> Result<Reaped, StoreError>;
     /// Sets an operator capacity for a live worker and announces it.
     async fn set_worker_capacity(
         &self,
@@ -391,8 +400,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn delete_cron(&self, name: &str) -> Result<bool, StoreError>;
     /// Enqueues one job for every enabled cron that is due, and moves each
     /// to its next firing after now: missed firings are skipped, not
-    /// replayed. Safe to run on several replicas at once.
-    async fn fire_due_crons(&self, next: NextFire) -> Result<Vec<Fired>, StoreError>;
+    /// replayed. Safe to run on several replicas at once; under `fence`.
+    async fn fire_due_crons(&self, next: NextFire, fence: Fence) -> Result<Vec<Fired>, StoreError>;
     /// The earliest `next_fire_at` of the enabled crons.
     async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 

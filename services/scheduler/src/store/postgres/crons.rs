@@ -1,5 +1,6 @@
 //! Crons: definitions and their firing.
 
+use crate::store::Fence;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
@@ -87,8 +88,15 @@ type DueCron = (String, String, String, Json<serde_json::Value>, i32, DateTime<U
 /// Fires due crons in one transaction. The rows stay locked until their
 /// `next_fire_at` has moved on, so a concurrent firing (a replica that
 /// still believes it leads) skips them: each firing is enqueued once.
-pub async fn fire_due(pool: &PgPool, next: NextFire) -> Result<Vec<Fired>, StoreError> {
+pub async fn fire_due(
+    pool: &PgPool,
+    next: NextFire,
+    fence: Fence,
+) -> Result<Vec<Fired>, StoreError> {
     let mut tx = pool.begin().await?;
+    if !super::leases::holds(&mut tx, fence).await? {
+        return Ok(Vec::new());
+    }
     let due: Vec<DueCron> = sqlx::query_as(
         "SELECT name, schedule, kind, args, priority, next_fire_at FROM crons
              WHERE enabled AND next_fire_at <= now()

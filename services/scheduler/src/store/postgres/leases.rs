@@ -1,5 +1,6 @@
 //! Leases: one replica holds a named lease (leadership) until it expires.
 
+use crate::store::Fence;
 use std::time::Duration;
 
 use sqlx::postgres::PgPool;
@@ -39,4 +40,18 @@ pub async fn release_lease(pool: &PgPool, name: &str, holder: Uuid) -> Result<()
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Whether `fence.holder` holds `fence.lease` now; the lease row is then
+/// locked (`FOR SHARE`) until `conn`'s transaction ends, so it cannot
+/// change hands while the leader-only work in it commits.
+pub async fn holds(conn: &mut sqlx::PgConnection, fence: Fence) -> Result<bool, StoreError> {
+    let held: Option<(i32,)> = sqlx::query_as(
+        "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > now() FOR SHARE",
+    )
+    .bind(fence.lease)
+    .bind(fence.holder)
+    .fetch_optional(conn)
+    .await?;
+    Ok(held.is_some())
 }

@@ -15,6 +15,7 @@ mod selection;
 mod stats;
 mod workers;
 
+use crate::store::Fence;
 use crate::store::stats::{CleanupStats, QueueStats};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -184,8 +185,8 @@ impl JobStore for PgStore {
         leases::release_lease(&self.pool, name, holder).await
     }
 
-    async fn reap_expired_workers(&self, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
-        workers::reap(&self.pool, lease, holder).await
+    async fn reap_expired_workers(&self, fence: Fence) -> Result<Reaped, StoreError> {
+        workers::reap(&self.pool, fence).await
     }
 
     async fn set_worker_capacity(
@@ -216,8 +217,8 @@ impl JobStore for PgStore {
         crons::delete(&self.pool, name).await
     }
 
-    async fn fire_due_crons(&self, next: NextFire) -> Result<Vec<Fired>, StoreError> {
-        crons::fire_due(&self.pool, next).await
+    async fn fire_due_crons(&self, next: NextFire, fence: Fence) -> Result<Vec<Fired>, StoreError> {
+        crons::fire_due(&self.pool, next, fence).await
     }
 
     async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -340,8 +341,9 @@ impl CatalogStore for PgStore {
         &self,
         config: &SelectionConfig,
         advance: AdvanceRun,
+        fence: Fence,
     ) -> Result<Selection, StoreError> {
-        selection::select(&self.pool, config, advance).await
+        selection::select(&self.pool, config, advance, fence).await
     }
 
     async fn cleanup_stats(&self) -> Result<CleanupStats, StoreError> {

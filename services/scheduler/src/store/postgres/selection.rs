@@ -8,6 +8,7 @@
 //! their next run. Every statement reads index ranges bounded by the
 //! capacity or by the due policies, never the whole table.
 
+use crate::store::Fence;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 
@@ -23,9 +24,13 @@ pub async fn select(
     pool: &PgPool,
     config: &SelectionConfig,
     advance: AdvanceRun,
+    fence: Fence,
 ) -> Result<Selection, StoreError> {
     let mut selection = Selection::default();
     let mut tx = pool.begin().await?;
+    if !super::leases::holds(&mut tx, fence).await? {
+        return Ok(selection);
+    }
     // One tick at a time across replicas: the free capacity is computed
     // from `ongoing`, which a concurrent tick would change under us.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('regsweep.scheduler.selection'))")

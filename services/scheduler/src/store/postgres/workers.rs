@@ -1,5 +1,6 @@
 //! Worker sessions: registration (new or resumed), draining, listing.
 
+use crate::store::Fence;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -214,13 +215,14 @@ pub async fn list(
 
 /// Declares workers whose heartbeat expired dead and takes their attempts
 /// back in one statement.
-pub async fn reap(pool: &PgPool, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
+pub async fn reap(pool: &PgPool, fence: Fence) -> Result<Reaped, StoreError> {
     let sql = format!(
         "WITH dead AS (
              UPDATE workers SET status = 'dead'
              WHERE status IN ('alive', 'draining') AND heartbeat_expiration < now()
                AND EXISTS (SELECT 1 FROM leases
-                           WHERE name = $2 AND holder = $3 AND expires_at > now())
+                           WHERE name = $2 AND holder = $3 AND expires_at > now()
+                           FOR SHARE)
              RETURNING id
          ),
          taken AS (
@@ -243,8 +245,8 @@ pub async fn reap(pool: &PgPool, lease: &str, holder: Uuid) -> Result<Reaped, St
     );
     let (workers, jobs): (Vec<Uuid>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind("worker heartbeat expired")
-        .bind(lease)
-        .bind(holder)
+        .bind(fence.lease)
+        .bind(fence.holder)
         .fetch_one(pool)
         .await?;
     Ok(Reaped { workers, jobs: u64::try_from(jobs).unwrap_or_default() })

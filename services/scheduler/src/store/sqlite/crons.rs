@@ -1,5 +1,6 @@
 //! Crons, leases and retention on SQLite.
 
+use crate::store::Fence;
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -94,9 +95,16 @@ type DueCron = (String, String, String, Json<serde_json::Value>, i32, i64);
 
 /// Fires due crons in one write transaction: each firing is enqueued once
 /// (its unique key), and each cron moves to its next firing after now.
-pub async fn fire_due(store: &SqliteStore, next: NextFire) -> Result<Vec<Fired>, StoreError> {
+pub async fn fire_due(
+    store: &SqliteStore,
+    next: NextFire,
+    fence: Fence,
+) -> Result<Vec<Fired>, StoreError> {
     let now = now_micros();
     let mut tx = store.begin().await?;
+    if !holds(&mut tx, fence, now).await? {
+        return Ok(Vec::new());
+    }
     let due: Vec<DueCron> = sqlx::query_as(
         "SELECT name, schedule, kind, args, priority, next_fire_at FROM crons
          WHERE enabled AND next_fire_at <= ? ORDER BY next_fire_at LIMIT 100",
@@ -243,4 +251,23 @@ async fn purge_batches(
             return Ok(purged);
         }
     }
+}
+
+/// Whether `fence.holder` holds `fence.lease` at `now`. The writer runs one
+/// transaction at a time, so the lease cannot change hands before the
+/// caller's transaction ends.
+pub async fn holds(
+    conn: &mut sqlx::SqliteConnection,
+    fence: Fence,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > $3",
+    )
+    .bind(fence.lease)
+    .bind(fence.holder)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(held.is_some())
 }

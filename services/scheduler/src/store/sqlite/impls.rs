@@ -1,5 +1,6 @@
 //! The store traits on [`SqliteStore`], one call per operation.
 
+use crate::store::Fence;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -110,8 +111,8 @@ impl JobStore for SqliteStore {
         crons::release_lease(self, name, holder).await
     }
 
-    async fn reap_expired_workers(&self, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
-        workers::reap(self, lease, holder).await
+    async fn reap_expired_workers(&self, fence: Fence) -> Result<Reaped, StoreError> {
+        workers::reap(self, fence).await
     }
 
     async fn set_worker_capacity(
@@ -142,8 +143,8 @@ impl JobStore for SqliteStore {
         crons::delete(self, name).await
     }
 
-    async fn fire_due_crons(&self, next: NextFire) -> Result<Vec<Fired>, StoreError> {
-        crons::fire_due(self, next).await
+    async fn fire_due_crons(&self, next: NextFire, fence: Fence) -> Result<Vec<Fired>, StoreError> {
+        crons::fire_due(self, next, fence).await
     }
 
     async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -260,8 +261,9 @@ impl CatalogStore for SqliteStore {
         &self,
         config: &SelectionConfig,
         advance: AdvanceRun,
+        fence: Fence,
     ) -> Result<Selection, StoreError> {
-        selection::select(self, config, advance).await
+        selection::select(self, config, advance, fence).await
     }
 
     async fn cleanup_stats(&self) -> Result<CleanupStats, StoreError> {

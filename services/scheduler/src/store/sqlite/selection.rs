@@ -2,6 +2,7 @@
 //! PostgreSQL module documents the steps). One write transaction: with
 //! one writer, no other tick or job end can change `ongoing` meanwhile.
 
+use crate::store::Fence;
 use regsweep_policy::{AgeSource, RuleSpec, TagCleanupArgs};
 use sqlx::SqliteConnection;
 
@@ -16,10 +17,14 @@ pub async fn select(
     store: &SqliteStore,
     config: &SelectionConfig,
     advance: AdvanceRun,
+    fence: Fence,
 ) -> Result<Selection, StoreError> {
     let now = now_micros();
     let mut selection = Selection::default();
     let mut tx = store.begin().await?;
+    if !super::crons::holds(&mut tx, fence, now).await? {
+        return Ok(selection);
+    }
     selection.stale = sqlx::query(
         "UPDATE repositories SET cleanup_status = 'unfinished',
              last_error = 'cleanup did not end within its time budget'

@@ -1,6 +1,7 @@
 //! Worker sessions on SQLite: registration, draining, listing, reaping,
 //! capacity, and taking back the attempts a worker lost.
 
+use crate::store::Fence;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -259,7 +260,7 @@ pub async fn list(
 
 /// Declares workers whose heartbeat expired dead and takes their attempts
 /// back; an attempt held back for a resurrected worker becomes claimable.
-pub async fn reap(store: &SqliteStore, lease: &str, holder: Uuid) -> Result<Reaped, StoreError> {
+pub async fn reap(store: &SqliteStore, fence: Fence) -> Result<Reaped, StoreError> {
     let now = now_micros();
     let mut tx = store.begin().await?;
     let dead: Vec<Uuid> = sqlx::query_scalar(
@@ -270,8 +271,8 @@ pub async fn reap(store: &SqliteStore, lease: &str, holder: Uuid) -> Result<Reap
          RETURNING id",
     )
     .bind(now)
-    .bind(lease)
-    .bind(holder)
+    .bind(fence.lease)
+    .bind(fence.holder)
     .fetch_all(&mut *tx)
     .await?;
     let mut taken = Taken::default();
