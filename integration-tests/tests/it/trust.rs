@@ -446,3 +446,32 @@ async fn registries_check_shows_what_each_registry_allows_and_changes_nothing() 
     untouched(&open, "app", &seeded_open).await;
     untouched(&locked, "app", &seeded_locked).await;
 }
+
+/// A registry is probed when it is created: its capabilities and its
+/// repositories are known without anyone asking for a sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_registry_is_probed_and_listed_at_once() {
+    let locked = TestRegistry::start_without_deletes().await;
+    let seeded = seed(&locked, "app", &["v1"]).await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let _worker = Worker::start(&scheduler, "w", &[]).await;
+    let definition =
+        v1::Registry { name: "locked".into(), url: locked.url(), ..Default::default() };
+    let request = v1::CreateRegistryRequest { registry: Some(definition) };
+    let created = scheduler.registries().await.create_registry(request).await.expect("create");
+    let sync_job_id = created.into_inner().sync_job_id;
+    assert!(sync_job_id > 0, "a first catalog sync is enqueued");
+    let jobs = scheduler.jobs().await;
+    crate::wait_status(&jobs, sync_job_id, v1::JobStatus::Done, Duration::from_secs(30)).await;
+    let request = v1::GetRegistryRequest { name: "locked".into() };
+    let registry = scheduler.registries().await.get_registry(request).await.expect("get");
+    let caps = registry.into_inner().registry.expect("registry").capabilities.expect("probed");
+    assert_eq!(caps.manifest_deletes(), v1::Support::No, "{caps:?}");
+    assert!(caps.checked_at.is_some());
+    let request = v1::ListRepositoriesRequest { registry: "locked".into(), ..Default::default() };
+    let listed = scheduler.repositories().await.list_repositories(request).await.expect("list");
+    let names: Vec<String> = listed.into_inner().repositories.into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["app"]);
+    untouched(&locked, "app", &seeded).await;
+}

@@ -168,7 +168,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
                 .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
         )
         .add_service(
-            RegistryServiceServer::new(RegistryApi::new(catalog.clone()))
+            RegistryServiceServer::new(RegistryApi::new(catalog.clone(), store.clone()))
                 .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
         )
         .add_service(

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::mask::UpdateMask;
 use crate::error::ApiError;
+use crate::store::JobStore;
 use crate::store::catalog::{CatalogStore, DeleteRegistryOutcome, NewRegistry, RegistryRecord};
 
 const UPDATABLE: &[&str] =
@@ -24,11 +25,12 @@ const MAX_PATH_BYTES: usize = 4096;
 #[derive(Clone)]
 pub struct RegistryApi {
     catalog: Arc<dyn CatalogStore>,
+    jobs: Arc<dyn JobStore>,
 }
 
 impl RegistryApi {
-    pub fn new(catalog: Arc<dyn CatalogStore>) -> Self {
-        Self { catalog }
+    pub fn new(catalog: Arc<dyn CatalogStore>, jobs: Arc<dyn JobStore>) -> Self {
+        Self { catalog, jobs }
     }
 }
 
@@ -248,7 +250,18 @@ impl RegistryService for RegistryApi {
             return Err(Status::already_exists(format!("registry {name:?} already exists")));
         };
         tracing::info!(registry = %name, url = %created.url, "registry created");
-        Ok(Response::new(v1::CreateRegistryResponse { registry: Some(created.to_proto()) }))
+        // Its capabilities and repositories are known as soon as a worker
+        // reads them; a sync that cannot be enqueued now is asked for later
+        // (`SyncRepositories`), the registry stands.
+        let sync_job_id = match super::repositories::enqueue_sync(self.jobs.as_ref(), &name).await {
+            Ok((job, _)) => job.id,
+            Err(e) => {
+                tracing::warn!(registry = %name, error = %e, "cannot enqueue the first catalog sync");
+                0
+            }
+        };
+        let registry = Some(created.to_proto());
+        Ok(Response::new(v1::CreateRegistryResponse { registry, sync_job_id }))
     }
 
     async fn get_registry(

@@ -113,26 +113,7 @@ impl RepositoryService for RepositoryApi {
             return Err(ApiError::from(FieldViolations::single("registry", "is required")).into());
         }
         self.registry_id(&registry).await?;
-        let job = NewJob {
-            kind: "catalog_sync".into(),
-            args: serde_json::json!({ "registry": registry }),
-            priority: 0,
-            scheduled_at: None,
-            max_attempts: 3,
-            unique_key: Some(format!("catalog_sync:{registry}")),
-            parent_id: None,
-            trace_context: regsweep_common::trace::traceparent(&tracing::Span::current()),
-        };
-        let (job, created) = match self.jobs.create_job(job).await.map_err(ApiError::from)? {
-            CreateOutcome::Created(job) => (job, true),
-            CreateOutcome::Duplicate(job) => (job, false),
-            CreateOutcome::ParentNotFound => {
-                return Err(ApiError::FailedPrecondition("sync job has no parent".into()).into());
-            }
-        };
-        if created {
-            tracing::info!(%registry, job_id = job.id, "catalog sync enqueued");
-        }
+        let (job, created) = enqueue_sync(self.jobs.as_ref(), &registry).await?;
         Ok(Response::new(v1::SyncRepositoriesResponse { job: Some(job.to_proto()), created }))
     }
 
@@ -221,4 +202,34 @@ impl RepositoryService for RepositoryApi {
             }
         }
     }
+}
+
+/// Enqueues a `catalog_sync` of `registry`, or finds the one already
+/// waiting or running; true when this call created it. The sync reads the
+/// catalog and probes the registry's capabilities.
+pub async fn enqueue_sync(
+    jobs: &dyn JobStore,
+    registry: &str,
+) -> Result<(crate::store::JobRecord, bool), ApiError> {
+    let job = NewJob {
+        kind: "catalog_sync".into(),
+        args: serde_json::json!({ "registry": registry }),
+        priority: 0,
+        scheduled_at: None,
+        max_attempts: 3,
+        unique_key: Some(format!("catalog_sync:{registry}")),
+        parent_id: None,
+        trace_context: regsweep_common::trace::traceparent(&tracing::Span::current()),
+    };
+    let (job, created) = match jobs.create_job(job).await? {
+        CreateOutcome::Created(job) => (job, true),
+        CreateOutcome::Duplicate(job) => (job, false),
+        CreateOutcome::ParentNotFound => {
+            return Err(ApiError::FailedPrecondition("sync job has no parent".into()));
+        }
+    };
+    if created {
+        tracing::info!(%registry, job_id = job.id, "catalog sync enqueued");
+    }
+    Ok((job, created))
 }
