@@ -73,6 +73,7 @@ impl Cluster {
         let catalog = reqwest::get(format!("{}/v2/_catalog?n=1000", self.registry.url())).await;
         let catalog = catalog.expect("catalog").text().await.expect("catalog body");
         assert_eq!(policy.repository_count, 1, "policy {name} covers {repo}; catalog {catalog}");
+        assert!(policy.warnings.is_empty(), "a registry that deletes: {policy:?}");
         run_policy(&self.scheduler, name).await;
         let job = self.finished_cleanup(name).await;
         assert_eq!(job.status(), v1::JobStatus::Done, "cleanup of {repo}: {}", job.last_error);

@@ -473,5 +473,19 @@ async fn a_new_registry_is_probed_and_listed_at_once() {
     let listed = scheduler.repositories().await.list_repositories(request).await.expect("list");
     let names: Vec<String> = listed.into_inner().repositories.into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["app"]);
+    // A policy on it says its cleanups cannot delete, wherever it is shown.
+    let policy = v1::Policy {
+        name: "doomed".into(),
+        registry: "locked".into(),
+        repository_selector: "**".into(),
+        cadence: "7d".into(),
+        ..Default::default()
+    };
+    let created = create_policy(&scheduler, policy).await;
+    assert_eq!(created.warnings.len(), 1, "{created:?}");
+    assert!(created.warnings[0].contains("refuses manifest deletes"), "{created:?}");
+    let shown = regsweep(&scheduler.url, &["policies", "list"]).await;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("warning: policy doomed: registry locked refuses"), "{text}");
     untouched(&locked, "app", &seeded).await;
 }

@@ -288,6 +288,11 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
         ]);
     }
     table.print();
+    for p in policies {
+        for warning in &p.warnings {
+            println!("warning: policy {}: {warning}", p.name);
+        }
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use super::{plans, preview};
 use crate::error::ApiError;
 use crate::store::JobStore;
 use crate::store::catalog::{
-    CatalogStore, NewPolicy, PolicyMatcher, PolicyRecord, attachments_from_proto,
+    CatalogStore, NewPolicy, PolicyMatcher, PolicyRecord, RegistryRecord, attachments_from_proto,
 };
 
 const UPDATABLE: &[&str] = &[
@@ -47,6 +47,12 @@ impl PolicyApi {
         preview_timeout: Duration,
     ) -> Self {
         Self { catalog, jobs, preview_timeout }
+    }
+
+    /// A policy as shown, with what stands in the way of its cleanups.
+    async fn shown(&self, policy: &PolicyRecord) -> Result<v1::Policy, ApiError> {
+        let registry = self.catalog.get_registry(&policy.registry).await?;
+        Ok(with_warnings(policy, registry.as_slice()))
     }
 
     async fn find(&self, name: &str) -> Result<PolicyRecord, ApiError> {
@@ -235,7 +241,7 @@ impl PolicyService for PolicyApi {
         let created = self.find(&created.name).await?;
         tracing::info!(policy = %created.name, registry = %created.registry, cadence = %created.cadence,
             repositories = created.repository_count, dry_run = created.dry_run, "policy created");
-        Ok(Response::new(v1::CreatePolicyResponse { policy: Some(created.to_proto()) }))
+        Ok(Response::new(v1::CreatePolicyResponse { policy: Some(self.shown(&created).await?) }))
     }
 
     async fn get_policy(
@@ -243,7 +249,7 @@ impl PolicyService for PolicyApi {
         request: Request<v1::GetPolicyRequest>,
     ) -> Result<Response<v1::GetPolicyResponse>, Status> {
         let policy = self.find(&request.into_inner().name).await?;
-        Ok(Response::new(v1::GetPolicyResponse { policy: Some(policy.to_proto()) }))
+        Ok(Response::new(v1::GetPolicyResponse { policy: Some(self.shown(&policy).await?) }))
     }
 
     async fn list_policies(
@@ -262,9 +268,9 @@ impl PolicyService for PolicyApi {
             )
         };
         let policies = self.catalog.list_policies(registry_id).await.map_err(ApiError::from)?;
-        Ok(Response::new(v1::ListPoliciesResponse {
-            policies: policies.iter().map(PolicyRecord::to_proto).collect(),
-        }))
+        let registries = self.catalog.list_registries().await.map_err(ApiError::from)?;
+        let shown = policies.iter().map(|p| with_warnings(p, &registries)).collect();
+        Ok(Response::new(v1::ListPoliciesResponse { policies: shown }))
     }
 
     async fn update_policy(
@@ -291,7 +297,7 @@ impl PolicyService for PolicyApi {
         }
         let updated = self.find(&updated.name).await?;
         tracing::info!(policy = %updated.name, "policy updated");
-        Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(updated.to_proto()) }))
+        Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(self.shown(&updated).await?) }))
     }
 
     async fn delete_policy(
@@ -313,7 +319,7 @@ impl PolicyService for PolicyApi {
         request: Request<v1::EnablePolicyRequest>,
     ) -> Result<Response<v1::EnablePolicyResponse>, Status> {
         let policy = self.set_enabled(&request.into_inner().name, true).await?;
-        Ok(Response::new(v1::EnablePolicyResponse { policy: Some(policy.to_proto()) }))
+        Ok(Response::new(v1::EnablePolicyResponse { policy: Some(self.shown(&policy).await?) }))
     }
 
     async fn disable_policy(
@@ -321,7 +327,7 @@ impl PolicyService for PolicyApi {
         request: Request<v1::DisablePolicyRequest>,
     ) -> Result<Response<v1::DisablePolicyResponse>, Status> {
         let policy = self.set_enabled(&request.into_inner().name, false).await?;
-        Ok(Response::new(v1::DisablePolicyResponse { policy: Some(policy.to_proto()) }))
+        Ok(Response::new(v1::DisablePolicyResponse { policy: Some(self.shown(&policy).await?) }))
     }
 
     async fn run_policy(
@@ -336,7 +342,7 @@ impl PolicyService for PolicyApi {
             .map_err(ApiError::from)?
             .ok_or_else(|| not_found(&name))?;
         tracing::info!(policy = %name, "policy made due now");
-        Ok(Response::new(v1::RunPolicyResponse { policy: Some(policy.to_proto()) }))
+        Ok(Response::new(v1::RunPolicyResponse { policy: Some(self.shown(&policy).await?) }))
     }
 
     async fn preview_policy(
@@ -387,4 +393,25 @@ impl PolicyService for PolicyApi {
         let answer = plans::check_policies(self.catalog.as_ref(), &request.into_inner()).await?;
         Ok(Response::new(answer))
     }
+}
+
+/// `policy` as shown, warning of a registry (among `registries`) that was
+/// found to refuse manifest deletes: its cleanups would fail each time.
+fn with_warnings(policy: &PolicyRecord, registries: &[RegistryRecord]) -> v1::Policy {
+    let mut shown = policy.to_proto();
+    let registry = registries.iter().find(|r| r.id == policy.registry_id);
+    let capabilities = registry.and_then(|r| r.capabilities.as_ref());
+    if let Some(c) = capabilities.filter(|c| c.manifest_deletes() == v1::Support::No) {
+        let when = c
+            .checked_at
+            .as_ref()
+            .and_then(regsweep_proto::timestamp_to_chrono)
+            .map(|t| format!(" (checked {})", t.format("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_default();
+        shown.warnings.push(format!(
+            "registry {} refuses manifest deletes{when}: its cleanups fail and delete nothing",
+            policy.registry
+        ));
+    }
+    shown
 }

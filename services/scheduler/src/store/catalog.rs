@@ -104,6 +104,8 @@ impl PolicyRecord {
             repository_count: self.repository_count,
             created_at: Some(timestamp_from_chrono(self.created_at)),
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
+            // Found by the API, which knows the registry.
+            warnings: Vec::new(),
         }
     }
 
