@@ -79,6 +79,11 @@ async fn a_database_outage_longer_than_the_ttl_declares_no_live_worker_dead() {
     }
     let kept = running.iter().filter(|j| j.worker_id == steady_now.1).count();
     assert_eq!(kept, 2, "the steady worker ran two of the jobs");
+    // The leader stepped down and led again: its in-process runner resumed
+    // its worker id rather than leaving a dead one behind.
+    let runners: Vec<_> = now.iter().filter(|(name, ..)| name.starts_with("scheduler-")).collect();
+    assert_eq!(runners.len(), 1, "{now:?}");
+    assert_eq!(runners[0].2, v1::WorkerStatus::Alive, "{now:?}");
     drop(steady);
 }
 

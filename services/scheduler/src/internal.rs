@@ -4,7 +4,7 @@
 //! fencing as everyone else's.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use regsweep_common::Shutdown;
@@ -20,15 +20,30 @@ use crate::store::{
 /// How often the runner looks for due internal jobs.
 const POLL: Duration = Duration::from_secs(1);
 
+/// The worker id of this replica's runner, kept across its terms as
+/// leader: each term resumes it instead of leaving a dead worker behind
+/// when the last term could not mark it offline (the database was away).
+pub type RunnerIdentity = Arc<std::sync::Mutex<Option<Uuid>>>;
+
 pub struct InternalRunner {
     store: Arc<dyn JobStore>,
     replica: Uuid,
     ttl: Duration,
+    identity: RunnerIdentity,
 }
 
 impl InternalRunner {
-    pub fn new(store: Arc<dyn JobStore>, replica: Uuid, ttl: Duration) -> Self {
-        Self { store, replica, ttl }
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        replica: Uuid,
+        ttl: Duration,
+        identity: RunnerIdentity,
+    ) -> Self {
+        Self { store, replica, ttl, identity }
+    }
+
+    fn known_id(&self) -> Option<Uuid> {
+        *self.identity.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub async fn run(self, stop: Shutdown) {
@@ -41,12 +56,16 @@ impl InternalRunner {
             name: format!("scheduler-{}", &self.replica.to_string()[..8]),
             version: env!("CARGO_PKG_VERSION").to_string(),
             capacity,
-            resume_worker_id: None,
+            resume_worker_id: self.known_id(),
             running: Vec::new(),
         };
         let session = loop {
             match self.store.register_worker(&hello, self.ttl).await {
-                Ok(r) => break SessionRef { worker_id: r.worker_id, epoch: r.epoch },
+                Ok(r) => {
+                    let id = &mut *self.identity.lock().unwrap_or_else(PoisonError::into_inner);
+                    *id = Some(r.worker_id);
+                    break SessionRef { worker_id: r.worker_id, epoch: r.epoch };
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot register the internal runner"),
             }
             tokio::select! {

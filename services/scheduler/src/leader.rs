@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::cleanup::CleanupLoop;
 use crate::health::DbHealth;
-use crate::internal::InternalRunner;
+use crate::internal::{InternalRunner, RunnerIdentity};
 use crate::store::{Fence, JobStore, StoreError};
 use crate::{gauges, schedule};
 
@@ -40,6 +40,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) {
     let mut leading: Option<(Shutdown, JoinSet<()>)> = None;
+    let identity = RunnerIdentity::default();
     let mut renewed = Instant::now();
     // Stop leading well before the lease could have expired unrenewed.
     let give_up_after = config.lease.mul_f64(2.0 / 3.0);
@@ -65,7 +66,7 @@ pub async fn run(
                 renewed = Instant::now();
                 if leading.is_none() {
                     tracing::info!(%replica, lease = ?config.lease, "became leader");
-                    leading = Some(start(&store, &config, &cleanup, replica));
+                    leading = Some(start(&store, &config, &cleanup, replica, &identity));
                 }
             }
             Ok(false) => {
@@ -112,13 +113,15 @@ fn start(
     config: &LeaderConfig,
     cleanup: &CleanupLoop,
     replica: Uuid,
+    identity: &RunnerIdentity,
 ) -> (Shutdown, JoinSet<()>) {
     let stop = Shutdown::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(reaper(store.clone(), config.clone(), replica, stop.clone()));
     tasks.spawn(crons(store.clone(), replica, stop.clone()));
     tasks.spawn(cleanup.clone().run(stop.clone(), fence(replica)));
-    let runner = InternalRunner::new(store.clone(), replica, config.heartbeat_ttl);
+    let runner =
+        InternalRunner::new(store.clone(), replica, config.heartbeat_ttl, identity.clone());
     tasks.spawn(runner.run(stop.clone()));
     if regsweep_common::prometheus::enabled() {
         tasks.spawn(gauges::refresh(
