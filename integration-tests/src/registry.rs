@@ -267,17 +267,7 @@ impl TestRegistry {
 
     /// Points `tag` at the existing manifest `digest`.
     pub async fn tag(&self, repo: &str, tag: &str, digest: &str) {
-        let response = self
-            .http
-            .get(format!("{}/v2/{repo}/manifests/{digest}", self.url))
-            .header("accept", ACCEPT)
-            .send()
-            .await
-            .expect("get manifest");
-        assert!(response.status().is_success(), "get {repo}@{digest}: {}", response.status());
-        let media_type = response.headers()["content-type"].to_str().expect("type").to_string();
-        let body = response.bytes().await.expect("manifest body");
-        self.put_manifest(repo, &[tag], &media_type, &body).await;
+        assert!(self.try_tag(repo, tag, digest).await, "cannot tag {repo}@{digest} as {tag}");
     }
 
     /// Pushes an untagged OCI index over `children`, made unique by

@@ -18,7 +18,7 @@ use regsweep_policy::{
 use regsweep_proto::v1::{self, DeletionStatus};
 use regsweep_proto::{duration_from_std, struct_to_json};
 
-use crate::policies::{create_policy, create_registry, preview, run_policy, sync};
+use crate::policies::{create_policy, create_registry, policy_for, preview, run_policy, sync};
 
 fn days_ago(days: i64) -> DateTime<Utc> {
     Utc::now() - chrono::Duration::days(days)
@@ -48,28 +48,7 @@ impl Cluster {
     /// deletions; returns the cleanup's result.
     async fn cleanup(&self, name: &str, repo: &str, spec: &RuleSpec) -> TagCleanupResult {
         sync(&self.scheduler, "local").await;
-        let older_than = Duration::from_secs(u64::try_from(spec.older_than_seconds).unwrap_or(0));
-        let policy = create_policy(
-            &self.scheduler,
-            v1::Policy {
-                name: name.into(),
-                registry: "local".into(),
-                repository_selector: repo.into(),
-                cadence: "7d".into(),
-                keep_n: i32::try_from(spec.keep_n).expect("keep_n"),
-                older_than: Some(duration_from_std(older_than)),
-                name_regex_delete: spec.name_regex_delete.clone(),
-                name_regex_keep: spec.name_regex_keep.clone(),
-                attachments: match spec.attachments {
-                    AttachmentPolicy::DeleteWithSubject => v1::AttachmentPolicy::DeleteWithSubject,
-                    AttachmentPolicy::Keep => v1::AttachmentPolicy::Keep,
-                }
-                .into(),
-                age_source: v1::AgeSource::from(spec.age_source).into(),
-                ..Default::default()
-            },
-        )
-        .await;
+        let policy = create_policy(&self.scheduler, policy_for(name, repo, spec)).await;
         let catalog = reqwest::get(format!("{}/v2/_catalog?n=1000", self.registry.url())).await;
         let catalog = catalog.expect("catalog").text().await.expect("catalog body");
         assert_eq!(policy.repository_count, 1, "policy {name} covers {repo}; catalog {catalog}");

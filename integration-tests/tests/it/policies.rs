@@ -43,6 +43,31 @@ pub async fn create_policy(scheduler: &Scheduler, mut policy: v1::Policy) -> v1:
         .expect("policy")
 }
 
+/// A live policy named `name` on registry `local` over `repo` alone, with
+/// the rules of `spec` (the generator's policies, run for real).
+pub fn policy_for(name: &str, repo: &str, spec: &regsweep_policy::RuleSpec) -> v1::Policy {
+    let older_than = u64::try_from(spec.older_than_seconds).unwrap_or(0);
+    v1::Policy {
+        name: name.into(),
+        registry: "local".into(),
+        repository_selector: repo.into(),
+        cadence: "7d".into(),
+        keep_n: i32::try_from(spec.keep_n).expect("keep_n"),
+        older_than: Some(regsweep_proto::duration_from_std(Duration::from_secs(older_than))),
+        name_regex_delete: spec.name_regex_delete.clone(),
+        name_regex_keep: spec.name_regex_keep.clone(),
+        attachments: match spec.attachments {
+            regsweep_policy::AttachmentPolicy::DeleteWithSubject => {
+                v1::AttachmentPolicy::DeleteWithSubject
+            }
+            regsweep_policy::AttachmentPolicy::Keep => v1::AttachmentPolicy::Keep,
+        }
+        .into(),
+        age_source: v1::AgeSource::from(spec.age_source).into(),
+        ..Default::default()
+    }
+}
+
 /// Previews `policy` on `repository`.
 pub async fn preview(
     scheduler: &Scheduler,

@@ -35,9 +35,9 @@ use regsweep_integration_tests::graphgen::{self, Layout, Model};
 use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, Worker, wait_until};
 use regsweep_policy::{Action, RuleSpec, TagCleanupResult};
 use regsweep_proto::v1::{self, DeletionStatus};
-use regsweep_proto::{duration_from_std, struct_to_json, timestamp_to_chrono};
+use regsweep_proto::{struct_to_json, timestamp_to_chrono};
 
-use crate::policies::{create_policy, run_policy, sync};
+use crate::policies::{create_policy, policy_for, run_policy, sync};
 
 /// How long a tag snapshot is trusted (`--tag-snapshot-ttl`).
 const SNAPSHOT_TTL: Duration = Duration::from_millis(500);
@@ -250,27 +250,8 @@ async fn cleanup(
     spec: &RuleSpec,
 ) -> Result<(i64, TagCleanupResult), String> {
     sync(&rig.scheduler, "local").await;
-    let older_than = Duration::from_secs(u64::try_from(spec.older_than_seconds).unwrap_or(0));
     let name = format!("safe-{n}");
-    let policy = v1::Policy {
-        name: name.clone(),
-        registry: "local".into(),
-        repository_selector: repo.into(),
-        cadence: "7d".into(),
-        keep_n: i32::try_from(spec.keep_n).expect("keep_n"),
-        older_than: Some(duration_from_std(older_than)),
-        name_regex_delete: spec.name_regex_delete.clone(),
-        name_regex_keep: spec.name_regex_keep.clone(),
-        attachments: match spec.attachments {
-            regsweep_policy::AttachmentPolicy::DeleteWithSubject => {
-                v1::AttachmentPolicy::DeleteWithSubject
-            }
-            regsweep_policy::AttachmentPolicy::Keep => v1::AttachmentPolicy::Keep,
-        }
-        .into(),
-        ..Default::default()
-    };
-    let policy = create_policy(&rig.scheduler, policy).await;
+    let policy = create_policy(&rig.scheduler, policy_for(&name, repo, spec)).await;
     if policy.repository_count != 1 {
         return Err(format!("policy {name} covers {} repositories", policy.repository_count));
     }

@@ -31,12 +31,15 @@ pub fn validate(req: &v1::RecordTagSightingsRequest) -> Result<Vec<Sighting>, Fi
     let mut seen = HashSet::with_capacity(req.sightings.len());
     // The first bad sighting is reported: one bad batch is one mistake.
     for (i, s) in req.sightings.iter().enumerate().take(MAX_SIGHTINGS) {
-        let problem = regsweep_policy::validate_tag(&s.tag)
-            .map(|()| "tag")
-            .err()
-            .map(|reason| ("tag", reason))
-            .or_else(|| regsweep_policy::validate_digest(&s.digest).err().map(|r| ("digest", r)))
-            .or_else(|| (!seen.insert(s.tag.as_str())).then(|| ("tag", "listed twice".into())));
+        let problem = if let Err(reason) = regsweep_policy::validate_tag(&s.tag) {
+            Some(("tag", reason))
+        } else if let Err(reason) = regsweep_policy::validate_digest(&s.digest) {
+            Some(("digest", reason))
+        } else if !seen.insert(s.tag.as_str()) {
+            Some(("tag", "listed twice".to_string()))
+        } else {
+            None
+        };
         if let Some((field, reason)) = problem {
             v.add(format!("sightings[{i}].{field}"), reason);
             break;
