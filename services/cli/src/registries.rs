@@ -222,6 +222,37 @@ fn print_registries(format: Output, registries: &[v1::Registry]) -> Result<()> {
     Ok(())
 }
 
+/// A catalog sync of `name` started after this call: one already under
+/// way (the registry's first, say) may have probed before the caller
+/// looked, so it is waited out and a new one started.
+async fn fresh_sync(
+    cli: &Cli,
+    name: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Option<v1::Job>> {
+    let mut repositories = client::repositories(&cli.scheduler).await?;
+    let request = v1::SyncRepositoriesRequest { registry: name.into() };
+    let sync = repositories.sync_repositories(request.clone()).await?.into_inner();
+    let Some(running) = sync.job.as_ref().filter(|_| !sync.created) else {
+        return Ok(sync.job);
+    };
+    let mut jobs = client::jobs(&cli.scheduler).await?;
+    loop {
+        let get = v1::GetJobRequest { id: running.id };
+        let job = jobs.get_job(get).await?.into_inner().job.context("server returned no job")?;
+        if job.status().is_terminal() {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "catalog_sync job {} of {name} did not end in time; are workers running?",
+            running.id
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(repositories.sync_repositories(request).await?.into_inner().job)
+}
+
 fn support_name(support: v1::Support, checked: bool) -> &'static str {
     match (checked, support) {
         (false, _) => "-",
@@ -235,16 +266,14 @@ fn support_name(support: v1::Support, checked: bool) -> &'static str {
 /// registry as it stands then.
 async fn check(cli: &Cli, name: &str, timeout: std::time::Duration) -> Result<v1::Registry> {
     let mut registries = client::registries(&cli.scheduler).await?;
-    let mut repositories = client::repositories(&cli.scheduler).await?;
     let get = v1::GetRegistryRequest { name: name.into() };
     let before = registries.get_registry(get.clone()).await?.into_inner().registry;
     let checked_at = |r: &Option<v1::Registry>| {
         r.as_ref().and_then(|r| r.capabilities.as_ref()?.checked_at).map(|t| (t.seconds, t.nanos))
     };
     let previous = checked_at(&before);
-    let request = v1::SyncRepositoriesRequest { registry: name.into() };
-    let job = repositories.sync_repositories(request).await?.into_inner().job;
     let deadline = tokio::time::Instant::now() + timeout;
+    let job = fresh_sync(cli, name, deadline).await?;
     loop {
         let now = registries.get_registry(get.clone()).await?.into_inner().registry;
         if checked_at(&now) != previous {
