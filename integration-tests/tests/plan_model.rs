@@ -10,11 +10,67 @@ use proptest::prelude::*;
 use regex::Regex;
 use regsweep_integration_tests::graphgen::{Layout, Model, arb_layout, arb_spec, now};
 use regsweep_policy::{
-    Action, AttachmentPolicy, Decision, Plan, Rule, RuleSpec, Rules, TagKind, plan,
+    Action, AttachmentPolicy, Decision, InUse, Plan, Protection, ProtectionSpec, Rule, RuleSpec,
+    Rules, TagKind, plan, plan_protected,
 };
 
 fn run(spec: &RuleSpec, model: &Model) -> Plan {
     plan(&Rules::compile(spec).expect("valid rules"), model.inventory.clone(), now())
+}
+
+/// A model with some of its digests protected by name, some marked in
+/// use (a few of the marks expired), and some of its tags by pattern.
+fn guarded() -> impl Strategy<Value = (Model, ProtectionSpec, Vec<InUse>)> {
+    model().prop_flat_map(|m| {
+        let (digests, tags) = (m.digests.len(), m.inventory.tags.len());
+        let picks =
+            |n: usize| proptest::collection::vec(any::<proptest::sample::Index>(), 0..=n.min(3));
+        (
+            Just(m),
+            picks(digests),
+            picks(digests),
+            picks(tags),
+            proptest::collection::vec(any::<bool>(), 3),
+        )
+            .prop_map(|(m, named, marked, tagged, live)| {
+                let digest =
+                    |i: &proptest::sample::Index| m.digests[i.index(m.digests.len())].clone();
+                let spec = ProtectionSpec {
+                    digests: named.iter().map(digest).collect(),
+                    tag_patterns: tagged
+                        .iter()
+                        .map(|i| {
+                            regex::escape(&m.inventory.tags[i.index(m.inventory.tags.len())].tag)
+                        })
+                        .collect(),
+                    repository_globs: Vec::new(),
+                };
+                let marks = marked
+                    .iter()
+                    .zip(&live)
+                    .map(|(i, live)| InUse {
+                        digest: digest(i),
+                        holder: "cluster".into(),
+                        until: now() + chrono::Duration::hours(if *live { 1 } else { -1 }),
+                    })
+                    .collect();
+                (m, spec, marks)
+            })
+    })
+}
+
+fn run_guarded(
+    spec: &RuleSpec,
+    (model, protection, marks): &(Model, ProtectionSpec, Vec<InUse>),
+) -> Plan {
+    let protection = Protection::compile(protection, "repo", marks.iter().cloned(), now())
+        .expect("valid protection");
+    plan_protected(
+        &Rules::compile(spec).expect("valid rules"),
+        model.inventory.clone(),
+        &protection,
+        now(),
+    )
 }
 
 fn model() -> impl Strategy<Value = Model> {
@@ -155,5 +211,34 @@ proptest! {
         let more = RuleSpec { keep_n: spec.keep_n + extra, ..spec.clone() };
         let (a, b) = (deleted(&run(&spec, &model)), deleted(&run(&more, &model)));
         prop_assert!(b.is_subset(&a), "keeping more deleted {:?}", b.difference(&a).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn nothing_protected_or_in_use_is_deleted(spec in arb_spec(), g in guarded()) {
+        let p = run_guarded(&spec, &g);
+        let (model, protection, marks) = &g;
+        let live = marks.iter().filter(|m| m.until > now()).map(|m| m.digest.clone());
+        let tagged = p.decisions.iter().filter(|d| {
+            protection.tag_patterns.iter().any(|t| regex::escape(&d.tag) == *t)
+        });
+        for d in tagged.clone() {
+            prop_assert_eq!(d.action, Action::Keep, "protected tag {} deleted", &d.tag);
+            prop_assert!(d.shield.is_some(), "{} kept without saying why", &d.tag);
+        }
+        let shielded = protection.digests.iter().cloned().chain(live).chain(tagged.filter_map(|d| d.digest.clone()));
+        let reachable = model.reach(shielded);
+        for d in deleted(&p) {
+            prop_assert!(!reachable.contains(&d), "{d} is protected or reachable from what is");
+        }
+    }
+
+    #[test]
+    fn protecting_never_deletes_more(spec in arb_spec(), g in guarded()) {
+        let bare = run(&spec, &g.0);
+        let guarded = run_guarded(&spec, &g);
+        let (a, b) = (deleted(&bare), deleted(&guarded));
+        prop_assert!(b.is_subset(&a), "protection deleted {:?}", b.difference(&a).collect::<Vec<_>>());
+        let tags = |p: &Plan| p.decisions.iter().filter(|d| d.action == Action::Delete).map(|d| d.tag.clone()).collect::<BTreeSet<_>>();
+        prop_assert!(tags(&guarded).is_subset(&tags(&bare)));
     }
 }

@@ -16,11 +16,12 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The tokens of the test, one per role (the worker's also submits
 /// deletions, as a worker's must).
-const ROLES: [(&str, &str, &str); 4] = [
+const ROLES: [(&str, &str, &str); 5] = [
     ("read", "grafana", "rsw_read_0123456789abcdef"),
     ("admin", "alice", "rsw_admin_0123456789abcdef"),
     ("worker,scrubber-client", "workers", "rsw_worker_0123456789abcdef"),
     ("scrubber-client", "pipeline", "rsw_scrubber_client_0123456789"),
+    ("in-use", "cluster-agent", "rsw_in_use_0123456789abcdef"),
 ];
 
 fn token(role: &str) -> &'static str {
@@ -59,7 +60,8 @@ fn spec(path: &str) -> Option<&'static [&'static str]> {
         ("regsweep.v1.JobService", "SetWorkerCapacity") => NONE,
         ("regsweep.v1.CronService", "GetCron" | "ListCrons") => READ,
         ("regsweep.v1.CronService", "CreateCron" | "UpdateCron" | "DeleteCron") => NONE,
-        ("regsweep.v1.RegistryService", "GetRegistry") => &["read", "worker"],
+        ("regsweep.v1.RegistryService", "GetRegistry" | "GetProtection") => &["read", "worker"],
+        ("regsweep.v1.RegistryService", "MarkInUse") => &["in-use"],
         ("regsweep.v1.RegistryService", "ListRegistries") => READ,
         ("regsweep.v1.RegistryService", "CreateRegistry" | "UpdateRegistry" | "DeleteRegistry") => {
             NONE

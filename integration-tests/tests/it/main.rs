@@ -15,6 +15,7 @@ mod liveness;
 mod outage;
 mod outside_clients;
 mod policies;
+mod protection;
 mod registry_client;
 mod replicas;
 mod retention_and_tail;

@@ -7,7 +7,7 @@ use serde_json::json;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
-fn violations(status: &tonic::Status) -> Vec<String> {
+pub fn violations(status: &tonic::Status) -> Vec<String> {
     status
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())

@@ -259,7 +259,7 @@ pub enum TokensCommand {
         /// Name shown in logs and used for rate limits.
         #[arg(long)]
         name: String,
-        /// Comma-separated roles: read, admin, worker, scrubber-client.
+        /// Comma-separated roles: read, admin, worker, scrubber-client, in-use.
         #[arg(long)]
         roles: String,
     },

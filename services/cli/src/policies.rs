@@ -328,6 +328,9 @@ fn print_preview(format: Output, preview: &v1::PreviewPolicyResponse) -> Result<
         ]);
     }
     table.print();
+    for d in preview.decisions.iter().filter(|d| !d.shield.is_empty()) {
+        println!("{} is kept: {}", d.tag, d.shield);
+    }
     for image in preview.images.iter().filter(|i| !i.before.is_empty() || !i.after.is_empty()) {
         println!("{} goes with:", output::short(&image.digest, 19));
         let linked = image.before.iter().chain(&image.after);

@@ -36,6 +36,31 @@ pub enum RegistriesCommand {
         #[arg(long, value_parser = regsweep_common::duration::parse, default_value = "60s")]
         timeout: std::time::Duration,
     },
+    /// Mark images in use (`REPOSITORY@DIGEST`): no policy plans them, nor
+    /// anything they reach, until the marks lapse.
+    MarkInUse {
+        /// Registry name.
+        name: String,
+        /// Who holds the marks (a cluster, a pipeline).
+        #[arg(long)]
+        holder: String,
+        /// How long the marks last (1m to 30d).
+        #[arg(long, value_parser = regsweep_common::duration::parse, default_value = "24h")]
+        ttl: std::time::Duration,
+        /// Release the holder's other marks on the registry.
+        #[arg(long)]
+        replace: bool,
+        /// `REPOSITORY@DIGEST`, repeated.
+        images: Vec<String>,
+    },
+    /// Show what may not be deleted from one repository: the protection
+    /// list and the digests marked in use now.
+    Protection {
+        /// Registry name.
+        name: String,
+        /// Repository name.
+        repository: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +94,23 @@ pub struct RegistryArgs {
     /// list; `--realm-allow ''` clears it).
     #[arg(long = "realm-allow")]
     pub realm_allow: Vec<String>,
+    /// Tags matching this regex (whole tag) are never deleted (repeatable;
+    /// on update, replaces the tag patterns; `''` clears them).
+    #[arg(long = "protect-tag")]
+    pub protect_tag: Vec<String>,
+    /// A manifest digest never deleted, nor what it reaches (repeatable;
+    /// on update, replaces the digests; `''` clears them).
+    #[arg(long = "protect-digest")]
+    pub protect_digest: Vec<String>,
+    /// Repositories (glob) nothing is deleted from (repeatable; on update,
+    /// replaces the globs; `''` clears them).
+    #[arg(long = "protect-repository")]
+    pub protect_repository: Vec<String>,
+}
+
+/// A repeatable flag as a list: `None` when not given, `''` for empty.
+fn flag_list(values: &[String]) -> Option<Vec<String>> {
+    (!values.is_empty()).then(|| values.iter().filter(|v| !v.is_empty()).cloned().collect())
 }
 
 impl RegistryArgs {
@@ -105,6 +147,28 @@ impl RegistryArgs {
         }
         (registry, mask)
     }
+
+    /// Whether any `--protect-*` flag was given.
+    fn protects(&self) -> bool {
+        [&self.protect_tag, &self.protect_digest, &self.protect_repository]
+            .iter()
+            .any(|l| !l.is_empty())
+    }
+
+    /// `current` with the lists these flags give replaced.
+    fn protection(&self, current: Option<v1::RegistryProtection>) -> v1::RegistryProtection {
+        let mut p = current.unwrap_or_default();
+        if let Some(tags) = flag_list(&self.protect_tag) {
+            p.tag_patterns = tags;
+        }
+        if let Some(digests) = flag_list(&self.protect_digest) {
+            p.digests = digests;
+        }
+        if let Some(globs) = flag_list(&self.protect_repository) {
+            p.repository_globs = globs;
+        }
+        p
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,7 +200,8 @@ pub async fn run(cli: &Cli, command: &RegistriesCommand) -> Result<()> {
     let mut registries = client::registries(&cli.scheduler).await?;
     let registry = match command {
         RegistriesCommand::Create(args) => {
-            let (registry, _) = args.to_proto();
+            let (mut registry, _) = args.to_proto();
+            registry.protection = Some(args.protection(None));
             let request = v1::CreateRegistryRequest { registry: Some(registry) };
             registries.create_registry(request).await?.into_inner().registry
         }
@@ -153,7 +218,14 @@ pub async fn run(cli: &Cli, command: &RegistriesCommand) -> Result<()> {
             return print_registries(cli.output, &list);
         }
         RegistriesCommand::Update(args) => {
-            let (registry, mask) = args.to_proto();
+            let (mut registry, mut mask) = args.to_proto();
+            if args.protects() {
+                // Only the lists given change: the others are read first.
+                let get = v1::GetRegistryRequest { name: args.name.clone() };
+                let current = registries.get_registry(get).await?.into_inner().registry;
+                registry.protection = Some(args.protection(current.and_then(|r| r.protection)));
+                mask.push("protection".to_string());
+            }
             anyhow::ensure!(!mask.is_empty(), "nothing to change: give at least one field flag");
             let request = v1::UpdateRegistryRequest { registry: Some(registry), update_mask: mask };
             registries.update_registry(request).await?.into_inner().registry
@@ -163,6 +235,12 @@ pub async fn run(cli: &Cli, command: &RegistriesCommand) -> Result<()> {
             return output::deleted(cli.output, "registry", name);
         }
         RegistriesCommand::Check { name, timeout } => Some(check(cli, name, *timeout).await?),
+        RegistriesCommand::MarkInUse { name, holder, ttl, replace, images } => {
+            return mark_in_use(cli, name, holder, *ttl, *replace, images).await;
+        }
+        RegistriesCommand::Protection { name, repository } => {
+            return print_protection(cli, name, repository).await;
+        }
     };
     let registry = registry.context("server returned no registry")?;
     print_registries(cli.output, std::slice::from_ref(&registry))
@@ -218,7 +296,75 @@ fn print_registries(format: Output, registries: &[v1::Registry]) -> Result<()> {
         if let Some(detail) = r.capabilities.as_ref().map(|c| &c.detail).filter(|d| !d.is_empty()) {
             println!("{}: {detail}", r.name);
         }
+        let p = r.protection.clone().unwrap_or_default();
+        for (what, list) in [
+            ("tags", &p.tag_patterns),
+            ("digests", &p.digests),
+            ("repositories", &p.repository_globs),
+        ] {
+            if !list.is_empty() {
+                println!("{}: protected {what}: {}", r.name, list.join(" "));
+            }
+        }
     }
+    Ok(())
+}
+
+async fn mark_in_use(
+    cli: &Cli,
+    name: &str,
+    holder: &str,
+    ttl: std::time::Duration,
+    replace: bool,
+    images: &[String],
+) -> Result<()> {
+    let images = images
+        .iter()
+        .map(|i| {
+            let (repository, digest) =
+                i.split_once('@').with_context(|| format!("{i:?}: give REPOSITORY@DIGEST"))?;
+            Ok(v1::ImageReference { repository: repository.into(), digest: digest.into() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut registries = client::registries(&cli.scheduler).await?;
+    let request = v1::MarkInUseRequest {
+        registry: name.into(),
+        holder: holder.into(),
+        ttl: Some(regsweep_proto::duration_from_std(ttl)),
+        images,
+        replace,
+    };
+    let answer = registries.mark_in_use(request).await?.into_inner();
+    if cli.output == Output::Json {
+        return output::json(&answer);
+    }
+    println!(
+        "{} marked in use until {}, {} released",
+        answer.marked,
+        time(answer.expires_at.as_ref()),
+        answer.released
+    );
+    Ok(())
+}
+
+async fn print_protection(cli: &Cli, name: &str, repository: &str) -> Result<()> {
+    let mut registries = client::registries(&cli.scheduler).await?;
+    let request = v1::GetProtectionRequest { registry: name.into(), repository: repository.into() };
+    let answer = registries.get_protection(request).await?.into_inner();
+    if cli.output == Output::Json {
+        return output::json(&answer);
+    }
+    if !answer.repository_glob.is_empty() {
+        println!("{repository}: protected whole by {:?}", answer.repository_glob);
+    }
+    let p = answer.protection.unwrap_or_default();
+    println!("protected tags: {}", p.tag_patterns.join(" "));
+    println!("protected digests: {}", p.digests.join(" "));
+    let mut table = Table::new(&["IN USE", "HOLDER", "UNTIL"]);
+    for m in &answer.in_use {
+        table.row(vec![m.digest.clone(), m.holder.clone(), time(m.expires_at.as_ref())]);
+    }
+    table.print();
     Ok(())
 }
 

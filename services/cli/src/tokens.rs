@@ -13,7 +13,7 @@ pub fn run(command: &TokensCommand) -> Result<()> {
             for role in roles.split(',') {
                 ensure!(
                     Role::parse(role).is_some(),
-                    "unknown role {role:?}: use read, admin, worker or scrubber-client"
+                    "unknown role {role:?}: use read, admin, worker, scrubber-client or in-use"
                 );
             }
             ensure!(

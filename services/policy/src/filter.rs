@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::age::{self, AgeFrom};
 use crate::graph::{Graph, ManifestLinks, Walk, attachment_subject};
+use crate::protection::{Protection, Shield};
 use crate::{AttachmentPolicy, Rules};
 
 /// One tag as the worker read it from the registry.
@@ -66,6 +67,10 @@ impl Inventory {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
+    /// On the registry's protection list (tag, digest or repository).
+    Protected,
+    /// Marked in use by a client.
+    InUse,
     Latest,
     KeepRegex,
     NotMatchingDeleteRegex,
@@ -124,6 +129,9 @@ pub struct Decision {
     pub age_from: AgeFrom,
     /// The subject (attachments) or index (platforms) the tag follows.
     pub follows: Option<String>,
+    /// Why a `protected` or `in_use` tag is shielded, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shield: Option<String>,
 }
 
 /// How a linked manifest relates to the image it goes with.
@@ -222,17 +230,31 @@ struct Tagged<'a> {
     /// Decided by name or by rank; `None` for a follower still to decide.
     rule: Option<Rule>,
     age: Age,
+    shield: Option<Shield>,
+}
+
+/// Decides every tag of `inventory` at `now`, with nothing protected.
+pub fn plan(rules: &Rules, inventory: Inventory, now: DateTime<Utc>) -> Plan {
+    plan_protected(rules, inventory, &Protection::none(), now)
 }
 
 /// Decides every tag of `inventory` at `now`. See the module comment.
-pub fn plan(rules: &Rules, inventory: Inventory, now: DateTime<Utc>) -> Plan {
+/// Whatever `protection` shields is kept, with everything it reaches.
+pub fn plan_protected(
+    rules: &Rules,
+    inventory: Inventory,
+    protection: &Protection,
+    now: DateTime<Utc>,
+) -> Plan {
     let tags = dedup(inventory.tags);
     // Attachments by tag name (cosign, referrers fallback).
     let named: Vec<Option<String>> = tags.iter().map(|t| attachment_subject(&t.tag)).collect();
     let mut graph = Graph::new(&inventory.manifests);
-    let mut tagged = classify(&tags, &named, &inventory.manifests, &mut graph, rules, now);
+    let known = Known { manifests: &inventory.manifests, protection };
+    let mut tagged = classify(&tags, &named, known, &mut graph, rules, now);
     rank(rules, &mut tagged, now);
-    let closure = Closure::settle(&graph, &mut tagged, rules.spec().attachments);
+    let pinned: Vec<&str> = protection.pinned().collect();
+    let closure = Closure::settle(&graph, &mut tagged, &pinned, rules.spec().attachments);
     let mut blocked = inventory.gaps.first().map(|g| format!("graph incomplete: {g}"));
     if let Some(t) = tagged.iter().find(|t| t.rule == Some(Rule::Unresolved)) {
         blocked.get_or_insert(format!("graph incomplete: tag {} could not be read", t.input.tag));
@@ -251,10 +273,18 @@ pub fn plan(rules: &Rules, inventory: Inventory, now: DateTime<Utc>) -> Plan {
     Plan { decisions, images, blocked }
 }
 
+/// What the planner knows besides the tags: the manifests read and what
+/// is protected.
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    manifests: &'a BTreeMap<String, ManifestLinks>,
+    protection: &'a Protection,
+}
+
 fn classify<'a>(
     tags: &'a [TagInput],
     named: &'a [Option<String>],
-    manifests: &BTreeMap<String, ManifestLinks>,
+    known: Known<'_>,
     graph: &mut Graph<'a>,
     rules: &Rules,
     now: DateTime<Utc>,
@@ -279,19 +309,25 @@ fn classify<'a>(
         .zip(named)
         .map(|(input, by_name)| {
             let digest = input.digest.as_deref();
-            let subject = by_name.clone().or_else(|| manifests.get(digest?)?.subject.clone());
+            let subject = by_name.clone().or_else(|| known.manifests.get(digest?)?.subject.clone());
             let (kind, follows) = match (subject, digest.and_then(|d| index_of.get(d))) {
                 (Some(subject), _) => (TagKind::Attachment, Some(subject)),
                 (None, Some(index)) => (TagKind::Platform, Some((*index).to_string())),
                 (None, None) => (TagKind::Image, None),
             };
-            let rule = match kind {
+            let shield = digest.and_then(|d| {
+                known.protection.tag(&input.tag).or_else(|| known.protection.digest(d))
+            });
+            let rule = match (kind, &shield) {
                 // Even an unreadable attachment blocks the plan.
-                TagKind::Attachment => digest.is_none().then_some(Rule::Unresolved),
+                _ if digest.is_none() => Some(Rule::Unresolved),
+                (_, Some(Shield::InUse { .. })) => Some(Rule::InUse),
+                (_, Some(_)) => Some(Rule::Protected),
+                (TagKind::Attachment, None) => None,
                 _ => kept_by_name(rules, input),
             };
             let age = age::effective(source, input.created, input.first_seen, now);
-            Tagged { input, kind, follows, rule, age }
+            Tagged { input, kind, follows, rule, age, shield }
         })
         .collect()
 }
@@ -369,6 +405,7 @@ fn decide(t: &Tagged<'_>) -> Decision {
         age: t.age.0,
         age_from: t.age.1,
         follows: t.follows.clone(),
+        shield: t.shield.as_ref().map(ToString::to_string),
     }
 }
 
@@ -384,7 +421,13 @@ impl<'a> Closure<'a> {
     /// Decides the followers, growing the kept set until nothing changes:
     /// a follower that is neither reached from a kept tag nor doomed with a
     /// deleted image is kept, and what it reaches is kept with it.
-    fn settle(graph: &Graph<'a>, tagged: &mut [Tagged<'a>], attachments: AttachmentPolicy) -> Self {
+    /// `pinned` digests are kept whether or not a tag names them.
+    fn settle(
+        graph: &Graph<'a>,
+        tagged: &mut [Tagged<'a>],
+        pinned: &[&'a str],
+        attachments: AttachmentPolicy,
+    ) -> Self {
         let walk = match attachments {
             AttachmentPolicy::DeleteWithSubject => Walk::Everything,
             AttachmentPolicy::Keep => Walk::Children,
@@ -399,7 +442,8 @@ impl<'a> Closure<'a> {
                 .iter()
                 .filter(|t| t.rule.is_some_and(|r| r != Rule::Delete))
                 .filter_map(|t| t.input.digest.as_deref())
-                .chain(spared.iter().copied());
+                .chain(spared.iter().copied())
+                .chain(pinned.iter().copied());
             let kept = graph.closure(kept_roots, Walk::Everything);
             let roots: BTreeSet<&'a str> = tagged
                 .iter()

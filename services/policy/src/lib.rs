@@ -11,19 +11,24 @@ mod filter;
 mod graph;
 mod guard;
 mod names;
+mod protection;
 mod rules;
 mod selector;
 mod wire;
+
+pub use wire::protection_from_proto;
 
 pub use age::{AgeFrom, AgeSource, believable};
 pub use cadence::Cadence;
 pub use contract::{CleanupOutcome, TagCleanupArgs, TagCleanupResult};
 pub use filter::{
     Action, Decision, ImagePlan, Inventory, Linked, Plan, Relation, Rule, TagInput, TagKind, plan,
+    plan_protected,
 };
 pub use graph::{ManifestLinks, attachment_subject};
 pub use guard::{DEFAULT_MAX_DELETE_FRACTION, PlanSize, hold_reason, max_delete_fraction};
 pub use names::{MAX_REPOSITORY_BYTES, validate_digest, validate_repository_name, validate_tag};
+pub use protection::{InUse, MAX_PROTECTION_ENTRIES, Protection, ProtectionSpec, Shield};
 pub use rules::{
     AttachmentPolicy, MAX_KEEP_N, MAX_OLDER_THAN_SECONDS, MAX_REGEX_BYTES, RuleSpec, Rules,
     Violation, validate_policy_fields,

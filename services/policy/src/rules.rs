@@ -89,28 +89,30 @@ fn compile_regex(field: &'static str, pattern: &str) -> Result<Option<Regex>, Vi
     if pattern.is_empty() {
         return Ok(None);
     }
+    anchored(pattern).map(Some).map_err(|reason| Violation::new(field, reason))
+}
+
+/// `pattern` compiled to match whole names only, or why it cannot be.
+pub(crate) fn anchored(pattern: &str) -> Result<Regex, String> {
     if pattern.len() > MAX_REGEX_BYTES {
-        return Err(Violation::new(field, format!("must be at most {MAX_REGEX_BYTES} bytes")));
+        return Err(format!("must be at most {MAX_REGEX_BYTES} bytes"));
     }
-    let explain = |e: regex::Error| {
-        let reason = match e {
-            regex::Error::CompiledTooBig(_) => {
-                format!("too complex: compiles to more than {} KiB", REGEX_SIZE_LIMIT >> 10)
-            }
-            // The syntax error's last line is the reason; the lines above
-            // draw a caret under the pattern, which does not fit one field.
-            other => {
-                let text = other.to_string();
-                let last = text.lines().last().unwrap_or_default();
-                format!("invalid regex: {}", last.trim_start_matches("error: "))
-            }
-        };
-        Violation::new(field, reason)
+    let explain = |e: regex::Error| match e {
+        regex::Error::CompiledTooBig(_) => {
+            format!("too complex: compiles to more than {} KiB", REGEX_SIZE_LIMIT >> 10)
+        }
+        // The syntax error's last line is the reason; the lines above
+        // draw a caret under the pattern, which does not fit one field.
+        other => {
+            let text = other.to_string();
+            let last = text.lines().last().unwrap_or_default();
+            format!("invalid regex: {}", last.trim_start_matches("error: "))
+        }
     };
     // The pattern alone must be valid, or `a)|(b` would escape the anchors
     // below and match anywhere.
     build(pattern).map_err(explain)?;
-    build(&format!("^(?:{pattern})$")).map(Some).map_err(explain)
+    build(&format!("^(?:{pattern})$")).map_err(explain)
 }
 
 impl Rules {

@@ -2,9 +2,9 @@
 //! that carry them (the worker's submission, the scrubber's store, the
 //! preview), written once.
 
-use regsweep_proto::{timestamp_from_chrono, v1};
+use regsweep_proto::{timestamp_from_chrono, timestamp_to_chrono, v1};
 
-use crate::{AgeSource, Decision, ImagePlan, Linked, Relation};
+use crate::{AgeSource, Decision, ImagePlan, InUse, Linked, Protection, ProtectionSpec, Relation};
 
 impl From<AgeSource> for v1::AgeSource {
     fn from(s: AgeSource) -> Self {
@@ -120,6 +120,28 @@ impl From<&Decision> for v1::TagDecision {
             follows: d.follows.clone().unwrap_or_default(),
             age: d.age.map(timestamp_from_chrono),
             age_from: name(&d.age_from),
+            shield: d.shield.clone().unwrap_or_default(),
         }
     }
+}
+
+/// The protection of one repository from the scheduler's answer, with
+/// marks live at the scheduler's clock when it answered.
+pub fn protection_from_proto(
+    repository: &str,
+    answer: v1::GetProtectionResponse,
+) -> Result<Protection, String> {
+    let list = answer.protection.unwrap_or_default();
+    let spec = ProtectionSpec {
+        tag_patterns: list.tag_patterns,
+        digests: list.digests,
+        repository_globs: list.repository_globs,
+    };
+    let now = answer.now.as_ref().and_then(timestamp_to_chrono).ok_or("protection: no time")?;
+    let marks = answer.in_use.into_iter().map(|m| InUse {
+        until: m.expires_at.as_ref().and_then(timestamp_to_chrono).unwrap_or(now),
+        digest: m.digest,
+        holder: m.holder,
+    });
+    Protection::compile(&spec, repository, marks, now)
 }

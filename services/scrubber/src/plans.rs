@@ -1,20 +1,25 @@
 //! What the scrubber asks the scheduler about plans: whether a submitted
 //! plan is the current attempt of a real cleanup under its policy as it
 //! stands, and, right before each deletion runs, whether that policy still
-//! stands. The scheduler owns jobs and policies; the scrubber trusts no
-//! plan it has not vouched for.
+//! stands and whether anything it would delete has since been protected
+//! or marked in use. The scheduler owns jobs, policies and protection; the
+//! scrubber trusts no plan it has not vouched for.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use regsweep_common::grpc;
-use regsweep_proto::v1::{self, policy_service_client::PolicyServiceClient};
+use regsweep_policy::Protection;
+use regsweep_proto::v1::{
+    self, policy_service_client::PolicyServiceClient,
+    registry_service_client::RegistryServiceClient,
+};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::error::ApiError;
-use crate::store::PlanPolicy;
+use crate::store::{DeletionRecord, PlanPolicy};
 
 /// How long a policy's standing is trusted. A policy switched to a dry run
 /// stops its deletions within this (plus the ones already at the registry).
@@ -35,17 +40,81 @@ pub enum Standing {
     Gone(String),
 }
 
+/// A repository's protection as last read, and when it was asked for.
+type Guard = (Arc<Protection>, Instant);
+
 pub struct Plans {
     client: PolicyServiceClient<grpc::Client>,
+    registries: RegistryServiceClient<grpc::Client>,
     standings: Mutex<HashMap<PlanPolicy, (Standing, Instant)>>,
+    /// By (registry, repository); trusted for [`STANDING_TTL`] like a
+    /// standing, so a mark is honoured within a second of being made.
+    guards: Mutex<HashMap<(String, String), Guard>>,
 }
 
 impl Plans {
     pub fn new(scheduler: Channel) -> Self {
         Self {
-            client: PolicyServiceClient::new(grpc::client(scheduler)),
+            client: PolicyServiceClient::new(grpc::client(scheduler.clone())),
+            registries: RegistryServiceClient::new(grpc::client(scheduler)),
             standings: Mutex::default(),
+            guards: Mutex::default(),
         }
+    }
+
+    /// Why some of `d` may no longer be deleted: its repository, a tag or
+    /// a manifest it would delete is protected, or its digest is marked in
+    /// use. `None` when nothing is; an error when the scheduler cannot say.
+    pub async fn shielded(&self, d: &DeletionRecord) -> Result<Option<String>, tonic::Status> {
+        let protection = self.protection(&d.registry, &d.repository).await?;
+        if let Some(shield) = protection.repository() {
+            return Ok(Some(shield.to_string()));
+        }
+        let linked = d.before.iter().chain(&d.after);
+        let tags = d.tags.iter().chain(linked.clone().flat_map(|l| &l.tags));
+        for tag in tags {
+            if let Some(shield) = protection.tag(tag) {
+                return Ok(Some(format!("{tag}: {shield}")));
+            }
+        }
+        // The image's own digest is checked even when only its tags go:
+        // the planner never untags an image in use.
+        let digests = std::iter::once(&d.digest).chain(linked.map(|l| &l.digest));
+        for digest in digests {
+            if let Some(shield) = protection.digest(digest) {
+                return Ok(Some(format!("{digest}: {shield}")));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn protection(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Arc<Protection>, tonic::Status> {
+        let key = (registry.to_string(), repository.to_string());
+        let cached = self.guards.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+        if let Some((protection, at)) = cached
+            && at.elapsed() < STANDING_TTL
+        {
+            return Ok(protection);
+        }
+        let asked_at = Instant::now();
+        let ask = v1::GetProtectionRequest { registry: key.0.clone(), repository: key.1.clone() };
+        let protection = match self.registries.clone().get_protection(ask).await {
+            Ok(answer) => regsweep_policy::protection_from_proto(repository, answer.into_inner())
+                .map_err(tonic::Status::internal)?,
+            // A scheduler too old for protection has none.
+            Err(s) if s.code() == tonic::Code::Unimplemented => Protection::none(),
+            Err(s) => return Err(s),
+        };
+        let protection = Arc::new(protection);
+        let mut guards = self.guards.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget what no deletion asked about lately, so the map stays small.
+        guards.retain(|_, (_, at)| at.elapsed() < STANDING_TTL * 60);
+        guards.insert(key, (protection.clone(), asked_at));
+        Ok(protection)
     }
 
     /// Asks the scheduler whether `req`'s plan may be accepted.

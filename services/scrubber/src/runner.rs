@@ -203,7 +203,11 @@ impl Runner {
                 let _slot = limits.slot().await;
                 // Right before the registry is touched: a policy changed
                 // while this waited stops it here.
-                if let Some(finish) = self.unless_standing(&d).await {
+                let verdict = match self.unless_standing(&d).await {
+                    None => self.unless_unshielded(&d).await,
+                    stop => stop,
+                };
+                if let Some(finish) = verdict {
                     self.record(held, &d, finish).await;
                     return;
                 }
@@ -253,6 +257,27 @@ impl Runner {
                     "cannot check the policy; deletion postponed");
                 Some(Finish::Postpone {
                     error: format!("cannot check policy {:?}: {}", d.policy.name, status.message()),
+                    after: UNCHECKED_WAIT,
+                })
+            }
+        }
+    }
+
+    /// `None` when nothing of the deletion is protected or in use; else
+    /// how it ends: cancelled, or postponed when the scheduler cannot say.
+    async fn unless_unshielded(&self, d: &DeletionRecord) -> Option<Finish> {
+        match self.plans.shielded(d).await {
+            Ok(None) => None,
+            Ok(Some(why)) => {
+                tracing::warn!(deletion = d.id, repository = %d.repository, reason = %why,
+                    "deletion cancelled: protected");
+                Some(Finish::Cancelled { reason: format!("protected: {why}") })
+            }
+            Err(status) => {
+                tracing::warn!(deletion = d.id, error = %status.message(),
+                    "cannot check protection; deletion postponed");
+                Some(Finish::Postpone {
+                    error: format!("cannot check protection: {}", status.message()),
                     after: UNCHECKED_WAIT,
                 })
             }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use regsweep_common::grpc::{self, GrpcError};
+use regsweep_proto::v1::registry_service_client::RegistryServiceClient;
 use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
 use regsweep_proto::v1::scrubber_service_client::ScrubberServiceClient;
 use regsweep_registry::{Client, Directory};
@@ -35,6 +36,10 @@ impl Services {
         let scheduler = balanced(schedulers)?;
         let scrubber = if scrubbers.is_empty() { None } else { Some(balanced(scrubbers)?) };
         Ok(Self { directory: Directory::new(scheduler.clone()), scheduler, scrubber })
+    }
+
+    pub fn registries(&self) -> RegistryServiceClient<grpc::Client> {
+        RegistryServiceClient::new(grpc::client(self.scheduler.clone()))
     }
 
     pub fn repositories(&self) -> RepositoryServiceClient<grpc::Client> {

@@ -1,7 +1,7 @@
 //! The catalog: repositories from catalog syncs, and the limited-capacity
 //! selection of cleanups (DESIGN.md section 5).
 
-use regsweep_policy::{AgeSource, AttachmentPolicy, TagCleanupArgs};
+use regsweep_policy::{AgeSource, AttachmentPolicy, ProtectionSpec, TagCleanupArgs};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -11,6 +11,7 @@ use regsweep_scheduler::store::catalog::{
     NewPolicy, NewRegistry, PolicyRecord, ReportOutcome, RepositoryFilter, RepositoryRecord,
     Selection, SelectionConfig,
 };
+use regsweep_scheduler::store::in_use::{InUseMarks, MarkOutcome};
 use regsweep_scheduler::store::sightings::{Sighting, SightingBatch};
 use regsweep_scheduler::store::{Fence, JobRecord, SessionRef};
 
@@ -61,6 +62,7 @@ async fn catalog(f: &Fixture, names: &[&str]) -> Catalog {
         rate_limit: 0.0,
         max_parallel_deletions: 0,
         realm_allow_list: vec!["auth.internal:8443".into()],
+        protection: ProtectionSpec::default(),
     };
     let registry = f.catalog().create_registry(registry.clone()).await.unwrap().expect("new");
     let policy =
@@ -219,6 +221,7 @@ pub async fn catalog_reports_are_fenced_and_complete_ones_prune(f: Fixture) {
         rate_limit: 5.0,
         max_parallel_deletions: 2,
         realm_allow_list: vec!["a.internal".into(), "b.internal".into()],
+        protection: ProtectionSpec::default(),
     };
     stored = f.catalog().update_registry(changed).await.unwrap().expect("updated");
     assert_eq!((stored.rate_limit, stored.realm_allow_list.len()), (5.0, 2));
@@ -310,6 +313,7 @@ fn changed_clone(r: &regsweep_scheduler::store::catalog::RegistryRecord) -> NewR
         rate_limit: r.rate_limit,
         max_parallel_deletions: r.max_parallel_deletions,
         realm_allow_list: r.realm_allow_list.clone(),
+        protection: r.protection.clone(),
     }
 }
 
@@ -359,4 +363,74 @@ pub async fn first_sightings_last_per_digest_and_are_forgotten_with_their_tag(f:
     sync(&f, &c, &["a"]).await;
     assert_eq!(sightings(&f, &c, "b", &[("v1", d1)], at(5), None).await, [at(5)]);
     assert_eq!(sightings(&f, &c, "a", &[("v1", d1)], at(5), None).await, [at(0)]);
+}
+
+/// Marks `images` (repository, digest) for `holder` until `until`, at `now`.
+async fn mark(
+    f: &Fixture,
+    c: &Catalog,
+    holder: &str,
+    images: &[(&str, &str)],
+    (now, until): (DateTime<Utc>, DateTime<Utc>),
+    replace: bool,
+) -> MarkOutcome {
+    let images: Vec<(String, String)> =
+        images.iter().map(|(r, d)| (r.to_string(), d.to_string())).collect();
+    let marks = InUseMarks {
+        registry_id: c.registry_id,
+        holder,
+        images: &images,
+        now,
+        expires_at: until,
+        replace,
+    };
+    f.catalog().mark_in_use(marks).await.unwrap()
+}
+
+pub async fn protection_lists_are_stored_and_in_use_marks_lapse_or_are_replaced(f: Fixture) {
+    let c = catalog(&f, &["a"]).await;
+    // The protection list round-trips with the registry.
+    let stored = f.catalog().get_registry("r").await.unwrap().expect("registry");
+    assert!(stored.protection.is_empty());
+    let protection = ProtectionSpec {
+        tag_patterns: vec![r"v\d+".into()],
+        digests: vec!["sha256:aa".into()],
+        repository_globs: vec!["prod/**".into()],
+    };
+    let changed = NewRegistry { protection: protection.clone(), ..changed_clone(&stored) };
+    let updated = f.catalog().update_registry(changed).await.unwrap().expect("updated");
+    assert_eq!(updated.protection, protection);
+    assert_eq!(f.catalog().list_registries().await.unwrap()[0].protection, protection);
+
+    let at = |hours: i64| Utc.timestamp_opt(1_800_000_000 + hours * 3600, 0).unwrap();
+    let (store, registry_id) = (f.catalog(), c.registry_id);
+    let live = |now| async move {
+        let marks = store.live_marks(registry_id, "a", now, 100).await.unwrap();
+        marks.into_iter().map(|m| (m.digest, m.holder, m.expires_at)).collect::<Vec<_>>()
+    };
+    let (d1, d2) = ("sha256:11", "sha256:22");
+    let made = mark(&f, &c, "eu", &[("a", d1), ("a", d2), ("b", d1)], (at(0), at(2)), false).await;
+    assert_eq!(made, MarkOutcome { marked: 3, released: 0 });
+    mark(&f, &c, "us", &[("a", d1)], (at(0), at(3)), false).await;
+    // One row per digest, the longest-lasting holder's; only repository a's.
+    let expected =
+        vec![(d1.to_string(), "us".to_string(), at(3)), (d2.to_string(), "eu".to_string(), at(2))];
+    assert_eq!(live(at(1)).await, expected);
+    // At its expiry a mark protects nothing: at 2h only us's d1 is live.
+    assert_eq!(live(at(2)).await, [(d1.to_string(), "us".to_string(), at(3))]);
+    assert!(live(at(3)).await.is_empty());
+
+    // Replace: eu now runs only d2; its other marks go, us's stay.
+    let replaced = mark(&f, &c, "eu", &[("a", d2)], (at(1), at(5)), true).await;
+    assert_eq!(replaced, MarkOutcome { marked: 1, released: 2 });
+    assert_eq!(
+        live(at(1)).await,
+        [(d1.to_string(), "us".to_string(), at(3)), (d2.to_string(), "eu".to_string(), at(5))]
+    );
+    // A refresh moves the expiry to the new one, earlier too.
+    mark(&f, &c, "eu", &[("a", d2)], (at(1), at(4)), false).await;
+    assert_eq!(live(at(1)).await[1], (d2.to_string(), "eu".to_string(), at(4)));
+    // An empty replace releases everything the holder marked.
+    assert_eq!(mark(&f, &c, "eu", &[], (at(1), at(9)), true).await.released, 1);
+    assert_eq!(live(at(1)).await, [(d1.to_string(), "us".to_string(), at(3))]);
 }

@@ -32,6 +32,9 @@ pub enum Role {
     Worker,
     /// Submitting deletions to the scrubber.
     ScrubberClient,
+    /// Marking images in use (a cluster agent reporting what it runs):
+    /// nothing else, so a leaked agent token can protect but never delete.
+    InUse,
 }
 
 impl Role {
@@ -41,6 +44,7 @@ impl Role {
             "admin" => Self::Admin,
             "worker" => Self::Worker,
             "scrubber-client" => Self::ScrubberClient,
+            "in-use" => Self::InUse,
             _ => return None,
         })
     }
@@ -51,6 +55,7 @@ impl Role {
             Self::Admin => "admin",
             Self::Worker => "worker",
             Self::ScrubberClient => "scrubber-client",
+            Self::InUse => "in-use",
         }
     }
 }
@@ -78,7 +83,10 @@ pub fn need(path: &str) -> Need {
         | ("grpc.reflection.v1.ServerReflection", _)
         | ("grpc.reflection.v1alpha.ServerReflection", _) => Need::Open,
         ("regsweep.v1.WorkerService", "Connect") => Need::AnyOf(WORKER),
-        ("regsweep.v1.RegistryService", "GetRegistry") => Need::AnyOf(&[Role::Read, Role::Worker]),
+        ("regsweep.v1.RegistryService", "GetRegistry" | "GetProtection") => {
+            Need::AnyOf(&[Role::Read, Role::Worker])
+        }
+        ("regsweep.v1.RegistryService", "MarkInUse") => Need::AnyOf(&[Role::InUse]),
         (
             "regsweep.v1.RepositoryService",
             "ReportRepositories" | "RecordDeletions" | "RecordTagSightings",

@@ -459,3 +459,65 @@ fn gaps_and_cycles_block_the_plan() {
     assert_eq!(p.blocked.as_deref(), Some("manifest graph has a cycle"));
     assert!(p.images.is_empty());
 }
+
+// Protection.
+
+fn guarded(spec: crate::ProtectionSpec, marks: Vec<crate::InUse>) -> Protection {
+    Protection::compile(&spec, "team/app", marks, now()).expect("valid protection")
+}
+
+#[test]
+fn an_untagged_child_in_use_stays_when_its_index_goes() {
+    // v1-amd64's manifest is untagged here, and a cluster runs it.
+    let mut inventory = published();
+    inventory.tags.retain(|t| t.tag != "v1-amd64");
+    let mark = crate::InUse {
+        digest: sha('a'),
+        holder: "prod-eu".into(),
+        until: now() + Duration::hours(1),
+    };
+    let protection = guarded(Default::default(), vec![mark]);
+    let p = plan_protected(&rules(0, 0, "v1.*", ""), inventory, &protection, now());
+    assert_eq!(action_of(&p, "v1"), (Action::Delete, Rule::Delete));
+    let v1 = p.images.iter().find(|i| i.digest == sha('1')).expect("v1 planned");
+    let after: Vec<&str> = v1.after.iter().map(|l| l.digest.as_str()).collect();
+    assert_eq!(after, [sha('b')], "the manifest in use is not deleted with its index");
+}
+
+#[test]
+fn protected_tags_and_digests_are_kept_and_say_why() {
+    let spec = crate::ProtectionSpec {
+        tag_patterns: vec!["v2".into()],
+        digests: vec![sha('1')],
+        ..Default::default()
+    };
+    let p = plan_protected(&rules(0, 0, "", ""), published(), &guarded(spec, vec![]), now());
+    assert_eq!(action_of(&p, "v1"), (Action::Keep, Rule::Protected));
+    assert_eq!(action_of(&p, "v2"), (Action::Keep, Rule::Protected));
+    // What a protected index reaches stays with it.
+    assert_eq!(action_of(&p, "v1-amd64").0, Action::Keep);
+    let v2 = p.decisions.iter().find(|d| d.tag == "v2").expect("decided");
+    assert_eq!(v2.shield.as_deref(), Some("tag protected by `v2`"));
+    assert_eq!(p.deleted_tags(), 0);
+}
+
+#[test]
+fn a_protected_repository_deletes_nothing() {
+    let spec =
+        crate::ProtectionSpec { repository_globs: vec!["team/*".into()], ..Default::default() };
+    let p = plan_protected(&rules(0, 0, "", ""), published(), &guarded(spec, vec![]), now());
+    assert!(p.decisions.iter().all(|d| d.rule == Rule::Protected), "{:?}", decided(&p));
+    assert!(p.images.is_empty());
+}
+
+#[test]
+fn an_expired_mark_protects_nothing() {
+    let mark = crate::InUse { digest: sha('2'), holder: "ci".into(), until: now() };
+    let p = plan_protected(
+        &rules(0, 0, "v2", ""),
+        published(),
+        &guarded(Default::default(), vec![mark]),
+        now(),
+    );
+    assert_eq!(action_of(&p, "v2"), (Action::Delete, Rule::Delete));
+}

@@ -6,6 +6,7 @@ mod mask;
 mod plans;
 mod policies;
 mod preview;
+mod protection;
 mod registries;
 mod repositories;
 mod sightings;

@@ -11,8 +11,14 @@ use crate::error::ApiError;
 use crate::store::JobStore;
 use crate::store::catalog::{CatalogStore, DeleteRegistryOutcome, NewRegistry, RegistryRecord};
 
-const UPDATABLE: &[&str] =
-    &["url", "credentials", "rate_limit", "max_parallel_deletions", "realm_allow_list"];
+const UPDATABLE: &[&str] = &[
+    "url",
+    "credentials",
+    "rate_limit",
+    "max_parallel_deletions",
+    "realm_allow_list",
+    "protection",
+];
 /// Most hosts on a realm allow-list.
 const MAX_REALM_HOSTS: usize = 16;
 /// Highest rate limit accepted, in requests per second.
@@ -168,6 +174,7 @@ pub fn validate(r: &v1::Registry) -> Result<NewRegistry, FieldViolations> {
         );
     }
     validate_realm_allow_list(&r.realm_allow_list, &mut v);
+    super::protection::validate_list(r.protection.as_ref(), &mut v);
     v.into_result()?;
     Ok(NewRegistry {
         name: r.name.clone(),
@@ -176,6 +183,7 @@ pub fn validate(r: &v1::Registry) -> Result<NewRegistry, FieldViolations> {
         rate_limit: r.rate_limit,
         max_parallel_deletions: r.max_parallel_deletions,
         realm_allow_list: r.realm_allow_list.clone(),
+        protection: super::protection::spec(r.protection.as_ref()),
     })
 }
 
@@ -232,6 +240,9 @@ fn merge(
     }
     if has("realm_allow_list") {
         merged.realm_allow_list.clone_from(&update.realm_allow_list);
+    }
+    if has("protection") {
+        merged.protection.clone_from(&update.protection);
     }
     Ok(merged)
 }
@@ -310,6 +321,22 @@ impl RegistryService for RegistryApi {
             .ok_or_else(|| not_found(&update.name))?;
         tracing::info!(registry = %updated.name, "registry updated");
         Ok(Response::new(v1::UpdateRegistryResponse { registry: Some(updated.to_proto()) }))
+    }
+
+    async fn mark_in_use(
+        &self,
+        request: Request<v1::MarkInUseRequest>,
+    ) -> Result<Response<v1::MarkInUseResponse>, Status> {
+        let answer = super::protection::mark(self.catalog.as_ref(), request.into_inner()).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_protection(
+        &self,
+        request: Request<v1::GetProtectionRequest>,
+    ) -> Result<Response<v1::GetProtectionResponse>, Status> {
+        let answer = super::protection::get(self.catalog.as_ref(), request.into_inner()).await?;
+        Ok(Response::new(answer))
     }
 
     async fn delete_registry(

@@ -1,7 +1,7 @@
 //! Storage of registries, policies and repositories, and the
 //! limited-capacity selection of repositories due for cleanup.
 
-use regsweep_policy::{AgeSource, AttachmentPolicy};
+use regsweep_policy::{AgeSource, AttachmentPolicy, ProtectionSpec};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +10,7 @@ use regsweep_proto::v1::{self, CleanupStatus};
 use regsweep_proto::{duration_from_std, timestamp_from_chrono};
 
 use super::StoreError;
+use super::in_use::{InUseMarks, LiveMark, MarkOutcome};
 use super::sightings::SightingBatch;
 
 /// A registry definition.
@@ -27,6 +28,7 @@ pub struct RegistryRecord {
     pub updated_at: DateTime<Utc>,
     /// As the last catalog sync probed them.
     pub capabilities: Option<v1::RegistryCapabilities>,
+    pub protection: ProtectionSpec,
 }
 
 impl RegistryRecord {
@@ -41,6 +43,7 @@ impl RegistryRecord {
             created_at: Some(timestamp_from_chrono(self.created_at)),
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
             capabilities: self.capabilities.clone(),
+            protection: Some(protection_to_proto(&self.protection)),
         }
     }
 }
@@ -54,6 +57,15 @@ pub struct NewRegistry {
     pub rate_limit: f64,
     pub max_parallel_deletions: u32,
     pub realm_allow_list: Vec<String>,
+    pub protection: ProtectionSpec,
+}
+
+pub fn protection_to_proto(p: &ProtectionSpec) -> v1::RegistryProtection {
+    v1::RegistryProtection {
+        tag_patterns: p.tag_patterns.clone(),
+        digests: p.digests.clone(),
+        repository_globs: p.repository_globs.clone(),
+    }
 }
 
 /// A cleanup policy.
@@ -365,6 +377,19 @@ pub trait CatalogStore: Send + Sync + 'static {
         &self,
         batch: SightingBatch<'_>,
     ) -> Result<Vec<DateTime<Utc>>, StoreError>;
+    /// Marks digests in use for their holder, prunes the registry's lapsed
+    /// marks, and with `replace` releases the holder's other marks, in
+    /// one transaction (`in_use.rs`).
+    async fn mark_in_use(&self, marks: InUseMarks<'_>) -> Result<MarkOutcome, StoreError>;
+    /// The live marks of one repository at `now`, one per digest, at most
+    /// `limit`.
+    async fn live_marks(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<LiveMark>, StoreError>;
     /// Repositories matching `filter` with ids above `after`, by id.
     async fn list_repositories(
         &self,

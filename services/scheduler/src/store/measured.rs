@@ -216,6 +216,21 @@ impl CatalogStore for MeasuredCatalog {
     ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         timed("record_sightings", self.0.record_sightings(batch)).await
     }
+    async fn mark_in_use(
+        &self,
+        marks: crate::store::in_use::InUseMarks<'_>,
+    ) -> Result<crate::store::in_use::MarkOutcome, StoreError> {
+        timed("mark_in_use", self.0.mark_in_use(marks)).await
+    }
+    async fn live_marks(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::in_use::LiveMark>, StoreError> {
+        timed("live_marks", self.0.live_marks(registry_id, repository, now, limit)).await
+    }
     async fn list_repositories(
         &self,
         filter: &RepositoryFilter,

@@ -6,6 +6,7 @@
 //! one statement serves many jobs.
 
 pub mod catalog;
+pub mod in_use;
 mod measured;
 mod model;
 mod open;

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use regsweep_common::db::{StoredList, StoredTime};
+use regsweep_policy::ProtectionSpec;
 use regsweep_proto::v1::{self, JobStatus, WorkerStatus};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -208,7 +209,7 @@ impl From<Credentials> for v1::RegistryCredentials {
 
 /// Registry columns, in [`RegistryRow`]'s shape.
 pub const REGISTRY_COLUMNS: &str = "id, name, url, credentials, rate_limit, max_parallel_deletions, realm_allow_list, \
-     created_at, updated_at, capabilities";
+     created_at, updated_at, capabilities, protection";
 
 #[derive(sqlx::FromRow)]
 pub struct RegistryRow<T, L> {
@@ -222,11 +223,22 @@ pub struct RegistryRow<T, L> {
     created_at: T,
     updated_at: T,
     capabilities: Option<String>,
+    protection: Option<String>,
 }
 
-impl<T: StoredTime, L: StoredList> From<RegistryRow<T, L>> for RegistryRecord {
-    fn from(row: RegistryRow<T, L>) -> Self {
-        Self {
+impl<T: StoredTime, L: StoredList> TryFrom<RegistryRow<T, L>> for RegistryRecord {
+    type Error = StoreError;
+
+    fn try_from(row: RegistryRow<T, L>) -> Result<Self, StoreError> {
+        // Unlike capabilities, an unreadable protection list is an error:
+        // read as empty, it would protect nothing.
+        let protection = match &row.protection {
+            None => ProtectionSpec::default(),
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                StoreError::Corrupt(format!("protection of registry {:?}: {e}", row.name))
+            })?,
+        };
+        Ok(Self {
             id: row.id,
             name: row.name,
             url: row.url,
@@ -238,8 +250,14 @@ impl<T: StoredTime, L: StoredList> From<RegistryRow<T, L>> for RegistryRecord {
             updated_at: row.updated_at.into_time(),
             // Written from the message; unreadable shows as never checked.
             capabilities: row.capabilities.and_then(|c| serde_json::from_str(&c).ok()),
-        }
+            protection,
+        })
     }
+}
+
+/// A protection list as the `protection` column holds it: NULL when empty.
+pub fn protection_column(spec: &ProtectionSpec) -> Option<String> {
+    (!spec.is_empty()).then(|| serde_json::to_string(spec).unwrap_or_default())
 }
 
 /// Selects policies as `p` with their registry's name and repository count.

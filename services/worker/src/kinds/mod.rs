@@ -3,6 +3,7 @@
 mod catalog_sync;
 mod fail;
 mod first_seen;
+mod protection;
 mod sleep;
 mod tag_cleanup;
 

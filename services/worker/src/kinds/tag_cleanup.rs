@@ -75,8 +75,12 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
     {
         return Outcome::Failed { error: e.to_string(), retryable: true };
     }
+    let protection = match super::protection::fetch(&ctx, &args.registry, &args.repository).await {
+        Ok(protection) => protection,
+        Err(e) => return Outcome::Failed { error: e, retryable: true },
+    };
     let evaluated = inventory.tags.len();
-    let plan = regsweep_policy::plan(&rules, inventory, Utc::now());
+    let plan = regsweep_policy::plan_protected(&rules, inventory, &protection, Utc::now());
     log_plan(&ctx, &plan);
     let elapsed = started.elapsed();
     ctx.log(format!(

@@ -5,6 +5,7 @@
 //! service's migrations in the same database never collide with ours).
 
 mod crons;
+mod in_use;
 mod jobs;
 mod leases;
 mod queue;
@@ -326,6 +327,22 @@ impl CatalogStore for PgStore {
         batch: crate::store::sightings::SightingBatch<'_>,
     ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         repositories::record_sightings(&self.pool, batch).await
+    }
+
+    async fn mark_in_use(
+        &self,
+        marks: crate::store::in_use::InUseMarks<'_>,
+    ) -> Result<crate::store::in_use::MarkOutcome, StoreError> {
+        in_use::mark(&self.pool, marks).await
+    }
+    async fn live_marks(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::in_use::LiveMark>, StoreError> {
+        in_use::live(&self.pool, registry_id, repository, now, limit).await
     }
 
     async fn list_repositories(

@@ -30,8 +30,8 @@ pub async fn create_registry(
 ) -> Result<Option<RegistryRecord>, StoreError> {
     let sql = format!(
         "INSERT INTO registries (name, url, credentials, rate_limit, max_parallel_deletions,
-                                 realm_allow_list)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {REGISTRY_COLUMNS}"
+                                 realm_allow_list, protection)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
         .bind(&r.name)
@@ -40,10 +40,11 @@ pub async fn create_registry(
         .bind(r.rate_limit)
         .bind(max_parallel(&r))
         .bind(&r.realm_allow_list)
+        .bind(rows::protection_column(&r.protection))
         .fetch_one(pool)
         .await;
     match row {
-        Ok(row) => Ok(Some(row.into())),
+        Ok(row) => Ok(Some(row.try_into()?)),
         Err(e) if is_unique_violation(&e) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -55,13 +56,13 @@ pub async fn get_registry(pool: &PgPool, name: &str) -> Result<Option<RegistryRe
         .bind(name)
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(Into::into))
+    row.map(TryInto::try_into).transpose()
 }
 
 pub async fn list_registries(pool: &PgPool) -> Result<Vec<RegistryRecord>, StoreError> {
     let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
     let rows = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    rows.into_iter().map(TryInto::try_into).collect()
 }
 
 pub async fn update_registry(
@@ -70,7 +71,8 @@ pub async fn update_registry(
 ) -> Result<Option<RegistryRecord>, StoreError> {
     let sql = format!(
         "UPDATE registries SET url = $2, credentials = $3, rate_limit = $4,
-             max_parallel_deletions = $5, realm_allow_list = $6, updated_at = now()
+             max_parallel_deletions = $5, realm_allow_list = $6, protection = $7,
+             updated_at = now()
          WHERE name = $1 RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
@@ -80,9 +82,10 @@ pub async fn update_registry(
         .bind(r.rate_limit)
         .bind(max_parallel(&r))
         .bind(&r.realm_allow_list)
+        .bind(rows::protection_column(&r.protection))
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(Into::into))
+    row.map(TryInto::try_into).transpose()
 }
 
 pub async fn delete_registry(

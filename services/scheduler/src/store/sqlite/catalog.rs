@@ -26,8 +26,8 @@ pub async fn create_registry(
     let mut tx = store.begin().await?;
     let sql = format!(
         "INSERT INTO registries (name, url, credentials, rate_limit, max_parallel_deletions,
-                                 created_at, updated_at, realm_allow_list)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) RETURNING {REGISTRY_COLUMNS}"
+                                 created_at, updated_at, realm_allow_list, protection)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8) RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
         .bind(&r.name)
@@ -37,6 +37,7 @@ pub async fn create_registry(
         .bind(max_parallel(&r))
         .bind(now_micros())
         .bind(Json(&r.realm_allow_list))
+        .bind(crate::store::rows::protection_column(&r.protection))
         .fetch_one(&mut *tx)
         .await;
     let row = match row {
@@ -45,7 +46,7 @@ pub async fn create_registry(
         Err(e) => return Err(e.into()),
     };
     tx.commit().await?;
-    Ok(Some(row.into()))
+    Ok(Some(row.try_into()?))
 }
 
 pub async fn get_registry(
@@ -57,14 +58,14 @@ pub async fn get_registry(
         .bind(name)
         .fetch_optional(store.reader())
         .await?;
-    Ok(row.map(Into::into))
+    row.map(TryInto::try_into).transpose()
 }
 
 pub async fn list_registries(store: &SqliteStore) -> Result<Vec<RegistryRecord>, StoreError> {
     let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
     let rows =
         sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql)).fetch_all(store.reader()).await?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    rows.into_iter().map(TryInto::try_into).collect()
 }
 
 pub async fn update_registry(
@@ -74,7 +75,8 @@ pub async fn update_registry(
     let mut tx = store.begin().await?;
     let sql = format!(
         "UPDATE registries SET url = ?2, credentials = ?3, rate_limit = ?4,
-             max_parallel_deletions = ?5, updated_at = ?6, realm_allow_list = ?7
+             max_parallel_deletions = ?5, updated_at = ?6, realm_allow_list = ?7,
+             protection = ?8
          WHERE name = ?1 RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
@@ -85,10 +87,11 @@ pub async fn update_registry(
         .bind(max_parallel(&r))
         .bind(now_micros())
         .bind(Json(&r.realm_allow_list))
+        .bind(crate::store::rows::protection_column(&r.protection))
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(row.map(Into::into))
+    row.map(TryInto::try_into).transpose()
 }
 
 pub async fn delete_registry(

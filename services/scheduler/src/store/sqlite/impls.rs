@@ -10,7 +10,9 @@ use regsweep_common::Shutdown;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{SqliteStore, catalog, crons, jobs, queue, repositories, selection, stats, workers};
+use super::{
+    SqliteStore, catalog, crons, in_use, jobs, queue, repositories, selection, stats, workers,
+};
 use crate::store::catalog::{
     AdvanceRun, CatalogStore, DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyMatcher,
     PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord, Selection,
@@ -246,6 +248,22 @@ impl CatalogStore for SqliteStore {
         batch: crate::store::sightings::SightingBatch<'_>,
     ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         repositories::record_sightings(self, batch).await
+    }
+
+    async fn mark_in_use(
+        &self,
+        marks: crate::store::in_use::InUseMarks<'_>,
+    ) -> Result<crate::store::in_use::MarkOutcome, StoreError> {
+        in_use::mark(self, marks).await
+    }
+    async fn live_marks(
+        &self,
+        registry_id: i64,
+        repository: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::in_use::LiveMark>, StoreError> {
+        in_use::live(self, registry_id, repository, now, limit).await
     }
 
     async fn list_repositories(

@@ -11,6 +11,7 @@
 
 mod catalog;
 mod crons;
+mod in_use;
 mod jobs;
 mod queue;
 mod repositories;

@@ -1,0 +1,64 @@
+//! Digests clients mark as in use. Each holder's marks are its own and
+//! lapse at their expiry; reads see only live marks, by the scheduler's
+//! clock. The statements are written once, with `$n` placeholders both
+//! dialects accept; the stores differ only in how a batch reaches the
+//! database (`unnest` on PostgreSQL, a statement per row on SQLite).
+
+use chrono::{DateTime, Utc};
+
+/// One request's marks.
+#[derive(Clone, Copy, Debug)]
+pub struct InUseMarks<'a> {
+    pub registry_id: i64,
+    pub holder: &'a str,
+    /// (repository, digest), each at most once.
+    pub images: &'a [(String, String)],
+    /// The scheduler's clock.
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Release the holder's other marks on the registry.
+    pub replace: bool,
+}
+
+/// What a request changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarkOutcome {
+    pub marked: u64,
+    pub released: u64,
+}
+
+/// A live mark: the longest-lasting holder of one digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveMark {
+    pub digest: String,
+    pub holder: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A mark made again moves its expiry to the new one, earlier or later:
+/// the holder says how long it needs it.
+pub(crate) const UPSERT: &str = "ON CONFLICT (registry_id, repository, digest, holder) DO UPDATE SET expires_at = excluded.expires_at";
+
+/// Removes the registry's lapsed marks (`$1` registry, `$2` now).
+pub(crate) const PRUNE: &str =
+    "DELETE FROM in_use_marks WHERE registry_id = $1 AND expires_at <= $2";
+
+/// Releases the holder's marks not refreshed by this request: `$3` is the
+/// new expiry every refreshed mark now has. A mark refreshed to an
+/// identical expiry by a concurrent request of the same holder survives,
+/// which is what that request asked.
+pub(crate) const RELEASE_OTHERS: &str =
+    "DELETE FROM in_use_marks WHERE registry_id = $1 AND holder = $2 AND expires_at <> $3";
+
+/// The live marks of one repository, one row per digest: the holder whose
+/// mark lasts longest (`$1` registry, `$2` repository, `$3` now, `$4`
+/// limit).
+pub(crate) const LIVE: &str = "SELECT digest, holder, expires_at FROM in_use_marks m
+     WHERE registry_id = $1 AND repository = $2 AND expires_at > $3
+       AND NOT EXISTS (SELECT 1 FROM in_use_marks o
+                       WHERE o.registry_id = m.registry_id AND o.repository = m.repository
+                         AND o.digest = m.digest AND o.expires_at > $3
+                         AND (o.expires_at > m.expires_at
+                              OR (o.expires_at = m.expires_at AND o.holder < m.holder)))
+     ORDER BY digest
+     LIMIT $4";
