@@ -35,6 +35,14 @@ impl ProtectionSpec {
         self.tag_patterns.is_empty() && self.digests.is_empty() && self.repository_globs.is_empty()
     }
 
+    /// The first glob that protects `repository` whole, if any.
+    pub fn repository_glob(&self, repository: &str) -> Option<&str> {
+        self.repository_globs
+            .iter()
+            .find(|g| Selector::parse(g).is_ok_and(|s| s.is_match(repository)))
+            .map(String::as_str)
+    }
+
     /// Every problem, as (field under the list, reason): `tag_patterns[2]`.
     pub fn violations(&self) -> Vec<(String, String)> {
         let mut found = Vec::new();
@@ -124,13 +132,6 @@ impl Protection {
         if let Some((field, reason)) = spec.violations().into_iter().next() {
             return Err(format!("protection list: {field}: {reason}"));
         }
-        let mut repository_glob = None;
-        for glob in &spec.repository_globs {
-            if Selector::parse(glob).is_ok_and(|s| s.is_match(repository)) {
-                repository_glob = Some(glob.clone());
-                break;
-            }
-        }
         let tags = spec
             .tag_patterns
             .iter()
@@ -144,7 +145,7 @@ impl Protection {
             }
         }
         Ok(Self {
-            repository: repository_glob,
+            repository: spec.repository_glob(repository).map(String::from),
             tags,
             digests: spec.digests.iter().cloned().collect(),
             in_use,

@@ -125,18 +125,33 @@ impl From<&Decision> for v1::TagDecision {
     }
 }
 
+impl From<v1::RegistryProtection> for ProtectionSpec {
+    fn from(p: v1::RegistryProtection) -> Self {
+        Self {
+            tag_patterns: p.tag_patterns,
+            digests: p.digests,
+            repository_globs: p.repository_globs,
+        }
+    }
+}
+
+impl From<&ProtectionSpec> for v1::RegistryProtection {
+    fn from(p: &ProtectionSpec) -> Self {
+        Self {
+            tag_patterns: p.tag_patterns.clone(),
+            digests: p.digests.clone(),
+            repository_globs: p.repository_globs.clone(),
+        }
+    }
+}
+
 /// The protection of one repository from the scheduler's answer, with
 /// marks live at the scheduler's clock when it answered.
 pub fn protection_from_proto(
     repository: &str,
     answer: v1::GetProtectionResponse,
 ) -> Result<Protection, String> {
-    let list = answer.protection.unwrap_or_default();
-    let spec = ProtectionSpec {
-        tag_patterns: list.tag_patterns,
-        digests: list.digests,
-        repository_globs: list.repository_globs,
-    };
+    let spec = ProtectionSpec::from(answer.protection.unwrap_or_default());
     let now = answer.now.as_ref().and_then(timestamp_to_chrono).ok_or("protection: no time")?;
     let marks = answer.in_use.into_iter().map(|m| InUse {
         until: m.expires_at.as_ref().and_then(timestamp_to_chrono).unwrap_or(now),

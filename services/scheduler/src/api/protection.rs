@@ -8,7 +8,7 @@ use regsweep_common::FieldViolations;
 use regsweep_proto::{duration_to_std, timestamp_from_chrono, v1};
 
 use crate::error::ApiError;
-use crate::store::catalog::{CatalogStore, RegistryRecord, protection_to_proto};
+use crate::store::catalog::{CatalogStore, RegistryRecord};
 use crate::store::in_use::InUseMarks;
 
 /// Most images in one `MarkInUse`: about 2 MB of names and digests.
@@ -29,12 +29,7 @@ pub fn validate_list(p: Option<&v1::RegistryProtection>, v: &mut FieldViolations
 
 /// The list as the policy crate reads it.
 pub fn spec(p: Option<&v1::RegistryProtection>) -> regsweep_policy::ProtectionSpec {
-    let p = p.cloned().unwrap_or_default();
-    regsweep_policy::ProtectionSpec {
-        tag_patterns: p.tag_patterns,
-        digests: p.digests,
-        repository_globs: p.repository_globs,
-    }
+    p.cloned().unwrap_or_default().into()
 }
 
 fn valid_holder(holder: &str) -> bool {
@@ -140,15 +135,10 @@ pub async fn get(
             req.repository
         )));
     }
-    let repository_glob = registry
-        .protection
-        .repository_globs
-        .iter()
-        .find(|g| regsweep_policy::Selector::parse(g).is_ok_and(|s| s.is_match(&req.repository)))
-        .cloned()
-        .unwrap_or_default();
+    let repository_glob =
+        registry.protection.repository_glob(&req.repository).unwrap_or_default().to_string();
     Ok(v1::GetProtectionResponse {
-        protection: Some(protection_to_proto(&registry.protection)),
+        protection: Some((&registry.protection).into()),
         repository_glob,
         in_use: marks
             .into_iter()

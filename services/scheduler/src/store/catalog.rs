@@ -43,7 +43,7 @@ impl RegistryRecord {
             created_at: Some(timestamp_from_chrono(self.created_at)),
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
             capabilities: self.capabilities.clone(),
-            protection: Some(protection_to_proto(&self.protection)),
+            protection: Some((&self.protection).into()),
         }
     }
 }
@@ -58,14 +58,6 @@ pub struct NewRegistry {
     pub max_parallel_deletions: u32,
     pub realm_allow_list: Vec<String>,
     pub protection: ProtectionSpec,
-}
-
-pub fn protection_to_proto(p: &ProtectionSpec) -> v1::RegistryProtection {
-    v1::RegistryProtection {
-        tag_patterns: p.tag_patterns.clone(),
-        digests: p.digests.clone(),
-        repository_globs: p.repository_globs.clone(),
-    }
 }
 
 /// A cleanup policy.
