@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use regsweep_policy::{Inventory, ManifestLinks, RuleSpec, TagInput, attachment_subject};
+use regsweep_policy::{
+    Inventory, ManifestLinks, RuleSpec, TagInput, TagRuleSpec, VersionGroup, attachment_subject,
+};
 
 use crate::TestRegistry;
 
@@ -55,7 +57,12 @@ fn arb_node() -> impl Strategy<Value = Node> {
 
 /// Few names, so that shared digests and `latest` are common.
 fn arb_name() -> impl Strategy<Value = String> {
-    prop_oneof![1 => Just("latest".to_string()), 6 => "[a-c][0-9]{0,1}", 2 => "keep-[0-9]"]
+    prop_oneof![
+        1 => Just("latest".to_string()),
+        6 => "[a-c][0-9]{0,1}",
+        2 => "keep-[0-9]",
+        3 => "v?[1-2]\\.[0-2]\\.[0-2](-rc\\.[0-9])?",
+    ]
 }
 
 /// Hours before `now`, the epoch (reproducible builds), or none.
@@ -106,6 +113,64 @@ pub fn arb_spec() -> impl Strategy<Value = RuleSpec> {
             attachments,
             ..Default::default()
         })
+}
+
+/// One listed rule over the generated names.
+pub fn arb_rule() -> impl Strategy<Value = TagRuleSpec> {
+    let named = prop::sample::select(vec![
+        ("", ""),
+        ("[ab].*", ""),
+        ("keep-.*", ""),
+        ("", "a*"),
+        ("v.*", ""),
+    ]);
+    let exclude = prop::sample::select(vec!["", "", "b1.*", "v2.*"]);
+    let semver = prop::sample::select(vec!["", "", ">=1.1.0", "<2"]);
+    let per =
+        prop::sample::select(vec![VersionGroup::None, VersionGroup::Major, VersionGroup::Minor]);
+    let keep = prop_oneof![
+        1 => Just((true, 0_i64, 0_i64)),
+        4 => (0_i64..3, prop::sample::select(vec![0_i64, 1, 24, 24 * 30]))
+            .prop_map(|(n, hours)| (false, n, hours * 3600)),
+    ];
+    (named, exclude, semver, per, keep, any::<bool>()).prop_map(
+        |((regex, glob), exclude, semver, per, (keep_all, keep_newest, within), prereleases)| {
+            let per = if keep_all || keep_newest == 0 { VersionGroup::None } else { per };
+            TagRuleSpec {
+                tag_regex: regex.into(),
+                tag_glob: glob.into(),
+                exclude_regex: exclude.into(),
+                semver: semver.into(),
+                keep_all,
+                keep_newest,
+                keep_within_seconds: within,
+                per,
+                count_prereleases: prereleases && per != VersionGroup::None,
+                ..TagRuleSpec::default()
+            }
+        },
+    )
+}
+
+/// Policies of one to five listed rules, named by position.
+pub fn arb_listed_spec() -> impl Strategy<Value = RuleSpec> {
+    let attachments = prop::sample::select(vec![
+        regsweep_policy::AttachmentPolicy::DeleteWithSubject,
+        regsweep_policy::AttachmentPolicy::Keep,
+    ]);
+    (prop::collection::vec(arb_rule(), 1..5), attachments).prop_map(|(rules, attachments)| {
+        let rules = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| TagRuleSpec { name: format!("r{i}"), ..r })
+            .collect();
+        RuleSpec { rules, attachments, ..RuleSpec::default() }
+    })
+}
+
+/// Either kind of policy.
+pub fn arb_any_spec() -> impl Strategy<Value = RuleSpec> {
+    prop_oneof![arb_spec(), arb_listed_spec()]
 }
 
 /// A layout with digests: what the planner is given, and every reference

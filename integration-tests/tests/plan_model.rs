@@ -8,10 +8,12 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use regex::Regex;
-use regsweep_integration_tests::graphgen::{Layout, Model, arb_layout, arb_spec, now};
+use regsweep_integration_tests::graphgen::{
+    Layout, Model, arb_any_spec, arb_layout, arb_listed_spec, arb_rule, arb_spec, now,
+};
 use regsweep_policy::{
     Action, AttachmentPolicy, Decision, InUse, Plan, Protection, ProtectionSpec, Rule, RuleSpec,
-    Rules, TagKind, plan, plan_protected,
+    Rules, TagKind, TagRuleSpec, plan, plan_protected,
 };
 
 fn run(spec: &RuleSpec, model: &Model) -> Plan {
@@ -100,7 +102,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
-    fn nothing_reachable_from_a_kept_tag_is_deleted(spec in arb_spec(), model in model()) {
+    fn nothing_reachable_from_a_kept_tag_is_deleted(spec in arb_any_spec(), model in model()) {
         let p = run(&spec, &model);
         let reachable = model.reach(kept_digests(&p));
         for d in deleted(&p) {
@@ -109,7 +111,7 @@ proptest! {
     }
 
     #[test]
-    fn every_deleted_tag_is_planned_and_nothing_else(spec in arb_spec(), model in model()) {
+    fn every_deleted_tag_is_planned_and_nothing_else(spec in arb_any_spec(), model in model()) {
         let p = run(&spec, &model);
         let mut planned = BTreeSet::new();
         for image in &p.images {
@@ -129,7 +131,7 @@ proptest! {
     }
 
     #[test]
-    fn attachments_follow_their_subject(spec in arb_spec(), model in model()) {
+    fn attachments_follow_their_subject(spec in arb_any_spec(), model in model()) {
         let p = run(&spec, &model);
         let gone = deleted(&p);
         let reachable = model.reach(kept_digests(&p));
@@ -174,7 +176,7 @@ proptest! {
     }
 
     #[test]
-    fn deletions_run_top_down(spec in arb_spec(), model in model()) {
+    fn deletions_run_top_down(spec in arb_any_spec(), model in model()) {
         let p = run(&spec, &model);
         for image in p.images.iter().filter(|i| i.delete_digest) {
             let order: Vec<&str> = image
@@ -195,7 +197,7 @@ proptest! {
 
     #[test]
     fn the_listing_order_does_not_matter(
-        spec in arb_spec(),
+        spec in arb_any_spec(),
         (model, order) in model().prop_flat_map(|m| {
             let n = m.inventory.tags.len();
             (Just(m), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
@@ -214,7 +216,7 @@ proptest! {
     }
 
     #[test]
-    fn nothing_protected_or_in_use_is_deleted(spec in arb_spec(), g in guarded()) {
+    fn nothing_protected_or_in_use_is_deleted(spec in arb_any_spec(), g in guarded()) {
         let p = run_guarded(&spec, &g);
         let (model, protection, marks) = &g;
         let live = marks.iter().filter(|m| m.until > now()).map(|m| m.digest.clone());
@@ -233,7 +235,7 @@ proptest! {
     }
 
     #[test]
-    fn protecting_never_deletes_more(spec in arb_spec(), g in guarded()) {
+    fn protecting_never_deletes_more(spec in arb_any_spec(), g in guarded()) {
         let bare = run(&spec, &g.0);
         let guarded = run_guarded(&spec, &g);
         let (a, b) = (deleted(&bare), deleted(&guarded));
@@ -241,4 +243,72 @@ proptest! {
         let tags = |p: &Plan| p.decisions.iter().filter(|d| d.action == Action::Delete).map(|d| d.tag.clone()).collect::<BTreeSet<_>>();
         prop_assert!(tags(&guarded).is_subset(&tags(&bare)));
     }
+
+    #[test]
+    fn a_tag_any_rule_keeps_is_never_deleted(spec in arb_listed_spec(), model in model()) {
+        let p = run(&spec, &model);
+        for rule in &spec.rules {
+            let alone = RuleSpec { rules: vec![rule.clone()], ..spec.clone() };
+            for d in run(&alone, &model).decisions.iter().filter(|d| kept_by_rule(d)) {
+                let full = p.decisions.iter().find(|f| f.tag == d.tag).expect("same tags");
+                prop_assert_eq!(full.action, Action::Keep, "{} kept by {} alone, deleted", &d.tag, &rule.name);
+            }
+        }
+    }
+
+    #[test]
+    fn rule_order_changes_only_the_named_rule(
+        (spec, order) in arb_listed_spec().prop_flat_map(|s| {
+            let n = s.rules.len();
+            (Just(s), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+        }),
+        model in model(),
+    ) {
+        let reordered = RuleSpec { rules: order.iter().map(|&i| spec.rules[i].clone()).collect(), ..spec.clone() };
+        let (a, b) = (run(&spec, &model), run(&reordered, &model));
+        let actions = |p: &Plan| p.decisions.iter().map(|d| (d.tag.clone(), d.action)).collect::<Vec<_>>();
+        prop_assert_eq!(actions(&a), actions(&b));
+        prop_assert_eq!(a.images, b.images);
+        prop_assert_eq!(a.blocked, b.blocked);
+    }
+
+    #[test]
+    fn adding_a_keep_rule_never_deletes_more(
+        spec in arb_listed_spec(),
+        keep in arb_rule(),
+        at in any::<proptest::sample::Index>(),
+        model in model(),
+    ) {
+        let mut more = spec.clone();
+        let keep = TagRuleSpec { keep_all: true, keep_newest: 0, keep_within_seconds: 0, per: Default::default(), count_prereleases: false, name: "keep".into(), ..keep };
+        more.rules.insert(at.index(spec.rules.len() + 1), keep);
+        let (a, b) = (run(&spec, &model), run(&more, &model));
+        prop_assert!(deleted(&b).is_subset(&deleted(&a)));
+        let tags = |p: &Plan| p.decisions.iter().filter(|d| d.action == Action::Delete).map(|d| d.tag.clone()).collect::<BTreeSet<_>>();
+        prop_assert!(tags(&b).is_subset(&tags(&a)), "a keep rule deleted {:?}", tags(&b).difference(&tags(&a)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn single_rule_fields_are_one_listed_rule(spec in arb_spec(), model in model()) {
+        let rule = TagRuleSpec {
+            tag_regex: spec.name_regex_delete.clone(),
+            exclude_regex: spec.name_regex_keep.clone(),
+            keep_newest: spec.keep_n,
+            keep_within_seconds: spec.older_than_seconds,
+            ..TagRuleSpec::default()
+        };
+        let listed = RuleSpec { rules: vec![rule], keep_n: 0, older_than_seconds: 0, name_regex_delete: String::new(), name_regex_keep: String::new(), ..spec.clone() };
+        let (a, b) = (run(&spec, &model), run(&listed, &model));
+        let actions = |p: &Plan| p.decisions.iter().map(|d| (d.tag.clone(), d.action, d.age)).collect::<Vec<_>>();
+        prop_assert_eq!(actions(&a), actions(&b));
+        prop_assert_eq!(a.images, b.images);
+    }
+}
+
+/// Kept by a rule's own clause (not by name, protection or the graph).
+fn kept_by_rule(d: &Decision) -> bool {
+    matches!(
+        d.rule,
+        Rule::KeepAll | Rule::KeepN | Rule::KeepVersion | Rule::NewerThan | Rule::AgeUnknown
+    )
 }

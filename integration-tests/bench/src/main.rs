@@ -7,6 +7,7 @@ mod graph;
 mod previews;
 mod queue;
 mod reclaim;
+mod rules;
 mod scrub;
 mod selection;
 mod stats;
@@ -40,6 +41,9 @@ enum Command {
     /// Tags per second by tag_cleanup over multi-arch, signed images,
     /// next to a bare client making the same requests.
     Graph(graph::Args),
+    /// Planning time of a ten-rule policy over many tags, next to a
+    /// one-rule policy on the same tags.
+    Rules(rules::Args),
     /// Deletes per second through the scrubber at several parallelisms.
     Scrub(scrub::Args),
     /// Time from a scrubber's SIGKILL to its deletions' takeover.
@@ -63,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Selection(args) => selection::run(args).await,
         Command::Tags(args) => tags::run(args).await,
         Command::Graph(args) => graph::run(args).await,
+        Command::Rules(args) => rules::run(args).await,
         Command::Scrub(args) => scrub::run(args).await,
         Command::Takeover(args) => takeover::run(args).await,
         Command::Stores(args) => stores::run(args).await,

@@ -7,7 +7,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use chrono::{DateTime, TimeZone as _, Utc};
-use regsweep_policy::{Action, Cadence, Inventory, RuleSpec, Rules, Selector, TagInput};
+use regsweep_policy::{
+    Action, Cadence, Inventory, RuleSpec, Rules, Selector, TagInput, TagRuleSpec, VersionGroup,
+};
 
 /// A target: raw bytes in, a panic on a broken promise.
 pub type Target = fn(&[u8]);
@@ -36,25 +38,52 @@ struct PolicyInput {
     cadence: String,
     repository: String,
     tag: String,
+    /// The same fields as one listed rule, with a glob and a range.
+    listed: Option<(String, String, u8)>,
 }
 
 /// Policy fields as an API request carries them: validation agrees with
 /// compilation, and what compiles runs.
 pub fn policy_fields(data: &[u8]) {
     let Ok(input) = PolicyInput::arbitrary(&mut Unstructured::new(data)) else { return };
-    let spec = RuleSpec {
-        keep_n: input.keep_n,
-        older_than_seconds: input.older_than_seconds,
-        name_regex_delete: input.name_regex_delete,
-        name_regex_keep: input.name_regex_keep,
-        ..Default::default()
+    let spec = match input.listed {
+        None => RuleSpec {
+            keep_n: input.keep_n,
+            older_than_seconds: input.older_than_seconds,
+            name_regex_delete: input.name_regex_delete,
+            name_regex_keep: input.name_regex_keep,
+            ..Default::default()
+        },
+        Some((tag_glob, semver, per)) => RuleSpec {
+            rules: vec![TagRuleSpec {
+                tag_regex: input.name_regex_delete,
+                tag_glob,
+                exclude_regex: input.name_regex_keep,
+                semver,
+                keep_newest: input.keep_n,
+                keep_within_seconds: input.older_than_seconds,
+                per: match per % 3 {
+                    0 => VersionGroup::None,
+                    1 => VersionGroup::Major,
+                    _ => VersionGroup::Minor,
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
     };
     let violations =
         regsweep_policy::validate_policy_fields(&spec, &input.selector, &input.cadence);
     match Rules::compile(&spec) {
         Ok(rules) => {
-            let _ = rules.matches_delete(&input.tag);
-            let _ = rules.matches_keep(&input.tag);
+            let tag = TagInput {
+                tag: input.tag.clone(),
+                digest: Some(format!("sha256:{:064x}", 1)),
+                created: Some(now()),
+                first_seen: None,
+            };
+            let plan = regsweep_policy::plan(&rules, Inventory::from_tags(vec![tag]), now());
+            assert_eq!(plan.decisions.len(), 1, "one decision per tag");
         }
         // Validation reports every reason compilation fails, so an API
         // request is refused with its fields named, never later.

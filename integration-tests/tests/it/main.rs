@@ -19,6 +19,7 @@ mod protection;
 mod registry_client;
 mod replicas;
 mod retention_and_tail;
+mod rules;
 mod safety;
 mod scheduling;
 mod scrubber;

@@ -64,6 +64,7 @@ pub fn policy_for(name: &str, repo: &str, spec: &regsweep_policy::RuleSpec) -> v
         }
         .into(),
         age_source: v1::AgeSource::from(spec.age_source).into(),
+        rules: spec.rules.iter().map(Into::into).collect(),
         ..Default::default()
     }
 }

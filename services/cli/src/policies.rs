@@ -102,6 +102,12 @@ pub struct PolicyArgs {
     /// Make the policy live: its cleanups delete.
     #[arg(long)]
     pub live: bool,
+    /// A JSON file of ordered rules, each a `regsweep.v1.PolicyRule` in
+    /// proto JSON (`[{"name": "ci", "tagGlob": "sha-*", "keepWithin":
+    /// "604800s"}]`); `-` reads standard input, `''` clears them. Replaces
+    /// the single-rule flags above.
+    #[arg(long)]
+    pub rules: Option<String>,
     /// Largest share (0 to 1) of a repository's tags or images one cleanup
     /// may delete before its plan waits for `regsweep scrub approve`; 0 is
     /// the default (0.5), 1 switches the guard off.
@@ -144,7 +150,7 @@ impl From<AgeSourceArg> for v1::AgeSource {
 }
 
 impl PolicyArgs {
-    fn to_proto(&self) -> (v1::Policy, Vec<String>) {
+    fn to_proto(&self) -> Result<(v1::Policy, Vec<String>)> {
         let mut mask = Vec::new();
         let mut p = v1::Policy {
             name: self.name.clone(),
@@ -166,6 +172,7 @@ impl PolicyArgs {
         set("age_source", self.age_source.is_some());
         set("dry_run", self.dry_run.is_some() || self.live);
         set("max_delete_fraction", self.max_delete_fraction.is_some());
+        set("rules", self.rules.is_some());
         p.repository_selector = self.selector.clone().unwrap_or_default();
         p.cadence = self.cadence.clone().unwrap_or_default();
         p.keep_n = self.keep_n.unwrap_or_default();
@@ -177,7 +184,30 @@ impl PolicyArgs {
         // `--dry-run` alone means true.
         p.dry_run = self.dry_run.is_some_and(|d| d.unwrap_or(true));
         p.max_delete_fraction = self.max_delete_fraction.unwrap_or_default();
-        (p, mask)
+        p.rules = match self.rules.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(path) => read_rules(path)?,
+        };
+        Ok((p, mask))
+    }
+}
+
+/// The rules in `path` (`-`: standard input).
+fn read_rules(path: &str) -> Result<Vec<v1::PolicyRule>> {
+    let text = if path == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading rules from standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading rules from {path}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("rules in {path}"))
+}
+
+/// A rule as shown: `#2 ci`.
+fn rule_ref(position: u32, name: &str) -> String {
+    match (position, name) {
+        (0, _) => String::new(),
+        (p, "") => format!(" #{p}"),
+        (p, n) => format!(" #{p} {n}"),
     }
 }
 
@@ -185,7 +215,7 @@ pub async fn run(cli: &Cli, command: &PoliciesCommand) -> Result<()> {
     let mut policies = client::policies(&cli.scheduler).await?;
     let policy = match command {
         PoliciesCommand::Create(args) => {
-            let (policy, _) = args.to_proto();
+            let (policy, _) = args.to_proto()?;
             let live = args.live || args.dry_run == Some(Some(false));
             let request = v1::CreatePolicyRequest { policy: Some(policy), live };
             policies.create_policy(request).await?.into_inner().policy
@@ -205,7 +235,7 @@ pub async fn run(cli: &Cli, command: &PoliciesCommand) -> Result<()> {
         }
         PoliciesCommand::Update(args) => {
             anyhow::ensure!(args.registry.is_none(), "a policy's registry cannot change");
-            let (policy, mask) = args.to_proto();
+            let (policy, mask) = args.to_proto()?;
             anyhow::ensure!(!mask.is_empty(), "nothing to change: give at least one field flag");
             let request = v1::UpdatePolicyRequest { policy: Some(policy), update_mask: mask };
             policies.update_policy(request).await?.into_inner().policy
@@ -289,6 +319,10 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
     }
     table.print();
     for p in policies {
+        for (i, rule) in p.rules.iter().enumerate() {
+            let shown = serde_json::to_string(rule).unwrap_or_default();
+            println!("policy {} rule{}: {shown}", p.name, rule_ref(i as u32 + 1, &rule.name));
+        }
         for warning in &p.warnings {
             println!("warning: policy {}: {warning}", p.name);
         }
@@ -319,7 +353,7 @@ fn print_preview(format: Output, preview: &v1::PreviewPolicyResponse) -> Result<
         table.row(vec![
             d.tag.clone(),
             action.into(),
-            d.rule.clone(),
+            format!("{}{}", d.rule, rule_ref(d.rule_position, &d.rule_name)),
             d.kind.clone(),
             time(d.age.as_ref()),
             d.age_from.clone(),

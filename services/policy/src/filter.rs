@@ -22,15 +22,16 @@
 //! reaches, ordered so that a puller never meets a reference to a deleted
 //! manifest. A graph that could not be read whole deletes nothing.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
+use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::age::{self, AgeFrom};
 use crate::graph::{Graph, ManifestLinks, Walk, attachment_subject};
 use crate::protection::{Protection, Shield};
+use crate::ruleset::{Age, Member, RuleRef, Selection, version_of};
 use crate::{AttachmentPolicy, Rules};
 
 /// One tag as the worker read it from the registry.
@@ -74,6 +75,12 @@ pub enum Rule {
     Latest,
     KeepRegex,
     NotMatchingDeleteRegex,
+    /// Listed rules: none selects the tag.
+    NotSelected,
+    /// Selected by a `keep_all` rule.
+    KeepAll,
+    /// Among the highest versions of its group (`per`).
+    KeepVersion,
     /// Could not be read: kept, and the plan deletes nothing.
     Unresolved,
     KeepN,
@@ -132,6 +139,11 @@ pub struct Decision {
     /// Why a `protected` or `in_use` tag is shielded, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shield: Option<String>,
+    /// The listed rule that decided (`keep_n`, `delete`, ... or, for
+    /// `not_selected`, the first rule that excluded the tag); none for a
+    /// policy of the single-rule fields and for what no rule decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<RuleRef>,
 }
 
 /// How a linked manifest relates to the image it goes with.
@@ -196,18 +208,26 @@ impl Plan {
     }
 }
 
-/// The rule that keeps `tag` by its name, if any.
-fn kept_by_name(rules: &Rules, tag: &TagInput) -> Option<Rule> {
-    if tag.digest.is_none() {
-        Some(Rule::Unresolved)
-    } else if tag.tag == "latest" {
-        Some(Rule::Latest)
-    } else if rules.matches_keep(&tag.tag) {
-        Some(Rule::KeepRegex)
-    } else if !rules.matches_delete(&tag.tag) {
-        Some(Rule::NotMatchingDeleteRegex)
-    } else {
-        None
+/// The decision on a tag settled by its name alone, and the listed rule
+/// that made it: `latest`, a tag no rule selects, and a platform tag a
+/// `keep_all` rule selects. Other image tags are ranked; other platform
+/// tags follow their index.
+fn settled_by_name(rules: &Rules, t: &Tagged<'_>) -> Option<(Rule, Option<usize>)> {
+    let selection = t.selection;
+    if t.input.tag == "latest" {
+        return Some((Rule::Latest, None));
+    }
+    if selection.selected == 0 {
+        let excluded = (selection.excluded != 0).then(|| selection.excluded.trailing_zeros());
+        return Some(match (rules.is_listed(), excluded) {
+            (true, by) => (Rule::NotSelected, by.map(|i| i as usize)),
+            (false, Some(_)) => (Rule::KeepRegex, None),
+            (false, None) => (Rule::NotMatchingDeleteRegex, None),
+        });
+    }
+    match t.kind {
+        TagKind::Platform => rules.list().keeps_all(selection).map(|i| (Rule::KeepAll, Some(i))),
+        _ => None,
     }
 }
 
@@ -229,8 +249,13 @@ struct Tagged<'a> {
     follows: Option<String>,
     /// Decided by name or by rank; `None` for a follower still to decide.
     rule: Option<Rule>,
+    /// The listed rule that decided, from 0.
+    by: Option<usize>,
     age: Age,
     shield: Option<Shield>,
+    version: Option<Version>,
+    /// Which rules select it (image and platform tags).
+    selection: Selection,
 }
 
 /// Decides every tag of `inventory` at `now`, with nothing protected.
@@ -259,7 +284,14 @@ pub fn plan_protected(
     if let Some(t) = tagged.iter().find(|t| t.rule == Some(Rule::Unresolved)) {
         blocked.get_or_insert(format!("graph incomplete: tag {} could not be read", t.input.tag));
     }
-    let decisions: Vec<Decision> = tagged.iter().map(decide).collect();
+    if let Some(i) = rules.list().needs_untagged() {
+        // Never guess what the registry holds untagged.
+        blocked.get_or_insert(format!(
+            "rule {} selects untagged manifests, which cannot be listed in this registry",
+            i + 1
+        ));
+    }
+    let decisions: Vec<Decision> = tagged.iter().map(|t| decide(rules, t)).collect();
     let images = match &blocked {
         Some(_) => Vec::new(),
         None => match closure.images(&graph, &decisions) {
@@ -318,75 +350,67 @@ fn classify<'a>(
             let shield = digest.and_then(|d| {
                 known.protection.tag(&input.tag).or_else(|| known.protection.digest(d))
             });
-            let rule = match (kind, &shield) {
-                // Even an unreadable attachment blocks the plan.
-                _ if digest.is_none() => Some(Rule::Unresolved),
-                (_, Some(Shield::InUse { .. })) => Some(Rule::InUse),
-                (_, Some(_)) => Some(Rule::Protected),
-                (TagKind::Attachment, None) => None,
-                _ => kept_by_name(rules, input),
+            let version = (kind != TagKind::Attachment).then(|| version_of(&input.tag)).flatten();
+            let selection = match kind {
+                TagKind::Attachment => Selection::default(),
+                _ => rules.list().select(&input.tag, version.as_ref()),
             };
             let age = age::effective(source, input.created, input.first_seen, now);
-            Tagged { input, kind, follows, rule, age, shield }
+            let mut t = Tagged {
+                input,
+                kind,
+                follows,
+                rule: None,
+                by: None,
+                age,
+                shield,
+                version,
+                selection,
+            };
+            (t.rule, t.by) = match (kind, &t.shield) {
+                // Even an unreadable attachment blocks the plan.
+                _ if digest.is_none() => (Some(Rule::Unresolved), None),
+                (_, Some(Shield::InUse { .. })) => (Some(Rule::InUse), None),
+                (_, Some(_)) => (Some(Rule::Protected), None),
+                (TagKind::Attachment, None) => (None, None),
+                _ => settled_by_name(rules, &t).map_or((None, None), |(rule, by)| (Some(rule), by)),
+            };
+            t
         })
         .collect()
 }
 
-/// An age and where it came from.
-type Age = (Option<DateTime<Utc>>, AgeFrom);
-
-/// One candidate image: the newest reading of its tags.
-struct Unit {
-    age: Age,
-    first_seen: Option<DateTime<Utc>>,
-}
-
-/// Ranks the candidate images and decides them by `keep_n` and age.
+/// Decides the image tags no name settled, by the listed rules (or the
+/// single rule): kept by the first rule that keeps them, else deleted by
+/// the first that selects them.
 fn rank(rules: &Rules, tagged: &mut [Tagged<'_>], now: DateTime<Utc>) {
-    let mut units: BTreeMap<&str, Unit> = BTreeMap::new();
-    for t in tagged.iter().filter(|t| t.kind == TagKind::Image && t.rule.is_none()) {
-        let Some(digest) = t.input.digest.as_deref() else { continue };
-        let unit = units.entry(digest).or_insert(Unit { age: t.age, first_seen: None });
-        if (t.age.0.is_some(), t.age.0) > (unit.age.0.is_some(), unit.age.0) {
-            unit.age = t.age;
-        }
-        unit.first_seen = unit.first_seen.max(t.input.first_seen);
-    }
-    let mut order: Vec<(&str, &Unit)> = units.iter().map(|(d, u)| (*d, u)).collect();
-    // Known ages first, newest first; then the later first seen; then digest.
-    order.sort_by_key(|(digest, u)| {
-        let (age, seen) = (u.age.0, u.first_seen);
-        (Reverse((age.is_some(), age)), Reverse((seen.is_some(), seen)), *digest)
-    });
-    let keep_n = usize::try_from(rules.spec().keep_n).unwrap_or(0);
-    let older_than = rules.spec().older_than_seconds;
-    // Out of range means nothing is old enough.
-    let cutoff = now
-        .checked_sub_signed(Duration::seconds(older_than.max(0)))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let mut decided: BTreeMap<&str, (Rule, Age)> = BTreeMap::new();
-    for (position, (digest, unit)) in order.into_iter().enumerate() {
-        let rule = if position < keep_n {
-            Rule::KeepN
-        } else if older_than <= 0 {
-            Rule::Delete
-        } else {
-            match unit.age.0 {
-                None => Rule::AgeUnknown,
-                Some(age) if age > cutoff => Rule::NewerThan,
-                Some(_) => Rule::Delete,
-            }
-        };
-        decided.insert(digest, (rule, unit.age));
-    }
-    for t in tagged.iter_mut().filter(|t| t.kind == TagKind::Image && t.rule.is_none()) {
-        if let Some((rule, age)) = t.input.digest.as_deref().and_then(|d| decided.get(d)) {
-            (t.rule, t.age) = (Some(*rule), *age);
-        }
+    let open: Vec<usize> = (0..tagged.len())
+        .filter(|&i| tagged[i].kind == TagKind::Image && tagged[i].rule.is_none())
+        .filter(|&i| tagged[i].input.digest.is_some())
+        .collect();
+    let verdicts = {
+        let members: Vec<Member<'_>> = open
+            .iter()
+            .map(|&i| {
+                let t = &tagged[i];
+                Member {
+                    digest: t.input.digest.as_deref().unwrap_or_default(),
+                    age: t.age,
+                    first_seen: t.input.first_seen,
+                    version: t.version.as_ref(),
+                    selection: t.selection,
+                }
+            })
+            .collect();
+        rules.list().decide(&members, now)
+    };
+    for (i, verdict) in open.into_iter().zip(verdicts) {
+        let t = &mut tagged[i];
+        (t.rule, t.by, t.age) = (Some(verdict.rule), Some(verdict.by), verdict.age);
     }
 }
 
-fn decide(t: &Tagged<'_>) -> Decision {
+fn decide(rules: &Rules, t: &Tagged<'_>) -> Decision {
     let rule = t.rule.unwrap_or(match t.kind {
         TagKind::Attachment => Rule::SubjectMissing,
         _ => Rule::KeptWithIndex,
@@ -406,6 +430,7 @@ fn decide(t: &Tagged<'_>) -> Decision {
         age_from: t.age.1,
         follows: t.follows.clone(),
         shield: t.shield.as_ref().map(ToString::to_string),
+        by: t.by.filter(|_| rules.is_listed()).and_then(|i| rules.list().rule_ref(i)),
     }
 }
 

@@ -13,6 +13,7 @@ mod guard;
 mod names;
 mod protection;
 mod rules;
+mod ruleset;
 mod selector;
 mod wire;
 
@@ -33,4 +34,5 @@ pub use rules::{
     AttachmentPolicy, MAX_KEEP_N, MAX_OLDER_THAN_SECONDS, MAX_REGEX_BYTES, RuleSpec, Rules,
     Violation, validate_policy_fields,
 };
+pub use ruleset::{MAX_RULES, RuleRef, TagRuleSpec, TagState, VersionGroup};
 pub use selector::{MAX_SELECTOR_BYTES, Selector};

@@ -3,6 +3,7 @@
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::ruleset::{self, RuleList, TagRule, TagRuleSpec};
 use crate::{AgeSource, Cadence, Selector};
 
 /// Longest regex accepted, in bytes.
@@ -15,20 +16,23 @@ pub const MAX_KEEP_N: i64 = 100_000;
 /// Longest `older_than`: ten years.
 pub const MAX_OLDER_THAN_SECONDS: i64 = 10 * 365 * 86_400;
 
-/// One problem with one field, e.g. `("name_regex_delete", "invalid regex: ...")`.
+/// One problem with one field, e.g. `("name_regex_delete", "invalid regex: ...")`
+/// or `("rules[2].semver", ...)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    pub field: &'static str,
+    pub field: String,
     pub description: String,
 }
 
 impl Violation {
-    fn new(field: &'static str, description: impl Into<String>) -> Self {
-        Self { field, description: description.into() }
+    pub(crate) fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self { field: field.into(), description: description.into() }
     }
 }
 
-/// The rule fields as the API and the `tag_cleanup` job carry them.
+/// The rule fields as the API and the `tag_cleanup` job carry them: either
+/// the single-rule fields (`keep_n`, `older_than_seconds`, the regexes),
+/// or an ordered list of `rules` with those left unset (see `ruleset`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuleSpec {
@@ -44,6 +48,11 @@ pub struct RuleSpec {
     pub attachments: AttachmentPolicy,
     /// Where an image's age comes from.
     pub age_source: AgeSource,
+    /// Ordered rules; empty for a policy of the single-rule fields. Left
+    /// out of the JSON when empty, so revisions of such policies, and the
+    /// jobs older workers read, stay as they were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<TagRuleSpec>,
 }
 
 impl RuleSpec {
@@ -74,11 +83,15 @@ pub enum AttachmentPolicy {
 }
 
 /// Rules ready to apply.
-#[derive(Clone, Debug)]
 pub struct Rules {
     spec: RuleSpec,
-    delete: Option<Regex>,
-    keep: Option<Regex>,
+    list: RuleList,
+}
+
+impl std::fmt::Debug for Rules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rules").field("spec", &self.spec).finish_non_exhaustive()
+    }
 }
 
 fn build(pattern: &str) -> Result<Regex, regex::Error> {
@@ -118,44 +131,79 @@ pub(crate) fn anchored(pattern: &str) -> Result<Regex, String> {
 impl Rules {
     /// Compiles `spec`, reporting every bad field, not only the first.
     pub fn compile(spec: &RuleSpec) -> Result<Self, Vec<Violation>> {
-        let mut violations = Vec::new();
-        if !(0..=MAX_KEEP_N).contains(&spec.keep_n) {
-            violations.push(Violation::new("keep_n", format!("must be from 0 to {MAX_KEEP_N}")));
-        }
-        if !(0..=MAX_OLDER_THAN_SECONDS).contains(&spec.older_than_seconds) {
-            violations.push(Violation::new(
-                "older_than",
-                format!("must be from 0 to 10 years ({MAX_OLDER_THAN_SECONDS} seconds)"),
-            ));
-        }
-        let mut regex = |field, pattern| {
-            compile_regex(field, pattern).unwrap_or_else(|v| {
-                violations.push(v);
-                None
-            })
-        };
-        let delete = regex("name_regex_delete", &spec.name_regex_delete);
-        let keep = regex("name_regex_keep", &spec.name_regex_keep);
-        if violations.is_empty() {
-            Ok(Self { spec: spec.clone(), delete, keep })
-        } else {
-            Err(violations)
-        }
+        let list = if spec.rules.is_empty() { single(spec)? } else { listed(spec)? };
+        Ok(Self { spec: spec.clone(), list: RuleList::new(list) })
     }
 
     pub fn spec(&self) -> &RuleSpec {
         &self.spec
     }
 
-    /// Whether `tag` is a deletion candidate by name (an empty regex
-    /// matches every tag).
-    pub fn matches_delete(&self, tag: &str) -> bool {
-        self.delete.as_ref().is_none_or(|r| r.is_match(tag))
+    /// Whether the policy lists its rules (decisions then name them).
+    pub fn is_listed(&self) -> bool {
+        !self.spec.rules.is_empty()
     }
 
-    /// Whether `tag` is kept by name (an empty regex keeps none).
-    pub fn matches_keep(&self, tag: &str) -> bool {
-        self.keep.as_ref().is_some_and(|r| r.is_match(tag))
+    pub(crate) fn list(&self) -> &RuleList {
+        &self.list
+    }
+}
+
+/// A policy of the single-rule fields as the one rule it is: candidates
+/// are the tags matching the delete regex and not the keep regex; the
+/// newest `keep_n` and those newer than `older_than` stay.
+fn single(spec: &RuleSpec) -> Result<Vec<TagRule>, Vec<Violation>> {
+    let mut violations = Vec::new();
+    if !(0..=MAX_KEEP_N).contains(&spec.keep_n) {
+        violations.push(Violation::new("keep_n", format!("must be from 0 to {MAX_KEEP_N}")));
+    }
+    if !(0..=MAX_OLDER_THAN_SECONDS).contains(&spec.older_than_seconds) {
+        violations.push(Violation::new(
+            "older_than",
+            format!("must be from 0 to 10 years ({MAX_OLDER_THAN_SECONDS} seconds)"),
+        ));
+    }
+    for (field, pattern) in
+        [("name_regex_delete", &spec.name_regex_delete), ("name_regex_keep", &spec.name_regex_keep)]
+    {
+        if let Err(v) = compile_regex(field, pattern) {
+            violations.push(v);
+        }
+    }
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    let rule = TagRuleSpec {
+        tag_regex: spec.name_regex_delete.clone(),
+        exclude_regex: spec.name_regex_keep.clone(),
+        keep_newest: spec.keep_n,
+        keep_within_seconds: spec.older_than_seconds,
+        ..TagRuleSpec::default()
+    };
+    Ok(vec![TagRule::compile(&rule, "")?])
+}
+
+/// A policy's listed rules; the single-rule fields must then be unset.
+fn listed(spec: &RuleSpec) -> Result<Vec<TagRule>, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let why = "must be unset when rules are listed (put it in a rule)";
+    for (field, set) in [
+        ("keep_n", spec.keep_n != 0),
+        ("older_than", spec.older_than_seconds != 0),
+        ("name_regex_delete", !spec.name_regex_delete.is_empty()),
+        ("name_regex_keep", !spec.name_regex_keep.is_empty()),
+    ] {
+        if set {
+            violations.push(Violation::new(field, why));
+        }
+    }
+    match ruleset::compile_all(&spec.rules) {
+        Ok(list) if violations.is_empty() => Ok(list),
+        Ok(_) => Err(violations),
+        Err(found) => {
+            violations.extend(found);
+            Err(violations)
+        }
     }
 }
 
@@ -198,7 +246,7 @@ mod tests {
         assert_ne!(a.revision("x"), older.revision("x"));
     }
 
-    fn violations(spec: &RuleSpec) -> Vec<(&'static str, String)> {
+    fn violations(spec: &RuleSpec) -> Vec<(String, String)> {
         Rules::compile(spec)
             .err()
             .unwrap_or_default()
@@ -216,8 +264,8 @@ mod tests {
             name_regex_keep: "a{99999}".into(),
             ..Default::default()
         };
-        let fields: Vec<&str> =
-            validate_policy_fields(&spec, "[", "2d").iter().map(|v| v.field).collect();
+        let found = validate_policy_fields(&spec, "[", "2d");
+        let fields: Vec<&str> = found.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
             [
@@ -235,13 +283,13 @@ mod tests {
     #[test]
     fn messages_say_what_is_wrong() {
         let found = violations(&spec("(", ""));
-        assert_eq!(found, [("name_regex_delete", "invalid regex: unclosed group".to_string())]);
+        assert_eq!(found, [("name_regex_delete".into(), "invalid regex: unclosed group".into())]);
         let found = violations(&spec("", r"\w{1000}"));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, "name_regex_keep");
         assert!(found[0].1.starts_with("too complex"), "{}", found[0].1);
         let found = violations(&spec(&"x".repeat(MAX_REGEX_BYTES + 1), ""));
-        assert_eq!(found, [("name_regex_delete", "must be at most 1000 bytes".to_string())]);
+        assert_eq!(found, [("name_regex_delete".into(), "must be at most 1000 bytes".into())]);
         assert!(violations(&spec(&"x".repeat(MAX_REGEX_BYTES), "")).is_empty());
     }
 
@@ -249,7 +297,7 @@ mod tests {
     fn bounds_of_the_numbers() {
         let numbers = |keep_n, older_than_seconds| {
             let spec = RuleSpec { keep_n, older_than_seconds, ..Default::default() };
-            violations(&spec).into_iter().map(|(field, _)| field).collect::<Vec<_>>()
+            violations(&spec).into_iter().map(|(field, _)| field).collect::<Vec<String>>()
         };
         assert!(numbers(0, 0).is_empty());
         assert!(numbers(MAX_KEEP_N, MAX_OLDER_THAN_SECONDS).is_empty());
@@ -259,14 +307,21 @@ mod tests {
         assert_eq!(numbers(0, -1), ["older_than"]);
     }
 
+    /// Whether the single rule of `rules` selects `tag`.
+    fn selects(rules: &Rules, tag: &str) -> bool {
+        rules.list().select(tag, None).selects(0)
+    }
+
     #[test]
     fn regexes_are_anchored() {
         let rules = Rules::compile(&spec("v1", "")).expect("valid");
-        assert!(rules.matches_delete("v1"));
-        assert!(!rules.matches_delete("v10") && !rules.matches_delete("xv1"));
+        assert!(selects(&rules, "v1"));
+        assert!(!selects(&rules, "v10") && !selects(&rules, "xv1"));
         // An alternation stays inside the anchors.
         let rules = Rules::compile(&spec("a|b", "")).expect("valid");
-        assert!(rules.matches_delete("b") && !rules.matches_delete("ab"));
+        assert!(selects(&rules, "b") && !selects(&rules, "ab"));
+        let rules = Rules::compile(&spec("", "keep|k.*p")).expect("valid");
+        assert!(!selects(&rules, "keep") && !selects(&rules, "kxp") && selects(&rules, "xkeep"));
     }
 
     #[test]
@@ -280,7 +335,42 @@ mod tests {
     #[test]
     fn empty_regexes_mean_every_tag_and_none() {
         let rules = Rules::compile(&RuleSpec::default()).expect("valid");
-        assert!(rules.matches_delete("anything") && !rules.matches_keep("anything"));
+        assert_eq!(rules.list().select("anything", None).excluded, 0);
+        assert!(selects(&rules, "anything"));
+    }
+
+    #[test]
+    fn listed_rules_leave_the_single_rule_fields_unset() {
+        let listed = RuleSpec {
+            keep_n: 3,
+            name_regex_keep: "x".into(),
+            rules: vec![TagRuleSpec { keep_newest: 1, ..Default::default() }],
+            ..Default::default()
+        };
+        let fields: Vec<String> = violations(&listed).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["keep_n", "name_regex_keep"]);
+        let bad_rule = RuleSpec {
+            rules: vec![
+                TagRuleSpec::default(),
+                TagRuleSpec { semver: "><".into(), ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        let found = violations(&bad_rule);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "rules[1].semver");
+        assert!(found[0].1.starts_with("invalid version range"), "{}", found[0].1);
+    }
+
+    #[test]
+    fn an_empty_rule_list_keeps_the_revision_of_the_single_rule_fields() {
+        // Policies written before rules were listed keep their revision,
+        // so their planned deletions are not cancelled by the upgrade.
+        let spec = spec("v.*", "");
+        let json = serde_json::to_string(&spec).expect("json");
+        assert!(!json.contains("rules"), "{json}");
+        // sha256("x\0" + the JSON these fields had before `rules`), first 8 bytes.
+        assert_eq!(spec.revision("x"), "50bded30b3b2a62e");
     }
 
     #[test]

@@ -4,7 +4,10 @@
 
 use regsweep_proto::{timestamp_from_chrono, timestamp_to_chrono, v1};
 
-use crate::{AgeSource, Decision, ImagePlan, InUse, Linked, Protection, ProtectionSpec, Relation};
+use crate::{
+    AgeSource, Decision, ImagePlan, InUse, Linked, Protection, ProtectionSpec, Relation,
+    TagRuleSpec, TagState, VersionGroup,
+};
 
 impl From<AgeSource> for v1::AgeSource {
     fn from(s: AgeSource) -> Self {
@@ -22,6 +25,72 @@ impl From<v1::AgeSource> for AgeSource {
             v1::AgeSource::Unspecified | v1::AgeSource::Auto => Self::Auto,
             v1::AgeSource::Created => Self::Created,
             v1::AgeSource::FirstSeen => Self::FirstSeen,
+        }
+    }
+}
+
+impl From<&v1::PolicyRule> for TagRuleSpec {
+    /// Out-of-range numbers and unknown enum values are kept as they are
+    /// or read as invalid, so that validation names them.
+    fn from(r: &v1::PolicyRule) -> Self {
+        let keep_within_seconds = match &r.keep_within {
+            None => 0,
+            Some(d) => match regsweep_proto::duration_to_std(d) {
+                Some(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                None => -1,
+            },
+        };
+        Self {
+            name: r.name.clone(),
+            tag_regex: r.tag_regex.clone(),
+            tag_glob: r.tag_glob.clone(),
+            exclude_regex: r.exclude_regex.clone(),
+            tag_state: match r.tag_state() {
+                v1::TagState::Unspecified | v1::TagState::Tagged => TagState::Tagged,
+                v1::TagState::Untagged => TagState::Untagged,
+                v1::TagState::Any => TagState::Any,
+            },
+            semver: r.semver.clone(),
+            keep_all: r.keep_all,
+            keep_newest: i64::from(r.keep_newest),
+            keep_within_seconds,
+            per: match r.per() {
+                v1::VersionGroup::Unspecified => VersionGroup::None,
+                v1::VersionGroup::Major => VersionGroup::Major,
+                v1::VersionGroup::Minor => VersionGroup::Minor,
+            },
+            count_prereleases: r.count_prereleases,
+        }
+    }
+}
+
+impl From<&TagRuleSpec> for v1::PolicyRule {
+    fn from(r: &TagRuleSpec) -> Self {
+        let tag_state = match r.tag_state {
+            TagState::Tagged => v1::TagState::Tagged,
+            TagState::Untagged => v1::TagState::Untagged,
+            TagState::Any => v1::TagState::Any,
+        };
+        let per = match r.per {
+            VersionGroup::None => v1::VersionGroup::Unspecified,
+            VersionGroup::Major => v1::VersionGroup::Major,
+            VersionGroup::Minor => v1::VersionGroup::Minor,
+        };
+        Self {
+            name: r.name.clone(),
+            tag_regex: r.tag_regex.clone(),
+            tag_glob: r.tag_glob.clone(),
+            exclude_regex: r.exclude_regex.clone(),
+            tag_state: tag_state.into(),
+            semver: r.semver.clone(),
+            keep_all: r.keep_all,
+            keep_newest: i32::try_from(r.keep_newest).unwrap_or(i32::MAX),
+            keep_within: u64::try_from(r.keep_within_seconds)
+                .ok()
+                .filter(|s| *s > 0)
+                .map(|s| regsweep_proto::duration_from_std(std::time::Duration::from_secs(s))),
+            per: per.into(),
+            count_prereleases: r.count_prereleases,
         }
     }
 }
@@ -121,6 +190,8 @@ impl From<&Decision> for v1::TagDecision {
             age: d.age.map(timestamp_from_chrono),
             age_from: name(&d.age_from),
             shield: d.shield.clone().unwrap_or_default(),
+            rule_position: d.by.as_ref().map_or(0, |b| b.position),
+            rule_name: d.by.as_ref().map(|b| b.name.clone()).unwrap_or_default(),
         }
     }
 }

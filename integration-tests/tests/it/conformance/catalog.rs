@@ -1,7 +1,9 @@
 //! The catalog: repositories from catalog syncs, and the limited-capacity
 //! selection of cleanups (DESIGN.md section 5).
 
-use regsweep_policy::{AgeSource, AttachmentPolicy, ProtectionSpec, TagCleanupArgs};
+use regsweep_policy::{
+    AgeSource, AttachmentPolicy, ProtectionSpec, TagCleanupArgs, TagRuleSpec, VersionGroup,
+};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -39,6 +41,7 @@ fn new_policy(registry_id: i64, enabled: bool) -> NewPolicy {
         name_regex_keep: String::new(),
         attachments: AttachmentPolicy::Keep,
         age_source: AgeSource::FirstSeen,
+        rules: Vec::new(),
         max_delete_fraction: 0.25,
         dry_run: false,
         enabled,
@@ -135,6 +138,8 @@ pub async fn selection_starts_at_most_capacity_and_advances_a_completed_run(f: F
     assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[0].args["registry"], "r");
     assert_eq!(jobs[0].args["rules"]["keep_n"], 2);
+    // No listed rules, no key: workers of before rules read these jobs.
+    assert!(jobs[0].args["rules"].get("rules").is_none(), "{}", jobs[0].args);
     assert_eq!(jobs[0].args["time_budget_seconds"], 300);
     // The job's arguments are the contract the worker reads, policy choices
     // included.
@@ -433,4 +438,42 @@ pub async fn protection_lists_are_stored_and_in_use_marks_lapse_or_are_replaced(
     // An empty replace releases everything the holder marked.
     assert_eq!(mark(&f, &c, "eu", &[], (at(1), at(9)), true).await.released, 1);
     assert_eq!(live(at(1)).await, [(d1.to_string(), "us".to_string(), at(3))]);
+}
+
+pub async fn listed_rules_are_stored_and_travel_to_the_job(f: Fixture) {
+    let c = catalog(&f, &["a"]).await;
+    assert!(c.policy.rules.is_empty());
+    let rules = vec![
+        TagRuleSpec {
+            name: "releases".into(),
+            keep_newest: 2,
+            per: VersionGroup::Minor,
+            ..TagRuleSpec::default()
+        },
+        TagRuleSpec {
+            tag_glob: "sha-*".into(),
+            keep_within_seconds: 3600,
+            ..TagRuleSpec::default()
+        },
+    ];
+    let policy = NewPolicy {
+        keep_n: 0,
+        name_regex_delete: String::new(),
+        rules: rules.clone(),
+        ..new_policy(c.registry_id, true)
+    };
+    let stored = f.catalog().update_policy(policy.clone()).await.unwrap().expect("updated");
+    assert_eq!(stored.rules, rules);
+    assert_eq!(stored.rules().rules, rules);
+    let reversed = NewPolicy { rules: rules.iter().rev().cloned().collect(), ..policy };
+    let updated = f.catalog().update_policy(reversed).await.unwrap().expect("updated");
+    assert_eq!(updated.rules[0], rules[1]);
+    assert_ne!(updated.revision(), stored.revision(), "rule order is part of the revision");
+
+    f.catalog().run_policy("p").await.unwrap().expect("policy");
+    assert_eq!(select(&f, 1).await.started.len(), 1);
+    let jobs = f.claim("tag_cleanup", c.worker, 1).await;
+    let args: TagCleanupArgs = serde_json::from_value(jobs[0].args.clone()).expect("the contract");
+    assert_eq!(args.rules.rules, updated.rules);
+    assert_eq!(args.rules.revision("**"), updated.revision());
 }

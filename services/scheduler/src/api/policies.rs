@@ -30,6 +30,7 @@ const UPDATABLE: &[&str] = &[
     "disabled",
     "max_delete_fraction",
     "age_source",
+    "rules",
 ];
 
 /// Serves cleanup policies.
@@ -116,7 +117,25 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         name_regex_keep: p.name_regex_keep.clone(),
         attachments: attachments_from_proto(p.attachments()),
         age_source: p.age_source().into(),
+        rules: p.rules.iter().map(Into::into).collect(),
     };
+    for (i, rule) in p.rules.iter().enumerate() {
+        if v1::TagState::try_from(rule.tag_state).is_err() {
+            v.add(format!("policy.rules[{i}].tag_state"), "unknown value");
+        } else if rule.tag_state() != v1::TagState::Unspecified
+            && rule.tag_state() != v1::TagState::Tagged
+        {
+            // Never guess what a registry holds untagged.
+            v.add(
+                format!("policy.rules[{i}].tag_state"),
+                "untagged manifests cannot be listed in this registry (plain Distribution has \
+                 no API that lists them)",
+            );
+        }
+        if v1::VersionGroup::try_from(rule.per).is_err() {
+            v.add(format!("policy.rules[{i}].per"), "unknown value");
+        }
+    }
     if v1::AgeSource::try_from(p.age_source).is_err() {
         v.add("policy.age_source", "unknown value");
     }
@@ -148,6 +167,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         name_regex_keep: p.name_regex_keep.clone(),
         attachments: spec.attachments,
         age_source: spec.age_source,
+        rules: spec.rules,
         max_delete_fraction: p.max_delete_fraction,
         dry_run: p.dry_run,
         enabled: !p.disabled,
@@ -195,6 +215,9 @@ fn merge(
     }
     if has("max_delete_fraction") {
         merged.max_delete_fraction = update.max_delete_fraction;
+    }
+    if has("rules") {
+        merged.rules.clone_from(&update.rules);
     }
     Ok(merged)
 }

@@ -1,7 +1,7 @@
 //! Storage of registries, policies and repositories, and the
 //! limited-capacity selection of repositories due for cleanup.
 
-use regsweep_policy::{AgeSource, AttachmentPolicy, ProtectionSpec};
+use regsweep_policy::{AgeSource, AttachmentPolicy, ProtectionSpec, TagRuleSpec};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -75,6 +75,8 @@ pub struct PolicyRecord {
     pub name_regex_keep: String,
     pub attachments: AttachmentPolicy,
     pub age_source: AgeSource,
+    /// Listed tag rules; empty for a policy of the single-rule fields.
+    pub rules: Vec<TagRuleSpec>,
     /// As configured: 0 for the default.
     pub max_delete_fraction: f64,
     pub dry_run: bool,
@@ -110,6 +112,7 @@ impl PolicyRecord {
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
             // Found by the API, which knows the registry.
             warnings: Vec::new(),
+            rules: self.rules.iter().map(Into::into).collect(),
         }
     }
 
@@ -127,6 +130,7 @@ impl PolicyRecord {
             name_regex_keep: self.name_regex_keep.clone(),
             attachments: self.attachments,
             age_source: self.age_source,
+            rules: self.rules.clone(),
         }
     }
 }
@@ -177,6 +181,7 @@ pub struct NewPolicy {
     pub name_regex_keep: String,
     pub attachments: AttachmentPolicy,
     pub age_source: AgeSource,
+    pub rules: Vec<TagRuleSpec>,
     pub max_delete_fraction: f64,
     pub dry_run: bool,
     pub enabled: bool,

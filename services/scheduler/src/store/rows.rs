@@ -263,7 +263,7 @@ pub fn protection_column(spec: &ProtectionSpec) -> Option<String> {
 /// Selects policies as `p` with their registry's name and repository count.
 pub const POLICY_SELECT: &str = "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
      p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
-     p.name_regex_keep, p.attachments, p.age_source, p.max_delete_fraction, p.dry_run, p.enabled, p.next_run_at, \
+     p.name_regex_keep, p.attachments, p.age_source, p.rules, p.max_delete_fraction, p.dry_run, p.enabled, p.next_run_at, \
      (SELECT count(*) FROM repositories r WHERE r.policy_id = p.id) AS repository_count, \
      p.created_at, p.updated_at \
      FROM policies p JOIN registries g ON g.id = p.registry_id";
@@ -282,6 +282,7 @@ pub struct PolicyRow<T> {
     name_regex_keep: String,
     attachments: String,
     age_source: String,
+    rules: String,
     max_delete_fraction: f64,
     dry_run: bool,
     enabled: bool,
@@ -291,9 +292,21 @@ pub struct PolicyRow<T> {
     updated_at: T,
 }
 
-impl<T: StoredTime> From<PolicyRow<T>> for PolicyRecord {
-    fn from(r: PolicyRow<T>) -> Self {
-        Self {
+/// A policy's rules as the `rules` column holds them.
+pub fn rules_column(rules: &[regsweep_policy::TagRuleSpec]) -> String {
+    serde_json::to_string(rules).unwrap_or_else(|_| "[]".into())
+}
+
+impl<T: StoredTime> TryFrom<PolicyRow<T>> for PolicyRecord {
+    type Error = StoreError;
+
+    fn try_from(r: PolicyRow<T>) -> Result<Self, StoreError> {
+        // Read as no rules, unreadable rules would turn the policy into a
+        // single rule that deletes every tag.
+        let rules = serde_json::from_str(&r.rules).map_err(|e| {
+            StoreError::Corrupt(format!("policy {} has unreadable rules: {e}", r.name))
+        })?;
+        Ok(Self {
             id: r.id,
             name: r.name,
             registry_id: r.registry_id,
@@ -307,6 +320,7 @@ impl<T: StoredTime> From<PolicyRow<T>> for PolicyRecord {
             attachments: super::catalog::attachments_parse(&r.attachments),
             // The column's CHECK admits only the names; `auto` is the default.
             age_source: regsweep_policy::AgeSource::parse(&r.age_source).unwrap_or_default(),
+            rules,
             max_delete_fraction: r.max_delete_fraction,
             dry_run: r.dry_run,
             enabled: r.enabled,
@@ -314,7 +328,7 @@ impl<T: StoredTime> From<PolicyRow<T>> for PolicyRecord {
             repository_count: r.repository_count,
             created_at: r.created_at.into_time(),
             updated_at: r.updated_at.into_time(),
-        }
+        })
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn get_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord
         .bind(name)
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(Into::into))
+    row.map(TryInto::try_into).transpose()
 }
 
 pub async fn list_policies(
@@ -133,7 +133,7 @@ pub async fn list_policies(
         .bind(registry_id)
         .fetch_all(pool)
         .await?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    rows.into_iter().map(TryInto::try_into).collect()
 }
 
 pub async fn create_policy(
@@ -143,8 +143,8 @@ pub async fn create_policy(
     let inserted = sqlx::query(
         "INSERT INTO policies (name, registry_id, repository_selector, cadence, keep_n,
              older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at,
-             attachments, max_delete_fraction, age_source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             attachments, max_delete_fraction, age_source, rules)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&p.name)
     .bind(p.registry_id)
@@ -160,6 +160,7 @@ pub async fn create_policy(
     .bind(attachments_name(p.attachments))
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
+    .bind(rows::rules_column(&p.rules))
     .execute(pool)
     .await;
     match inserted {
@@ -180,7 +181,7 @@ pub async fn update_policy(
              dry_run = $8, enabled = $9,
              armed_run_at = CASE WHEN next_run_at = $10 THEN armed_run_at END,
              next_run_at = $10, attachments = $11, max_delete_fraction = $12,
-             age_source = $13, updated_at = now()
+             age_source = $13, rules = $14, updated_at = now()
          WHERE name = $1 RETURNING id",
     )
     .bind(&p.name)
@@ -196,6 +197,7 @@ pub async fn update_policy(
     .bind(attachments_name(p.attachments))
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
+    .bind(rows::rules_column(&p.rules))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {

@@ -147,7 +147,12 @@ async fn pick(
                             'name_regex_delete', p.name_regex_delete,
                             'name_regex_keep', p.name_regex_keep,
                             'attachments', p.attachments,
-                            'age_source', p.age_source),
+                            'age_source', p.age_source)
+                          -- Listed rules only when there are some, as
+                          -- RuleSpec writes them: workers of before rules
+                          -- refuse the key rather than ignore it.
+                          || CASE WHEN p.rules = '[]' THEN '{{}}'::jsonb
+                                  ELSE jsonb_build_object('rules', p.rules::jsonb) END,
                         'dry_run', p.dry_run,
                         'time_budget_seconds', $2::bigint) AS args
              FROM picked

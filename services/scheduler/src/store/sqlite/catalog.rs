@@ -126,7 +126,7 @@ async fn policy_in(
     let sql = format!("{POLICY_SELECT} WHERE p.name = ?");
     let row =
         sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql)).bind(name).fetch_optional(conn).await?;
-    Ok(row.map(Into::into))
+    row.map(TryInto::try_into).transpose()
 }
 
 pub async fn get_policy(
@@ -146,7 +146,7 @@ pub async fn list_policies(
         .bind(registry_id)
         .fetch_all(store.reader())
         .await?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    rows.into_iter().map(TryInto::try_into).collect()
 }
 
 pub async fn create_policy(
@@ -157,8 +157,8 @@ pub async fn create_policy(
     let inserted = sqlx::query(
         "INSERT INTO policies (name, registry_id, repository_selector, cadence, keep_n,
              older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at,
-             created_at, updated_at, attachments, max_delete_fraction, age_source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15)",
+             created_at, updated_at, attachments, max_delete_fraction, age_source, rules)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
     )
     .bind(&p.name)
     .bind(p.registry_id)
@@ -175,6 +175,7 @@ pub async fn create_policy(
     .bind(attachments_name(p.attachments))
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
+    .bind(crate::store::rows::rules_column(&p.rules))
     .execute(&mut *tx)
     .await;
     match inserted {
@@ -198,7 +199,7 @@ pub async fn update_policy(
              dry_run = ?8, enabled = ?9,
              armed_run_at = CASE WHEN next_run_at = ?10 THEN armed_run_at END,
              next_run_at = ?10, updated_at = ?11, attachments = ?12,
-             max_delete_fraction = ?13, age_source = ?14
+             max_delete_fraction = ?13, age_source = ?14, rules = ?15
          WHERE name = ?1 RETURNING id",
     )
     .bind(&p.name)
@@ -215,6 +216,7 @@ pub async fn update_policy(
     .bind(attachments_name(p.attachments))
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
+    .bind(crate::store::rows::rules_column(&p.rules))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {

@@ -119,6 +119,7 @@ struct Picked {
     name_regex_keep: String,
     attachments: String,
     age_source: String,
+    rules: String,
     dry_run: bool,
     trace_context: Option<String>,
 }
@@ -135,7 +136,7 @@ async fn pick(
     let picked: Vec<Picked> = sqlx::query_as(
         "SELECT r.id, g.name AS registry, r.name AS repository, p.name AS policy, p.keep_n,
                 p.older_than_seconds, p.name_regex_delete, p.name_regex_keep, p.attachments,
-                p.age_source, p.dry_run, r.trace_context
+                p.age_source, p.rules, p.dry_run, r.trace_context
          FROM (SELECT id, registry_id, name, policy_id, trace_context FROM repositories
                WHERE cleanup_status IN ('scheduled', 'unfinished') AND policy_id IS NOT NULL
                ORDER BY (cleanup_status = 'unfinished'), cleanup_started_at, id
@@ -152,6 +153,9 @@ async fn pick(
     let mut inserted = false;
     for p in picked {
         let key = format!("tag_cleanup:{}", p.id);
+        let listed = serde_json::from_str(&p.rules).map_err(|e| {
+            StoreError::Corrupt(format!("policy {} has unreadable rules: {e}", p.policy))
+        })?;
         let args = TagCleanupArgs {
             registry: p.registry,
             repository: p.repository,
@@ -164,6 +168,7 @@ async fn pick(
                 name_regex_keep: p.name_regex_keep,
                 attachments: attachments_parse(&p.attachments),
                 age_source: AgeSource::parse(&p.age_source).unwrap_or_default(),
+                rules: listed,
             },
             dry_run: p.dry_run,
             preview: false,
