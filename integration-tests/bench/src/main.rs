@@ -4,6 +4,7 @@
 
 mod cpu;
 mod graph;
+mod precedence;
 mod previews;
 mod queue;
 mod reclaim;
@@ -44,6 +45,9 @@ enum Command {
     /// Planning time of a ten-rule policy over many tags, next to a
     /// one-rule policy on the same tags.
     Rules(rules::Args),
+    /// The exact overlap check of policy priorities, next to assigning
+    /// repositories by the same selectors.
+    Precedence(precedence::Args),
     /// Deletes per second through the scrubber at several parallelisms.
     Scrub(scrub::Args),
     /// Time from a scrubber's SIGKILL to its deletions' takeover.
@@ -68,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Tags(args) => tags::run(args).await,
         Command::Graph(args) => graph::run(args).await,
         Command::Rules(args) => rules::run(args).await,
+        Command::Precedence(args) => precedence::run(args).await,
         Command::Scrub(args) => scrub::run(args).await,
         Command::Takeover(args) => takeover::run(args).await,
         Command::Stores(args) => stores::run(args).await,

@@ -15,13 +15,14 @@ use regsweep_policy::{
 pub type Target = fn(&[u8]);
 
 /// The targets by name, for the smoke runner.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("policy_fields", policy_fields),
     ("tag_filter", tag_filter),
     ("job_args", job_args),
     ("registry_headers", registry_headers),
     ("manifest", manifest),
     ("durations", durations),
+    ("selector_overlap", selector_overlap),
 ];
 
 fn now() -> DateTime<Utc> {
@@ -40,6 +41,26 @@ struct PolicyInput {
     tag: String,
     /// The same fields as one listed rule, with a glob and a range.
     listed: Option<(String, String, u8)>,
+}
+
+/// Two repository selectors as policies carry them: the overlap check
+/// never panics, and a witness it names is a valid repository name both
+/// select.
+pub fn selector_overlap(data: &[u8]) {
+    let Ok((a, b)) = <(String, String)>::arbitrary(&mut Unstructured::new(data)) else { return };
+    let (Ok(a), Ok(b)) = (Selector::parse(&a), Selector::parse(&b)) else { return };
+    let Ok(overlap) = a.overlap(&b) else { return };
+    if let Some(name) = overlap {
+        assert!(a.is_match(&name) && b.is_match(&name), "both select the witness {name:?}");
+        assert!(regsweep_policy::validate_repository_name(&name).is_ok(), "valid: {name:?}");
+    } else {
+        assert!(
+            !a.is_match(a.as_str())
+                || !b.is_match(a.as_str())
+                || regsweep_policy::validate_repository_name(a.as_str()).is_err(),
+            "a literal selector both select is an overlap"
+        );
+    }
 }
 
 /// Policy fields as an API request carries them: validation agrees with

@@ -236,6 +236,33 @@ async fn registries_policies_and_previews_from_the_command_line() {
     assert!(stderr.contains("repository_selector") && stderr.contains("cadence"), "{stderr}");
     let listed = json(&out(&["--output", "json", "policies", "list"]).await);
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
+
+    // A catch-all below it is fine; one at the same priority is refused,
+    // and the repository says which policy governs it and why.
+    let create = |name: &'static str, selector: &'static str, priority: &'static str| {
+        let args = ["policies", "create", "--name", name, "--registry", "local"];
+        let rest = ["--selector", selector, "--cadence", "7d", "--keep-n", "1"];
+        let all: Vec<&str> = args.into_iter().chain(rest).chain(["--priority", priority]).collect();
+        async move { regsweep(url, &all).await }
+    };
+    assert!(create("all", "**", "-1").await.status.success());
+    let overlap = create("dup", "team/**", "0").await;
+    assert!(!overlap.status.success());
+    let stderr = String::from_utf8_lossy(&overlap.stderr);
+    assert!(
+        stderr.contains(
+            r#"policy.priority: overlaps policy "team" at priority 0: both select "team/a""#
+        ),
+        "{stderr}"
+    );
+    let table = out(&["repositories", "list", "--registry", "local"]).await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(r#"selector "team/*" at priority 0, above "all" (priority -1)"#),
+        "{text}"
+    );
+    let listed = String::from_utf8_lossy(&out(&["policies", "list"]).await.stdout).to_string();
+    assert!(listed.contains("PRIORITY") && listed.contains("-1"), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,6 +15,7 @@ mod liveness;
 mod outage;
 mod outside_clients;
 mod policies;
+mod precedence;
 mod protection;
 mod registry_client;
 mod replicas;

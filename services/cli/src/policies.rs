@@ -113,6 +113,11 @@ pub struct PolicyArgs {
     /// the default (0.5), 1 switches the guard off.
     #[arg(long)]
     pub max_delete_fraction: Option<f64>,
+    /// Precedence among the registry's policies: a repository is governed
+    /// by the matching policy of highest priority. Policies whose selectors
+    /// can select one repository need different priorities.
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
 }
 
 /// `--attachments`.
@@ -173,6 +178,7 @@ impl PolicyArgs {
         set("dry_run", self.dry_run.is_some() || self.live);
         set("max_delete_fraction", self.max_delete_fraction.is_some());
         set("rules", self.rules.is_some());
+        set("priority", self.priority.is_some());
         p.repository_selector = self.selector.clone().unwrap_or_default();
         p.cadence = self.cadence.clone().unwrap_or_default();
         p.keep_n = self.keep_n.unwrap_or_default();
@@ -184,6 +190,7 @@ impl PolicyArgs {
         // `--dry-run` alone means true.
         p.dry_run = self.dry_run.is_some_and(|d| d.unwrap_or(true));
         p.max_delete_fraction = self.max_delete_fraction.unwrap_or_default();
+        p.priority = self.priority.unwrap_or_default();
         p.rules = match self.rules.as_deref() {
             None | Some("") => Vec::new(),
             Some(path) => read_rules(path)?,
@@ -275,6 +282,7 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
         "NAME",
         "REGISTRY",
         "SELECTOR",
+        "PRIORITY",
         "CADENCE",
         "KEEP N",
         "OLDER THAN",
@@ -294,6 +302,7 @@ fn print_policies(format: Output, policies: &[v1::Policy]) -> Result<()> {
             p.name.clone(),
             p.registry.clone(),
             p.repository_selector.clone(),
+            p.priority.to_string(),
             p.cadence.clone(),
             p.keep_n.to_string(),
             older.map_or_else(|| "-".into(), |d| humantime::format_duration(d).to_string()),

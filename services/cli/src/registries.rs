@@ -488,6 +488,7 @@ pub async fn run_repositories(cli: &Cli, command: &RepositoriesCommand) -> Resul
                 "DELETED",
                 "LAST JOB",
                 "LAST ERROR",
+                "WHY",
             ]);
             for r in &all {
                 table.row(vec![
@@ -503,6 +504,7 @@ pub async fn run_repositories(cli: &Cli, command: &RepositoriesCommand) -> Resul
                     r.last_deleted_count.to_string(),
                     if r.last_job_id == 0 { "-".into() } else { r.last_job_id.to_string() },
                     output::short(&r.last_error, 60),
+                    output::short(&r.policy_reason, 100),
                 ]);
             }
             table.print();

@@ -11,6 +11,8 @@ mod filter;
 mod graph;
 mod guard;
 mod names;
+mod overlap;
+mod precedence;
 mod protection;
 mod rules;
 mod ruleset;
@@ -29,6 +31,7 @@ pub use filter::{
 pub use graph::{ManifestLinks, attachment_subject};
 pub use guard::{DEFAULT_MAX_DELETE_FRACTION, PlanSize, hold_reason, max_delete_fraction};
 pub use names::{MAX_REPOSITORY_BYTES, validate_digest, validate_repository_name, validate_tag};
+pub use precedence::{Candidate, Conflict, Governance, PRIORITY_RANGE, Precedence};
 pub use protection::{InUse, MAX_PROTECTION_ENTRIES, Protection, ProtectionSpec, Shield};
 pub use rules::{
     AttachmentPolicy, MAX_KEEP_N, MAX_OLDER_THAN_SECONDS, MAX_REGEX_BYTES, RuleSpec, Rules,

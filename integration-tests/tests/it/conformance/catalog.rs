@@ -42,6 +42,7 @@ fn new_policy(registry_id: i64, enabled: bool) -> NewPolicy {
         attachments: AttachmentPolicy::Keep,
         age_source: AgeSource::FirstSeen,
         rules: Vec::new(),
+        priority: 0,
         max_delete_fraction: 0.25,
         dry_run: false,
         enabled,
@@ -476,4 +477,20 @@ pub async fn listed_rules_are_stored_and_travel_to_the_job(f: Fixture) {
     let args: TagCleanupArgs = serde_json::from_value(jobs[0].args.clone()).expect("the contract");
     assert_eq!(args.rules.rules, updated.rules);
     assert_eq!(args.rules.revision("**"), updated.revision());
+}
+
+pub async fn policy_priority_is_stored_updated_and_not_part_of_the_revision(f: Fixture) {
+    let c = catalog(&f, &["a"]).await;
+    assert_eq!(c.policy.priority, 0);
+    let raised = NewPolicy { priority: -7, ..new_policy(c.registry_id, true) };
+    let stored = f.catalog().update_policy(raised.clone()).await.unwrap().expect("updated");
+    assert_eq!(stored.priority, -7);
+    let listed = f.catalog().list_policies(Some(c.registry_id)).await.unwrap();
+    assert_eq!(listed[0].priority, -7);
+    // Precedence decides which repositories a policy governs, not what it
+    // deletes in them: plans recorded under the old revision stay valid.
+    assert_eq!(stored.revision(), c.policy.revision());
+    let second = NewPolicy { name: "q".into(), priority: 1_000_000, ..raised };
+    let created = f.catalog().create_policy(second).await.unwrap().expect("created");
+    assert_eq!(created.priority, 1_000_000);
 }

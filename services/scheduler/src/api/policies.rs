@@ -1,11 +1,12 @@
 //! `regsweep.v1.PolicyService`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use regsweep_common::FieldViolations;
-use regsweep_policy::{Cadence, RuleSpec, Selector, TagCleanupArgs};
+use regsweep_policy::{Cadence, Candidate, Precedence, RuleSpec, Selector, TagCleanupArgs};
 use regsweep_proto::duration_to_std;
 use regsweep_proto::v1::{self, policy_service_server::PolicyService};
 use tonic::{Request, Response, Status};
@@ -31,6 +32,7 @@ const UPDATABLE: &[&str] = &[
     "max_delete_fraction",
     "age_source",
     "rules",
+    "priority",
 ];
 
 /// Serves cleanup policies.
@@ -53,7 +55,10 @@ impl PolicyApi {
     /// A policy as shown, with what stands in the way of its cleanups.
     async fn shown(&self, policy: &PolicyRecord) -> Result<v1::Policy, ApiError> {
         let registry = self.catalog.get_registry(&policy.registry).await?;
-        Ok(with_warnings(policy, registry.as_slice()))
+        let mut shown = with_warnings(policy, registry.as_slice());
+        let neighbours = self.catalog.list_policies(Some(policy.registry_id)).await?;
+        shown.warnings.extend(shared_priority_warnings(&neighbours).remove(&policy.name));
+        Ok(shown)
     }
 
     async fn find(&self, name: &str) -> Result<PolicyRecord, ApiError> {
@@ -73,22 +78,47 @@ fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("policy {name:?} not found"))
 }
 
-/// The policy of a repository of `registry_id`: the oldest policy whose
-/// selector covers its name.
+/// The policy of a repository of `registry_id`: of the policies whose
+/// selectors cover its name, the one of highest priority.
 pub async fn matcher(
     catalog: &dyn CatalogStore,
     registry_id: i64,
 ) -> Result<Box<PolicyMatcher>, ApiError> {
-    let mut policies: Vec<(i64, Selector)> = catalog
-        .list_policies(Some(registry_id))
-        .await?
-        .into_iter()
-        .filter_map(|p| Selector::parse(&p.repository_selector).ok().map(|s| (p.id, s)))
-        .collect();
-    policies.sort_by_key(|(id, _)| *id);
-    Ok(Box::new(move |name: &str| {
-        policies.iter().find(|(_, s)| s.is_match(name)).map(|(id, _)| *id)
-    }))
+    let precedence = precedence(&catalog.list_policies(Some(registry_id)).await?);
+    Ok(Box::new(move |name: &str| precedence.governing(name).map(|c| c.id)))
+}
+
+/// `policies` (of one registry) in the order they claim repositories.
+pub fn precedence(policies: &[PolicyRecord]) -> Precedence {
+    Precedence::new(policies.iter().filter_map(candidate).collect())
+}
+
+fn candidate(p: &PolicyRecord) -> Option<Candidate> {
+    // Stored selectors were valid when written; one that no longer parses
+    // selects nothing rather than everything.
+    let selector = Selector::parse(&p.repository_selector).ok()?;
+    Some(Candidate { id: p.id, name: p.name.clone(), priority: p.priority, selector })
+}
+
+impl PolicyApi {
+    /// Refuses `policy` when a policy of its registry at its priority can
+    /// select a repository it selects; `id` is its own id when it exists.
+    async fn check_precedence(&self, policy: &NewPolicy, id: i64) -> Result<(), ApiError> {
+        let others = self.catalog.list_policies(Some(policy.registry_id)).await?;
+        let selector = Selector::parse(&policy.repository_selector)
+            .map_err(|e| FieldViolations::single("policy.repository_selector", e))?;
+        let me = Candidate { id, name: policy.name.clone(), priority: policy.priority, selector };
+        let conflicts = precedence(&others).conflicts(&me);
+        let Some(first) = conflicts.first() else {
+            return Ok(());
+        };
+        let mut v = FieldViolations::new();
+        v.add("policy.priority", first.to_string());
+        for more in &conflicts[1..] {
+            v.add("policy.priority", more.to_string());
+        }
+        Err(v.into())
+    }
 }
 
 /// Checks a policy; `registry_id` is its registry's id when that exists.
@@ -142,6 +172,11 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
     if v1::AttachmentPolicy::try_from(p.attachments).is_err() {
         v.add("policy.attachments", "unknown value");
     }
+    if !regsweep_policy::PRIORITY_RANGE.contains(&p.priority) {
+        let (low, high) =
+            (regsweep_policy::PRIORITY_RANGE.start(), regsweep_policy::PRIORITY_RANGE.end());
+        v.add("policy.priority", format!("must be from {low} to {high}"));
+    }
     if !(0.0..=1.0).contains(&p.max_delete_fraction) {
         v.add("policy.max_delete_fraction", "must be from 0 (the default, 0.5) to 1 (no guard)");
     }
@@ -168,6 +203,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         attachments: spec.attachments,
         age_source: spec.age_source,
         rules: spec.rules,
+        priority: p.priority,
         max_delete_fraction: p.max_delete_fraction,
         dry_run: p.dry_run,
         enabled: !p.disabled,
@@ -219,6 +255,9 @@ fn merge(
     if has("rules") {
         merged.rules.clone_from(&update.rules);
     }
+    if has("priority") {
+        merged.priority = update.priority;
+    }
     Ok(merged)
 }
 
@@ -255,6 +294,7 @@ impl PolicyService for PolicyApi {
             self.catalog.get_registry(&proto.registry).await.map_err(ApiError::from)?
         };
         let policy = validate(&proto, registry.map(|r| r.id)).map_err(ApiError::from)?;
+        self.check_precedence(&policy, 0).await?;
         let registry_id = policy.registry_id;
         let Some(created) = self.catalog.create_policy(policy).await.map_err(ApiError::from)?
         else {
@@ -292,7 +332,20 @@ impl PolicyService for PolicyApi {
         };
         let policies = self.catalog.list_policies(registry_id).await.map_err(ApiError::from)?;
         let registries = self.catalog.list_registries().await.map_err(ApiError::from)?;
-        let shown = policies.iter().map(|p| with_warnings(p, &registries)).collect();
+        let mut shared = HashMap::new();
+        for registry in &registries {
+            let theirs: Vec<PolicyRecord> =
+                policies.iter().filter(|p| p.registry_id == registry.id).cloned().collect();
+            shared.extend(shared_priority_warnings(&theirs));
+        }
+        let shown = policies
+            .iter()
+            .map(|p| {
+                let mut shown = with_warnings(p, &registries);
+                shown.warnings.extend(shared.remove(&p.name));
+                shown
+            })
+            .collect();
         Ok(Response::new(v1::ListPoliciesResponse { policies: shown }))
     }
 
@@ -308,14 +361,18 @@ impl PolicyService for PolicyApi {
         if policy.cadence == current.cadence {
             policy.next_run_at = current.next_run_at;
         }
-        let selector_changed = policy.repository_selector != current.repository_selector;
+        let claims_changed = policy.repository_selector != current.repository_selector
+            || policy.priority != current.priority;
+        if claims_changed {
+            self.check_precedence(&policy, current.id).await?;
+        }
         let updated = self
             .catalog
             .update_policy(policy)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| not_found(&update.name))?;
-        if selector_changed {
+        if claims_changed {
             self.reassign(current.registry_id).await?;
         }
         let updated = self.find(&updated.name).await?;
@@ -420,6 +477,22 @@ impl PolicyService for PolicyApi {
 
 /// `policy` as shown, warning of a registry (among `registries`) that was
 /// found to refuse manifest deletes: its cleanups would fail each time.
+/// A warning for each policy that shares a priority with an overlapping
+/// one, keyed by the policy that loses the tie. Creates and updates refuse
+/// such pairs; two concurrent writes can still race past the check.
+fn shared_priority_warnings(policies: &[PolicyRecord]) -> HashMap<String, String> {
+    let mut warnings = HashMap::new();
+    for (loser, conflict) in precedence(policies).all_conflicts() {
+        let both = conflict.witness.map(|w| format!(" (both select {w:?})")).unwrap_or_default();
+        warnings.entry(loser.to_string()).or_insert(format!(
+            "shares priority {} with policy {:?}{both}, which governs what both select as the \
+             older; give one of them a different priority",
+            conflict.priority, conflict.other
+        ));
+    }
+    warnings
+}
+
 fn with_warnings(policy: &PolicyRecord, registries: &[RegistryRecord]) -> v1::Policy {
     let mut shown = policy.to_proto();
     let registry = registries.iter().find(|r| r.id == policy.registry_id);

@@ -1,12 +1,14 @@
 //! `regsweep.v1.RepositoryService`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use regsweep_common::{FieldViolations, paging};
+use regsweep_policy::Precedence;
 use regsweep_proto::v1::{self, CleanupStatus, repository_service_server::RepositoryService};
 use tonic::{Request, Response, Status};
 
-use super::policies::matcher;
+use super::policies::{matcher, precedence};
 use crate::error::ApiError;
 use crate::store::catalog::{CatalogStore, ReportOutcome, RepositoryFilter, RepositoryRecord};
 use crate::store::{CreateOutcome, JobStore, NewJob};
@@ -44,6 +46,30 @@ impl RepositoryApi {
             tag_deletes = ?capabilities.tag_deletes(), referrers = ?capabilities.referrers(),
             detail = %capabilities.detail, "registry capabilities checked");
         Ok(())
+    }
+
+    /// `page` as shown, each with why its policy governs it, read from the
+    /// policies as they are now.
+    async fn explained(&self, page: &[RepositoryRecord]) -> Result<Vec<v1::Repository>, ApiError> {
+        let policies = self.catalog.list_policies(None).await?;
+        let mut by_registry: HashMap<&str, Precedence> = HashMap::new();
+        let shown = page.iter().map(|record| {
+            let order = by_registry.entry(record.registry.as_str()).or_insert_with(|| {
+                let theirs: Vec<_> =
+                    policies.iter().filter(|p| p.registry == record.registry).cloned().collect();
+                precedence(&theirs)
+            });
+            let governance = order.explain(&record.name);
+            let mut shown = record.to_proto();
+            shown.policy_reason = if governance.policy == record.policy.as_deref() {
+                governance.reason
+            } else {
+                // A policy write whose reassignment has not run yet.
+                format!("{}; being reassigned", governance.reason)
+            };
+            shown
+        });
+        Ok(shown.collect())
     }
 
     async fn registry_id(&self, name: &str) -> Result<i64, ApiError> {
@@ -98,10 +124,8 @@ impl RepositoryService for RepositoryApi {
             Some(last) if page.len() == limit as usize => paging::encode_token(&filters, last.id),
             _ => String::new(),
         };
-        Ok(Response::new(v1::ListRepositoriesResponse {
-            repositories: page.iter().map(RepositoryRecord::to_proto).collect(),
-            next_page_token,
-        }))
+        let repositories = self.explained(&page).await?;
+        Ok(Response::new(v1::ListRepositoriesResponse { repositories, next_page_token }))
     }
 
     async fn sync_repositories(

@@ -77,6 +77,9 @@ pub struct PolicyRecord {
     pub age_source: AgeSource,
     /// Listed tag rules; empty for a policy of the single-rule fields.
     pub rules: Vec<TagRuleSpec>,
+    /// Precedence among the registry's policies; the highest that matches
+    /// a repository governs it.
+    pub priority: i32,
     /// As configured: 0 for the default.
     pub max_delete_fraction: f64,
     pub dry_run: bool,
@@ -113,6 +116,7 @@ impl PolicyRecord {
             // Found by the API, which knows the registry.
             warnings: Vec::new(),
             rules: self.rules.iter().map(Into::into).collect(),
+            priority: self.priority,
         }
     }
 
@@ -182,6 +186,7 @@ pub struct NewPolicy {
     pub attachments: AttachmentPolicy,
     pub age_source: AgeSource,
     pub rules: Vec<TagRuleSpec>,
+    pub priority: i32,
     pub max_delete_fraction: f64,
     pub dry_run: bool,
     pub enabled: bool,
@@ -218,6 +223,8 @@ impl RepositoryRecord {
             last_error: self.last_error.clone().unwrap_or_default(),
             last_job_id: self.last_job_id.unwrap_or_default(),
             created_at: Some(timestamp_from_chrono(self.created_at)),
+            // Found by the API, which knows the registry's policies.
+            policy_reason: String::new(),
         }
     }
 }
@@ -260,8 +267,8 @@ pub enum DeleteRegistryOutcome {
     Deleted,
 }
 
-/// Picks the policy of a repository by its name: the oldest policy of the
-/// registry whose selector covers it.
+/// Picks the policy of a repository by its name: of the registry's policies
+/// whose selectors cover it, the one of highest priority.
 pub type PolicyMatcher = dyn Fn(&str) -> Option<i64> + Send + Sync;
 
 /// Outcome of a page of a catalog sync.

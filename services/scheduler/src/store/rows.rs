@@ -263,7 +263,7 @@ pub fn protection_column(spec: &ProtectionSpec) -> Option<String> {
 /// Selects policies as `p` with their registry's name and repository count.
 pub const POLICY_SELECT: &str = "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
      p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
-     p.name_regex_keep, p.attachments, p.age_source, p.rules, p.max_delete_fraction, p.dry_run, p.enabled, p.next_run_at, \
+     p.name_regex_keep, p.attachments, p.age_source, p.rules, p.priority, p.max_delete_fraction, p.dry_run, p.enabled, p.next_run_at, \
      (SELECT count(*) FROM repositories r WHERE r.policy_id = p.id) AS repository_count, \
      p.created_at, p.updated_at \
      FROM policies p JOIN registries g ON g.id = p.registry_id";
@@ -283,6 +283,7 @@ pub struct PolicyRow<T> {
     attachments: String,
     age_source: String,
     rules: String,
+    priority: i32,
     max_delete_fraction: f64,
     dry_run: bool,
     enabled: bool,
@@ -321,6 +322,7 @@ impl<T: StoredTime> TryFrom<PolicyRow<T>> for PolicyRecord {
             // The column's CHECK admits only the names; `auto` is the default.
             age_source: regsweep_policy::AgeSource::parse(&r.age_source).unwrap_or_default(),
             rules,
+            priority: r.priority,
             max_delete_fraction: r.max_delete_fraction,
             dry_run: r.dry_run,
             enabled: r.enabled,

@@ -143,8 +143,8 @@ pub async fn create_policy(
     let inserted = sqlx::query(
         "INSERT INTO policies (name, registry_id, repository_selector, cadence, keep_n,
              older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at,
-             attachments, max_delete_fraction, age_source, rules)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             attachments, max_delete_fraction, age_source, rules, priority)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&p.name)
     .bind(p.registry_id)
@@ -161,6 +161,7 @@ pub async fn create_policy(
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
     .bind(rows::rules_column(&p.rules))
+    .bind(p.priority)
     .execute(pool)
     .await;
     match inserted {
@@ -181,7 +182,7 @@ pub async fn update_policy(
              dry_run = $8, enabled = $9,
              armed_run_at = CASE WHEN next_run_at = $10 THEN armed_run_at END,
              next_run_at = $10, attachments = $11, max_delete_fraction = $12,
-             age_source = $13, rules = $14, updated_at = now()
+             age_source = $13, rules = $14, priority = $15, updated_at = now()
          WHERE name = $1 RETURNING id",
     )
     .bind(&p.name)
@@ -198,6 +199,7 @@ pub async fn update_policy(
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
     .bind(rows::rules_column(&p.rules))
+    .bind(p.priority)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {

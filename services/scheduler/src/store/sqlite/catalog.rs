@@ -157,8 +157,8 @@ pub async fn create_policy(
     let inserted = sqlx::query(
         "INSERT INTO policies (name, registry_id, repository_selector, cadence, keep_n,
              older_than_seconds, name_regex_delete, name_regex_keep, dry_run, enabled, next_run_at,
-             created_at, updated_at, attachments, max_delete_fraction, age_source, rules)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
+             created_at, updated_at, attachments, max_delete_fraction, age_source, rules, priority)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16, ?17)",
     )
     .bind(&p.name)
     .bind(p.registry_id)
@@ -176,6 +176,7 @@ pub async fn create_policy(
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
     .bind(crate::store::rows::rules_column(&p.rules))
+    .bind(p.priority)
     .execute(&mut *tx)
     .await;
     match inserted {
@@ -199,7 +200,7 @@ pub async fn update_policy(
              dry_run = ?8, enabled = ?9,
              armed_run_at = CASE WHEN next_run_at = ?10 THEN armed_run_at END,
              next_run_at = ?10, updated_at = ?11, attachments = ?12,
-             max_delete_fraction = ?13, age_source = ?14, rules = ?15
+             max_delete_fraction = ?13, age_source = ?14, rules = ?15, priority = ?16
          WHERE name = ?1 RETURNING id",
     )
     .bind(&p.name)
@@ -217,6 +218,7 @@ pub async fn update_policy(
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
     .bind(crate::store::rows::rules_column(&p.rules))
+    .bind(p.priority)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {
