@@ -225,7 +225,7 @@ impl Model {
                         let index = fresh();
                         let children =
                             model.referrers[subject].iter().map(|(d, _)| d.clone()).collect();
-                        model.add(&index, ManifestLinks { children, subject: None });
+                        model.add(&index, ManifestLinks { children, ..ManifestLinks::default() });
                         model.tag(&convention(subject), &index, None);
                     }
                 }
@@ -239,8 +239,8 @@ impl Model {
                         for _ in 0..*n {
                             let artifact = fresh();
                             let artifact_links = ManifestLinks {
-                                children: Vec::new(),
                                 subject: Some(subject.clone()),
+                                ..ManifestLinks::default()
                             };
                             model.attach(&artifact, &subject);
                             model.inventory.manifests.insert(artifact.clone(), artifact_links);
@@ -345,7 +345,7 @@ pub async fn push(layout: &Layout, registry: &TestRegistry, repo: &str) -> Model
                 let platforms: Vec<(&str, &str)> =
                     children.iter().map(|c| (c.as_str(), "amd64")).collect();
                 let digest = registry.push_index_untagged(repo, &platforms, &unique).await;
-                (digest, ManifestLinks { children, subject: None })
+                (digest, ManifestLinks { children, ..ManifestLinks::default() })
             }
             Node::Subject(s) => match earlier(*s, &model) {
                 Some(subject) => {
@@ -363,9 +363,9 @@ pub async fn push(layout: &Layout, registry: &TestRegistry, repo: &str) -> Model
                         artifacts.iter().map(|(d, k)| (d.as_str(), k.as_str())).collect();
                     let index = registry.push_referrers_index(repo, &subject, &listed).await;
                     let children = artifacts.into_iter().map(|(d, _)| d).collect();
-                    model.add(&index, ManifestLinks { children, subject: None });
+                    model.add(&index, ManifestLinks { children, ..ManifestLinks::default() });
                     model.tag(&convention(&subject), &index, None);
-                    (digest, ManifestLinks { children: Vec::new(), subject: Some(subject) })
+                    (digest, ManifestLinks { subject: Some(subject), ..ManifestLinks::default() })
                 }
                 None => (
                     registry.push_image(repo, &[], *created, &unique).await,
@@ -388,8 +388,10 @@ pub async fn push(layout: &Layout, registry: &TestRegistry, repo: &str) -> Model
                     for k in 0..*n {
                         let kind = unique_type(&format!("{unique}-{k}"));
                         let artifact = registry.push_artifact(repo, &subject, &kind).await;
-                        let links =
-                            ManifestLinks { children: Vec::new(), subject: Some(subject.clone()) };
+                        let links = ManifestLinks {
+                            subject: Some(subject.clone()),
+                            ..ManifestLinks::default()
+                        };
                         model.add(&artifact, links);
                         model.referrers.entry(subject.clone()).or_default().push((artifact, kind));
                     }
@@ -399,7 +401,7 @@ pub async fn push(layout: &Layout, registry: &TestRegistry, repo: &str) -> Model
                     let digest = registry.push_referrers_index(repo, &subject, &listed).await;
                     model.tag(&convention(&subject), &digest, None);
                     let children = artifacts.into_iter().map(|(d, _)| d).collect();
-                    (digest, ManifestLinks { children, subject: None })
+                    (digest, ManifestLinks { children, ..ManifestLinks::default() })
                 }
                 None => (
                     registry.push_image(repo, &[], *created, &unique).await,

@@ -381,6 +381,47 @@ impl TestRegistry {
         self.put_manifest(repo, tags, OCI_MANIFEST, &manifest).await
     }
 
+    /// Pushes an image of `layers` (their bytes, uploaded as blobs) under
+    /// `tags` (untagged when none); returns its digest and the bytes of its
+    /// config and layers.
+    pub async fn push_layered_image(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        created: DateTime<Utc>,
+        unique: &str,
+        layers: &[&[u8]],
+    ) -> (String, u64) {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": created.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "unique": unique,
+        }))
+        .expect("config json");
+        let config_digest = self.upload_blob(repo, &config).await;
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            let digest = self.upload_blob(repo, layer).await;
+            descriptors.push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest,
+                "size": layer.len(),
+            }));
+        }
+        let mut manifest: serde_json::Value = serde_json::from_slice(&Self::manifest(
+            &config_digest,
+            config.len(),
+            serde_json::json!({}),
+        ))
+        .expect("manifest json");
+        manifest["layers"] = descriptors.into();
+        let body = serde_json::to_vec(&manifest).expect("manifest json");
+        let digest = self.put_manifest(repo, tags, OCI_MANIFEST, &body).await;
+        let bytes = config.len() + layers.iter().map(|l| l.len()).sum::<usize>();
+        (digest, bytes as u64)
+    }
+
     /// Pushes an image whose config has no `created`, with the creation
     /// time only as the manifest annotation.
     pub async fn push_image_annotated(

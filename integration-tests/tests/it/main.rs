@@ -17,6 +17,7 @@ mod outside_clients;
 mod policies;
 mod precedence;
 mod protection;
+mod reclaim;
 mod registry_client;
 mod replicas;
 mod retention_and_tail;

@@ -99,7 +99,7 @@ pub async fn sync(scheduler: &Scheduler, registry: &str) -> v1::Job {
     wait_status(&scheduler.jobs().await, job.id, JobStatus::Done, Duration::from_secs(20)).await
 }
 
-async fn repositories(scheduler: &Scheduler) -> Vec<v1::Repository> {
+pub async fn repositories(scheduler: &Scheduler) -> Vec<v1::Repository> {
     scheduler
         .repositories()
         .await

@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Connection};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::policies::{create_registry, sync};
+use crate::policies::{create_registry, repositories, sync};
 
 fn policy(name: &str, selector: &str, priority: i32) -> v1::Policy {
     v1::Policy {
@@ -53,14 +53,7 @@ fn refusal(status: &tonic::Status) -> Vec<(String, String)> {
 
 /// Each repository's (policy, reason).
 async fn governance(scheduler: &Scheduler) -> BTreeMap<String, (String, String)> {
-    let listed = scheduler
-        .repositories()
-        .await
-        .list_repositories(v1::ListRepositoriesRequest::default())
-        .await
-        .expect("list repositories")
-        .into_inner()
-        .repositories;
+    let listed = repositories(scheduler).await;
     listed.into_iter().map(|r| (r.name, (r.policy, r.policy_reason))).collect()
 }
 

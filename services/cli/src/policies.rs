@@ -393,6 +393,17 @@ fn print_preview(format: Output, preview: &v1::PreviewPolicyResponse) -> Result<
         preview.digest_delete_count,
         preview.job_id
     );
+    if preview.reclaimable_bytes > 0 || preview.unread_manifests > 0 {
+        let unread = match preview.unread_manifests {
+            0 => String::new(),
+            n => format!("; {n} manifests could not be read, so this is an estimate"),
+        };
+        println!(
+            "frees up to {} in {} blobs once the registry's garbage collection runs{unread}",
+            output::bytes(preview.reclaimable_bytes),
+            preview.reclaimable_blobs
+        );
+    }
     if !preview.blocked.is_empty() {
         println!("nothing would be deleted: {}", preview.blocked);
     }

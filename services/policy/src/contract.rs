@@ -71,6 +71,9 @@ pub struct TagCleanupResult {
     /// One decision per tag, by name.
     pub tags: Vec<Decision>,
     pub images: Vec<ImagePlan>,
+    /// The space the plan frees (an upper bound until the registry's
+    /// garbage collection runs).
+    pub reclaim: crate::Reclaim,
 }
 
 #[cfg(test)]

@@ -199,12 +199,18 @@ impl Plan {
 
     /// Distinct manifests the plan deletes by digest.
     pub fn deleted_digests(&self) -> usize {
+        self.deleted_manifests().len()
+    }
+
+    /// The manifests the plan deletes by digest: each image deleted
+    /// outright with what goes before and after it.
+    pub fn deleted_manifests(&self) -> BTreeSet<&str> {
         let mut digests = BTreeSet::new();
         for image in self.images.iter().filter(|i| i.delete_digest) {
             digests.insert(image.digest.as_str());
             digests.extend(image.before.iter().chain(&image.after).map(|l| l.digest.as_str()));
         }
-        digests.len()
+        digests
     }
 }
 

@@ -15,6 +15,9 @@ pub struct ManifestLinks {
     pub children: Vec<String>,
     /// The manifest this one is attached to (OCI 1.1 `subject`).
     pub subject: Option<String>,
+    /// Its config and layers (none for an index), for the space a plan
+    /// frees.
+    pub blobs: Vec<crate::Blob>,
 }
 
 /// The subject digest a tag name points at by convention: cosign's
@@ -187,7 +190,10 @@ mod tests {
             .iter()
             .map(|(d, children, subject)| {
                 let children = children.iter().map(|c| c.to_string()).collect();
-                (d.to_string(), ManifestLinks { children, subject: subject.map(Into::into) })
+                (
+                    d.to_string(),
+                    ManifestLinks { children, subject: subject.map(Into::into), blobs: Vec::new() },
+                )
             })
             .collect()
     }

@@ -14,6 +14,7 @@ mod names;
 mod overlap;
 mod precedence;
 mod protection;
+mod reclaim;
 mod rules;
 mod ruleset;
 mod selector;
@@ -33,6 +34,7 @@ pub use guard::{DEFAULT_MAX_DELETE_FRACTION, PlanSize, hold_reason, max_delete_f
 pub use names::{MAX_REPOSITORY_BYTES, validate_digest, validate_repository_name, validate_tag};
 pub use precedence::{Candidate, Conflict, Governance, PRIORITY_RANGE, Precedence};
 pub use protection::{InUse, MAX_PROTECTION_ENTRIES, Protection, ProtectionSpec, Shield};
+pub use reclaim::{Blob, Reclaim, reached_manifests, reclaimable};
 pub use rules::{
     AttachmentPolicy, MAX_KEEP_N, MAX_OLDER_THAN_SECONDS, MAX_REGEX_BYTES, RuleSpec, Rules,
     Violation, validate_policy_fields,

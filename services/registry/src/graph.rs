@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use regsweep_policy::{Inventory, ManifestLinks, TagInput};
+use regsweep_policy::{Blob, Inventory, ManifestLinks, TagInput};
 use tokio::sync::OnceCell;
 
 use crate::manifest::media_types;
@@ -79,7 +79,7 @@ impl RepositoryReader {
 
     /// The inventory of `tags` (as `read_tag` returned them, or `None` with
     /// the reason a tag could not be read), after following nested indexes.
-    pub async fn finish(self, tags: Vec<Result<TagInput, (String, String)>>) -> Inventory {
+    pub async fn finish(&self, tags: Vec<Result<TagInput, (String, String)>>) -> Inventory {
         let mut inventory = Inventory::default();
         for tag in tags {
             match tag {
@@ -114,6 +114,34 @@ impl RepositoryReader {
         inventory
     }
 
+    /// Reads the manifests `inventory` reaches but did not read (the
+    /// children of an index no tag names), `concurrency` at a time, for
+    /// their blobs alone: a GET each, no config read. The space a plan
+    /// frees needs them; planning does not. One that cannot be read stays
+    /// out, and the reclaim figure counts it as unread.
+    pub async fn read_blobs(&self, inventory: &mut Inventory, concurrency: usize) {
+        use futures::StreamExt as _;
+        let unread: Vec<String> = regsweep_policy::reached_manifests(inventory)
+            .into_iter()
+            .filter(|d| !inventory.manifests.contains_key(*d))
+            .map(str::to_string)
+            .collect();
+        let read: Vec<(String, Option<ManifestLinks>)> = futures::stream::iter(unread)
+            .map(|digest| async move {
+                let manifest = self.client.manifest(&self.repository, &digest).await;
+                let links = manifest.ok().flatten().map(|m| node(&m, None).links);
+                (digest, links)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for (digest, links) in read {
+            if let Some(links) = links {
+                inventory.manifests.insert(digest, links);
+            }
+        }
+    }
+
     /// Every manifest read successfully so far.
     fn known(&self) -> BTreeMap<String, Arc<Node>> {
         let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
@@ -137,6 +165,10 @@ fn node(manifest: &Manifest, created: Option<DateTime<Utc>>) -> Node {
         links: ManifestLinks {
             children: children.iter().map(|c| c.descriptor.digest.clone()).collect(),
             subject: manifest.subject().map(|s| s.digest.clone()),
+            blobs: manifest
+                .blobs()
+                .map(|b| Blob { digest: b.digest.clone(), size: b.size })
+                .collect(),
         },
         created,
         nested,

@@ -68,6 +68,7 @@ pub enum Manifest {
         digest: String,
         media_type: String,
         config: Descriptor,
+        layers: Vec<Descriptor>,
         annotations: BTreeMap<String, String>,
         subject: Option<Descriptor>,
     },
@@ -95,6 +96,8 @@ struct Raw {
     media_type: Option<String>,
     #[serde(default)]
     config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
     #[serde(default)]
     manifests: Option<Vec<RawChild>>,
     #[serde(default)]
@@ -142,7 +145,10 @@ impl Manifest {
             return Ok(Self::Index { digest, media_type, manifests, annotations, subject });
         }
         Ok(match raw.config {
-            Some(config) => Self::Image { digest, media_type, config, annotations, subject },
+            Some(config) => {
+                let layers = raw.layers.unwrap_or_default();
+                Self::Image { digest, media_type, config, layers, annotations, subject }
+            }
             None => Self::Other { digest, media_type, annotations, subject },
         })
     }
@@ -180,6 +186,16 @@ impl Manifest {
         }
     }
 
+    /// The blobs an image references, config first; none for an index
+    /// (its children hold theirs) or a manifest of another kind.
+    pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
+        let (config, layers) = match self {
+            Self::Image { config, layers, .. } => (Some(config), layers.as_slice()),
+            Self::Index { .. } | Self::Other { .. } => (None, &[][..]),
+        };
+        config.into_iter().chain(layers)
+    }
+
     /// The manifests an index lists; none for anything else.
     pub fn children(&self) -> &[PlatformDescriptor] {
         match self {
@@ -213,6 +229,16 @@ mod tests {
             "layers":[],"annotations":{"org.opencontainers.image.created":"2026-01-01T00:00:00Z"}}"#;
         let m = Manifest::parse(image, "", "sha256:m".into()).expect("image");
         assert!(matches!(&m, Manifest::Image { config, .. } if config.digest == "sha256:c"));
+        assert_eq!(
+            m.blobs().map(|b| (b.digest.as_str(), b.size)).collect::<Vec<_>>(),
+            [("sha256:c", 2)]
+        );
+        let layered = br#"{"schemaVersion":2,"config":{"digest":"sha256:c","size":2},
+            "layers":[{"digest":"sha256:l1","size":300},{"digest":"sha256:l2","size":40}]}"#;
+        let m = Manifest::parse(layered, "", "sha256:n".into()).expect("image");
+        let sizes: Vec<u64> = m.blobs().map(|b| b.size).collect();
+        assert_eq!(sizes, [2, 300, 40]);
+        let m = Manifest::parse(image, "", "sha256:m".into()).expect("image");
         assert_eq!(m.annotations()["org.opencontainers.image.created"], "2026-01-01T00:00:00Z");
         let index = br#"{"schemaVersion":2,"manifests":[
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:arm","size":1,"platform":{"os":"linux","architecture":"arm64"}},

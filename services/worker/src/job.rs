@@ -126,6 +126,12 @@ pub fn describe_metrics() {
         "how long attempts ran on this worker, by kind"
     );
     metrics::describe_gauge!("regsweep_worker_running_jobs", "attempts running, by kind");
+    metrics::describe_counter!(
+        "regsweep_worker_reclaimable_bytes_total",
+        metrics::Unit::Bytes,
+        "bytes the plans of this worker's cleanups free, by registry and run (live or \
+         dry_run); an upper bound until the registry's garbage collection runs"
+    );
 }
 
 /// Starts an attempt on its own task, in `span`, and reports its start and

@@ -313,6 +313,7 @@ fn links(children: &[&str], subject: Option<&str>) -> ManifestLinks {
     ManifestLinks {
         children: children.iter().map(|c| c.to_string()).collect(),
         subject: subject.map(Into::into),
+        blobs: Vec::new(),
     }
 }
 

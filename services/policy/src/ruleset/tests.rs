@@ -175,7 +175,7 @@ fn keep_all_keeps_what_it_selects_whatever_else_deletes_it() {
 
 #[test]
 fn a_platform_tag_a_keep_all_rule_selects_keeps_its_index_children() {
-    let index = ManifestLinks { children: vec!["amd".into()], subject: None };
+    let index = ManifestLinks { children: vec!["amd".into()], ..ManifestLinks::default() };
     let manifests = [("idx".to_string(), index), ("amd".to_string(), ManifestLinks::default())];
     let inventory = Inventory {
         tags: vec![tag("v1", "idx", 90), tag("v1-amd64", "amd", 90)],

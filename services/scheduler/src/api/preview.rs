@@ -88,5 +88,8 @@ pub async fn run(
         job_id: finished.id,
         blocked: result.blocked.unwrap_or_default(),
         images: result.images.iter().map(Into::into).collect(),
+        reclaimable_bytes: result.reclaim.bytes,
+        reclaimable_blobs: result.reclaim.blobs,
+        unread_manifests: result.reclaim.unread_manifests,
     })
 }

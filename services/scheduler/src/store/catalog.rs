@@ -207,6 +207,8 @@ pub struct RepositoryRecord {
     pub last_error: Option<String>,
     pub last_job_id: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// Bytes the last completed cleanup plan frees.
+    pub last_reclaimable_bytes: u64,
 }
 
 impl RepositoryRecord {
@@ -225,6 +227,7 @@ impl RepositoryRecord {
             created_at: Some(timestamp_from_chrono(self.created_at)),
             // Found by the API, which knows the registry's policies.
             policy_reason: String::new(),
+            last_reclaimable_bytes: self.last_reclaimable_bytes,
         }
     }
 }

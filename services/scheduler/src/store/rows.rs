@@ -339,7 +339,7 @@ impl<T: StoredTime> TryFrom<PolicyRow<T>> for PolicyRecord {
 /// `after` and the limit.
 pub const REPOSITORY_SELECT: &str = "SELECT r.id, g.name AS registry, r.name, p.name AS policy, \
      r.cleanup_status, r.cleanup_started_at, r.cleanup_finished_at, r.last_deleted_count, \
-     r.last_error, r.cleanup_job_id AS last_job_id, r.created_at \
+     r.last_error, r.cleanup_job_id AS last_job_id, r.created_at, r.last_reclaimable_bytes \
      FROM repositories r \
      JOIN registries g ON g.id = r.registry_id \
      LEFT JOIN policies p ON p.id = r.policy_id";
@@ -357,6 +357,7 @@ pub struct RepositoryRow<T> {
     last_error: Option<String>,
     last_job_id: Option<i64>,
     created_at: T,
+    last_reclaimable_bytes: i64,
 }
 
 impl<T: StoredTime> TryFrom<RepositoryRow<T>> for RepositoryRecord {
@@ -378,6 +379,7 @@ impl<T: StoredTime> TryFrom<RepositoryRow<T>> for RepositoryRecord {
             last_error: r.last_error,
             last_job_id: r.last_job_id,
             created_at: r.created_at.into_time(),
+            last_reclaimable_bytes: u64::try_from(r.last_reclaimable_bytes).unwrap_or_default(),
         })
     }
 }

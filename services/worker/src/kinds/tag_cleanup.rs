@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use regsweep_policy::{
-    Action, CleanupOutcome, Inventory, Plan, PlanSize, Rules, TagCleanupArgs, TagCleanupResult,
+    Action, CleanupOutcome, Inventory, Plan, PlanSize, Reclaim, Rules, TagCleanupArgs,
+    TagCleanupResult,
 };
 use regsweep_proto::v1;
 use regsweep_registry::{Client, RepositoryReader};
@@ -80,6 +81,7 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         Err(e) => return Outcome::Failed { error: e, retryable: true },
     };
     let evaluated = inventory.tags.len();
+    let graph = inventory.clone();
     let plan = regsweep_policy::plan_protected(&rules, inventory, &protection, Utc::now());
     log_plan(&ctx, &plan);
     let elapsed = started.elapsed();
@@ -89,6 +91,9 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         plan.deleted_digests(),
         if args.dry_run { ", dry run" } else { "" }
     ));
+    // Before the hand-off: a scrubber with no delay deletes at once, and a
+    // deleted child can no longer be read.
+    let reclaim = reclaim(&ctx, &client, &args, &plan, graph, deadline).await;
     let submit_now = !args.dry_run && !args.preview && !plan.images.is_empty();
     if submit_now && let Err(outcome) = deletes_allowed(&client, &args.repository).await {
         return outcome;
@@ -101,7 +106,7 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
     } else {
         Vec::new()
     };
-    let result = result(&args, plan, evaluated, elapsed, deletions);
+    let result = TagCleanupResult { reclaim, ..result(&args, plan, evaluated, elapsed, deletions) };
     // A plan that could not see the whole graph deleted nothing: the run
     // fails (retried later) so the repository shows why, except a preview,
     // which reports its decisions and the reason.
@@ -109,6 +114,46 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         return Outcome::Failed { error: format!("nothing deleted: {blocked}"), retryable: true };
     }
     Outcome::Done(result_json(&result))
+}
+
+/// The space `plan` frees, when it deletes anything. Planning reads only
+/// what it needs, so the untagged children of indexes are read here (a GET
+/// each, within the time budget; what is not read counts as unread).
+/// Only plans that delete pay for it.
+async fn reclaim(
+    ctx: &JobContext,
+    client: &Client,
+    args: &TagCleanupArgs,
+    plan: &Plan,
+    mut graph: Inventory,
+    deadline: Instant,
+) -> Reclaim {
+    if plan.deleted_digests() == 0 {
+        return Reclaim::default();
+    }
+    let reader = RepositoryReader::new(client.clone(), args.repository.clone());
+    tokio::select! {
+        () = reader.read_blobs(&mut graph, INSPECT_CONCURRENCY) => {}
+        () = ctx.cancelled() => {}
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    let reclaim = regsweep_policy::reclaimable(plan, &graph);
+    ctx.log(format!(
+        "frees up to {} bytes in {} blobs{}",
+        reclaim.bytes,
+        reclaim.blobs,
+        match reclaim.unread_manifests {
+            0 => String::new(),
+            n => format!(" ({n} manifests could not be read)"),
+        }
+    ));
+    if !args.preview {
+        let run = if args.dry_run { "dry_run" } else { "live" };
+        metrics::counter!("regsweep_worker_reclaimable_bytes_total",
+            "registry" => args.registry.clone(), "run" => run)
+        .increment(reclaim.bytes);
+    }
+    reclaim
 }
 
 /// Lists and reads the repository within the time budget.

@@ -1,0 +1,21 @@
+-- The bytes the last completed cleanup plan of a repository frees (the
+-- job result's `reclaim.bytes`): what `repositories list` shows. Copied
+-- when the job ends done; a data copy only, no decision.
+ALTER TABLE repositories ADD COLUMN last_reclaimable_bytes bigint NOT NULL DEFAULT 0;
+
+CREATE FUNCTION cleanup_reclaim() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE repositories
+    SET last_reclaimable_bytes = COALESCE((NEW.result -> 'reclaim' ->> 'bytes')::bigint, 0)
+    WHERE cleanup_job_id = NEW.id;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER jobs_cleanup_reclaim
+    AFTER UPDATE OF status ON jobs
+    FOR EACH ROW
+    WHEN (NEW.kind = 'tag_cleanup' AND NEW.status = 'done'
+          AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION cleanup_reclaim();
