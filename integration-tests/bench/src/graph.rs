@@ -101,9 +101,16 @@ pub async fn run(args: Args) -> Result<()> {
     println!("seeded {} tags in {:?}", tags.len(), seeding.elapsed());
 
     let mut previews = Previews::start(&registry.url()).await?;
-    let (mut regsweep, mut raw) = (Vec::new(), Vec::new());
+    let (mut regsweep, mut raw, mut after) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=args.runs {
-        let ours = previews.tags_per_second(repo, tags.len()).await?;
+        let timing = previews.timed(repo, tags.len()).await?;
+        let ours = timing.tags_per_second;
+        println!(
+            "run {run}: planning {:.0} ms, then {:.0} ms more for the reclaim figure ({} bytes) \
+             and the report",
+            timing.planning_ms, timing.after_plan_ms, timing.reclaimable_bytes
+        );
+        after.push(100.0 * timing.after_plan_ms / timing.planning_ms);
         let theirs = tags.len() as f64 / bare(&registry.url(), repo, &tags).await?.as_secs_f64();
         println!(
             "run {run}: tag_cleanup {ours:.0} tags/s, bare client {theirs:.0} tags/s ({:.0}%)",
@@ -113,6 +120,7 @@ pub async fn run(args: Args) -> Result<()> {
         raw.push(theirs);
     }
     let (ours, theirs) = (stats::median(&mut regsweep), stats::median(&mut raw));
+    println!("after planning (median): {:.0}% of the planning time", stats::median(&mut after));
     println!();
     println!(
         "| tags | concurrency | tag_cleanup (median) | bare client, same requests (median) | share |"

@@ -83,7 +83,10 @@ pub async fn run(args: Args) -> Result<()> {
             ..Default::default()
         };
         registries
-            .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
+            .create_registry(v1::CreateRegistryRequest {
+                registry: Some(definition),
+                ..Default::default()
+            })
             .await?;
         let ours_repo = format!("scrub/{name}");
         let bare_repo = format!("bare/{name}");

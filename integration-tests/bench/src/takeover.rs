@@ -37,7 +37,12 @@ pub async fn run(args: Args) -> Result<()> {
     let mut registries =
         v1::registry_service_client::RegistryServiceClient::new(scheduler.channel().await);
     let definition = v1::Registry { name: "slow".into(), url: proxy.url(), ..Default::default() };
-    registries.create_registry(v1::CreateRegistryRequest { registry: Some(definition) }).await?;
+    registries
+        .create_registry(v1::CreateRegistryRequest {
+            registry: Some(definition),
+            ..Default::default()
+        })
+        .await?;
     println!("takeover benchmark: SIGKILL a scrubber holding deletions, start another at once");
     println!("lease  poll   runs  median   max      bound (lease + poll)");
     for &lease in &args.leases {

@@ -279,7 +279,10 @@ async fn scrub_list_restore_and_status_from_the_command_line() {
     scheduler
         .registries()
         .await
-        .create_registry(regsweep_proto::v1::CreateRegistryRequest { registry: Some(definition) })
+        .create_registry(regsweep_proto::v1::CreateRegistryRequest {
+            registry: Some(definition),
+            ..Default::default()
+        })
         .await
         .expect("create registry");
     let scrubber = regsweep_integration_tests::Scrubber::start(

@@ -76,7 +76,8 @@ async fn dev_runs_every_service_and_keeps_its_data_across_a_restart() {
         max_delete_fraction: 1.0,
         ..Default::default()
     };
-    let request = v1::CreatePolicyRequest { policy: Some(policy), live: true };
+    let request =
+        v1::CreatePolicyRequest { policy: Some(policy), live: true, ..Default::default() };
     policies.create_policy(request).await.expect("policy");
     policies.run_policy(v1::RunPolicyRequest { name: "keep-one".into() }).await.expect("run");
     let planned = wait_until("the cleanup's plan", Duration::from_secs(30), || {

@@ -1,6 +1,7 @@
 //! regsweep's integration tests: one binary, real PostgreSQL, real service
 //! processes.
 
+mod apply;
 mod auth;
 mod cancel_and_drain;
 mod capacity_retries;

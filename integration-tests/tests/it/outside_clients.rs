@@ -9,12 +9,12 @@ use regsweep_proto::v1::JobStatus;
 
 use crate::{create, get, wait_status};
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 /// A tool from `.ci/venv` (installed by `scripts/deps.sh`); missing fails loudly.
-fn venv_tool(name: &str) -> PathBuf {
+pub(crate) fn venv_tool(name: &str) -> PathBuf {
     let path = workspace().join(".ci/venv/bin").join(name);
     assert!(path.exists(), "{} is missing: run scripts/deps.sh (make deps)", path.display());
     path

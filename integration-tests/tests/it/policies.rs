@@ -16,7 +16,10 @@ pub async fn create_registry(scheduler: &Scheduler, name: &str, url: &str) -> v1
     scheduler
         .registries()
         .await
-        .create_registry(v1::CreateRegistryRequest { registry: Some(registry) })
+        .create_registry(v1::CreateRegistryRequest {
+            registry: Some(registry),
+            ..Default::default()
+        })
         .await
         .expect("create registry")
         .into_inner()
@@ -35,7 +38,7 @@ pub async fn create_policy(scheduler: &Scheduler, mut policy: v1::Policy) -> v1:
     scheduler
         .policies()
         .await
-        .create_policy(v1::CreatePolicyRequest { policy: Some(policy), live })
+        .create_policy(v1::CreatePolicyRequest { policy: Some(policy), live, ..Default::default() })
         .await
         .expect("create policy")
         .into_inner()
@@ -75,7 +78,11 @@ pub async fn preview(
     policy: &str,
     repository: &str,
 ) -> v1::PreviewPolicyResponse {
-    let request = v1::PreviewPolicyRequest { policy: policy.into(), repository: repository.into() };
+    let request = v1::PreviewPolicyRequest {
+        policy: policy.into(),
+        repository: repository.into(),
+        ..Default::default()
+    };
     scheduler.policies().await.preview_policy(request).await.expect("preview").into_inner()
 }
 
@@ -134,7 +141,7 @@ async fn bad_registries_and_policies_are_rejected_and_nothing_is_written() {
         ..Default::default()
     };
     let status = registries
-        .create_registry(v1::CreateRegistryRequest { registry: Some(bad) })
+        .create_registry(v1::CreateRegistryRequest { registry: Some(bad), ..Default::default() })
         .await
         .expect_err("invalid registry");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -159,7 +166,11 @@ async fn bad_registries_and_policies_are_rejected_and_nothing_is_written() {
         ..Default::default()
     };
     let status = policies
-        .create_policy(v1::CreatePolicyRequest { policy: Some(bad), live: true })
+        .create_policy(v1::CreatePolicyRequest {
+            policy: Some(bad),
+            live: true,
+            ..Default::default()
+        })
         .await
         .expect_err("invalid policy");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -224,7 +235,11 @@ async fn preview_decides_every_tag_with_its_rule() {
     let preview = scheduler
         .policies()
         .await
-        .preview_policy(v1::PreviewPolicyRequest { policy: "team".into(), repository: repo.into() })
+        .preview_policy(v1::PreviewPolicyRequest {
+            policy: "team".into(),
+            repository: repo.into(),
+            ..Default::default()
+        })
         .await
         .expect("preview")
         .into_inner();
@@ -368,6 +383,7 @@ async fn a_cleanup_that_spends_its_time_budget_ends_unfinished_and_resumes() {
         .update_registry(v1::UpdateRegistryRequest {
             registry: Some(update),
             update_mask: vec!["url".into()],
+            ..Default::default()
         })
         .await
         .expect("point the registry at the proxy");

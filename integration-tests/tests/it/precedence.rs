@@ -27,7 +27,8 @@ fn policy(name: &str, selector: &str, priority: i32) -> v1::Policy {
 }
 
 async fn create(scheduler: &Scheduler, policy: v1::Policy) -> Result<v1::Policy, tonic::Status> {
-    let request = v1::CreatePolicyRequest { policy: Some(policy), live: false };
+    let request =
+        v1::CreatePolicyRequest { policy: Some(policy), live: false, ..Default::default() };
     let created = scheduler.policies().await.create_policy(request).await?;
     Ok(created.into_inner().policy.expect("policy"))
 }
@@ -40,6 +41,7 @@ async fn set_priority(
     let request = v1::UpdatePolicyRequest {
         policy: Some(v1::Policy { name: name.into(), priority, ..Default::default() }),
         update_mask: vec!["priority".into()],
+        validate_only: false,
     };
     scheduler.policies().await.update_policy(request).await.map(drop)
 }

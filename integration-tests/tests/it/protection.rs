@@ -33,6 +33,7 @@ async fn protect(scheduler: &Scheduler, protection: v1::RegistryProtection) {
     let request = v1::UpdateRegistryRequest {
         registry: Some(registry),
         update_mask: vec!["protection".into()],
+        ..Default::default()
     };
     scheduler.registries().await.update_registry(request).await.expect("protect");
 }
@@ -247,6 +248,7 @@ async fn bad_protection_and_marks_are_refused_field_by_field() {
     let request = v1::UpdateRegistryRequest {
         registry: Some(registry),
         update_mask: vec!["protection".into()],
+        ..Default::default()
     };
     let status = scheduler.registries().await.update_registry(request).await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);

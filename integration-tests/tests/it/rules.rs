@@ -77,6 +77,7 @@ async fn listed_rules_with_protection_delete_exactly_what_the_preview_said() {
             ..Default::default()
         }),
         update_mask: vec!["protection".into()],
+        validate_only: false,
     };
     scheduler.registries().await.update_registry(registry_update).await.expect("protect");
     let mark = v1::MarkInUseRequest {
@@ -176,7 +177,11 @@ async fn bad_rules_are_refused_field_by_field_and_change_nothing() {
         rules: vec![v1::PolicyRule { keep_all: true, ..Default::default() }],
         ..Default::default()
     };
-    let request = v1::UpdatePolicyRequest { policy: Some(one), update_mask: vec!["rules".into()] };
+    let request = v1::UpdatePolicyRequest {
+        policy: Some(one),
+        update_mask: vec!["rules".into()],
+        ..Default::default()
+    };
     let updated = scheduler.policies().await.update_policy(request).await.expect("update");
     let updated = updated.into_inner().policy.expect("policy");
     assert_eq!(updated.rules.len(), 1);

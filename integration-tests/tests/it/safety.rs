@@ -147,7 +147,8 @@ impl Rig {
             rate_limit: 20.0,
             ..Default::default()
         };
-        let request = v1::CreateRegistryRequest { registry: Some(definition) };
+        let request =
+            v1::CreateRegistryRequest { registry: Some(definition), ..Default::default() };
         scheduler.registries().await.create_registry(request).await.expect("create registry");
         Self { registry, proxy, scheduler, scrubber, scrubber_listen, _worker: worker, db }
     }
@@ -390,8 +391,8 @@ async fn check_kept(
 }
 
 /// A tag pushed after planning keeps what it names, unless a DELETE of
-/// it left within the documented window after the push; returns how many
-/// were lost so.
+/// it, or an untag's placeholder PUT onto it, left within the documented
+/// window after the push; returns how many were lost so.
 async fn check_pushed(
     rig: &Rig,
     repo: &str,
@@ -408,9 +409,14 @@ async fn check_pushed(
             continue;
         }
         let window = chrono::Duration::from_std(SNAPSHOT_TTL + MARGIN).expect("window");
+        // Lost to a DELETE of what it names, or to the placeholder PUT of
+        // an untag of the same tag (Distribution has no conditional PUT).
+        let tag_path = format!("/manifests/{}", p.tag);
         let inside = record.iter().any(|r| {
-            r.method == "DELETE"
-                && p.reach.iter().any(|d| r.path.ends_with(d.as_str()))
+            let deleted =
+                r.method == "DELETE" && p.reach.iter().any(|d| r.path.ends_with(d.as_str()));
+            let overwritten = r.method == "PUT" && r.path.ends_with(&tag_path);
+            (deleted || overwritten)
                 && r.sent_at
                     .as_ref()
                     .and_then(timestamp_to_chrono)

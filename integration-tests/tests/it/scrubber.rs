@@ -264,7 +264,10 @@ async fn create_rated_registry(scheduler: &Scheduler, name: &str, url: String, r
     scheduler
         .registries()
         .await
-        .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
+        .create_registry(v1::CreateRegistryRequest {
+            registry: Some(definition),
+            ..Default::default()
+        })
         .await
         .expect("create registry");
 }

@@ -42,7 +42,10 @@ async fn a_registry_password_never_leaves_the_processes_that_use_it() {
     };
     let mut registries = scheduler.registries().await;
     registries
-        .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
+        .create_registry(v1::CreateRegistryRequest {
+            registry: Some(definition),
+            ..Default::default()
+        })
         .await
         .expect("create registry");
     sync(&scheduler, "private").await;

@@ -46,7 +46,10 @@ impl Cleanup {
         scheduler
             .registries()
             .await
-            .create_registry(v1::CreateRegistryRequest { registry: Some(definition) })
+            .create_registry(v1::CreateRegistryRequest {
+                registry: Some(definition),
+                ..Default::default()
+            })
             .await
             .expect("create registry");
         sync(&scheduler, "local").await;

@@ -156,6 +156,7 @@ async fn change(scheduler: &Scheduler, policy: &str) {
     let update = |p: v1::Policy, field: &str| v1::UpdatePolicyRequest {
         policy: Some(v1::Policy { name: policy.into(), ..p }),
         update_mask: vec![field.into()],
+        validate_only: false,
     };
     match policy {
         "dry" => {
@@ -458,7 +459,7 @@ async fn a_new_registry_is_probed_and_listed_at_once() {
     let _worker = Worker::start(&scheduler, "w", &[]).await;
     let definition =
         v1::Registry { name: "locked".into(), url: locked.url(), ..Default::default() };
-    let request = v1::CreateRegistryRequest { registry: Some(definition) };
+    let request = v1::CreateRegistryRequest { registry: Some(definition), ..Default::default() };
     let created = scheduler.registries().await.create_registry(request).await.expect("create");
     let sync_job_id = created.into_inner().sync_job_id;
     assert!(sync_job_id > 0, "a first catalog sync is enqueued");

@@ -204,7 +204,11 @@ async fn bad_tag_sightings_are_refused_and_record_nothing() {
     let status = scheduler
         .policies()
         .await
-        .create_policy(v1::CreatePolicyRequest { policy: Some(policy), live: false })
+        .create_policy(v1::CreatePolicyRequest {
+            policy: Some(policy),
+            live: false,
+            ..Default::default()
+        })
         .await
         .expect_err("refused");
     assert_eq!(violations(&status), ["policy.age_source", "policy.attachments"]);

@@ -79,6 +79,12 @@ pub enum Command {
     /// Cleanup policies.
     #[command(subcommand)]
     Policies(PoliciesCommand),
+    /// Make the scheduler's registries and policies what a file declares
+    /// (see `export` for the format); idempotent, and a file with any
+    /// problem changes nothing.
+    Apply(crate::apply::ApplyArgs),
+    /// Write the registries and policies as a file `apply` reads.
+    Export(crate::apply::ExportArgs),
     /// Pending and finished deletions of the scrubber.
     #[command(subcommand)]
     Scrub(ScrubCommand),

@@ -216,7 +216,13 @@ async fn watch_until_serving(url: &str) -> Result<()> {
 async fn add_registry(scheduler: &str, name: &str, url: &str) -> Result<()> {
     let mut registries = client::registries(scheduler).await?;
     let registry = v1::Registry { name: name.into(), url: url.into(), ..Default::default() };
-    match registries.create_registry(v1::CreateRegistryRequest { registry: Some(registry) }).await {
+    match registries
+        .create_registry(v1::CreateRegistryRequest {
+            registry: Some(registry),
+            ..Default::default()
+        })
+        .await
+    {
         Ok(_) => tracing::info!(registry = name, %url, "registry added"),
         Err(status) if status.code() == tonic::Code::AlreadyExists => {
             tracing::info!(registry = name, "registry exists already");

@@ -1,8 +1,10 @@
 //! `regsweep`: the admin client of every regsweep API.
 
+mod apply;
 mod cli;
 mod client;
 mod crons;
+mod declared;
 mod dev;
 mod jobs;
 mod output;
@@ -69,6 +71,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Registries(command) => registries::run(cli, command).await,
         Command::Repositories(command) => registries::run_repositories(cli, command).await,
         Command::Policies(command) => policies::run(cli, command).await,
+        Command::Apply(args) => apply::apply(cli, args).await,
+        Command::Export(args) => apply::export(cli, args).await,
         Command::Scrub(command) => scrub::run(cli, command).await,
         Command::Tokens(command) => tokens::run(command),
         Command::Dev(args) => dev::run(args).await,

@@ -224,7 +224,8 @@ pub async fn run(cli: &Cli, command: &PoliciesCommand) -> Result<()> {
         PoliciesCommand::Create(args) => {
             let (policy, _) = args.to_proto()?;
             let live = args.live || args.dry_run == Some(Some(false));
-            let request = v1::CreatePolicyRequest { policy: Some(policy), live };
+            let request =
+                v1::CreatePolicyRequest { policy: Some(policy), live, ..Default::default() };
             policies.create_policy(request).await?.into_inner().policy
         }
         PoliciesCommand::Get { name } => {
@@ -244,7 +245,11 @@ pub async fn run(cli: &Cli, command: &PoliciesCommand) -> Result<()> {
             anyhow::ensure!(args.registry.is_none(), "a policy's registry cannot change");
             let (policy, mask) = args.to_proto()?;
             anyhow::ensure!(!mask.is_empty(), "nothing to change: give at least one field flag");
-            let request = v1::UpdatePolicyRequest { policy: Some(policy), update_mask: mask };
+            let request = v1::UpdatePolicyRequest {
+                policy: Some(policy),
+                update_mask: mask,
+                ..Default::default()
+            };
             policies.update_policy(request).await?.into_inner().policy
         }
         PoliciesCommand::Delete { name } => {
@@ -264,8 +269,11 @@ pub async fn run(cli: &Cli, command: &PoliciesCommand) -> Result<()> {
             policies.run_policy(request).await?.into_inner().policy
         }
         PoliciesCommand::Preview { policy, repository } => {
-            let request =
-                v1::PreviewPolicyRequest { policy: policy.clone(), repository: repository.clone() };
+            let request = v1::PreviewPolicyRequest {
+                policy: policy.clone(),
+                repository: repository.clone(),
+                ..Default::default()
+            };
             let preview = policies.preview_policy(request).await?.into_inner();
             return print_preview(cli.output, &preview);
         }

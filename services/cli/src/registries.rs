@@ -202,7 +202,8 @@ pub async fn run(cli: &Cli, command: &RegistriesCommand) -> Result<()> {
         RegistriesCommand::Create(args) => {
             let (mut registry, _) = args.to_proto();
             registry.protection = Some(args.protection(None));
-            let request = v1::CreateRegistryRequest { registry: Some(registry) };
+            let request =
+                v1::CreateRegistryRequest { registry: Some(registry), ..Default::default() };
             registries.create_registry(request).await?.into_inner().registry
         }
         RegistriesCommand::Get { name } => {
@@ -227,7 +228,11 @@ pub async fn run(cli: &Cli, command: &RegistriesCommand) -> Result<()> {
                 mask.push("protection".to_string());
             }
             anyhow::ensure!(!mask.is_empty(), "nothing to change: give at least one field flag");
-            let request = v1::UpdateRegistryRequest { registry: Some(registry), update_mask: mask };
+            let request = v1::UpdateRegistryRequest {
+                registry: Some(registry),
+                update_mask: mask,
+                ..Default::default()
+            };
             registries.update_registry(request).await?.into_inner().registry
         }
         RegistriesCommand::Delete { name } => {

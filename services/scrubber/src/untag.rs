@@ -68,12 +68,16 @@ pub async fn untag(
             if !client.deletes_allowed(repo).await? {
                 return Err(Error::unsupported("the registry does not delete manifests"));
             }
-            // Re-resolved right before overwriting: a push since the plan wins.
+            // The placeholder is built (its config uploaded) first, so only
+            // the last look at the tag separates it from the PUT that
+            // overwrites it: a push since the plan wins unless it lands in
+            // that one round trip (Distribution has no conditional PUT).
+            let body = placeholder(client, repo, tag).await?;
             match client.resolve(repo, tag).await? {
                 Some(current) if current.digest == planned => {}
                 _ => return Ok(false),
             }
-            put_placeholder(client, repo, tag).await?
+            client.put_manifest(repo, tag, media_types::OCI_MANIFEST, body).await?
         }
     };
     if let Err(e) = client.delete_manifest(repo, &placeholder).await {
@@ -90,8 +94,8 @@ pub async fn untag(
     }
 }
 
-/// Points `tag` at a new placeholder of its own; returns its digest.
-async fn put_placeholder(client: &Client, repo: &str, tag: &str) -> Result<String, Error> {
+/// A new placeholder manifest of `tag`'s own, its config uploaded.
+async fn placeholder(client: &Client, repo: &str, tag: &str) -> Result<Vec<u8>, Error> {
     let config = b"{}".to_vec();
     let config_size = config.len();
     let config_digest = client.upload_blob(repo, config).await?;
@@ -104,9 +108,7 @@ async fn put_placeholder(client: &Client, repo: &str, tag: &str) -> Result<Strin
         "layers": [],
         "annotations": {ANNOTATION: format!("{repo}:{tag}:{}", uuid::Uuid::new_v4())},
     });
-    let body =
-        serde_json::to_vec(&placeholder).map_err(|e| Error::InvalidResponse(e.to_string()))?;
-    client.put_manifest(repo, tag, media_types::OCI_MANIFEST, body).await
+    serde_json::to_vec(&placeholder).map_err(|e| Error::InvalidResponse(e.to_string()))
 }
 
 /// Puts `tag` back on `planned` if it still stands on `placeholder`.

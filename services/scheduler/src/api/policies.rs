@@ -295,6 +295,15 @@ impl PolicyService for PolicyApi {
         };
         let policy = validate(&proto, registry.map(|r| r.id)).map_err(ApiError::from)?;
         self.check_precedence(&policy, 0).await?;
+        if request.validate_only {
+            if self.catalog.get_policy(&proto.name).await.map_err(ApiError::from)?.is_some() {
+                return Err(Status::already_exists(format!(
+                    "policy {:?} already exists",
+                    proto.name
+                )));
+            }
+            return Ok(Response::new(v1::CreatePolicyResponse { policy: Some(proto) }));
+        }
         let registry_id = policy.registry_id;
         let Some(created) = self.catalog.create_policy(policy).await.map_err(ApiError::from)?
         else {
@@ -366,6 +375,9 @@ impl PolicyService for PolicyApi {
         if claims_changed {
             self.check_precedence(&policy, current.id).await?;
         }
+        if req.validate_only {
+            return Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(merged) }));
+        }
         let updated = self
             .catalog
             .update_policy(policy)
@@ -431,20 +443,31 @@ impl PolicyService for PolicyApi {
     ) -> Result<Response<v1::PreviewPolicyResponse>, Status> {
         let req = request.into_inner();
         let mut v = FieldViolations::new();
-        if req.policy.is_empty() {
+        if req.policy.is_empty() && req.draft.is_none() {
             v.add("policy", "is required");
         }
         if let Err(reason) = regsweep_policy::validate_repository_name(&req.repository) {
             v.add("repository", reason);
         }
         v.into_result().map_err(ApiError::from)?;
-        let policy = self.find(&req.policy).await?;
+        let (name, registry, rules) = match &req.draft {
+            Some(draft) => {
+                let found = self.catalog.get_registry(&draft.registry).await?;
+                let policy = validate(draft, found.map(|r| r.id)).map_err(ApiError::from)?;
+                (draft.name.clone(), draft.registry.clone(), policy.rules())
+            }
+            None => {
+                let policy = self.find(&req.policy).await?;
+                let rules = policy.rules();
+                (policy.name, policy.registry, rules)
+            }
+        };
         let args = TagCleanupArgs {
-            rules: policy.rules(),
-            registry: policy.registry,
+            rules,
+            registry,
             repository: req.repository,
             repository_id: 0,
-            policy: policy.name,
+            policy: name,
             dry_run: true,
             preview: true,
             time_budget_seconds: self.preview_timeout.as_secs().max(1),

@@ -253,8 +253,25 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<v1::CreateRegistryRequest>,
     ) -> Result<Response<v1::CreateRegistryResponse>, Status> {
-        let registry = request.into_inner().registry.unwrap_or_default();
-        let registry = validate(&registry).map_err(ApiError::from)?;
+        let request = request.into_inner();
+        let given = request.registry.unwrap_or_default();
+        let registry = validate(&given).map_err(ApiError::from)?;
+        if request.validate_only {
+            let exists = self.catalog.get_registry(&given.name).await.map_err(ApiError::from)?;
+            if exists.is_some() {
+                return Err(Status::already_exists(format!(
+                    "registry {:?} already exists",
+                    given.name
+                )));
+            }
+            let registry = Some(v1::Registry {
+                created_at: None,
+                updated_at: None,
+                capabilities: None,
+                ..given
+            });
+            return Ok(Response::new(v1::CreateRegistryResponse { registry, sync_job_id: 0 }));
+        }
         let name = registry.name.clone();
         let created = self.catalog.create_registry(registry).await.map_err(ApiError::from)?;
         let Some(created) = created else {
@@ -313,6 +330,9 @@ impl RegistryService for RegistryApi {
             .ok_or_else(|| not_found(&update.name))?;
         let merged = merge(&current, &update, &req.update_mask).map_err(ApiError::from)?;
         let registry = validate(&merged).map_err(ApiError::from)?;
+        if req.validate_only {
+            return Ok(Response::new(v1::UpdateRegistryResponse { registry: Some(merged) }));
+        }
         let updated = self
             .catalog
             .update_registry(registry)

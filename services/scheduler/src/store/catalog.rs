@@ -127,14 +127,28 @@ impl PolicyRecord {
 
     /// The tag-filter rules, as `tag_cleanup` jobs carry them.
     pub fn rules(&self) -> regsweep_policy::RuleSpec {
-        regsweep_policy::RuleSpec {
-            keep_n: i64::from(self.keep_n),
+        self.to_new().rules()
+    }
+
+    /// The policy as a write would carry it.
+    fn to_new(&self) -> NewPolicy {
+        NewPolicy {
+            name: self.name.clone(),
+            registry_id: self.registry_id,
+            repository_selector: self.repository_selector.clone(),
+            cadence: self.cadence.clone(),
+            keep_n: self.keep_n,
             older_than_seconds: self.older_than_seconds,
             name_regex_delete: self.name_regex_delete.clone(),
             name_regex_keep: self.name_regex_keep.clone(),
             attachments: self.attachments,
             age_source: self.age_source,
             rules: self.rules.clone(),
+            priority: self.priority,
+            max_delete_fraction: self.max_delete_fraction,
+            dry_run: self.dry_run,
+            enabled: self.enabled,
+            next_run_at: self.next_run_at,
         }
     }
 }
@@ -191,6 +205,21 @@ pub struct NewPolicy {
     pub dry_run: bool,
     pub enabled: bool,
     pub next_run_at: DateTime<Utc>,
+}
+
+impl NewPolicy {
+    /// The tag-filter rules, as `tag_cleanup` jobs carry them.
+    pub fn rules(&self) -> regsweep_policy::RuleSpec {
+        regsweep_policy::RuleSpec {
+            keep_n: i64::from(self.keep_n),
+            older_than_seconds: self.older_than_seconds,
+            name_regex_delete: self.name_regex_delete.clone(),
+            name_regex_keep: self.name_regex_keep.clone(),
+            attachments: self.attachments,
+            age_source: self.age_source,
+            rules: self.rules.clone(),
+        }
+    }
 }
 
 /// A repository and its cleanup state.

@@ -1,0 +1,208 @@
+//! Policies as code, through the `regsweep` binary against a real
+//! scheduler, worker and registry: `apply` creates and updates, is
+//! idempotent, orders writes around priority overlaps, refuses a bad file
+//! with its line and changes nothing; `export | apply --diff` shows no
+//! change; `--diff` previews what a change would delete; the schema
+//! accepts what `export` writes.
+
+use std::path::Path;
+use std::process::Output;
+
+use regsweep_integration_tests::{Scheduler, TestDb, TestRegistry, Worker};
+use regsweep_proto::v1;
+
+use crate::cli::regsweep;
+use crate::outside_clients::{venv_tool, workspace};
+use crate::policies::sync;
+
+/// The registry and two policies every file below starts from.
+fn base(url: &str) -> String {
+    format!(
+        "registries:
+  - name: local
+    url: {url}
+policies:
+  - name: everything
+    registry: local
+    selector: '**'
+    cadence: 1d
+    keep_n: 1
+    name_regex_delete: '.*'
+  - name: team
+    registry: local
+    selector: 'team/**'
+    priority: 10
+    cadence: 7d
+    rules:
+      - name: versions
+        tag_glob: 'v*'
+        keep_newest: 1
+"
+    )
+}
+
+struct Rig {
+    scheduler: Scheduler,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn run(&self, args: &[&str]) -> Output {
+        regsweep(&self.scheduler.url, args).await
+    }
+
+    /// Writes `text` as `name` and applies it with `extra` flags.
+    async fn apply(&self, name: &str, text: &str, extra: &[&str]) -> Output {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        let path = path.display().to_string();
+        let args: Vec<&str> =
+            ["apply", "-f", path.as_str()].into_iter().chain(extra.iter().copied()).collect();
+        self.run(&args).await
+    }
+
+    async fn export(&self) -> String {
+        let out = self.run(&["export"]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    async fn policies(&self) -> Vec<v1::Policy> {
+        let mut policies = self.scheduler.policies().await;
+        let listed = policies.list_policies(v1::ListPoliciesRequest::default()).await;
+        listed.expect("list policies").into_inner().policies
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn ok(out: &Output) -> String {
+    let (stdout, stderr) = text(out);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    stdout
+}
+
+fn refused(out: &Output) -> String {
+    let (stdout, stderr) = text(out);
+    assert!(!out.status.success(), "expected a refusal; stdout: {stdout}");
+    stderr
+}
+
+/// Validates `file` (YAML) against the schema with a JSON Schema validator.
+async fn schema_accepts(file: &Path) -> Result<(), String> {
+    let schema = workspace().join("schema/regsweep.schema.json");
+    let script = "import json, sys, yaml, jsonschema\n\
+        jsonschema.validate(yaml.safe_load(open(sys.argv[1])), json.load(open(sys.argv[2])))";
+    let out = tokio::process::Command::new(venv_tool("python"))
+        .args(["-c", script])
+        .arg(file)
+        .arg(schema)
+        .output()
+        .await
+        .expect("python");
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into()) }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_is_idempotent_round_trips_with_export_and_refuses_bad_files_whole() {
+    let registry = TestRegistry::start().await;
+    for tag in ["v1", "v2", "v3"] {
+        registry.push_image("team/app", &[tag], None, tag).await;
+    }
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let _worker = Worker::start(&scheduler, "w1", &[]).await;
+    let rig = Rig { scheduler, dir: tempfile::tempdir().expect("temporary directory") };
+    let base = base(&registry.url());
+
+    let out = ok(&rig.apply("a.yaml", &base, &[]).await);
+    assert!(
+        out.contains(r#"+ registry "local" (create)"#) && out.contains("applied 3 changes"),
+        "{out}"
+    );
+    let policies = rig.policies().await;
+    assert_eq!(policies.len(), 2);
+    assert!(policies.iter().all(|p| p.dry_run), "policies are dry runs unless the file says live");
+    let team = policies.iter().find(|p| p.name == "team").expect("team");
+    assert_eq!((team.priority, team.rules.len()), (10, 1));
+    sync(&rig.scheduler, "local").await;
+
+    // Idempotent, and what export writes applies as no change.
+    assert!(ok(&rig.apply("a.yaml", &base, &[]).await).contains("no changes (3 unchanged)"));
+    let exported = rig.export().await;
+    let out = ok(&rig.apply("exported.yaml", &exported, &["--diff"]).await);
+    assert!(out.contains("no changes (3 unchanged)"), "{out}");
+    schema_accepts(&rig.dir.path().join("exported.yaml")).await.expect("schema accepts export");
+    schema_accepts(&workspace().join("schema/example.yaml")).await.expect("schema accepts example");
+
+    // Bad files change nothing and name the line.
+    let typo = base.replace("    keep_n: 1\n", "    keep: 1\n");
+    let e = refused(&rig.apply("typo.yaml", &typo, &[]).await);
+    assert!(
+        e.contains("typo.yaml") && e.contains("unknown field `keep`") && e.contains("line 9"),
+        "{e}"
+    );
+    assert!(schema_accepts(&rig.dir.path().join("typo.yaml")).await.is_err(), "schema refuses it");
+    // A good change written before the bad one would land without the
+    // check first: the file's newcomer comes before `team`.
+    let newcomer = "  - name: newcomer\n    registry: local\n    selector: 'other/**'\n    priority: 5\n    cadence: 1d\n";
+    let bad_regex = base
+        .replace("tag_glob: 'v*'", "tag_regex: '('")
+        .replace("  - name: team\n", &format!("{newcomer}  - name: team\n"));
+    let e = refused(&rig.apply("regex.yaml", &bad_regex, &[]).await);
+    assert!(e.contains(r#"regex.yaml:16: policy "team": policy.rules[0].tag_regex"#), "{e}");
+    let overlap = format!(
+        "{base}  - name: cache\n    registry: local\n    selector: '**/cache'\n    priority: 10\n    cadence: 1d\n"
+    );
+    let e = refused(&rig.apply("overlap.yaml", &overlap, &[]).await);
+    assert!(
+        e.contains(r#"overlap.yaml:20: policy "cache": policy.priority: overlaps policy "team" at priority 10: both select "team/cache""#),
+        "{e}"
+    );
+    assert_eq!(rig.export().await, exported, "refused files changed nothing");
+
+    // --diff shows the change and what it would delete now, and changes nothing.
+    let two = base.replace("keep_newest: 1", "keep_newest: 2");
+    let out = ok(&rig.apply("two.yaml", &two, &["--diff"]).await);
+    assert!(out.contains(r#"~ policy "team": rules"#), "{out}");
+    assert!(out.contains("team/app: 1 of 3 tags"), "{out}");
+    assert_eq!(rig.export().await, exported);
+    assert!(ok(&rig.apply("two.yaml", &two, &[]).await).contains("applied 1 change\n"));
+    assert!(rig.export().await.contains("keep_newest: 2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_orders_writes_around_overlaps_and_refuses_a_swap() {
+    let registry = TestRegistry::start().await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let rig = Rig { scheduler, dir: tempfile::tempdir().expect("temporary directory") };
+    let base = base(&registry.url());
+    ok(&rig.apply("a.yaml", &base, &[]).await);
+
+    // `web` takes team's old priority: written first it would overlap
+    // `team`, so apply moves `team` first.
+    let web = "  - name: web\n    registry: local\n    selector: 'team/*'\n    priority: 10\n    cadence: 1d\n";
+    let moved = base
+        .replace("policies:\n", &format!("policies:\n{web}"))
+        .replace("priority: 10\n    cadence: 7d", "priority: 20\n    cadence: 7d");
+    ok(&rig.apply("moved.yaml", &moved, &[]).await);
+    let priorities: Vec<(String, i32)> =
+        rig.policies().await.into_iter().map(|p| (p.name, p.priority)).collect();
+    assert_eq!(priorities, [("everything".into(), 0), ("team".into(), 20), ("web".into(), 10)]);
+
+    // Swapping two overlapping policies' priorities has no safe order.
+    let before = rig.export().await;
+    let swapped = moved
+        .replace(
+            "selector: '**'\n    cadence: 1d",
+            "selector: '**'\n    priority: 20\n    cadence: 1d",
+        )
+        .replace("priority: 20\n    cadence: 7d", "priority: 0\n    cadence: 7d");
+    let e = refused(&rig.apply("swap.yaml", &swapped, &[]).await);
+    assert!(e.contains(r#"policy "everything": policy.priority: overlaps policy "team""#), "{e}");
+    assert!(e.contains(r#"policy "team": policy.priority: overlaps policy "everything""#), "{e}");
+    assert_eq!(rig.export().await, before);
+}

@@ -1,0 +1,528 @@
+//! `regsweep apply` and `regsweep export`: registries and policies kept as
+//! a file (`declared.rs`). `apply` is idempotent and all or nothing as far
+//! as checking goes: the whole file is parsed, every change is checked by
+//! the scheduler (`validate_only`) and ordered so that no two policies at
+//! one priority overlap at any step, and only then is anything written.
+//! Nothing not in the file is deleted.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result, bail};
+use regsweep_policy::{Cadence, Candidate, Precedence, Selector};
+use regsweep_proto::v1;
+use tonic_types::StatusExt as _;
+
+use crate::cli::Cli;
+use crate::client;
+use crate::declared::{Declared, PolicyEntry, RegistryEntry, line_of};
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The file of registries and policies (YAML or JSON; `-` reads
+    /// standard input).
+    #[arg(short = 'f', long = "file")]
+    pub file: String,
+    /// Show what would change and what each changed policy would delete
+    /// now (from previews), and change nothing.
+    #[arg(long)]
+    pub diff: bool,
+    /// Repositories previewed per changed policy with `--diff`.
+    #[arg(long, default_value_t = 10)]
+    pub preview_repositories: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Only this registry and its policies.
+    #[arg(long)]
+    pub registry: Option<String>,
+}
+
+/// What the file changes about one registry or policy.
+#[derive(Debug)]
+enum Op {
+    Create,
+    /// The fields that differ, as the file names them.
+    Update(Vec<String>),
+}
+
+/// A policy and what the file changes about it.
+type PolicyChange = (PolicyEntry, Op);
+
+/// A policy no order of writes can place, and the overlap in its way.
+type Stuck = (String, String);
+
+/// The changes of a file, in the order they are made.
+#[derive(Debug, Default)]
+struct Changes {
+    registries: Vec<(RegistryEntry, Op)>,
+    policies: Vec<PolicyChange>,
+    unchanged: usize,
+}
+
+/// The registries and policies the scheduler holds, by name.
+struct Current {
+    registries: BTreeMap<String, v1::Registry>,
+    policies: BTreeMap<String, v1::Policy>,
+}
+
+pub async fn export(cli: &Cli, args: &ExportArgs) -> Result<()> {
+    let current = current(cli).await?;
+    let wanted = |registry: &str| args.registry.as_deref().is_none_or(|r| r == registry);
+    let declared = Declared {
+        registries: current
+            .registries
+            .values()
+            .filter(|r| wanted(&r.name))
+            .map(RegistryEntry::from_proto)
+            .collect(),
+        policies: current
+            .policies
+            .values()
+            .filter(|p| wanted(&p.registry))
+            .map(PolicyEntry::from_proto)
+            .collect(),
+    };
+    let yaml = serde_yaml::to_string(&declared).context("writing the file")?;
+    print!("# regsweep apply -f FILE; format: schema/regsweep.schema.json\n{yaml}");
+    Ok(())
+}
+
+pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<()> {
+    let text = if args.file == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file))?
+    };
+    let declared: Declared = serde_yaml::from_str(&text).map_err(|e| {
+        // The top of the file has no location of its own.
+        let line = e.location().map_or(1, |l| l.line().max(1));
+        anyhow::anyhow!("{}:{line}: {e}", args.file)
+    })?;
+    let current = current(cli).await?;
+    let at = |section: &str, name: &str| match line_of(&text, section, name) {
+        Some(line) => format!("{}:{line}", args.file),
+        None => args.file.clone(),
+    };
+    let changes = changes(&declared, &current, &at)?;
+    check(cli, &changes, &at).await?;
+    print_changes(&changes);
+    if args.diff {
+        return impact(cli, &changes, &current, args.preview_repositories).await;
+    }
+    write(cli, &changes).await
+}
+
+async fn current(cli: &Cli) -> Result<Current> {
+    let mut registries = client::registries(&cli.scheduler).await?;
+    let listed = registries.list_registries(v1::ListRegistriesRequest::default()).await?;
+    let mut policies = client::policies(&cli.scheduler).await?;
+    let listed_policies = policies.list_policies(v1::ListPoliciesRequest::default()).await?;
+    Ok(Current {
+        registries: listed
+            .into_inner()
+            .registries
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect(),
+        policies: listed_policies
+            .into_inner()
+            .policies
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect(),
+    })
+}
+
+/// The file's changes against `current`, policies ordered so that no step
+/// makes two policies at one priority overlap; every problem the file has
+/// on its own, at once.
+fn changes(
+    declared: &Declared,
+    current: &Current,
+    at: &dyn Fn(&str, &str) -> String,
+) -> Result<Changes> {
+    let mut problems = Vec::new();
+    let mut out = Changes::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in &declared.registries {
+        if !seen.insert(&entry.name) {
+            problems.push(format!(
+                "{}: registry {:?} is declared twice",
+                at("registries", &entry.name),
+                entry.name
+            ));
+            continue;
+        }
+        match current.registries.get(&entry.name).map(RegistryEntry::from_proto) {
+            None => out.registries.push((entry.clone(), Op::Create)),
+            Some(now) => match differences(&now, &canonical_registry(entry)) {
+                fields if fields.is_empty() => out.unchanged += 1,
+                fields => out.registries.push((entry.clone(), Op::Update(fields))),
+            },
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pending = Vec::new();
+    for entry in &declared.policies {
+        let known = current.registries.contains_key(&entry.registry)
+            || declared.registries.iter().any(|r| r.name == entry.registry);
+        if !seen.insert(&entry.name) {
+            problems.push(format!(
+                "{}: policy {:?} is declared twice",
+                at("policies", &entry.name),
+                entry.name
+            ));
+        } else if !known {
+            problems.push(format!(
+                "{}: policy {:?}: registry {:?} is neither declared nor known",
+                at("policies", &entry.name),
+                entry.name,
+                entry.registry
+            ));
+        } else {
+            let entry = canonical_policy(entry);
+            match current.policies.get(&entry.name).map(PolicyEntry::from_proto) {
+                None => pending.push((entry, Op::Create)),
+                Some(now) => match differences(&now, &entry) {
+                    fields if fields.is_empty() => out.unchanged += 1,
+                    fields => pending.push((entry, Op::Update(fields))),
+                },
+            }
+        }
+    }
+    match order(pending, current) {
+        Ok(ordered) => out.policies = ordered,
+        Err(stuck) => problems.extend(stuck.into_iter().map(|(name, why)| {
+            format!("{}: policy {name:?}: policy.priority: {why}", at("policies", &name))
+        })),
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        bail!("the file changes nothing:\n{}", problems.join("\n"))
+    }
+}
+
+/// The top-level fields in which `now` and `wanted` differ.
+fn differences<T: serde::Serialize>(now: &T, wanted: &T) -> Vec<String> {
+    let (now, wanted) = (serde_json::to_value(now), serde_json::to_value(wanted));
+    let (Ok(serde_json::Value::Object(now)), Ok(serde_json::Value::Object(wanted))) = (now, wanted)
+    else {
+        return vec!["everything".into()];
+    };
+    let mut fields: Vec<String> = now
+        .keys()
+        .chain(wanted.keys())
+        .filter(|k| now.get(*k) != wanted.get(*k))
+        .cloned()
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}
+
+/// A registry as the scheduler would show it back.
+fn canonical_registry(entry: &RegistryEntry) -> RegistryEntry {
+    RegistryEntry::from_proto(&entry.to_proto())
+}
+
+/// A policy as the scheduler would show it back: its cadence as stored.
+fn canonical_policy(entry: &PolicyEntry) -> PolicyEntry {
+    let mut canonical = PolicyEntry::from_proto(&entry.to_proto());
+    if let Ok(cadence) = Cadence::parse(&entry.cadence) {
+        canonical.cadence = cadence.as_str();
+    }
+    canonical
+}
+
+/// Orders `pending` so that each policy, when written, overlaps no policy
+/// of its registry at its priority (what the scheduler checks at each
+/// write). On failure: each policy that cannot be placed, and why.
+fn order(
+    mut pending: Vec<PolicyChange>,
+    current: &Current,
+) -> Result<Vec<PolicyChange>, Vec<Stuck>> {
+    // Each policy's claim as it stands, by name; ids only tell policies apart.
+    let mut state: BTreeMap<String, (String, Candidate)> = BTreeMap::new();
+    let candidate = |id: usize, name: &str, priority: i32, selector: &str| {
+        let selector = Selector::parse(selector).ok()?;
+        Some(Candidate { id: id as i64, name: name.to_string(), priority, selector })
+    };
+    for (id, p) in current.policies.values().enumerate() {
+        if let Some(c) = candidate(id, &p.name, p.priority, &p.repository_selector) {
+            state.insert(p.name.clone(), (p.registry.clone(), c));
+        }
+    }
+    let mut ordered = Vec::new();
+    let mut next_id = current.policies.len();
+    while !pending.is_empty() {
+        let mut stuck = Vec::new();
+        let before = pending.len();
+        for (entry, op) in std::mem::take(&mut pending) {
+            let id = state.get(&entry.name).map_or_else(
+                || {
+                    next_id += 1;
+                    next_id
+                },
+                |(_, c)| c.id as usize,
+            );
+            // An unparsable selector is the scheduler's to report.
+            let Some(me) = candidate(id, &entry.name, entry.priority, &entry.selector) else {
+                ordered.push((entry, op));
+                continue;
+            };
+            let neighbours =
+                state.values().filter(|(r, _)| *r == entry.registry).map(|(_, c)| c.clone());
+            let conflicts = Precedence::new(neighbours.collect()).conflicts(&me);
+            if conflicts.is_empty() {
+                state.insert(entry.name.clone(), (entry.registry.clone(), me));
+                ordered.push((entry, op));
+            } else {
+                stuck.push((entry.name.clone(), conflicts[0].to_string()));
+                pending.push((entry, op));
+            }
+        }
+        if pending.len() == before {
+            return Err(stuck);
+        }
+    }
+    Ok(ordered)
+}
+
+/// One write of the file: a create or an update, checked only or made.
+async fn send(cli: &Cli, change: Change<'_>, validate_only: bool) -> Result<(), tonic::Status> {
+    let transport = |e: anyhow::Error| tonic::Status::unavailable(crate::client::describe(&e));
+    match change {
+        Change::Registry(entry, op) => {
+            let mut registries = client::registries(&cli.scheduler).await.map_err(transport)?;
+            let registry = Some(entry.to_proto());
+            match op {
+                Op::Create => {
+                    let request = v1::CreateRegistryRequest { registry, validate_only };
+                    registries.create_registry(request).await.map(drop)
+                }
+                Op::Update(_) => {
+                    // An empty mask replaces every field: the file is the whole truth.
+                    let update_mask = Vec::new();
+                    let request =
+                        v1::UpdateRegistryRequest { registry, update_mask, validate_only };
+                    registries.update_registry(request).await.map(drop)
+                }
+            }
+        }
+        Change::Policy(entry, op) => {
+            let mut policies = client::policies(&cli.scheduler).await.map_err(transport)?;
+            let policy = Some(entry.to_proto());
+            match op {
+                Op::Create => {
+                    let request =
+                        v1::CreatePolicyRequest { policy, live: entry.live, validate_only };
+                    policies.create_policy(request).await.map(drop)
+                }
+                Op::Update(_) => {
+                    let update_mask = Vec::new();
+                    let request = v1::UpdatePolicyRequest { policy, update_mask, validate_only };
+                    policies.update_policy(request).await.map(drop)
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    Registry(&'a RegistryEntry, &'a Op),
+    Policy(&'a PolicyEntry, &'a Op),
+}
+
+impl Changes {
+    fn all(&self) -> impl Iterator<Item = Change<'_>> {
+        let registries = self.registries.iter().map(|(e, op)| Change::Registry(e, op));
+        registries.chain(self.policies.iter().map(|(e, op)| Change::Policy(e, op)))
+    }
+}
+
+impl Change<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Change::Registry(e, _) => format!("registry {:?}", e.name),
+            Change::Policy(e, _) => format!("policy {:?}", e.name),
+        }
+    }
+}
+
+/// Has the scheduler check every change as it would make it, and reports
+/// every refusal with its line. Two refusals are expected and skipped: a
+/// policy on a registry the file creates (it does not exist yet), and an
+/// overlap the order of writes avoids (`order` checked the steps).
+async fn check(cli: &Cli, changes: &Changes, at: &dyn Fn(&str, &str) -> String) -> Result<()> {
+    let mut problems = Vec::new();
+    for change in changes.all() {
+        let Err(status) = send(cli, change, true).await else { continue };
+        let (line, created) = match change {
+            Change::Registry(e, _) => (at("registries", &e.name), false),
+            Change::Policy(e, _) => (
+                at("policies", &e.name),
+                changes
+                    .registries
+                    .iter()
+                    .any(|(r, op)| r.name == e.registry && matches!(op, Op::Create)),
+            ),
+        };
+        let Some(details) = status.get_details_bad_request() else {
+            problems.push(format!("{line}: {}: {}", change.describe(), status.message()));
+            continue;
+        };
+        for v in details.field_violations {
+            let expected = (created && v.field == "policy.registry")
+                || (v.field == "policy.priority" && v.description.starts_with("overlaps policy"));
+            if !expected {
+                problems.push(format!(
+                    "{line}: {}: {}: {}",
+                    change.describe(),
+                    v.field,
+                    v.description
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("the file changes nothing:\n{}", problems.join("\n"))
+    }
+}
+
+fn print_changes(changes: &Changes) {
+    for change in changes.all() {
+        let op = match change {
+            Change::Registry(_, op) | Change::Policy(_, op) => op,
+        };
+        match op {
+            Op::Create => println!("+ {} (create)", change.describe()),
+            Op::Update(fields) => println!("~ {}: {}", change.describe(), fields.join(", ")),
+        }
+    }
+    if changes.registries.is_empty() && changes.policies.is_empty() {
+        println!("no changes ({} unchanged)", changes.unchanged);
+    } else {
+        println!("= {} unchanged", changes.unchanged);
+    }
+}
+
+async fn write(cli: &Cli, changes: &Changes) -> Result<()> {
+    let total = changes.registries.len() + changes.policies.len();
+    for (done, change) in changes.all().enumerate() {
+        if let Err(status) = send(cli, change, false).await {
+            bail!(
+                "{}: {} ({done} of {total} changes made before it; apply the file again once \
+                 this is fixed)",
+                change.describe(),
+                status.message()
+            );
+        }
+    }
+    println!("applied {total} change{}", if total == 1 { "" } else { "s" });
+    Ok(())
+}
+
+/// What each changed policy would delete now: a preview of the draft on
+/// the repositories it would govern, up to `limit` each.
+async fn impact(cli: &Cli, changes: &Changes, current: &Current, limit: usize) -> Result<()> {
+    let mut policies = client::policies(&cli.scheduler).await?;
+    for (entry, _) in &changes.policies {
+        let governed = governed(cli, entry, changes, current).await?;
+        if governed.is_empty() {
+            println!("policy {:?} would govern no repository known now", entry.name);
+            continue;
+        }
+        println!(
+            "policy {:?} would govern {} repositories; now it would delete:",
+            entry.name,
+            governed.len()
+        );
+        for repository in governed.iter().take(limit) {
+            let request = v1::PreviewPolicyRequest {
+                policy: entry.name.clone(),
+                repository: repository.clone(),
+                draft: Some(entry.to_proto()),
+            };
+            match policies.preview_policy(request).await {
+                Ok(p) => {
+                    let p = p.into_inner();
+                    println!(
+                        "  {repository}: {} of {} tags, {} digests, frees up to {}{}",
+                        p.delete_count,
+                        p.decisions.len(),
+                        p.digest_delete_count,
+                        crate::output::bytes(p.reclaimable_bytes),
+                        if p.blocked.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (blocked: {})", p.blocked)
+                        }
+                    );
+                }
+                Err(status) => println!("  {repository}: no preview: {}", status.message()),
+            }
+        }
+        if governed.len() > limit {
+            println!(
+                "  and {} more not previewed (--preview-repositories)",
+                governed.len() - limit
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The known repositories `entry` would govern once the file is applied.
+async fn governed(
+    cli: &Cli,
+    entry: &PolicyEntry,
+    changes: &Changes,
+    current: &Current,
+) -> Result<Vec<String>> {
+    if !current.registries.contains_key(&entry.registry) {
+        return Ok(Vec::new());
+    }
+    let mut claims: BTreeMap<&str, (i32, &str)> = current
+        .policies
+        .values()
+        .filter(|p| p.registry == entry.registry)
+        .map(|p| (p.name.as_str(), (p.priority, p.repository_selector.as_str())))
+        .collect();
+    for (p, _) in changes.policies.iter().filter(|(p, _)| p.registry == entry.registry) {
+        claims.insert(p.name.as_str(), (p.priority, p.selector.as_str()));
+    }
+    let candidates = claims
+        .iter()
+        .enumerate()
+        .filter_map(|(id, (name, (priority, selector)))| {
+            let selector = Selector::parse(selector).ok()?;
+            Some(Candidate { id: id as i64, name: name.to_string(), priority: *priority, selector })
+        })
+        .collect();
+    let precedence = Precedence::new(candidates);
+    let repositories = client::repositories(&cli.scheduler).await?;
+    let all = client::pages(None, |page_size, page_token| {
+        let mut repositories = repositories.clone();
+        let request = v1::ListRepositoriesRequest {
+            registry: entry.registry.clone(),
+            page_size,
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let page = repositories.list_repositories(request).await?.into_inner();
+            Ok((page.repositories, page.next_page_token))
+        }
+    })
+    .await?;
+    Ok(all
+        .into_iter()
+        .filter(|r| precedence.governing(&r.name).is_some_and(|c| c.name == entry.name))
+        .map(|r| r.name)
+        .collect())
+}
