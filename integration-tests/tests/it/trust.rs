@@ -144,12 +144,30 @@ async fn a_plan_the_scheduler_did_not_hand_out_deletes_nothing() {
 
 /// The change each policy gets while its plan waits, and the reason its
 /// deletions must end `cancelled` with.
-const CHANGES: [(&str, &str); 4] = [
+const CHANGES: [(&str, &str); 6] = [
     ("dry", "is now a dry run"),
     ("changed", "changed (revision"),
     ("disabled", "is disabled"),
     ("deleted", "was deleted"),
+    // A new policy of higher priority takes the repository over.
+    ("outranked", r#"policy "over" now governs outranked/app, not "outranked""#),
+    // Its own priority falls below another policy that selects it.
+    ("lowered", r#"policy "under" now governs lowered/app, not "lowered""#),
 ];
+
+/// A policy `name` over `selector` at `priority`, keeping everything.
+async fn create_keeping(scheduler: &Scheduler, name: &str, selector: &str, priority: i32) {
+    let keeping = v1::Policy {
+        name: name.into(),
+        registry: "local".into(),
+        repository_selector: selector.into(),
+        cadence: "7d".into(),
+        keep_n: 100,
+        priority,
+        ..Default::default()
+    };
+    create_policy(scheduler, keeping).await;
+}
 
 async fn change(scheduler: &Scheduler, policy: &str) {
     let mut policies = scheduler.policies().await;
@@ -170,6 +188,12 @@ async fn change(scheduler: &Scheduler, policy: &str) {
         "disabled" => {
             let request = v1::DisablePolicyRequest { name: policy.into() };
             policies.disable_policy(request).await.expect("disable");
+        }
+        "outranked" => create_keeping(scheduler, "over", "outranked/*", 1).await,
+        "lowered" => {
+            create_keeping(scheduler, "under", "lowered/**", -5).await;
+            let p = v1::Policy { priority: -10, ..Default::default() };
+            policies.update_policy(update(p, "priority")).await.expect("lower");
         }
         _ => {
             let request = v1::DeletePolicyRequest { name: policy.into() };

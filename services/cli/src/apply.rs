@@ -180,6 +180,12 @@ fn changes(
                 entry.name,
                 entry.registry
             ));
+        } else if let Some(why) = policy_problem(entry, current) {
+            problems.push(format!(
+                "{}: policy {:?}: {why}",
+                at("policies", &entry.name),
+                entry.name
+            ));
         } else {
             let entry = canonical_policy(entry);
             match current.policies.get(&entry.name).map(PolicyEntry::from_proto) {
@@ -202,6 +208,22 @@ fn changes(
     } else {
         bail!("the file changes nothing:\n{}", problems.join("\n"))
     }
+}
+
+/// What the scheduler cannot check before the registry exists, or cannot
+/// change at all: caught here so nothing is written.
+fn policy_problem(entry: &PolicyEntry, current: &Current) -> Option<String> {
+    if let Some(now) = current.policies.get(&entry.name)
+        && now.registry != entry.registry
+    {
+        return Some(format!(
+            "policy.registry: is {:?}; a policy cannot move to another registry (delete it and \
+             create it there)",
+            now.registry
+        ));
+    }
+    let cadence = Cadence::parse(&entry.cadence).ok()?;
+    cadence.next_after(chrono::Utc::now()).is_none().then(|| "policy.cadence: never fires".into())
 }
 
 /// The top-level fields in which `now` and `wanted` differ.

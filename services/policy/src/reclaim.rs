@@ -70,8 +70,11 @@ pub fn reclaimable(plan: &Plan, inventory: &Inventory) -> Reclaim {
         }
     }
     freed.retain(|digest, _| !kept_blobs.contains(digest));
+    // Sizes come from manifests anyone who can push writes: the total stays
+    // within what a database integer holds.
+    let total = freed.values().fold(0u64, |sum, size| sum.saturating_add(*size));
     Reclaim {
-        bytes: freed.values().fold(0u64, |sum, size| sum.saturating_add(*size)),
+        bytes: total.min(i64::MAX as u64),
         blobs: freed.len() as u64,
         unread_manifests: unread,
     }

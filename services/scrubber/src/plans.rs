@@ -46,7 +46,7 @@ type Guard = (Arc<Protection>, Instant);
 pub struct Plans {
     client: PolicyServiceClient<grpc::Client>,
     registries: RegistryServiceClient<grpc::Client>,
-    standings: Mutex<HashMap<PlanPolicy, (Standing, Instant)>>,
+    standings: Mutex<HashMap<(PlanPolicy, String), (Standing, Instant)>>,
     /// By (registry, repository); trusted for [`STANDING_TTL`] like a
     /// standing, so a mark is honoured within a second of being made.
     guards: Mutex<HashMap<(String, String), Guard>>,
@@ -144,13 +144,18 @@ impl Plans {
         }
     }
 
-    /// Whether `policy` still stands, from a cache of [`STANDING_TTL`];
-    /// an error when the scheduler cannot say.
-    pub async fn standing(&self, policy: &PlanPolicy) -> Result<Standing, tonic::Status> {
+    /// Whether `policy` still stands and governs `repository`, from a
+    /// cache of [`STANDING_TTL`]; an error when the scheduler cannot say.
+    pub async fn standing(
+        &self,
+        policy: &PlanPolicy,
+        repository: &str,
+    ) -> Result<Standing, tonic::Status> {
         if policy.name.is_empty() {
             return Ok(Standing::Current);
         }
-        if let Some((standing, at)) = self.cached(policy)
+        let key = (policy.clone(), repository.to_string());
+        if let Some((standing, at)) = self.cached(&key)
             && at.elapsed() < STANDING_TTL
         {
             return Ok(standing);
@@ -162,6 +167,7 @@ impl Plans {
                 id: policy.id,
                 revision: policy.revision.clone(),
                 max_delete_fraction: 0.0,
+                repository: repository.to_string(),
             }],
         };
         let answer = self.client.clone().check_policies(ask).await?.into_inner();
@@ -173,11 +179,11 @@ impl Plans {
         self.standings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(policy.clone(), (standing.clone(), asked_at));
+            .insert(key, (standing.clone(), asked_at));
         Ok(standing)
     }
 
-    fn cached(&self, key: &PlanPolicy) -> Option<(Standing, Instant)> {
+    fn cached(&self, key: &(PlanPolicy, String)) -> Option<(Standing, Instant)> {
         self.standings.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 }

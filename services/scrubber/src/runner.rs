@@ -245,7 +245,7 @@ impl Runner {
     /// `None` when the deletion's policy still stands; else how it ends:
     /// cancelled, or postponed when the scheduler cannot say.
     async fn unless_standing(&self, d: &DeletionRecord) -> Option<Finish> {
-        match self.plans.standing(&d.policy).await {
+        match self.plans.standing(&d.policy, &d.repository).await {
             Ok(Standing::Current) => None,
             Ok(Standing::Gone(reason)) => {
                 tracing::warn!(deletion = d.id, policy = %d.policy.name, reason = %reason,

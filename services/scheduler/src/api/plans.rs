@@ -44,6 +44,7 @@ fn plan_policy(policy: &PolicyRecord) -> v1::PlanPolicy {
         id: policy.id,
         revision: policy.revision(),
         max_delete_fraction: max_delete_fraction(policy.max_delete_fraction),
+        ..Default::default()
     }
 }
 
@@ -144,10 +145,31 @@ async fn policy_of(
     if !covers {
         return Ok(Err(format!("policy {:?} no longer covers {}", policy.name, args.repository)));
     }
+    if let Err(reason) = governs(catalog, &policy, &args.repository).await? {
+        return Ok(Err(reason));
+    }
     // The job's rules, under the policy's selector now: the same revision
     // exactly when the policy's rules did not change since the job began.
     let revision = args.rules.revision(&policy.repository_selector);
     Ok(standing(&policy, policy.id, &revision).map(|()| plan_policy(&policy)))
+}
+
+/// Whether `policy` still governs `repository`: a policy of higher
+/// priority that took the repository over decides its deletions now, so a
+/// plan made under the old one must not run.
+async fn governs(
+    catalog: &dyn CatalogStore,
+    policy: &PolicyRecord,
+    repository: &str,
+) -> Result<Result<(), String>, ApiError> {
+    let neighbours = catalog.list_policies(Some(policy.registry_id)).await?;
+    Ok(match super::policies::precedence(&neighbours).governing(repository) {
+        Some(c) if c.id == policy.id => Ok(()),
+        Some(c) => {
+            Err(format!("policy {:?} now governs {repository}, not {:?}", c.name, policy.name))
+        }
+        None => Err(format!("policy {:?} no longer governs {repository}", policy.name)),
+    })
 }
 
 /// Answers `CheckPolicies`, one standing per policy asked.
@@ -168,22 +190,24 @@ pub async fn check_policies(
             found.insert(&asked.name, catalog.get_policy(&asked.name).await?);
         }
     }
-    let standings = req
-        .policies
-        .iter()
-        .map(|asked| {
-            let verdict = match found.get(asked.name.as_str()) {
-                // A cleanup created by hand has no policy to change.
-                None => Ok(()),
-                Some(None) => Err(format!("policy {:?} was deleted", asked.name)),
-                Some(Some(policy)) => standing(policy, asked.id, &asked.revision),
-            };
-            v1::PolicyStanding {
-                policy: Some(asked.clone()),
-                current: verdict.is_ok(),
-                reason: verdict.err().unwrap_or_default(),
-            }
-        })
-        .collect();
+    let mut standings = Vec::with_capacity(req.policies.len());
+    for asked in &req.policies {
+        let mut verdict = match found.get(asked.name.as_str()) {
+            // A cleanup created by hand has no policy to change.
+            None => Ok(()),
+            Some(None) => Err(format!("policy {:?} was deleted", asked.name)),
+            Some(Some(policy)) => standing(policy, asked.id, &asked.revision),
+        };
+        if let (Ok(()), Some(Some(policy))) = (&verdict, found.get(asked.name.as_str()))
+            && !asked.repository.is_empty()
+        {
+            verdict = governs(catalog, policy, &asked.repository).await?;
+        }
+        standings.push(v1::PolicyStanding {
+            policy: Some(asked.clone()),
+            current: verdict.is_ok(),
+            reason: verdict.err().unwrap_or_default(),
+        });
+    }
     Ok(v1::CheckPoliciesResponse { standings })
 }

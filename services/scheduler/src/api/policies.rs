@@ -294,14 +294,13 @@ impl PolicyService for PolicyApi {
             self.catalog.get_registry(&proto.registry).await.map_err(ApiError::from)?
         };
         let policy = validate(&proto, registry.map(|r| r.id)).map_err(ApiError::from)?;
+        // Before the overlap check, which would find the policy's own
+        // stored version in its way.
+        if self.catalog.get_policy(&proto.name).await.map_err(ApiError::from)?.is_some() {
+            return Err(Status::already_exists(format!("policy {:?} already exists", proto.name)));
+        }
         self.check_precedence(&policy, 0).await?;
         if request.validate_only {
-            if self.catalog.get_policy(&proto.name).await.map_err(ApiError::from)?.is_some() {
-                return Err(Status::already_exists(format!(
-                    "policy {:?} already exists",
-                    proto.name
-                )));
-            }
             return Ok(Response::new(v1::CreatePolicyResponse { policy: Some(proto) }));
         }
         let registry_id = policy.registry_id;
