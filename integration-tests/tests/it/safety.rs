@@ -84,9 +84,15 @@ fn arb_disturbance() -> impl Strategy<Value = Disturbance> {
     )
 }
 
-/// Policies that delete much (no age rule, few kept): the generator's
-/// own lean to keeping, which the plan checks need, races nothing here.
+/// Policies that delete much: a single rule with no age rule and few
+/// kept, or the planner's listed rules with their age rules dropped (the
+/// images here are all minutes old, so any age rule keeps everything and
+/// races nothing).
 fn arb_deleting_spec() -> impl Strategy<Value = RuleSpec> {
+    proptest::prop_oneof![arb_deleting_single_rule(), arb_deleting_listed_rules()]
+}
+
+fn arb_deleting_single_rule() -> impl Strategy<Value = RuleSpec> {
     let delete = proptest::sample::select(vec![".*", "", "[ab].*", "a.*|c.*"]);
     let keep = proptest::sample::select(vec!["", "keep-.*"]);
     let attachments = proptest::sample::select(vec![
@@ -99,6 +105,15 @@ fn arb_deleting_spec() -> impl Strategy<Value = RuleSpec> {
         name_regex_keep: keep.to_string(),
         attachments,
         ..RuleSpec::default()
+    })
+}
+
+fn arb_deleting_listed_rules() -> impl Strategy<Value = RuleSpec> {
+    graphgen::arb_listed_spec().prop_map(|mut spec| {
+        for rule in &mut spec.rules {
+            rule.keep_within_seconds = 0;
+        }
+        spec
     })
 }
 
@@ -212,7 +227,8 @@ async fn scenario(
     let pushed = disturb(rig, &repo, &model, &result, disturbance).await;
     let deletions = ended(rig, job_id, result.deletions.len()).await;
     eprintln!(
-        "scenario {n}: {} tags, {} images planned, {:?}, deletions {:?}",
+        "scenario {n}: {} listed rules, {} tags, {} images planned, {:?}, deletions {:?}",
+        spec.rules.len(),
         result.tags.len(),
         result.images.len(),
         disturbance,
