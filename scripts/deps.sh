@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is installed and running, on Debian:
 # PostgreSQL on 127.0.0.1:5432, docker-registry, buf (for `buf lint`), and
-# grpcurl and Python grpcio for the outside-client tests.
+# grpcurl and Python grpcio for the outside-client tests, and headless
+# Chromium with its WebDriver for the console's browser tests.
 # Idempotent and quick when everything is there already. Fails loudly when
 # something cannot be had.
 set -euo pipefail
@@ -41,6 +42,12 @@ fi
 if ! command -v docker-registry >/dev/null 2>&1; then
   log "installing docker-registry"
   apt_install docker-registry
+fi
+
+# Headless Chromium and its WebDriver, for the console's browser tests.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  log "installing chromium and chromium-driver"
+  apt_install chromium chromium-driver
 fi
 
 # buf, for `buf lint`

@@ -6,6 +6,7 @@
 //! not built) fails the test with a message saying what to do.
 
 pub mod authproxy;
+pub mod browser;
 pub mod db;
 pub mod graphgen;
 pub mod otlp;
@@ -22,5 +23,5 @@ pub use db::TestDb;
 pub use process::Service;
 pub use raw::RawWorker;
 pub use registry::TestRegistry;
-pub use services::{Dev, Scheduler, Scrubber, Worker};
+pub use services::{Console, Dev, Scheduler, Scrubber, Worker};
 pub use wait::wait_until;

@@ -269,6 +269,7 @@ pub struct Dev {
     pub process: Service,
     pub scheduler_url: String,
     pub scrubber_url: String,
+    pub console_url: String,
 }
 
 impl Dev {
@@ -288,6 +289,8 @@ impl Dev {
             "127.0.0.1:0",
             "--scrubber-listen",
             "127.0.0.1:0",
+            "--console-listen",
+            "127.0.0.1:0",
             "--log-format",
             "json",
         ]);
@@ -295,10 +298,43 @@ impl Dev {
         let process = Service::spawn_with("dev", "regsweep", &args, quiet_env(echo), echo);
         let ready = process.wait_for_message("regsweep dev ready", START_TIMEOUT).await;
         let url = |field: &str| ready[field].as_str().expect("ready line has urls").to_string();
-        Self { scheduler_url: url("scheduler"), scrubber_url: url("scrubber"), process }
+        Self {
+            scheduler_url: url("scheduler"),
+            scrubber_url: url("scrubber"),
+            console_url: url("console"),
+            process,
+        }
     }
 
     pub async fn channel(url: &str) -> Channel {
         Channel::from_shared(url.to_string()).expect("url").connect().await.expect("connect")
+    }
+}
+
+/// `regsweep console` on a free port, a client of a scheduler and a
+/// scrubber. Its cookies are not `Secure`: the tests reach it over HTTP.
+pub struct Console {
+    pub process: Service,
+    pub url: String,
+}
+
+impl Console {
+    pub async fn start(scheduler: &str, scrubber: &str) -> Self {
+        let args = strings(&[
+            "--scheduler",
+            scheduler,
+            "--scrubber",
+            scrubber,
+            "console",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-cookies",
+            "--log-format",
+            "json",
+        ]);
+        let process = Service::spawn_with("console", "regsweep", &args, quiet_env(true), true);
+        let line = process.wait_for_message("console listening", START_TIMEOUT).await;
+        let url = line["url"].as_str().expect("listening line has url").to_string();
+        Self { process, url }
     }
 }

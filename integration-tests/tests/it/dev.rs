@@ -88,6 +88,17 @@ async fn dev_runs_every_service_and_keeps_its_data_across_a_restart() {
         }
     })
     .await;
+    // Its console shows them, without sign-in (dev asks for no token).
+    let page = reqwest::get(format!("{}/deletions", dev.console_url)).await.expect("console");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("page");
+    for d in &planned {
+        assert!(
+            page.contains(&format!("id=\"deletion-{}\"", d.id)),
+            "deletion {} on the console",
+            d.id
+        );
+    }
 
     dev.process.signal(Signal::SIGINT);
     assert!(dev.process.wait_exit(Duration::from_secs(30)).await.success(), "clean exit");
@@ -228,6 +239,8 @@ async fn dev_names_the_service_that_cannot_start_and_why() {
         "127.0.0.1:0",
         "--scrubber-listen",
         "127.0.0.1:0",
+        "--console-listen",
+        "",
     ];
     for _ in 0..5 {
         let (ok, stderr) = run("regsweep", &args).await;

@@ -7,6 +7,7 @@ mod cancel_and_drain;
 mod capacity_retries;
 mod cli;
 mod conformance;
+mod console;
 mod dev;
 mod fencing;
 mod image_graph;

@@ -94,6 +94,9 @@ pub enum Command {
     /// Run the scheduler, a worker and the scrubber in this process, on
     /// SQLite files in a data directory (no database server needed).
     Dev(DevArgs),
+    /// Serve the web console: a client of `--scheduler` and `--scrubber`
+    /// where people sign in with their own regsweep token.
+    Console(crate::console::ConsoleArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,6 +34,10 @@ pub struct DevArgs {
     #[arg(long, default_value = "127.0.0.1:7071")]
     pub scrubber_listen: String,
 
+    /// Web console HTTP address (empty: no console).
+    #[arg(long, default_value = "127.0.0.1:7072")]
+    pub console_listen: String,
+
     /// A registry to add (as `--registry-name`) and read the catalog of.
     #[arg(long)]
     pub registry: Option<String>,
@@ -140,11 +144,14 @@ async fn run_services(args: &DevArgs) -> Result<()> {
         let shutdown = workers.clone();
         async move { Ok(regsweep_worker::run(worker, shutdown).await?) }
     });
+    let console = start_console(args, &scheduler_url, &scrubber_url, &services).await?;
+    let console_url = console.as_ref().map(|c| c.0.as_str()).unwrap_or_default();
     tracing::info!(
-        scheduler = %scheduler_url, scrubber = %scrubber_url, data_dir = %dir.display(),
+        scheduler = %scheduler_url, scrubber = %scrubber_url, console = %console_url,
+        data_dir = %dir.display(),
         ready_ms = started.elapsed().as_millis() as u64, "regsweep dev ready"
     );
-    print_banner(&scheduler_url, &scrubber_url, &dir);
+    print_banner(&scheduler_url, &scrubber_url, console.as_ref().map(|c| c.0.as_str()), &dir);
     if let Some(url) = &args.registry
         && let Err(e) = add_registry(&scheduler_url, &args.registry_name, url).await
     {
@@ -158,10 +165,35 @@ async fn run_services(args: &DevArgs) -> Result<()> {
     services.trigger();
     let scheduler_result = scheduler_task.await.context("scheduler task")?;
     let scrubber_result = scrubber_task.await.context("scrubber task")?;
+    let console_result = match console {
+        Some((_, task)) => task.await.context("console task")?,
+        None => Ok(()),
+    };
     metrics.trigger();
-    worker_result.and(scheduler_result).and(scrubber_result)?;
+    worker_result.and(scheduler_result).and(scrubber_result).and(console_result)?;
     tracing::info!("regsweep dev stopped");
     Ok(())
+}
+
+/// The console on `--console-listen`, if any: its URL and task. On
+/// loopback HTTP, so its cookies cannot be `Secure`.
+async fn start_console(
+    args: &DevArgs,
+    scheduler: &str,
+    scrubber: &str,
+    stop: &Shutdown,
+) -> Result<Option<(String, JoinHandle<Result<()>>)>> {
+    if args.console_listen.is_empty() {
+        return Ok(None);
+    }
+    let listener = grpc::bind(&args.console_listen).await?;
+    let addr = grpc::local_addr(&listener).context("console listener has no address")?;
+    let mut config = regsweep_console::Config::new(scheduler, scrubber);
+    config.insecure_cookies = true;
+    let shutdown = stop.clone();
+    let task =
+        tokio::spawn(async move { Ok(regsweep_console::serve(config, listener, shutdown).await?) });
+    Ok(Some((format!("http://{addr}"), task)))
 }
 
 /// Why a service ended before it was ready.
@@ -241,13 +273,15 @@ async fn add_registry(scheduler: &str, name: &str, url: &str) -> Result<()> {
     Ok(())
 }
 
-fn print_banner(scheduler: &str, scrubber: &str, dir: &Path) {
+fn print_banner(scheduler: &str, scrubber: &str, console: Option<&str>, dir: &Path) {
     let sched = scheduler.trim_start_matches("http://");
+    let console =
+        console.map(|url| format!("\n  console    {url}  (the web console)")).unwrap_or_default();
     println!(
         "\nregsweep dev is running (data in {dir})\n\
          \n  scheduler  {scheduler}  (jobs, workers, crons, registries, repositories, policies)\
          \n  scrubber   {scrubber}  (pending and finished deletions)\
-         \n  worker     in process, connected to the scheduler\
+         \n  worker     in process, connected to the scheduler{console}\
          \n\nTry:\
          \n  regsweep --scheduler {scheduler} jobs create --kind sleep --args '{{\"seconds\": 1}}'\
          \n  regsweep --scheduler {scheduler} jobs list\

@@ -3,6 +3,7 @@
 mod apply;
 mod cli;
 mod client;
+mod console;
 mod crons;
 mod declared;
 mod dev;
@@ -33,6 +34,15 @@ async fn main() -> ExitCode {
     if let Command::Dev(_) = &cli.command {
         // The services it hosts set up their own telemetry and clients, and
         // their spans are not the command's.
+        return report(run(&cli).await);
+    }
+    if let Command::Console(_) = &cli.command {
+        // A server: its own telemetry, TLS towards the services, and no
+        // process token (each person's own is forwarded).
+        if let Err(e) = install_client_tls(&cli) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
         return report(run(&cli).await);
     }
     if let Err(e) = install_client_settings(&cli) {
@@ -76,6 +86,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Scrub(command) => scrub::run(cli, command).await,
         Command::Tokens(command) => tokens::run(command),
         Command::Dev(args) => dev::run(args).await,
+        Command::Console(args) => console::run(cli, args).await,
     }
 }
 
@@ -100,9 +111,14 @@ fn command_path(matches: &clap::ArgMatches) -> String {
     names.join(" ")
 }
 
-fn install_client_settings(cli: &Cli) -> anyhow::Result<()> {
+fn install_client_tls(cli: &Cli) -> anyhow::Result<()> {
     let identity = TlsIdentityArgs { tls_cert: cli.tls_cert.clone(), tls_key: cli.tls_key.clone() };
     tls::install_client(&identity, &ClientTlsArgs { tls_ca: cli.tls_ca.clone() })?;
+    Ok(())
+}
+
+fn install_client_settings(cli: &Cli) -> anyhow::Result<()> {
+    install_client_tls(cli)?;
     let token = ClientAuthArgs { token: cli.token.clone(), token_file: cli.token_file.clone() };
     regsweep_common::auth::install_client_token(&token)?;
     Ok(())

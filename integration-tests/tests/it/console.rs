@@ -1,0 +1,340 @@
+//! The web console in a real browser (headless Chromium over WebDriver),
+//! against real services on PostgreSQL that require tokens, and the real
+//! registry: signing in with each role, restoring and approving
+//! deletions, a job's log followed live, what a read token and a forged
+//! form cannot do, and no errors in the page's console. Screenshots of
+//! every page land in `target/console-screenshots`.
+
+use std::time::Duration;
+
+use regsweep_integration_tests::browser::Browser;
+use regsweep_integration_tests::{
+    Console, Scheduler, Scrubber, TestDb, TestRegistry, Worker, wait_until,
+};
+use regsweep_proto::v1::{self, DeletionStatus, JobStatus};
+
+use crate::cli::{json, regsweep};
+
+const READ: &str = "rsw_console_read_0123456789";
+const ADMIN: &str = "rsw_console_admin_0123456789";
+const WORKER: &str = "rsw_console_worker_0123456789";
+
+fn admin<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {ADMIN}").parse().expect("header value");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+struct Rig {
+    registry: TestRegistry,
+    scheduler: Scheduler,
+    scrubber: Scrubber,
+    console: Console,
+    _worker: Worker,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokens = dir.path().join("tokens");
+        let mut text = String::new();
+        for (roles, name, token) in [
+            ("read", "reader", READ),
+            ("admin", "operator", ADMIN),
+            ("worker,scrubber-client", "workers", WORKER),
+        ] {
+            text.push_str(&format!(
+                "{roles} {name} {}\n",
+                regsweep_common::auth::hash_line_value(token)
+            ));
+        }
+        std::fs::write(&tokens, text).expect("tokens file");
+        let tokens = tokens.to_str().expect("path");
+        let registry = TestRegistry::start().await;
+        let db = TestDb::create().await;
+        let scheduler = Scheduler::start(&db, &["--tokens-file", tokens, "--tick", "200ms"]).await;
+        let env = [("REGSWEEP_TOKEN", WORKER)];
+        let flags = ["--tokens-file", tokens, "--delay", "1h"];
+        let scrubber = Scrubber::start_with_env("scrubber", &db, &scheduler, &flags, &env).await;
+        let worker =
+            Worker::start_with_env(&scheduler, "worker-1", &["--scrubber", &scrubber.url], &env)
+                .await;
+        let console = Console::start(&scheduler.url, &scrubber.url).await;
+        Self { registry, scheduler, scrubber, console, _worker: worker, _db: db, _dir: dir }
+    }
+
+    /// Registry `local`, synced.
+    async fn add_registry(&self) {
+        let registry =
+            v1::Registry { name: "local".into(), url: self.registry.url(), ..Default::default() };
+        let request = v1::CreateRegistryRequest { registry: Some(registry), ..Default::default() };
+        self.scheduler.registries().await.create_registry(admin(request)).await.expect("registry");
+        let sync = v1::SyncRepositoriesRequest { registry: "local".into() };
+        let job = self.scheduler.repositories().await.sync_repositories(admin(sync)).await;
+        let job = job.expect("sync").into_inner().job.expect("job").id;
+        self.job_ends(job).await;
+    }
+
+    async fn job_ends(&self, id: i64) -> v1::Job {
+        let jobs = self.scheduler.jobs().await;
+        wait_until(&format!("job {id} to end"), Duration::from_secs(30), || {
+            let mut jobs = jobs.clone();
+            async move {
+                let job =
+                    jobs.get_job(admin(v1::GetJobRequest { id })).await.ok()?.into_inner().job?;
+                job.status().is_terminal().then_some(job)
+            }
+        })
+        .await
+    }
+
+    /// Creates `policy` live over `repo` and runs it; the cleanup's job.
+    async fn clean(&self, name: &str, repo: &str, max_delete_fraction: f64) -> i64 {
+        let policy = v1::Policy {
+            name: name.into(),
+            registry: "local".into(),
+            repository_selector: repo.into(),
+            cadence: "7d".into(),
+            name_regex_delete: "v.*".into(),
+            max_delete_fraction,
+            ..Default::default()
+        };
+        let create =
+            v1::CreatePolicyRequest { policy: Some(policy), live: true, ..Default::default() };
+        self.scheduler.policies().await.create_policy(admin(create)).await.expect("policy");
+        let run = v1::RunPolicyRequest { name: name.into() };
+        self.scheduler.policies().await.run_policy(admin(run)).await.expect("run");
+        let repositories = self.scheduler.repositories().await;
+        wait_until(&format!("the cleanup of {repo}"), Duration::from_secs(30), || {
+            let mut repositories = repositories.clone();
+            async move {
+                let listed = repositories
+                    .list_repositories(admin(v1::ListRepositoriesRequest::default()))
+                    .await
+                    .ok()?;
+                let found =
+                    listed.into_inner().repositories.into_iter().find(|r| r.name == repo)?;
+                found.cleanup_finished_at.is_some().then_some(found.last_job_id)
+            }
+        })
+        .await
+    }
+
+    /// The deletions of `job` once there are `n` in `status`.
+    async fn deletions(&self, job_id: i64, n: usize, status: DeletionStatus) -> Vec<v1::Deletion> {
+        let client = self.scrubber.client().await;
+        wait_until(&format!("{n} deletions of job {job_id}"), Duration::from_secs(30), || {
+            let mut client = client.clone();
+            async move {
+                let request = v1::ListDeletionsRequest { job_id, ..Default::default() };
+                let listed =
+                    client.list_deletions(admin(request)).await.ok()?.into_inner().deletions;
+                (listed.len() == n && listed.iter().all(|d| d.status() == status)).then_some(listed)
+            }
+        })
+        .await
+    }
+}
+
+/// Signs in on the sign-in page with `token`; the page it lands on.
+async fn sign_in(b: &Browser, console: &str, token: &str) -> String {
+    b.goto(&format!("{console}/sign-in")).await;
+    b.type_into("#token", token).await;
+    b.click("form.signin button").await;
+    // Accepted, the form redirects away from the sign-in page.
+    b.wait_url(|u| !u.ends_with("/sign-in")).await
+}
+
+/// Fails on any error the page's console logged since the last look.
+async fn no_console_errors(b: &Browser, page: &str) {
+    let errors: Vec<_> =
+        b.console_log().await.into_iter().filter(|(level, _)| level == "SEVERE").collect();
+    assert!(errors.is_empty(), "{page}: console errors {errors:?}");
+}
+
+fn id_of(deletions: &[v1::Deletion], tag: &str) -> i64 {
+    let found = deletions.iter().find(|d| d.image.as_ref().is_some_and(|i| i.tags == [tag]));
+    found.unwrap_or_else(|| panic!("a deletion of {tag}")).id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
+    let rig = Rig::start().await;
+    for tag in ["latest", "v1", "v2"] {
+        rig.registry.push_image("team/app", &[tag], None, &format!("team:{tag}")).await;
+    }
+    for tag in ["latest", "v1", "v2", "v3", "v4"] {
+        rig.registry.push_image("held/app", &[tag], None, &format!("held:{tag}")).await;
+    }
+    rig.add_registry().await;
+    let team_job = rig.clean("team", "team/app", 1.0).await;
+    let pending = rig.deletions(team_job, 2, DeletionStatus::PendingDelete).await;
+    // Deleting 4 of 5 tags is over this policy's 50% guard: held.
+    let held_job = rig.clean("held", "held/app", 0.5).await;
+    let held = rig.deletions(held_job, 4, DeletionStatus::AwaitingApproval).await;
+    let c = rig.console.url.as_str();
+    let b = Browser::start().await;
+
+    // Not signed in: a page sends you to sign in; an unknown token is told so.
+    b.goto(&format!("{c}/deletions")).await;
+    assert!(b.current_url().await.ends_with("/sign-in"), "{}", b.current_url().await);
+    b.type_into("#token", "rsw_nobody_knows_this").await;
+    b.click("form.signin button").await;
+    assert!(b.text("#signin-error").await.contains("does not know this token"));
+    b.screenshot("sign-in").await;
+    // The refused sign-in answered 401, which the page's console reports.
+    let _ = b.console_log().await;
+
+    // A read token sees everything...
+    assert_eq!(sign_in(&b, c, READ).await, format!("{c}/"));
+    let overview = b.text("main").await;
+    assert!(overview.contains("worker-1"), "{overview}");
+    assert!(overview.contains("pending delete 2"), "{overview}");
+    assert!(overview.contains("awaiting approval 4"), "{overview}");
+    b.screenshot("overview").await;
+    no_console_errors(&b, "overview").await;
+    b.goto(&format!("{c}/deletions?job={team_job}")).await;
+    for d in &pending {
+        assert!(
+            b.try_find(&format!("#deletion-{}", d.id)).await.is_some(),
+            "deletion {} listed",
+            d.id
+        );
+    }
+    // ...and may not restore: the button is disabled and says why.
+    assert!(!b.enabled("div.actions button").await);
+    assert_eq!(b.text("#restore-why").await, "your token may only read");
+    b.screenshot("deletions-read-token").await;
+    no_console_errors(&b, "deletions").await;
+
+    // Forged requests change nothing: the read token's own POST is refused
+    // by the scrubber; an admin's without this browser's CSRF token, or
+    // from another site, by the console.
+    let csrf =
+        b.cookies().await.into_iter().find(|(n, _)| n == "regsweep_csrf").expect("csrf cookie").1;
+    let v1_id = id_of(&pending, "v1").to_string();
+    let http = reqwest::Client::new();
+    let post = |token: &str, form: Vec<(&str, &str)>, site: &str| {
+        http.post(format!("{c}/deletions/restore"))
+            .header("cookie", format!("regsweep_token={token}; regsweep_csrf={csrf}"))
+            .header("sec-fetch-site", site)
+            .form(&form)
+            .send()
+    };
+    let as_reader =
+        post(READ, vec![("csrf", &csrf), ("id", &v1_id)], "same-origin").await.expect("post");
+    assert_eq!(as_reader.status(), 403, "a read token's restore");
+    let no_csrf = post(ADMIN, vec![("id", &v1_id)], "same-origin").await.expect("post");
+    assert_eq!(no_csrf.status(), 403, "a restore without the csrf token");
+    let cross =
+        post(ADMIN, vec![("csrf", &csrf), ("id", &v1_id)], "cross-site").await.expect("post");
+    assert_eq!(cross.status(), 403, "a restore from another site");
+    rig.deletions(team_job, 2, DeletionStatus::PendingDelete).await;
+
+    // An admin restores one deletion; the CLI sees it restored.
+    b.click("form.signout button").await;
+    b.wait_url(|u| u.ends_with("/sign-in")).await;
+    assert_eq!(sign_in(&b, c, ADMIN).await, format!("{c}/"));
+    b.goto(&format!("{c}/deletions?job={team_job}")).await;
+    assert!(b.enabled("div.actions button").await);
+    b.click(&format!("#sel-{v1_id}")).await;
+    b.click("div.actions button").await;
+    assert_eq!(b.text("#outcome").await, "Restored 1 of 1.");
+    b.screenshot("restored").await;
+    no_console_errors(&b, "restore").await;
+    let listed = regsweep(
+        &rig.scheduler.url,
+        &[
+            "--scrubber",
+            &rig.scrubber.url,
+            "--token",
+            ADMIN,
+            "--output",
+            "json",
+            "scrub",
+            "list",
+            "--status",
+            "restored",
+        ],
+    )
+    .await;
+    let listed = json(&listed);
+    let ids: Vec<i64> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["id"].as_i64().or_else(|| d["id"].as_str()?.parse().ok()))
+        .collect();
+    assert_eq!(ids, vec![id_of(&pending, "v1")], "{listed}");
+    assert!(rig.registry.tag_digest("team/app", "v1").await.is_some());
+
+    // The held plan, approved as a whole.
+    b.goto(&format!("{c}/deletions?status=awaiting_approval&job={held_job}")).await;
+    for d in &held {
+        b.click(&format!("#sel-{}", d.id)).await;
+    }
+    b.screenshot("deletions-held").await;
+    b.click("div.actions button").await;
+    assert_eq!(b.text("#outcome").await, "Approved 4 of 4.");
+    let client = rig.scrubber.client().await;
+    let request = v1::ListDeletionsRequest { job_id: held_job, ..Default::default() };
+    let after =
+        client.clone().list_deletions(admin(request)).await.expect("list").into_inner().deletions;
+    assert!(after.iter().all(|d| d.status() != DeletionStatus::AwaitingApproval), "{after:?}");
+    no_console_errors(&b, "approve").await;
+
+    // A running job's log grows on its page without a reload.
+    let args = regsweep_proto::json_to_struct(serde_json::json!({"seconds": 3}));
+    let create =
+        v1::CreateJobRequest { kind: "sleep".into(), args: Some(args), ..Default::default() };
+    let job = rig
+        .scheduler
+        .jobs()
+        .await
+        .create_job(admin(create))
+        .await
+        .expect("job")
+        .into_inner()
+        .job
+        .expect("job");
+    let jobs = rig.scheduler.jobs().await;
+    wait_until("the sleep job to run", Duration::from_secs(20), || {
+        let mut jobs = jobs.clone();
+        async move {
+            let j = jobs
+                .get_job(admin(v1::GetJobRequest { id: job.id }))
+                .await
+                .ok()?
+                .into_inner()
+                .job?;
+            (j.status() == JobStatus::Running).then_some(())
+        }
+    })
+    .await;
+    b.goto(&format!("{c}/jobs/{}", job.id)).await;
+    let first = b.text("#log").await;
+    assert!(first.contains("sleeping for") && !first.contains("slept for"), "{first}");
+    b.script("window.regsweepStayed = true; return true;").await;
+    let url = format!("{c}/jobs/{}", job.id);
+    wait_until("the log to grow", Duration::from_secs(20), || async {
+        b.text("#log").await.contains("slept for").then_some(())
+    })
+    .await;
+    wait_until("the status to turn done", Duration::from_secs(10), || async {
+        (b.text("#job-status").await == "done").then_some(())
+    })
+    .await;
+    assert_eq!(b.script("return window.regsweepStayed === true;").await, true, "the page reloaded");
+    assert!(!b.enabled("form.cancel button").await, "an ended job offers no cancel");
+    assert_eq!(b.current_url().await, url);
+    b.screenshot("job").await;
+    no_console_errors(&b, "job").await;
+    b.goto(&format!("{c}/jobs")).await;
+    assert!(b.try_find(&format!("a[href='/jobs/{}']", job.id)).await.is_some());
+    b.screenshot("jobs").await;
+    no_console_errors(&b, "jobs").await;
+    b.quit().await;
+}

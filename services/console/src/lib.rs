@@ -1,0 +1,84 @@
+//! The web console: what cleanup will delete, what is pending, and
+//! stopping it, from a browser.
+//!
+//! The console is only a client of the public gRPC APIs of the scheduler
+//! and the scrubber. It has no database: every role check stays in the
+//! services, and a person acts with the regsweep token they signed in with
+//! (kept in an HTTP-only, same-site cookie and forwarded on every call).
+//! Pages are rendered on the server and work without JavaScript; one small
+//! script of our own (no toolchain) makes the live parts live.
+
+mod assets;
+mod backend;
+mod config;
+mod error;
+mod pages;
+mod security;
+mod session;
+mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use regsweep_common::Shutdown;
+use regsweep_common::grpc;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::ConsoleError;
+
+use backend::Backend;
+
+/// What every handler shares.
+#[derive(Clone)]
+struct App {
+    backend: Arc<Backend>,
+    cookies: session::CookieRules,
+}
+
+/// Binds `config.listen` and serves until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ConsoleError> {
+    let listener = grpc::bind(&config.listen).await?;
+    serve(config, listener, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown`. The services are dialled
+/// lazily: the console starts (and says so on its pages) while they are
+/// away.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), ConsoleError> {
+    let app = App {
+        backend: Arc::new(Backend::new(&config.scheduler, &config.scrubber)?),
+        cookies: session::CookieRules { secure: !config.insecure_cookies },
+    };
+    if let Some(addr) = grpc::local_addr(&listener) {
+        tracing::info!(url = %format!("http://{addr}"), "console listening");
+    }
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(ConsoleError::Serve)
+}
+
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(pages::overview::page))
+        .route("/sign-in", get(pages::sign_in::form).post(pages::sign_in::submit))
+        .route("/sign-out", post(pages::sign_in::sign_out))
+        .route("/deletions", get(pages::deletions::page))
+        .route("/deletions/restore", post(pages::deletions::restore))
+        .route("/deletions/approve", post(pages::deletions::approve))
+        .route("/jobs", get(pages::jobs::list))
+        .route("/jobs/{id}", get(pages::jobs::detail))
+        .route("/jobs/{id}/cancel", post(pages::jobs::cancel))
+        .route("/jobs/{id}/log", get(pages::jobs::log_stream))
+        .route("/assets/{name}", get(assets::serve))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), security::headers_and_csrf))
+        .with_state(app)
+}

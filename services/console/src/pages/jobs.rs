@@ -1,0 +1,239 @@
+//! Jobs: a filtered, paged list, and a detail page with the log, followed
+//! live while the job runs, and cancel.
+
+use std::convert::Infallible;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use maud::{Markup, html};
+use regsweep_proto::v1::{self, JobStatus};
+use serde::Deserialize;
+
+use crate::App;
+use crate::backend::{as_caller, may, request};
+use crate::error::ConsoleError;
+use crate::security::Form;
+use crate::session::Caller;
+use crate::view;
+
+const PAGE_SIZE: i32 = 50;
+/// Log lines rendered with the page; the rest follow live.
+const LOG_PAGE: i32 = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Filters {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    page: String,
+}
+
+pub async fn list(
+    State(app): State<App>,
+    caller: Caller,
+    Query(f): Query<Filters>,
+) -> Result<Html<String>, ConsoleError> {
+    let statuses = match f.status.as_str() {
+        "" => Vec::new(),
+        name => vec![
+            JobStatus::from_short_name(name)
+                .ok_or_else(|| ConsoleError::BadRequest(format!("unknown job status {name:?}")))?
+                .into(),
+        ],
+    };
+    let message = v1::ListJobsRequest {
+        statuses,
+        kind: f.kind.clone(),
+        page_size: PAGE_SIZE,
+        page_token: f.page.clone(),
+        ..Default::default()
+    };
+    let listed = app.backend.jobs().list_jobs(request(&caller, message)).await?.into_inner();
+    let now = Utc::now();
+    let body = html! {
+        (filters(&f))
+        @if listed.jobs.is_empty() {
+            p { "No jobs here." }
+        } @else {
+            table {
+                thead { tr {
+                    th scope="col" { "Id" } th scope="col" { "Kind" } th scope="col" { "Status" }
+                    th scope="col" { "Attempt" } th scope="col" { "Created" } th scope="col" { "Finished" }
+                    th scope="col" { "Last error" }
+                } }
+                tbody {
+                    @for j in &listed.jobs {
+                        tr {
+                            td.num { a href=(format!("/jobs/{}", j.id)) { (j.id) } }
+                            td { (j.kind) }
+                            td { (view::badge(j.status().short_name())) }
+                            td.num { (j.attempt) "/" (j.max_attempts) }
+                            td { (view::ago(view::time(j.created_at.as_ref()), now)) }
+                            td { (view::ago(view::time(j.finished_at.as_ref()), now)) }
+                            td { (j.last_error) }
+                        }
+                    }
+                }
+            }
+        }
+        @if !listed.next_page_token.is_empty() {
+            @let next = form_urlencoded::Serializer::new(String::new())
+                .append_pair("status", &f.status).append_pair("kind", &f.kind)
+                .append_pair("page", &listed.next_page_token).finish();
+            p { a rel="next" href=(format!("/jobs?{next}")) { "Next page" } }
+        }
+    };
+    Ok(view::page(&caller, "/jobs", "Jobs", body))
+}
+
+const STATUSES: &[&str] = &["", "waiting", "running", "done", "error", "cancel_request", "cancel"];
+
+fn filters(f: &Filters) -> Markup {
+    html! {
+        form.filters method="get" action="/jobs" {
+            label for="f-status" { "Status" }
+            select #f-status name="status" {
+                @for s in STATUSES {
+                    option value=(s) selected[*s == f.status] { @if s.is_empty() { "any" } @else { (s.replace('_', " ")) } }
+                }
+            }
+            label for="f-kind" { "Kind" }
+            input #f-kind name="kind" value=(f.kind);
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+pub async fn detail(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Html<String>, ConsoleError> {
+    let mut jobs = app.backend.jobs();
+    let job = jobs.get_job(request(&caller, v1::GetJobRequest { id })).await?.into_inner().job;
+    let job = job.ok_or_else(|| ConsoleError::NotFound(format!("job {id}")))?;
+    let logs = v1::GetJobLogsRequest { id, page_size: LOG_PAGE, ..Default::default() };
+    let logs = jobs.get_job_logs(request(&caller, logs)).await?.into_inner();
+    let terminal = job.status().is_terminal();
+    let cancel = if terminal {
+        Err("the job has ended".to_string())
+    } else {
+        may(jobs
+            .cancel_job(request(&caller, v1::CancelJobRequest { id: 0, reason: String::new() }))
+            .await
+            .map(drop))
+    };
+    let now = Utc::now();
+    let body = html! {
+        dl.facts {
+            dt { "Kind" } dd { (job.kind) }
+            dt { "Status" } dd #job-status { (view::badge(job.status().short_name())) }
+            dt { "Attempt" } dd { (job.attempt) " of " (job.max_attempts) }
+            dt { "Worker" } dd { (job.worker_id) }
+            dt { "Created" } dd { (view::ago(view::time(job.created_at.as_ref()), now)) }
+            dt { "Finished" } dd { (view::ago(view::time(job.finished_at.as_ref()), now)) }
+            @if !job.last_error.is_empty() { dt { "Last error" } dd.error { (job.last_error) } }
+        }
+        form.cancel method="post" action=(format!("/jobs/{id}/cancel")) {
+            (view::csrf_field(&caller))
+            @match &cancel {
+                Ok(()) => button type="submit" { "Cancel job" },
+                Err(why) => { button type="submit" disabled aria-describedby="cancel-why" { "Cancel job" } span #cancel-why .why { (why) } }
+            }
+        }
+        h2 { "Log" }
+        @let follow = (!terminal).then(|| format!("/jobs/{id}/log?skip={}", logs.lines.len()));
+        pre #log tabindex="0" aria-live="polite" data-follow=[follow] {
+            @for line in &logs.lines { (log_line(line)) }
+        }
+        @if !logs.next_page_token.is_empty() {
+            p.muted { "The first " (LOG_PAGE) " lines; " code { "regsweep jobs logs " (id) } " prints all." }
+        }
+    };
+    Ok(view::page(&caller, "/jobs", &format!("Job {id}"), body))
+}
+
+fn log_line(line: &v1::JobLogLine) -> Markup {
+    let at = view::time(line.time.as_ref())
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .unwrap_or_default();
+    html! { span.line { span.at { (at) } " " (line.text) "\n" } }
+}
+
+pub async fn cancel(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    Form::verified(&caller, &body)?;
+    let message = v1::CancelJobRequest { id, reason: "cancelled from the console".into() };
+    app.backend.jobs().cancel_job(request(&caller, message)).await?;
+    tracing::info!(job_id = id, "cancel from the console");
+    Ok((StatusCode::SEE_OTHER, [(LOCATION, format!("/jobs/{id}"))]).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Follow {
+    #[serde(default)]
+    skip: usize,
+}
+
+/// The log as server-sent events, one `line` event per line (its id the
+/// line's position, so a reconnecting browser resumes after the last one
+/// it got), and `end` with the final status.
+pub async fn log_stream(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Query(follow): Query<Follow>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ConsoleError> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|last| last + 1);
+    let skip = resume.unwrap_or(follow.skip);
+    let mut tail = app.backend.jobs();
+    let message = as_caller(&caller, v1::TailJobLogsRequest { id, attempt: 0 });
+    let stream = tail.tail_job_logs(message).await?.into_inner();
+    let mut position = 0_usize;
+    let events = stream.flat_map(move |item| {
+        let events: Vec<Event> = match item {
+            Ok(response) => {
+                let mut events = Vec::new();
+                for line in &response.lines {
+                    if position >= skip {
+                        let at = view::time(line.time.as_ref())
+                            .map(|t| t.format("%H:%M:%S").to_string())
+                            .unwrap_or_default();
+                        events.push(
+                            Event::default()
+                                .event("line")
+                                .id(position.to_string())
+                                .data(format!("{at} {}", line.text)),
+                        );
+                    }
+                    position += 1;
+                }
+                if response.status().is_terminal() {
+                    events.push(Event::default().event("end").data(response.status().short_name()));
+                }
+                events
+            }
+            Err(status) => vec![Event::default().event("failed").data(status.message())],
+        };
+        futures::stream::iter(events.into_iter().map(Ok))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,171 @@
+//! Whether cleanup is healthy, at a glance: the queue, the workers, the
+//! scrubber's pending deletions and each registry's concurrency and rate.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::response::Html;
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+use regsweep_proto::v1::{self, JobStatus};
+
+use crate::App;
+use crate::backend::request;
+use crate::error::ConsoleError;
+use crate::session::Caller;
+use crate::view;
+
+/// Jobs read per status for the queue figures; more shows as `500+`.
+const QUEUE_PAGE: i32 = 500;
+
+pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>, ConsoleError> {
+    let jobs = |statuses: Vec<JobStatus>| {
+        let mut client = app.backend.jobs();
+        let message = v1::ListJobsRequest {
+            statuses: statuses.into_iter().map(Into::into).collect(),
+            page_size: QUEUE_PAGE,
+            ..Default::default()
+        };
+        let request = request(&caller, message);
+        async move { client.list_jobs(request).await.map(|r| r.into_inner()) }
+    };
+    let mut workers = app.backend.jobs();
+    let mut scrubber = app.backend.scrubber();
+    let (waiting, running, workers, status) = tokio::join!(
+        jobs(vec![JobStatus::Waiting]),
+        jobs(vec![JobStatus::Running, JobStatus::CancelRequest]),
+        workers.list_workers(request(
+            &caller,
+            v1::ListWorkersRequest { page_size: 100, ..Default::default() }
+        )),
+        scrubber.get_scrubber_status(request(&caller, v1::GetScrubberStatusRequest {})),
+    );
+    let now = Utc::now();
+    // The scheduler's answers decide whether the page can be shown at
+    // all (a token it refuses signs in again); the scrubber's only its
+    // own section.
+    let (waiting, running) = (waiting?, running?);
+    let workers = workers?.into_inner();
+    let body = html! {
+        section aria-labelledby="queue-h" {
+            h2 #queue-h { "Queue" }
+            (queue(&waiting, &running, now))
+        }
+        section aria-labelledby="workers-h" {
+            h2 #workers-h { "Workers" }
+            (workers_table(&workers.workers, now))
+        }
+        section aria-labelledby="scrubber-h" {
+            h2 #scrubber-h { "Deletions" }
+            @match status {
+                Ok(status) => (scrubber_status(&status.into_inner())),
+                Err(e) => p.error role="alert" { "the scrubber did not answer: " (e.message()) },
+            }
+        }
+    };
+    Ok(view::page(&caller, "/", "Overview", body))
+}
+
+#[derive(Default)]
+struct KindRow {
+    waiting: usize,
+    oldest: Option<DateTime<Utc>>,
+    running: usize,
+}
+
+fn queue(
+    waiting: &v1::ListJobsResponse,
+    running: &v1::ListJobsResponse,
+    now: DateTime<Utc>,
+) -> Markup {
+    let mut kinds: BTreeMap<&str, KindRow> = BTreeMap::new();
+    for job in &waiting.jobs {
+        let row = kinds.entry(&job.kind).or_default();
+        row.waiting += 1;
+        let created = view::time(job.created_at.as_ref());
+        row.oldest = match (row.oldest, created) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    for job in &running.jobs {
+        kinds.entry(&job.kind).or_default().running += 1;
+    }
+    let more = |r: &v1::ListJobsResponse| if r.next_page_token.is_empty() { "" } else { "+" };
+    html! {
+        @if kinds.is_empty() {
+            p { "No job is waiting or running." }
+        } @else {
+            table {
+                thead { tr { th scope="col" { "Kind" } th scope="col" { "Waiting" } th scope="col" { "Oldest waiting" } th scope="col" { "Running" } } }
+                tbody {
+                    @for (kind, row) in &kinds {
+                        tr {
+                            td { a href=(format!("/jobs?kind={kind}")) { (kind) } }
+                            td.num { (row.waiting) (more(waiting)) }
+                            td { (view::ago(row.oldest, now)) }
+                            td.num { (row.running) (more(running)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn workers_table(workers: &[v1::WorkerInfo], now: DateTime<Utc>) -> Markup {
+    let live = workers.iter().filter(|w| w.status() == v1::WorkerStatus::Alive).count();
+    html! {
+        p { (live) " connected." }
+        @if !workers.is_empty() {
+            table {
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Status" } th scope="col" { "Running / capacity" } th scope="col" { "Last heartbeat" } } }
+                tbody {
+                    @for w in workers {
+                        tr {
+                            td title=(w.id) { (w.name) }
+                            td { (view::badge(w.status().short_name())) }
+                            td {
+                                @for (kind, capacity) in &w.capacity {
+                                    span.kind { (kind) " " (w.running.get(kind).copied().unwrap_or(0)) "/" (capacity) } " "
+                                }
+                            }
+                            td { (view::ago(view::time(w.last_heartbeat.as_ref()), now)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn scrubber_status(status: &v1::GetScrubberStatusResponse) -> Markup {
+    html! {
+        ul.counts {
+            @for c in &status.counts {
+                @let name = view::state_name(c.status().as_str_name(), "DELETION_STATUS_");
+                li { a href=(format!("/deletions?status={name}")) { (view::badge(&name)) " " (c.count) } }
+            }
+        }
+        @if status.oldest_due_pending_seconds > 0.0 {
+            p.warning { "The oldest due deletion has waited "
+                (view::span(chrono::Duration::seconds(status.oldest_due_pending_seconds as i64))) "." }
+        }
+        p { "Deleting up to " (status.parallelism) " at once." }
+        @if !status.registries.is_empty() {
+            table {
+                thead { tr { th scope="col" { "Registry" } th scope="col" { "In flight" } th scope="col" { "Concurrency" } th scope="col" { "Rate limit" } } }
+                tbody {
+                    @for r in &status.registries {
+                        tr {
+                            td { (r.registry) }
+                            td.num { (r.in_flight) }
+                            td.num { (r.concurrency) " of " (r.max_concurrency) }
+                            td.num { @if r.rate_limit > 0.0 { (r.rate_limit) "/s" } @else { "none" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
