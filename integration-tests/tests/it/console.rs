@@ -286,6 +286,8 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     assert!(after.iter().all(|d| d.status() != DeletionStatus::AwaitingApproval), "{after:?}");
     no_console_errors(&b, "approve").await;
 
+    policies_and_the_rest(&rig, &b).await;
+
     // A running job's log grows on its page without a reload.
     let args = regsweep_proto::json_to_struct(serde_json::json!({"seconds": 3}));
     let create =
@@ -337,4 +339,131 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     b.screenshot("jobs").await;
     no_console_errors(&b, "jobs").await;
     b.quit().await;
+}
+
+/// The policy pages (a preview as the CLI's, the scheduler's validation
+/// beside its field, the impact of saving without saving), repositories,
+/// workers' capacity and registries; as an admin.
+async fn policies_and_the_rest(rig: &Rig, b: &Browser) {
+    let c = rig.console.url.as_str();
+    b.goto(&format!("{c}/policies/team?repository=team/app")).await;
+    let shown = decisions_shown(b).await;
+    let cli = regsweep(
+        &rig.scheduler.url,
+        &[
+            "--token",
+            ADMIN,
+            "--output",
+            "json",
+            "policies",
+            "preview",
+            "--policy",
+            "team",
+            "--repository",
+            "team/app",
+        ],
+    )
+    .await;
+    let cli = json(&cli);
+    let mut expected: Vec<(String, String)> = cli["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .map(|d| {
+            let action = d["action"].as_str().unwrap_or_default();
+            let action = action.trim_start_matches("TAG_ACTION_").to_ascii_lowercase();
+            (d["tag"].as_str().unwrap_or_default().to_string(), action)
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(shown, expected, "the console's preview and the CLI's");
+    assert!(shown.contains(&("v2".to_string(), "delete".to_string())), "{shown:?}");
+    b.screenshot("policy-preview").await;
+    no_console_errors(b, "policy").await;
+
+    // An invalid regex: the scheduler's error beside its field, nothing saved.
+    b.goto(&format!("{c}/policies/team/edit")).await;
+    let field = "#p-name_regex_delete";
+    b.script("document.querySelector('#p-name_regex_delete').value = '';").await;
+    b.type_into(field, "v(").await;
+    b.click("button[value=save]").await;
+    let error = b.text("#err-name_regex_delete").await;
+    assert!(error.contains("name_regex_delete"), "{error}");
+    b.screenshot("policy-invalid").await;
+    let _ = b.console_log().await; // the refused save answered 400
+    let get = v1::GetPolicyRequest { name: "team".into() };
+    let stored = rig.scheduler.policies().await.get_policy(admin(get)).await.expect("policy");
+    assert_eq!(stored.into_inner().policy.expect("policy").name_regex_delete, "v.*");
+
+    // The impact of keeping `v2` too: shown, and still nothing saved.
+    b.script("document.querySelector('#p-name_regex_delete').value = 'v.*';").await;
+    b.type_into("#p-name_regex_keep", "v2").await;
+    b.type_into("#p-preview_repository", "team/app").await;
+    b.click("button[value=preview]").await;
+    b.find("#decisions").await;
+    let impact = decisions_shown(b).await;
+    b.screenshot("policy-impact").await;
+    assert!(impact.contains(&("v2".to_string(), "keep".to_string())), "{impact:?}");
+    let get = v1::GetPolicyRequest { name: "team".into() };
+    let stored = rig.scheduler.policies().await.get_policy(admin(get)).await.expect("policy");
+    assert_eq!(
+        stored.into_inner().policy.expect("policy").name_regex_keep,
+        "",
+        "a preview saves nothing"
+    );
+
+    b.goto(&format!("{c}/repositories?policy=team")).await;
+    let repositories = b.text("main table").await;
+    assert!(repositories.contains("local/team/app"), "{repositories}");
+    assert!(!repositories.contains("held/app"), "{repositories}");
+    b.screenshot("repositories").await;
+
+    b.goto(&format!("{c}/registries")).await;
+    assert!(b.text("main table").await.contains(&rig.registry.url()));
+    b.screenshot("registries").await;
+
+    // Capacity, changed from the browser, as the scheduler has it.
+    b.goto(&format!("{c}/workers")).await;
+    let id = worker_id(rig, "worker-1").await;
+    let input = format!("[id='cap-{id}-sleep']");
+    b.script(&format!("document.querySelector(\"{input}\").value = '2';")).await;
+    b.click(&format!("form[action='/workers/{id}/capacity'] button")).await;
+    b.wait_url(|u| u.ends_with("/workers")).await;
+    let mut jobs = rig.scheduler.jobs().await;
+    let listed =
+        jobs.list_workers(admin(v1::ListWorkersRequest::default())).await.expect("workers");
+    let worker = listed.into_inner().workers.into_iter().find(|w| w.id == id).expect("worker");
+    assert_eq!(worker.capacity.get("sleep"), Some(&2), "{worker:?}");
+    b.screenshot("workers").await;
+    no_console_errors(b, "the rest").await;
+}
+
+/// (tag, action) of the preview table, sorted.
+async fn decisions_shown(b: &Browser) -> Vec<(String, String)> {
+    let rows = b
+        .script(
+            "return Array.from(document.querySelectorAll('#decisions tr[data-tag]'))\
+             .map(r => [r.dataset.tag, r.dataset.action]);",
+        )
+        .await;
+    let mut shown: Vec<(String, String)> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap_or_default().to_string(),
+                r[1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    shown.sort();
+    shown
+}
+
+async fn worker_id(rig: &Rig, name: &str) -> String {
+    let mut jobs = rig.scheduler.jobs().await;
+    let listed =
+        jobs.list_workers(admin(v1::ListWorkersRequest::default())).await.expect("workers");
+    listed.into_inner().workers.into_iter().find(|w| w.name == name).expect("worker").id
 }

@@ -13,6 +13,7 @@ mod store_error;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
+pub mod units;
 pub mod violations;
 
 pub use shutdown::Shutdown;

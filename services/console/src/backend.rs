@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use regsweep_common::grpc::{self, GrpcError};
 use regsweep_proto::v1::{
-    job_service_client::JobServiceClient, scrubber_service_client::ScrubberServiceClient,
+    job_service_client::JobServiceClient, policy_service_client::PolicyServiceClient,
+    registry_service_client::RegistryServiceClient,
+    repository_service_client::RepositoryServiceClient,
+    scrubber_service_client::ScrubberServiceClient,
 };
 use tonic::Code;
 use tonic::metadata::MetadataValue;
@@ -32,6 +35,18 @@ impl Backend {
 
     pub fn jobs(&self) -> JobServiceClient<grpc::Client> {
         JobServiceClient::new(grpc::client(self.scheduler.clone()))
+    }
+
+    pub fn policies(&self) -> PolicyServiceClient<grpc::Client> {
+        PolicyServiceClient::new(grpc::client(self.scheduler.clone()))
+    }
+
+    pub fn registries(&self) -> RegistryServiceClient<grpc::Client> {
+        RegistryServiceClient::new(grpc::client(self.scheduler.clone()))
+    }
+
+    pub fn repositories(&self) -> RepositoryServiceClient<grpc::Client> {
+        RepositoryServiceClient::new(grpc::client(self.scheduler.clone()))
     }
 
     pub fn scrubber(&self) -> ScrubberServiceClient<grpc::Client> {

@@ -76,6 +76,17 @@ fn router(app: App) -> Router {
         .route("/jobs/{id}", get(pages::jobs::detail))
         .route("/jobs/{id}/cancel", post(pages::jobs::cancel))
         .route("/jobs/{id}/log", get(pages::jobs::log_stream))
+        .route("/policies", get(pages::policies::list))
+        .route("/policies/new", get(pages::policies::new_form).post(pages::policies::create))
+        .route("/policies/{name}", get(pages::policies::detail))
+        .route(
+            "/policies/{name}/edit",
+            get(pages::policies::edit_form).post(pages::policies::update),
+        )
+        .route("/repositories", get(pages::repositories::page))
+        .route("/workers", get(pages::workers::page))
+        .route("/workers/{id}/capacity", post(pages::workers::set_capacity))
+        .route("/registries", get(pages::registries::page))
         .route("/assets/{name}", get(assets::serve))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(pages::not_found)

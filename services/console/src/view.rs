@@ -8,7 +8,15 @@ use maud::{DOCTYPE, Markup, html};
 use crate::session::Caller;
 
 /// The pages in the navigation, in order: (path, label).
-const NAV: &[(&str, &str)] = &[("/", "Overview"), ("/deletions", "Deletions"), ("/jobs", "Jobs")];
+const NAV: &[(&str, &str)] = &[
+    ("/", "Overview"),
+    ("/policies", "Policies"),
+    ("/repositories", "Repositories"),
+    ("/deletions", "Deletions"),
+    ("/jobs", "Jobs"),
+    ("/workers", "Workers"),
+    ("/registries", "Registries"),
+];
 
 /// A whole page: navigation, the caller's sign-in state, and `body`.
 pub fn page(caller: &Caller, active: &str, title: &str, body: Markup) -> Html<String> {
@@ -113,6 +121,8 @@ pub fn span(d: chrono::Duration) -> String {
         _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
     }
 }
+
+pub use regsweep_common::units::bytes;
 
 /// A protobuf timestamp as a time.
 pub fn time(ts: Option<&regsweep_proto::pbjson_types::Timestamp>) -> Option<DateTime<Utc>> {

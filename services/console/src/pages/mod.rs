@@ -3,7 +3,12 @@
 pub mod deletions;
 pub mod jobs;
 pub mod overview;
+pub mod policies;
+pub mod policy_form;
+pub mod registries;
+pub mod repositories;
 pub mod sign_in;
+pub mod workers;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -1,0 +1,73 @@
+//! Registries: what each can do (probed), its limits, and its protection.
+
+use axum::extract::State;
+use axum::response::Html;
+use chrono::Utc;
+use maud::{Markup, html};
+use regsweep_proto::v1::{self, Support};
+
+use crate::App;
+use crate::backend::request;
+use crate::error::ConsoleError;
+use crate::session::Caller;
+use crate::view;
+
+pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>, ConsoleError> {
+    let message = v1::ListRegistriesRequest {};
+    let registries = app
+        .backend
+        .registries()
+        .list_registries(request(&caller, message))
+        .await?
+        .into_inner()
+        .registries;
+    let now = Utc::now();
+    let body = html! {
+        @if registries.is_empty() { p { "No registries yet: " code { "regsweep registries create" } "." } }
+        @else {
+            table {
+                thead { tr {
+                    th scope="col" { "Name" } th scope="col" { "URL" } th scope="col" { "Manifest deletes" }
+                    th scope="col" { "Tag deletes" } th scope="col" { "Referrers API" } th scope="col" { "Checked" }
+                    th scope="col" { "Rate limit" } th scope="col" { "Parallel deletions" } th scope="col" { "Protected" }
+                } }
+                tbody {
+                    @for r in &registries {
+                        @let caps = r.capabilities.clone().unwrap_or_default();
+                        tr {
+                            td { (r.name) }
+                            td { code { (r.url) } }
+                            td { (support(caps.manifest_deletes())) }
+                            td { (support(caps.tag_deletes())) }
+                            td { (support(caps.referrers())) }
+                            td { (view::ago(view::time(caps.checked_at.as_ref()), now)) @if !caps.detail.is_empty() { div.muted { (caps.detail) } } }
+                            td.num { @if r.rate_limit > 0.0 { (r.rate_limit) "/s" } @else { "none" } }
+                            td.num { @if r.max_parallel_deletions > 0 { (r.max_parallel_deletions) } @else { "default" } }
+                            td { (protection(r.protection.as_ref())) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(view::page(&caller, "/registries", "Registries", body))
+}
+
+fn support(s: Support) -> Markup {
+    match s {
+        Support::Yes => html! { span.badge.s-done { "yes" } },
+        Support::No => html! { span.badge.s-error { "no" } },
+        Support::Unspecified => html! { span.muted { "not probed" } },
+    }
+}
+
+fn protection(p: Option<&v1::RegistryProtection>) -> Markup {
+    let Some(p) = p else { return html! { span.muted { "nothing" } } };
+    let n = p.tag_patterns.len() + p.digests.len() + p.repository_globs.len();
+    html! {
+        @if n == 0 { span.muted { "nothing" } }
+        @for t in &p.tag_patterns { span.tag title="tag pattern" { (t) } " " }
+        @for g in &p.repository_globs { span.tag title="repository glob" { (g) } " " }
+        @if !p.digests.is_empty() { span.muted { (p.digests.len()) " digests" } }
+    }
+}
