@@ -2,6 +2,7 @@
 //! reference measured in the same run on the same machine (the machine's
 //! speed drifts; only shares of a same-run reference are comparable).
 
+mod console;
 mod cpu;
 mod graph;
 mod precedence;
@@ -61,6 +62,9 @@ enum Command {
     /// Queue throughput end to end with metrics, traces, and both, next
     /// to neither.
     Telemetry(telemetry::Args),
+    /// The console's pages over a million repositories, over HTTP and in
+    /// headless Chromium, next to the gRPC call behind them.
+    Console(console::Args),
 }
 
 #[tokio::main]
@@ -78,5 +82,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Stores(args) => stores::run(args).await,
         Command::Tls(args) => tls::run(args).await,
         Command::Telemetry(args) => telemetry::run(args).await,
+        Command::Console(args) => console::run(args).await,
     }
 }

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -156,7 +156,7 @@ pub async fn serve(
         let addr = local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
         let health_only = Server::builder().add_service(health_probe).serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            no_delay(listener),
             {
                 let stop = health_stop.clone();
                 async move { stop.cancelled().await }
@@ -174,7 +174,6 @@ pub async fn serve(
     config.access.reload_on_sighup(shutdown.clone());
     let server = builder
         .layer(crate::auth::AccessLayer::new(config.access))
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .trace_fn(|request| {
@@ -189,7 +188,7 @@ pub async fn serve(
             span
         })
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(no_delay(listener), signal);
 
     let deadline = async {
         shutdown.cancelled().await;
@@ -265,6 +264,14 @@ pub type Client = InterceptedService<Channel, Outgoing>;
 /// Wraps `channel` so requests carry what [`Outgoing`] adds.
 pub fn client(channel: Channel) -> Client {
     InterceptedService::new(channel, Outgoing)
+}
+
+/// Accepted connections with Nagle's algorithm off. `Server::tcp_nodelay`
+/// does not reach connections served from a listener of our own: with it
+/// on, a unary response (headers, data and trailers written apart) waited
+/// out the peer's delayed ACK, 40 ms per call on Linux.
+fn no_delay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Dials `url` now.

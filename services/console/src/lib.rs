@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use regsweep_common::Shutdown;
 use regsweep_common::grpc;
 use tokio::net::TcpListener;
@@ -58,6 +59,13 @@ pub async fn serve(
     if let Some(addr) = grpc::local_addr(&listener) {
         tracing::info!(url = %format!("http://{addr}"), "console listening");
     }
+    // Pages are small responses: without this they wait out the
+    // browser's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(app))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

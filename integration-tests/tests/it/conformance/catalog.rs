@@ -4,6 +4,7 @@
 use regsweep_policy::{
     AgeSource, AttachmentPolicy, ProtectionSpec, TagCleanupArgs, TagRuleSpec, VersionGroup,
 };
+use regsweep_scheduler::store::catalog::Counted;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -147,7 +148,7 @@ pub async fn selection_starts_at_most_capacity_and_advances_a_completed_run(f: F
     let args: TagCleanupArgs = serde_json::from_value(jobs[0].args.clone()).expect("the contract");
     assert_eq!(args.rules.attachments, AttachmentPolicy::Keep);
     assert_eq!(args.rules.age_source, AgeSource::FirstSeen);
-    let policy = f.catalog().get_policy("p").await.unwrap().expect("policy");
+    let policy = f.catalog().get_policy("p", Counted::No).await.unwrap().expect("policy");
     assert_eq!(policy.attachments, AttachmentPolicy::Keep);
     assert_eq!(policy.age_source, AgeSource::FirstSeen);
     let mut started = 2;
@@ -168,9 +169,12 @@ pub async fn selection_starts_at_most_capacity_and_advances_a_completed_run(f: F
     let repos = repositories(&f).await;
     assert!(repos.iter().all(|r| r.cleanup_status == CleanupStatus::Unscheduled));
     assert!(repos.iter().all(|r| r.last_deleted_count == 1 && r.cleanup_finished_at.is_some()));
-    let policy = f.catalog().get_policy("p").await.unwrap().expect("policy");
+    let policy = f.catalog().get_policy("p", Counted::Yes).await.unwrap().expect("policy");
     assert!(policy.next_run_at > Utc::now() + chrono::Duration::hours(23), "moved to its next run");
-    assert_eq!(policy.repository_count, 5);
+    assert_eq!(policy.repository_count, Some(5));
+    let uncounted = f.catalog().get_policy("p", Counted::No).await.unwrap().expect("policy");
+    assert_eq!(uncounted.repository_count, None, "counting is asked for");
+    assert_eq!(uncounted.revision(), policy.revision(), "the same policy otherwise");
     let idle = select(&f, 2).await;
     assert_eq!((idle.armed, idle.started.len()), (0, 0));
 }
@@ -300,7 +304,8 @@ pub async fn disabling_a_policy_releases_its_waiting_repositories(f: Fixture) {
     assert_eq!(select(&f, 1).await.started.len(), 1);
     let mut disabled = new_policy(c.registry_id, false);
     disabled.max_delete_fraction = 1.0;
-    disabled.next_run_at = f.catalog().get_policy("p").await.unwrap().expect("policy").next_run_at;
+    disabled.next_run_at =
+        f.catalog().get_policy("p", Counted::No).await.unwrap().expect("policy").next_run_at;
     let updated = f.catalog().update_policy(disabled).await.unwrap().expect("updated");
     assert_eq!(updated.max_delete_fraction, 1.0);
     let repos = repositories(&f).await;
@@ -485,7 +490,7 @@ pub async fn policy_priority_is_stored_updated_and_not_part_of_the_revision(f: F
     let raised = NewPolicy { priority: -7, ..new_policy(c.registry_id, true) };
     let stored = f.catalog().update_policy(raised.clone()).await.unwrap().expect("updated");
     assert_eq!(stored.priority, -7);
-    let listed = f.catalog().list_policies(Some(c.registry_id)).await.unwrap();
+    let listed = f.catalog().list_policies(Some(c.registry_id), Counted::Yes).await.unwrap();
     assert_eq!(listed[0].priority, -7);
     // Precedence decides which repositories a policy governs, not what it
     // deletes in them: plans recorded under the old revision stay valid.

@@ -3,6 +3,7 @@
 //! deletions about to run still stand. A plan the scheduler did not hand
 //! out, or one whose policy has since changed, deletes nothing.
 
+use crate::store::catalog::Counted;
 use std::collections::HashMap;
 
 use regsweep_common::FieldViolations;
@@ -134,7 +135,7 @@ async fn policy_of(
             ..Default::default()
         }));
     }
-    let Some(policy) = catalog.get_policy(&args.policy).await? else {
+    let Some(policy) = catalog.get_policy(&args.policy, Counted::No).await? else {
         return Ok(Err(format!("policy {:?} no longer exists", args.policy)));
     };
     if policy.registry != args.registry {
@@ -162,7 +163,7 @@ async fn governs(
     policy: &PolicyRecord,
     repository: &str,
 ) -> Result<Result<(), String>, ApiError> {
-    let neighbours = catalog.list_policies(Some(policy.registry_id)).await?;
+    let neighbours = catalog.list_policies(Some(policy.registry_id), Counted::No).await?;
     Ok(match super::policies::precedence(&neighbours).governing(repository) {
         Some(c) if c.id == policy.id => Ok(()),
         Some(c) => {
@@ -187,7 +188,7 @@ pub async fn check_policies(
     let mut found: HashMap<&str, Option<PolicyRecord>> = HashMap::new();
     for asked in req.policies.iter().filter(|p| !p.name.is_empty()) {
         if !found.contains_key(asked.name.as_str()) {
-            found.insert(&asked.name, catalog.get_policy(&asked.name).await?);
+            found.insert(&asked.name, catalog.get_policy(&asked.name, Counted::No).await?);
         }
     }
     let mut standings = Vec::with_capacity(req.policies.len());

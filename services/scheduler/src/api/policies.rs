@@ -1,5 +1,6 @@
 //! `regsweep.v1.PolicyService`.
 
+use crate::store::catalog::Counted;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,13 +57,13 @@ impl PolicyApi {
     async fn shown(&self, policy: &PolicyRecord) -> Result<v1::Policy, ApiError> {
         let registry = self.catalog.get_registry(&policy.registry).await?;
         let mut shown = with_warnings(policy, registry.as_slice());
-        let neighbours = self.catalog.list_policies(Some(policy.registry_id)).await?;
+        let neighbours = self.catalog.list_policies(Some(policy.registry_id), Counted::No).await?;
         shown.warnings.extend(shared_priority_warnings(&neighbours).remove(&policy.name));
         Ok(shown)
     }
 
     async fn find(&self, name: &str) -> Result<PolicyRecord, ApiError> {
-        self.catalog.get_policy(name).await?.ok_or_else(|| not_found(name))
+        self.catalog.get_policy(name, Counted::Yes).await?.ok_or_else(|| not_found(name))
     }
 
     /// Reassigns the registry's repositories after its policies changed.
@@ -84,7 +85,7 @@ pub async fn matcher(
     catalog: &dyn CatalogStore,
     registry_id: i64,
 ) -> Result<Box<PolicyMatcher>, ApiError> {
-    let precedence = precedence(&catalog.list_policies(Some(registry_id)).await?);
+    let precedence = precedence(&catalog.list_policies(Some(registry_id), Counted::No).await?);
     Ok(Box::new(move |name: &str| precedence.governing(name).map(|c| c.id)))
 }
 
@@ -104,7 +105,7 @@ impl PolicyApi {
     /// Refuses `policy` when a policy of its registry at its priority can
     /// select a repository it selects; `id` is its own id when it exists.
     async fn check_precedence(&self, policy: &NewPolicy, id: i64) -> Result<(), ApiError> {
-        let others = self.catalog.list_policies(Some(policy.registry_id)).await?;
+        let others = self.catalog.list_policies(Some(policy.registry_id), Counted::No).await?;
         let selector = Selector::parse(&policy.repository_selector)
             .map_err(|e| FieldViolations::single("policy.repository_selector", e))?;
         let me = Candidate { id, name: policy.name.clone(), priority: policy.priority, selector };
@@ -296,7 +297,13 @@ impl PolicyService for PolicyApi {
         let policy = validate(&proto, registry.map(|r| r.id)).map_err(ApiError::from)?;
         // Before the overlap check, which would find the policy's own
         // stored version in its way.
-        if self.catalog.get_policy(&proto.name).await.map_err(ApiError::from)?.is_some() {
+        if self
+            .catalog
+            .get_policy(&proto.name, Counted::No)
+            .await
+            .map_err(ApiError::from)?
+            .is_some()
+        {
             return Err(Status::already_exists(format!("policy {:?} already exists", proto.name)));
         }
         self.check_precedence(&policy, 0).await?;
@@ -338,7 +345,8 @@ impl PolicyService for PolicyApi {
                     .id,
             )
         };
-        let policies = self.catalog.list_policies(registry_id).await.map_err(ApiError::from)?;
+        let policies =
+            self.catalog.list_policies(registry_id, Counted::Yes).await.map_err(ApiError::from)?;
         let registries = self.catalog.list_registries().await.map_err(ApiError::from)?;
         let mut shared = HashMap::new();
         for registry in &registries {
@@ -456,7 +464,8 @@ impl PolicyService for PolicyApi {
                 (draft.name.clone(), draft.registry.clone(), policy.rules())
             }
             None => {
-                let policy = self.find(&req.policy).await?;
+                let found = self.catalog.get_policy(&req.policy, Counted::No).await?;
+                let policy = found.ok_or_else(|| not_found(&req.policy))?;
                 let rules = policy.rules();
                 (policy.name, policy.registry, rules)
             }

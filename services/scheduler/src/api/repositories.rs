@@ -1,5 +1,6 @@
 //! `regsweep.v1.RepositoryService`.
 
+use crate::store::catalog::Counted;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -51,7 +52,7 @@ impl RepositoryApi {
     /// `page` as shown, each with why its policy governs it, read from the
     /// policies as they are now.
     async fn explained(&self, page: &[RepositoryRecord]) -> Result<Vec<v1::Repository>, ApiError> {
-        let policies = self.catalog.list_policies(None).await?;
+        let policies = self.catalog.list_policies(None, Counted::No).await?;
         let mut by_registry: HashMap<&str, Precedence> = HashMap::new();
         let shown = page.iter().map(|record| {
             let order = by_registry.entry(record.registry.as_str()).or_insert_with(|| {
@@ -108,7 +109,8 @@ impl RepositoryService for RepositoryApi {
         let policy_id = if req.policy.is_empty() {
             None
         } else {
-            let policy = self.catalog.get_policy(&req.policy).await.map_err(ApiError::from)?;
+            let policy =
+                self.catalog.get_policy(&req.policy, Counted::No).await.map_err(ApiError::from)?;
             Some(
                 policy
                     .ok_or_else(|| {

@@ -85,9 +85,20 @@ pub struct PolicyRecord {
     pub dry_run: bool,
     pub enabled: bool,
     pub next_run_at: DateTime<Utc>,
-    pub repository_count: i64,
+    /// Repositories it governs, when the read counted them.
+    pub repository_count: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Whether a policy read counts the repositories the policy governs: an
+/// index scan over them, which the policy API shows and which the hot
+/// paths (the plan checks before every DELETE, each page of repositories)
+/// must not pay on a large catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    Yes,
+    No,
 }
 
 impl PolicyRecord {
@@ -110,7 +121,7 @@ impl PolicyRecord {
             dry_run: self.dry_run,
             disabled: !self.enabled,
             next_run_at: Some(timestamp_from_chrono(self.next_run_at)),
-            repository_count: self.repository_count,
+            repository_count: self.repository_count.unwrap_or_default(),
             created_at: Some(timestamp_from_chrono(self.created_at)),
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
             // Found by the API, which knows the registry.
@@ -369,11 +380,19 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     /// Inserts a policy; `None` when the name is taken.
     async fn create_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError>;
-    async fn get_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError>;
+    /// A policy; with its repository count when `counted` (the policy
+    /// API shows it; plan checks and listings must not pay for counting
+    /// a large catalog).
+    async fn get_policy(
+        &self,
+        name: &str,
+        counted: Counted,
+    ) -> Result<Option<PolicyRecord>, StoreError>;
     /// Policies by name; of one registry when given.
     async fn list_policies(
         &self,
         registry_id: Option<i64>,
+        counted: Counted,
     ) -> Result<Vec<PolicyRecord>, StoreError>;
     /// Replaces a policy's definition (not its registry). A changed
     /// `next_run_at` restarts its run. Disabling it gives its waiting

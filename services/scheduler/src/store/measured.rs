@@ -2,6 +2,7 @@
 //! `regsweep_db_operation_seconds{operation}`; installed only when metrics
 //! are served.
 
+use crate::store::catalog::Counted;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,14 +170,19 @@ impl CatalogStore for MeasuredCatalog {
     async fn create_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError> {
         timed("create_policy", self.0.create_policy(p)).await
     }
-    async fn get_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
-        timed("get_policy", self.0.get_policy(name)).await
+    async fn get_policy(
+        &self,
+        name: &str,
+        counted: Counted,
+    ) -> Result<Option<PolicyRecord>, StoreError> {
+        timed("get_policy", self.0.get_policy(name, counted)).await
     }
     async fn list_policies(
         &self,
         registry_id: Option<i64>,
+        counted: Counted,
     ) -> Result<Vec<PolicyRecord>, StoreError> {
-        timed("list_policies", self.0.list_policies(registry_id)).await
+        timed("list_policies", self.0.list_policies(registry_id, counted)).await
     }
     async fn update_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError> {
         timed("update_policy", self.0.update_policy(p)).await

@@ -9,7 +9,9 @@ use regsweep_proto::v1::{self, JobStatus, WorkerStatus};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::store::catalog::{PolicyRecord, RegistryRecord, RepositoryRecord, parse_cleanup_status};
+use crate::store::catalog::{
+    Counted, PolicyRecord, RegistryRecord, RepositoryRecord, parse_cleanup_status,
+};
 use crate::store::model::count_map;
 use crate::store::{CronRecord, JobRecord, StoreError, StoreEvent, WorkerRecord};
 
@@ -260,13 +262,23 @@ pub fn protection_column(spec: &ProtectionSpec) -> Option<String> {
     (!spec.is_empty()).then(|| serde_json::to_string(spec).unwrap_or_default())
 }
 
-/// Selects policies as `p` with their registry's name and repository count.
-pub const POLICY_SELECT: &str = "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
-     p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
-     p.name_regex_keep, p.attachments, p.age_source, p.rules, p.priority, p.max_delete_fraction, p.dry_run, p.enabled, p.next_run_at, \
-     (SELECT count(*) FROM repositories r WHERE r.policy_id = p.id) AS repository_count, \
-     p.created_at, p.updated_at \
-     FROM policies p JOIN registries g ON g.id = p.registry_id";
+/// Selects policies as `p` with their registry's name and, when
+/// `counted`, the number of repositories each governs (the same SQL in
+/// both dialects).
+pub fn policy_select(counted: Counted) -> String {
+    let count = match counted {
+        Counted::Yes => "(SELECT count(*) FROM repositories r WHERE r.policy_id = p.id)",
+        Counted::No => "CAST(NULL AS BIGINT)",
+    };
+    format!(
+        "SELECT p.id, p.name, p.registry_id, g.name AS registry, \
+         p.repository_selector, p.cadence, p.keep_n, p.older_than_seconds, p.name_regex_delete, \
+         p.name_regex_keep, p.attachments, p.age_source, p.rules, p.priority, \
+         p.max_delete_fraction, p.dry_run, p.enabled, p.next_run_at, \
+         {count} AS repository_count, p.created_at, p.updated_at \
+         FROM policies p JOIN registries g ON g.id = p.registry_id"
+    )
+}
 
 #[derive(sqlx::FromRow)]
 pub struct PolicyRow<T> {
@@ -288,7 +300,7 @@ pub struct PolicyRow<T> {
     dry_run: bool,
     enabled: bool,
     next_run_at: T,
-    repository_count: i64,
+    repository_count: Option<i64>,
     created_at: T,
     updated_at: T,
 }

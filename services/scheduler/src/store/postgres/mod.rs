@@ -17,6 +17,7 @@ mod stats;
 mod workers;
 
 use crate::store::Fence;
+use crate::store::catalog::Counted;
 use crate::store::stats::{CleanupStats, QueueStats};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -274,15 +275,20 @@ impl CatalogStore for PgStore {
         registries::create_policy(&self.pool, p).await
     }
 
-    async fn get_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
-        registries::get_policy(&self.pool, name).await
+    async fn get_policy(
+        &self,
+        name: &str,
+        counted: Counted,
+    ) -> Result<Option<PolicyRecord>, StoreError> {
+        registries::get_policy(&self.pool, name, counted).await
     }
 
     async fn list_policies(
         &self,
         registry_id: Option<i64>,
+        counted: Counted,
     ) -> Result<Vec<PolicyRecord>, StoreError> {
-        registries::list_policies(&self.pool, registry_id).await
+        registries::list_policies(&self.pool, registry_id, counted).await
     }
 
     async fn update_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError> {

@@ -5,10 +5,11 @@ use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 
 use crate::store::StoreError;
+use crate::store::catalog::Counted;
 use crate::store::catalog::{
     DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord, attachments_name,
 };
-use crate::store::rows::{self, Credentials, POLICY_SELECT, REGISTRY_COLUMNS};
+use crate::store::rows::{self, Credentials, REGISTRY_COLUMNS, policy_select};
 
 type RegistryRow = rows::RegistryRow<DateTime<Utc>, Vec<String>>;
 type PolicyRow = rows::PolicyRow<DateTime<Utc>>;
@@ -114,8 +115,12 @@ pub async fn delete_registry(
     Ok(DeleteRegistryOutcome::Deleted)
 }
 
-pub async fn get_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
-    let sql = format!("{POLICY_SELECT} WHERE p.name = $1");
+pub async fn get_policy(
+    pool: &PgPool,
+    name: &str,
+    counted: Counted,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let sql = format!("{} WHERE p.name = $1", policy_select(counted));
     let row = sqlx::query_as::<_, PolicyRow>(sqlx::AssertSqlSafe(sql))
         .bind(name)
         .fetch_optional(pool)
@@ -126,9 +131,12 @@ pub async fn get_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord
 pub async fn list_policies(
     pool: &PgPool,
     registry_id: Option<i64>,
+    counted: Counted,
 ) -> Result<Vec<PolicyRecord>, StoreError> {
-    let sql =
-        format!("{POLICY_SELECT} WHERE $1::bigint IS NULL OR p.registry_id = $1 ORDER BY p.name");
+    let sql = format!(
+        "{} WHERE $1::bigint IS NULL OR p.registry_id = $1 ORDER BY p.name",
+        policy_select(counted)
+    );
     let rows = sqlx::query_as::<_, PolicyRow>(sqlx::AssertSqlSafe(sql))
         .bind(registry_id)
         .fetch_all(pool)
@@ -165,7 +173,7 @@ pub async fn create_policy(
     .execute(pool)
     .await;
     match inserted {
-        Ok(_) => get_policy(pool, &p.name).await,
+        Ok(_) => get_policy(pool, &p.name, Counted::Yes).await,
         Err(e) if is_unique_violation(&e) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -209,7 +217,7 @@ pub async fn update_policy(
         release_waiting(&mut tx, id).await?;
     }
     tx.commit().await?;
-    get_policy(pool, &p.name).await
+    get_policy(pool, &p.name, Counted::Yes).await
 }
 
 /// Gives a policy's waiting repositories back: they are not picked while
@@ -260,5 +268,5 @@ pub async fn run_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord
     // not at the next tick.
     sqlx::query("SELECT pg_notify('regsweep_cleanups', 'run')").execute(&mut *tx).await?;
     tx.commit().await?;
-    get_policy(pool, name).await
+    get_policy(pool, name, Counted::Yes).await
 }

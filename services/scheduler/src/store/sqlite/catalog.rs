@@ -3,9 +3,10 @@
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
-use super::rows::{POLICY_SELECT, PolicyRow, REGISTRY_COLUMNS, RegistryRow};
+use super::rows::{PolicyRow, REGISTRY_COLUMNS, RegistryRow, policy_select};
 use super::{SqliteStore, micros, now_micros};
 use crate::store::StoreError;
+use crate::store::catalog::Counted;
 use crate::store::catalog::{
     DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord, attachments_name,
 };
@@ -122,8 +123,9 @@ pub async fn delete_registry(
 async fn policy_in(
     conn: &mut SqliteConnection,
     name: &str,
+    counted: Counted,
 ) -> Result<Option<PolicyRecord>, StoreError> {
-    let sql = format!("{POLICY_SELECT} WHERE p.name = ?");
+    let sql = format!("{} WHERE p.name = ?", policy_select(counted));
     let row =
         sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql)).bind(name).fetch_optional(conn).await?;
     row.map(TryInto::try_into).transpose()
@@ -132,16 +134,21 @@ async fn policy_in(
 pub async fn get_policy(
     store: &SqliteStore,
     name: &str,
+    counted: Counted,
 ) -> Result<Option<PolicyRecord>, StoreError> {
     let mut conn = store.reader().acquire().await?;
-    policy_in(&mut conn, name).await
+    policy_in(&mut conn, name, counted).await
 }
 
 pub async fn list_policies(
     store: &SqliteStore,
     registry_id: Option<i64>,
+    counted: Counted,
 ) -> Result<Vec<PolicyRecord>, StoreError> {
-    let sql = format!("{POLICY_SELECT} WHERE ?1 IS NULL OR p.registry_id = ?1 ORDER BY p.name");
+    let sql = format!(
+        "{} WHERE ?1 IS NULL OR p.registry_id = ?1 ORDER BY p.name",
+        policy_select(counted)
+    );
     let rows = sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql))
         .bind(registry_id)
         .fetch_all(store.reader())
@@ -184,7 +191,7 @@ pub async fn create_policy(
         Err(e) if is_unique_violation(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let policy = policy_in(&mut tx, &p.name).await?;
+    let policy = policy_in(&mut tx, &p.name, Counted::Yes).await?;
     tx.commit().await?;
     Ok(policy)
 }
@@ -227,7 +234,7 @@ pub async fn update_policy(
     if !p.enabled {
         release_waiting(&mut tx, id).await?;
     }
-    let policy = policy_in(&mut tx, &p.name).await?;
+    let policy = policy_in(&mut tx, &p.name, Counted::Yes).await?;
     tx.commit().await?;
     Ok(policy)
 }
@@ -276,7 +283,7 @@ pub async fn run_policy(
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
-    let policy = policy_in(&mut tx, name).await?;
+    let policy = policy_in(&mut tx, name, Counted::Yes).await?;
     tx.commit().await?;
     // Wakes the selection: the run starts now, not at the next tick.
     store.announce(crate::store::StoreEvent::CleanupEnded);

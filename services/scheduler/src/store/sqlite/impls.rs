@@ -1,6 +1,7 @@
 //! The store traits on [`SqliteStore`], one call per operation.
 
 use crate::store::Fence;
+use crate::store::catalog::Counted;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -196,15 +197,20 @@ impl CatalogStore for SqliteStore {
         catalog::create_policy(self, p).await
     }
 
-    async fn get_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
-        catalog::get_policy(self, name).await
+    async fn get_policy(
+        &self,
+        name: &str,
+        counted: Counted,
+    ) -> Result<Option<PolicyRecord>, StoreError> {
+        catalog::get_policy(self, name, counted).await
     }
 
     async fn list_policies(
         &self,
         registry_id: Option<i64>,
+        counted: Counted,
     ) -> Result<Vec<PolicyRecord>, StoreError> {
-        catalog::list_policies(self, registry_id).await
+        catalog::list_policies(self, registry_id, counted).await
     }
 
     async fn update_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError> {

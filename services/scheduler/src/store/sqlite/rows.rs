@@ -3,8 +3,8 @@
 use crate::store::rows;
 
 pub use crate::store::rows::{
-    CRON_COLUMNS, JOB_COLUMNS, POLICY_SELECT, REGISTRY_COLUMNS, REPOSITORY_SELECT, WORKER_COLUMNS,
-    claimed, job_status, jobs, non_negative, to_i32,
+    CRON_COLUMNS, JOB_COLUMNS, REGISTRY_COLUMNS, REPOSITORY_SELECT, WORKER_COLUMNS, claimed,
+    job_status, jobs, non_negative, policy_select, to_i32,
 };
 
 pub type JobRow = rows::JobRow<i64>;
