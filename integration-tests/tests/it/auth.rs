@@ -66,7 +66,7 @@ fn spec(path: &str) -> Option<&'static [&'static str]> {
         ("regsweep.v1.RegistryService", "CreateRegistry" | "UpdateRegistry" | "DeleteRegistry") => {
             NONE
         }
-        ("regsweep.v1.RepositoryService", "ListRepositories") => READ,
+        ("regsweep.v1.RepositoryService", "ListRepositories" | "GetCleanupStatus") => READ,
         ("regsweep.v1.RepositoryService", "SyncRepositories") => NONE,
         (
             "regsweep.v1.RepositoryService",

@@ -179,8 +179,9 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     let b = Browser::start().await;
 
     // Not signed in: a page sends you to sign in; an unknown token is told so.
-    b.goto(&format!("{c}/deletions")).await;
-    assert!(b.current_url().await.ends_with("/sign-in"), "{}", b.current_url().await);
+    b.goto(&format!("{c}/deletions?job={team_job}")).await;
+    let url = b.current_url().await;
+    assert!(url.ends_with(&format!("/sign-in?next=%2Fdeletions%3Fjob%3D{team_job}")), "{url}");
     b.type_into("#token", "rsw_nobody_knows_this").await;
     b.click("form.signin button").await;
     assert!(b.text("#signin-error").await.contains("does not know this token"));
@@ -188,12 +189,17 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     // The refused sign-in answered 401, which the page's console reports.
     let _ = b.console_log().await;
 
-    // A read token sees everything...
-    assert_eq!(sign_in(&b, c, READ).await, format!("{c}/"));
+    // A read token sees everything, back where it was sent from...
+    b.type_into("#token", READ).await;
+    b.click("form.signin button").await;
+    b.wait_url(|u| u.ends_with(&format!("/deletions?job={team_job}"))).await;
+    b.goto(&format!("{c}/")).await;
     let overview = b.text("main").await;
     assert!(overview.contains("worker-1"), "{overview}");
     assert!(overview.contains("pending delete 2"), "{overview}");
     assert!(overview.contains("awaiting approval 4"), "{overview}");
+    let cleanups = b.text("#cleanups").await;
+    assert!(cleanups.starts_with("0 running of a capacity of 4;"), "{cleanups}");
     b.screenshot("overview").await;
     no_console_errors(&b, "overview").await;
     b.goto(&format!("{c}/deletions?job={team_job}")).await;
@@ -204,7 +210,7 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
             d.id
         );
     }
-    // ...and may not restore: the button is disabled and says why.
+    // ...but may not restore: the button is disabled and says why.
     assert!(!b.enabled("div.actions button").await);
     assert_eq!(b.text("#restore-why").await, "your token may only read");
     b.screenshot("deletions-read-token").await;

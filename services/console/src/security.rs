@@ -5,8 +5,8 @@
 
 use axum::extract::{Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HOST, ORIGIN, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
-    X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HOST, LOCATION, ORIGIN, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
@@ -33,8 +33,22 @@ pub async fn headers_and_csrf(
     let fresh = existing.is_none();
     let csrf = existing.unwrap_or_else(Csrf::fresh);
     request.extensions_mut().insert(csrf.clone());
+    let asked = (request.method() == Method::GET)
+        .then(|| request.uri().path_and_query().map(|p| p.to_string()))
+        .flatten();
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    // Sent to sign in from a page: come back to it afterwards.
+    if let Some(asked) = asked
+        && headers.get(LOCATION).is_some_and(|l| l == "/sign-in")
+        && !asked.starts_with("/sign-in")
+    {
+        let back: String =
+            form_urlencoded::Serializer::new(String::new()).append_pair("next", &asked).finish();
+        if let Ok(location) = HeaderValue::from_str(&format!("/sign-in?{back}")) {
+            headers.insert(LOCATION, location);
+        }
+    }
     if fresh {
         app.cookies.append(headers, CSRF_COOKIE, Some(&csrf.0));
     }

@@ -181,8 +181,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         )
         .add_service(
             // Catalog reports carry up to 10,000 names.
-            RepositoryServiceServer::new(RepositoryApi::new(catalog.clone(), store.clone()))
-                .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
+            RepositoryServiceServer::new(RepositoryApi::new(
+                catalog.clone(),
+                store.clone(),
+                config.cleanup_capacity,
+            ))
+            .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
         )
         .add_service(
             WorkerServiceServer::new(WorkerApi::new(

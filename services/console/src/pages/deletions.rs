@@ -209,8 +209,20 @@ fn row(d: &v1::Deletion, now: chrono::DateTime<Utc>) -> Markup {
                     _ => (view::ago(view::time(d.finished_at.as_ref()).or(view::time(d.submitted_at.as_ref())), now)),
                 }
             }
-            td { (d.error) (d.hold_reason) }
+            td { (answer(d)) }
         }
+    }
+}
+
+/// What the registry answered (or why nothing was asked yet).
+fn answer(d: &v1::Deletion) -> Markup {
+    html! {
+        @if !d.deleted_tags.is_empty() { div { "untagged " @for t in &d.deleted_tags { span.tag { (t) } " " } } }
+        @if d.digest_deleted { div { "manifest deleted" } }
+        @if !d.skipped_tags.is_empty() { div.muted { "kept (moved or re-pushed): " @for t in &d.skipped_tags { span.tag { (t) } " " } } }
+        @if !d.error.is_empty() { div.error { (d.error) } }
+        @if !d.hold_reason.is_empty() { div.warning { "held: " (d.hold_reason) } }
+        @if d.attempts > 1 { div.muted { (d.attempts) " attempts" } }
     }
 }
 

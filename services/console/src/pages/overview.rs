@@ -31,7 +31,8 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
     };
     let mut workers = app.backend.jobs();
     let mut scrubber = app.backend.scrubber();
-    let (waiting, running, workers, status) = tokio::join!(
+    let mut repositories = app.backend.repositories();
+    let (waiting, running, workers, status, cleanups) = tokio::join!(
         jobs(vec![JobStatus::Waiting]),
         jobs(vec![JobStatus::Running, JobStatus::CancelRequest]),
         workers.list_workers(request(
@@ -39,6 +40,7 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
             v1::ListWorkersRequest { page_size: 100, ..Default::default() }
         )),
         scrubber.get_scrubber_status(request(&caller, v1::GetScrubberStatusRequest {})),
+        repositories.get_cleanup_status(request(&caller, v1::GetCleanupStatusRequest {})),
     );
     let now = Utc::now();
     // The scheduler's answers decide whether the page can be shown at
@@ -46,7 +48,12 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
     // own section.
     let (waiting, running) = (waiting?, running?);
     let workers = workers?.into_inner();
+    let cleanups = cleanups?.into_inner();
     let body = html! {
+        section aria-labelledby="cleanups-h" {
+            h2 #cleanups-h { "Cleanups" }
+            (cleanup_status(&cleanups))
+        }
         section aria-labelledby="queue-h" {
             h2 #queue-h { "Queue" }
             (queue(&waiting, &running, now))
@@ -108,6 +115,21 @@ fn queue(
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+fn cleanup_status(c: &v1::GetCleanupStatusResponse) -> Markup {
+    html! {
+        p #cleanups {
+            (c.running) " running of a capacity of " (c.capacity) "; "
+            a href="/repositories?status=scheduled" { (c.waiting) " waiting" } "."
+        }
+        @if c.overdue > 0 {
+            p.warning role="status" {
+                (c.overdue) " overdue, the longest for "
+                (view::span(chrono::Duration::seconds(c.max_overdue_seconds as i64))) "."
             }
         }
     }

@@ -3,7 +3,6 @@
 //! deletions about to run still stand. A plan the scheduler did not hand
 //! out, or one whose policy has since changed, deletes nothing.
 
-use crate::store::catalog::Counted;
 use std::collections::HashMap;
 
 use regsweep_common::FieldViolations;
@@ -12,7 +11,7 @@ use regsweep_proto::v1;
 
 use crate::error::ApiError;
 use crate::store::JobStore;
-use crate::store::catalog::{CatalogStore, PolicyRecord};
+use crate::store::catalog::{CatalogStore, Counted, PolicyRecord};
 
 /// The job kind whose plans a scrubber accepts.
 const TAG_CLEANUP: &str = "tag_cleanup";

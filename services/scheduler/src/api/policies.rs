@@ -1,6 +1,5 @@
 //! `regsweep.v1.PolicyService`.
 
-use crate::store::catalog::Counted;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,8 @@ use super::{plans, preview};
 use crate::error::ApiError;
 use crate::store::JobStore;
 use crate::store::catalog::{
-    CatalogStore, NewPolicy, PolicyMatcher, PolicyRecord, RegistryRecord, attachments_from_proto,
+    CatalogStore, Counted, NewPolicy, PolicyMatcher, PolicyRecord, RegistryRecord,
+    attachments_from_proto,
 };
 
 const UPDATABLE: &[&str] = &[

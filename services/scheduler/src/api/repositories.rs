@@ -1,6 +1,5 @@
 //! `regsweep.v1.RepositoryService`.
 
-use crate::store::catalog::Counted;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -11,7 +10,9 @@ use tonic::{Request, Response, Status};
 
 use super::policies::{matcher, precedence};
 use crate::error::ApiError;
-use crate::store::catalog::{CatalogStore, ReportOutcome, RepositoryFilter, RepositoryRecord};
+use crate::store::catalog::{
+    CatalogStore, Counted, ReportOutcome, RepositoryFilter, RepositoryRecord,
+};
 use crate::store::{CreateOutcome, JobStore, NewJob};
 
 const DEFAULT_PAGE: u32 = 100;
@@ -24,11 +25,17 @@ pub const MAX_REPORT_NAMES: usize = 10_000;
 pub struct RepositoryApi {
     catalog: Arc<dyn CatalogStore>,
     jobs: Arc<dyn JobStore>,
+    /// Cleanups that may run at once, as configured.
+    cleanup_capacity: u32,
 }
 
 impl RepositoryApi {
-    pub fn new(catalog: Arc<dyn CatalogStore>, jobs: Arc<dyn JobStore>) -> Self {
-        Self { catalog, jobs }
+    pub fn new(
+        catalog: Arc<dyn CatalogStore>,
+        jobs: Arc<dyn JobStore>,
+        cleanup_capacity: u32,
+    ) -> Self {
+        Self { catalog, jobs, cleanup_capacity }
     }
 
     /// Stores what a catalog sync whose report was accepted found the
@@ -128,6 +135,20 @@ impl RepositoryService for RepositoryApi {
         };
         let repositories = self.explained(&page).await?;
         Ok(Response::new(v1::ListRepositoriesResponse { repositories, next_page_token }))
+    }
+
+    async fn get_cleanup_status(
+        &self,
+        _request: Request<v1::GetCleanupStatusRequest>,
+    ) -> Result<Response<v1::GetCleanupStatusResponse>, Status> {
+        let stats = self.catalog.cleanup_stats().await.map_err(ApiError::from)?;
+        Ok(Response::new(v1::GetCleanupStatusResponse {
+            running: stats.running,
+            capacity: self.cleanup_capacity,
+            waiting: stats.remaining,
+            overdue: stats.overdue,
+            max_overdue_seconds: stats.max_overdue_seconds,
+        }))
     }
 
     async fn sync_repositories(

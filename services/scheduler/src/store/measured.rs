@@ -2,7 +2,6 @@
 //! `regsweep_db_operation_seconds{operation}`; installed only when metrics
 //! are served.
 
-use crate::store::catalog::Counted;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +14,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::catalog::{
-    AdvanceRun, CatalogStore, DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyMatcher,
-    PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord, Selection,
-    SelectionConfig,
+    AdvanceRun, CatalogStore, Counted, DeleteRegistryOutcome, NewPolicy, NewRegistry,
+    PolicyMatcher, PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord,
+    Selection, SelectionConfig,
 };
 use super::stats::{CleanupStats, QueueStats};
 use super::{

@@ -17,7 +17,6 @@ mod stats;
 mod workers;
 
 use crate::store::Fence;
-use crate::store::catalog::Counted;
 use crate::store::stats::{CleanupStats, QueueStats};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,9 +29,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::catalog::{
-    AdvanceRun, CatalogStore, DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyMatcher,
-    PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord, Selection,
-    SelectionConfig,
+    AdvanceRun, CatalogStore, Counted, DeleteRegistryOutcome, NewPolicy, NewRegistry,
+    PolicyMatcher, PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord,
+    Selection, SelectionConfig,
 };
 use super::{
     CancelOutcome, CapacityOutcome, ClaimSlot, CreateOutcome, CronRecord, DeleteOutcome, Fired,

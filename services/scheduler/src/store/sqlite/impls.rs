@@ -1,7 +1,6 @@
 //! The store traits on [`SqliteStore`], one call per operation.
 
 use crate::store::Fence;
-use crate::store::catalog::Counted;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -15,9 +14,9 @@ use super::{
     SqliteStore, catalog, crons, in_use, jobs, queue, repositories, selection, stats, workers,
 };
 use crate::store::catalog::{
-    AdvanceRun, CatalogStore, DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyMatcher,
-    PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord, Selection,
-    SelectionConfig,
+    AdvanceRun, CatalogStore, Counted, DeleteRegistryOutcome, NewPolicy, NewRegistry,
+    PolicyMatcher, PolicyRecord, RegistryRecord, ReportOutcome, RepositoryFilter, RepositoryRecord,
+    Selection, SelectionConfig,
 };
 use crate::store::stats::{CleanupStats, QueueStats};
 use crate::store::{
