@@ -17,6 +17,7 @@ mod health;
 mod internal;
 pub mod kinds;
 mod leader;
+mod outbound;
 mod protocol;
 pub mod schedule;
 mod session;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::task::TaskTracker;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::outbound::Outbound;
 use crate::session::{self, SessionContext};
 
 /// Accepts worker streams.
@@ -36,7 +36,7 @@ impl WorkerApi {
 
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
-    type ConnectStream = UnboundedReceiverStream<Result<v1::ConnectResponse, Status>>;
+    type ConnectStream = Outbound;
 
     async fn connect(
         &self,
@@ -62,6 +62,6 @@ impl WorkerService for WorkerApi {
             session.await;
             drop(permit);
         });
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        Ok(Response::new(Outbound::new(rx)))
     }
 }

@@ -210,14 +210,16 @@ pub struct WriteOutcome {
 
 impl WriteOutcome {
     /// Reports every update whose `(job_id, attempt)` is not in `applied`
-    /// as stale: the worker must stop that attempt.
+    /// as stale: the worker must stop that attempt. An update that ends
+    /// its attempt needs no cancel: the worker has stopped it already.
     pub(crate) fn stale_unless_applied(
         &mut self,
         updates: &[UpdateWrite],
         applied: &std::collections::HashSet<(i64, i32)>,
     ) {
         for update in updates {
-            if !applied.contains(&(update.job_id, rows::to_i32(update.attempt))) {
+            let running = update.status == JobStatus::Running;
+            if running && !applied.contains(&(update.job_id, rows::to_i32(update.attempt))) {
                 self.stale.push((
                     update.worker_id,
                     StaleRun {
