@@ -41,8 +41,12 @@ impl Browser {
     /// that records the page's console.
     pub async fn start() -> Self {
         let port = free_port();
+        // A process group of its own: dropping the browser kills the
+        // driver and every Chromium process it started, even after a
+        // failed test never said `quit`.
         let driver = tokio::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -232,5 +236,14 @@ impl Browser {
     /// Ends the session (the browser exits).
     pub async fn quit(self) {
         let _ = self.command(reqwest::Method::DELETE, "", None).await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id().and_then(|id| i32::try_from(id).ok()) {
+            let group = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }

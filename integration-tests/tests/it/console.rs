@@ -198,6 +198,8 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     assert!(overview.contains("worker-1"), "{overview}");
     assert!(overview.contains("pending delete 2"), "{overview}");
     assert!(overview.contains("awaiting approval 4"), "{overview}");
+    let chart = b.text("#chart-summary").await;
+    assert!(chart.starts_with("Deletions per hour over the last 3 days: 0 deleted"), "{chart}");
     let cleanups = b.text("#cleanups").await;
     assert!(cleanups.starts_with("0 running of a capacity of 4;"), "{cleanups}");
     b.screenshot("overview").await;

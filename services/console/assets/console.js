@@ -54,7 +54,16 @@ function followLog(pre) {
   source.addEventListener("failed", () => source.close());
 }
 
+// Redraws a server-rendered part now and then (the overview's chart).
+function refreshEvery(el, ms) {
+  setInterval(async () => {
+    const response = await fetch(el.dataset.refresh, { credentials: "same-origin" });
+    if (response.ok) el.innerHTML = await response.text();
+  }, ms);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  for (const el of document.querySelectorAll("[data-refresh]")) refreshEvery(el, 60000);
   if (document.querySelector("time[data-countdown]")) {
     tickCountdowns();
     setInterval(tickCountdowns, 1000);

@@ -95,6 +95,7 @@ fn router(app: App) -> Router {
         .route("/workers", get(pages::workers::page))
         .route("/workers/{id}/capacity", post(pages::workers::set_capacity))
         .route("/registries", get(pages::registries::page))
+        .route("/charts/deletions", get(pages::overview::chart_fragment))
         .route("/assets/{name}", get(assets::serve))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(pages::not_found)

@@ -29,6 +29,8 @@ pub const MAX_LINKED: usize = 1_000;
 pub const MAX_RESTORE: usize = 1_000;
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+/// Hours of deletions per hour in the status (three days).
+const HOURS_SHOWN: i64 = 72;
 
 #[derive(Clone)]
 pub struct ScrubberApi {
@@ -313,6 +315,8 @@ impl ScrubberService for ScrubberApi {
         _request: Request<v1::GetScrubberStatusRequest>,
     ) -> Result<Response<v1::GetScrubberStatusResponse>, Status> {
         let (counts, oldest) = self.store.status().await.map_err(ApiError::from)?;
+        let since = chrono::Utc::now() - chrono::Duration::hours(HOURS_SHOWN);
+        let hours = self.store.finished_per_hour(since).await.map_err(ApiError::from)?;
         Ok(Response::new(v1::GetScrubberStatusResponse {
             counts: counts
                 .into_iter()
@@ -324,6 +328,14 @@ impl ScrubberService for ScrubberApi {
             oldest_due_pending_seconds: oldest,
             parallelism: self.parallelism,
             registries: self.limits.snapshot(),
+            finished_per_hour: hours
+                .into_iter()
+                .map(|h| v1::HourCount {
+                    hour: Some(regsweep_proto::timestamp_from_chrono(h.hour)),
+                    deleted: h.deleted,
+                    failed: h.failed,
+                })
+                .collect(),
         }))
     }
 }

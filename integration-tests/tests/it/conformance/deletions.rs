@@ -296,3 +296,32 @@ pub async fn the_audit_records_requests_then_their_answers_and_prunes_old_ones(f
     assert_eq!(f.deletions.prune_requests(later).await.unwrap(), 3);
     assert!(f.deletions.requests(&[stored[0].id]).await.unwrap().is_empty());
 }
+
+pub async fn finished_deletions_are_counted_per_hour(f: Fixture) {
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let stored = submit(&f, 1, 5, Duration::ZERO).await;
+    let holder = Uuid::new_v4();
+    assert_eq!(f.deletions.claim(holder, LEASE, 10).await.unwrap().len(), 5);
+    let deleted = Finish::Deleted {
+        deleted_tags: vec!["v0".into()],
+        skipped_tags: vec![],
+        digest_deleted: true,
+    };
+    let failed = Finish::Failed { error: "registry said 405".into() };
+    let cancelled = Finish::Cancelled { reason: "policy changed".into() };
+    for (d, finish) in stored.iter().zip([&deleted, &deleted, &deleted, &failed, &cancelled]) {
+        assert!(f.deletions.finish(holder, d.id, finish).await.unwrap());
+    }
+    let hours = f.deletions.finished_per_hour(before).await.unwrap();
+    // This hour, or this one and the next when the test ran across the
+    // turn of an hour; cancelled ones are not counted.
+    assert!(!hours.is_empty() && hours.len() <= 2, "{hours:?}");
+    let (deleted, failed) = hours.iter().fold((0, 0), |(d, x), h| (d + h.deleted, x + h.failed));
+    assert_eq!((deleted, failed), (3, 1));
+    for h in &hours {
+        assert_eq!(h.hour.timestamp() % 3600, 0, "an hour's start: {h:?}");
+        assert!(h.hour <= chrono::Utc::now() && h.hour > before - chrono::Duration::hours(1));
+    }
+    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert!(f.deletions.finished_per_hour(later).await.unwrap().is_empty(), "only since");
+}

@@ -188,6 +188,7 @@ conformance!(
     deletions::concurrent_claims_lease_each_deletion_once,
     deletions::pending_deletions_restore_until_claimed,
     deletions::retries_end_failed_when_attempts_run_out,
+    deletions::finished_deletions_are_counted_per_hour,
     deletions::expired_leases_are_taken_back_and_fence_the_old_holder,
     deletions::submissions_are_idempotent_per_attempt_and_digest,
     deletions::held_plans_wait_for_approval_and_can_be_restored,

@@ -169,6 +169,7 @@ fn scrubber_status(status: &v1::GetScrubberStatusResponse) -> Markup {
                 li { a href=(format!("/deletions?status={name}")) { (view::badge(&name)) " " (c.count) } }
             }
         }
+        div #deletions-chart data-refresh="/charts/deletions" { (chart(&status.finished_per_hour, Utc::now())) }
         @if status.oldest_due_pending_seconds > 0.0 {
             p.warning { "The oldest due deletion has waited "
                 (view::span(chrono::Duration::seconds(status.oldest_due_pending_seconds as i64))) "." }
@@ -189,5 +190,85 @@ fn scrubber_status(status: &v1::GetScrubberStatusResponse) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// Hours the chart shows, oldest on the left.
+const HOURS: i64 = 72;
+const BAR: i64 = 10;
+const HEIGHT: i64 = 80;
+
+/// Deletions per hour over the last three days as an SVG bar chart
+/// (rendered here: no script or library), deleted below, failed on top.
+pub fn chart(hours: &[v1::HourCount], now: DateTime<Utc>) -> Markup {
+    let start = now.timestamp() / 3600 * 3600 - (HOURS - 1) * 3600;
+    let mut bars = vec![(0_i64, 0_i64); HOURS as usize];
+    for h in hours {
+        let Some(at) = view::time(h.hour.as_ref()) else { continue };
+        let slot = (at.timestamp() - start).div_euclid(3600);
+        if let Some(bar) = usize::try_from(slot).ok().and_then(|i| bars.get_mut(i)) {
+            *bar = (h.deleted, h.failed);
+        }
+    }
+    let most = bars.iter().map(|(d, f)| d + f).max().unwrap_or(0).max(1);
+    let (deleted, failed): (i64, i64) = bars.iter().fold((0, 0), |(a, b), (d, f)| (a + d, b + f));
+    let scale = |n: i64| n * HEIGHT / most;
+    let summary =
+        format!("Deletions per hour over the last 3 days: {deleted} deleted, {failed} failed");
+    html! {
+        svg.chart viewBox=(format!("0 0 {} {}", HOURS * BAR, HEIGHT)) role="img" aria-labelledby="chart-title" {
+            title #chart-title { (summary) }
+            @for (i, (d, f)) in bars.iter().enumerate() {
+                @let x = i as i64 * BAR;
+                @let hour = DateTime::from_timestamp(start + i as i64 * 3600, 0).unwrap_or_default();
+                g {
+                    title { (hour.format("%a %H:00 UTC")) ": " (d) " deleted, " (f) " failed" }
+                    rect.deleted x=(x) y=(HEIGHT - scale(*d)) width=(BAR - 2) height=(scale(*d)) {}
+                    rect.failed x=(x) y=(HEIGHT - scale(*d) - scale(*f)) width=(BAR - 2) height=(scale(*f)) {}
+                }
+            }
+        }
+        p.muted #chart-summary { (summary) "; the tallest hour " (most) "." }
+    }
+}
+
+/// The chart alone, for the overview's script to refresh it in place.
+pub async fn chart_fragment(
+    State(app): State<App>,
+    caller: Caller,
+) -> Result<Html<String>, ConsoleError> {
+    let status = app
+        .backend
+        .scrubber()
+        .get_scrubber_status(request(&caller, v1::GetScrubberStatusRequest {}))
+        .await?;
+    Ok(Html(chart(&status.into_inner().finished_per_hour, Utc::now()).into_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hour(at: DateTime<Utc>, deleted: i64, failed: i64) -> v1::HourCount {
+        v1::HourCount { hour: Some(regsweep_proto::timestamp_from_chrono(at)), deleted, failed }
+    }
+
+    #[test]
+    fn bars_stand_at_their_hour_and_old_hours_fall_off() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T12:34:00Z").expect("time").to_utc();
+        let this_hour =
+            DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z").expect("time").to_utc();
+        let hours = [
+            hour(this_hour - chrono::Duration::hours(100), 50, 0),
+            hour(this_hour - chrono::Duration::hours(1), 10, 2),
+            hour(this_hour, 20, 0),
+        ];
+        let svg = chart(&hours, now).into_string();
+        assert!(svg.contains("30 deleted, 2 failed"), "the summary counts the window only: {svg}");
+        assert!(svg.contains("Thu 12:00 UTC: 20 deleted, 0 failed"), "{svg}");
+        assert!(svg.contains("Thu 11:00 UTC: 10 deleted, 2 failed"), "{svg}");
+        // The last bar is this hour, at full height (the tallest).
+        let last = (HOURS - 1) * BAR;
+        assert!(svg.contains(&format!("x=\"{last}\" y=\"0\" width=\"8\" height=\"80\"")), "{svg}");
     }
 }

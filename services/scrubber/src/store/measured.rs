@@ -12,8 +12,8 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Answer, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord, SentRequest,
-    StoreError, Submission,
+    Answer, DeletionFilter, DeletionRecord, DeletionStore, Finish, HourCount, RequestRecord,
+    SentRequest, StoreError, Submission,
 };
 
 pub struct MeasuredDeletions(pub Arc<dyn DeletionStore>);
@@ -73,6 +73,9 @@ impl DeletionStore for MeasuredDeletions {
     }
     async fn status(&self) -> Result<(Vec<(String, i64)>, f64), StoreError> {
         timed("deletion_status", self.0.status()).await
+    }
+    async fn finished_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourCount>, StoreError> {
+        timed("finished_per_hour", self.0.finished_per_hour(since)).await
     }
     async fn close(&self) {
         self.0.close().await;

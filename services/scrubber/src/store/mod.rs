@@ -257,6 +257,15 @@ impl RequestRecord {
     }
 }
 
+/// Deletions that ended in one hour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HourCount {
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    pub deleted: i64,
+    pub failed: i64,
+}
+
 /// How a scrub of one deletion ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finish {
@@ -351,6 +360,9 @@ pub trait DeletionStore: Send + Sync + 'static {
     /// Deletions per status, and the age in seconds of the oldest due
     /// pending one.
     async fn status(&self) -> Result<(Vec<(String, i64)>, f64), StoreError>;
+    /// Deletions that ended `deleted` or `failed` since `since`, per hour
+    /// (UTC, oldest first; hours without any are left out).
+    async fn finished_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourCount>, StoreError>;
     async fn close(&self);
 
     /// Takes back expired leases, then claims (see [`Self::claim_due`]).

@@ -9,8 +9,8 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{
-    Answer, COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord,
-    SentRequest, StoreError, Submission, outcomes, status_name,
+    Answer, COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, HourCount,
+    RequestRecord, SentRequest, StoreError, Submission, outcomes, status_name,
 };
 
 /// The schema the scrubber owns.
@@ -352,5 +352,23 @@ impl DeletionStore for PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok((counts, oldest.unwrap_or(0.0)))
+    }
+
+    async fn finished_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourCount>, StoreError> {
+        let rows: Vec<(DateTime<Utc>, i64, i64)> = sqlx::query_as(
+            "SELECT date_trunc('hour', finished_at) AS hour,
+                    count(*) FILTER (WHERE status = 'deleted'),
+                    count(*) FILTER (WHERE status = 'failed')
+             FROM deletions
+             WHERE finished_at >= $1 AND status IN ('deleted', 'failed')
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour, deleted, failed)| HourCount { hour, deleted, failed })
+            .collect())
     }
 }

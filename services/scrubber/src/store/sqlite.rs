@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use regsweep_common::db::micros::{now, span};
 use regsweep_common::db::{self, SqlitePools};
 use sqlx::types::Json;
@@ -12,8 +13,8 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Answer, COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, RequestRecord,
-    SentRequest, StoreError, Submission, outcomes, status_name,
+    Answer, COLUMNS, DeletionFilter, DeletionRecord, DeletionStore, Finish, HourCount,
+    RequestRecord, SentRequest, StoreError, Submission, outcomes, status_name,
 };
 
 /// The stored form of a deletion.
@@ -416,6 +417,29 @@ impl DeletionStore for SqliteStore {
         .fetch_one(&self.pools.reader)
         .await?;
         Ok((counts, oldest.map(|t| (now - t) as f64 / 1e6).unwrap_or(0.0)))
+    }
+
+    async fn finished_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourCount>, StoreError> {
+        // Times are integer microseconds: an hour's start is the time
+        // rounded down to a multiple of 3,600,000,000.
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT finished_at / 3600000000 * 3600000000 AS hour,
+                    sum(status = 'deleted'), sum(status = 'failed')
+             FROM deletions
+             WHERE finished_at >= ? AND status IN ('deleted', 'failed')
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(since.timestamp_micros())
+        .fetch_all(&self.pools.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(hour, deleted, failed)| {
+                let hour = DateTime::from_timestamp_micros(hour).ok_or_else(|| {
+                    StoreError::Corrupt(format!("finished_at {hour} out of range"))
+                })?;
+                Ok(HourCount { hour, deleted, failed })
+            })
+            .collect()
     }
 
     async fn close(&self) {
