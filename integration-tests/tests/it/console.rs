@@ -279,6 +279,13 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     assert_eq!(ids, vec![id_of(&pending, "v1")], "{listed}");
     assert!(rig.registry.tag_digest("team/app", "v1").await.is_some());
 
+    // The filter form (its empty boxes sent as such) finds it restored.
+    b.goto(&format!("{c}/deletions")).await;
+    b.script("document.querySelector('#f-status').value = 'restored';").await;
+    b.click("form.filters button").await;
+    b.wait_url(|u| u.contains("status=restored")).await;
+    assert!(b.try_find(&format!("#deletion-{v1_id}")).await.is_some(), "{}", b.text("main").await);
+
     // The held plan, approved as a whole.
     b.goto(&format!("{c}/deletions?status=awaiting_approval&job={held_job}")).await;
     for d in &held {
@@ -297,7 +304,7 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     policies_and_the_rest(&rig, &b).await;
 
     // A running job's log grows on its page without a reload.
-    let args = regsweep_proto::json_to_struct(serde_json::json!({"seconds": 3}));
+    let args = regsweep_proto::json_to_struct(serde_json::json!({"seconds": 5}));
     let create =
         v1::CreateJobRequest { kind: "sleep".into(), args: Some(args), ..Default::default() };
     let job = rig
@@ -324,6 +331,12 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
         }
     })
     .await;
+    // The overview counts it among the running.
+    b.goto(&format!("{c}/")).await;
+    let running = b
+        .script("return document.querySelector(\"#queue a[href='/jobs?kind=sleep&status=running']\").textContent;")
+        .await;
+    assert_eq!(running, "1", "{}", b.text("main").await);
     b.goto(&format!("{c}/jobs/{}", job.id)).await;
     let first = b.text("#log").await;
     assert!(first.contains("sleeping for") && !first.contains("slept for"), "{first}");

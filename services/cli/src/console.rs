@@ -39,6 +39,9 @@ pub async fn run(cli: &Cli, args: &ConsoleArgs) -> Result<()> {
         scheduler: cli.scheduler.clone(),
         scrubber: cli.scrubber.clone(),
         insecure_cookies: args.insecure_cookies,
+        // With a client certificate, a call without a person's token
+        // would act with the certificate's roles.
+        require_token: cli.tls_cert.is_some(),
     };
     let result =
         regsweep_console::run(config, Shutdown::from_os_signals()).await.context("console");

@@ -58,7 +58,8 @@ function followLog(pre) {
 function refreshEvery(el, ms) {
   setInterval(async () => {
     const response = await fetch(el.dataset.refresh, { credentials: "same-origin" });
-    if (response.ok) el.innerHTML = await response.text();
+    // Signed out meanwhile: the answer is the sign-in page, not the part.
+    if (response.ok && !response.redirected) el.innerHTML = await response.text();
   }, ms);
 }
 

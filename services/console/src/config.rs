@@ -15,6 +15,10 @@ pub struct Config {
     /// Send the sign-in cookie over plain HTTP too (no `Secure`): only for
     /// a console reached without TLS, as `regsweep dev`'s on loopback.
     pub insecure_cookies: bool,
+    /// Every page needs a signed-in token. On when the console presents
+    /// a client certificate: a call without a token would act with the
+    /// certificate's role, the console's own, not the person's.
+    pub require_token: bool,
 }
 
 impl Config {
@@ -25,6 +29,7 @@ impl Config {
             scheduler: scheduler.into(),
             scrubber: scrubber.into(),
             insecure_cookies: false,
+            require_token: false,
         }
     }
 }

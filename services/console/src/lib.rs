@@ -36,6 +36,7 @@ use backend::Backend;
 struct App {
     backend: Arc<Backend>,
     cookies: session::CookieRules,
+    require_token: bool,
 }
 
 /// Binds `config.listen` and serves until `shutdown`.
@@ -55,6 +56,7 @@ pub async fn serve(
     let app = App {
         backend: Arc::new(Backend::new(&config.scheduler, &config.scrubber)?),
         cookies: session::CookieRules { secure: !config.insecure_cookies },
+        require_token: config.require_token,
     };
     if let Some(addr) = grpc::local_addr(&listener) {
         tracing::info!(url = %format!("http://{addr}"), "console listening");

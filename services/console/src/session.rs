@@ -21,13 +21,15 @@ pub struct CookieRules {
 }
 
 impl CookieRules {
-    /// A `Set-Cookie` value: HTTP-only, same-site strict, for the whole
-    /// console; `None` clears it.
+    /// A `Set-Cookie` value: HTTP-only, same-site (`Lax`: a link from
+    /// elsewhere arrives signed in; a cross-site POST carries no cookie,
+    /// and the CSRF token guards the rest), for the whole console; `None`
+    /// clears it.
     pub fn set(self, name: &str, value: Option<&str>) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
         let cookie = match value {
-            Some(v) => format!("{name}={v}; Path=/; HttpOnly; SameSite=Strict{secure}"),
-            None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+            Some(v) => format!("{name}={v}; Path=/; HttpOnly; SameSite=Lax{secure}"),
+            None => format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
         };
         HeaderValue::from_str(&cookie).expect("cookie values are checked ASCII")
     }

@@ -17,6 +17,9 @@ use tonic::Status;
 
 type Item = Result<v1::ConnectResponse, Status>;
 
+/// Cancels a stream remembers at most.
+const MAX_REMEMBERED: usize = 100_000;
+
 /// Reads a session's outgoing messages, dropping repeated cancels.
 pub struct Outbound {
     rx: mpsc::UnboundedReceiver<Item>,
@@ -32,6 +35,11 @@ impl Outbound {
     fn admits(&mut self, item: &Item) -> bool {
         match item {
             Ok(v1::ConnectResponse { message: Some(Message::Cancel(c)) }) => {
+                // A long-lived stream forgets now and then: a repeated
+                // cancel is noise, never harm.
+                if self.cancelled.len() >= MAX_REMEMBERED {
+                    self.cancelled.clear();
+                }
                 self.cancelled.insert((c.job_id, c.attempt))
             }
             _ => true,

@@ -17,8 +17,11 @@ use crate::session::Caller;
 use crate::view;
 
 const PAGE_SIZE: i32 = 50;
-/// Most deletions one "whole plan" action touches.
+/// Most deletions one "whole plan" action touches; the outcome page says
+/// when a plan had more (act again for the rest).
 const MAX_PLAN: usize = 10_000;
+/// Ids per restore or approve call (the scrubber's limit).
+const PER_CALL: usize = 1_000;
 
 /// The page's query: bookmarkable filters and the page token.
 #[derive(Debug, Default, Deserialize)]
@@ -29,10 +32,23 @@ pub struct Filters {
     registry: String,
     #[serde(default)]
     repository: String,
+    /// Text, as the form sends it (`job=` when empty).
     #[serde(default)]
-    job: Option<i64>,
+    job: String,
     #[serde(default)]
     page: String,
+}
+
+impl Filters {
+    fn job(&self) -> Result<Option<i64>, ConsoleError> {
+        match self.job.trim() {
+            "" => Ok(None),
+            text => text
+                .parse()
+                .map(Some)
+                .map_err(|_| ConsoleError::BadRequest(format!("job {text:?} is not a job id"))),
+        }
+    }
 }
 
 fn parse_status(name: &str) -> Result<DeletionStatus, ConsoleError> {
@@ -52,11 +68,12 @@ pub async fn page(
     Query(f): Query<Filters>,
 ) -> Result<Html<String>, ConsoleError> {
     let status = parse_status(&f.status)?;
+    let job = f.job()?;
     let listing = v1::ListDeletionsRequest {
         status: status.into(),
         registry: f.registry.clone(),
         repository: f.repository.clone(),
-        job_id: f.job.unwrap_or(0),
+        job_id: job.unwrap_or(0),
         page_size: PAGE_SIZE,
         page_token: f.page.clone(),
         ..Default::default()
@@ -78,7 +95,7 @@ pub async fn page(
         @if !listed.next_page_token.is_empty() {
             p { a rel="next" href=(next_page(&f, &listed.next_page_token)) { "Next page" } }
         }
-        @if let (Some(job), DeletionStatus::PendingDelete) = (f.job, status) {
+        @if let (Some(job), DeletionStatus::PendingDelete) = (job, status) {
             (whole_plan(&caller, job, &restore))
         }
     };
@@ -100,9 +117,7 @@ fn next_page(f: &Filters, token: &str) -> String {
     query.append_pair("status", &f.status);
     query.append_pair("registry", &f.registry);
     query.append_pair("repository", &f.repository);
-    if let Some(job) = f.job {
-        query.append_pair("job", &job.to_string());
-    }
+    query.append_pair("job", &f.job);
     query.append_pair("page", token);
     format!("/deletions?{}", query.finish())
 }
@@ -134,7 +149,7 @@ fn filters(f: &Filters, status: DeletionStatus) -> Markup {
             label for="f-repository" { "Repository" }
             input #f-repository name="repository" value=(f.repository);
             label for="f-job" { "Job" }
-            input #f-job name="job" inputmode="numeric" value=[f.job];
+            input #f-job name="job" inputmode="numeric" value=(f.job);
             button type="submit" { "Filter" }
         }
     }
@@ -257,6 +272,7 @@ async fn plan_ids(
             app.backend.scrubber().list_deletions(request(caller, listing)).await?.into_inner();
         ids.extend(page.deletions.iter().map(|d| d.id));
         if page.next_page_token.is_empty() || ids.len() >= MAX_PLAN {
+            ids.truncate(MAX_PLAN);
             return Ok(ids);
         }
         page_token = page.next_page_token;
@@ -276,16 +292,12 @@ pub async fn restore(
     if ids.is_empty() {
         return Err(ConsoleError::BadRequest("select at least one deletion".into()));
     }
-    let message = v1::RestoreDeletionsRequest { ids };
-    let outcomes = app
-        .backend
-        .scrubber()
-        .restore_deletions(request(&caller, message))
-        .await?
-        .into_inner()
-        .outcomes;
-    let rows: Vec<(i64, bool, String)> =
-        outcomes.into_iter().map(|o| (o.id, o.restored, o.reason)).collect();
+    let mut rows: Vec<(i64, bool, String)> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(PER_CALL) {
+        let message = v1::RestoreDeletionsRequest { ids: chunk.to_vec() };
+        let answer = app.backend.scrubber().restore_deletions(request(&caller, message)).await?;
+        rows.extend(answer.into_inner().outcomes.into_iter().map(|o| (o.id, o.restored, o.reason)));
+    }
     tracing::info!(
         restored = rows.iter().filter(|r| r.1).count(),
         asked = rows.len(),
@@ -307,16 +319,12 @@ pub async fn approve(
     if ids.is_empty() {
         return Err(ConsoleError::BadRequest("select at least one deletion".into()));
     }
-    let message = v1::ApproveDeletionsRequest { ids };
-    let outcomes = app
-        .backend
-        .scrubber()
-        .approve_deletions(request(&caller, message))
-        .await?
-        .into_inner()
-        .outcomes;
-    let rows: Vec<(i64, bool, String)> =
-        outcomes.into_iter().map(|o| (o.id, o.approved, o.reason)).collect();
+    let mut rows: Vec<(i64, bool, String)> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(PER_CALL) {
+        let message = v1::ApproveDeletionsRequest { ids: chunk.to_vec() };
+        let answer = app.backend.scrubber().approve_deletions(request(&caller, message)).await?;
+        rows.extend(answer.into_inner().outcomes.into_iter().map(|o| (o.id, o.approved, o.reason)));
+    }
     tracing::info!(
         approved = rows.iter().filter(|r| r.1).count(),
         asked = rows.len(),
@@ -329,6 +337,9 @@ fn outcome_page(caller: &Caller, done: &str, rows: &[(i64, bool, String)]) -> Ht
     let ok = rows.iter().filter(|r| r.1).count();
     let body = html! {
         p role="status" #outcome { (done) " " (ok) " of " (rows.len()) "." }
+        @if rows.len() >= MAX_PLAN {
+            p.warning { "A plan acts on at most " (MAX_PLAN) " deletions at once: act again for the rest." }
+        }
         table {
             thead { tr { th scope="col" { "Deletion" } th scope="col" { "Outcome" } } }
             tbody {

@@ -202,7 +202,7 @@ pub async fn log_stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-        .map(|last| last + 1);
+        .and_then(|last| last.checked_add(1));
     let skip = resume.unwrap_or(follow.skip);
     let mut tail = app.backend.jobs();
     let message = as_caller(&caller, v1::TailJobLogsRequest { id, attempt: 0 });

@@ -22,8 +22,11 @@ pub async fn not_found() -> Response {
 /// A redirect target that stays on this console: a path, never another
 /// origin (`//host`, `https://...`).
 pub fn local_path(next: Option<&str>) -> &str {
+    // Browsers drop tabs and newlines from a URL (`/\t/evil` is `//evil`)
+    // and read `\` as `/`: a path with any of them is refused whole.
+    let plain = |p: &str| !p.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\');
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && plain(p) => p,
         _ => "/",
     }
 }
@@ -35,7 +38,15 @@ mod tests {
     #[test]
     fn redirects_stay_on_the_console() {
         assert_eq!(local_path(Some("/jobs?status=running")), "/jobs?status=running");
-        for bad in ["//evil.test", "https://evil.test", "/\\evil.test", "jobs"] {
+        for bad in [
+            "//evil.test",
+            "https://evil.test",
+            "/\\evil.test",
+            "jobs",
+            "/\t/evil.test",
+            "/\n/evil.test",
+            "/ /x",
+        ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(local_path(None), "/");

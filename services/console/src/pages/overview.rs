@@ -1,13 +1,11 @@
 //! Whether cleanup is healthy, at a glance: the queue, the workers, the
 //! scrubber's pending deletions and each registry's concurrency and rate.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::response::Html;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
-use regsweep_proto::v1::{self, JobStatus};
+use regsweep_proto::v1;
 
 use crate::App;
 use crate::backend::request;
@@ -15,26 +13,13 @@ use crate::error::ConsoleError;
 use crate::session::Caller;
 use crate::view;
 
-/// Jobs read per status for the queue figures; more shows as `500+`.
-const QUEUE_PAGE: i32 = 500;
-
 pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>, ConsoleError> {
-    let jobs = |statuses: Vec<JobStatus>| {
-        let mut client = app.backend.jobs();
-        let message = v1::ListJobsRequest {
-            statuses: statuses.into_iter().map(Into::into).collect(),
-            page_size: QUEUE_PAGE,
-            ..Default::default()
-        };
-        let request = request(&caller, message);
-        async move { client.list_jobs(request).await.map(|r| r.into_inner()) }
-    };
+    let mut queue_client = app.backend.jobs();
     let mut workers = app.backend.jobs();
     let mut scrubber = app.backend.scrubber();
     let mut repositories = app.backend.repositories();
-    let (waiting, running, workers, status, cleanups) = tokio::join!(
-        jobs(vec![JobStatus::Waiting]),
-        jobs(vec![JobStatus::Running, JobStatus::CancelRequest]),
+    let (queued, workers, status, cleanups) = tokio::join!(
+        queue_client.get_queue_status(request(&caller, v1::GetQueueStatusRequest {})),
         workers.list_workers(request(
             &caller,
             v1::ListWorkersRequest { page_size: 100, ..Default::default() }
@@ -46,7 +31,7 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
     // The scheduler's answers decide whether the page can be shown at
     // all (a token it refuses signs in again); the scrubber's only its
     // own section.
-    let (waiting, running) = (waiting?, running?);
+    let queued = queued?.into_inner();
     let workers = workers?.into_inner();
     let cleanups = cleanups?.into_inner();
     let body = html! {
@@ -56,7 +41,7 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
         }
         section aria-labelledby="queue-h" {
             h2 #queue-h { "Queue" }
-            (queue(&waiting, &running, now))
+            (queue(&queued))
         }
         section aria-labelledby="workers-h" {
             h2 #workers-h { "Workers" }
@@ -73,45 +58,32 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
     Ok(view::page(&caller, "/", "Overview", body))
 }
 
-#[derive(Default)]
-struct KindRow {
-    waiting: usize,
-    oldest: Option<DateTime<Utc>>,
-    running: usize,
-}
+/// Statuses the queue table counts as running.
+const RUNNING: &[&str] = &["running", "cancel_request"];
 
-fn queue(
-    waiting: &v1::ListJobsResponse,
-    running: &v1::ListJobsResponse,
-    now: DateTime<Utc>,
-) -> Markup {
-    let mut kinds: BTreeMap<&str, KindRow> = BTreeMap::new();
-    for job in &waiting.jobs {
-        let row = kinds.entry(&job.kind).or_default();
-        row.waiting += 1;
-        let created = view::time(job.created_at.as_ref());
-        row.oldest = match (row.oldest, created) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    for job in &running.jobs {
-        kinds.entry(&job.kind).or_default().running += 1;
-    }
-    let more = |r: &v1::ListJobsResponse| if r.next_page_token.is_empty() { "" } else { "+" };
+fn queue(q: &v1::GetQueueStatusResponse) -> Markup {
+    let count = |k: &v1::KindQueue, statuses: &[&str]| -> i64 {
+        statuses.iter().filter_map(|s| k.jobs.get(*s)).sum()
+    };
+    let live: Vec<&v1::KindQueue> =
+        q.kinds.iter().filter(|k| count(k, &["waiting"]) + count(k, RUNNING) > 0).collect();
     html! {
-        @if kinds.is_empty() {
+        @if live.is_empty() {
             p { "No job is waiting or running." }
         } @else {
-            table {
-                thead { tr { th scope="col" { "Kind" } th scope="col" { "Waiting" } th scope="col" { "Oldest waiting" } th scope="col" { "Running" } } }
+            table #queue {
+                thead { tr {
+                    th scope="col" { "Kind" } th scope="col" { "Waiting" } th scope="col" { "Due" }
+                    th scope="col" { "Oldest due has waited" } th scope="col" { "Running" }
+                } }
                 tbody {
-                    @for (kind, row) in &kinds {
+                    @for k in &live {
                         tr {
-                            td { a href=(format!("/jobs?kind={kind}")) { (kind) } }
-                            td.num { (row.waiting) (more(waiting)) }
-                            td { (view::ago(row.oldest, now)) }
-                            td.num { (row.running) (more(running)) }
+                            td { a href=(format!("/jobs?kind={}", k.kind)) { (k.kind) } }
+                            td.num { a href=(format!("/jobs?kind={}&status=waiting", k.kind)) { (count(k, &["waiting"])) } }
+                            td.num { (k.due) }
+                            td { @if k.due > 0 { (view::span(chrono::Duration::milliseconds((k.oldest_due_seconds * 1000.0) as i64))) } @else { span.muted { "—" } } }
+                            td.num { a href=(format!("/jobs?kind={}&status=running", k.kind)) { (count(k, RUNNING)) } }
                         }
                     }
                 }

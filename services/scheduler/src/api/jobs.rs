@@ -222,6 +222,28 @@ impl JobService for JobApi {
         Ok(Response::new(v1::SetWorkerCapacityResponse { worker: Some(worker.to_proto()) }))
     }
 
+    async fn get_queue_status(
+        &self,
+        _request: Request<v1::GetQueueStatusRequest>,
+    ) -> Result<Response<v1::GetQueueStatusResponse>, Status> {
+        let stats = self.store.queue_stats().await.map_err(ApiError::from)?;
+        let mut kinds: std::collections::BTreeMap<String, v1::KindQueue> = Default::default();
+        for (kind, status, n) in stats.jobs {
+            let entry = kinds
+                .entry(kind.clone())
+                .or_insert_with(|| v1::KindQueue { kind, ..Default::default() });
+            entry.jobs.insert(status, n);
+        }
+        for (kind, due, oldest) in stats.backlog {
+            let entry = kinds
+                .entry(kind.clone())
+                .or_insert_with(|| v1::KindQueue { kind, ..Default::default() });
+            entry.due = due;
+            entry.oldest_due_seconds = oldest;
+        }
+        Ok(Response::new(v1::GetQueueStatusResponse { kinds: kinds.into_values().collect() }))
+    }
+
     async fn list_workers(
         &self,
         request: Request<v1::ListWorkersRequest>,

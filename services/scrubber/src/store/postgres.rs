@@ -356,7 +356,7 @@ impl DeletionStore for PgStore {
 
     async fn finished_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourCount>, StoreError> {
         let rows: Vec<(DateTime<Utc>, i64, i64)> = sqlx::query_as(
-            "SELECT date_trunc('hour', finished_at) AS hour,
+            "SELECT date_trunc('hour', finished_at, 'UTC') AS hour,
                     count(*) FILTER (WHERE status = 'deleted'),
                     count(*) FILTER (WHERE status = 'failed')
              FROM deletions
