@@ -97,12 +97,18 @@ pub async fn updates_are_fenced_by_attempt_and_worker(f: Fixture) {
     let intruder = f.worker(&["k"], TTL).await;
     let job = f.claim("k", owner, 1).await.remove(0);
 
-    let outcome = f.update(intruder, &job, JobStatus::Done, None).await;
+    // Refused either way; only an attempt said to run needs a cancel (one
+    // said to have ended stopped already).
+    let outcome = f.update(intruder, &job, JobStatus::Running, None).await;
     assert_eq!(outcome.stale.len(), 1, "another worker's update is stale");
+    let outcome = f.update(intruder, &job, JobStatus::Done, None).await;
+    assert!(outcome.stale.is_empty(), "an ended attempt needs no cancel");
     let mut old = job.clone();
     old.attempt += 1;
-    let outcome = f.update(owner, &old, JobStatus::Done, None).await;
+    let outcome = f.update(owner, &old, JobStatus::Running, None).await;
     assert_eq!(outcome.stale.len(), 1, "another attempt's update is stale");
+    let outcome = f.update(owner, &old, JobStatus::Done, None).await;
+    assert!(outcome.stale.is_empty(), "an ended attempt needs no cancel");
     assert_eq!(f.get(job.id).await.status, JobStatus::Running);
 
     let result = serde_json::json!({"deleted_count": 3});
@@ -112,6 +118,8 @@ pub async fn updates_are_fenced_by_attempt_and_worker(f: Fixture) {
     assert_eq!((done.status, done.result, done.progress), (JobStatus::Done, Some(result), 1.0));
     assert!(done.finished_at.is_some());
     let late = f.update(owner, &job, JobStatus::Error, None).await;
+    assert!(late.stale.is_empty(), "it ended: no cancel");
+    let late = f.update(owner, &job, JobStatus::Running, None).await;
     assert_eq!(late.stale.len(), 1, "a finished attempt takes no more updates");
     assert_eq!(f.get(job.id).await.status, JobStatus::Done);
 }
