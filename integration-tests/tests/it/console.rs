@@ -433,6 +433,29 @@ async fn policies_and_the_rest(rig: &Rig, b: &Browser) {
         "a preview saves nothing"
     );
 
+    // A new policy from the form: a dry run unless made live.
+    b.goto(&format!("{c}/policies/new")).await;
+    b.type_into("#p-name", "ci").await;
+    b.type_into("#p-repository_selector", "ci/**").await;
+    b.type_into("#p-cadence", "1d").await;
+    b.type_into("#p-keep_n", "3").await;
+    b.type_into("#p-name_regex_delete", "pr-.*").await;
+    b.click("button[value=save]").await;
+    b.wait_url(|u| u.ends_with("/policies/ci")).await;
+    b.screenshot("policy-created").await;
+    let get = v1::GetPolicyRequest { name: "ci".into() };
+    let created = rig.scheduler.policies().await.get_policy(admin(get)).await.expect("created");
+    let created = created.into_inner().policy.expect("policy");
+    assert_eq!(
+        (
+            created.registry.as_str(),
+            created.repository_selector.as_str(),
+            created.keep_n,
+            created.dry_run
+        ),
+        ("local", "ci/**", 3, true)
+    );
+
     b.goto(&format!("{c}/repositories?policy=team")).await;
     let repositories = b.text("main table").await;
     assert!(repositories.contains("local/team/app"), "{repositories}");
