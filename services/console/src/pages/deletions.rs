@@ -279,30 +279,37 @@ async fn plan_ids(
     }
 }
 
+/// The deletions a restore or approve form names: ticked ids, plus every
+/// deletion in `status` of each whole plan (`job`) it names.
+async fn selected(
+    app: &App,
+    caller: &Caller,
+    body: &Bytes,
+    status: DeletionStatus,
+) -> Result<Vec<i64>, ConsoleError> {
+    let form = Form::verified(caller, body)?;
+    let mut ids = form.ids("id")?;
+    for job in form.ids("job")? {
+        ids.extend(plan_ids(app, caller, job, status).await?);
+    }
+    if ids.is_empty() {
+        return Err(ConsoleError::BadRequest("select at least one deletion".into()));
+    }
+    Ok(ids)
+}
+
 pub async fn restore(
     State(app): State<App>,
     caller: Caller,
     body: Bytes,
 ) -> Result<Html<String>, ConsoleError> {
-    let form = Form::verified(&caller, &body)?;
-    let mut ids = form.ids("id")?;
-    for job in form.ids("job")? {
-        ids.extend(plan_ids(&app, &caller, job, DeletionStatus::PendingDelete).await?);
-    }
-    if ids.is_empty() {
-        return Err(ConsoleError::BadRequest("select at least one deletion".into()));
-    }
+    let ids = selected(&app, &caller, &body, DeletionStatus::PendingDelete).await?;
     let mut rows: Vec<(i64, bool, String)> = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(PER_CALL) {
         let message = v1::RestoreDeletionsRequest { ids: chunk.to_vec() };
         let answer = app.backend.scrubber().restore_deletions(request(&caller, message)).await?;
         rows.extend(answer.into_inner().outcomes.into_iter().map(|o| (o.id, o.restored, o.reason)));
     }
-    tracing::info!(
-        restored = rows.iter().filter(|r| r.1).count(),
-        asked = rows.len(),
-        "restore from the console"
-    );
     Ok(outcome_page(&caller, "Restored", &rows))
 }
 
@@ -311,30 +318,19 @@ pub async fn approve(
     caller: Caller,
     body: Bytes,
 ) -> Result<Html<String>, ConsoleError> {
-    let form = Form::verified(&caller, &body)?;
-    let mut ids = form.ids("id")?;
-    for job in form.ids("job")? {
-        ids.extend(plan_ids(&app, &caller, job, DeletionStatus::AwaitingApproval).await?);
-    }
-    if ids.is_empty() {
-        return Err(ConsoleError::BadRequest("select at least one deletion".into()));
-    }
+    let ids = selected(&app, &caller, &body, DeletionStatus::AwaitingApproval).await?;
     let mut rows: Vec<(i64, bool, String)> = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(PER_CALL) {
         let message = v1::ApproveDeletionsRequest { ids: chunk.to_vec() };
         let answer = app.backend.scrubber().approve_deletions(request(&caller, message)).await?;
         rows.extend(answer.into_inner().outcomes.into_iter().map(|o| (o.id, o.approved, o.reason)));
     }
-    tracing::info!(
-        approved = rows.iter().filter(|r| r.1).count(),
-        asked = rows.len(),
-        "approval from the console"
-    );
     Ok(outcome_page(&caller, "Approved", &rows))
 }
 
 fn outcome_page(caller: &Caller, done: &str, rows: &[(i64, bool, String)]) -> Html<String> {
     let ok = rows.iter().filter(|r| r.1).count();
+    tracing::info!(action = %done.to_lowercase(), done = ok, asked = rows.len(), "deletions acted on from the console");
     let body = html! {
         p role="status" #outcome { (done) " " (ok) " of " (rows.len()) "." }
         @if rows.len() >= MAX_PLAN {
