@@ -114,7 +114,10 @@ impl HeldCleanup {
             vec![v1::RunningJob { job_id: job.id, attempt: assigned.attempt, progress: 0.0 }];
         let heartbeats = tokio::spawn(async move {
             loop {
-                let beat = Out::Heartbeat(v1::Heartbeat { running: running.clone() });
+                let beat = Out::Heartbeat(v1::Heartbeat {
+                    running: running.clone(),
+                    ..Default::default()
+                });
                 if tx.send(v1::ConnectRequest { message: Some(beat) }).await.is_err() {
                     return;
                 }

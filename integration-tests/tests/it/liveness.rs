@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use regsweep_integration_tests::raw::{credit, update};
+use regsweep_integration_tests::tcpproxy::TcpProxy;
 use regsweep_integration_tests::{RawWorker, Scheduler, TestDb, Worker, wait_until};
 use regsweep_proto::v1::{self, JobStatus, WorkerStatus, connect_response::Message as In};
 use serde_json::json;
@@ -176,4 +177,80 @@ async fn a_worker_keeps_its_job_across_a_scheduler_restart() {
 fn seconds(at: Option<&regsweep_proto::pbjson_types::Timestamp>) -> f64 {
     let at = at.expect("timestamp set");
     at.seconds as f64 + f64::from(at.nanos) / 1e9
+}
+
+/// A worker cut off from its scheduler gets no heartbeat acked: it gives
+/// its attempt back before the scheduler could declare it dead, so the
+/// attempt that replaces it never runs beside it; its late report, once
+/// the partition heals, changes nothing.
+#[tokio::test]
+async fn a_partitioned_worker_gives_its_attempt_back_before_it_runs_elsewhere() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let mut jobs = scheduler.jobs().await;
+    let proxy = TcpProxy::start(scheduler.url.trim_start_matches("http://")).await;
+    let cut_off =
+        Worker::spawn(&format!("http://{}", proxy.addr()), "cut-off", &["--capacity", "sleep=1"]);
+    cut_off.process.wait_for_message("registered with scheduler", Duration::from_secs(20)).await;
+    let job = create(&mut jobs, "sleep", json!({"seconds": 600})).await;
+    let first = wait_status(&jobs, job.id, JobStatus::Running, Duration::from_secs(10)).await;
+
+    proxy.down();
+    let gave_back = cut_off
+        .process
+        .wait_for_log("the attempt given back", TTL + Duration::from_secs(5), |line| {
+            line["message"] == "no heartbeat acknowledged in time: giving the attempt back"
+        })
+        .await;
+    let fresh = Worker::start(&scheduler, "fresh", &["--capacity", "sleep=1"]).await;
+    let second = wait_until("the job to run again", TTL + Duration::from_secs(10), || {
+        let mut jobs = jobs.clone();
+        async move {
+            let job = get(&mut jobs, job.id).await;
+            (job.attempt == 2 && job.status() == JobStatus::Running).then_some(job)
+        }
+    })
+    .await;
+    assert_ne!(second.worker_id, first.worker_id);
+    let stopped_at =
+        chrono::DateTime::parse_from_rfc3339(gave_back["timestamp"].as_str().expect("timestamp"))
+            .expect("rfc3339 timestamp");
+    let claimed = second.claimed_at.as_ref().expect("claimed_at");
+    let claimed = chrono::DateTime::from_timestamp(
+        claimed.seconds,
+        u32::try_from(claimed.nanos).unwrap_or(0),
+    )
+    .expect("claimed_at in range");
+    assert!(
+        stopped_at < claimed,
+        "the cut-off worker stopped at {stopped_at}, after attempt 2 was claimed at {claimed}"
+    );
+
+    // Healed, it reports attempt 1 given back: refused, attempt 2 runs on.
+    proxy.up();
+    // Back in a new session, its replayed report flushed: a heartbeat of
+    // that session, sent after the report, was written.
+    wait_until("the cut-off worker to heartbeat again", Duration::from_secs(30), || {
+        let mut jobs = jobs.clone();
+        let id = first.worker_id.clone();
+        async move {
+            let request = v1::ListWorkersRequest { include_gone: true, ..Default::default() };
+            let workers = jobs.list_workers(request).await.ok()?.into_inner().workers;
+            let w = workers.into_iter().find(|w| w.id == id)?;
+            let seconds = |t: Option<&regsweep_proto::pbjson_types::Timestamp>| {
+                t.map(|t| (t.seconds, t.nanos))
+            };
+            (w.session_epoch >= 2
+                && seconds(w.last_heartbeat.as_ref()) > seconds(w.connected_at.as_ref()))
+            .then_some(())
+        }
+    })
+    .await;
+    let now = get(&mut jobs, job.id).await;
+    assert_eq!(
+        (now.status(), now.attempt, now.worker_id.as_str()),
+        (JobStatus::Running, 2, second.worker_id.as_str())
+    );
+    assert_eq!(attempt_errors(&now), [(1, "worker heartbeat expired")]);
+    drop(fresh);
 }

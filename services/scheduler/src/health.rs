@@ -33,6 +33,11 @@ impl DbHealth {
         *self.last_trouble.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
+    /// When the database last failed this replica.
+    pub fn last_trouble(&self) -> Instant {
+        *self.last_trouble.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// How long the database has answered without failing.
     pub fn steady_for(&self) -> Duration {
         self.last_trouble.lock().unwrap_or_else(PoisonError::into_inner).elapsed()

@@ -11,6 +11,7 @@ use regsweep_common::Shutdown;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::acks::LeaseClock;
 use crate::cleanup::CleanupLoop;
 use crate::health::DbHealth;
 use crate::internal::{InternalRunner, RunnerIdentity};
@@ -28,6 +29,9 @@ pub struct LeaderConfig {
     pub metrics_interval: Duration,
     /// Whether this replica reaches the database; the reaper waits for it.
     pub health: Arc<DbHealth>,
+    /// Told when this replica's lease is won, renewed and given up
+    /// (heartbeat acks vouch by it during outages).
+    pub lease_clock: Arc<LeaseClock>,
 }
 
 /// Competes for the lease until `shutdown`, running the leader loops while
@@ -53,6 +57,7 @@ pub async fn run(
         } else {
             config.lease
         };
+        let started = Instant::now();
         let renewal = tokio::time::timeout(wait, store.try_lease(LEASE, replica, config.lease));
         // Timed out is unavailable, as a pool's own timeout is.
         let renewal = renewal
@@ -64,12 +69,14 @@ pub async fn run(
         match renewal {
             Ok(true) => {
                 renewed = Instant::now();
+                config.lease_clock.held(started, config.lease);
                 if leading.is_none() {
                     tracing::info!(%replica, lease = ?config.lease, "became leader");
                     leading = Some(start(&store, &config, &cleanup, replica, &identity));
                 }
             }
             Ok(false) => {
+                config.lease_clock.released();
                 if let Some(tasks) = leading.take() {
                     tracing::warn!(%replica, "lost leadership to another replica");
                     stop(tasks).await;
@@ -80,6 +87,8 @@ pub async fn run(
                 if renewed.elapsed() >= give_up_after
                     && let Some(tasks) = leading.take()
                 {
+                    // The clock keeps the lease's end: no other replica
+                    // can lead before it, whether or not this one does.
                     tracing::warn!(%replica, "stepping down: lease not renewed in time");
                     stop(tasks).await;
                 }
@@ -93,6 +102,7 @@ pub async fn run(
             () = shutdown.cancelled() => break,
         }
     }
+    config.lease_clock.released();
     if let Some(tasks) = leading.take() {
         stop(tasks).await;
         if let Err(e) = store.release_lease(LEASE, replica).await {

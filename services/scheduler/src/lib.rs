@@ -7,6 +7,7 @@
 //! the lease is released; the dispatcher and the notification listener
 //! stop; the pool closes.
 
+mod acks;
 mod api;
 pub mod cleanup;
 pub mod config;
@@ -113,6 +114,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let dispatcher_task = tokio::spawn(dispatcher.run(loops.clone()));
     let (written, _) = broadcast::channel(1024);
     let health = Arc::new(health::DbHealth::new());
+    let lease_clock = Arc::new(acks::LeaseClock::default());
+    let vouching = acks::Vouching::new(config.heartbeat_ttl, health.clone(), lease_clock.clone());
     let (writer_tx, writer) = Writer::new(
         store.clone(),
         config.heartbeat_ttl,
@@ -134,6 +137,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             heartbeat_ttl: config.heartbeat_ttl,
             metrics_interval: config.metrics_interval,
             health,
+            lease_clock,
         },
         CleanupLoop {
             catalog: catalog.clone(),
@@ -157,6 +161,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         writer: writer_tx,
         heartbeat_interval: config.heartbeat_interval,
         heartbeat_ttl: config.heartbeat_ttl,
+        vouching,
         shutdown: shutdown.clone(),
     };
     let routes = Routes::builder()

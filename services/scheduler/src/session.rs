@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use regsweep_common::Shutdown;
 use regsweep_proto::duration_from_std;
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 use tracing::Instrument as _;
 
+use crate::acks::Vouching;
 use crate::dispatch::{DispatchEvent, DispatchHandle, SessionTx, send};
 use crate::error::ApiError;
 use crate::protocol;
@@ -30,6 +31,8 @@ pub struct SessionContext {
     pub writer: mpsc::Sender<WriteOp>,
     pub heartbeat_interval: Duration,
     pub heartbeat_ttl: Duration,
+    /// How long heartbeat acks may vouch for a worker's attempts.
+    pub vouching: Vouching,
     pub shutdown: Shutdown,
 }
 
@@ -57,13 +60,14 @@ async fn serve(
         Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message must be hello")),
         Err(_) => return Err(Status::deadline_exceeded("no hello within 10s")),
     };
+    let acks = hello.heartbeat_acks;
     let hello = protocol::hello(hello).map_err(ApiError::from)?;
     let kinds: HashSet<String> = hello.capacity.keys().cloned().collect();
     let registration =
         ctx.store.register_worker(&hello, ctx.heartbeat_ttl).await.map_err(ApiError::from)?;
     let session = SessionRef { worker_id: registration.worker_id, epoch: registration.epoch };
     let span = tracing::info_span!("session", worker_id = %session.worker_id, epoch = session.epoch, name = %hello.name);
-    let connected = Connected { session, kinds, registration };
+    let connected = Connected { session, kinds, registration, acks };
     connected.serve(ctx, inbound, out).instrument(span).await
 }
 
@@ -71,6 +75,8 @@ struct Connected {
     session: SessionRef,
     kinds: HashSet<String>,
     registration: Registration,
+    /// The worker fences itself on heartbeat acks.
+    acks: bool,
 }
 
 impl Connected {
@@ -80,7 +86,7 @@ impl Connected {
         inbound: &mut Streaming<v1::ConnectRequest>,
         out: &SessionTx,
     ) -> Result<(), Status> {
-        let Self { session, kinds, registration } = self;
+        let Self { session, kinds, registration, acks } = self;
         tracing::info!(
             resumed = registration.resumed,
             stale = registration.stale.len(),
@@ -94,6 +100,8 @@ impl Connected {
                 session_epoch: u64::try_from(session.epoch).unwrap_or_default(),
                 heartbeat_interval: Some(duration_from_std(ctx.heartbeat_interval)),
                 heartbeat_ttl: Some(duration_from_std(ctx.heartbeat_ttl)),
+                // The registration wrote a heartbeat.
+                ack_valid_for: acks.then(|| duration_from_std(ctx.vouching.written())),
             }),
         );
         for run in registration.stale {
@@ -132,7 +140,8 @@ impl Connected {
                     break Ok(());
                 }
             };
-            if let Err(status) = handle(ctx, session, &kinds, &mut draining, out, message).await {
+            let stream = Stream { session, kinds: &kinds, acks, out };
+            if let Err(status) = handle(ctx, &stream, &mut draining, message).await {
                 break Err(status);
             }
         };
@@ -148,25 +157,26 @@ impl Connected {
     }
 }
 
+/// What a message is handled with.
+struct Stream<'a> {
+    session: SessionRef,
+    kinds: &'a HashSet<String>,
+    acks: bool,
+    out: &'a SessionTx,
+}
+
 async fn handle(
     ctx: &SessionContext,
-    session: SessionRef,
-    kinds: &HashSet<String>,
+    stream: &Stream<'_>,
     draining: &mut bool,
-    out: &SessionTx,
     message: connect_request::Message,
 ) -> Result<(), Status> {
     use connect_request::Message as M;
+    let Stream { session, kinds, out, .. } = *stream;
     let write = |op| async { ctx.writer.send(op).await.map_err(|_| shutting_down()) };
     match message {
         M::Hello(_) => return Err(Status::invalid_argument("hello may only be sent once")),
-        M::Heartbeat(heartbeat) => {
-            if heartbeat.running.len() > protocol::MAX_RUNNING {
-                return Err(Status::invalid_argument("heartbeat lists too many jobs"));
-            }
-            let running = heartbeat.running.iter().map(protocol::running_job).collect();
-            write(WriteOp::Heartbeat(HeartbeatWrite { session, running }, out.clone())).await?;
-        }
+        M::Heartbeat(heartbeat) => return self::heartbeat(ctx, stream, heartbeat).await,
         M::Credit(credit) => {
             if !kinds.contains(&credit.kind) {
                 return Err(Status::invalid_argument(format!(
@@ -204,6 +214,56 @@ async fn handle(
         }
     }
     Ok(())
+}
+
+/// How long a heartbeat waits for room in the writer's queue before the
+/// leader, with its database in trouble, vouches for it unwritten.
+const HEARTBEAT_QUEUE_WAIT: Duration = Duration::from_millis(250);
+
+/// Queues a heartbeat for the writer, which acknowledges it once written.
+/// While the database is in trouble the leader acknowledges it at once
+/// for as long as no expiry can happen (`acks`); when the writer's queue
+/// stays full then (it is stuck retrying), the write is dropped: a later
+/// heartbeat is written before anyone may reap.
+async fn heartbeat(
+    ctx: &SessionContext,
+    stream: &Stream<'_>,
+    heartbeat: v1::Heartbeat,
+) -> Result<(), Status> {
+    if heartbeat.running.len() > protocol::MAX_RUNNING {
+        return Err(Status::invalid_argument("heartbeat lists too many jobs"));
+    }
+    let running = heartbeat.running.iter().map(protocol::running_job).collect();
+    let ack = stream.acks.then_some(heartbeat.sequence);
+    let op = WriteOp::Heartbeat(
+        HeartbeatWrite { session: stream.session, running },
+        stream.out.clone(),
+        ack,
+    );
+    let vouch_unwritten = || {
+        let valid_for = ctx.vouching.unwritten(Instant::now())?;
+        let sequence = ack?;
+        let valid_for = Some(duration_from_std(valid_for));
+        send(stream.out, Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
+        Some(())
+    };
+    loop {
+        match tokio::time::timeout(HEARTBEAT_QUEUE_WAIT, ctx.writer.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(op);
+                vouch_unwritten();
+                return Ok(());
+            }
+            Ok(Err(_)) => return Err(shutting_down()),
+            Err(_) if vouch_unwritten().is_some() => {
+                tracing::debug!(
+                    "writer queue full with the database in trouble: heartbeat not written"
+                );
+                return Ok(());
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 fn shutting_down() -> Status {

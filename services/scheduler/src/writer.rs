@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 use uuid::Uuid;
 
+use crate::acks::written_validity;
 use crate::dispatch::{SessionTx, send};
 use crate::health::DbHealth;
 use crate::store::{
@@ -27,7 +28,8 @@ use crate::store::{
 pub enum WriteOp {
     Update(UpdateWrite, SessionTx),
     Log(LogWrite),
-    Heartbeat(HeartbeatWrite, SessionTx),
+    /// With the sequence to acknowledge once written, if the worker asked.
+    Heartbeat(HeartbeatWrite, SessionTx, Option<u64>),
     Offline(SessionRef),
 }
 
@@ -68,13 +70,18 @@ impl Writer {
     pub async fn run(mut self) {
         let mut ops = Vec::with_capacity(self.max_batch);
         while self.rx.recv_many(&mut ops, self.max_batch).await > 0 {
-            let (batch, routes) = build_batch(std::mem::take(&mut ops));
-            self.flush(&batch, &routes).await;
+            let (batch, routes, acks) = build_batch(std::mem::take(&mut ops));
+            self.flush(&batch, &routes, acks).await;
         }
         tracing::debug!("writer stopped");
     }
 
-    async fn flush(&self, batch: &WriteBatch, routes: &HashMap<Uuid, SessionTx>) {
+    async fn flush(
+        &self,
+        batch: &WriteBatch,
+        routes: &HashMap<Uuid, SessionTx>,
+        acks: Vec<(Uuid, u64)>,
+    ) {
         let mut failures = 0;
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -99,7 +106,7 @@ impl Writer {
                             let _ = self.written.send(id);
                         }
                     }
-                    return deliver(outcome, routes);
+                    return deliver(outcome, routes, &acks, written_validity(self.ttl));
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
                     self.health.trouble();
@@ -128,9 +135,10 @@ impl Writer {
 
 /// Groups ops into a batch, keeping one update per attempt (the latest:
 /// a worker sends `running` before the end of the same attempt).
-fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>) {
+fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>, Vec<(Uuid, u64)>) {
     let mut batch = WriteBatch::default();
     let mut routes = HashMap::new();
+    let mut acks = Vec::new();
     let mut update_index: HashMap<(i64, u32, Uuid), usize> = HashMap::new();
     for op in ops {
         match op {
@@ -146,17 +154,36 @@ fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>) {
                 }
             }
             WriteOp::Log(log) => batch.logs.push(log),
-            WriteOp::Heartbeat(heartbeat, out) => {
+            WriteOp::Heartbeat(heartbeat, out, ack) => {
                 routes.insert(heartbeat.session.worker_id, out);
+                if let Some(sequence) = ack {
+                    acks.push((heartbeat.session.worker_id, sequence));
+                }
                 batch.heartbeats.push(heartbeat);
             }
             WriteOp::Offline(session) => batch.offline.push(session),
         }
     }
-    (batch, routes)
+    (batch, routes, acks)
 }
 
-fn deliver(outcome: WriteOutcome, routes: &HashMap<Uuid, SessionTx>) {
+/// Sends the cancels a flush found due, ends superseded sessions, and
+/// acknowledges the heartbeats it wrote (not those of a session that is
+/// no longer current: nothing of it was written).
+fn deliver(
+    outcome: WriteOutcome,
+    routes: &HashMap<Uuid, SessionTx>,
+    acks: &[(Uuid, u64)],
+    valid_for: Duration,
+) {
+    let superseded: std::collections::HashSet<Uuid> =
+        outcome.superseded.iter().map(|s| s.worker_id).collect();
+    for &(worker_id, sequence) in acks {
+        if let (false, Some(out)) = (superseded.contains(&worker_id), routes.get(&worker_id)) {
+            let valid_for = Some(regsweep_proto::duration_from_std(valid_for));
+            send(out, Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
+        }
+    }
     for (worker_id, run) in outcome.stale.into_iter().chain(outcome.cancel_requested) {
         if let Some(out) = routes.get(&worker_id) {
             tracing::debug!(%worker_id, job_id = run.job_id, attempt = run.attempt, reason = %run.reason, "sending cancel");
@@ -208,7 +235,7 @@ mod tests {
             WriteOp::Update(update(2, JobStatus::Running, worker), tx.clone()),
             WriteOp::Update(update(1, JobStatus::Done, worker), tx.clone()),
         ];
-        let (batch, routes) = build_batch(ops);
+        let (batch, routes, _) = build_batch(ops);
         let statuses: Vec<_> = batch.updates.iter().map(|u| (u.job_id, u.status)).collect();
         assert_eq!(statuses, [(1, JobStatus::Done), (2, JobStatus::Running)]);
         assert!(routes.contains_key(&worker));

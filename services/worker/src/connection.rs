@@ -77,6 +77,7 @@ pub async fn session(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(1024);
     let stream = Stream { tx };
+    let hello_sent = std::time::Instant::now();
     if stream.tx.send(state.hello()).await.is_err() {
         return lost("request stream closed before hello", false);
     }
@@ -95,6 +96,7 @@ pub async fn session(
         tracing::info!(worker_id = %welcome.worker_id, "registered with scheduler");
     }
     state.worker_id = Some(welcome.worker_id.clone());
+    state.lease.welcomed(hello_sent, welcome.ack_valid_for.as_ref().and_then(duration_to_std));
     state.capacity_generation = 0;
     let interval = welcome
         .heartbeat_interval
@@ -165,7 +167,8 @@ pub async fn session(
             }
             _ = heartbeat.tick() => {
                 let running = state.running_list();
-                if stream.send(state, Out::Heartbeat(v1::Heartbeat { running })).await.is_err() {
+                let sequence = state.lease.heartbeat_sent();
+                if stream.send(state, Out::Heartbeat(v1::Heartbeat { running, sequence })).await.is_err() {
                     return lost("stream closed", true);
                 }
             }
@@ -217,7 +220,8 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
                 Attempt { kind: job.kind.clone(), control: control.clone(), next_log_seq: 0 },
             );
             let span = job::span(&job, &trace_context);
-            job::spawn(job, span, control, state.outbox_tx.clone(), state.services.clone());
+            let (outbox, services) = (state.outbox_tx.clone(), state.services.clone());
+            job::spawn(job, span, control, outbox, services, state.lease.clone());
         }
         In::Assign(v1::Assign { job: None, .. }) => tracing::warn!("ignoring an empty assignment"),
         In::Cancel(cancel) => {
@@ -232,6 +236,10 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
                     state.remember_early_cancel(key);
                 }
             }
+        }
+        In::HeartbeatAck(ack) => {
+            let valid_for = ack.valid_for.as_ref().and_then(duration_to_std).unwrap_or_default();
+            state.lease.acknowledged(ack.sequence, valid_for);
         }
         In::SetCapacity(set) => {
             // The scheduler dropped its open credits of these kinds: grant

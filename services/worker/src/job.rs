@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::kinds;
+use crate::lease::Lease;
 use crate::services::Services;
 
 /// Identifies a job attempt.
@@ -62,6 +63,7 @@ pub struct JobContext {
     control: Arc<AttemptControl>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     services: Arc<Services>,
+    lease: Lease,
 }
 
 impl JobContext {
@@ -95,9 +97,21 @@ impl JobContext {
         self.control.progress.store(progress.to_bits(), Ordering::Relaxed);
     }
 
-    /// Resolves when the attempt must stop (cancel or shutdown).
+    /// Resolves when the attempt must stop (cancel, shutdown, or the lease
+    /// on it lost).
     pub async fn cancelled(&self) {
         self.control.cancel.cancelled().await;
+    }
+
+    /// Checked right before a side effect another attempt of the job could
+    /// repeat (a plan handed to the scrubber): false when the scheduler no
+    /// longer vouches for this attempt, which is then given back.
+    pub fn still_mine(&self) -> bool {
+        if self.lease.held() {
+            return true;
+        }
+        give_back(&self.control);
+        false
     }
 }
 
@@ -142,9 +156,16 @@ pub fn spawn(
     control: Arc<AttemptControl>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     services: Arc<Services>,
+    lease: Lease,
 ) {
     let key = (job.id, job.attempt);
-    let ctx = JobContext { key, control: control.clone(), outbox: outbox.clone(), services };
+    let ctx = JobContext {
+        key,
+        control: control.clone(),
+        outbox: outbox.clone(),
+        services,
+        lease: lease.clone(),
+    };
     let args =
         job.args.as_ref().map_or_else(|| serde_json::json!({}), regsweep_proto::struct_to_json);
     tokio::spawn(
@@ -160,7 +181,7 @@ pub fn spawn(
                 let kind = kind.clone();
                 async move { kinds::run(&kind, ctx, args).await }.in_current_span()
             };
-            let outcome = match tokio::spawn(run).await {
+            let outcome = match fenced(tokio::spawn(run), &lease, &control).await {
                 Ok(outcome) => outcome,
                 Err(e) => Outcome::Failed { error: format!("job panicked: {e}"), retryable: false },
             };
@@ -181,6 +202,29 @@ pub fn spawn(
         }
         .instrument(span),
     );
+}
+
+/// Runs the attempt's task; gives it back if the lease on it is lost first
+/// (it then stops as for a cancel, and reports `worker_shutdown`).
+async fn fenced<T>(
+    mut task: tokio::task::JoinHandle<T>,
+    lease: &Lease,
+    control: &AttemptControl,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::select! {
+        biased;
+        ended = &mut task => return ended,
+        () = lease.lost() => {}
+    }
+    tracing::warn!("no heartbeat acknowledged in time: giving the attempt back");
+    give_back(control);
+    task.await
+}
+
+/// Stops an attempt that is to be reported given back, not cancelled.
+pub fn give_back(control: &AttemptControl) {
+    control.give_back.store(true, Ordering::SeqCst);
+    control.cancel.cancel();
 }
 
 /// `JOB_STATUS_DONE` as `done`, the form the scheduler's metrics use.
@@ -237,5 +281,28 @@ mod tests {
             (update.status, update.error.as_str(), update.retryable),
             (JobStatus::Error as i32, "x", true)
         );
+    }
+
+    #[tokio::test]
+    async fn an_attempt_past_its_lease_is_no_longer_its_own_and_is_given_back() {
+        let services = Services::new(&["http://127.0.0.1:9".to_string()], &[]).expect("valid url");
+        let lease = Lease::new();
+        let control = Arc::new(AttemptControl::default());
+        let (outbox, _rx) = mpsc::unbounded_channel();
+        let ctx = JobContext {
+            key: (1, 1),
+            control: control.clone(),
+            outbox,
+            services: Arc::new(services),
+            lease: lease.clone(),
+        };
+        assert!(ctx.still_mine(), "no fence before a scheduler vouches");
+        lease.welcomed(std::time::Instant::now(), Some(std::time::Duration::from_millis(5)));
+        assert!(ctx.still_mine());
+        assert!(!control.cancel.is_cancelled());
+        lease.lost().await;
+        assert!(!ctx.still_mine());
+        assert!(control.cancel.is_cancelled());
+        assert!(control.give_back.load(Ordering::SeqCst), "given back, not cancelled");
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 mod connection;
 mod job;
 pub mod kinds;
+mod lease;
 mod services;
 mod state;
 

@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use regsweep_proto::v1;
 use tokio::sync::mpsc;
 
 use crate::job::{AttemptControl, AttemptKey, Outgoing};
+use crate::lease::Lease;
 use crate::services::Services;
 
 /// Early cancels remembered (cancel before its assignment arrived).
@@ -41,6 +41,8 @@ pub struct WorkerState {
     pub capacity_generation: u64,
     /// What jobs reach besides the stream; shared by every attempt.
     pub services: Arc<Services>,
+    /// The lease heartbeat acks keep on every attempt.
+    pub lease: Lease,
 }
 
 impl WorkerState {
@@ -59,6 +61,7 @@ impl WorkerState {
             early_order: VecDeque::new(),
             drain: Drain::default(),
             capacity_generation: 0,
+            lease: Lease::new(),
         }
     }
 
@@ -103,6 +106,7 @@ impl WorkerState {
                 capacity: self.capacity.clone().into_iter().collect(),
                 resume_worker_id: self.worker_id.clone().unwrap_or_default(),
                 running: self.running_list(),
+                heartbeat_acks: true,
             })),
         }
     }
@@ -125,8 +129,7 @@ impl WorkerState {
     /// Gives every running attempt back: each ends `worker_shutdown`.
     pub fn give_back_all(&mut self) {
         for attempt in self.running.values() {
-            attempt.control.give_back.store(true, Ordering::SeqCst);
-            attempt.control.cancel.cancel();
+            crate::job::give_back(&attempt.control);
         }
     }
 
@@ -181,6 +184,8 @@ impl Drain {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     fn state() -> WorkerState {

@@ -321,6 +321,12 @@ async fn submit(ctx: &JobContext, args: &TagCleanupArgs, plan: &Plan) -> Result<
     let size = v1::PlanSize::from(&PlanSize::of(plan));
     let images = plan.image_deletions();
     for chunk in images.chunks(SUBMIT_CHUNK) {
+        // Never hand over a plan once another attempt may be making its
+        // own (the scrubber also asks the scheduler whose attempt it is).
+        if !ctx.still_mine() {
+            ctx.log("the scheduler stopped vouching for this attempt: plan not submitted");
+            return Err(Outcome::Cancelled);
+        }
         let request = v1::SubmitDeletionsRequest {
             job_id: ctx.job_id(),
             attempt: ctx.attempt(),
