@@ -56,7 +56,7 @@ fn spec(path: &str) -> Option<&'static [&'static str]> {
         (s, _) if s.starts_with("grpc.reflection.") => return None,
         ("regsweep.v1.JobService", "GetJob" | "ListJobs" | "GetJobLogs" | "TailJobLogs") => READ,
         ("regsweep.v1.JobService", "ListWorkers" | "GetQueueStatus") => READ,
-        ("regsweep.v1.JobService", "CreateJob" | "CancelJob" | "DeleteJob") => NONE,
+        ("regsweep.v1.JobService", "CreateJob" | "CreateJobs" | "CancelJob" | "DeleteJob") => NONE,
         ("regsweep.v1.JobService", "SetWorkerCapacity") => NONE,
         ("regsweep.v1.CronService", "GetCron" | "ListCrons") => READ,
         ("regsweep.v1.CronService", "CreateCron" | "UpdateCron" | "DeleteCron") => NONE,

@@ -213,3 +213,58 @@ async fn bad_tag_sightings_are_refused_and_record_nothing() {
         .expect_err("refused");
     assert_eq!(violations(&status), ["policy.age_source", "policy.attachments"]);
 }
+
+#[tokio::test]
+async fn a_batch_create_answers_each_item_and_refuses_only_the_bad_ones() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let mut jobs = scheduler.jobs().await;
+    let sleep = |seconds: serde_json::Value| v1::CreateJobRequest {
+        kind: "sleep".into(),
+        args: Some(json_to_struct(json!({ "seconds": seconds }))),
+        ..Default::default()
+    };
+    let batch = vec![
+        sleep(json!(1)),
+        v1::CreateJobRequest { kind: "frobnicate".into(), ..Default::default() },
+        v1::CreateJobRequest { max_attempts: 1000, ..sleep(json!("ten")) },
+        v1::CreateJobRequest { parent_id: i64::MAX, ..sleep(json!(1)) },
+        v1::CreateJobRequest { unique_key: "once".into(), ..sleep(json!(2)) },
+        v1::CreateJobRequest { unique_key: "once".into(), ..sleep(json!(3)) },
+    ];
+    let results = jobs
+        .create_jobs(v1::CreateJobsRequest { jobs: batch })
+        .await
+        .expect("a batch with bad items is answered item by item")
+        .into_inner()
+        .results;
+    let fields = |r: &v1::CreateJobsResult| {
+        let mut f: Vec<String> = r.violations.iter().map(|v| v.field.clone()).collect();
+        f.sort();
+        f
+    };
+    let summary: Vec<(bool, bool, Vec<String>)> =
+        results.iter().map(|r| (r.job.is_some(), r.created, fields(r))).collect();
+    assert_eq!(
+        summary,
+        [
+            (true, true, vec![]),
+            (false, false, vec!["kind".to_string()]),
+            (false, false, vec!["args.seconds".to_string(), "max_attempts".to_string()]),
+            (false, false, vec!["parent_id".to_string()]),
+            (true, true, vec![]),
+            (true, false, vec![]),
+        ]
+    );
+    let id = |i: usize| results[i].job.as_ref().map(|j| j.id);
+    assert_eq!(id(5), id(4), "the repeated key answers with the job it created");
+    let listed = jobs.list_jobs(v1::ListJobsRequest::default()).await.expect("list").into_inner();
+    assert_eq!(listed.jobs.len(), 2, "only the two valid, distinct jobs were written");
+
+    for (n, what) in [(0, "empty"), (1001, "oversized")] {
+        let batch = v1::CreateJobsRequest { jobs: vec![sleep(json!(1)); n] };
+        let status = jobs.create_jobs(batch).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}");
+        assert_eq!(violations(&status), ["jobs"], "{what}");
+    }
+}

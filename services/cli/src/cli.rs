@@ -154,8 +154,11 @@ pub struct CreateJob {
     #[arg(long)]
     pub max_attempts: Option<u32>,
     /// Deduplication key: no second non-terminal job with it is created.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "count")]
     pub unique_key: Option<String>,
+    /// Create this many identical jobs, in batches of 1000 (CreateJobs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub count: u32,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use regsweep_common::duration;
+use regsweep_proto::v1::job_service_client::JobServiceClient;
 use regsweep_proto::v1::{self, JobStatus};
 use regsweep_proto::{json_to_struct, struct_to_json, timestamp_from_chrono};
 
@@ -13,6 +14,7 @@ use crate::output::{self, Table, short, time};
 pub async fn run(cli: &Cli, command: &JobsCommand) -> Result<()> {
     let mut jobs = client::jobs(&cli.scheduler).await?;
     match command {
+        JobsCommand::Create(args) if args.count > 1 => create_many(cli, &mut jobs, args).await?,
         JobsCommand::Create(args) => {
             let request = create_request(args)?;
             let response = jobs.create_job(request).await?.into_inner();
@@ -119,6 +121,48 @@ fn create_request(args: &CreateJob) -> Result<v1::CreateJobRequest> {
         unique_key: args.unique_key.clone().unwrap_or_default(),
         parent_id: 0,
     })
+}
+
+/// `--count N`: N jobs in CreateJobs batches; every refusal is reported
+/// (the same request for every item, so the first batch shows them all).
+async fn create_many(
+    cli: &Cli,
+    jobs: &mut JobServiceClient<regsweep_common::grpc::Client>,
+    args: &CreateJob,
+) -> Result<()> {
+    const BATCH: u32 = 1000;
+    let request = create_request(args)?;
+    let (mut created, mut left) = (Vec::new(), args.count);
+    while left > 0 {
+        let n = left.min(BATCH);
+        let batch = v1::CreateJobsRequest { jobs: vec![request.clone(); n as usize] };
+        let results = jobs.create_jobs(batch).await?.into_inner().results;
+        if let Some(refused) = results.iter().find(|r| !r.violations.is_empty()) {
+            let why: Vec<String> = refused
+                .violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect();
+            anyhow::bail!("job refused: {}", why.join("; "));
+        }
+        created.extend(results.into_iter().filter_map(|r| r.job.map(|j| j.id)));
+        left -= n;
+    }
+    if cli.output == Output::Json {
+        /// `--output json` of `jobs create --count`.
+        #[derive(serde::Serialize)]
+        struct Created<'a> {
+            created: &'a [i64],
+        }
+        return output::json(&Created { created: &created });
+    }
+    match (created.first(), created.last()) {
+        (Some(first), Some(last)) => {
+            println!("{} {} jobs created: ids {first}..{last}", created.len(), args.kind);
+        }
+        _ => println!("no jobs created"),
+    }
+    Ok(())
 }
 
 /// An RFC 3339 time, or a delay from now (`10m`).

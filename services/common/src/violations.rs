@@ -41,6 +41,11 @@ impl FieldViolations {
         self.violations.iter().map(|(field, _)| field.as_str())
     }
 
+    /// Every (field, description), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.violations.iter().map(|(field, description)| (field.as_str(), description.as_str()))
+    }
+
     /// `Ok(())` when no field is wrong, else `Err(self)`.
     pub fn into_result(self) -> Result<(), Self> {
         if self.is_empty() { Ok(()) } else { Err(self) }

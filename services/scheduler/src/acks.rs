@@ -69,6 +69,12 @@ impl Vouching {
         Self { ttl, health, lease }
     }
 
+    /// Whether the database is failing now (trouble within the writer's
+    /// longest retry pause), not merely within the last TTL.
+    pub fn in_trouble(&self) -> bool {
+        self.health.steady_for() < ONGOING
+    }
+
     /// Validity of a heartbeat (or registration) the database recorded.
     pub fn written(&self) -> Duration {
         written_validity(self.ttl)
@@ -86,6 +92,10 @@ impl Vouching {
         unwritten_validity(now, trouble, lease_end, self.ttl)
     }
 }
+
+/// Trouble this recent is still going on: the writer retries a failing
+/// flush at least every two seconds.
+const ONGOING: Duration = Duration::from_secs(3);
 
 fn margin(ttl: Duration) -> Duration {
     ttl / 5

@@ -172,9 +172,11 @@ impl Config {
         if self.heartbeat_interval.is_zero() {
             problems.push("--heartbeat-interval must be positive".to_string());
         }
-        if self.heartbeat_ttl <= self.heartbeat_interval {
+        // Workers stop their attempts when no heartbeat was acknowledged
+        // within four fifths of the TTL: two heartbeats must fit in it.
+        if self.heartbeat_ttl < self.heartbeat_interval * 2 {
             problems.push(format!(
-                "--heartbeat-ttl ({:?}) must be longer than --heartbeat-interval ({:?})",
+                "--heartbeat-ttl ({:?}) must be at least twice --heartbeat-interval ({:?})",
                 self.heartbeat_ttl, self.heartbeat_interval
             ));
         }
@@ -246,9 +248,11 @@ mod tests {
     }
 
     #[test]
-    fn ttl_must_exceed_interval() {
+    fn ttl_must_hold_two_heartbeats() {
         let mut config = Config::new("postgres://x");
         config.heartbeat_ttl = config.heartbeat_interval;
         assert_eq!(config.problems().len(), 1);
+        config.heartbeat_ttl = config.heartbeat_interval * 2;
+        assert!(config.problems().is_empty());
     }
 }

@@ -18,7 +18,7 @@ use crate::dispatch::{DispatchEvent, DispatchHandle, SessionTx, send};
 use crate::error::ApiError;
 use crate::protocol;
 use crate::store::{HeartbeatWrite, JobStore, Registration, SessionRef};
-use crate::writer::WriteOp;
+use crate::writer::{PendingAck, WriteOp};
 
 /// A worker that connects must say `Hello` within this time.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -221,10 +221,11 @@ async fn handle(
 const HEARTBEAT_QUEUE_WAIT: Duration = Duration::from_millis(250);
 
 /// Queues a heartbeat for the writer, which acknowledges it once written.
-/// While the database is in trouble the leader acknowledges it at once
-/// for as long as no expiry can happen (`acks`); when the writer's queue
-/// stays full then (it is stuck retrying), the write is dropped: a later
-/// heartbeat is written before anyone may reap.
+/// While the database is in trouble a replica holding the lease clock
+/// acknowledges it at once for as long as no expiry can happen (`acks`).
+/// When the writer's queue stays full while the trouble goes on (it is
+/// stuck retrying), the write is dropped: reaping waits a TTL of steady
+/// database, in which later heartbeats are written.
 async fn heartbeat(
     ctx: &SessionContext,
     stream: &Stream<'_>,
@@ -234,36 +235,42 @@ async fn heartbeat(
         return Err(Status::invalid_argument("heartbeat lists too many jobs"));
     }
     let running = heartbeat.running.iter().map(protocol::running_job).collect();
-    let ack = stream.acks.then_some(heartbeat.sequence);
+    let received = Instant::now();
+    let ack = stream.acks.then_some(PendingAck { sequence: heartbeat.sequence, received });
     let op = WriteOp::Heartbeat(
         HeartbeatWrite { session: stream.session, running },
         stream.out.clone(),
         ack,
     );
-    let vouch_unwritten = || {
-        let valid_for = ctx.vouching.unwritten(Instant::now())?;
-        let sequence = ack?;
-        let valid_for = Some(duration_from_std(valid_for));
-        send(stream.out, Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
-        Some(())
-    };
     loop {
         match tokio::time::timeout(HEARTBEAT_QUEUE_WAIT, ctx.writer.reserve()).await {
             Ok(Ok(permit)) => {
                 permit.send(op);
-                vouch_unwritten();
+                vouch_unwritten(ctx, stream, ack.map(|a| a.sequence));
                 return Ok(());
             }
             Ok(Err(_)) => return Err(shutting_down()),
-            Err(_) if vouch_unwritten().is_some() => {
-                tracing::debug!(
-                    "writer queue full with the database in trouble: heartbeat not written"
-                );
+            Err(_)
+                if ctx.vouching.in_trouble()
+                    && vouch_unwritten(ctx, stream, ack.map(|a| a.sequence)) =>
+            {
+                tracing::debug!("writer queue full, database in trouble: heartbeat not written");
                 return Ok(());
             }
             Err(_) => {}
         }
     }
+}
+
+/// Acknowledges heartbeat `ack` before it is written, if this replica may
+/// vouch for it now; says whether it did.
+fn vouch_unwritten(ctx: &SessionContext, stream: &Stream<'_>, ack: Option<u64>) -> bool {
+    let (Some(sequence), Some(valid_for)) = (ack, ctx.vouching.unwritten(Instant::now())) else {
+        return false;
+    };
+    let valid_for = Some(duration_from_std(valid_for));
+    send(stream.out, Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
+    true
 }
 
 fn shutting_down() -> Status {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use regsweep_proto::v1::{self, connect_response::Message};
 use tokio::sync::{broadcast, mpsc};
@@ -28,9 +28,17 @@ use crate::store::{
 pub enum WriteOp {
     Update(UpdateWrite, SessionTx),
     Log(LogWrite),
-    /// With the sequence to acknowledge once written, if the worker asked.
-    Heartbeat(HeartbeatWrite, SessionTx, Option<u64>),
+    /// With the ack to send once written, if the worker asked for acks.
+    Heartbeat(HeartbeatWrite, SessionTx, Option<PendingAck>),
     Offline(SessionRef),
+}
+
+/// A heartbeat to acknowledge once written: its sequence, and when the
+/// session received it.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingAck {
+    pub sequence: u64,
+    pub received: Instant,
 }
 
 pub struct Writer {
@@ -80,12 +88,12 @@ impl Writer {
         &self,
         batch: &WriteBatch,
         routes: &HashMap<Uuid, SessionTx>,
-        acks: Vec<(Uuid, u64)>,
+        acks: Vec<(SessionRef, PendingAck)>,
     ) {
         let mut failures = 0;
         let mut backoff = Duration::from_millis(50);
         loop {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             match self.store.write_batch(batch, self.ttl).await {
                 Ok(outcome) => {
                     tracing::debug!(
@@ -106,7 +114,14 @@ impl Writer {
                             let _ = self.written.send(id);
                         }
                     }
-                    return deliver(outcome, routes, &acks, written_validity(self.ttl));
+                    // Written with the transaction's `now()`, which is no
+                    // earlier than `started`: the wait in the queue before
+                    // it is no part of the worker's TTL.
+                    let acks = acks.iter().map(|&(session, ack)| {
+                        let queued = started.saturating_duration_since(ack.received);
+                        (session, ack.sequence, written_validity(self.ttl) + queued)
+                    });
+                    return deliver(outcome, routes, acks);
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
                     self.health.trouble();
@@ -135,7 +150,9 @@ impl Writer {
 
 /// Groups ops into a batch, keeping one update per attempt (the latest:
 /// a worker sends `running` before the end of the same attempt).
-fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>, Vec<(Uuid, u64)>) {
+type Acks = Vec<(SessionRef, PendingAck)>;
+
+fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>, Acks) {
     let mut batch = WriteBatch::default();
     let mut routes = HashMap::new();
     let mut acks = Vec::new();
@@ -156,8 +173,8 @@ fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>, Vec<
             WriteOp::Log(log) => batch.logs.push(log),
             WriteOp::Heartbeat(heartbeat, out, ack) => {
                 routes.insert(heartbeat.session.worker_id, out);
-                if let Some(sequence) = ack {
-                    acks.push((heartbeat.session.worker_id, sequence));
+                if let Some(ack) = ack {
+                    acks.push((heartbeat.session, ack));
                 }
                 batch.heartbeats.push(heartbeat);
             }
@@ -168,22 +185,16 @@ fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>, Vec<
 }
 
 /// Sends the cancels a flush found due, ends superseded sessions, and
-/// acknowledges the heartbeats it wrote (not those of a session that is
-/// no longer current: nothing of it was written).
+/// then acknowledges the heartbeats it wrote (not those of a session that
+/// is no longer current: nothing of it was written). Cancels go first so
+/// a worker stops a stale attempt before an ack could vouch for it.
 fn deliver(
     outcome: WriteOutcome,
     routes: &HashMap<Uuid, SessionTx>,
-    acks: &[(Uuid, u64)],
-    valid_for: Duration,
+    acks: impl Iterator<Item = (SessionRef, u64, Duration)>,
 ) {
-    let superseded: std::collections::HashSet<Uuid> =
-        outcome.superseded.iter().map(|s| s.worker_id).collect();
-    for &(worker_id, sequence) in acks {
-        if let (false, Some(out)) = (superseded.contains(&worker_id), routes.get(&worker_id)) {
-            let valid_for = Some(regsweep_proto::duration_from_std(valid_for));
-            send(out, Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
-        }
-    }
+    let superseded: std::collections::HashSet<SessionRef> =
+        outcome.superseded.iter().copied().collect();
     for (worker_id, run) in outcome.stale.into_iter().chain(outcome.cancel_requested) {
         if let Some(out) = routes.get(&worker_id) {
             tracing::debug!(%worker_id, job_id = run.job_id, attempt = run.attempt, reason = %run.reason, "sending cancel");
@@ -203,6 +214,13 @@ fn deliver(
             let _ = out.send(Err(Status::failed_precondition(
                 "session superseded or declared dead; reconnect",
             )));
+        }
+    }
+    for (session, sequence, valid_for) in acks {
+        if let (false, Some(out)) = (superseded.contains(&session), routes.get(&session.worker_id))
+        {
+            let valid_for = Some(regsweep_proto::duration_from_std(valid_for));
+            send(out, Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
         }
     }
 }

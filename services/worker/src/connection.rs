@@ -62,16 +62,17 @@ fn lost(reason: impl Into<String>, welcomed: bool) -> End {
     End::Lost { reason: reason.into(), welcomed }
 }
 
-pub async fn session(
-    state: &mut WorkerState,
-    scheduler: &str,
-    shutdown: &Shutdown,
-    grace: Duration,
-) -> End {
-    let channel = match grpc::connect(scheduler).await {
-        Ok(channel) => channel,
-        Err(e) => return lost(e.to_string(), false),
-    };
+/// An open stream: where to send, what comes back, how often to beat.
+struct Opened {
+    stream: Stream,
+    inbound: tonic::Streaming<v1::ConnectResponse>,
+    interval: Duration,
+}
+
+/// Connects, says Hello and takes the Welcome (which also sets the lease
+/// on this worker's attempts).
+async fn open(state: &mut WorkerState, scheduler: &str) -> Result<Opened, End> {
+    let channel = grpc::connect(scheduler).await.map_err(|e| lost(e.to_string(), false))?;
     let mut client = WorkerServiceClient::new(grpc::client(channel))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -79,33 +80,50 @@ pub async fn session(
     let stream = Stream { tx };
     let hello_sent = std::time::Instant::now();
     if stream.tx.send(state.hello()).await.is_err() {
-        return lost("request stream closed before hello", false);
+        return Err(lost("request stream closed before hello", false));
     }
     let mut inbound = match client.connect(ReceiverStream::new(rx)).await {
         Ok(response) => response.into_inner(),
-        Err(status) => return lost(format!("connect: {}", status.message()), false),
+        Err(status) => return Err(lost(format!("connect: {}", status.message()), false)),
     };
     let welcome = match inbound.message().await {
         Ok(Some(v1::ConnectResponse { message: Some(In::Welcome(w)) })) => w,
-        Ok(Some(_)) => return lost("expected welcome", false),
-        Ok(None) => return lost("stream closed before welcome", false),
-        Err(status) if status.code() == Code::InvalidArgument => return End::Rejected(status),
-        Err(status) => return lost(status.message().to_string(), false),
+        Ok(Some(_)) => return Err(lost("expected welcome", false)),
+        Ok(None) => return Err(lost("stream closed before welcome", false)),
+        Err(status) if status.code() == Code::InvalidArgument => return Err(End::Rejected(status)),
+        Err(status) => return Err(lost(status.message().to_string(), false)),
     };
     if state.worker_id.as_deref() != Some(welcome.worker_id.as_str()) {
         tracing::info!(worker_id = %welcome.worker_id, "registered with scheduler");
     }
     state.worker_id = Some(welcome.worker_id.clone());
-    state.lease.welcomed(hello_sent, welcome.ack_valid_for.as_ref().and_then(duration_to_std));
     state.capacity_generation = 0;
+    // A validity that does not convert vouches for nothing (not: no fence).
+    let valid_for = welcome.ack_valid_for.as_ref().map(|d| duration_to_std(d).unwrap_or_default());
+    state.lease.welcomed(hello_sent, valid_for);
     let interval = welcome
         .heartbeat_interval
         .as_ref()
         .and_then(duration_to_std)
         .unwrap_or(Duration::from_secs(5))
         .max(Duration::from_millis(100));
+    Ok(Opened { stream, inbound, interval })
+}
+
+pub async fn session(
+    state: &mut WorkerState,
+    scheduler: &str,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> End {
+    let Opened { stream, mut inbound, interval } = match open(state, scheduler).await {
+        Ok(opened) => opened,
+        Err(end) => return end,
+    };
     let mut heartbeat = tokio::time::interval(interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The deadline a heartbeat was sent early for, when the lease lapsed.
+    let mut beat_early_for = None;
 
     while let Some(request) = state.pending.pop_front() {
         let Some(message) = request.message else { continue };
@@ -149,6 +167,7 @@ pub async fn session(
             return End::Drained;
         }
         let give_back_at = state.drain.give_back_at.filter(|_| !state.drain.gave_back);
+        let lapse = state.lease.deadline().filter(|d| Some(*d) != beat_early_for);
         tokio::select! {
             message = inbound.message() => match message {
                 Ok(Some(v1::ConnectResponse { message: Some(message) })) => {
@@ -166,9 +185,15 @@ pub async fn session(
                 }
             }
             _ = heartbeat.tick() => {
-                let running = state.running_list();
-                let sequence = state.lease.heartbeat_sent();
-                if stream.send(state, Out::Heartbeat(v1::Heartbeat { running, sequence })).await.is_err() {
+                if send_heartbeat(state, &stream).await.is_err() {
+                    return lost("stream closed", true);
+                }
+            }
+            // Lapsed (its attempts were given back): ask for an ack now, so
+            // assignments are not given back for long.
+            () = sleep_until(lapse), if lapse.is_some() => {
+                beat_early_for = lapse;
+                if send_heartbeat(state, &stream).await.is_err() {
                     return lost("stream closed", true);
                 }
             }
@@ -182,6 +207,12 @@ pub async fn session(
             () = sleep_until(give_back_at), if give_back_at.is_some() => {}
         }
     }
+}
+
+async fn send_heartbeat(state: &mut WorkerState, stream: &Stream) -> Result<(), ()> {
+    let running = state.running_list();
+    let sequence = state.lease.heartbeat_sent();
+    stream.send(state, Out::Heartbeat(v1::Heartbeat { running, sequence })).await
 }
 
 async fn sleep_until(at: Option<std::time::Instant>) {

@@ -107,6 +107,11 @@ impl JobContext {
     /// repeat (a plan handed to the scrubber): false when the scheduler no
     /// longer vouches for this attempt, which is then given back.
     pub fn still_mine(&self) -> bool {
+        // Stopping already (cancelled, or its lease lost once: final, even
+        // if a later ack moves the worker's deadline on).
+        if self.control.cancel.is_cancelled() {
+            return false;
+        }
         if self.lease.held() {
             return true;
         }
@@ -304,5 +309,10 @@ mod tests {
         assert!(!ctx.still_mine());
         assert!(control.cancel.is_cancelled());
         assert!(control.give_back.load(Ordering::SeqCst), "given back, not cancelled");
+        // A later ack moves the worker's deadline on, not this attempt's.
+        let sequence = lease.heartbeat_sent();
+        lease.acknowledged(sequence, std::time::Duration::from_secs(60));
+        assert!(lease.held());
+        assert!(!ctx.still_mine(), "an attempt whose lease lapsed stays given back");
     }
 }

@@ -8,6 +8,10 @@
 //!
 //! A scheduler that does not acknowledge heartbeats (an older one) turns
 //! the fence off for its session: attempts then run until cancelled.
+//!
+//! Deadlines are monotonic instants, as the scheduler's lease and reaper
+//! are: like them, this assumes a host is not suspended while it works
+//! (a suspended worker would wake with its deadlines not yet passed).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -59,8 +63,20 @@ impl Lease {
         match valid_for {
             Some(valid_for) => self.extend(hello_sent + valid_for),
             None => {
-                self.fence.send_replace(Fence::Off);
+                if self.fence.send_replace(Fence::Off) != Fence::Off {
+                    tracing::warn!(
+                        "this scheduler does not acknowledge heartbeats: attempts are no longer fenced"
+                    );
+                }
             }
+        }
+    }
+
+    /// The current deadline, if fenced.
+    pub fn deadline(&self) -> Option<Instant> {
+        match *self.fence.borrow() {
+            Fence::Off => None,
+            Fence::Until(until) => Some(until),
         }
     }
 
@@ -108,7 +124,9 @@ impl Lease {
         }
     }
 
-    /// Resolves once the deadline passes without being moved on.
+    /// Resolves once the deadline passes without being moved on. Final:
+    /// an ack that arrives after the deadline passed (a freeze, a late
+    /// stream) does not revive the wait.
     pub async fn lost(&self) {
         let mut fence = self.fence.subscribe();
         loop {
@@ -118,7 +136,14 @@ impl Lease {
                 Fence::Until(until) => {
                     tokio::select! {
                         () = tokio::time::sleep_until(until.into()) => {}
-                        changed = fence.changed() => if changed.is_err() { return std::future::pending().await },
+                        changed = fence.changed() => {
+                            if changed.is_err() {
+                                return std::future::pending().await;
+                            }
+                            if Instant::now() >= until {
+                                return;
+                            }
+                        }
                     }
                 }
                 Fence::Off => {

@@ -161,6 +161,7 @@ macro_rules! conformance {
 
 conformance!(
     queue::concurrent_claims_never_share_a_job,
+    queue::a_batch_answers_each_job_in_order,
     queue::claims_follow_priority_and_skip_jobs_not_yet_due,
     queue::only_current_sessions_get_jobs,
     queue::updates_are_fenced_by_attempt_and_worker,

@@ -325,6 +325,44 @@ pub async fn unique_keys_hold_while_a_job_is_active(f: Fixture) {
     assert!(matches!(f.jobs().create_job(orphan).await.unwrap(), CreateOutcome::ParentNotFound));
 }
 
+pub async fn a_batch_answers_each_job_in_order(f: Fixture) {
+    use regsweep_scheduler::store::NewJob;
+    let keyed = |key: &str| NewJob { unique_key: Some(key.into()), ..new_job("k") };
+    let held = f.create(keyed("held")).await;
+    let parent = f.job("k").await;
+    let batch = vec![
+        new_job("k"),
+        keyed("fresh"),
+        keyed("held"),
+        NewJob { parent_id: Some(i64::MAX), ..new_job("k") },
+        keyed("fresh"),
+        NewJob { parent_id: Some(parent.id), priority: 7, ..new_job("k") },
+    ];
+    let outcomes = f.jobs().create_jobs(batch).await.unwrap();
+    let [
+        CreateOutcome::Created(plain),
+        CreateOutcome::Created(fresh),
+        CreateOutcome::Duplicate(holder),
+        CreateOutcome::ParentNotFound,
+        CreateOutcome::Duplicate(repeat),
+        CreateOutcome::Created(child),
+    ] = outcomes.as_slice()
+    else {
+        panic!("outcomes out of order or wrong: {outcomes:?}");
+    };
+    assert_eq!(holder.id, held.id, "a key held before the batch");
+    assert_eq!(repeat.id, fresh.id, "a key repeated within the batch creates one job");
+    assert_eq!((child.parent_id, child.priority), (Some(parent.id), 7));
+    // Every created job is stored, waiting, as created.
+    for job in [plain, fresh, child] {
+        let stored = f.get(job.id).await;
+        assert_eq!(&stored, job);
+        assert_eq!(stored.status, JobStatus::Waiting);
+    }
+    let ids = [plain.id, fresh.id, child.id];
+    assert!(ids.windows(2).all(|w| w[0] != w[1]), "distinct ids: {ids:?}");
+}
+
 pub async fn logs_of_stale_attempts_are_dropped_and_pages_resume(f: Fixture) {
     let created = f.job("k").await;
     let session = f.worker(&["k"], TTL).await;

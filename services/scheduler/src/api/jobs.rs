@@ -60,6 +60,49 @@ impl JobService for JobApi {
         Ok(Response::new(v1::CreateJobResponse { job: Some(job.to_proto()), created }))
     }
 
+    async fn create_jobs(
+        &self,
+        request: Request<v1::CreateJobsRequest>,
+    ) -> Result<Response<v1::CreateJobsResponse>, Status> {
+        let requested = request.into_inner().jobs;
+        if requested.is_empty() || requested.len() > MAX_CREATE_BATCH {
+            let why = format!("must hold 1 to {MAX_CREATE_BATCH} jobs");
+            return Err(ApiError::from(FieldViolations::single("jobs", why)).into());
+        }
+        // Each item validated alone; only the valid ones reach the store.
+        let mut results: Vec<v1::CreateJobsResult> = Vec::with_capacity(requested.len());
+        let mut valid = Vec::with_capacity(requested.len());
+        let mut positions = Vec::with_capacity(requested.len());
+        for (i, item) in requested.into_iter().enumerate() {
+            results.push(v1::CreateJobsResult::default());
+            match validate::create_job(item) {
+                Ok(job) => {
+                    valid.push(job);
+                    positions.push(i);
+                }
+                Err(v) => results[i].violations = violations(&v),
+            }
+        }
+        let outcomes = self.store.create_jobs(valid).await.map_err(ApiError::from)?;
+        let mut created = 0;
+        for (i, outcome) in positions.into_iter().zip(outcomes) {
+            let result = &mut results[i];
+            match outcome {
+                CreateOutcome::Created(job) => {
+                    created += 1;
+                    (result.job, result.created) = (Some(job.to_proto()), true);
+                }
+                CreateOutcome::Duplicate(job) => result.job = Some(job.to_proto()),
+                CreateOutcome::ParentNotFound => {
+                    result.violations =
+                        violations(&FieldViolations::single("parent_id", "no such job"));
+                }
+            }
+        }
+        tracing::info!(asked = results.len(), created, "jobs created");
+        Ok(Response::new(v1::CreateJobsResponse { results }))
+    }
+
     async fn get_job(
         &self,
         request: Request<v1::GetJobRequest>,
@@ -272,4 +315,16 @@ impl JobService for JobApi {
             next_page_token,
         }))
     }
+}
+
+/// Jobs one `CreateJobs` call may create.
+const MAX_CREATE_BATCH: usize = 1000;
+
+fn violations(v: &FieldViolations) -> Vec<v1::FieldViolation> {
+    v.iter()
+        .map(|(field, description)| v1::FieldViolation {
+            field: field.to_string(),
+            description: description.to_string(),
+        })
+        .collect()
 }

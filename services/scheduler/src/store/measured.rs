@@ -33,6 +33,9 @@ impl JobStore for MeasuredJobs {
     async fn create_job(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
         timed("create_job", self.0.create_job(job)).await
     }
+    async fn create_jobs(&self, jobs: Vec<NewJob>) -> Result<Vec<CreateOutcome>, StoreError> {
+        timed("create_jobs", self.0.create_jobs(jobs)).await
+    }
     async fn get_job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
         timed("get_job", self.0.get_job(id)).await
     }

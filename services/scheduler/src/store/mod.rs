@@ -317,6 +317,11 @@ pub enum StoreEvent {
 pub trait JobStore: Send + Sync + 'static {
     /// Inserts a job, or finds the non-terminal one holding its unique key.
     async fn create_job(&self, job: NewJob) -> Result<CreateOutcome, StoreError>;
+    /// Creates a batch, answering each job in order as `create_job` would;
+    /// a unique key repeated within the batch creates one job, and later
+    /// items with it are its duplicates. PostgreSQL writes the batch in one
+    /// transaction; SQLite (one writer, development) one job at a time.
+    async fn create_jobs(&self, jobs: Vec<NewJob>) -> Result<Vec<CreateOutcome>, StoreError>;
     async fn get_job(&self, id: i64) -> Result<Option<JobRecord>, StoreError>;
     /// Jobs matching `filter` with ids below `before`, newest first.
     async fn list_jobs(

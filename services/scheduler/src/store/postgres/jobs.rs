@@ -236,3 +236,159 @@ pub async fn logs(
     }
     Ok(Some((lines, next)))
 }
+
+/// The statuses a `unique_key` is held in (non-terminal).
+const HOLDING: &str = "('waiting', 'running', 'cancel_request', 'worker_dead', 'worker_shutdown', \
+                       'worker_resurrection')";
+
+/// Creates a batch in one transaction: parents checked and locked against
+/// deletion first (a foreign-key failure would abort every item), then one
+/// multi-row insert under ids drawn up front so each row is matched to its
+/// item, then the holders of the unique keys that conflicted. A holder
+/// that finished in between frees its key; such items go round again.
+pub async fn create_many(
+    pool: &PgPool,
+    jobs: Vec<NewJob>,
+) -> Result<Vec<CreateOutcome>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let parents: Vec<i64> = jobs.iter().filter_map(|j| j.parent_id).collect();
+    let found: std::collections::HashSet<i64> =
+        sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) FOR KEY SHARE")
+            .bind(&parents)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let mut outcomes: Vec<Option<CreateOutcome>> = Vec::with_capacity(jobs.len());
+    // Items repeating a key earlier in the batch: answered with its job.
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
+    let mut first_with_key: std::collections::HashMap<&str, usize> = Default::default();
+    let mut pending: Vec<usize> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        outcomes.push(None);
+        if job.parent_id.is_some_and(|p| !found.contains(&p)) {
+            outcomes[i] = Some(CreateOutcome::ParentNotFound);
+        } else if let Some(&first) = job.unique_key.as_deref().and_then(|k| first_with_key.get(k)) {
+            repeats.push((i, first));
+        } else {
+            if let Some(key) = job.unique_key.as_deref() {
+                first_with_key.insert(key, i);
+            }
+            pending.push(i);
+        }
+    }
+    for _ in 0..3 {
+        if pending.is_empty() {
+            break;
+        }
+        let conflicted = insert_rows(&mut tx, &jobs, &pending, &mut outcomes).await?;
+        pending = holders(&mut tx, &jobs, conflicted, &mut outcomes).await?;
+    }
+    if !pending.is_empty() {
+        return Err(StoreError::Corrupt("unique key neither insertable nor held".into()));
+    }
+    tx.commit().await?;
+    for (i, first) in repeats {
+        outcomes[i] = Some(match &outcomes[first] {
+            Some(CreateOutcome::Created(job) | CreateOutcome::Duplicate(job)) => {
+                CreateOutcome::Duplicate(job.clone())
+            }
+            _ => CreateOutcome::ParentNotFound,
+        });
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| StoreError::Corrupt("a batch item left unanswered".into())))
+        .collect()
+}
+
+/// Inserts the `pending` items; returns those whose unique key a
+/// non-terminal job holds.
+async fn insert_rows(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[NewJob],
+    pending: &[usize],
+    outcomes: &mut [Option<CreateOutcome>],
+) -> Result<Vec<usize>, StoreError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, $1)",
+    )
+    .bind(i64::try_from(pending.len()).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await?;
+    let items: Vec<&NewJob> = pending.iter().map(|&i| &jobs[i]).collect();
+    let insert = format!(
+        "INSERT INTO jobs (id, kind, args, priority, scheduled_at, max_attempts, unique_key,
+                           parent_id, trace_context)
+         OVERRIDING SYSTEM VALUE
+         SELECT id, kind, args, priority, coalesce(scheduled_at, now()), max_attempts, unique_key,
+                parent_id, trace_context
+         FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[],
+                     $6::int[], $7::text[], $8::bigint[], $9::text[])
+              AS n(id, kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id,
+                   trace_context)
+         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN {HOLDING}
+         DO NOTHING
+         RETURNING {JOB_COLUMNS}"
+    );
+    let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(insert))
+        .bind(&ids)
+        .bind(items.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(|j| Json(&j.args)).collect::<Vec<_>>())
+        .bind(items.iter().map(|j| j.priority).collect::<Vec<_>>())
+        .bind(items.iter().map(|j| j.scheduled_at).collect::<Vec<_>>())
+        .bind(items.iter().map(|j| to_i32(j.max_attempts)).collect::<Vec<_>>())
+        .bind(items.iter().map(|j| j.unique_key.as_deref()).collect::<Vec<_>>())
+        .bind(items.iter().map(|j| j.parent_id).collect::<Vec<_>>())
+        .bind(items.iter().map(|j| j.trace_context.as_deref()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut by_id: std::collections::HashMap<i64, JobRecord> = std::collections::HashMap::new();
+    for row in rows {
+        let record = JobRecord::try_from(row)?;
+        by_id.insert(record.id, record);
+    }
+    let mut conflicted = Vec::new();
+    for (&i, id) in pending.iter().zip(&ids) {
+        match by_id.remove(id) {
+            Some(record) => outcomes[i] = Some(CreateOutcome::Created(record)),
+            None => conflicted.push(i),
+        }
+    }
+    Ok(conflicted)
+}
+
+/// Answers each conflicted item with the job holding its key; returns the
+/// items whose key is no longer held.
+async fn holders(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[NewJob],
+    conflicted: Vec<usize>,
+    outcomes: &mut [Option<CreateOutcome>],
+) -> Result<Vec<usize>, StoreError> {
+    if conflicted.is_empty() {
+        return Ok(conflicted);
+    }
+    let keys: Vec<&str> =
+        conflicted.iter().filter_map(|&i| jobs[i].unique_key.as_deref()).collect();
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE unique_key = ANY($1) AND status IN {HOLDING}"
+    );
+    let rows: Vec<JobRow> =
+        sqlx::query_as(AssertSqlSafe(sql)).bind(&keys).fetch_all(&mut *tx).await?;
+    let mut by_key = std::collections::HashMap::new();
+    for row in rows {
+        let record = JobRecord::try_from(row)?;
+        if let Some(key) = record.unique_key.clone() {
+            by_key.insert(key, record);
+        }
+    }
+    let mut again = Vec::new();
+    for i in conflicted {
+        match jobs[i].unique_key.as_deref().and_then(|k| by_key.get(k)) {
+            Some(holder) => outcomes[i] = Some(CreateOutcome::Duplicate(holder.clone())),
+            None => again.push(i),
+        }
+    }
+    Ok(again)
+}

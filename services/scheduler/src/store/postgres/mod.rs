@@ -92,6 +92,10 @@ impl JobStore for PgStore {
         jobs::create(&self.pool, job).await
     }
 
+    async fn create_jobs(&self, batch: Vec<NewJob>) -> Result<Vec<CreateOutcome>, StoreError> {
+        jobs::create_many(&self.pool, batch).await
+    }
+
     async fn get_job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
         jobs::get(&self.pool, id).await
     }

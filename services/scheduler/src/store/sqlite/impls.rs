@@ -32,6 +32,14 @@ impl JobStore for SqliteStore {
         jobs::create(self, job).await
     }
 
+    async fn create_jobs(&self, batch: Vec<NewJob>) -> Result<Vec<CreateOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            outcomes.push(jobs::create(self, job).await?);
+        }
+        Ok(outcomes)
+    }
+
     async fn get_job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
         jobs::get(self, id).await
     }
