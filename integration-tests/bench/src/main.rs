@@ -3,6 +3,7 @@
 //! speed drifts; only shares of a same-run reference are comparable).
 
 mod console;
+mod create;
 mod cpu;
 mod graph;
 mod precedence;
@@ -34,6 +35,9 @@ enum Command {
     /// gRPC, next to the raw batched claim+complete ceiling of the same
     /// PostgreSQL.
     Queue(queue::Args),
+    /// Jobs created per second one rpc per job and in CreateJobs batches,
+    /// next to one INSERT of the same rows.
+    Create(create::Args),
     /// Time from a worker's SIGKILL to its job's re-claim by another.
     Reclaim(reclaim::Args),
     /// Cleanup selection tick time at growing catalog sizes.
@@ -71,6 +75,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Queue(args) => queue::run(args).await,
+        Command::Create(args) => create::run(args).await,
         Command::Reclaim(args) => reclaim::run(args).await,
         Command::Selection(args) => selection::run(args).await,
         Command::Tags(args) => tags::run(args).await,
