@@ -1,5 +1,5 @@
 # The same commands CI runs (.ci/run calls `make ci`).
-.PHONY: deps build test lint fmt clippy buf deploy ci run bench fuzz safety
+.PHONY: deps build test lint fmt clippy buf deploy ci run bench fuzz safety chaos
 
 deps:
 	scripts/deps.sh
@@ -15,7 +15,7 @@ build:
 SQLITE_PASS = not (binary(plan_model) | test(conformance::) | test(dev::) | test(registry_client::) \
 	| test(replicas::) | test(selection::) | test(migrate_only) | test(a_thousand_jobs) \
 	| test(joblogs_gc_keeps) | test(bad_requests_are_refused) | test(bad_tag_sightings) \
-	| test(restore_works_until_the_deletion_starts) | test(outage::))
+	| test(restore_works_until_the_deletion_starts) | test(outage::) | test(chaos::))
 
 # The whole test suite: unit tests and integration tests against real
 # PostgreSQL, SQLite, the real registry and the real service binaries.
@@ -33,6 +33,16 @@ SCENARIOS ?= 200
 safety: deps build
 	SCENARIOS=$(SCENARIOS) cargo nextest run -p regsweep-integration-tests --test it \
 		-E 'test(image_graph::generated_repositories) | test(safety::)' --no-capture
+
+# The chaos suite at any size: two scheduler replicas and three workers
+# on PostgreSQL draining JOBS jobs under worker and replica SIGKILLs,
+# database outages, SIGSTOPped workers and cancels, then a checker over
+# an audit of every status change (`CHAOS_SEED=<hex>` replays one).
+# `make test` runs 250 jobs.
+JOBS ?= 2000
+chaos: deps build
+	CHAOS_JOBS=$(JOBS) cargo nextest run -p regsweep-integration-tests --test it \
+		-E 'test(chaos::)' --no-capture
 
 fmt:
 	cargo fmt --all -- --check

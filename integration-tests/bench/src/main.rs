@@ -3,8 +3,8 @@
 //! speed drifts; only shares of a same-run reference are comparable).
 
 mod console;
-mod create;
 mod cpu;
+mod create;
 mod graph;
 mod precedence;
 mod previews;

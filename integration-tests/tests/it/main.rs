@@ -5,6 +5,7 @@ mod apply;
 mod auth;
 mod cancel_and_drain;
 mod capacity_retries;
+mod chaos;
 mod cli;
 mod conformance;
 mod console;

@@ -1,0 +1,312 @@
+//! Jepsen-style chaos against real processes on PostgreSQL: two scheduler
+//! replicas behind a TCP proxy to the database, three workers, a backlog
+//! of short jobs, and while it drains a random schedule of worker
+//! SIGKILLs, replica SIGKILLs, database outages (shorter than the leader
+//! lease plus the TTL), SIGSTOPped workers and cancels. A checker then
+//! reads the final state and an audit of every status change (a trigger
+//! installed in the test database only) and fails on any lost job, any job
+//! completed twice, any job stuck, and any attempt spent by a worker that
+//! was neither killed nor stopped (an outage or a leadership change alone
+//! must cost nothing).
+//!
+//! `make test` runs a bounded schedule; `make chaos JOBS=N` a longer one
+//! (`CHAOS_JOBS`, `CHAOS_SEED` replays one).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use regsweep_integration_tests::tcpproxy::TcpProxy;
+use regsweep_integration_tests::{Scheduler, TestDb, Worker, wait_until};
+use regsweep_proto::json_to_struct;
+use regsweep_proto::v1;
+use serde_json::json;
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::PgConnectOptions;
+
+const WORKERS: usize = 3;
+/// Scheduler timing: heartbeats 1 s, TTL 3 s, lease 4 s.
+const FLAGS: &[&str] =
+    &["--heartbeat-interval", "1s", "--heartbeat-ttl", "3s", "--leader-lease", "4s"];
+
+/// Every status change of every job, in the order they committed.
+const AUDIT: &str = "
+CREATE TABLE job_audit (
+    seq      bigint GENERATED ALWAYS AS IDENTITY,
+    job_id   bigint NOT NULL,
+    attempt  int NOT NULL,
+    status   text NOT NULL,
+    worker   uuid
+);
+CREATE FUNCTION job_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status
+       OR NEW.attempt IS DISTINCT FROM OLD.attempt THEN
+        INSERT INTO job_audit (job_id, attempt, status, worker)
+        VALUES (NEW.id, NEW.attempt, NEW.status, NEW.worker_id);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER job_audit AFTER INSERT OR UPDATE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION job_audit();
+";
+
+struct Cluster {
+    db: TestDb,
+    proxy: TcpProxy,
+    db_url: String,
+    replicas: Vec<(String, Scheduler)>,
+    workers: Vec<Worker>,
+    urls: String,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let db = TestDb::postgres().await;
+        let options = PgConnectOptions::from_str(&db.url).expect("test database url");
+        let proxy =
+            TcpProxy::start(&format!("{}:{}", options.get_host(), options.get_port())).await;
+        let port: u16 = proxy.addr().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let db_url = options.host("127.0.0.1").port(port).to_url_lossy().to_string();
+        let mut replicas = Vec::new();
+        for name in ["scheduler-a", "scheduler-b"] {
+            let scheduler = Scheduler::launch(name, &db_url, FLAGS, false).await;
+            replicas.push((scheduler.addr().to_string(), scheduler));
+        }
+        let urls = replicas.iter().map(|(_, s)| s.url.clone()).collect::<Vec<_>>().join(",");
+        let mut cluster = Self { db, proxy, db_url, replicas, workers: Vec::new(), urls };
+        for i in 0..WORKERS {
+            let worker = cluster.worker(i).await;
+            cluster.workers.push(worker);
+        }
+        cluster
+    }
+
+    async fn worker(&self, i: usize) -> Worker {
+        let worker =
+            Worker::spawn_with(&self.urls, &format!("w{i}"), &["--capacity", "sleep=4"], false);
+        worker.process.wait_for_message("registered with scheduler", Duration::from_secs(30)).await;
+        worker
+    }
+
+    /// SIGKILLs replica `i` and starts it again on its port.
+    async fn kill_replica(&mut self, i: usize) {
+        let (addr, scheduler) = &mut self.replicas[i];
+        scheduler.process.signal(Signal::SIGKILL);
+        // Gone, and its port free again, before it starts anew.
+        scheduler.process.wait_exit(Duration::from_secs(10)).await;
+        let addr = addr.clone();
+        let mut flags = vec!["--listen", addr.as_str()];
+        flags.extend(FLAGS);
+        let name = if i == 0 { "scheduler-a" } else { "scheduler-b" };
+        let restarted = Scheduler::launch(name, &self.db_url, &flags, false).await;
+        self.replicas[i].1 = restarted;
+    }
+}
+
+/// What the faults did: worker names killed or stopped at least once.
+#[derive(Default)]
+struct Faults {
+    harmed: HashSet<String>,
+    counts: BTreeMap<&'static str, u32>,
+}
+
+impl Faults {
+    fn count(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_default() += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos_loses_nothing_completes_once_and_spends_no_attempt_on_outages() {
+    let jobs: usize = std::env::var("CHAOS_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(250);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("chaos: {jobs} jobs, CHAOS_SEED={seed:x}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut cluster = Cluster::start().await;
+    let pool = cluster.db.scheduler_pool().await;
+    sqlx::raw_sql(AUDIT).execute(&pool).await.expect("install the audit trigger");
+
+    let mut client = cluster.replicas[0].1.jobs().await;
+    let mut created = Vec::new();
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(500) {
+        let batch = chunk
+            .iter()
+            .map(|_| v1::CreateJobRequest {
+                kind: "sleep".into(),
+                args: Some(json_to_struct(json!({"seconds": rng.random_range(0.2..2.5)}))),
+                max_attempts: 10,
+                ..Default::default()
+            })
+            .collect();
+        let results = client
+            .create_jobs(v1::CreateJobsRequest { jobs: batch })
+            .await
+            .expect("create jobs")
+            .into_inner()
+            .results;
+        created.extend(results.into_iter().map(|r| r.job.expect("created").id));
+    }
+
+    let faults = unleash(&mut cluster, &mut rng, &created, &pool).await;
+    eprintln!("chaos: faults {:?}", faults.counts);
+    let workers = worker_names(&cluster).await;
+    check(&pool, &created, &faults, &workers).await;
+}
+
+/// Faults at random until every job ended (or the time runs out).
+async fn unleash(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    created: &[i64],
+    pool: &sqlx::PgPool,
+) -> Faults {
+    let mut faults = Faults::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40 + created.len() as u64 / 4);
+    while tokio::time::Instant::now() < deadline && !all_ended(pool).await {
+        match rng.random_range(0..10) {
+            0..=2 => {
+                let i = rng.random_range(0..WORKERS);
+                cluster.workers[i].signal(Signal::SIGKILL);
+                cluster.workers[i] = cluster.worker(i).await;
+                faults.harmed.insert(format!("w{i}"));
+                faults.count("worker sigkill");
+            }
+            3 => {
+                let i = rng.random_range(0..cluster.replicas.len());
+                cluster.kill_replica(i).await;
+                faults.count("replica sigkill");
+            }
+            4 | 5 => {
+                // Shorter than the lease plus the TTL less the margin.
+                let outage = Duration::from_millis(rng.random_range(500..4000));
+                cluster.proxy.down();
+                tokio::time::sleep(outage).await;
+                cluster.proxy.up();
+                faults.count("database outage");
+            }
+            6 => {
+                let i = rng.random_range(0..WORKERS);
+                cluster.workers[i].signal(Signal::SIGSTOP);
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                cluster.workers[i].signal(Signal::SIGCONT);
+                faults.harmed.insert(format!("w{i}"));
+                faults.count("worker sigstop past the ttl");
+            }
+            _ => {
+                let id = created[rng.random_range(0..created.len())];
+                if let Ok(mut client) =
+                    tokio::time::timeout(Duration::from_secs(2), cluster.replicas[0].1.jobs()).await
+                {
+                    let request = v1::CancelJobRequest { id, reason: "chaos".into() };
+                    let _ = client.cancel_job(request).await;
+                    faults.count("cancel");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
+    }
+    wait_until("every job to end", Duration::from_secs(120), || async {
+        all_ended(pool).await.then_some(())
+    })
+    .await;
+    faults
+}
+
+async fn all_ended(pool: &sqlx::PgPool) -> bool {
+    let open: Result<(i64,), _> =
+        sqlx::query_as("SELECT count(*) FROM jobs WHERE status NOT IN ('done', 'error', 'cancel')")
+            .fetch_one(pool)
+            .await;
+    matches!(open, Ok((0,)))
+}
+
+/// Worker id to name, for every worker that ever registered.
+async fn worker_names(cluster: &Cluster) -> HashMap<String, String> {
+    let mut client = cluster.replicas[0].1.jobs().await;
+    let request = v1::ListWorkersRequest { include_gone: true, ..Default::default() };
+    let workers = client.list_workers(request).await.expect("list workers").into_inner().workers;
+    workers.into_iter().map(|w| (w.id, w.name)).collect()
+}
+
+/// The checker: lost, completed twice, stuck, and attempts spent on a
+/// worker no fault touched.
+async fn check(
+    pool: &sqlx::PgPool,
+    created: &[i64],
+    faults: &Faults,
+    workers: &HashMap<String, String>,
+) {
+    let rows: Vec<(i64, String, serde_json::Value)> =
+        sqlx::query_as("SELECT id, status, errors FROM jobs").fetch_all(pool).await.expect("jobs");
+    let stored: HashMap<i64, (String, serde_json::Value)> =
+        rows.into_iter().map(|(id, status, errors)| (id, (status, errors))).collect();
+    let lost: Vec<i64> = created.iter().copied().filter(|id| !stored.contains_key(id)).collect();
+    let stuck: Vec<i64> = stored
+        .iter()
+        .filter(|(_, (status, _))| !["done", "error", "cancel"].contains(&status.as_str()))
+        .map(|(id, _)| *id)
+        .collect();
+    let audit: Vec<(i64, i32, String, Option<uuid::Uuid>)> =
+        sqlx::query_as("SELECT job_id, attempt, status, worker FROM job_audit ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .expect("audit");
+    let mut done: HashMap<i64, u32> = HashMap::new();
+    let mut ran_on: HashMap<(i64, i32), uuid::Uuid> = HashMap::new();
+    for (job, attempt, status, worker) in &audit {
+        if status == "done" {
+            *done.entry(*job).or_default() += 1;
+        }
+        if let (Some(worker), "running") = (worker, status.as_str()) {
+            ran_on.insert((*job, *attempt), *worker);
+        }
+    }
+    let twice: Vec<i64> = done.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
+    // An attempt that ended `worker heartbeat expired` on a worker no
+    // fault touched was spent by an outage or a leadership change alone.
+    let mut wasted = 0;
+    let mut spent_on_the_healthy = Vec::new();
+    for (id, (_, errors)) in &stored {
+        for error in errors.as_array().into_iter().flatten() {
+            if error["error"] != "worker heartbeat expired" {
+                continue;
+            }
+            wasted += 1;
+            let attempt = error["attempt"].as_i64().unwrap_or(0) as i32;
+            let name = ran_on
+                .get(&(*id, attempt))
+                .and_then(|w| workers.get(&w.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            if !faults.harmed.contains(&name) {
+                spent_on_the_healthy.push((*id, attempt, name));
+            }
+        }
+    }
+    let ended: BTreeMap<&str, usize> = stored.values().fold(BTreeMap::new(), |mut m, (s, _)| {
+        *m.entry(s.as_str()).or_default() += 1;
+        m
+    });
+    eprintln!(
+        "chaos: {} jobs {ended:?}; lost {}, completed twice {}, stuck {}, attempts spent by faults {wasted}, on untouched workers {}",
+        created.len(),
+        lost.len(),
+        twice.len(),
+        stuck.len(),
+        spent_on_the_healthy.len()
+    );
+    assert!(lost.is_empty(), "lost jobs: {lost:?}");
+    assert!(twice.is_empty(), "jobs completed twice: {twice:?}");
+    assert!(stuck.is_empty(), "stuck jobs: {stuck:?}");
+    assert!(
+        spent_on_the_healthy.is_empty(),
+        "attempts spent on workers no fault touched (job, attempt, worker): {spent_on_the_healthy:?}"
+    );
+}
