@@ -12,10 +12,11 @@
 //! `make test` runs a bounded schedule; `make chaos JOBS=N` a longer one
 //! (`CHAOS_JOBS`, `CHAOS_SEED` replays one).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -59,7 +60,8 @@ struct Cluster {
     proxy: TcpProxy,
     db_url: String,
     replicas: Vec<(String, Scheduler)>,
-    workers: Vec<Worker>,
+    /// Each worker process with the id it registered under.
+    workers: Vec<(Worker, String)>,
     urls: String,
 }
 
@@ -85,11 +87,15 @@ impl Cluster {
         cluster
     }
 
-    async fn worker(&self, i: usize) -> Worker {
+    async fn worker(&self, i: usize) -> (Worker, String) {
         let worker =
             Worker::spawn_with(&self.urls, &format!("w{i}"), &["--capacity", "sleep=4"], false);
-        worker.process.wait_for_message("registered with scheduler", Duration::from_secs(30)).await;
-        worker
+        let line = worker
+            .process
+            .wait_for_message("registered with scheduler", Duration::from_secs(30))
+            .await;
+        let id = line["worker_id"].as_str().expect("worker_id").to_string();
+        (worker, id)
     }
 
     /// SIGKILLs replica `i` and starts it again on its port.
@@ -107,14 +113,34 @@ impl Cluster {
     }
 }
 
-/// What the faults did: worker names killed or stopped at least once.
+/// When a worker could not heartbeat through a fault of its own: from a
+/// SIGKILL on (a process's id dies with it), or from a SIGSTOP until two
+/// TTLs after its SIGCONT (it is declared dead, then reconnects under the
+/// same id).
+type Window = (DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// What the faults did, per worker id.
 #[derive(Default)]
 struct Faults {
-    harmed: HashSet<String>,
+    harmed: HashMap<String, Vec<Window>>,
     counts: BTreeMap<&'static str, u32>,
 }
 
 impl Faults {
+    fn harm(&mut self, worker: &str, window: Window) {
+        self.harmed.entry(worker.to_string()).or_default().push(window);
+    }
+
+    /// Whether an expiry of `worker`'s attempt at `at` follows a fault of
+    /// its own.
+    fn excuses(&self, worker: &str, at: DateTime<Utc>) -> bool {
+        self.harmed
+            .get(worker)
+            .into_iter()
+            .flatten()
+            .any(|(from, to)| *from <= at && to.is_none_or(|to| at <= to))
+    }
+
     fn count(&mut self, what: &'static str) {
         *self.counts.entry(what).or_default() += 1;
     }
@@ -156,8 +182,7 @@ async fn chaos_loses_nothing_completes_once_and_spends_no_attempt_on_outages() {
 
     let faults = unleash(&mut cluster, &mut rng, &created, &pool).await;
     eprintln!("chaos: faults {:?}", faults.counts);
-    let workers = worker_names(&cluster).await;
-    check(&pool, &created, &faults, &workers).await;
+    check(&pool, &created, &faults).await;
 }
 
 /// Faults at random until every job ended (or the time runs out).
@@ -173,9 +198,9 @@ async fn unleash(
         match rng.random_range(0..10) {
             0..=2 => {
                 let i = rng.random_range(0..WORKERS);
-                cluster.workers[i].signal(Signal::SIGKILL);
+                faults.harm(&cluster.workers[i].1, (Utc::now(), None));
+                cluster.workers[i].0.signal(Signal::SIGKILL);
                 cluster.workers[i] = cluster.worker(i).await;
-                faults.harmed.insert(format!("w{i}"));
                 faults.count("worker sigkill");
             }
             3 => {
@@ -193,10 +218,12 @@ async fn unleash(
             }
             6 => {
                 let i = rng.random_range(0..WORKERS);
-                cluster.workers[i].signal(Signal::SIGSTOP);
+                let stopped = Utc::now();
+                cluster.workers[i].0.signal(Signal::SIGSTOP);
                 tokio::time::sleep(Duration::from_secs(4)).await;
-                cluster.workers[i].signal(Signal::SIGCONT);
-                faults.harmed.insert(format!("w{i}"));
+                cluster.workers[i].0.signal(Signal::SIGCONT);
+                let until = Utc::now() + chrono::Duration::seconds(6);
+                faults.harm(&cluster.workers[i].1, (stopped, Some(until)));
                 faults.count("worker sigstop past the ttl");
             }
             _ => {
@@ -227,22 +254,9 @@ async fn all_ended(pool: &sqlx::PgPool) -> bool {
     matches!(open, Ok((0,)))
 }
 
-/// Worker id to name, for every worker that ever registered.
-async fn worker_names(cluster: &Cluster) -> HashMap<String, String> {
-    let mut client = cluster.replicas[0].1.jobs().await;
-    let request = v1::ListWorkersRequest { include_gone: true, ..Default::default() };
-    let workers = client.list_workers(request).await.expect("list workers").into_inner().workers;
-    workers.into_iter().map(|w| (w.id, w.name)).collect()
-}
-
 /// The checker: lost, completed twice, stuck, and attempts spent on a
 /// worker no fault touched.
-async fn check(
-    pool: &sqlx::PgPool,
-    created: &[i64],
-    faults: &Faults,
-    workers: &HashMap<String, String>,
-) {
+async fn check(pool: &sqlx::PgPool, created: &[i64], faults: &Faults) {
     let rows: Vec<(i64, String, serde_json::Value)> =
         sqlx::query_as("SELECT id, status, errors FROM jobs").fetch_all(pool).await.expect("jobs");
     let stored: HashMap<i64, (String, serde_json::Value)> =
@@ -280,13 +294,14 @@ async fn check(
             }
             wasted += 1;
             let attempt = error["attempt"].as_i64().unwrap_or(0) as i32;
-            let name = ran_on
-                .get(&(*id, attempt))
-                .and_then(|w| workers.get(&w.to_string()))
-                .cloned()
-                .unwrap_or_default();
-            if !faults.harmed.contains(&name) {
-                spent_on_the_healthy.push((*id, attempt, name));
+            let worker = ran_on.get(&(*id, attempt)).map(ToString::to_string).unwrap_or_default();
+            let at = error["at"]
+                .as_str()
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                .map(|at| at.with_timezone(&Utc))
+                .expect("an attempt error has its time");
+            if !faults.excuses(&worker, at) {
+                spent_on_the_healthy.push((*id, attempt, worker));
             }
         }
     }
