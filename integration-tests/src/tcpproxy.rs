@@ -1,12 +1,15 @@
 //! A TCP proxy that can take a server away: `down` cuts every connection
 //! through it and turns new ones away until `up`, as a PostgreSQL stopped
 //! with `-m immediate` and started again does, while the real server
-//! behind it (shared by other tests) is left alone.
+//! behind it (shared by other tests) is left alone. `stall` holds every
+//! byte instead, connections open, as a hung server or a network that
+//! drops packets does: calls neither fail nor answer until `resume`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -15,6 +18,8 @@ struct Shared {
     up: AtomicBool,
     /// Bumped by `down`: every forwarding task ends.
     cut: watch::Sender<u64>,
+    /// While true, bytes read are held, not forwarded.
+    stalled: watch::Sender<bool>,
 }
 
 /// A running proxy; stops when dropped.
@@ -37,8 +42,12 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind tcp proxy");
         let addr = listener.local_addr().expect("addr").to_string();
         let (cut, _) = watch::channel(0);
-        let shared =
-            Arc::new(Shared { upstream: upstream.to_string(), up: AtomicBool::new(true), cut });
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_string(),
+            up: AtomicBool::new(true),
+            cut,
+            stalled: watch::Sender::new(false),
+        });
         let task = tokio::spawn(accept(listener, shared.clone()));
         Self { addr, shared, task }
     }
@@ -58,6 +67,16 @@ impl TcpProxy {
     pub fn up(&self) {
         self.shared.up.store(true, Ordering::SeqCst);
     }
+
+    /// Holds every byte, both ways, on every connection (new ones too).
+    pub fn stall(&self) {
+        self.shared.stalled.send_replace(true);
+    }
+
+    /// Forwards what was held, and the rest.
+    pub fn resume(&self) {
+        self.shared.stalled.send_replace(false);
+    }
 }
 
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
@@ -71,11 +90,38 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn forward(mut client: TcpStream, shared: Arc<Shared>) {
+async fn forward(client: TcpStream, shared: Arc<Shared>) {
     let mut cut = shared.cut.subscribe();
-    let Ok(mut server) = TcpStream::connect(&shared.upstream).await else { return };
+    let Ok(server) = TcpStream::connect(&shared.upstream).await else { return };
+    let (from_client, to_client) = client.into_split();
+    let (from_server, to_server) = server.into_split();
+    let both = async {
+        tokio::join!(
+            pipe(from_client, to_server, shared.stalled.subscribe()),
+            pipe(from_server, to_client, shared.stalled.subscribe()),
+        )
+    };
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut server) => {}
+        _ = both => {}
         _ = cut.changed() => {}
+    }
+}
+
+/// Copies one direction until end of stream, holding bytes while stalled.
+async fn pipe(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut stalled: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        if stalled.wait_for(|stalled| !*stalled).await.is_err() {
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
     }
 }

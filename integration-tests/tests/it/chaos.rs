@@ -12,7 +12,7 @@
 //! `make test` runs a bounded schedule; `make chaos JOBS=N` a longer one
 //! (`CHAOS_JOBS`, `CHAOS_SEED` replays one).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use regsweep_integration_tests::tcpproxy::TcpProxy;
-use regsweep_integration_tests::{Scheduler, TestDb, Worker, wait_until};
+use regsweep_integration_tests::{Scheduler, TestDb, Worker};
 use regsweep_proto::json_to_struct;
 use regsweep_proto::v1;
 use serde_json::json;
@@ -33,7 +33,8 @@ const WORKERS: usize = 3;
 const FLAGS: &[&str] =
     &["--heartbeat-interval", "1s", "--heartbeat-ttl", "3s", "--leader-lease", "4s"];
 
-/// Every status change of every job, in the order they committed.
+/// Every status or attempt change of every job, in the order the changes
+/// were written.
 const AUDIT: &str = "
 CREATE TABLE job_audit (
     seq      bigint GENERATED ALWAYS AS IDENTITY,
@@ -123,6 +124,9 @@ type Window = (DateTime<Utc>, Option<DateTime<Utc>>);
 #[derive(Default)]
 struct Faults {
     harmed: HashMap<String, Vec<Window>>,
+    /// Jobs the chaos asked to cancel (the only ones that may end but
+    /// `done`).
+    cancelled: HashSet<i64>,
     counts: BTreeMap<&'static str, u32>,
 }
 
@@ -232,6 +236,7 @@ async fn unleash(
                     tokio::time::timeout(Duration::from_secs(2), cluster.replicas[0].1.jobs()).await
                 {
                     let request = v1::CancelJobRequest { id, reason: "chaos".into() };
+                    faults.cancelled.insert(id);
                     let _ = client.cancel_job(request).await;
                     faults.count("cancel");
                 }
@@ -239,10 +244,11 @@ async fn unleash(
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
     }
-    wait_until("every job to end", Duration::from_secs(120), || async {
-        all_ended(pool).await.then_some(())
-    })
-    .await;
+    // The checker names what is still open if this runs out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while tokio::time::Instant::now() < deadline && !all_ended(pool).await {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     faults
 }
 
@@ -267,6 +273,16 @@ async fn check(pool: &sqlx::PgPool, created: &[i64], faults: &Faults) {
         .filter(|(_, (status, _))| !["done", "error", "cancel"].contains(&status.as_str()))
         .map(|(id, _)| *id)
         .collect();
+    // Sleeps never fail: a job ends `done`, or `cancel` when asked.
+    let ended_badly: Vec<(i64, &str)> = stored
+        .iter()
+        .filter(|(id, (status, _))| match status.as_str() {
+            "error" => true,
+            "cancel" => !faults.cancelled.contains(id),
+            _ => false,
+        })
+        .map(|(id, (status, _))| (*id, status.as_str()))
+        .collect();
     let audit: Vec<(i64, i32, String, Option<uuid::Uuid>)> =
         sqlx::query_as("SELECT job_id, attempt, status, worker FROM job_audit ORDER BY seq")
             .fetch_all(pool)
@@ -283,28 +299,7 @@ async fn check(pool: &sqlx::PgPool, created: &[i64], faults: &Faults) {
         }
     }
     let twice: Vec<i64> = done.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
-    // An attempt that ended `worker heartbeat expired` on a worker no
-    // fault touched was spent by an outage or a leadership change alone.
-    let mut wasted = 0;
-    let mut spent_on_the_healthy = Vec::new();
-    for (id, (_, errors)) in &stored {
-        for error in errors.as_array().into_iter().flatten() {
-            if error["error"] != "worker heartbeat expired" {
-                continue;
-            }
-            wasted += 1;
-            let attempt = error["attempt"].as_i64().unwrap_or(0) as i32;
-            let worker = ran_on.get(&(*id, attempt)).map(ToString::to_string).unwrap_or_default();
-            let at = error["at"]
-                .as_str()
-                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
-                .map(|at| at.with_timezone(&Utc))
-                .expect("an attempt error has its time");
-            if !faults.excuses(&worker, at) {
-                spent_on_the_healthy.push((*id, attempt, worker));
-            }
-        }
-    }
+    let (wasted, spent_on_the_healthy) = spent_attempts(&stored, &ran_on, faults);
     let ended: BTreeMap<&str, usize> = stored.values().fold(BTreeMap::new(), |mut m, (s, _)| {
         *m.entry(s.as_str()).or_default() += 1;
         m
@@ -321,7 +316,39 @@ async fn check(pool: &sqlx::PgPool, created: &[i64], faults: &Faults) {
     assert!(twice.is_empty(), "jobs completed twice: {twice:?}");
     assert!(stuck.is_empty(), "stuck jobs: {stuck:?}");
     assert!(
+        ended_badly.is_empty(),
+        "jobs that ended neither done nor cancelled as asked: {ended_badly:?}"
+    );
+    assert!(
         spent_on_the_healthy.is_empty(),
         "attempts spent on workers no fault touched (job, attempt, worker): {spent_on_the_healthy:?}"
     );
+}
+
+/// Every attempt error (sleeps fail only through faults), and those whose
+/// worker had no fault of its own then: spent by an outage or a
+/// leadership change alone. (job, attempt, worker id).
+fn spent_attempts(
+    stored: &HashMap<i64, (String, serde_json::Value)>,
+    ran_on: &HashMap<(i64, i32), uuid::Uuid>,
+    faults: &Faults,
+) -> (usize, Vec<(i64, i32, String)>) {
+    let mut wasted = 0;
+    let mut untouched = Vec::new();
+    for (id, (_, errors)) in stored {
+        for error in errors.as_array().into_iter().flatten() {
+            wasted += 1;
+            let attempt = error["attempt"].as_i64().unwrap_or(0) as i32;
+            let worker = ran_on.get(&(*id, attempt)).map(ToString::to_string).unwrap_or_default();
+            let at = error["at"]
+                .as_str()
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                .map(|at| at.with_timezone(&Utc))
+                .expect("an attempt error has its time");
+            if !faults.excuses(&worker, at) {
+                untouched.push((*id, attempt, worker));
+            }
+        }
+    }
+    (wasted, untouched)
 }

@@ -109,3 +109,49 @@ async fn sessions(scheduler: &Scheduler) -> Vec<(String, String, v1::WorkerStatu
         .map(|w| (w.name.clone(), w.id.clone(), w.status(), w.session_epoch))
         .collect()
 }
+
+/// A leader whose database hangs (its renewal neither fails nor answers)
+/// stops leading at its local deadline, before another replica can take
+/// the lease; the other takes it once the lease ran out; and when the hung
+/// connections wake, the old leader does not lead again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_renewal_hangs_steps_down_before_another_leads() {
+    let db = TestDb::postgres().await;
+    let options = PgConnectOptions::from_str(&db.url).expect("test database url");
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let proxy = TcpProxy::start(&upstream).await;
+    let port: u16 = proxy.addr().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let hung_url = options.clone().host("127.0.0.1").port(port).to_url_lossy().to_string();
+    let flags = ["--heartbeat-interval", "1s", "--heartbeat-ttl", "3s", "--leader-lease", "3s"];
+    let first = Scheduler::launch("first", &hung_url, &flags, true).await;
+    first.process.wait_for_message("became leader", Duration::from_secs(10)).await;
+    let second = Scheduler::launch("second", &db.url, &flags, true).await;
+
+    proxy.stall();
+    let stalled = std::time::Instant::now();
+    let stepped_down = first
+        .process
+        .wait_for_message("stepping down: lease not renewed in time", Duration::from_secs(10))
+        .await;
+    let gave_up_after = stalled.elapsed();
+    let took_over = second.process.wait_for_message("became leader", Duration::from_secs(15)).await;
+    let at = |line: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str().expect("timestamp"))
+            .expect("rfc3339 timestamp")
+    };
+    eprintln!("stalled to stepping down: {gave_up_after:?}");
+    assert!(gave_up_after < Duration::from_secs(3), "within the lease: {gave_up_after:?}");
+    assert!(
+        at(&stepped_down) < at(&took_over),
+        "the hung leader stepped down at {} after the other took over at {}",
+        at(&stepped_down),
+        at(&took_over)
+    );
+
+    // Woken, its queued calls answer; the lease is the other's now, and
+    // the old leader, trying again every tenth of a lease, stays out.
+    proxy.resume();
+    second.process.wait_for_message("reaping resumed", Duration::from_secs(15)).await;
+    let led = first.process.logs().iter().filter(|l| l.contains("\"became leader\"")).count();
+    assert_eq!(led, 1, "the old leader led again");
+}

@@ -158,7 +158,11 @@ async fn create_many(
     }
     match (created.first(), created.last()) {
         (Some(first), Some(last)) => {
-            println!("{} {} jobs created: ids {first}..{last}", created.len(), args.kind);
+            println!(
+                "{} {} jobs created, first id {first}, last id {last}",
+                created.len(),
+                args.kind
+            );
         }
         _ => println!("no jobs created"),
     }

@@ -337,6 +337,12 @@ pub async fn a_batch_answers_each_job_in_order(f: Fixture) {
         NewJob { parent_id: Some(i64::MAX), ..new_job("k") },
         keyed("fresh"),
         NewJob { parent_id: Some(parent.id), priority: 7, ..new_job("k") },
+        // A key held before or earlier in the batch wins over a missing
+        // parent, as for one create after another.
+        NewJob { parent_id: Some(i64::MAX), ..keyed("held") },
+        NewJob { parent_id: Some(i64::MAX), ..keyed("fresh") },
+        NewJob { parent_id: Some(i64::MAX), ..keyed("orphan") },
+        keyed("orphan"),
     ];
     let outcomes = f.jobs().create_jobs(batch).await.unwrap();
     let [
@@ -346,12 +352,17 @@ pub async fn a_batch_answers_each_job_in_order(f: Fixture) {
         CreateOutcome::ParentNotFound,
         CreateOutcome::Duplicate(repeat),
         CreateOutcome::Created(child),
+        CreateOutcome::Duplicate(held_orphan),
+        CreateOutcome::Duplicate(fresh_orphan),
+        CreateOutcome::ParentNotFound,
+        CreateOutcome::Created(_),
     ] = outcomes.as_slice()
     else {
         panic!("outcomes out of order or wrong: {outcomes:?}");
     };
     assert_eq!(holder.id, held.id, "a key held before the batch");
     assert_eq!(repeat.id, fresh.id, "a key repeated within the batch creates one job");
+    assert_eq!((held_orphan.id, fresh_orphan.id), (held.id, fresh.id));
     assert_eq!((child.parent_id, child.priority), (Some(parent.id), 7));
     // Every created job is stored, waiting, as created.
     for job in [plain, fresh, child] {

@@ -11,7 +11,9 @@ use tonic::{Request, Response, Status};
 
 use super::{tail, validate};
 use crate::error::ApiError;
-use crate::store::{CancelOutcome, CapacityOutcome, CreateOutcome, DeleteOutcome, JobStore};
+use crate::store::{
+    CancelOutcome, CapacityOutcome, CreateOutcome, DeleteOutcome, JobStore, StoreError,
+};
 
 /// Serves the job admin API from the store.
 #[derive(Clone)]
@@ -84,7 +86,12 @@ impl JobService for JobApi {
             }
         }
         let outcomes = self.store.create_jobs(valid).await.map_err(ApiError::from)?;
-        let mut created = 0;
+        if outcomes.len() != positions.len() {
+            let answered =
+                format!("the store answered {} of {} jobs", outcomes.len(), positions.len());
+            return Err(ApiError::Store(StoreError::Corrupt(answered)).into());
+        }
+        let (mut created, mut duplicates) = (0, 0);
         for (i, outcome) in positions.into_iter().zip(outcomes) {
             let result = &mut results[i];
             match outcome {
@@ -92,14 +99,18 @@ impl JobService for JobApi {
                     created += 1;
                     (result.job, result.created) = (Some(job.to_proto()), true);
                 }
-                CreateOutcome::Duplicate(job) => result.job = Some(job.to_proto()),
+                CreateOutcome::Duplicate(job) => {
+                    duplicates += 1;
+                    result.job = Some(job.to_proto());
+                }
                 CreateOutcome::ParentNotFound => {
                     result.violations =
                         violations(&FieldViolations::single("parent_id", "no such job"));
                 }
             }
         }
-        tracing::info!(asked = results.len(), created, "jobs created");
+        let refused = results.len() - created - duplicates;
+        tracing::info!(asked = results.len(), created, duplicates, refused, "job batch created");
         Ok(Response::new(v1::CreateJobsResponse { results }))
     }
 

@@ -260,22 +260,33 @@ pub async fn create_many(
             .into_iter()
             .collect();
     let mut outcomes: Vec<Option<CreateOutcome>> = Vec::with_capacity(jobs.len());
-    // Items repeating a key earlier in the batch: answered with its job.
+    // Answered as one `create` after another would be: a key held (before
+    // or earlier in the batch) makes a duplicate whatever the parent, since
+    // the insert skips the row before its foreign key is checked.
     let mut repeats: Vec<(usize, usize)> = Vec::new();
     let mut first_with_key: std::collections::HashMap<&str, usize> = Default::default();
+    let mut orphans_with_key: Vec<usize> = Vec::new();
     let mut pending: Vec<usize> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         outcomes.push(None);
-        if job.parent_id.is_some_and(|p| !found.contains(&p)) {
-            outcomes[i] = Some(CreateOutcome::ParentNotFound);
-        } else if let Some(&first) = job.unique_key.as_deref().and_then(|k| first_with_key.get(k)) {
+        let key = job.unique_key.as_deref();
+        if let Some(&first) = key.and_then(|k| first_with_key.get(k)) {
             repeats.push((i, first));
+        } else if job.parent_id.is_some_and(|p| !found.contains(&p)) {
+            match key {
+                Some(_) => orphans_with_key.push(i),
+                None => outcomes[i] = Some(CreateOutcome::ParentNotFound),
+            }
         } else {
-            if let Some(key) = job.unique_key.as_deref() {
+            if let Some(key) = key {
                 first_with_key.insert(key, i);
             }
             pending.push(i);
         }
+    }
+    // Before anything is inserted: only keys held before the batch count.
+    for i in holders(&mut tx, &jobs, orphans_with_key, &mut outcomes).await? {
+        outcomes[i] = Some(CreateOutcome::ParentNotFound);
     }
     for _ in 0..3 {
         if pending.is_empty() {
@@ -289,12 +300,12 @@ pub async fn create_many(
     }
     tx.commit().await?;
     for (i, first) in repeats {
-        outcomes[i] = Some(match &outcomes[first] {
-            Some(CreateOutcome::Created(job) | CreateOutcome::Duplicate(job)) => {
-                CreateOutcome::Duplicate(job.clone())
-            }
-            _ => CreateOutcome::ParentNotFound,
-        });
+        // The first of a key was inserted or found held.
+        let Some(CreateOutcome::Created(job) | CreateOutcome::Duplicate(job)) = &outcomes[first]
+        else {
+            return Err(StoreError::Corrupt("a batch key neither created nor held".into()));
+        };
+        outcomes[i] = Some(CreateOutcome::Duplicate(job.clone()));
     }
     outcomes
         .into_iter()
@@ -316,6 +327,10 @@ async fn insert_rows(
     .bind(i64::try_from(pending.len()).unwrap_or(i64::MAX))
     .fetch_all(&mut *tx)
     .await?;
+    // Rows in key order: two batches taking the same keys lock them in
+    // the same order instead of deadlocking.
+    let mut pending = pending.to_vec();
+    pending.sort_by(|&a, &b| jobs[a].unique_key.cmp(&jobs[b].unique_key));
     let items: Vec<&NewJob> = pending.iter().map(|&i| &jobs[i]).collect();
     let insert = format!(
         "INSERT INTO jobs (id, kind, args, priority, scheduled_at, max_attempts, unique_key,
