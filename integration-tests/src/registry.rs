@@ -135,6 +135,13 @@ impl TestRegistry {
             .expect("docker-registry restarts on its port");
     }
 
+    /// Returns once no `restart` is under way. A restart holds the process
+    /// from before its kill until the new one answers, so a request that
+    /// failed because of it can be sent again after this.
+    pub async fn restarted(&self) {
+        drop(self.child.lock().await);
+    }
+
     /// The tags of `repo`, as the registry lists them.
     pub async fn tags(&self, repo: &str) -> Vec<String> {
         let response = self
@@ -175,15 +182,26 @@ impl TestRegistry {
     }
 
     async fn upload_blob(&self, repo: &str, body: &[u8]) -> String {
+        self.try_upload_blob(repo, body).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_upload_blob(&self, repo: &str, body: &[u8]) -> Result<String, String> {
         let digest = digest_of(body);
         let started = self
             .http
             .post(format!("{}/v2/{repo}/blobs/uploads/", self.url))
             .send()
             .await
-            .expect("start upload");
-        assert_eq!(started.status(), 202, "start upload");
-        let location = started.headers()["location"].to_str().expect("location").to_string();
+            .map_err(|e| format!("start upload: {e}"))?;
+        if started.status() != 202 {
+            return Err(format!("start upload: {}", started.status()));
+        }
+        let location = started
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or("start upload: no location")?
+            .to_string();
         let location =
             if location.starts_with("http") { location } else { format!("{}{location}", self.url) };
         let sep = if location.contains('?') { '&' } else { '?' };
@@ -194,9 +212,11 @@ impl TestRegistry {
             .body(body.to_vec())
             .send()
             .await
-            .expect("put blob");
-        assert_eq!(put.status(), 201, "put blob");
-        digest
+            .map_err(|e| format!("put blob: {e}"))?;
+        if put.status() != 201 {
+            return Err(format!("put blob: {}", put.status()));
+        }
+        Ok(digest)
     }
 
     /// Puts a manifest under each of `tags` (by digest only, untagged,
@@ -208,6 +228,16 @@ impl TestRegistry {
         media_type: &str,
         body: &[u8],
     ) -> String {
+        self.try_put_manifest(repo, tags, media_type, body).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_put_manifest(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<String, String> {
         let digest = digest_of(body);
         let by_digest = [digest.as_str()];
         let references = if tags.is_empty() { &by_digest[..] } else { tags };
@@ -219,10 +249,12 @@ impl TestRegistry {
                 .body(body.to_vec())
                 .send()
                 .await
-                .expect("put manifest");
-            assert_eq!(response.status(), 201, "put manifest {repo}:{tag}");
+                .map_err(|e| format!("put manifest {repo}:{tag}: {e}"))?;
+            if response.status() != 201 {
+                return Err(format!("put manifest {repo}:{tag}: {}", response.status()));
+            }
         }
-        digest
+        Ok(digest)
     }
 
     /// Leaves `tag` on a placeholder manifest as regsweep's untag puts it
@@ -366,6 +398,19 @@ impl TestRegistry {
         created: Option<DateTime<Utc>>,
         unique: &str,
     ) -> String {
+        self.try_push_image(repo, tags, created, unique).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `push_image`, answering a failed request (a registry restarting
+    /// under it) with an error instead of a panic. Every request it sends
+    /// is idempotent: sending it all again finishes a push cut short.
+    pub async fn try_push_image(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        created: Option<DateTime<Utc>>,
+        unique: &str,
+    ) -> Result<String, String> {
         let mut config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",
@@ -376,9 +421,9 @@ impl TestRegistry {
             config["created"] = created.to_rfc3339_opts(SecondsFormat::Secs, true).into();
         }
         let config = serde_json::to_vec(&config).expect("config json");
-        let config_digest = self.upload_blob(repo, &config).await;
+        let config_digest = self.try_upload_blob(repo, &config).await?;
         let manifest = Self::manifest(&config_digest, config.len(), serde_json::json!({}));
-        self.put_manifest(repo, tags, OCI_MANIFEST, &manifest).await
+        self.try_put_manifest(repo, tags, OCI_MANIFEST, &manifest).await
     }
 
     /// Pushes an image of `layers` (their bytes, uploaded as blobs) under

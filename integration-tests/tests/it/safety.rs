@@ -353,11 +353,28 @@ async fn race(
                 .map(|d| d.tag.as_str())
                 .collect();
             let tag = planned.get(i % planned.len().max(1))?.to_string();
-            let digest = registry.push_image(repo, &[&tag], Some(Utc::now()), &tag).await;
+            let digest = push_through_restarts(registry, repo, &tag).await;
             let reach = BTreeSet::from([digest.clone()]);
             Some(Pushed { tag, digest, reach, at: Utc::now() })
         }
     }
+}
+
+/// Pushes a new image under `tag`, again after a registry restart cut a
+/// request: the push the scenario's operator would make until it landed.
+/// `at` is taken after the last try, which only widens the window a loss
+/// is excused in if an earlier try landed unseen; the retries are bounded
+/// because a scenario restarts the registry at most once.
+async fn push_through_restarts(registry: &TestRegistry, repo: &str, tag: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match registry.try_push_image(repo, &[tag], Some(Utc::now()), tag).await {
+            Ok(digest) => return digest,
+            Err(e) => last = e,
+        }
+        registry.restarted().await;
+    }
+    panic!("racing push of {repo}:{tag} failed three times, the last: {last}");
 }
 
 /// The job's deletions once every one of them ended.
