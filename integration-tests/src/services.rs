@@ -44,16 +44,17 @@ impl Scheduler {
     /// Starts a scheduler listening on `listen` (to restart one on the
     /// port it had).
     pub async fn start_on(name: &str, db: &TestDb, listen: &str, extra: &[&str]) -> Self {
-        let mut args = vec![
-            "--listen",
-            listen,
-            "--heartbeat-interval",
-            "1s",
-            "--heartbeat-ttl",
-            "3s",
-            "--poll-interval",
-            "200ms",
+        let defaults = [
+            ("--heartbeat-interval", "1s"),
+            ("--heartbeat-ttl", "3s"),
+            ("--poll-interval", "200ms"),
         ];
+        let mut args = vec!["--listen", listen];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         args.extend(extra);
         Self::launch(name, &db.url, &args, true).await
     }

@@ -101,9 +101,11 @@ async fn forward(client: TcpStream, shared: Arc<Shared>) {
             pipe(from_server, to_client, shared.stalled.subscribe()),
         )
     };
+    // A cut wins over bytes a `resume` right after it would let through.
     tokio::select! {
-        _ = both => {}
+        biased;
         _ = cut.changed() => {}
+        _ = both => {}
     }
 }
 

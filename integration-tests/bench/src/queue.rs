@@ -268,6 +268,8 @@ async fn raw_drain(store: &PgStore, args: &Args) -> Result<f64> {
                     capacity: [("sleep".to_string(), batch.into())].into_iter().collect(),
                     resume_worker_id: None,
                     running: Vec::new(),
+                    ending: Vec::new(),
+                    end_acks: false,
                 };
                 let registration = store.register_worker(&hello, Duration::from_secs(60)).await?;
                 let session =

@@ -151,6 +151,8 @@ async fn drain(jobs: Arc<dyn JobStore>, batch: usize) -> Result<u64> {
         capacity: [("bench".to_string(), serde_json::json!(batch))].into_iter().collect(),
         resume_worker_id: None,
         running: Vec::new(),
+        ending: Vec::new(),
+        end_acks: false,
     };
     let ttl = Duration::from_secs(600);
     let r = jobs.register_worker(&hello, ttl).await?;

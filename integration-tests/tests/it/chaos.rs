@@ -321,18 +321,18 @@ async fn check(pool: &sqlx::PgPool, created: &[i64], faults: &Faults) {
     );
     assert!(
         spent_on_the_healthy.is_empty(),
-        "attempts spent on workers no fault touched (job, attempt, worker): {spent_on_the_healthy:?}"
+        "attempts spent on workers no fault touched (job, attempt, worker, why): {spent_on_the_healthy:?}"
     );
 }
 
 /// Every attempt error (sleeps fail only through faults), and those whose
 /// worker had no fault of its own then: spent by an outage or a
-/// leadership change alone. (job, attempt, worker id).
+/// leadership change alone. (job, attempt, worker id, why).
 fn spent_attempts(
     stored: &HashMap<i64, (String, serde_json::Value)>,
     ran_on: &HashMap<(i64, i32), uuid::Uuid>,
     faults: &Faults,
-) -> (usize, Vec<(i64, i32, String)>) {
+) -> (usize, Vec<(i64, i32, String, String)>) {
     let mut wasted = 0;
     let mut untouched = Vec::new();
     for (id, (_, errors)) in stored {
@@ -346,7 +346,8 @@ fn spent_attempts(
                 .map(|at| at.with_timezone(&Utc))
                 .expect("an attempt error has its time");
             if !faults.excuses(&worker, at) {
-                untouched.push((*id, attempt, worker));
+                let why = error["error"].as_str().unwrap_or_default().to_string();
+                untouched.push((*id, attempt, worker, why));
             }
         }
     }

@@ -254,3 +254,42 @@ async fn a_partitioned_worker_gives_its_attempt_back_before_it_runs_elsewhere() 
     assert_eq!(attempt_errors(&now), [(1, "worker heartbeat expired")]);
     drop(fresh);
 }
+
+/// The end of an attempt handed to a stream that breaks before the
+/// scheduler got it is not lost with the stream: the worker sends it again
+/// on its next one, announced in its Hello, so the attempt is not taken as
+/// lost and run again; it ends `done` once.
+#[tokio::test]
+async fn an_end_cut_off_with_its_stream_is_sent_again_and_costs_no_attempt() {
+    let db = TestDb::create().await;
+    // A TTL that the stall and the reconnection stay well inside.
+    let flags = ["--heartbeat-ttl", "10s"];
+    let scheduler = Scheduler::start(&db, &flags).await;
+    let mut jobs = scheduler.jobs().await;
+    let proxy = TcpProxy::start(scheduler.url.trim_start_matches("http://")).await;
+    let worker =
+        Worker::spawn(&format!("http://{}", proxy.addr()), "cut", &["--capacity", "sleep=1"]);
+    worker.process.wait_for_message("registered with scheduler", Duration::from_secs(20)).await;
+    let job = create(&mut jobs, "sleep", json!({"seconds": 1})).await;
+    wait_status(&jobs, job.id, JobStatus::Running, Duration::from_secs(10)).await;
+
+    // Its end goes into a connection that holds every byte, then breaks.
+    proxy.stall();
+    worker.process.wait_for_message("end of attempt sent", Duration::from_secs(20)).await;
+    proxy.down();
+    // Gone with the connection (the worker saw it close), not let through.
+    worker.process.wait_for_message("scheduler stream lost", Duration::from_secs(20)).await;
+    proxy.resume();
+    proxy.up();
+
+    let done = wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(30)).await;
+    assert_eq!((done.attempt, attempt_errors(&done)), (1, vec![]), "the attempt ran once");
+    let workers = jobs
+        .list_workers(v1::ListWorkersRequest::default())
+        .await
+        .expect("workers")
+        .into_inner()
+        .workers;
+    let w = workers.iter().find(|w| w.id == done.worker_id).expect("the worker");
+    assert!(w.session_epoch >= 2, "the end arrived on a new stream: {w:?}");
+}

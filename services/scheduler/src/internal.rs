@@ -58,6 +58,8 @@ impl InternalRunner {
             capacity,
             resume_worker_id: self.known_id(),
             running: Vec::new(),
+            ending: Vec::new(),
+            end_acks: false,
         };
         let session = loop {
             match self.store.register_worker(&hello, self.ttl).await {
@@ -101,7 +103,11 @@ impl InternalRunner {
 
     async fn heartbeat(&self, session: SessionRef, running: &[RunningJob]) {
         let batch = WriteBatch {
-            heartbeats: vec![HeartbeatWrite { session, running: running.to_vec() }],
+            heartbeats: vec![HeartbeatWrite {
+                session,
+                running: running.to_vec(),
+                end_acks: false,
+            }],
             ..Default::default()
         };
         if let Err(e) = self.store.write_batch(&batch, self.ttl).await {

@@ -60,6 +60,10 @@ pub fn hello(hello: v1::Hello) -> Result<WorkerHello, FieldViolations> {
         v.add("hello.running", format!("must list at most {MAX_RUNNING} jobs"));
     }
     let running = hello.running.iter().map(running_job).collect();
+    if hello.ending.len() > MAX_RUNNING {
+        v.add("hello.ending", format!("must list at most {MAX_RUNNING} jobs"));
+    }
+    let ending = hello.ending.iter().map(|e| (e.job_id, e.attempt)).collect();
     v.into_result()?;
     Ok(WorkerHello {
         name: hello.name,
@@ -67,6 +71,8 @@ pub fn hello(hello: v1::Hello) -> Result<WorkerHello, FieldViolations> {
         capacity,
         resume_worker_id,
         running,
+        ending,
+        end_acks: hello.end_acks,
     })
 }
 

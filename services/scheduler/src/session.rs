@@ -60,7 +60,7 @@ async fn serve(
         Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message must be hello")),
         Err(_) => return Err(Status::deadline_exceeded("no hello within 10s")),
     };
-    let acks = hello.heartbeat_acks;
+    let acks = Acks { heartbeats: hello.heartbeat_acks, ends: hello.end_acks };
     let hello = protocol::hello(hello).map_err(ApiError::from)?;
     let kinds: HashSet<String> = hello.capacity.keys().cloned().collect();
     let registration =
@@ -75,8 +75,16 @@ struct Connected {
     session: SessionRef,
     kinds: HashSet<String>,
     registration: Registration,
-    /// The worker fences itself on heartbeat acks.
-    acks: bool,
+    acks: Acks,
+}
+
+/// What the worker asked to have acknowledged.
+#[derive(Clone, Copy)]
+struct Acks {
+    /// Heartbeats: the worker fences itself on them.
+    heartbeats: bool,
+    /// Recorded ends of attempts: the worker keeps each until then.
+    ends: bool,
 }
 
 impl Connected {
@@ -101,7 +109,8 @@ impl Connected {
                 heartbeat_interval: Some(duration_from_std(ctx.heartbeat_interval)),
                 heartbeat_ttl: Some(duration_from_std(ctx.heartbeat_ttl)),
                 // The registration wrote a heartbeat.
-                ack_valid_for: acks.then(|| duration_from_std(ctx.vouching.written())),
+                ack_valid_for: acks.heartbeats.then(|| duration_from_std(ctx.vouching.written())),
+                end_acks: acks.ends,
             }),
         );
         for run in registration.stale {
@@ -161,7 +170,7 @@ impl Connected {
 struct Stream<'a> {
     session: SessionRef,
     kinds: &'a HashSet<String>,
-    acks: bool,
+    acks: Acks,
     out: &'a SessionTx,
 }
 
@@ -172,7 +181,7 @@ async fn handle(
     message: connect_request::Message,
 ) -> Result<(), Status> {
     use connect_request::Message as M;
-    let Stream { session, kinds, out, .. } = *stream;
+    let Stream { session, kinds, out, acks } = *stream;
     let write = |op| async { ctx.writer.send(op).await.map_err(|_| shutting_down()) };
     match message {
         M::Hello(_) => return Err(Status::invalid_argument("hello may only be sent once")),
@@ -198,7 +207,8 @@ async fn handle(
         }
         M::JobUpdate(update) => {
             let update = protocol::update(session.worker_id, update).map_err(ApiError::from)?;
-            write(WriteOp::Update(update, out.clone())).await?;
+            let ack_end = acks.ends && update.status != v1::JobStatus::Running;
+            write(WriteOp::Update(update, out.clone(), ack_end)).await?;
         }
         M::LogChunk(chunk) => {
             let log = protocol::log_chunk(session.worker_id, chunk).map_err(ApiError::from)?;
@@ -236,9 +246,10 @@ async fn heartbeat(
     }
     let running = heartbeat.running.iter().map(protocol::running_job).collect();
     let received = Instant::now();
-    let ack = stream.acks.then_some(PendingAck { sequence: heartbeat.sequence, received });
+    let ack =
+        stream.acks.heartbeats.then_some(PendingAck { sequence: heartbeat.sequence, received });
     let op = WriteOp::Heartbeat(
-        HeartbeatWrite { session: stream.session, running },
+        HeartbeatWrite { session: stream.session, running, end_acks: stream.acks.ends },
         stream.out.clone(),
         ack,
     );

@@ -5,6 +5,8 @@
 //! One flush runs at a time; what arrives meanwhile forms the next batch.
 //! Ops of one session keep their order: a batch applies logs, then updates,
 //! then heartbeats, then offline sessions, and batches apply in sequence.
+//! Once a batch is written, the workers that asked hear which of their
+//! attempts' ends it recorded, then which heartbeats.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +28,9 @@ use crate::store::{
 /// One write from a session, with the way back to it.
 #[derive(Debug)]
 pub enum WriteOp {
-    Update(UpdateWrite, SessionTx),
+    /// With whether to tell the worker once written (an end it keeps
+    /// until then).
+    Update(UpdateWrite, SessionTx, bool),
     Log(LogWrite),
     /// With the ack to send once written, if the worker asked for acks.
     Heartbeat(HeartbeatWrite, SessionTx, Option<PendingAck>),
@@ -78,18 +82,15 @@ impl Writer {
     pub async fn run(mut self) {
         let mut ops = Vec::with_capacity(self.max_batch);
         while self.rx.recv_many(&mut ops, self.max_batch).await > 0 {
-            let (batch, routes, acks) = build_batch(std::mem::take(&mut ops));
-            self.flush(&batch, &routes, acks).await;
+            let built = build_batch(std::mem::take(&mut ops));
+            self.flush(built).await;
         }
         tracing::debug!("writer stopped");
     }
 
-    async fn flush(
-        &self,
-        batch: &WriteBatch,
-        routes: &HashMap<Uuid, SessionTx>,
-        acks: Vec<(SessionRef, PendingAck)>,
-    ) {
+    async fn flush(&self, built: Built) {
+        let Built { batch, routes, acks, ends } = built;
+        let batch = &batch;
         let mut failures = 0;
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -121,7 +122,7 @@ impl Writer {
                         let queued = started.saturating_duration_since(ack.received);
                         (session, ack.sequence, written_validity(self.ttl) + queued)
                     });
-                    return deliver(outcome, routes, acks);
+                    return deliver(outcome, &routes, &ends, acks);
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
                     self.health.trouble();
@@ -148,18 +149,32 @@ impl Writer {
     }
 }
 
+/// A batch to write, and who to tell what once it is written.
+struct Built {
+    batch: WriteBatch,
+    /// The stream of each worker with ops in the batch (its latest).
+    routes: HashMap<Uuid, SessionTx>,
+    /// Heartbeats to acknowledge.
+    acks: Vec<(SessionRef, PendingAck)>,
+    /// Ends of attempts to acknowledge, per worker.
+    ends: HashMap<Uuid, Vec<v1::JobAttempt>>,
+}
+
 /// Groups ops into a batch, keeping one update per attempt (the latest:
 /// a worker sends `running` before the end of the same attempt).
-type Acks = Vec<(SessionRef, PendingAck)>;
-
-fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>, Acks) {
+fn build_batch(ops: Vec<WriteOp>) -> Built {
     let mut batch = WriteBatch::default();
     let mut routes = HashMap::new();
     let mut acks = Vec::new();
+    let mut ends: HashMap<Uuid, Vec<v1::JobAttempt>> = HashMap::new();
     let mut update_index: HashMap<(i64, u32, Uuid), usize> = HashMap::new();
     for op in ops {
         match op {
-            WriteOp::Update(update, out) => {
+            WriteOp::Update(update, out, ack_end) => {
+                if ack_end {
+                    let attempt = v1::JobAttempt { job_id: update.job_id, attempt: update.attempt };
+                    ends.entry(update.worker_id).or_default().push(attempt);
+                }
                 routes.insert(update.worker_id, out);
                 let key = (update.job_id, update.attempt, update.worker_id);
                 match update_index.get(&key) {
@@ -181,16 +196,19 @@ fn build_batch(ops: Vec<WriteOp>) -> (WriteBatch, HashMap<Uuid, SessionTx>, Acks
             WriteOp::Offline(session) => batch.offline.push(session),
         }
     }
-    (batch, routes, acks)
+    Built { batch, routes, acks, ends }
 }
 
 /// Sends the cancels a flush found due, ends superseded sessions, and
-/// then acknowledges the heartbeats it wrote (not those of a session that
-/// is no longer current: nothing of it was written). Cancels go first so
-/// a worker stops a stale attempt before an ack could vouch for it.
+/// then acknowledges the ends of attempts and the heartbeats it wrote
+/// (not those of a session that is no longer current: nothing of it was
+/// written; its worker sends the ends again on its next stream). Cancels
+/// go first so a worker stops a stale attempt before an ack could vouch
+/// for it.
 fn deliver(
     outcome: WriteOutcome,
     routes: &HashMap<Uuid, SessionTx>,
+    ends: &HashMap<Uuid, Vec<v1::JobAttempt>>,
     acks: impl Iterator<Item = (SessionRef, u64, Duration)>,
 ) {
     let superseded: std::collections::HashSet<SessionRef> =
@@ -214,6 +232,15 @@ fn deliver(
             let _ = out.send(Err(Status::failed_precondition(
                 "session superseded or declared dead; reconnect",
             )));
+        }
+    }
+    let superseded_workers: std::collections::HashSet<Uuid> =
+        superseded.iter().map(|s| s.worker_id).collect();
+    for (worker_id, attempts) in ends {
+        if let (false, Some(out)) = (superseded_workers.contains(worker_id), routes.get(worker_id))
+        {
+            let attempts = attempts.clone();
+            send(out, Message::EndsRecorded(v1::EndsRecorded { attempts }));
         }
     }
     for (session, sequence, valid_for) in acks {
@@ -249,13 +276,47 @@ mod tests {
         let worker = Uuid::new_v4();
         let (tx, _rx) = mpsc::unbounded_channel();
         let ops = vec![
-            WriteOp::Update(update(1, JobStatus::Running, worker), tx.clone()),
-            WriteOp::Update(update(2, JobStatus::Running, worker), tx.clone()),
-            WriteOp::Update(update(1, JobStatus::Done, worker), tx.clone()),
+            WriteOp::Update(update(1, JobStatus::Running, worker), tx.clone(), false),
+            WriteOp::Update(update(2, JobStatus::Running, worker), tx.clone(), false),
+            WriteOp::Update(update(1, JobStatus::Done, worker), tx.clone(), true),
         ];
-        let (batch, routes, _) = build_batch(ops);
-        let statuses: Vec<_> = batch.updates.iter().map(|u| (u.job_id, u.status)).collect();
+        let built = build_batch(ops);
+        let statuses: Vec<_> = built.batch.updates.iter().map(|u| (u.job_id, u.status)).collect();
         assert_eq!(statuses, [(1, JobStatus::Done), (2, JobStatus::Running)]);
-        assert!(routes.contains_key(&worker));
+        assert!(built.routes.contains_key(&worker));
+    }
+
+    /// Once written, a worker hears the ends it asked about, and nothing
+    /// of a session the flush found superseded.
+    #[test]
+    fn written_ends_are_acknowledged_to_their_worker() {
+        let (asked, superseded) = (Uuid::new_v4(), Uuid::new_v4());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (gone_tx, mut gone_rx) = mpsc::unbounded_channel();
+        let ops = vec![
+            WriteOp::Update(update(1, JobStatus::Done, asked), tx.clone(), true),
+            WriteOp::Update(update(2, JobStatus::Error, asked), tx.clone(), true),
+            WriteOp::Update(update(3, JobStatus::Done, asked), tx.clone(), false),
+            WriteOp::Update(update(4, JobStatus::Done, superseded), gone_tx, true),
+        ];
+        let Built { routes, ends, .. } = build_batch(ops);
+        let outcome = WriteOutcome {
+            superseded: vec![SessionRef { worker_id: superseded, epoch: 1 }],
+            ..Default::default()
+        };
+        deliver(outcome, &routes, &ends, std::iter::empty());
+        let Ok(Ok(v1::ConnectResponse { message: Some(Message::EndsRecorded(recorded)) })) =
+            rx.try_recv()
+        else {
+            panic!("expected the recorded ends");
+        };
+        let named: Vec<_> = recorded.attempts.iter().map(|a| (a.job_id, a.attempt)).collect();
+        assert_eq!(named, [(1, 1), (2, 1)]);
+        assert!(rx.try_recv().is_err(), "one message for the batch");
+        assert!(
+            matches!(gone_rx.try_recv(), Ok(Err(_))),
+            "a superseded session is ended and hears nothing recorded"
+        );
+        assert!(gone_rx.try_recv().is_err());
     }
 }

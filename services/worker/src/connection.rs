@@ -78,6 +78,7 @@ async fn open(state: &mut WorkerState, scheduler: &str) -> Result<Opened, End> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(1024);
     let stream = Stream { tx };
+    state.requeue_unrecorded();
     let hello_sent = std::time::Instant::now();
     if stream.tx.send(state.hello()).await.is_err() {
         return Err(lost("request stream closed before hello", false));
@@ -98,6 +99,7 @@ async fn open(state: &mut WorkerState, scheduler: &str) -> Result<Opened, End> {
     }
     state.worker_id = Some(welcome.worker_id.clone());
     state.capacity_generation = 0;
+    state.end_acks = welcome.end_acks;
     // A validity that does not convert vouches for nothing (not: no fence).
     let valid_for = welcome.ack_valid_for.as_ref().map(|d| duration_to_std(d).unwrap_or_default());
     state.lease.welcomed(hello_sent, valid_for);
@@ -128,18 +130,16 @@ pub async fn session(
     while let Some(request) = state.pending.pop_front() {
         let Some(message) = request.message else { continue };
         let ended = match &message {
-            Out::JobUpdate(u) if u.status != i32::from(JobStatus::Running) => {
-                Some((u.job_id, u.attempt))
-            }
+            Out::JobUpdate(u) if u.status != i32::from(JobStatus::Running) => Some(u.clone()),
             _ => None,
         };
         if stream.send(state, message).await.is_err() {
             return lost("stream closed while replaying", true);
         }
-        // Delivered at last: the attempt is over (its slot is granted with
-        // the credits below).
-        if let Some(key) = ended {
-            state.running.remove(&key);
+        // Handed to the stream at last: the attempt is over (its slot is
+        // granted with the credits below).
+        if let Some(update) = ended {
+            state.end_sent(update);
         }
     }
     if state.drain.active && stream.send(state, Out::Draining(v1::Draining {})).await.is_err() {
@@ -241,7 +241,8 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
                     status: status.into(),
                     ..Default::default()
                 };
-                stream.send(state, Out::JobUpdate(update)).await?;
+                stream.send(state, Out::JobUpdate(update.clone())).await?;
+                state.end_sent(update);
                 return Ok(());
             }
             tracing::debug!(job_id = job.id, attempt = job.attempt, kind = %job.kind, "assigned");
@@ -268,6 +269,7 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
                 }
             }
         }
+        In::EndsRecorded(recorded) => state.ends_recorded(&recorded.attempts),
         In::HeartbeatAck(ack) => {
             let valid_for = ack.valid_for.as_ref().and_then(duration_to_std).unwrap_or_default();
             state.lease.acknowledged(ack.sequence, valid_for);
@@ -328,8 +330,9 @@ async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>)
                 if let Some(key_lines) = lines.remove(&key) {
                     send_lines(state, stream, key, key_lines).await?;
                 }
-                stream.send(state, Out::JobUpdate(update)).await?;
-                if let Some(attempt) = state.running.remove(&key)
+                stream.send(state, Out::JobUpdate(update.clone())).await?;
+                tracing::debug!(job_id = key.0, attempt = key.1, "end of attempt sent");
+                if let Some(attempt) = state.end_sent(update)
                     && state.free(&attempt.kind) > 0
                 {
                     *credits.entry(attempt.kind).or_default() += 1;

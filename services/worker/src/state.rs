@@ -16,7 +16,8 @@ use crate::services::Services;
 const MAX_EARLY_CANCELS: usize = 10_000;
 
 /// One attempt this worker runs. It stays here until its final update is
-/// handed to a live stream, so a reconnection still reports it.
+/// handed to a live stream, so a reconnection still reports it; then that
+/// update waits in `unrecorded` until the scheduler says it is written.
 pub struct Attempt {
     pub kind: String,
     pub control: Arc<AttemptControl>,
@@ -31,6 +32,13 @@ pub struct WorkerState {
     pub worker_id: Option<String>,
     /// Updates and logs taken from the outbox that no stream accepted.
     pub pending: VecDeque<v1::ConnectRequest>,
+    /// Final updates handed to the current stream and not yet named by
+    /// `EndsRecorded`, in the order they were sent: sent again, first, on
+    /// the next stream if this one breaks (a stream's buffers, or a
+    /// replica that dies before writing, lose them otherwise).
+    unrecorded: Vec<v1::JobUpdate>,
+    /// Whether the current stream's scheduler acknowledges ends.
+    pub end_acks: bool,
     pub outbox_tx: mpsc::UnboundedSender<Outgoing>,
     pub outbox_rx: mpsc::UnboundedReceiver<Outgoing>,
     early_cancels: HashSet<AttemptKey>,
@@ -55,6 +63,8 @@ impl WorkerState {
             running: HashMap::new(),
             worker_id: None,
             pending: VecDeque::new(),
+            unrecorded: Vec::new(),
+            end_acks: false,
             outbox_tx,
             outbox_rx,
             early_cancels: HashSet::new(),
@@ -98,6 +108,48 @@ impl WorkerState {
             .collect()
     }
 
+    /// The final update of `key` was handed to the stream: the attempt is
+    /// over here (its slot is free), its end kept until recorded.
+    pub fn end_sent(&mut self, update: v1::JobUpdate) -> Option<Attempt> {
+        let ended = self.running.remove(&(update.job_id, update.attempt));
+        if self.end_acks {
+            self.unrecorded.push(update);
+        }
+        ended
+    }
+
+    /// The scheduler wrote these ends.
+    pub fn ends_recorded(&mut self, recorded: &[v1::JobAttempt]) {
+        let recorded: HashSet<AttemptKey> =
+            recorded.iter().map(|a| (a.job_id, a.attempt)).collect();
+        self.unrecorded.retain(|u| !recorded.contains(&(u.job_id, u.attempt)));
+    }
+
+    /// A new stream is opening: the ends the last one did not see
+    /// recorded go first, before what it could not send at all.
+    pub fn requeue_unrecorded(&mut self) {
+        for update in self.unrecorded.drain(..).rev() {
+            let message = v1::connect_request::Message::JobUpdate(update);
+            self.pending.push_front(v1::ConnectRequest { message: Some(message) });
+        }
+    }
+
+    /// Attempts over here whose final update waits in `pending`.
+    fn ending(&self) -> Vec<v1::JobAttempt> {
+        self.pending
+            .iter()
+            .filter_map(|request| match &request.message {
+                Some(v1::connect_request::Message::JobUpdate(u))
+                    if u.status != i32::from(v1::JobStatus::Running)
+                        && !self.running.contains_key(&(u.job_id, u.attempt)) =>
+                {
+                    Some(v1::JobAttempt { job_id: u.job_id, attempt: u.attempt })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn hello(&self) -> v1::ConnectRequest {
         v1::ConnectRequest {
             message: Some(v1::connect_request::Message::Hello(v1::Hello {
@@ -107,6 +159,8 @@ impl WorkerState {
                 resume_worker_id: self.worker_id.clone().unwrap_or_default(),
                 running: self.running_list(),
                 heartbeat_acks: true,
+                end_acks: true,
+                ending: self.ending(),
             })),
         }
     }
@@ -133,9 +187,10 @@ impl WorkerState {
         }
     }
 
-    /// Whether everything owed to the scheduler was delivered.
+    /// Whether everything owed to the scheduler was delivered (and every
+    /// end recorded, when it says so).
     pub fn is_idle(&self) -> bool {
-        self.running.is_empty() && self.pending.is_empty()
+        self.running.is_empty() && self.pending.is_empty() && self.unrecorded.is_empty()
     }
 }
 
@@ -212,6 +267,56 @@ mod tests {
         Drain::check(&mut s);
         assert!(s.running[&(1, 1)].control.cancel.is_cancelled());
         assert!(s.running[&(1, 1)].control.give_back.load(Ordering::SeqCst));
+    }
+
+    fn end(job_id: i64, status: v1::JobStatus) -> v1::JobUpdate {
+        v1::JobUpdate { job_id, attempt: 1, status: status.into(), ..Default::default() }
+    }
+
+    /// Ends handed to a stream that broke before they were recorded go
+    /// first on the next one, and its Hello says they follow; recorded
+    /// ones are forgotten.
+    #[tokio::test]
+    async fn unrecorded_ends_are_sent_again_and_announced() {
+        let mut s = state();
+        s.end_acks = true;
+        for job_id in [1, 2, 3] {
+            let control = Arc::default();
+            s.running
+                .insert((job_id, 1), Attempt { kind: "sleep".into(), control, next_log_seq: 0 });
+        }
+        s.end_sent(end(1, v1::JobStatus::Done));
+        s.end_sent(end(2, v1::JobStatus::Error));
+        s.end_sent(end(3, v1::JobStatus::Done));
+        assert!(s.running.is_empty(), "their slots are free at once");
+        s.ends_recorded(&[v1::JobAttempt { job_id: 2, attempt: 1 }]);
+        assert!(!s.is_idle(), "ends not recorded are owed");
+        // The stream broke; a log chunk could not be sent at all.
+        let chunk = v1::connect_request::Message::LogChunk(v1::LogChunk::default());
+        s.pending.push_back(v1::ConnectRequest { message: Some(chunk) });
+        s.requeue_unrecorded();
+        let order: Vec<Option<i64>> = s
+            .pending
+            .iter()
+            .map(|r| match &r.message {
+                Some(v1::connect_request::Message::JobUpdate(u)) => Some(u.job_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(order, [Some(1), Some(3), None]);
+        let Some(v1::connect_request::Message::Hello(hello)) = s.hello().message else {
+            panic!("hello");
+        };
+        let ending: Vec<i64> = hello.ending.iter().map(|a| a.job_id).collect();
+        assert_eq!((ending, hello.running.len(), hello.end_acks), (vec![1, 3], 0, true));
+    }
+
+    /// A scheduler that does not acknowledge ends is not waited on.
+    #[tokio::test]
+    async fn without_end_acks_an_end_sent_is_done_with() {
+        let mut s = state();
+        s.end_sent(end(1, v1::JobStatus::Done));
+        assert!(s.is_idle());
     }
 
     #[tokio::test]

@@ -68,6 +68,8 @@ impl Fixture {
             capacity: kinds.iter().map(|k| (k.to_string(), serde_json::json!(100))).collect(),
             resume_worker_id: None,
             running: Vec::new(),
+            ending: Vec::new(),
+            end_acks: false,
         };
         let r = self.jobs().register_worker(&hello, ttl).await.expect("register worker");
         SessionRef { worker_id: r.worker_id, epoch: r.epoch }
@@ -168,7 +170,10 @@ conformance!(
     queue::retryable_errors_wait_then_end_when_attempts_run_out,
     queue::expired_workers_lose_their_attempts_and_cancels_end,
     queue::a_worker_back_from_the_dead_holds_its_job_until_it_cancels,
+    queue::a_resumed_worker_keeps_what_it_runs_or_ends_and_gets_back_the_rest,
+    queue::a_resumed_worker_without_end_acks_spends_what_it_omits,
     queue::heartbeats_take_back_attempts_no_longer_reported,
+    queue::heartbeats_give_back_what_a_worker_keeping_its_ends_never_got,
     queue::drained_sessions_give_their_jobs_back,
     queue::cancel_ends_waiting_jobs_and_asks_for_running_ones,
     queue::unique_keys_hold_while_a_job_is_active,

@@ -78,6 +78,8 @@ pub async fn only_current_sessions_get_jobs(f: Fixture) {
         capacity: [("k".to_string(), serde_json::json!(1))].into_iter().collect(),
         resume_worker_id: Some(first.worker_id),
         running: Vec::new(),
+        ending: Vec::new(),
+        end_acks: false,
     };
     let again = f.jobs().register_worker(&hello, TTL).await.expect("resume");
     assert!(again.resumed);
@@ -197,6 +199,8 @@ pub async fn a_worker_back_from_the_dead_holds_its_job_until_it_cancels(f: Fixtu
         capacity: [("k".to_string(), serde_json::json!(1))].into_iter().collect(),
         resume_worker_id: Some(session.worker_id),
         running: vec![RunningJob { job_id: job.id, attempt: job.attempt, progress: 0.1 }],
+        ending: Vec::new(),
+        end_acks: false,
     };
     let back = f.jobs().register_worker(&hello, TTL).await.expect("come back");
     assert!(!back.resumed, "a dead session is not resumed");
@@ -210,6 +214,73 @@ pub async fn a_worker_back_from_the_dead_holds_its_job_until_it_cancels(f: Fixtu
     assert_eq!(f.claim("k", other, 1).await.len(), 1);
 }
 
+/// A worker that resumes keeps the attempts it lists as running and those
+/// it lists as ending (their final update follows the Hello: a stream that
+/// broke with it unwritten costs the attempt nothing). The rest never
+/// reached it when it keeps its ends until recorded: given back, not
+/// spent, even on a job's last attempt.
+pub async fn a_resumed_worker_keeps_what_it_runs_or_ends_and_gets_back_the_rest(f: Fixture) {
+    let last_try = |n| regsweep_scheduler::store::NewJob { max_attempts: n, ..new_job("k") };
+    let (running, ending) = (f.job("k").await, f.job("k").await);
+    let undelivered = f.create(last_try(1)).await;
+    let session = f.worker(&["k"], TTL).await;
+    assert_eq!(f.claim("k", session, 3).await.len(), 3);
+    let hello = WorkerHello {
+        running: vec![RunningJob { job_id: running.id, attempt: 1, progress: 0.1 }],
+        ending: vec![(ending.id, 1)],
+        end_acks: true,
+        ..resumed(session)
+    };
+    let back = f.jobs().register_worker(&hello, TTL).await.expect("resume");
+    assert!(back.resumed);
+    assert_eq!((back.lost, back.stale.as_slice()), (1, &[][..]), "only the undelivered one");
+    assert_eq!(f.get(running.id).await.status, JobStatus::Running);
+    assert_eq!(f.get(ending.id).await.status, JobStatus::Running);
+    let given_back = f.get(undelivered.id).await;
+    assert_eq!(
+        (given_back.status, given_back.last_error, given_back.errors),
+        (JobStatus::WorkerDead, None, serde_json::json!([])),
+        "given back, no error recorded"
+    );
+    let current = SessionRef { worker_id: back.worker_id, epoch: back.epoch };
+    let again = f.claim("k", current, 1).await;
+    assert_eq!(again.iter().map(|j| (j.id, j.attempt)).collect::<Vec<_>>(), [(undelivered.id, 2)]);
+    let ended = f.get(ending.id).await;
+    f.update(current, &ended, JobStatus::Done, Some(serde_json::json!({}))).await;
+    let done = f.get(ending.id).await;
+    assert_eq!((done.status, done.attempt, done.last_error), (JobStatus::Done, 1, None));
+}
+
+/// A worker that does not keep its ends may have run what it omits and
+/// lost the end: the attempt is spent.
+pub async fn a_resumed_worker_without_end_acks_spends_what_it_omits(f: Fixture) {
+    let omitted =
+        f.create(regsweep_scheduler::store::NewJob { max_attempts: 1, ..new_job("k") }).await;
+    let session = f.worker(&["k"], TTL).await;
+    assert_eq!(f.claim("k", session, 1).await.len(), 1);
+    let back = f.jobs().register_worker(&resumed(session), TTL).await.expect("resume");
+    assert_eq!(back.lost, 1);
+    let spent = f.get(omitted.id).await;
+    assert_eq!(
+        (spent.status, spent.last_error.as_deref()),
+        (JobStatus::Error, Some("worker reconnected without this attempt")),
+        "its only attempt is spent"
+    );
+}
+
+/// The Hello of `session`'s worker coming back, running nothing.
+fn resumed(session: SessionRef) -> WorkerHello {
+    WorkerHello {
+        name: "w".into(),
+        version: "test".into(),
+        capacity: [("k".to_string(), serde_json::json!(3))].into_iter().collect(),
+        resume_worker_id: Some(session.worker_id),
+        running: Vec::new(),
+        ending: Vec::new(),
+        end_acks: false,
+    }
+}
+
 pub async fn heartbeats_take_back_attempts_no_longer_reported(f: Fixture) {
     let kept = f.job("k").await;
     let dropped = f.job("k").await;
@@ -217,7 +288,7 @@ pub async fn heartbeats_take_back_attempts_no_longer_reported(f: Fixture) {
     assert_eq!(f.claim("k", session, 2).await.len(), 2);
     let heartbeat = |running: Vec<RunningJob>, ttl: Duration| {
         let batch = WriteBatch {
-            heartbeats: vec![HeartbeatWrite { session, running }],
+            heartbeats: vec![HeartbeatWrite { session, running, end_acks: false }],
             ..Default::default()
         };
         let jobs = f.stores.jobs.clone();
@@ -241,6 +312,29 @@ pub async fn heartbeats_take_back_attempts_no_longer_reported(f: Fixture) {
     let bogus = vec![RunningJob { job_id: dropped.id, attempt: 1, progress: 0.0 }];
     let outcome = heartbeat(bogus, TTL).await;
     assert_eq!(outcome.stale.len(), 1, "a lost attempt is reported stale to its worker");
+}
+
+/// A worker that keeps its ends until recorded and omits an attempt from
+/// its heartbeats never got it (a claim whose commit the dispatcher never
+/// heard of, an assignment lost with a stream): given back, not spent.
+pub async fn heartbeats_give_back_what_a_worker_keeping_its_ends_never_got(f: Fixture) {
+    let never_got =
+        f.create(regsweep_scheduler::store::NewJob { max_attempts: 1, ..new_job("k") }).await;
+    let session = f.worker(&["k"], TTL).await;
+    assert_eq!(f.claim("k", session, 1).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let batch = WriteBatch {
+        heartbeats: vec![HeartbeatWrite { session, running: Vec::new(), end_acks: true }],
+        ..Default::default()
+    };
+    f.jobs().write_batch(&batch, Duration::from_millis(10)).await.expect("heartbeat");
+    let job = f.get(never_got.id).await;
+    assert_eq!(
+        (job.status, job.last_error, job.errors),
+        (JobStatus::WorkerDead, None, serde_json::json!([]))
+    );
+    let again = f.claim("k", session, 1).await;
+    assert_eq!(again.iter().map(|j| (j.id, j.attempt)).collect::<Vec<_>>(), [(never_got.id, 2)]);
 }
 
 pub async fn drained_sessions_give_their_jobs_back(f: Fixture) {

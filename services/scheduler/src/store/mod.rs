@@ -93,6 +93,21 @@ pub struct WorkerHello {
     pub capacity: serde_json::Map<String, serde_json::Value>,
     pub resume_worker_id: Option<Uuid>,
     pub running: Vec<RunningJob>,
+    /// Attempts that ended on the worker whose final update follows the
+    /// Hello (`Hello.ending`): not lost with the previous stream.
+    pub ending: Vec<(i64, u32)>,
+    /// The worker keeps every end until it is recorded (`Hello.end_acks`):
+    /// an attempt it neither runs nor ends never reached it.
+    pub end_acks: bool,
+}
+
+impl WorkerHello {
+    /// Every attempt the worker still accounts for, running or ending:
+    /// what a resumed session takes as lost is what the store has on the
+    /// worker and this omits.
+    pub fn accounted(&self) -> impl Iterator<Item = (i64, u32)> + '_ {
+        self.running.iter().map(|r| (r.job_id, r.attempt)).chain(self.ending.iter().copied())
+    }
 }
 
 /// One job attempt a worker says it runs.
@@ -171,6 +186,9 @@ pub struct LogWrite {
 pub struct HeartbeatWrite {
     pub session: SessionRef,
     pub running: Vec<RunningJob>,
+    /// The worker keeps its ends until recorded (`Hello.end_acks`): an
+    /// attempt it omits never reached it and is given back, not spent.
+    pub end_acks: bool,
 }
 
 /// Everything the writer flushes in one transaction, applied in this order.

@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-use super::workers::{LOST_ATTEMPT_STATUS, lost_attempt_errors};
+use super::workers::take_omitted;
 use crate::store::rows::{self, JOB_COLUMNS, to_i32};
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StaleRun, StoreError, UpdateWrite,
@@ -278,20 +278,19 @@ async fn apply_heartbeats(
     }
 
     // Attempts a live worker no longer reports, claimed long enough ago that
-    // the assignment must have reached it: lost (a dropped stream swallowed
-    // the assignment or the final update). They become claimable again.
+    // the assignment must have reached it if it ever will: taken back (a
+    // dropped stream or a claim whose commit was never heard of swallowed
+    // the assignment, or a worker that does not keep its ends lost one).
+    // They become claimable again.
     let live_ids: Vec<Uuid> = live.into_iter().collect();
+    let keeping_ends: Vec<Uuid> =
+        heartbeats.iter().filter(|h| h.end_acks).map(|h| h.session.worker_id).collect();
     let sql = format!(
-        "UPDATE jobs SET status = {LOST_ATTEMPT_STATUS},
-             errors = {errors},
-             last_error = CASE WHEN status = 'cancel_request' THEN last_error ELSE $5 END,
-             finished_at = CASE WHEN status = 'cancel_request'
-                                  OR attempt - given_back >= max_attempts THEN now() END,
-             updated_at = now()
+        "UPDATE jobs SET {set}
          WHERE worker_id = ANY($1) AND status IN ('running', 'cancel_request')
            AND claimed_at < now() - make_interval(secs => $4)
            AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))",
-        errors = lost_attempt_errors("$5"),
+        set = take_omitted("worker_id = ANY($6)", "$5"),
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(&live_ids)
@@ -299,6 +298,7 @@ async fn apply_heartbeats(
         .bind(&attempts)
         .bind(ttl.as_secs_f64())
         .bind("worker no longer reports this attempt")
+        .bind(&keeping_ends)
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -48,6 +48,28 @@ pub fn lost_attempt_errors(reason: &str) -> String {
     )
 }
 
+/// The SET clause that takes back attempts a live worker omits: spent (an
+/// error recorded under `reason`, a placeholder; the last attempt ends the
+/// job `error`) unless `give_back`, an SQL boolean, holds: then a running
+/// one is given back (claimable, not counted against `max_attempts`, no
+/// error), as it never reached a worker that keeps its ends until they
+/// are recorded. A cancel request ends `cancel` either way.
+pub fn take_omitted(give_back: &str, reason: &str) -> String {
+    format!(
+        "status = CASE WHEN {give_back} AND status = 'running' THEN 'worker_dead'
+                       ELSE {LOST_ATTEMPT_STATUS} END,
+         errors = CASE WHEN {give_back} THEN errors ELSE {errors} END,
+         last_error = CASE WHEN status = 'cancel_request' OR {give_back} THEN last_error
+                           ELSE {reason} END,
+         given_back = given_back + CASE WHEN {give_back} AND status = 'running' THEN 1 ELSE 0 END,
+         finished_at = CASE WHEN status = 'cancel_request'
+                              OR (NOT {give_back} AND attempt - given_back >= max_attempts)
+                            THEN now() END,
+         updated_at = now()",
+        errors = lost_attempt_errors(reason),
+    )
+}
+
 pub async fn register(
     pool: &PgPool,
     hello: &WorkerHello,
@@ -140,24 +162,23 @@ pub async fn register(
     }
 
     // What the store has on this worker but the worker does not report
-    // was lost with the previous stream (an assignment never received).
+    // was lost with the previous stream (an assignment never received),
+    // spent or given back ($5) as `gives_back_omitted` says.
     let lost = if resumed {
+        let (ids, attempts): (Vec<i64>, Vec<i32>) =
+            hello.accounted().map(|(id, attempt)| (id, to_i32(attempt))).unzip();
         let sql = format!(
-            "UPDATE jobs SET status = {LOST_ATTEMPT_STATUS},
-                 errors = {errors},
-                 last_error = CASE WHEN status = 'cancel_request' THEN last_error ELSE $4 END,
-                 finished_at = CASE WHEN status = 'cancel_request'
-                                      OR attempt - given_back >= max_attempts THEN now() END,
-                 updated_at = now()
+            "UPDATE jobs SET {set}
              WHERE worker_id = $1 AND status IN ('running', 'cancel_request')
                AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))",
-            errors = lost_attempt_errors("$4"),
+            set = take_omitted("$5", "$4"),
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(worker_id)
             .bind(&ids)
             .bind(&attempts)
             .bind("worker reconnected without this attempt")
+            .bind(hello.end_acks)
             .execute(&mut *tx)
             .await?
             .rows_affected()

@@ -343,7 +343,8 @@ async fn apply_heartbeats(
             }
         }
         // Attempts a live worker no longer reports, claimed long enough ago
-        // that the assignment must have reached it: lost.
+        // that the assignment must have reached it if it ever will: taken
+        // back (given back when the worker keeps its ends).
         let held: Vec<(i64, i32)> = sqlx::query_as(
             "SELECT id, attempt FROM jobs
              WHERE worker_id = ?1 AND status IN ('running', 'cancel_request') AND claimed_at < ?2",
@@ -360,9 +361,8 @@ async fn apply_heartbeats(
             .map(|(id, _)| id)
             .collect();
         if !lost.is_empty() {
-            let taken =
-                workers::lose_attempts(tx, &lost, "worker no longer reports this attempt", now)
-                    .await?;
+            let reason = "worker no longer reports this attempt";
+            let taken = workers::take_omitted(tx, &lost, heartbeat.end_acks, reason, now).await?;
             changed.add(taken);
         }
     }

@@ -77,6 +77,53 @@ pub async fn lose_attempts(
     Ok(taken)
 }
 
+/// Takes back the attempts of `ids` a live worker omits: given back when
+/// it keeps its ends until recorded (`give_back`: they never reached it),
+/// lost under `reason` otherwise.
+pub async fn take_omitted(
+    tx: &mut SqliteConnection,
+    ids: &[i64],
+    give_back: bool,
+    reason: &str,
+    now: i64,
+) -> Result<Taken, StoreError> {
+    if give_back {
+        give_back_attempts(tx, ids, now).await
+    } else {
+        lose_attempts(tx, ids, reason, now).await
+    }
+}
+
+/// Gives back the attempts of `ids` that never reached their worker: a
+/// cancel request ends as `cancel`; any other becomes claimable
+/// (`worker_dead`) without counting against `max_attempts`.
+async fn give_back_attempts(
+    tx: &mut SqliteConnection,
+    ids: &[i64],
+    now: i64,
+) -> Result<Taken, StoreError> {
+    let mut taken = Taken::default();
+    for id in ids {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "UPDATE jobs SET
+                 status = CASE WHEN status = 'cancel_request' THEN 'cancel' ELSE 'worker_dead' END,
+                 given_back = given_back + (status = 'running'),
+                 finished_at = CASE WHEN status = 'cancel_request' THEN ?2 END,
+                 updated_at = ?2
+             WHERE id = ?1 AND status IN ('running', 'cancel_request')
+             RETURNING kind, status",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((kind, status)) = row {
+            taken.add(kind, &status);
+        }
+    }
+    Ok(taken)
+}
+
 pub async fn register(
     store: &SqliteStore,
     hello: &WorkerHello,
@@ -185,16 +232,15 @@ pub async fn register(
         .bind(worker_id)
         .fetch_all(&mut *tx)
         .await?;
-        let reported: HashSet<(i64, u32)> =
-            hello.running.iter().map(|r| (r.job_id, r.attempt)).collect();
+        let reported: HashSet<(i64, u32)> = hello.accounted().collect();
         let mut lost = Vec::new();
         for (id, attempt) in held {
             if !reported.contains(&(id, non_negative(attempt, "attempt")?)) {
                 lost.push(id);
             }
         }
-        taken =
-            lose_attempts(&mut tx, &lost, "worker reconnected without this attempt", now).await?;
+        let reason = "worker reconnected without this attempt";
+        taken = take_omitted(&mut tx, &lost, hello.end_acks, reason, now).await?;
     }
     tx.commit().await?;
     let lost = taken.count;
