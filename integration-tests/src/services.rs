@@ -282,6 +282,24 @@ impl Dev {
 
     /// Starts it; `echo` copies its log to stderr.
     pub async fn launch(dir: &std::path::Path, extra: &[&str], echo: bool) -> Self {
+        Self::spawn(dir, extra, quiet_env(echo), echo).await
+    }
+
+    /// Starts it with extra environment variables.
+    pub async fn start_with_env(
+        dir: &std::path::Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn(dir, extra, envs, true).await
+    }
+
+    async fn spawn(
+        dir: &std::path::Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        echo: bool,
+    ) -> Self {
         let mut args = strings(&[
             "dev",
             "--data-dir",
@@ -296,7 +314,7 @@ impl Dev {
             "json",
         ]);
         args.extend(strings(extra));
-        let process = Service::spawn_with("dev", "regsweep", &args, quiet_env(echo), echo);
+        let process = Service::spawn_with("dev", "regsweep", &args, envs, echo);
         let ready = process.wait_for_message("regsweep dev ready", START_TIMEOUT).await;
         let url = |field: &str| ready[field].as_str().expect("ready line has urls").to_string();
         Self {

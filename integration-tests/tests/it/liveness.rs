@@ -271,7 +271,8 @@ async fn an_end_cut_off_with_its_stream_is_sent_again_and_costs_no_attempt() {
         Worker::spawn(&format!("http://{}", proxy.addr()), "cut", &["--capacity", "sleep=1"]);
     worker.process.wait_for_message("registered with scheduler", Duration::from_secs(20)).await;
     let job = create(&mut jobs, "sleep", json!({"seconds": 1})).await;
-    wait_status(&jobs, job.id, JobStatus::Running, Duration::from_secs(10)).await;
+    // Running (the assignment arrived), not just claimed.
+    worker.process.wait_for_message("assigned", Duration::from_secs(10)).await;
 
     // Its end goes into a connection that holds every byte, then breaks.
     proxy.stall();
@@ -284,12 +285,14 @@ async fn an_end_cut_off_with_its_stream_is_sent_again_and_costs_no_attempt() {
 
     let done = wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(30)).await;
     assert_eq!((done.attempt, attempt_errors(&done)), (1, vec![]), "the attempt ran once");
-    let workers = jobs
-        .list_workers(v1::ListWorkersRequest::default())
-        .await
-        .expect("workers")
-        .into_inner()
-        .workers;
-    let w = workers.iter().find(|w| w.id == done.worker_id).expect("the worker");
-    assert!(w.session_epoch >= 2, "the end arrived on a new stream: {w:?}");
+    // It came on the new stream, announced.
+    scheduler
+        .process
+        .wait_for_log("the end announced on reconnection", Duration::from_secs(10), |line| {
+            line["message"] == "worker connected" && line["ending"] == 1 && line["resumed"] == true
+        })
+        .await;
+    // And was recorded: the worker, drained, leaves at once.
+    worker.signal(Signal::SIGTERM);
+    worker.process.wait_for_message("drained, exiting", Duration::from_secs(10)).await;
 }

@@ -30,6 +30,7 @@ mod scheduling;
 mod scrubber;
 mod secrets;
 mod selection;
+mod supervision;
 mod telemetry;
 mod tls;
 mod trust;

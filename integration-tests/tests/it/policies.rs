@@ -92,18 +92,26 @@ pub async fn run_policy(scheduler: &Scheduler, policy: &str) {
     scheduler.policies().await.run_policy(request).await.expect("run policy");
 }
 
-/// Runs a catalog sync of `registry` to its end.
+/// Runs a catalog sync of `registry` that starts now, to its end. A sync
+/// already under way (the one adding the registry starts) may have read
+/// the catalog before the test's last push: it is waited out, then one of
+/// our own runs.
 pub async fn sync(scheduler: &Scheduler, registry: &str) -> v1::Job {
-    let job = scheduler
-        .repositories()
-        .await
-        .sync_repositories(v1::SyncRepositoriesRequest { registry: registry.into() })
-        .await
-        .expect("sync")
-        .into_inner()
-        .job
-        .expect("job");
-    wait_status(&scheduler.jobs().await, job.id, JobStatus::Done, Duration::from_secs(20)).await
+    loop {
+        let response = scheduler
+            .repositories()
+            .await
+            .sync_repositories(v1::SyncRepositoriesRequest { registry: registry.into() })
+            .await
+            .expect("sync")
+            .into_inner();
+        let job = response.job.expect("job");
+        let jobs = scheduler.jobs().await;
+        let done = wait_status(&jobs, job.id, JobStatus::Done, Duration::from_secs(20)).await;
+        if response.created {
+            return done;
+        }
+    }
 }
 
 pub async fn repositories(scheduler: &Scheduler) -> Vec<v1::Repository> {

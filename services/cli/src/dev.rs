@@ -158,7 +158,15 @@ async fn run_services(args: &DevArgs) -> Result<()> {
         tracing::error!(error = %client::describe(&e), registry = %url, "cannot add the registry");
     }
 
-    signals.cancelled().await;
+    // A service whose critical task died stops the services it shares
+    // this signal with: dev stops with them, and exits non-zero.
+    let failed = tokio::select! {
+        () = signals.cancelled() => false,
+        () = services.cancelled() => true,
+    };
+    if failed {
+        tracing::error!("a service stopped on its own, stopping regsweep dev");
+    }
     tracing::info!("stopping: worker first, then scheduler and scrubber");
     workers.trigger();
     let worker_result = worker_task.await.context("worker task")?;
@@ -171,6 +179,9 @@ async fn run_services(args: &DevArgs) -> Result<()> {
     };
     metrics.trigger();
     worker_result.and(scheduler_result).and(scrubber_result).and(console_result)?;
+    if failed {
+        anyhow::bail!("a service stopped on its own (see its error above)");
+    }
     tracing::info!("regsweep dev stopped");
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod paging;
 pub mod prometheus;
 pub mod shutdown;
 mod store_error;
+pub mod supervisor;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
@@ -18,4 +19,5 @@ pub mod violations;
 
 pub use shutdown::Shutdown;
 pub use store_error::StoreError;
+pub use supervisor::{Supervisor, TaskFailure};
 pub use violations::FieldViolations;

@@ -56,4 +56,7 @@ pub enum Error {
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] regsweep_common::prometheus::MetricsError),
+    /// A task the scheduler cannot work without ended.
+    #[error(transparent)]
+    Task(#[from] regsweep_common::TaskFailure),
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use regsweep_common::Shutdown;
-use tokio::task::JoinSet;
+use regsweep_common::{Shutdown, Supervisor};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::acks::LeaseClock;
@@ -32,7 +32,13 @@ pub struct LeaderConfig {
     /// Told when this replica's lease is won, renewed and given up
     /// (heartbeat acks vouch by it during outages).
     pub lease_clock: Arc<LeaseClock>,
+    /// Watches the leader loops: one that dies while leading stops the
+    /// process rather than leave a leader that no longer reaps or fires.
+    pub supervisor: Supervisor,
 }
+
+/// The loops of one term of leadership, and what stops them.
+type Term = (Shutdown, Vec<JoinHandle<()>>);
 
 /// Competes for the lease until `shutdown`, running the leader loops while
 /// it holds it; gives the lease up on the way out.
@@ -43,7 +49,7 @@ pub async fn run(
     cleanup: CleanupLoop,
     shutdown: Shutdown,
 ) {
-    let mut leading: Option<(Shutdown, JoinSet<()>)> = None;
+    let mut leading: Option<Term> = None;
     let identity = RunnerIdentity::default();
     let mut renewed = Instant::now();
     // Stop leading well before the lease could have expired unrenewed.
@@ -124,30 +130,36 @@ fn start(
     cleanup: &CleanupLoop,
     replica: Uuid,
     identity: &RunnerIdentity,
-) -> (Shutdown, JoinSet<()>) {
+) -> Term {
     let stop = Shutdown::new();
-    let mut tasks = JoinSet::new();
-    tasks.spawn(reaper(store.clone(), config.clone(), replica, stop.clone()));
-    tasks.spawn(crons(store.clone(), replica, stop.clone()));
-    tasks.spawn(cleanup.clone().run(stop.clone(), fence(replica)));
+    let supervisor = &config.supervisor;
+    let reaper = reaper(store.clone(), config.clone(), replica, stop.clone());
     let runner =
         InternalRunner::new(store.clone(), replica, config.heartbeat_ttl, identity.clone());
-    tasks.spawn(runner.run(stop.clone()));
+    let mut tasks = vec![
+        supervisor.spawn("reaper", &stop, reaper),
+        supervisor.spawn("crons", &stop, crons(store.clone(), replica, stop.clone())),
+        supervisor.spawn("cleanup", &stop, cleanup.clone().run(stop.clone(), fence(replica))),
+        supervisor.spawn("internal runner", &stop, runner.run(stop.clone())),
+    ];
     if regsweep_common::prometheus::enabled() {
-        tasks.spawn(gauges::refresh(
+        let gauges = gauges::refresh(
             store.clone(),
             cleanup.catalog.clone(),
             cleanup.selection.capacity,
             config.metrics_interval,
             stop.clone(),
-        ));
+        );
+        tasks.push(supervisor.spawn("gauges", &stop, gauges));
     }
     (stop, tasks)
 }
 
-async fn stop((signal, mut tasks): (Shutdown, JoinSet<()>)) {
+async fn stop((signal, tasks): Term) {
     signal.trigger();
-    while tasks.join_next().await.is_some() {}
+    for task in tasks {
+        let _ = task.await;
+    }
 }
 
 /// Declares workers dead once their heartbeat expired; their attempts

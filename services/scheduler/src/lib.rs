@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use regsweep_common::auth::Access;
 use regsweep_common::grpc::{self, ServeConfig};
-use regsweep_common::{Shutdown, prometheus};
+use regsweep_common::{Shutdown, Supervisor, prometheus};
 use regsweep_proto::v1::cron_service_server::CronServiceServer;
 use regsweep_proto::v1::job_service_server::JobServiceServer;
 use regsweep_proto::v1::policy_service_server::PolicyServiceServer;
@@ -98,8 +98,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let cleanup_ended = Arc::new(Notify::new());
 
     let loops = Shutdown::new();
+    // Every task below is one the scheduler cannot work without: the
+    // first to die stops the process (and `serve` returns its failure).
+    // Each may end only once shutdown began (the loops stop after the
+    // server, the dispatcher and writer once its sessions are gone).
+    let supervisor = Supervisor::new(shutdown.clone());
     let (events_tx, events_rx) = mpsc::channel(1024);
-    let listener_task = tokio::spawn({
+    let listener_task = supervisor.spawn("listener", &shutdown, {
         let store = store.clone();
         let loops = loops.clone();
         async move { store.listen(events_tx, loops).await }
@@ -111,7 +116,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         config.max_claim_batch,
         cleanup_ended.clone(),
     );
-    let dispatcher_task = tokio::spawn(dispatcher.run(loops.clone()));
+    let dispatcher_task = supervisor.spawn("dispatcher", &shutdown, dispatcher.run(loops.clone()));
     let (written, _) = broadcast::channel(1024);
     let health = Arc::new(health::DbHealth::new());
     let lease_clock = Arc::new(acks::LeaseClock::default());
@@ -123,36 +128,42 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         written.clone(),
         health.clone(),
     );
-    let writer_task = tokio::spawn(writer.run());
+    // It ends once every session is gone, which only shutdown brings.
+    let writer_task = supervisor.spawn("writer", &shutdown, writer.run());
 
     ensure_retention_cron(store.as_ref(), &config).await;
     let replica = Uuid::new_v4();
-    let leader_task = tokio::spawn(leader::run(
-        store.clone(),
-        replica,
-        LeaderConfig {
-            lease: config.leader_lease,
-            reap_interval: (config.heartbeat_interval / 2)
-                .clamp(Duration::from_millis(100), Duration::from_secs(1)),
-            heartbeat_ttl: config.heartbeat_ttl,
-            metrics_interval: config.metrics_interval,
-            health,
-            lease_clock,
-        },
-        CleanupLoop {
-            catalog: catalog.clone(),
-            selection: SelectionConfig {
-                capacity: config.cleanup_capacity,
-                stale_after: config.cleanup_time_budget + config.cleanup_stale_margin,
-                time_budget: config.cleanup_time_budget,
-                max_attempts: 3,
-                arm_limit: 50_000,
+    let leader_task = supervisor.spawn(
+        "leader",
+        &shutdown,
+        leader::run(
+            store.clone(),
+            replica,
+            LeaderConfig {
+                lease: config.leader_lease,
+                reap_interval: (config.heartbeat_interval / 2)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+                heartbeat_ttl: config.heartbeat_ttl,
+                metrics_interval: config.metrics_interval,
+                health,
+                lease_clock,
+                supervisor: supervisor.clone(),
             },
-            tick: config.tick,
-            wake: cleanup_ended,
-        },
-        loops.clone(),
-    ));
+            CleanupLoop {
+                catalog: catalog.clone(),
+                selection: SelectionConfig {
+                    capacity: config.cleanup_capacity,
+                    stale_after: config.cleanup_time_budget + config.cleanup_stale_margin,
+                    time_budget: config.cleanup_time_budget,
+                    max_attempts: 3,
+                    arm_limit: 50_000,
+                },
+                tick: config.tick,
+                wake: cleanup_ended,
+            },
+            loops.clone(),
+        ),
+    );
 
     let sessions = TaskTracker::new();
     let ctx = SessionContext {
@@ -240,6 +251,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let _ = dispatcher_task.await;
     let _ = listener_task.await;
     stores.close().await;
+    if let Some(failure) = supervisor.failure() {
+        return Err(failure.into());
+    }
     tracing::info!("scheduler stopped");
     served.map_err(Error::from)
 }

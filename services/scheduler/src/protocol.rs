@@ -116,11 +116,29 @@ pub fn update(worker_id: Uuid, update: v1::JobUpdate) -> Result<UpdateWrite, Fie
         attempt: update.attempt,
         status,
         progress: clamp_progress(update.progress),
-        result: (status == JobStatus::Done)
-            .then(|| update.result.as_ref().map_or_else(|| serde_json::json!({}), struct_to_json)),
+        result: (status == JobStatus::Done).then(|| {
+            storable(update.result.as_ref().map_or_else(|| serde_json::json!({}), struct_to_json))
+        }),
         error,
         retryable: update.retryable,
     })
+}
+
+/// `value` with every NUL character (which PostgreSQL's `jsonb` refuses,
+/// failing the whole batch the result is written in) replaced by U+FFFD.
+fn storable(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let clean = |text: String| {
+        if text.contains('\0') { text.replace('\0', "\u{fffd}") } else { text }
+    };
+    match value {
+        Value::String(text) => Value::String(clean(text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable).collect()),
+        Value::Object(fields) => {
+            Value::Object(fields.into_iter().map(|(k, v)| (clean(k), storable(v))).collect())
+        }
+        other => other,
+    }
 }
 
 pub fn log_chunk(worker_id: Uuid, chunk: v1::LogChunk) -> Result<LogWrite, FieldViolations> {
@@ -174,6 +192,13 @@ mod tests {
         let mut fields: Vec<_> = errors.fields().collect();
         fields.sort_unstable();
         assert_eq!(fields, ["hello.capacity[mystery]", "hello.name", "hello.resume_worker_id"]);
+    }
+
+    #[test]
+    fn results_lose_their_nul_characters() {
+        let result = serde_json::json!({"a\0": ["x\0y", 1, {"k": "\0"}]});
+        let clean = storable(result);
+        assert_eq!(clean, serde_json::json!({"a\u{fffd}": ["x\u{fffd}y", 1, {"k": "\u{fffd}"}]}));
     }
 
     #[test]

@@ -67,7 +67,8 @@ async fn serve(
         ctx.store.register_worker(&hello, ctx.heartbeat_ttl).await.map_err(ApiError::from)?;
     let session = SessionRef { worker_id: registration.worker_id, epoch: registration.epoch };
     let span = tracing::info_span!("session", worker_id = %session.worker_id, epoch = session.epoch, name = %hello.name);
-    let connected = Connected { session, kinds, registration, acks };
+    let ending = hello.ending.len();
+    let connected = Connected { session, kinds, registration, acks, ending };
     connected.serve(ctx, inbound, out).instrument(span).await
 }
 
@@ -76,6 +77,8 @@ struct Connected {
     kinds: HashSet<String>,
     registration: Registration,
     acks: Acks,
+    /// Attempts whose end the worker sends again first (`Hello.ending`).
+    ending: usize,
 }
 
 /// What the worker asked to have acknowledged.
@@ -94,11 +97,12 @@ impl Connected {
         inbound: &mut Streaming<v1::ConnectRequest>,
         out: &SessionTx,
     ) -> Result<(), Status> {
-        let Self { session, kinds, registration, acks } = self;
+        let Self { session, kinds, registration, acks, ending } = self;
         tracing::info!(
             resumed = registration.resumed,
             stale = registration.stale.len(),
             lost = registration.lost,
+            ending,
             "worker connected"
         );
         send(
@@ -208,7 +212,7 @@ async fn handle(
         M::JobUpdate(update) => {
             let update = protocol::update(session.worker_id, update).map_err(ApiError::from)?;
             let ack_end = acks.ends && update.status != v1::JobStatus::Running;
-            write(WriteOp::Update(update, out.clone(), ack_end)).await?;
+            write(WriteOp::Update(update, out.clone(), ack_end.then_some(session))).await?;
         }
         M::LogChunk(chunk) => {
             let log = protocol::log_chunk(session.worker_id, chunk).map_err(ApiError::from)?;

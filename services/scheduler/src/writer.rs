@@ -28,9 +28,9 @@ use crate::store::{
 /// One write from a session, with the way back to it.
 #[derive(Debug)]
 pub enum WriteOp {
-    /// With whether to tell the worker once written (an end it keeps
-    /// until then).
-    Update(UpdateWrite, SessionTx, bool),
+    /// With the session to tell once it is written, for an end its worker
+    /// keeps until then.
+    Update(UpdateWrite, SessionTx, Option<SessionRef>),
     Log(LogWrite),
     /// With the ack to send once written, if the worker asked for acks.
     Heartbeat(HeartbeatWrite, SessionTx, Option<PendingAck>),
@@ -138,7 +138,7 @@ impl Writer {
                             logs = batch.logs.len(),
                             "dropping a batch that keeps failing"
                         );
-                        return;
+                        return abandon(&routes, &ends);
                     }
                     tracing::warn!(error = %e, failures, "flush failed, retrying");
                 }
@@ -156,8 +156,8 @@ struct Built {
     routes: HashMap<Uuid, SessionTx>,
     /// Heartbeats to acknowledge.
     acks: Vec<(SessionRef, PendingAck)>,
-    /// Ends of attempts to acknowledge, per worker.
-    ends: HashMap<Uuid, Vec<v1::JobAttempt>>,
+    /// Ends of attempts to acknowledge, per session (its stream).
+    ends: HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>,
 }
 
 /// Groups ops into a batch, keeping one update per attempt (the latest:
@@ -166,14 +166,17 @@ fn build_batch(ops: Vec<WriteOp>) -> Built {
     let mut batch = WriteBatch::default();
     let mut routes = HashMap::new();
     let mut acks = Vec::new();
-    let mut ends: HashMap<Uuid, Vec<v1::JobAttempt>> = HashMap::new();
+    let mut ends: HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)> = HashMap::new();
     let mut update_index: HashMap<(i64, u32, Uuid), usize> = HashMap::new();
     for op in ops {
         match op {
             WriteOp::Update(update, out, ack_end) => {
-                if ack_end {
+                if let Some(session) = ack_end {
                     let attempt = v1::JobAttempt { job_id: update.job_id, attempt: update.attempt };
-                    ends.entry(update.worker_id).or_default().push(attempt);
+                    ends.entry(session)
+                        .or_insert_with(|| (out.clone(), Vec::new()))
+                        .1
+                        .push(attempt);
                 }
                 routes.insert(update.worker_id, out);
                 let key = (update.job_id, update.attempt, update.worker_id);
@@ -199,6 +202,20 @@ fn build_batch(ops: Vec<WriteOp>) -> Built {
     Built { batch, routes, acks, ends }
 }
 
+/// Ends the streams whose writes a dropped batch lost: their workers
+/// reconnect and send again the ends they keep (a worker that stayed on
+/// would never hear them recorded, and its heartbeats, which leave them
+/// out, would have their attempts given back as never received).
+fn abandon(
+    routes: &HashMap<Uuid, SessionTx>,
+    ends: &HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>,
+) {
+    let status = || Status::unavailable("writes of this stream were lost; reconnect");
+    for out in routes.values().chain(ends.values().map(|(out, _)| out)) {
+        let _ = out.send(Err(status()));
+    }
+}
+
 /// Sends the cancels a flush found due, ends superseded sessions, and
 /// then acknowledges the ends of attempts and the heartbeats it wrote
 /// (not those of a session that is no longer current: nothing of it was
@@ -208,7 +225,7 @@ fn build_batch(ops: Vec<WriteOp>) -> Built {
 fn deliver(
     outcome: WriteOutcome,
     routes: &HashMap<Uuid, SessionTx>,
-    ends: &HashMap<Uuid, Vec<v1::JobAttempt>>,
+    ends: &HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>,
     acks: impl Iterator<Item = (SessionRef, u64, Duration)>,
 ) {
     let superseded: std::collections::HashSet<SessionRef> =
@@ -234,11 +251,8 @@ fn deliver(
             )));
         }
     }
-    let superseded_workers: std::collections::HashSet<Uuid> =
-        superseded.iter().map(|s| s.worker_id).collect();
-    for (worker_id, attempts) in ends {
-        if let (false, Some(out)) = (superseded_workers.contains(worker_id), routes.get(worker_id))
-        {
+    for (session, (out, attempts)) in ends {
+        if !superseded.contains(session) {
             let attempts = attempts.clone();
             send(out, Message::EndsRecorded(v1::EndsRecorded { attempts }));
         }
@@ -274,11 +288,12 @@ mod tests {
     #[test]
     fn later_update_of_an_attempt_wins() {
         let worker = Uuid::new_v4();
+        let session = Some(SessionRef { worker_id: worker, epoch: 1 });
         let (tx, _rx) = mpsc::unbounded_channel();
         let ops = vec![
-            WriteOp::Update(update(1, JobStatus::Running, worker), tx.clone(), false),
-            WriteOp::Update(update(2, JobStatus::Running, worker), tx.clone(), false),
-            WriteOp::Update(update(1, JobStatus::Done, worker), tx.clone(), true),
+            WriteOp::Update(update(1, JobStatus::Running, worker), tx.clone(), None),
+            WriteOp::Update(update(2, JobStatus::Running, worker), tx.clone(), None),
+            WriteOp::Update(update(1, JobStatus::Done, worker), tx.clone(), session),
         ];
         let built = build_batch(ops);
         let statuses: Vec<_> = built.batch.updates.iter().map(|u| (u.job_id, u.status)).collect();
@@ -286,37 +301,59 @@ mod tests {
         assert!(built.routes.contains_key(&worker));
     }
 
-    /// Once written, a worker hears the ends it asked about, and nothing
-    /// of a session the flush found superseded.
-    #[test]
-    fn written_ends_are_acknowledged_to_their_worker() {
-        let (asked, superseded) = (Uuid::new_v4(), Uuid::new_v4());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let (gone_tx, mut gone_rx) = mpsc::unbounded_channel();
-        let ops = vec![
-            WriteOp::Update(update(1, JobStatus::Done, asked), tx.clone(), true),
-            WriteOp::Update(update(2, JobStatus::Error, asked), tx.clone(), true),
-            WriteOp::Update(update(3, JobStatus::Done, asked), tx.clone(), false),
-            WriteOp::Update(update(4, JobStatus::Done, superseded), gone_tx, true),
-        ];
-        let Built { routes, ends, .. } = build_batch(ops);
-        let outcome = WriteOutcome {
-            superseded: vec![SessionRef { worker_id: superseded, epoch: 1 }],
-            ..Default::default()
-        };
-        deliver(outcome, &routes, &ends, std::iter::empty());
+    fn recorded(rx: &mut mpsc::UnboundedReceiver<Result<v1::ConnectResponse, Status>>) -> Vec<i64> {
         let Ok(Ok(v1::ConnectResponse { message: Some(Message::EndsRecorded(recorded)) })) =
             rx.try_recv()
         else {
             panic!("expected the recorded ends");
         };
-        let named: Vec<_> = recorded.attempts.iter().map(|a| (a.job_id, a.attempt)).collect();
-        assert_eq!(named, [(1, 1), (2, 1)]);
-        assert!(rx.try_recv().is_err(), "one message for the batch");
-        assert!(
-            matches!(gone_rx.try_recv(), Ok(Err(_))),
-            "a superseded session is ended and hears nothing recorded"
+        recorded.attempts.iter().map(|a| a.job_id).collect()
+    }
+
+    /// Once written, each session hears the ends it sent and asked about,
+    /// on its own stream, even beside a superseded session of the same
+    /// worker, which hears nothing recorded.
+    #[test]
+    fn written_ends_are_acknowledged_to_the_stream_that_sent_them() {
+        let worker = Uuid::new_v4();
+        let (old, new) = (
+            SessionRef { worker_id: worker, epoch: 1 },
+            SessionRef { worker_id: worker, epoch: 2 },
         );
-        assert!(gone_rx.try_recv().is_err());
+        let (old_tx, mut old_rx) = mpsc::unbounded_channel();
+        let (new_tx, mut new_rx) = mpsc::unbounded_channel();
+        let ops = vec![
+            WriteOp::Update(update(1, JobStatus::Done, worker), new_tx.clone(), Some(new)),
+            WriteOp::Update(update(2, JobStatus::Error, worker), new_tx.clone(), Some(new)),
+            WriteOp::Update(update(3, JobStatus::Done, worker), new_tx.clone(), None),
+            WriteOp::Update(update(4, JobStatus::Done, worker), old_tx, Some(old)),
+        ];
+        let Built { routes, ends, .. } = build_batch(ops);
+        let outcome = WriteOutcome { superseded: vec![old], ..Default::default() };
+        deliver(outcome, &routes, &ends, std::iter::empty());
+        let mut named = recorded(&mut new_rx);
+        named.sort_unstable();
+        assert_eq!(named, [1, 2]);
+        assert!(new_rx.try_recv().is_err(), "one message for the batch");
+        while let Ok(message) = old_rx.try_recv() {
+            let recorded =
+                matches!(&message, Ok(m) if matches!(m.message, Some(Message::EndsRecorded(_))));
+            assert!(!recorded, "the superseded session hears nothing recorded");
+        }
+    }
+
+    /// A dropped batch ends the streams that sent it: their workers send
+    /// again what they keep.
+    #[test]
+    fn a_dropped_batch_ends_its_streams() {
+        let worker = Uuid::new_v4();
+        let session = Some(SessionRef { worker_id: worker, epoch: 1 });
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let Built { routes, ends, .. } =
+            build_batch(vec![WriteOp::Update(update(1, JobStatus::Done, worker), tx, session)]);
+        abandon(&routes, &ends);
+        assert!(
+            matches!(rx.try_recv(), Ok(Err(status)) if status.code() == tonic::Code::Unavailable)
+        );
     }
 }

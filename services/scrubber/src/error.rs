@@ -46,4 +46,7 @@ pub enum Error {
     ClientToken(#[from] regsweep_common::auth::ClientTokenError),
     #[error(transparent)]
     Metrics(#[from] regsweep_common::prometheus::MetricsError),
+    /// A task the scrubber cannot work without ended.
+    #[error(transparent)]
+    Task(#[from] regsweep_common::TaskFailure),
 }

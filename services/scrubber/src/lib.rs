@@ -21,8 +21,8 @@ mod untag;
 
 use std::sync::Arc;
 
-use regsweep_common::Shutdown;
 use regsweep_common::grpc::{self, GrpcError, ServeConfig};
+use regsweep_common::{Shutdown, Supervisor};
 use regsweep_common::{auth, tls};
 use regsweep_proto::v1::repository_service_client::RepositoryServiceClient;
 use regsweep_proto::v1::scrubber_service_server::ScrubberServiceServer;
@@ -81,8 +81,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let limits = Arc::new(Limits::new(config.default_max_parallel));
     let gates = limits.clone();
     let scheduler = scheduler_channel(&config.scheduler)?;
+    // Every task below is one the scrubber cannot work without: the first
+    // to die stops the process (and `serve` returns its failure).
+    let supervisor = Supervisor::new(shutdown.clone());
     let (audit_log, answers) = audit::AuditLog::new(store.clone());
-    let answers = tokio::spawn(answers);
+    // It ends once no client is left, which only shutdown brings.
+    let answers = supervisor.spawn("audit writer", &shutdown, answers);
     let directory = Arc::new(
         Directory::new(scheduler.clone())
             .with_gates(Box::new(move |registry| gates.of(registry) as Arc<dyn Gate>))
@@ -109,11 +113,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             drain_timeout: config.shutdown_timeout,
         },
     };
-    let runner_task = tokio::spawn(runner.run(loops.clone()));
-    tokio::spawn(audit::prune(store.clone(), config.audit_retention, loops.clone()));
+    let runner_task = supervisor.spawn("runner", &shutdown, runner.run(loops.clone()));
+    let prune = audit::prune(store.clone(), config.audit_retention, loops.clone());
+    supervisor.spawn("audit pruning", &shutdown, prune);
     if regsweep_common::prometheus::enabled() {
         let interval = config.metrics_interval;
-        tokio::spawn(gauges::refresh(store.clone(), limits.clone(), interval, loops.clone()));
+        let refresh = gauges::refresh(store.clone(), limits.clone(), interval, loops.clone());
+        supervisor.spawn("gauges", &shutdown, refresh);
     }
     let api = ScrubberApi {
         store: store.clone(),
@@ -150,6 +156,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         tracing::warn!("registry answers still queued at shutdown; their requests stay on record");
     }
     store.close().await;
+    if let Some(failure) = supervisor.failure() {
+        return Err(failure.into());
+    }
     tracing::info!("scrubber stopped");
     served.map_err(Error::from)
 }

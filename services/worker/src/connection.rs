@@ -167,6 +167,9 @@ pub async fn session(
             return End::Drained;
         }
         let give_back_at = state.drain.give_back_at.filter(|_| !state.drain.gave_back);
+        // Draining, a worker waits for the scheduler (ends recorded) only
+        // so long: then it leaves with what is unreported.
+        let give_up_at = state.drain.give_up_at;
         let lapse = state.lease.deadline().filter(|d| Some(*d) != beat_early_for);
         tokio::select! {
             message = inbound.message() => match message {
@@ -205,6 +208,9 @@ pub async fn session(
                 }
             }
             () = sleep_until(give_back_at), if give_back_at.is_some() => {}
+            () = sleep_until(give_up_at), if give_up_at.is_some() => {
+                return lost("draining took too long", true);
+            }
         }
     }
 }
@@ -300,7 +306,10 @@ async fn handle(state: &mut WorkerState, stream: &Stream, message: In) -> Result
 
 /// Sends what job tasks produced: lines grouped into chunks per attempt
 /// (always before that attempt's end), updates, then one credit per kind
-/// for the slots that freed up.
+/// for the slots that freed up. Once a send fails the rest of the batch is
+/// still handed to the stream, so that every message lands in `pending`,
+/// in order, for the next stream: an end taken from the outbox is never
+/// dropped (its attempt would stay running here, and its job there).
 async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>) -> Result<(), ()> {
     let mut lines: BTreeMap<job::AttemptKey, Vec<v1::JobLogLine>> = BTreeMap::new();
     let mut credits: BTreeMap<String, u32> = BTreeMap::new();
@@ -313,6 +322,7 @@ async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>)
             _ => None,
         })
         .collect();
+    let mut sent = Ok(());
     for item in items {
         match item {
             Outgoing::Log { key, line } => lines.entry(key).or_default().push(line),
@@ -324,13 +334,17 @@ async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>)
                     status: JobStatus::Running.into(),
                     ..Default::default()
                 };
-                stream.send(state, Out::JobUpdate(update)).await?;
+                sent = sent.and(stream.send(state, Out::JobUpdate(update)).await);
             }
             Outgoing::Finished { key, update } => {
                 if let Some(key_lines) = lines.remove(&key) {
-                    send_lines(state, stream, key, key_lines).await?;
+                    sent = sent.and(send_lines(state, stream, key, key_lines).await);
                 }
-                stream.send(state, Out::JobUpdate(update.clone())).await?;
+                // Not sent: it waits in `pending`, its attempt in `running`.
+                if stream.send(state, Out::JobUpdate(update.clone())).await.is_err() {
+                    sent = Err(());
+                    continue;
+                }
                 tracing::debug!(job_id = key.0, attempt = key.1, "end of attempt sent");
                 if let Some(attempt) = state.end_sent(update)
                     && state.free(&attempt.kind) > 0
@@ -341,8 +355,9 @@ async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>)
         }
     }
     for (key, key_lines) in lines {
-        send_lines(state, stream, key, key_lines).await?;
+        sent = sent.and(send_lines(state, stream, key, key_lines).await);
     }
+    sent?;
     for (kind, n) in credits {
         let n = n.min(state.free(&kind));
         if n > 0 {
@@ -352,12 +367,15 @@ async fn forward(state: &mut WorkerState, stream: &Stream, items: Vec<Outgoing>)
     Ok(())
 }
 
+/// Sends `lines` in chunks; every chunk is handed to the stream (and kept
+/// in `pending` if it is gone).
 async fn send_lines(
     state: &mut WorkerState,
     stream: &Stream,
     key: job::AttemptKey,
     lines: Vec<v1::JobLogLine>,
 ) -> Result<(), ()> {
+    let mut sent = Ok(());
     for chunk in lines.chunks(MAX_LINES_PER_CHUNK) {
         let Some(attempt) = state.running.get_mut(&key) else { return Ok(()) };
         let seq = attempt.next_log_seq;
@@ -368,7 +386,58 @@ async fn send_lines(
             seq,
             lines: chunk.to_vec(),
         });
-        stream.send(state, message).await?;
+        sent = sent.and(stream.send(state, message).await);
     }
-    Ok(())
+    sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::Services;
+
+    fn state() -> WorkerState {
+        let services = Services::new(&["http://127.0.0.1:9".to_string()], &[]).expect("valid url");
+        let capacity = [("sleep".to_string(), 2)].into_iter().collect();
+        WorkerState::new("w".into(), capacity, Arc::new(services))
+    }
+
+    fn finished(job_id: i64) -> Outgoing {
+        let update = v1::JobUpdate {
+            job_id,
+            attempt: 1,
+            status: JobStatus::Done.into(),
+            ..Default::default()
+        };
+        Outgoing::Finished { key: (job_id, 1), update }
+    }
+
+    /// A stream that breaks under a batch loses none of it: every end
+    /// waits in `pending`, in order, and its attempt stays running here.
+    #[tokio::test]
+    async fn a_batch_forwarded_into_a_broken_stream_is_kept_whole() {
+        let mut s = state();
+        for job_id in [1, 2] {
+            let attempt =
+                Attempt { kind: "sleep".into(), control: Arc::default(), next_log_seq: 0 };
+            s.running.insert((job_id, 1), attempt);
+        }
+        let (tx, rx) = mpsc::channel(8);
+        drop(rx);
+        let line = v1::JobLogLine { text: "last words".into(), ..Default::default() };
+        let items = vec![Outgoing::Log { key: (2, 1), line }, finished(1), finished(2)];
+        assert!(forward(&mut s, &Stream { tx }, items).await.is_err());
+        let kept: Vec<&str> = s
+            .pending
+            .iter()
+            .map(|r| match &r.message {
+                Some(Out::JobUpdate(u)) if u.job_id == 1 => "end 1",
+                Some(Out::JobUpdate(u)) if u.job_id == 2 => "end 2",
+                Some(Out::LogChunk(c)) if c.job_id == 2 => "log 2",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kept, ["end 1", "log 2", "end 2"]);
+        assert_eq!(s.running.len(), 2, "both still owed to the scheduler");
+    }
 }

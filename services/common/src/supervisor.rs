@@ -1,0 +1,159 @@
+//! Critical tasks, watched. A scheduler whose dispatcher panicked would go
+//! on answering health checks SERVING and never assign a job again; a
+//! scrubber whose runner died would never delete again. Every task a
+//! process cannot work without is spawned here: the first to end when it
+//! was not asked to (a panic, or a return) is logged with its cause and
+//! shuts the process down, so health turns NOT_SERVING as the server
+//! drains, and the service's `run` returns [`TaskFailure`]: the process
+//! exits non-zero and its orchestrator restarts it.
+//!
+//! A test hook makes one named task fail on demand: with
+//! `REGSWEEP_TEST_HOOK_FAIL_TASK=<task>` set, SIGUSR1 makes that task
+//! panic. Without the variable nothing listens for SIGUSR1.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use tokio::task::JoinHandle;
+
+use crate::Shutdown;
+
+/// The environment variable naming the task the test hook fails.
+pub const TEST_HOOK: &str = "REGSWEEP_TEST_HOOK_FAIL_TASK";
+
+/// A critical task ended when it was not asked to.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("critical task {task} {how}")]
+pub struct TaskFailure {
+    /// The task's name.
+    pub task: &'static str,
+    /// How it ended: `panicked: <message>`, or that it returned.
+    pub how: String,
+}
+
+/// Spawns and watches the critical tasks of one process.
+#[derive(Clone, Debug)]
+pub struct Supervisor {
+    /// Triggered by the first failure: the whole process stops.
+    shutdown: Shutdown,
+    failure: Arc<OnceLock<TaskFailure>>,
+}
+
+impl Supervisor {
+    /// A supervisor that stops the process through `shutdown`.
+    pub fn new(shutdown: Shutdown) -> Self {
+        Self { shutdown, failure: Arc::default() }
+    }
+
+    /// Spawns `future` as the critical task `task`, which may end only
+    /// once `until` fired; any other end is a failure. The handle resolves
+    /// when the task ended (and its failure, if any, was recorded).
+    pub fn spawn<F>(&self, task: &'static str, until: &Shutdown, future: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let inner = tokio::spawn(armed(task, future));
+        let (until, this) = (until.clone(), self.clone());
+        tokio::spawn(async move {
+            let how = match inner.await {
+                Ok(()) if until.is_triggered() => return,
+                Ok(()) => "returned before it was asked to stop".to_string(),
+                Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
+                Err(_) => "was cancelled".to_string(),
+            };
+            this.fail(TaskFailure { task, how });
+        })
+    }
+
+    /// The first failure, if a task failed.
+    pub fn failure(&self) -> Option<TaskFailure> {
+        self.failure.get().cloned()
+    }
+
+    fn fail(&self, failure: TaskFailure) {
+        tracing::error!(task = failure.task, how = %failure.how, "critical task ended, shutting down");
+        let _ = self.failure.set(failure);
+        self.shutdown.trigger();
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => (*message).to_string(),
+            Err(_) => "(no message)".to_string(),
+        },
+    }
+}
+
+/// `future`, made to panic on SIGUSR1 when the test hook names `task`.
+async fn armed<F: Future<Output = ()>>(task: &'static str, future: F) {
+    #[cfg(unix)]
+    if std::env::var(TEST_HOOK).is_ok_and(|named| named == task) {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut told) = signal(SignalKind::user_defined1()) {
+            tracing::warn!(
+                task,
+                hook = TEST_HOOK,
+                "test hook armed: sigusr1 makes this task panic"
+            );
+            tokio::select! {
+                () = future => {}
+                _ = told.recv() => panic!("told to fail by the test hook"),
+            }
+            return;
+        }
+    }
+    future.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_a_failure_that_stops_the_process() {
+        let process = Shutdown::new();
+        let supervisor = Supervisor::new(process.clone());
+        let never = Shutdown::new();
+        supervisor.spawn("doomed", &never, async { panic!("boom") }).await.expect("watched");
+        let failure = supervisor.failure().expect("a failure");
+        assert_eq!((failure.task, failure.how.as_str()), ("doomed", "panicked: boom"));
+        assert!(process.is_triggered());
+    }
+
+    #[tokio::test]
+    async fn returning_unasked_is_a_failure() {
+        let process = Shutdown::new();
+        let supervisor = Supervisor::new(process.clone());
+        supervisor.spawn("quitter", &Shutdown::new(), async {}).await.expect("watched");
+        assert_eq!(
+            supervisor.failure().map(|f| f.how),
+            Some("returned before it was asked to stop".to_string())
+        );
+        assert!(process.is_triggered());
+    }
+
+    #[tokio::test]
+    async fn ending_when_asked_is_no_failure() {
+        let process = Shutdown::new();
+        let supervisor = Supervisor::new(process.clone());
+        let stop = Shutdown::new();
+        let waiting = stop.clone();
+        let task = supervisor.spawn("loop", &stop, async move { waiting.cancelled().await });
+        stop.trigger();
+        task.await.expect("watched");
+        assert!(supervisor.failure().is_none());
+        assert!(!process.is_triggered());
+    }
+
+    #[tokio::test]
+    async fn the_first_failure_is_kept() {
+        let supervisor = Supervisor::new(Shutdown::new());
+        let never = Shutdown::new();
+        supervisor.spawn("first", &never, async { panic!("one") }).await.expect("watched");
+        supervisor.spawn("second", &never, async { panic!("two") }).await.expect("watched");
+        assert_eq!(supervisor.failure().map(|f| f.task), Some("first"));
+    }
+}
