@@ -37,8 +37,9 @@ pub struct LeaderConfig {
     pub supervisor: Supervisor,
 }
 
-/// The loops of one term of leadership, and what stops them.
-type Term = (Shutdown, Vec<JoinHandle<()>>);
+/// The loops of one term of leadership, and what stops them (also when
+/// the leader loop itself dies: none outlives it).
+type Term = (Shutdown, Vec<JoinHandle<()>>, tokio_util::sync::DropGuard);
 
 /// Competes for the lease until `shutdown`, running the leader loops while
 /// it holds it; gives the lease up on the way out.
@@ -152,10 +153,11 @@ fn start(
         );
         tasks.push(supervisor.spawn("gauges", &stop, gauges));
     }
-    (stop, tasks)
+    let guard = stop.trigger_on_drop();
+    (stop, tasks, guard)
 }
 
-async fn stop((signal, tasks): Term) {
+async fn stop((signal, tasks, _guard): Term) {
     signal.trigger();
     for task in tasks {
         let _ = task.await;

@@ -235,9 +235,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             access,
             health_listener,
         },
-        shutdown,
+        shutdown.clone(),
     )
     .await;
+    // A server that failed (a bad certificate, say) stops everything, and
+    // its error is the one returned: the tasks it stops were asked to.
+    shutdown.trigger();
 
     // The server and its services are dropped: only session tasks still
     // hold the writer. Once they end, the writer flushes and stops.
@@ -251,11 +254,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let _ = dispatcher_task.await;
     let _ = listener_task.await;
     stores.close().await;
+    served?;
     if let Some(failure) = supervisor.failure() {
         return Err(failure.into());
     }
     tracing::info!("scheduler stopped");
-    served.map_err(Error::from)
+    Ok(())
 }
 
 /// Creates the default retention cron unless it exists (operators may

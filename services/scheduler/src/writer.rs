@@ -138,7 +138,7 @@ impl Writer {
                             logs = batch.logs.len(),
                             "dropping a batch that keeps failing"
                         );
-                        return abandon(&routes, &ends);
+                        return abandon(&ends);
                     }
                     tracing::warn!(error = %e, failures, "flush failed, retrying");
                 }
@@ -202,17 +202,15 @@ fn build_batch(ops: Vec<WriteOp>) -> Built {
     Built { batch, routes, acks, ends }
 }
 
-/// Ends the streams whose writes a dropped batch lost: their workers
-/// reconnect and send again the ends they keep (a worker that stayed on
-/// would never hear them recorded, and its heartbeats, which leave them
-/// out, would have their attempts given back as never received).
-fn abandon(
-    routes: &HashMap<Uuid, SessionTx>,
-    ends: &HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>,
-) {
-    let status = || Status::unavailable("writes of this stream were lost; reconnect");
-    for out in routes.values().chain(ends.values().map(|(out, _)| out)) {
-        let _ = out.send(Err(status()));
+/// Ends the streams whose kept ends a dropped batch lost: their workers
+/// reconnect and send them again (a worker that stayed on would never hear
+/// them recorded, and its heartbeats, which leave them out, would have
+/// their attempts given back as never received). Streams that lost only
+/// heartbeats, progress or ends they do not keep stay up: reconnecting
+/// would send nothing again.
+fn abandon(ends: &HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>) {
+    for (out, _) in ends.values() {
+        let _ = out.send(Err(Status::unavailable("ends of this stream were lost; reconnect")));
     }
 }
 
@@ -342,18 +340,23 @@ mod tests {
         }
     }
 
-    /// A dropped batch ends the streams that sent it: their workers send
-    /// again what they keep.
+    /// A dropped batch ends the streams whose kept ends it lost: their
+    /// workers send them again; other streams stay up.
     #[test]
-    fn a_dropped_batch_ends_its_streams() {
+    fn a_dropped_batch_ends_the_streams_of_its_kept_ends() {
         let worker = Uuid::new_v4();
         let session = Some(SessionRef { worker_id: worker, epoch: 1 });
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let Built { routes, ends, .. } =
-            build_batch(vec![WriteOp::Update(update(1, JobStatus::Done, worker), tx, session)]);
-        abandon(&routes, &ends);
+        let (bystander_tx, mut bystander_rx) = mpsc::unbounded_channel();
+        let ops = vec![
+            WriteOp::Update(update(1, JobStatus::Done, worker), tx, session),
+            WriteOp::Update(update(2, JobStatus::Running, Uuid::new_v4()), bystander_tx, None),
+        ];
+        let Built { ends, .. } = build_batch(ops);
+        abandon(&ends);
         assert!(
             matches!(rx.try_recv(), Ok(Err(status)) if status.code() == tonic::Code::Unavailable)
         );
+        assert!(bystander_rx.try_recv().is_err(), "a stream that lost no kept end stays up");
     }
 }

@@ -146,9 +146,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             access,
             health_listener,
         },
-        shutdown,
+        shutdown.clone(),
     )
     .await;
+    // A server that failed stops everything, and its error is the one
+    // returned: the tasks it stops were asked to.
+    shutdown.trigger();
     loops.trigger();
     let _ = runner_task.await;
     // The writer flushes the last answers and ends once no client is left.
@@ -156,9 +159,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         tracing::warn!("registry answers still queued at shutdown; their requests stay on record");
     }
     store.close().await;
+    served?;
     if let Some(failure) = supervisor.failure() {
         return Err(failure.into());
     }
     tracing::info!("scrubber stopped");
-    served.map_err(Error::from)
+    Ok(())
 }

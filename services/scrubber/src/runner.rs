@@ -103,6 +103,25 @@ pub struct Runner {
     pub config: RunnerConfig,
 }
 
+/// The runner's helper tasks, named: watched while it runs, aborted when
+/// it ends however it ends (a panic included), so none outlives it.
+struct Helpers(Vec<(&'static str, tokio::task::JoinHandle<()>)>);
+
+impl Helpers {
+    /// The first helper that ended.
+    fn ended(&self) -> Option<&'static str> {
+        self.0.iter().find(|(_, task)| task.is_finished()).map(|(name, _)| *name)
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        for (_, task) in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 impl Runner {
     fn trusted_until(&self, asked_at: Instant) -> Instant {
         asked_at + self.config.lease - self.config.lease / LEASE_MARGIN_DIVISOR
@@ -122,9 +141,18 @@ impl Runner {
                 }
             }
         });
+        let helpers = Helpers(vec![("renewer", renewer), ("taker", taker), ("reporter", reporter)]);
         let permits = Arc::new(Semaphore::new(this.config.parallelism as usize));
         let mut tasks = JoinSet::new();
         loop {
+            // A helper that died (leases no longer renewed, say) stops the
+            // runner, and so the process: its supervisor restarts it.
+            if !stop.is_triggered()
+                && let Some(helper) = helpers.ended()
+            {
+                tracing::error!(helper, "a runner helper task ended, stopping the runner");
+                return;
+            }
             while tasks.try_join_next().is_some() {}
             let free = permits.available_permits();
             if free == 0 {
@@ -186,9 +214,7 @@ impl Runner {
             tracing::warn!("deletions still in flight at shutdown; their leases will expire");
             tasks.abort_all();
         }
-        renewer.abort();
-        taker.abort();
-        reporter.abort();
+        drop(helpers);
         this.report().await;
     }
 

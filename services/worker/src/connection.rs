@@ -134,6 +134,11 @@ pub async fn session(
             _ => None,
         };
         if stream.send(state, message).await.is_err() {
+            // Kept at the back of `pending`: first again, ahead of what
+            // was not replayed yet.
+            if let Some(unsent) = state.pending.pop_back() {
+                state.pending.push_front(unsent);
+            }
             return lost("stream closed while replaying", true);
         }
         // Handed to the stream at last: the attempt is over (its slot is
@@ -209,6 +214,12 @@ pub async fn session(
             }
             () = sleep_until(give_back_at), if give_back_at.is_some() => {}
             () = sleep_until(give_up_at), if give_up_at.is_some() => {
+                // What the stream holds still goes out before it closes.
+                drop(stream);
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while let Ok(Some(_)) = inbound.message().await {}
+                })
+                .await;
                 return lost("draining took too long", true);
             }
         }
