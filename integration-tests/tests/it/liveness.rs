@@ -14,6 +14,16 @@ use crate::{create, get, wait_status};
 /// Heartbeat TTL the test schedulers use (`Scheduler::start`).
 const TTL: Duration = Duration::from_secs(3);
 
+/// A worker (one `sleep` slot) that reaches `scheduler` through a proxy
+/// the test can stall or cut; registered.
+async fn behind_a_proxy(scheduler: &Scheduler, name: &str) -> (TcpProxy, Worker) {
+    let proxy = TcpProxy::start(scheduler.url.trim_start_matches("http://")).await;
+    let worker =
+        Worker::spawn(&format!("http://{}", proxy.addr()), name, &["--capacity", "sleep=1"]);
+    worker.process.wait_for_message("registered with scheduler", Duration::from_secs(20)).await;
+    (proxy, worker)
+}
+
 fn attempt_errors(job: &v1::Job) -> Vec<(u32, &str)> {
     job.errors.iter().map(|e| (e.attempt, e.error.as_str())).collect()
 }
@@ -188,10 +198,7 @@ async fn a_partitioned_worker_gives_its_attempt_back_before_it_runs_elsewhere() 
     let db = TestDb::create().await;
     let scheduler = Scheduler::start(&db, &[]).await;
     let mut jobs = scheduler.jobs().await;
-    let proxy = TcpProxy::start(scheduler.url.trim_start_matches("http://")).await;
-    let cut_off =
-        Worker::spawn(&format!("http://{}", proxy.addr()), "cut-off", &["--capacity", "sleep=1"]);
-    cut_off.process.wait_for_message("registered with scheduler", Duration::from_secs(20)).await;
+    let (proxy, cut_off) = behind_a_proxy(&scheduler, "cut-off").await;
     let job = create(&mut jobs, "sleep", json!({"seconds": 600})).await;
     let first = wait_status(&jobs, job.id, JobStatus::Running, Duration::from_secs(10)).await;
 
@@ -266,10 +273,7 @@ async fn an_end_cut_off_with_its_stream_is_sent_again_and_costs_no_attempt() {
     let flags = ["--heartbeat-ttl", "10s"];
     let scheduler = Scheduler::start(&db, &flags).await;
     let mut jobs = scheduler.jobs().await;
-    let proxy = TcpProxy::start(scheduler.url.trim_start_matches("http://")).await;
-    let worker =
-        Worker::spawn(&format!("http://{}", proxy.addr()), "cut", &["--capacity", "sleep=1"]);
-    worker.process.wait_for_message("registered with scheduler", Duration::from_secs(20)).await;
+    let (proxy, worker) = behind_a_proxy(&scheduler, "cut").await;
     let job = create(&mut jobs, "sleep", json!({"seconds": 1})).await;
     // Running (the assignment arrived), not just claimed.
     worker.process.wait_for_message("assigned", Duration::from_secs(10)).await;

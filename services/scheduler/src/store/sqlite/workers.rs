@@ -47,19 +47,38 @@ pub async fn lose_attempts(
     reason: &str,
     now: i64,
 ) -> Result<Taken, StoreError> {
+    take_omitted(tx, ids, false, reason, now).await
+}
+
+/// Takes back the attempts of `ids` a live worker omits: spent under
+/// `reason` (the last attempt ends the job `error`) unless `give_back`
+/// (the worker keeps its ends until recorded, so they never reached it):
+/// then a running one becomes claimable without counting against
+/// `max_attempts`, no error recorded. A cancel request ends `cancel`
+/// either way. The PostgreSQL store's `take_omitted` is the same rule.
+pub async fn take_omitted(
+    tx: &mut SqliteConnection,
+    ids: &[i64],
+    give_back: bool,
+    reason: &str,
+    now: i64,
+) -> Result<Taken, StoreError> {
     let mut taken = Taken::default();
     for id in ids {
         let row: Option<(String, String)> = sqlx::query_as(
             "UPDATE jobs SET
                  status = CASE WHEN status = 'cancel_request' THEN 'cancel'
-                               WHEN attempt - given_back >= max_attempts THEN 'error'
+                               WHEN NOT ?5 AND attempt - given_back >= max_attempts THEN 'error'
                                ELSE 'worker_dead' END,
-                 errors = CASE WHEN status = 'cancel_request' THEN errors
+                 errors = CASE WHEN status = 'cancel_request' OR ?5 THEN errors
                                ELSE json_insert(errors, '$[#]',
                                    json_object('attempt', attempt, 'error', ?2, 'at', ?3)) END,
-                 last_error = CASE WHEN status = 'cancel_request' THEN last_error ELSE ?2 END,
+                 last_error = CASE WHEN status = 'cancel_request' OR ?5 THEN last_error
+                                   ELSE ?2 END,
+                 given_back = given_back + (?5 AND status = 'running'),
                  finished_at = CASE WHEN status = 'cancel_request'
-                                      OR attempt - given_back >= max_attempts THEN ?4 END,
+                                      OR (NOT ?5 AND attempt - given_back >= max_attempts)
+                                    THEN ?4 END,
                  updated_at = ?4
              WHERE id = ?1 AND status IN ('running', 'cancel_request')
              RETURNING kind, status",
@@ -68,53 +87,7 @@ pub async fn lose_attempts(
         .bind(reason)
         .bind(error_time(now))
         .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((kind, status)) = row {
-            taken.add(kind, &status);
-        }
-    }
-    Ok(taken)
-}
-
-/// Takes back the attempts of `ids` a live worker omits: given back when
-/// it keeps its ends until recorded (`give_back`: they never reached it),
-/// lost under `reason` otherwise.
-pub async fn take_omitted(
-    tx: &mut SqliteConnection,
-    ids: &[i64],
-    give_back: bool,
-    reason: &str,
-    now: i64,
-) -> Result<Taken, StoreError> {
-    if give_back {
-        give_back_attempts(tx, ids, now).await
-    } else {
-        lose_attempts(tx, ids, reason, now).await
-    }
-}
-
-/// Gives back the attempts of `ids` that never reached their worker: a
-/// cancel request ends as `cancel`; any other becomes claimable
-/// (`worker_dead`) without counting against `max_attempts`.
-async fn give_back_attempts(
-    tx: &mut SqliteConnection,
-    ids: &[i64],
-    now: i64,
-) -> Result<Taken, StoreError> {
-    let mut taken = Taken::default();
-    for id in ids {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "UPDATE jobs SET
-                 status = CASE WHEN status = 'cancel_request' THEN 'cancel' ELSE 'worker_dead' END,
-                 given_back = given_back + (status = 'running'),
-                 finished_at = CASE WHEN status = 'cancel_request' THEN ?2 END,
-                 updated_at = ?2
-             WHERE id = ?1 AND status IN ('running', 'cancel_request')
-             RETURNING kind, status",
-        )
-        .bind(id)
-        .bind(now)
+        .bind(give_back)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((kind, status)) = row {
