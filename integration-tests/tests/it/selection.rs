@@ -1,4 +1,4 @@
-//! The limited-capacity selection (DESIGN.md section 5): capacity, order,
+//! The limited-capacity selection (README, "How cleanups are selected"): capacity, order,
 //! policy runs, and its cost on large catalogs.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The command line: one naming scheme across binaries (DESIGN.md section 9).
+//! The command line: one naming scheme across binaries.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 

@@ -158,32 +158,87 @@ async fn run_services(args: &DevArgs) -> Result<()> {
         tracing::error!(error = %client::describe(&e), registry = %url, "cannot add the registry");
     }
 
-    // A service whose critical task died stops the services it shares
-    // this signal with: dev stops with them, and exits non-zero.
-    let failed = tokio::select! {
-        () = signals.cancelled() => false,
-        () = services.cancelled() => true,
-    };
-    if failed {
-        tracing::error!("a service stopped on its own, stopping regsweep dev");
+    let mut tasks = Tasks(vec![
+        Task::new("worker", worker_task),
+        Task::new("scheduler", scheduler_task),
+        Task::new("scrubber", scrubber_task),
+    ]);
+    if let Some((_, task)) = console {
+        tasks.0.push(Task::new("console", task));
     }
-    tracing::info!("stopping: worker first, then scheduler and scrubber");
-    workers.trigger();
-    let worker_result = worker_task.await.context("worker task")?;
-    services.trigger();
-    let scheduler_result = scheduler_task.await.context("scheduler task")?;
-    let scrubber_result = scrubber_task.await.context("scrubber task")?;
-    let console_result = match console {
-        Some((_, task)) => task.await.context("console task")?,
-        None => Ok(()),
+    // A service whose critical task died stops the services it shares
+    // this signal with; a service that ends unasked (its server failed, a
+    // worker refused, a panic) ends its own task. Either way dev stops
+    // everything else and exits non-zero.
+    let failed = tokio::select! {
+        () = signals.cancelled() => None,
+        () = services.cancelled() => Some("a service"),
+        ended = tasks.first_to_end() => Some(ended),
     };
+    if let Some(service) = failed {
+        tracing::error!(service, "a service stopped on its own, stopping regsweep dev");
+    }
+    tracing::info!("stopping: worker first, then scheduler, scrubber and console");
+    workers.trigger();
+    let worker_result = tasks.join("worker").await;
+    services.trigger();
+    let mut result = worker_result;
+    for name in ["scheduler", "scrubber", "console"] {
+        result = result.and(tasks.join(name).await);
+    }
     metrics.trigger();
-    worker_result.and(scheduler_result).and(scrubber_result).and(console_result)?;
-    if failed {
-        anyhow::bail!("a service stopped on its own (see its error above)");
+    result?;
+    if let Some(service) = failed {
+        anyhow::bail!("{service} stopped on its own (see its error above)");
     }
     tracing::info!("regsweep dev stopped");
     Ok(())
+}
+
+/// One service of `regsweep dev`, on its own task.
+struct Task {
+    name: &'static str,
+    handle: JoinHandle<Result<()>>,
+    /// Set once the task ended.
+    ended: Option<Result<()>>,
+}
+
+impl Task {
+    fn new(name: &'static str, handle: JoinHandle<Result<()>>) -> Self {
+        Self { name, handle, ended: None }
+    }
+}
+
+/// The running services.
+struct Tasks(Vec<Task>);
+
+impl Tasks {
+    /// Waits for the first service task to end and names it; its result
+    /// is kept for `join`.
+    async fn first_to_end(&mut self) -> &'static str {
+        let running = self.0.iter_mut().filter(|t| t.ended.is_none());
+        let waits: Vec<_> =
+            running.map(|t| Box::pin(async move { (t.name, (&mut t.handle).await) })).collect();
+        if waits.is_empty() {
+            return std::future::pending().await;
+        }
+        let ((name, ended), _, _) = futures::future::select_all(waits).await;
+        let ended = ended.with_context(|| format!("{name} task")).and_then(|r| r);
+        if let Some(task) = self.0.iter_mut().find(|t| t.name == name) {
+            task.ended = Some(ended);
+        }
+        name
+    }
+
+    /// Waits for the service `name` (if it runs) and returns its result.
+    async fn join(&mut self, name: &str) -> Result<()> {
+        let Some(at) = self.0.iter().position(|t| t.name == name) else { return Ok(()) };
+        let task = self.0.remove(at);
+        match task.ended {
+            Some(ended) => ended,
+            None => task.handle.await.with_context(|| format!("{name} task"))?,
+        }
+    }
 }
 
 /// The console on `--console-listen`, if any: its URL and task. On

@@ -3,6 +3,7 @@
 //! errors, the store error, durations and page tokens.
 
 pub mod auth;
+pub mod backoff;
 pub mod db;
 pub mod duration;
 pub mod grpc;

@@ -1,6 +1,6 @@
 //! regsweep's cleanup policies as pure code: rule validation, cadences,
 //! repository selectors, and the tag filter that decides what a cleanup
-//! deletes (DESIGN.md section 5). The scheduler validates with it; the
+//! deletes (README, "How cleanups are decided"). The scheduler validates with it; the
 //! worker plans with it.
 
 mod age;

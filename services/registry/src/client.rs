@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use regsweep_common::backoff::Backoff;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE,
 };
@@ -233,9 +234,7 @@ impl Client {
     }
 
     fn backoff(&self, retry: u32) -> Duration {
-        let base = BACKOFF_START.saturating_mul(1 << retry.min(16));
-        let jittered = base.mul_f64(0.5 + rand::random::<f64>());
-        jittered.min(self.inner.config.max_retry_wait)
+        Backoff::new(BACKOFF_START, self.inner.config.max_retry_wait).delay(retry)
     }
 
     /// Sends `call`, answering auth challenges once and retrying 429, 503

@@ -13,18 +13,15 @@ use std::time::Duration;
 use regsweep_common::{Shutdown, trace};
 use regsweep_proto::v1::{self, connect_response::Message};
 use tokio::sync::{Notify, mpsc};
-use tonic::Status;
 use uuid::Uuid;
 
 use crate::store::{ClaimSlot, JobRecord, JobStore, SessionRef, StoreEvent};
 
-/// The response half of a worker stream.
-pub type SessionTx = mpsc::UnboundedSender<Result<v1::ConnectResponse, Status>>;
+pub use crate::outbound::SessionTx;
 
-/// Sends `message` to a session; a closed session is ignored (its stream
-/// is ending and the store's fencing covers what it misses).
+/// Sends `message` to a session (see `SessionTx::send`).
 pub fn send(tx: &SessionTx, message: Message) {
-    let _ = tx.send(Ok(v1::ConnectResponse { message: Some(message) }));
+    tx.send(message);
 }
 
 /// What sessions tell the dispatcher.
@@ -68,16 +65,21 @@ fn set_capacity(state: &mut SessionState, capacity: HashMap<String, u32>) {
     );
 }
 
+/// Events queued for the dispatcher before sessions wait for room: a
+/// dispatcher slow to claim (its database slow) then slows the streams
+/// that send it credits, instead of queueing without limit.
+const MAX_EVENTS: usize = 4096;
+
 /// Clonable handle sessions use to reach the dispatcher.
 #[derive(Clone, Debug)]
 pub struct DispatchHandle {
-    tx: mpsc::UnboundedSender<DispatchEvent>,
+    tx: mpsc::Sender<DispatchEvent>,
 }
 
 impl DispatchHandle {
-    pub fn send(&self, event: DispatchEvent) {
+    pub async fn send(&self, event: DispatchEvent) {
         // Only fails once the dispatcher stopped, at shutdown.
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(event).await;
     }
 }
 
@@ -93,7 +95,7 @@ struct SessionState {
 
 pub struct Dispatcher {
     store: Arc<dyn JobStore>,
-    events: mpsc::UnboundedReceiver<DispatchEvent>,
+    events: mpsc::Receiver<DispatchEvent>,
     store_events: mpsc::Receiver<StoreEvent>,
     sessions: HashMap<Uuid, SessionState>,
     /// Kinds that may have due jobs.
@@ -114,7 +116,7 @@ impl Dispatcher {
         max_batch: u32,
         cleanup_ended: Arc<Notify>,
     ) -> (DispatchHandle, Self) {
-        let (tx, events) = mpsc::unbounded_channel();
+        let (tx, events) = mpsc::channel(MAX_EVENTS);
         let dispatcher = Self {
             store,
             events,

@@ -41,7 +41,7 @@ pub struct SessionContext {
 /// quietly and may resume before its heartbeat expires.
 pub async fn run(ctx: SessionContext, mut inbound: Streaming<v1::ConnectRequest>, out: SessionTx) {
     if let Err(status) = serve(&ctx, &mut inbound, &out).await {
-        let _ = out.send(Err(status));
+        out.fail(status);
     }
 }
 
@@ -127,13 +127,15 @@ impl Connected {
                 }),
             );
         }
-        ctx.dispatch.send(DispatchEvent::Joined { session, out: out.clone() });
+        ctx.dispatch.send(DispatchEvent::Joined { session, out: out.clone() }).await;
         let _connected = crate::gauges::Connected::new();
         if !registration.capacity_override.is_empty() {
-            ctx.dispatch.send(DispatchEvent::SetCapacity {
-                session,
-                capacity: registration.capacity_override.clone(),
-            });
+            ctx.dispatch
+                .send(DispatchEvent::SetCapacity {
+                    session,
+                    capacity: registration.capacity_override.clone(),
+                })
+                .await;
         }
 
         let mut draining = false;
@@ -158,7 +160,7 @@ impl Connected {
                 break Err(status);
             }
         };
-        ctx.dispatch.send(DispatchEvent::Left { session });
+        ctx.dispatch.send(DispatchEvent::Left { session }).await;
         if draining {
             // Queued behind the worker's last updates, so they land first.
             let _ = ctx.writer.send(WriteOp::Offline(session)).await;
@@ -201,12 +203,14 @@ async fn handle(
                 return Err(Status::invalid_argument("credit larger than any capacity"));
             }
             if !*draining {
-                ctx.dispatch.send(DispatchEvent::Credit {
-                    session,
-                    kind: credit.kind,
-                    n: credit.n,
-                    generation: credit.capacity_generation,
-                });
+                ctx.dispatch
+                    .send(DispatchEvent::Credit {
+                        session,
+                        kind: credit.kind,
+                        n: credit.n,
+                        generation: credit.capacity_generation,
+                    })
+                    .await;
             }
         }
         M::JobUpdate(update) => {
@@ -221,7 +225,7 @@ async fn handle(
         M::Draining(_) => {
             if !*draining {
                 *draining = true;
-                ctx.dispatch.send(DispatchEvent::Draining { session });
+                ctx.dispatch.send(DispatchEvent::Draining { session }).await;
                 ctx.store.set_draining(session).await.map_err(ApiError::from)?;
                 tracing::info!("worker draining");
             }

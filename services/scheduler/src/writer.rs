@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use regsweep_common::backoff::Backoff;
 use regsweep_proto::v1::{self, connect_response::Message};
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
@@ -61,6 +62,10 @@ pub struct Writer {
 /// run again.
 const MAX_FLUSH_FAILURES: u32 = 3;
 
+/// Waits between the flushes of a failing batch: short, since updates
+/// queue up behind it.
+const FLUSH_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+
 impl Writer {
     /// `written` hears the id of every job whose logs or status a flush
     /// changed (log tails wait on it).
@@ -92,7 +97,7 @@ impl Writer {
         let Built { batch, routes, acks, ends } = built;
         let batch = &batch;
         let mut failures = 0;
-        let mut backoff = Duration::from_millis(50);
+        let mut retries = FLUSH_RETRY.retries();
         loop {
             let started = Instant::now();
             match self.store.write_batch(batch, self.ttl).await {
@@ -126,7 +131,7 @@ impl Writer {
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
                     self.health.trouble();
-                    tracing::warn!(error = %e, retry_in = ?backoff, "flush failed, database unavailable");
+                    tracing::warn!(error = %e, retry_in = ?retries.next_step(), "flush failed, database unavailable");
                 }
                 Err(e) => {
                     self.health.trouble();
@@ -143,8 +148,7 @@ impl Writer {
                     tracing::warn!(error = %e, failures, "flush failed, retrying");
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(retries.next_delay()).await;
         }
     }
 }
@@ -210,7 +214,7 @@ fn build_batch(ops: Vec<WriteOp>) -> Built {
 /// would send nothing again.
 fn abandon(ends: &HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>) {
     for (out, _) in ends.values() {
-        let _ = out.send(Err(Status::unavailable("ends of this stream were lost; reconnect")));
+        out.fail(Status::unavailable("ends of this stream were lost; reconnect"));
     }
 }
 
@@ -244,9 +248,7 @@ fn deliver(
     for session in outcome.superseded {
         if let Some(out) = routes.get(&session.worker_id) {
             tracing::info!(worker_id = %session.worker_id, epoch = session.epoch, "ending superseded session");
-            let _ = out.send(Err(Status::failed_precondition(
-                "session superseded or declared dead; reconnect",
-            )));
+            out.fail(Status::failed_precondition("session superseded or declared dead; reconnect"));
         }
     }
     for (session, (out, attempts)) in ends {
@@ -287,7 +289,7 @@ mod tests {
     fn later_update_of_an_attempt_wins() {
         let worker = Uuid::new_v4();
         let session = Some(SessionRef { worker_id: worker, epoch: 1 });
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = crate::outbound::channel(16);
         let ops = vec![
             WriteOp::Update(update(1, JobStatus::Running, worker), tx.clone(), None),
             WriteOp::Update(update(2, JobStatus::Running, worker), tx.clone(), None),
@@ -299,7 +301,7 @@ mod tests {
         assert!(built.routes.contains_key(&worker));
     }
 
-    fn recorded(rx: &mut mpsc::UnboundedReceiver<Result<v1::ConnectResponse, Status>>) -> Vec<i64> {
+    fn recorded(rx: &mut crate::outbound::Outbound) -> Vec<i64> {
         let Ok(Ok(v1::ConnectResponse { message: Some(Message::EndsRecorded(recorded)) })) =
             rx.try_recv()
         else {
@@ -318,8 +320,8 @@ mod tests {
             SessionRef { worker_id: worker, epoch: 1 },
             SessionRef { worker_id: worker, epoch: 2 },
         );
-        let (old_tx, mut old_rx) = mpsc::unbounded_channel();
-        let (new_tx, mut new_rx) = mpsc::unbounded_channel();
+        let (old_tx, mut old_rx) = crate::outbound::channel(16);
+        let (new_tx, mut new_rx) = crate::outbound::channel(16);
         let ops = vec![
             WriteOp::Update(update(1, JobStatus::Done, worker), new_tx.clone(), Some(new)),
             WriteOp::Update(update(2, JobStatus::Error, worker), new_tx.clone(), Some(new)),
@@ -346,8 +348,8 @@ mod tests {
     fn a_dropped_batch_ends_the_streams_of_its_kept_ends() {
         let worker = Uuid::new_v4();
         let session = Some(SessionRef { worker_id: worker, epoch: 1 });
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let (bystander_tx, mut bystander_rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = crate::outbound::channel(16);
+        let (bystander_tx, mut bystander_rx) = crate::outbound::channel(16);
         let ops = vec![
             WriteOp::Update(update(1, JobStatus::Done, worker), tx, session),
             WriteOp::Update(update(2, JobStatus::Running, Uuid::new_v4()), bystander_tx, None),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use regsweep_common::backoff::Backoff;
 use regsweep_common::{Shutdown, trace};
 use regsweep_proto::v1::{self, repository_service_client::RepositoryServiceClient};
 use regsweep_registry::{Directory, DirectoryError};
@@ -23,9 +24,9 @@ use crate::store::{DeletionRecord, DeletionStore, Finish};
 /// A lease is trusted locally until this long before it expires in the
 /// database (clock drift, the time of a registry call in flight).
 const LEASE_MARGIN_DIVISOR: u32 = 3;
-/// First retry delay of a failed deletion; doubled per attempt.
-const RETRY_START: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Retries of a failed deletion: from 1 s, doubled per attempt, at most
+/// 5 min.
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
 /// How often deleted-tag counts are reported to the scheduler.
 const REPORT_PERIOD: Duration = Duration::from_millis(500);
 /// Fewest deletions claimed per statement.
@@ -350,9 +351,8 @@ impl Runner {
     }
 
     fn retry(&self, d: &DeletionRecord, error: String) -> Finish {
-        let exponent = u32::try_from(d.attempts.max(1) - 1).unwrap_or(0).min(16);
-        let base = RETRY_START.saturating_mul(1 << exponent).min(RETRY_MAX);
-        let after = base.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        let retry = u32::try_from(d.attempts.max(1) - 1).unwrap_or(0);
+        let after = RETRY.delay(retry);
         Finish::Retry { error, after, max_attempts: self.config.max_attempts }
     }
 }

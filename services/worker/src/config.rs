@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "REGSWEEP_SHUTDOWN_GRACE", value_parser = duration::parse, default_value = "30s")]
     pub shutdown_grace: Duration,
 
+    /// Log lines of running jobs kept while no scheduler is reachable;
+    /// past it the oldest go, and each job's log says how many.
+    #[arg(long, env = "REGSWEEP_MAX_BUFFERED_LOG_LINES", default_value_t = crate::outbox::DEFAULT_MAX_LINES)]
+    pub max_buffered_log_lines: usize,
+
     /// Longest wait between reconnection attempts.
     #[arg(long, env = "REGSWEEP_RECONNECT_MAX_BACKOFF", value_parser = duration::parse, default_value = "10s")]
     pub reconnect_max_backoff: Duration,
@@ -85,6 +90,7 @@ impl Config {
             log_format: LogFormat::Text,
             metrics: MetricsArgs::default(),
             shutdown_grace: Duration::from_secs(30),
+            max_buffered_log_lines: crate::outbox::DEFAULT_MAX_LINES,
             reconnect_max_backoff: Duration::from_secs(10),
         }
     }

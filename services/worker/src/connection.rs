@@ -410,7 +410,7 @@ mod tests {
     fn state() -> WorkerState {
         let services = Services::new(&["http://127.0.0.1:9".to_string()], &[]).expect("valid url");
         let capacity = [("sleep".to_string(), 2)].into_iter().collect();
-        WorkerState::new("w".into(), capacity, Arc::new(services))
+        WorkerState::new("w".into(), capacity, Arc::new(services), 100)
     }
 
     fn finished(job_id: i64) -> Outgoing {

@@ -9,12 +9,12 @@ use chrono::Utc;
 use regsweep_common::trace;
 use regsweep_proto::v1::{self, JobStatus};
 use regsweep_proto::{json_to_struct, timestamp_from_chrono};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::kinds;
 use crate::lease::Lease;
+use crate::outbox::OutboxSender;
 use crate::services::Services;
 
 /// Identifies a job attempt.
@@ -61,7 +61,7 @@ impl AttemptControl {
 pub struct JobContext {
     key: AttemptKey,
     control: Arc<AttemptControl>,
-    outbox: mpsc::UnboundedSender<Outgoing>,
+    outbox: OutboxSender,
     services: Arc<Services>,
     lease: Lease,
 }
@@ -88,7 +88,7 @@ impl JobContext {
             time: Some(timestamp_from_chrono(Utc::now())),
             text: text.into(),
         };
-        let _ = self.outbox.send(Outgoing::Log { key: self.key, line });
+        self.outbox.send(Outgoing::Log { key: self.key, line });
     }
 
     /// Reports progress between 0 and 1 with the next heartbeat.
@@ -159,7 +159,7 @@ pub fn spawn(
     job: v1::Job,
     span: tracing::Span,
     control: Arc<AttemptControl>,
-    outbox: mpsc::UnboundedSender<Outgoing>,
+    outbox: OutboxSender,
     services: Arc<Services>,
     lease: Lease,
 ) {
@@ -175,7 +175,7 @@ pub fn spawn(
         job.args.as_ref().map_or_else(|| serde_json::json!({}), regsweep_proto::struct_to_json);
     tokio::spawn(
         async move {
-            let _ = outbox.send(Outgoing::Started(key));
+            outbox.send(Outgoing::Started(key));
             let kind = job.kind.clone();
             let running = metrics::gauge!("regsweep_worker_running_jobs", "kind" => kind.clone());
             running.increment(1.0);
@@ -203,7 +203,7 @@ pub fn spawn(
             .increment(1);
             metrics::histogram!("regsweep_worker_job_seconds", "kind" => kind)
                 .record(started.elapsed().as_secs_f64());
-            let _ = outbox.send(Outgoing::Finished { key, update });
+            outbox.send(Outgoing::Finished { key, update });
         }
         .instrument(span),
     );
@@ -293,7 +293,7 @@ mod tests {
         let services = Services::new(&["http://127.0.0.1:9".to_string()], &[]).expect("valid url");
         let lease = Lease::new();
         let control = Arc::new(AttemptControl::default());
-        let (outbox, _rx) = mpsc::unbounded_channel();
+        let (outbox, _rx) = crate::outbox::outbox(10);
         let ctx = JobContext {
             key: (1, 1),
             control: control.clone(),

@@ -12,6 +12,7 @@ mod connection;
 mod job;
 pub mod kinds;
 mod lease;
+mod outbox;
 mod services;
 mod state;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regsweep_common::Shutdown;
+use regsweep_common::backoff::Backoff;
 use regsweep_common::grpc::{self, GrpcError};
 
 pub use config::Config;
@@ -26,6 +28,10 @@ pub use config::Config;
 use crate::connection::End;
 use crate::services::Services;
 use crate::state::{Drain, WorkerState};
+
+/// First wait before reconnecting; doubled per failure up to
+/// `--reconnect-max-backoff`.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 
 /// Why the worker stopped with a failure.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +73,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     // Dropped on every way out, which stops the metrics endpoint.
     let _metrics = metrics_stop.trigger_on_drop();
     let services = Arc::new(Services::new(&config.scheduler, &config.scrubber)?);
-    let mut state = WorkerState::new(config.worker_name(), capacity, services);
+    let mut state =
+        WorkerState::new(config.worker_name(), capacity, services, config.max_buffered_log_lines);
     tracing::info!(scheduler = ?config.scheduler, name = %state.name, capacity = ?state.capacity, "worker starting");
-    let mut backoff = Backoff::new(config.reconnect_max_backoff);
+    let mut backoff = Backoff::new(RECONNECT_FIRST, config.reconnect_max_backoff).retries();
     let mut next_url = 0;
     loop {
         let end = connection::session(
@@ -108,7 +115,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
                         return Ok(());
                     }
                 }
-                let delay = backoff.next();
+                let delay = backoff.next_delay();
                 tracing::warn!(%reason, retry_in = ?delay, "scheduler stream lost");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -116,44 +123,5 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
                 }
             }
         }
-    }
-}
-
-/// Exponential backoff with full jitter.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    const INITIAL: Duration = Duration::from_millis(100);
-
-    fn new(max: Duration) -> Self {
-        Self { next: Self::INITIAL, max: max.max(Self::INITIAL) }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::INITIAL;
-    }
-
-    fn next(&mut self) -> Duration {
-        let current = self.next;
-        self.next = (self.next * 2).min(self.max);
-        current.mul_f64(rand::random_range(0.5..=1.0))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_max_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1));
-        let delays: Vec<_> = (0..8).map(|_| b.next()).collect();
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
-        assert!(delays[7] >= Duration::from_millis(500));
-        b.reset();
-        assert!(b.next() <= Backoff::INITIAL);
     }
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use regsweep_proto::v1;
-use tokio::sync::mpsc;
 
-use crate::job::{AttemptControl, AttemptKey, Outgoing};
+use crate::job::{AttemptControl, AttemptKey};
 use crate::lease::Lease;
+use crate::outbox::{self, OutboxReceiver, OutboxSender};
 use crate::services::Services;
 
 /// Early cancels remembered (cancel before its assignment arrived).
@@ -39,8 +39,8 @@ pub struct WorkerState {
     unrecorded: Vec<v1::JobUpdate>,
     /// Whether the current stream's scheduler acknowledges ends.
     pub end_acks: bool,
-    pub outbox_tx: mpsc::UnboundedSender<Outgoing>,
-    pub outbox_rx: mpsc::UnboundedReceiver<Outgoing>,
+    pub outbox_tx: OutboxSender,
+    pub outbox_rx: OutboxReceiver,
     early_cancels: HashSet<AttemptKey>,
     early_order: VecDeque<AttemptKey>,
     pub drain: Drain,
@@ -54,8 +54,13 @@ pub struct WorkerState {
 }
 
 impl WorkerState {
-    pub fn new(name: String, capacity: BTreeMap<String, u32>, services: Arc<Services>) -> Self {
-        let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+    pub fn new(
+        name: String,
+        capacity: BTreeMap<String, u32>,
+        services: Arc<Services>,
+        max_log_lines: usize,
+    ) -> Self {
+        let (outbox_tx, outbox_rx) = outbox::outbox(max_log_lines);
         Self {
             services,
             name,
@@ -249,6 +254,7 @@ mod tests {
             "w".into(),
             [("sleep".to_string(), 2)].into_iter().collect(),
             Arc::new(services),
+            100,
         )
     }
 

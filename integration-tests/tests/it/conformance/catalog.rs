@@ -1,5 +1,5 @@
 //! The catalog: repositories from catalog syncs, and the limited-capacity
-//! selection of cleanups (DESIGN.md section 5).
+//! selection of cleanups (README, "How cleanups are selected").
 
 use regsweep_policy::{
     AgeSource, AttachmentPolicy, ProtectionSpec, TagCleanupArgs, TagRuleSpec, VersionGroup,

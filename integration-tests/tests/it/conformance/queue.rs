@@ -10,8 +10,8 @@ use regsweep_integration_tests::wait_until;
 use regsweep_proto::v1::JobStatus;
 use regsweep_scheduler::schedule::next_after;
 use regsweep_scheduler::store::{
-    CancelOutcome, ClaimSlot, CreateOutcome, Fence, HeartbeatWrite, LogCursor, LogLine, LogWrite,
-    NewCron, RunningJob, SessionRef, StoreEvent, UpdateWrite, WorkerHello, WriteBatch,
+    CancelOutcome, ClaimSlot, CreateOutcome, Fence, HeartbeatWrite, JOB_RETRY, LogCursor, LogLine,
+    LogWrite, NewCron, RunningJob, SessionRef, StoreEvent, UpdateWrite, WorkerHello, WriteBatch,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -126,11 +126,13 @@ pub async fn updates_are_fenced_by_attempt_and_worker(f: Fixture) {
     assert_eq!(f.get(job.id).await.status, JobStatus::Done);
 }
 
+/// Each retry waits its step of `JOB_RETRY` (1 s, then 2 s), jittered
+/// to between half the step and the step, on both stores.
 pub async fn retryable_errors_wait_then_end_when_attempts_run_out(f: Fixture) {
     let created =
-        f.create(regsweep_scheduler::store::NewJob { max_attempts: 2, ..new_job("k") }).await;
+        f.create(regsweep_scheduler::store::NewJob { max_attempts: 3, ..new_job("k") }).await;
     let session = f.worker(&["k"], TTL).await;
-    for attempt in 1..=2 {
+    for attempt in 1..=3 {
         let job = wait_until("the retry to be due", Duration::from_secs(10), || async {
             f.claim("k", session, 1).await.pop()
         })
@@ -146,15 +148,23 @@ pub async fn retryable_errors_wait_then_end_when_attempts_run_out(f: Fixture) {
             error: Some(format!("failure {attempt}")),
             retryable: true,
         };
+        let before = Utc::now();
         f.write(WriteBatch { updates: vec![update], ..Default::default() }).await;
+        let after = Utc::now();
         let job = f.get(job.id).await;
-        if attempt == 1 {
+        if attempt < 3 {
             assert_eq!(job.status, JobStatus::Waiting);
-            assert!(job.scheduled_at > Utc::now(), "a retry waits out its backoff");
+            let step = chrono::Duration::from_std(JOB_RETRY.step(attempt - 1)).unwrap();
+            let (earliest, latest) = (before + step / 2, after + step);
+            assert!(
+                earliest <= job.scheduled_at && job.scheduled_at <= latest,
+                "retry {attempt} due at {}, not within {earliest}..{latest}",
+                job.scheduled_at
+            );
             assert!(f.claim("k", session, 1).await.is_empty());
         } else {
             assert_eq!(job.status, JobStatus::Error);
-            assert_eq!(job.last_error.as_deref(), Some("failure 2"));
+            assert_eq!(job.last_error.as_deref(), Some("failure 3"));
         }
         assert_eq!(job.errors.as_array().map(Vec::len), Some(attempt as usize));
     }

@@ -4,12 +4,12 @@ use regsweep_proto::v1::{self, worker_service_server::WorkerService};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::outbound::Outbound;
+use crate::outbound::{self, Outbound};
 use crate::session::{self, SessionContext};
 
 /// Accepts worker streams.
@@ -56,12 +56,12 @@ impl WorkerService for WorkerApi {
                 ErrorDetails::with_retry_info(Some(STREAMS_RETRY_AFTER)),
             ));
         };
-        let (out, rx) = mpsc::unbounded_channel();
+        let (out, outbound) = outbound::channel(outbound::MAX_UNREAD);
         let session = session::run(self.ctx.clone(), request.into_inner(), out);
         self.sessions.spawn(async move {
             session.await;
             drop(permit);
         });
-        Ok(Response::new(Outbound::new(rx)))
+        Ok(Response::new(outbound))
     }
 }

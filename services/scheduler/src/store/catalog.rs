@@ -453,7 +453,7 @@ pub trait CatalogStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<RepositoryRecord>, StoreError>;
 
-    /// One selection tick (DESIGN.md section 5). Serialized across
+    /// One selection tick (README, "How cleanups are selected"). Serialized across
     /// replicas; its cost depends on the capacity, not on the number of
     /// repositories or policies.
     async fn select_cleanups(

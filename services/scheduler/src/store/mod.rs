@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use regsweep_common::Shutdown;
+use regsweep_common::backoff::Backoff;
 use regsweep_proto::v1::JobStatus;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -29,6 +30,18 @@ use uuid::Uuid;
 pub use model::{CronRecord, JobRecord, LogLine, WorkerRecord};
 pub use open::Stores;
 pub use regsweep_common::StoreError;
+
+/// Retries of a failed attempt marked retryable: from 1 s, doubled per
+/// attempt (attempts given back do not count), at most an hour, each
+/// jittered. The stores take the steps and each update's jitter as
+/// parameters: the rule is here, the statements only index it.
+pub const JOB_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(3600));
+
+/// The steps of `JOB_RETRY` the stores index by attempt, in seconds; an
+/// attempt past the last waits the last (2^12 s is past the hour).
+pub fn job_retry_steps() -> Vec<f64> {
+    JOB_RETRY.steps_secs(13)
+}
 
 /// A job to insert.
 #[derive(Clone, Debug)]

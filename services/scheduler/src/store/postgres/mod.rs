@@ -24,6 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use regsweep_common::Shutdown;
+use regsweep_common::backoff::Backoff;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -161,17 +162,18 @@ impl JobStore for PgStore {
     }
 
     async fn listen(&self, events: mpsc::Sender<StoreEvent>, shutdown: Shutdown) {
-        let mut backoff = Duration::from_millis(100);
+        let mut retries =
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).retries();
         while !shutdown.is_triggered() {
             match listen_once(&self.pool, &events, &shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "notification listener failed");
+                    let delay = retries.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "notification listener failed");
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => return,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

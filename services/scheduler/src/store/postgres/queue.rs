@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use regsweep_common::backoff;
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -164,15 +165,15 @@ async fn apply_updates(
                          'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
                  ELSE j.errors END,
              scheduled_at = CASE WHEN ({NEW_STATUS}) = 'waiting'
-                 THEN now() + make_interval(secs =>
-                     least(3600, power(2, least(j.attempt - j.given_back, 13) - 1)) * (0.5 + random()))
+                 THEN now() + make_interval(secs => u.jitter * ($10::float8[])[
+                     greatest(1, least(j.attempt - j.given_back, cardinality($10::float8[])))])
                  ELSE j.scheduled_at END,
              finished_at = CASE WHEN ({NEW_STATUS}) IN ('done', 'error', 'cancel') THEN now() END,
              given_back = j.given_back + CASE WHEN u.status = 'worker_shutdown' THEN 1 ELSE 0 END,
              updated_at = now()
          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::real[], $6::jsonb[],
-                     $7::text[], $8::bool[])
-              AS u(id, attempt, worker_id, status, progress, result, error, retryable)
+                     $7::text[], $8::bool[], $9::float8[])
+              AS u(id, attempt, worker_id, status, progress, result, error, retryable, jitter)
          WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
            AND (j.status IN ('running', 'cancel_request')
                 OR (j.status = 'worker_resurrection' AND u.status = 'cancel'))
@@ -187,6 +188,8 @@ async fn apply_updates(
         .bind(updates.iter().map(|u| u.result.as_ref().map(Json)).collect::<Vec<_>>())
         .bind(updates.iter().map(|u| u.error.as_deref()).collect::<Vec<_>>())
         .bind(updates.iter().map(|u| u.retryable).collect::<Vec<_>>())
+        .bind(updates.iter().map(|_| backoff::jitter()).collect::<Vec<_>>())
+        .bind(crate::store::job_retry_steps())
         .fetch_all(&mut *tx)
         .await?;
     let accepted: std::collections::HashSet<(i64, i32)> = accepted.into_iter().collect();

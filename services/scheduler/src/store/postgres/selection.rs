@@ -1,5 +1,5 @@
 //! The limited-capacity selection of repositories due for cleanup
-//! (DESIGN.md section 5; GitLab's container expiration policies).
+//! (README, "How cleanups are selected"; GitLab's container expiration policies).
 //!
 //! A tick: stale `ongoing` repositories become `unfinished`; due policies
 //! mark their repositories `scheduled` (a bounded number per tick); up to

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use regsweep_common::backoff;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
@@ -189,7 +190,7 @@ struct UpdateRow<'a> {
     result: Option<&'a serde_json::Value>,
     error: Option<&'a str>,
     retryable: bool,
-    /// Backoff jitter, ×0.5 to ×1.5.
+    /// Backoff jitter (`regsweep_common::backoff::jitter`).
     jitter: f64,
 }
 
@@ -213,10 +214,11 @@ async fn apply_updates(
             result: u.result.as_ref(),
             error: u.error.as_deref(),
             retryable: u.retryable,
-            jitter: 0.5 + rand::random::<f64>(),
+            jitter: backoff::jitter(),
         })
         .collect();
-    // Retries wait 2^(attempt-1) s, at most an hour, jittered.
+    // Retries wait the step of their attempt (?4, `store::JOB_RETRY`),
+    // jittered.
     let sql = format!(
         "WITH u AS (
              SELECT value ->> 'id' AS id, value ->> 'attempt' AS attempt,
@@ -238,8 +240,9 @@ async fn apply_updates(
                      json_object('attempt', jobs.attempt, 'error', u.error, 'at', ?3))
                  ELSE jobs.errors END,
              scheduled_at = CASE WHEN ({NEW_STATUS}) = 'waiting'
-                 THEN ?2 + CAST(min(3600, 1 << (min(jobs.attempt - jobs.given_back, 13) - 1))
-                                * u.jitter * 1000000 AS INTEGER)
+                 THEN ?2 + CAST(u.jitter * 1000000 * json_extract(?4, '$[' ||
+                     (max(1, min(jobs.attempt - jobs.given_back, json_array_length(?4))) - 1) || ']')
+                     AS INTEGER)
                  ELSE jobs.scheduled_at END,
              finished_at = CASE WHEN ({NEW_STATUS}) IN ('done', 'error', 'cancel') THEN ?2 END,
              given_back = jobs.given_back + (u.status = 'worker_shutdown'),
@@ -254,6 +257,7 @@ async fn apply_updates(
         .bind(Json(&rows))
         .bind(now)
         .bind(error_time(now))
+        .bind(Json(crate::store::job_retry_steps()))
         .fetch_all(&mut *tx)
         .await?;
     let mut applied = HashSet::new();

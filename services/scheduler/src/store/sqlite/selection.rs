@@ -1,4 +1,4 @@
-//! The limited-capacity selection on SQLite (DESIGN.md section 5; the
+//! The limited-capacity selection on SQLite (README, "How cleanups are selected"; the
 //! PostgreSQL module documents the steps). One write transaction: with
 //! one writer, no other tick or job end can change `ongoing` meanwhile.
 
