@@ -19,11 +19,6 @@ use crate::store::{ClaimSlot, JobRecord, JobStore, SessionRef, StoreEvent};
 
 pub use crate::outbound::SessionTx;
 
-/// Sends `message` to a session (see `SessionTx::send`).
-pub fn send(tx: &SessionTx, message: Message) {
-    tx.send(message);
-}
-
 /// What sessions tell the dispatcher.
 #[derive(Debug)]
 pub enum DispatchEvent {
@@ -59,10 +54,9 @@ fn set_capacity(state: &mut SessionState, capacity: HashMap<String, u32>) {
     for kind in capacity.keys() {
         state.credits.remove(kind);
     }
-    send(
-        &state.out,
-        Message::SetCapacity(v1::SetCapacity { capacity, generation: state.generation }),
-    );
+    state
+        .out
+        .send(Message::SetCapacity(v1::SetCapacity { capacity, generation: state.generation }));
 }
 
 /// Events queued for the dispatcher before sessions wait for room: a
@@ -216,7 +210,7 @@ impl Dispatcher {
             StoreEvent::CleanupEnded => self.cleanup_ended.notify_one(),
             StoreEvent::CancelRequested { worker_id, job_id, attempt, reason } => {
                 if let Some(state) = self.sessions.get(&worker_id) {
-                    send(&state.out, Message::Cancel(v1::Cancel { job_id, attempt, reason }));
+                    state.out.send(Message::Cancel(v1::Cancel { job_id, attempt, reason }));
                 }
             }
             StoreEvent::CapacityChanged { worker_id, capacity } => {
@@ -291,7 +285,7 @@ impl Dispatcher {
             match self.sessions.get(&worker_id) {
                 Some(state) => {
                     record_claim(&job);
-                    send(&state.out, Message::Assign(assign(&job)));
+                    state.out.send(Message::Assign(assign(&job)));
                 }
                 // The session left while the claim ran: the job is found
                 // lost when the worker resumes, or taken back when it dies.

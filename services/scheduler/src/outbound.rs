@@ -1,8 +1,8 @@
 //! The response half of a worker stream as the worker sees it: every
 //! message in order, but at most one `Cancel` per attempt, and a bounded
-//! number unread: a worker that stops reading has its stream ended. A
-//! stream is
-//! reliable, so a second `Cancel` for the same attempt says nothing new;
+//! number unread: a worker that stops reading has its stream ended.
+//!
+//! A stream is reliable, so a second `Cancel` for the same attempt says nothing new;
 //! yet the writer finds an attempt stale once per update or heartbeat
 //! that names it, and a session whose queued messages land at once (after
 //! a database outage, say) would otherwise send a round of cancels per
@@ -43,7 +43,6 @@ pub fn channel(max_unread: usize) -> (SessionTx, Outbound) {
         rx,
         cancelled: HashSet::new(),
         overflow: Box::pin(overflow.clone().cancelled_owned()),
-        max_unread,
         ended: false,
     };
     (SessionTx { tx, overflow }, outbound)
@@ -95,7 +94,6 @@ pub struct Outbound {
     cancelled: HashSet<(i64, u32)>,
     /// Resolves when a send found the stream full.
     overflow: Pin<Box<WaitForCancellationFutureOwned>>,
-    max_unread: usize,
     ended: bool,
 }
 
@@ -133,7 +131,7 @@ impl Stream for Outbound {
             self.ended = true;
             let status = Status::resource_exhausted(format!(
                 "more than {} messages unread on this stream; reconnect",
-                self.max_unread
+                self.rx.max_capacity()
             ));
             return Poll::Ready(Some(Err(status)));
         }

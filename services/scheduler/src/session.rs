@@ -14,7 +14,7 @@ use tonic::{Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::acks::Vouching;
-use crate::dispatch::{DispatchEvent, DispatchHandle, SessionTx, send};
+use crate::dispatch::{DispatchEvent, DispatchHandle, SessionTx};
 use crate::error::ApiError;
 use crate::protocol;
 use crate::store::{HeartbeatWrite, JobStore, Registration, SessionRef};
@@ -105,27 +105,21 @@ impl Connected {
             ending,
             "worker connected"
         );
-        send(
-            out,
-            Message::Welcome(v1::Welcome {
-                worker_id: session.worker_id.to_string(),
-                session_epoch: u64::try_from(session.epoch).unwrap_or_default(),
-                heartbeat_interval: Some(duration_from_std(ctx.heartbeat_interval)),
-                heartbeat_ttl: Some(duration_from_std(ctx.heartbeat_ttl)),
-                // The registration wrote a heartbeat.
-                ack_valid_for: acks.heartbeats.then(|| duration_from_std(ctx.vouching.written())),
-                end_acks: acks.ends,
-            }),
-        );
+        out.send(Message::Welcome(v1::Welcome {
+            worker_id: session.worker_id.to_string(),
+            session_epoch: u64::try_from(session.epoch).unwrap_or_default(),
+            heartbeat_interval: Some(duration_from_std(ctx.heartbeat_interval)),
+            heartbeat_ttl: Some(duration_from_std(ctx.heartbeat_ttl)),
+            // The registration wrote a heartbeat.
+            ack_valid_for: acks.heartbeats.then(|| duration_from_std(ctx.vouching.written())),
+            end_acks: acks.ends,
+        }));
         for run in registration.stale {
-            send(
-                out,
-                Message::Cancel(v1::Cancel {
-                    job_id: run.job_id,
-                    attempt: run.attempt,
-                    reason: run.reason,
-                }),
-            );
+            out.send(Message::Cancel(v1::Cancel {
+                job_id: run.job_id,
+                attempt: run.attempt,
+                reason: run.reason,
+            }));
         }
         ctx.dispatch.send(DispatchEvent::Joined { session, out: out.clone() }).await;
         let _connected = crate::gauges::Connected::new();
@@ -288,7 +282,7 @@ fn vouch_unwritten(ctx: &SessionContext, stream: &Stream<'_>, ack: Option<u64>) 
         return false;
     };
     let valid_for = Some(duration_from_std(valid_for));
-    send(stream.out, Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
+    stream.out.send(Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
     true
 }
 

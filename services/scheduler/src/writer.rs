@@ -19,7 +19,7 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::acks::written_validity;
-use crate::dispatch::{SessionTx, send};
+use crate::dispatch::SessionTx;
 use crate::health::DbHealth;
 use crate::store::{
     HeartbeatWrite, JobStore, LogWrite, SessionRef, StoreError, UpdateWrite, WriteBatch,
@@ -100,7 +100,7 @@ impl Writer {
         let mut retries = FLUSH_RETRY.retries();
         loop {
             let started = Instant::now();
-            match self.store.write_batch(batch, self.ttl).await {
+            let delay = match self.store.write_batch(batch, self.ttl).await {
                 Ok(outcome) => {
                     tracing::debug!(
                         updates = batch.updates.len(),
@@ -131,7 +131,9 @@ impl Writer {
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
                     self.health.trouble();
-                    tracing::warn!(error = %e, retry_in = ?retries.next_step(), "flush failed, database unavailable");
+                    let delay = retries.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "flush failed, database unavailable");
+                    delay
                 }
                 Err(e) => {
                     self.health.trouble();
@@ -145,10 +147,12 @@ impl Writer {
                         );
                         return abandon(&ends);
                     }
-                    tracing::warn!(error = %e, failures, "flush failed, retrying");
+                    let delay = retries.next_delay();
+                    tracing::warn!(error = %e, failures, retry_in = ?delay, "flush failed, retrying");
+                    delay
                 }
-            }
-            tokio::time::sleep(retries.next_delay()).await;
+            };
+            tokio::time::sleep(delay).await;
         }
     }
 }
@@ -235,14 +239,11 @@ fn deliver(
     for (worker_id, run) in outcome.stale.into_iter().chain(outcome.cancel_requested) {
         if let Some(out) = routes.get(&worker_id) {
             tracing::debug!(%worker_id, job_id = run.job_id, attempt = run.attempt, reason = %run.reason, "sending cancel");
-            send(
-                out,
-                Message::Cancel(v1::Cancel {
-                    job_id: run.job_id,
-                    attempt: run.attempt,
-                    reason: run.reason,
-                }),
-            );
+            out.send(Message::Cancel(v1::Cancel {
+                job_id: run.job_id,
+                attempt: run.attempt,
+                reason: run.reason,
+            }));
         }
     }
     for session in outcome.superseded {
@@ -254,14 +255,14 @@ fn deliver(
     for (session, (out, attempts)) in ends {
         if !superseded.contains(session) {
             let attempts = attempts.clone();
-            send(out, Message::EndsRecorded(v1::EndsRecorded { attempts }));
+            out.send(Message::EndsRecorded(v1::EndsRecorded { attempts }));
         }
     }
     for (session, sequence, valid_for) in acks {
         if let (false, Some(out)) = (superseded.contains(&session), routes.get(&session.worker_id))
         {
             let valid_for = Some(regsweep_proto::duration_from_std(valid_for));
-            send(out, Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
+            out.send(Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
         }
     }
 }
