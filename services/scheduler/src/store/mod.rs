@@ -6,6 +6,7 @@
 //! one statement serves many jobs.
 
 pub mod catalog;
+mod forward;
 pub mod in_use;
 mod measured;
 mod model;

@@ -17,11 +17,13 @@ mod stats;
 mod workers;
 
 use crate::store::Fence;
+use crate::store::forward::store_impl;
+use crate::store::in_use::{InUseMarks, LiveMark, MarkOutcome};
+use crate::store::sightings::SightingBatch;
 use crate::store::stats::{CleanupStats, QueueStats};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use regsweep_common::Shutdown;
 use regsweep_common::backoff::Backoff;
@@ -87,295 +89,94 @@ impl PgStore {
     }
 }
 
-#[async_trait]
-impl JobStore for PgStore {
-    async fn create_job(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
-        jobs::create(&self.pool, job).await
-    }
-
-    async fn create_jobs(&self, batch: Vec<NewJob>) -> Result<Vec<CreateOutcome>, StoreError> {
-        jobs::create_many(&self.pool, batch).await
-    }
-
-    async fn get_job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
-        jobs::get(&self.pool, id).await
-    }
-
-    async fn list_jobs(
-        &self,
-        filter: &JobFilter,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<JobRecord>, StoreError> {
-        jobs::list(&self.pool, filter, before, limit).await
-    }
-
-    async fn cancel_job(&self, id: i64, reason: &str) -> Result<CancelOutcome, StoreError> {
-        jobs::cancel(&self.pool, id, reason).await
-    }
-
-    async fn delete_job(&self, id: i64) -> Result<DeleteOutcome, StoreError> {
-        jobs::delete(&self.pool, id).await
-    }
-
-    async fn job_logs(
-        &self,
-        id: i64,
-        attempt: Option<u32>,
-        cursor: Option<LogCursor>,
-        limit: u32,
-    ) -> Result<Option<(Vec<LogLine>, LogCursor)>, StoreError> {
-        jobs::logs(&self.pool, id, attempt, cursor, limit).await
-    }
-
-    async fn register_worker(
-        &self,
-        hello: &WorkerHello,
-        ttl: Duration,
-    ) -> Result<Registration, StoreError> {
-        workers::register(&self.pool, hello, ttl).await
-    }
-
-    async fn set_draining(&self, session: SessionRef) -> Result<bool, StoreError> {
-        workers::set_draining(&self.pool, session).await
-    }
-
-    async fn list_workers(
-        &self,
-        include_gone: bool,
-        offset: u64,
-        limit: u32,
-    ) -> Result<Vec<WorkerRecord>, StoreError> {
-        workers::list(&self.pool, include_gone, offset, limit).await
-    }
-
-    async fn claim(&self, kind: &str, slots: &[ClaimSlot]) -> Result<Vec<JobRecord>, StoreError> {
-        queue::claim(&self.pool, kind, slots).await
-    }
-
-    async fn write_batch(
-        &self,
-        batch: &WriteBatch,
-        ttl: Duration,
-    ) -> Result<WriteOutcome, StoreError> {
-        queue::write_batch(&self.pool, batch, ttl).await
-    }
-
-    async fn listen(&self, events: mpsc::Sender<StoreEvent>, shutdown: Shutdown) {
-        let mut retries =
-            Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).retries();
-        while !shutdown.is_triggered() {
-            match listen_once(&self.pool, &events, &shutdown).await {
-                Ok(()) => return,
-                Err(e) => {
-                    let delay = retries.next_delay();
-                    tracing::warn!(error = %e, retry_in = ?delay, "notification listener failed");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                }
-            }
+store_impl! {
+    impl JobStore for PgStore, via |s| &s.pool;
+    fn create_job(job: NewJob) -> CreateOutcome => jobs::create;
+    fn create_jobs(batch: Vec<NewJob>) -> Vec<CreateOutcome> => jobs::create_many;
+    fn get_job(id: i64) -> Option<JobRecord> => jobs::get;
+    fn list_jobs(filter: &JobFilter, before: Option<i64>, limit: u32) -> Vec<JobRecord>
+        => jobs::list;
+    fn cancel_job(id: i64, reason: &str) -> CancelOutcome => jobs::cancel;
+    fn delete_job(id: i64) -> DeleteOutcome => jobs::delete;
+    fn job_logs(id: i64, attempt: Option<u32>, cursor: Option<LogCursor>, limit: u32)
+        -> Option<(Vec<LogLine>, LogCursor)> => jobs::logs;
+    fn register_worker(hello: &WorkerHello, ttl: Duration) -> Registration => workers::register;
+    fn set_draining(session: SessionRef) -> bool => workers::set_draining;
+    fn list_workers(include_gone: bool, offset: u64, limit: u32) -> Vec<WorkerRecord>
+        => workers::list;
+    fn claim(kind: &str, slots: &[ClaimSlot]) -> Vec<JobRecord> => queue::claim;
+    fn write_batch(batch: &WriteBatch, ttl: Duration) -> WriteOutcome => queue::write_batch;
+    fn try_lease(name: &str, holder: Uuid, lease: Duration) -> bool => leases::try_lease;
+    fn release_lease(name: &str, holder: Uuid) -> () => leases::release_lease;
+    fn reap_expired_workers(fence: Fence) -> Reaped => workers::reap;
+    fn set_worker_capacity(worker_id: Uuid, capacity: &HashMap<String, u32>) -> CapacityOutcome
+        => workers::set_capacity;
+    fn create_cron(cron: NewCron) -> Option<CronRecord> => crons::create;
+    fn get_cron(name: &str) -> Option<CronRecord> => crons::get;
+    fn list_crons() -> Vec<CronRecord> => crons::list;
+    fn update_cron(cron: NewCron) -> Option<CronRecord> => crons::update;
+    fn delete_cron(name: &str) -> bool => crons::delete;
+    fn fire_due_crons(next: NextFire, fence: Fence) -> Vec<Fired> => crons::fire_due;
+    fn next_cron_due() -> Option<DateTime<Utc>> => crons::next_due;
+    fn purge_jobs(older_than: Duration, keep_last: u64) -> Purged => retention::purge;
+    fn queue_stats() -> QueueStats => stats::queue;
+    {
+        async fn listen(&self, events: mpsc::Sender<StoreEvent>, shutdown: Shutdown) {
+            listen(&self.pool, events, shutdown).await;
         }
-    }
-
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: Uuid,
-        lease: Duration,
-    ) -> Result<bool, StoreError> {
-        leases::try_lease(&self.pool, name, holder, lease).await
-    }
-
-    async fn release_lease(&self, name: &str, holder: Uuid) -> Result<(), StoreError> {
-        leases::release_lease(&self.pool, name, holder).await
-    }
-
-    async fn reap_expired_workers(&self, fence: Fence) -> Result<Reaped, StoreError> {
-        workers::reap(&self.pool, fence).await
-    }
-
-    async fn set_worker_capacity(
-        &self,
-        worker_id: Uuid,
-        capacity: &HashMap<String, u32>,
-    ) -> Result<CapacityOutcome, StoreError> {
-        workers::set_capacity(&self.pool, worker_id, capacity).await
-    }
-
-    async fn create_cron(&self, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
-        crons::create(&self.pool, cron).await
-    }
-
-    async fn get_cron(&self, name: &str) -> Result<Option<CronRecord>, StoreError> {
-        crons::get(&self.pool, name).await
-    }
-
-    async fn list_crons(&self) -> Result<Vec<CronRecord>, StoreError> {
-        crons::list(&self.pool).await
-    }
-
-    async fn update_cron(&self, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
-        crons::update(&self.pool, cron).await
-    }
-
-    async fn delete_cron(&self, name: &str) -> Result<bool, StoreError> {
-        crons::delete(&self.pool, name).await
-    }
-
-    async fn fire_due_crons(&self, next: NextFire, fence: Fence) -> Result<Vec<Fired>, StoreError> {
-        crons::fire_due(&self.pool, next, fence).await
-    }
-
-    async fn next_cron_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        crons::next_due(&self.pool).await
-    }
-
-    async fn purge_jobs(&self, older_than: Duration, keep_last: u64) -> Result<Purged, StoreError> {
-        retention::purge(&self.pool, older_than, keep_last).await
-    }
-
-    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        stats::queue(&self.pool).await
     }
 }
 
-#[async_trait]
-impl CatalogStore for PgStore {
-    async fn create_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError> {
-        registries::create_registry(&self.pool, r).await
-    }
-
-    async fn get_registry(&self, name: &str) -> Result<Option<RegistryRecord>, StoreError> {
-        registries::get_registry(&self.pool, name).await
-    }
-
-    async fn list_registries(&self) -> Result<Vec<RegistryRecord>, StoreError> {
-        registries::list_registries(&self.pool).await
-    }
-
-    async fn set_registry_capabilities(
-        &self,
-        id: i64,
-        capabilities: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE registries SET capabilities = $2 WHERE id = $1")
-            .bind(id)
-            .bind(capabilities)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn update_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError> {
-        registries::update_registry(&self.pool, r).await
-    }
-
-    async fn delete_registry(&self, name: &str) -> Result<DeleteRegistryOutcome, StoreError> {
-        registries::delete_registry(&self.pool, name).await
-    }
-
-    async fn create_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError> {
-        registries::create_policy(&self.pool, p).await
-    }
-
-    async fn get_policy(
-        &self,
-        name: &str,
-        counted: Counted,
-    ) -> Result<Option<PolicyRecord>, StoreError> {
-        registries::get_policy(&self.pool, name, counted).await
-    }
-
-    async fn list_policies(
-        &self,
-        registry_id: Option<i64>,
-        counted: Counted,
-    ) -> Result<Vec<PolicyRecord>, StoreError> {
-        registries::list_policies(&self.pool, registry_id, counted).await
-    }
-
-    async fn update_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError> {
-        registries::update_policy(&self.pool, p).await
-    }
-
-    async fn delete_policy(&self, name: &str) -> Result<bool, StoreError> {
-        registries::delete_policy(&self.pool, name).await
-    }
-
-    async fn run_policy(&self, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
-        registries::run_policy(&self.pool, name).await
-    }
-
-    async fn reassign_repositories(
-        &self,
-        registry_id: i64,
+store_impl! {
+    impl CatalogStore for PgStore, via |s| &s.pool;
+    fn create_registry(r: NewRegistry) -> Option<RegistryRecord> => registries::create_registry;
+    fn get_registry(name: &str) -> Option<RegistryRecord> => registries::get_registry;
+    fn list_registries() -> Vec<RegistryRecord> => registries::list_registries;
+    fn set_registry_capabilities(id: i64, capabilities: &str) -> ()
+        => registries::set_registry_capabilities;
+    fn update_registry(r: NewRegistry) -> Option<RegistryRecord> => registries::update_registry;
+    fn delete_registry(name: &str) -> DeleteRegistryOutcome => registries::delete_registry;
+    fn create_policy(p: NewPolicy) -> Option<PolicyRecord> => registries::create_policy;
+    fn get_policy(name: &str, counted: Counted) -> Option<PolicyRecord> => registries::get_policy;
+    fn list_policies(registry_id: Option<i64>, counted: Counted) -> Vec<PolicyRecord>
+        => registries::list_policies;
+    fn update_policy(p: NewPolicy) -> Option<PolicyRecord> => registries::update_policy;
+    fn delete_policy(name: &str) -> bool => registries::delete_policy;
+    fn run_policy(name: &str) -> Option<PolicyRecord> => registries::run_policy;
+    fn reassign_repositories(registry_id: i64, matcher: &PolicyMatcher) -> u64
+        => repositories::reassign;
+    fn report_repositories(
+        job_id: i64, attempt: u32, registry_id: i64, names: &[String], complete: bool,
         matcher: &PolicyMatcher,
-    ) -> Result<u64, StoreError> {
-        repositories::reassign(&self.pool, registry_id, matcher).await
-    }
+    ) -> ReportOutcome => repositories::report;
+    fn record_deletions(job_id: i64, deleted_tags: u32) -> bool => repositories::record_deletions;
+    fn record_sightings(batch: SightingBatch<'_>) -> Vec<DateTime<Utc>>
+        => repositories::record_sightings;
+    fn mark_in_use(marks: InUseMarks<'_>) -> MarkOutcome => in_use::mark;
+    fn live_marks(registry_id: i64, repository: &str, now: DateTime<Utc>, limit: u32)
+        -> Vec<LiveMark> => in_use::live;
+    fn list_repositories(filter: &RepositoryFilter, after: Option<i64>, limit: u32)
+        -> Vec<RepositoryRecord> => repositories::list;
+    fn select_cleanups(config: &SelectionConfig, advance: AdvanceRun, fence: Fence) -> Selection
+        => selection::select;
+    fn cleanup_stats() -> CleanupStats => stats::cleanups;
+}
 
-    async fn report_repositories(
-        &self,
-        job_id: i64,
-        attempt: u32,
-        registry_id: i64,
-        names: &[String],
-        complete: bool,
-        matcher: &PolicyMatcher,
-    ) -> Result<ReportOutcome, StoreError> {
-        repositories::report(&self.pool, job_id, attempt, registry_id, names, complete, matcher)
-            .await
-    }
-
-    async fn record_deletions(&self, job_id: i64, deleted_tags: u32) -> Result<bool, StoreError> {
-        repositories::record_deletions(&self.pool, job_id, deleted_tags).await
-    }
-
-    async fn record_sightings(
-        &self,
-        batch: crate::store::sightings::SightingBatch<'_>,
-    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        repositories::record_sightings(&self.pool, batch).await
-    }
-
-    async fn mark_in_use(
-        &self,
-        marks: crate::store::in_use::InUseMarks<'_>,
-    ) -> Result<crate::store::in_use::MarkOutcome, StoreError> {
-        in_use::mark(&self.pool, marks).await
-    }
-    async fn live_marks(
-        &self,
-        registry_id: i64,
-        repository: &str,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<crate::store::in_use::LiveMark>, StoreError> {
-        in_use::live(&self.pool, registry_id, repository, now, limit).await
-    }
-
-    async fn list_repositories(
-        &self,
-        filter: &RepositoryFilter,
-        after: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<RepositoryRecord>, StoreError> {
-        repositories::list(&self.pool, filter, after, limit).await
-    }
-
-    async fn select_cleanups(
-        &self,
-        config: &SelectionConfig,
-        advance: AdvanceRun,
-        fence: Fence,
-    ) -> Result<Selection, StoreError> {
-        selection::select(&self.pool, config, advance, fence).await
-    }
-
-    async fn cleanup_stats(&self) -> Result<CleanupStats, StoreError> {
-        stats::cleanups(&self.pool).await
+/// Delivers notifications until shutdown, reconnecting after errors.
+async fn listen(pool: &PgPool, events: mpsc::Sender<StoreEvent>, shutdown: Shutdown) {
+    let mut retries = Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).retries();
+    while !shutdown.is_triggered() {
+        match listen_once(pool, &events, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                let delay = retries.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "notification listener failed");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
     }
 }
 

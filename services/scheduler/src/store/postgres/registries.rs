@@ -66,6 +66,20 @@ pub async fn list_registries(pool: &PgPool) -> Result<Vec<RegistryRecord>, Store
     rows.into_iter().map(TryInto::try_into).collect()
 }
 
+/// Records what a registry was found to support (JSON of its capabilities).
+pub async fn set_registry_capabilities(
+    pool: &PgPool,
+    id: i64,
+    capabilities: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE registries SET capabilities = $2 WHERE id = $1")
+        .bind(id)
+        .bind(capabilities)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 pub async fn update_registry(
     pool: &PgPool,
     r: NewRegistry,

@@ -60,6 +60,20 @@ pub async fn create(store: &SqliteStore, job: NewJob) -> Result<CreateOutcome, S
     Ok(CreateOutcome::Created(record))
 }
 
+/// Creates each job in its own transaction: one writer takes them in turn,
+/// so there is nothing to gain from one statement, and an item's failure
+/// stops the batch where it is.
+pub async fn create_many(
+    store: &SqliteStore,
+    batch: Vec<NewJob>,
+) -> Result<Vec<CreateOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        outcomes.push(create(store, job).await?);
+    }
+    Ok(outcomes)
+}
+
 pub async fn get(store: &SqliteStore, id: i64) -> Result<Option<JobRecord>, StoreError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
     sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
