@@ -5,6 +5,7 @@
 //! are given back while the scheduler still records them, then the
 //! scheduler and the scrubber, whose stores close last.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -103,17 +104,7 @@ async fn run_services(args: &DevArgs) -> Result<()> {
     let scheduler_url = format!("http://{scheduler_addr}");
     let scrubber_url = format!("http://{scrubber_addr}");
 
-    let mut scheduler = regsweep_scheduler::Config::new(sqlite_url(&dir, "scheduler.db"));
-    scheduler.listen = scheduler_addr.to_string();
-    scheduler.db_max_connections = 4;
-    let mut scrubber =
-        regsweep_scrubber::Config::new(sqlite_url(&dir, "scrubber.db"), scheduler_url.clone());
-    scrubber.listen = scrubber_addr.to_string();
-    scrubber.delay = args.delay;
-    scrubber.db_max_connections = 4;
-    let mut worker = regsweep_worker::Config::new(scheduler_url.clone());
-    worker.scrubber = vec![scrubber_url.clone()];
-    worker.name = Some("dev".into());
+    let (scheduler, scrubber, worker) = configs(args, &dir, scheduler_addr, scrubber_addr);
 
     let signals = Shutdown::from_os_signals();
     let (services, workers) = (Shutdown::new(), Shutdown::new());
@@ -166,6 +157,43 @@ async fn run_services(args: &DevArgs) -> Result<()> {
     if let Some((_, task)) = console {
         tasks.0.push(Task::new("console", task));
     }
+    let result = supervise(tasks, &signals, &services, &workers).await;
+    metrics.trigger();
+    result
+}
+
+/// The three services' configurations: SQLite files in `dir`, each
+/// service on its own address, the worker named `dev`.
+fn configs(
+    args: &DevArgs,
+    dir: &Path,
+    scheduler_addr: SocketAddr,
+    scrubber_addr: SocketAddr,
+) -> (regsweep_scheduler::Config, regsweep_scrubber::Config, regsweep_worker::Config) {
+    let (scheduler_url, scrubber_url) =
+        (format!("http://{scheduler_addr}"), format!("http://{scrubber_addr}"));
+    let mut scheduler = regsweep_scheduler::Config::new(sqlite_url(dir, "scheduler.db"));
+    scheduler.listen = scheduler_addr.to_string();
+    scheduler.db_max_connections = 4;
+    let mut scrubber =
+        regsweep_scrubber::Config::new(sqlite_url(dir, "scrubber.db"), scheduler_url.clone());
+    scrubber.listen = scrubber_addr.to_string();
+    scrubber.delay = args.delay;
+    scrubber.db_max_connections = 4;
+    let mut worker = regsweep_worker::Config::new(scheduler_url);
+    worker.scrubber = vec![scrubber_url];
+    worker.name = Some("dev".into());
+    (scheduler, scrubber, worker)
+}
+
+/// Runs until a signal or until a service stops on its own, then stops
+/// them all: the worker first, then the scheduler, scrubber and console.
+async fn supervise(
+    mut tasks: Tasks,
+    signals: &Shutdown,
+    services: &Shutdown,
+    workers: &Shutdown,
+) -> Result<()> {
     // A service whose critical task died stops the services it shares
     // this signal with; a service that ends unasked (its server failed, a
     // worker refused, a panic) ends its own task. Either way dev stops
@@ -180,13 +208,11 @@ async fn run_services(args: &DevArgs) -> Result<()> {
     }
     tracing::info!("stopping: worker first, then scheduler, scrubber and console");
     workers.trigger();
-    let worker_result = tasks.join("worker").await;
+    let mut result = tasks.join("worker").await;
     services.trigger();
-    let mut result = worker_result;
     for name in ["scheduler", "scrubber", "console"] {
         result = result.and(tasks.join(name).await);
     }
-    metrics.trigger();
     result?;
     if let Some(service) = failed {
         anyhow::bail!("{service} stopped on its own (see its error above)");

@@ -11,6 +11,8 @@ use crate::cli::{Cli, CreateJob, JobsCommand, ListJobs, Output};
 use crate::client;
 use crate::output::{self, Table, short, time};
 
+type Jobs = JobServiceClient<regsweep_common::grpc::Client>;
+
 pub async fn run(cli: &Cli, command: &JobsCommand) -> Result<()> {
     let mut jobs = client::jobs(&cli.scheduler).await?;
     match command {
@@ -63,40 +65,47 @@ pub async fn run(cli: &Cli, command: &JobsCommand) -> Result<()> {
             }
         }
         JobsCommand::Logs { id, attempt, follow: true } => {
-            let request = v1::TailJobLogsRequest { id: *id, attempt: attempt.unwrap_or(0) };
-            let mut stream = jobs.tail_job_logs(request).await?.into_inner();
-            let mut status = JobStatus::Unspecified;
-            while let Some(message) = stream.message().await? {
-                status = message.status();
-                for line in &message.lines {
-                    print_line(cli.output, line)?;
-                }
-            }
-            if cli.output == Output::Table {
-                eprintln!("job {id} is {}", status.short_name());
-            }
+            follow_logs(&mut jobs, cli.output, *id, attempt.unwrap_or(0)).await?
         }
         JobsCommand::Logs { id, attempt, follow: false } => {
-            let mut token = String::new();
-            loop {
-                let request = v1::GetJobLogsRequest {
-                    id: *id,
-                    attempt: attempt.unwrap_or(0),
-                    page_size: 0,
-                    page_token: token,
-                };
-                let page = jobs.get_job_logs(request).await?.into_inner();
-                for line in &page.lines {
-                    print_line(cli.output, line)?;
-                }
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
-            }
+            print_logs(&mut jobs, cli.output, *id, attempt.unwrap_or(0)).await?
         }
     }
     Ok(())
+}
+
+/// `regsweep jobs logs --follow`: the lines so far, then each new one,
+/// until the job ends; then its status.
+async fn follow_logs(jobs: &mut Jobs, output: Output, id: i64, attempt: u32) -> Result<()> {
+    let request = v1::TailJobLogsRequest { id, attempt };
+    let mut stream = jobs.tail_job_logs(request).await?.into_inner();
+    let mut status = JobStatus::Unspecified;
+    while let Some(message) = stream.message().await? {
+        status = message.status();
+        for line in &message.lines {
+            print_line(output, line)?;
+        }
+    }
+    if output == Output::Table {
+        eprintln!("job {id} is {}", status.short_name());
+    }
+    Ok(())
+}
+
+/// `regsweep jobs logs`: every line so far, page by page.
+async fn print_logs(jobs: &mut Jobs, output: Output, id: i64, attempt: u32) -> Result<()> {
+    let mut token = String::new();
+    loop {
+        let request = v1::GetJobLogsRequest { id, attempt, page_size: 0, page_token: token };
+        let page = jobs.get_job_logs(request).await?.into_inner();
+        for line in &page.lines {
+            print_line(output, line)?;
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        token = page.next_page_token;
+    }
 }
 
 /// One log line: `time [attempt] text`, or one JSON object per line

@@ -180,6 +180,8 @@ async fn held_of(
     Ok(held.iter().map(|d| d.id).collect())
 }
 
+type Scrubber = ScrubberServiceClient<grpc::Client>;
+
 pub async fn run(cli: &Cli, command: &ScrubCommand) -> Result<()> {
     let mut scrubber = client::scrubber(&cli.scrubber).await?;
     match command {
@@ -203,110 +205,128 @@ pub async fn run(cli: &Cli, command: &ScrubCommand) -> Result<()> {
                 tag: tag.clone().unwrap_or_default(),
                 ..Default::default()
             };
-            let all = deletions_matching(&scrubber, filter, Some(*limit as usize)).await?;
-            if cli.output == Output::Json {
-                return output::json(&all);
-            }
-            let mut table = Table::new(&[
-                "ID",
-                "STATUS",
-                "REGISTRY",
-                "REPOSITORY",
-                "DIGEST",
-                "TAGS",
-                "DELETE AFTER",
-                "JOB",
-                "POLICY",
-                "WHY",
-            ]);
-            for d in &all {
-                let image = d.image.clone().unwrap_or_default();
-                table.row(vec![
-                    d.id.to_string(),
-                    status_name(d.status()),
-                    d.registry.clone(),
-                    d.repository.clone(),
-                    output::short(&image.digest, 19),
-                    image.tags.join(","),
-                    time(d.delete_after.as_ref()),
-                    d.job_id.to_string(),
-                    if d.policy.is_empty() { "-".into() } else { d.policy.clone() },
-                    output::short(&why(d, &image), 60),
-                ]);
-            }
-            table.print();
-            Ok(())
+            list(&scrubber, cli.output, filter, *limit as usize).await
         }
-        ScrubCommand::Restore { ids } => {
-            let response = scrubber
-                .restore_deletions(v1::RestoreDeletionsRequest { ids: ids.clone() })
-                .await?
-                .into_inner();
-            if cli.output == Output::Json {
-                return output::json(&response.outcomes);
-            }
-            for o in &response.outcomes {
-                if o.restored {
-                    println!("deletion {} restored", o.id);
-                } else {
-                    println!("deletion {} not restored: {}", o.id, o.reason);
-                }
-            }
-            Ok(())
-        }
+        ScrubCommand::Restore { ids } => restore(&mut scrubber, cli.output, ids.clone()).await,
         ScrubCommand::Approve { ids, job } => {
             let ids = match job {
                 None => ids.clone(),
                 Some(job_id) => held_of(&mut scrubber, *job_id).await?,
             };
-            anyhow::ensure!(!ids.is_empty(), "no deletion of that job awaits approval");
-            let mut outcomes = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(1000) {
-                let request = v1::ApproveDeletionsRequest { ids: chunk.to_vec() };
-                outcomes.extend(scrubber.approve_deletions(request).await?.into_inner().outcomes);
-            }
-            if cli.output == Output::Json {
-                return output::json(&outcomes);
-            }
-            for o in &outcomes {
-                if o.approved {
-                    println!("deletion {} approved", o.id);
-                } else {
-                    println!("deletion {} not approved: {}", o.id, o.reason);
-                }
-            }
-            Ok(())
+            approve(&mut scrubber, cli.output, &ids).await
         }
-        ScrubCommand::Status => {
-            let status =
-                scrubber.get_scrubber_status(v1::GetScrubberStatusRequest {}).await?.into_inner();
-            if cli.output == Output::Json {
-                return output::json(&status);
-            }
-            let mut counts = Table::new(&["STATUS", "COUNT"]);
-            for c in &status.counts {
-                counts.row(vec![status_name(c.status()), c.count.to_string()]);
-            }
-            counts.print();
-            println!(
-                "parallelism {}, oldest due pending {:.0}s",
-                status.parallelism, status.oldest_due_pending_seconds
-            );
-            if !status.registries.is_empty() {
-                let mut limits =
-                    Table::new(&["REGISTRY", "CONCURRENCY", "MAX", "IN FLIGHT", "RATE LIMIT"]);
-                for r in &status.registries {
-                    limits.row(vec![
-                        r.registry.clone(),
-                        r.concurrency.to_string(),
-                        r.max_concurrency.to_string(),
-                        r.in_flight.to_string(),
-                        if r.rate_limit > 0.0 { format!("{}/s", r.rate_limit) } else { "-".into() },
-                    ]);
-                }
-                limits.print();
-            }
-            Ok(())
+        ScrubCommand::Status => status(&mut scrubber, cli.output).await,
+    }
+}
+
+/// `regsweep scrub list`: the deletions matching `filter`, newest first.
+async fn list(
+    scrubber: &Scrubber,
+    format: Output,
+    filter: v1::ListDeletionsRequest,
+    limit: usize,
+) -> Result<()> {
+    let all = deletions_matching(scrubber, filter, Some(limit)).await?;
+    if format == Output::Json {
+        return output::json(&all);
+    }
+    let mut table = Table::new(&[
+        "ID",
+        "STATUS",
+        "REGISTRY",
+        "REPOSITORY",
+        "DIGEST",
+        "TAGS",
+        "DELETE AFTER",
+        "JOB",
+        "POLICY",
+        "WHY",
+    ]);
+    for d in &all {
+        let image = d.image.clone().unwrap_or_default();
+        table.row(vec![
+            d.id.to_string(),
+            status_name(d.status()),
+            d.registry.clone(),
+            d.repository.clone(),
+            output::short(&image.digest, 19),
+            image.tags.join(","),
+            time(d.delete_after.as_ref()),
+            d.job_id.to_string(),
+            if d.policy.is_empty() { "-".into() } else { d.policy.clone() },
+            output::short(&why(d, &image), 60),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+/// `regsweep scrub restore`: one line per deletion, restored or why not.
+async fn restore(scrubber: &mut Scrubber, format: Output, ids: Vec<i64>) -> Result<()> {
+    let response =
+        scrubber.restore_deletions(v1::RestoreDeletionsRequest { ids }).await?.into_inner();
+    if format == Output::Json {
+        return output::json(&response.outcomes);
+    }
+    for o in &response.outcomes {
+        if o.restored {
+            println!("deletion {} restored", o.id);
+        } else {
+            println!("deletion {} not restored: {}", o.id, o.reason);
         }
     }
+    Ok(())
+}
+
+/// `regsweep scrub approve`: approves `ids` a thousand (the request's
+/// limit) at a time; one line per deletion, approved or why not.
+async fn approve(scrubber: &mut Scrubber, format: Output, ids: &[i64]) -> Result<()> {
+    anyhow::ensure!(!ids.is_empty(), "no deletion of that job awaits approval");
+    let mut outcomes = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let request = v1::ApproveDeletionsRequest { ids: chunk.to_vec() };
+        outcomes.extend(scrubber.approve_deletions(request).await?.into_inner().outcomes);
+    }
+    if format == Output::Json {
+        return output::json(&outcomes);
+    }
+    for o in &outcomes {
+        if o.approved {
+            println!("deletion {} approved", o.id);
+        } else {
+            println!("deletion {} not approved: {}", o.id, o.reason);
+        }
+    }
+    Ok(())
+}
+
+/// `regsweep scrub status`: deletions by status and each registry's limits.
+async fn status(scrubber: &mut Scrubber, format: Output) -> Result<()> {
+    let status = scrubber.get_scrubber_status(v1::GetScrubberStatusRequest {}).await?.into_inner();
+    if format == Output::Json {
+        return output::json(&status);
+    }
+    let mut counts = Table::new(&["STATUS", "COUNT"]);
+    for c in &status.counts {
+        counts.row(vec![status_name(c.status()), c.count.to_string()]);
+    }
+    counts.print();
+    println!(
+        "parallelism {}, oldest due pending {:.0}s",
+        status.parallelism, status.oldest_due_pending_seconds
+    );
+    if !status.registries.is_empty() {
+        let mut limits = Table::new(&["REGISTRY", "CONCURRENCY", "MAX", "IN FLIGHT", "RATE LIMIT"]);
+        for r in &status.registries {
+            limits.row(vec![
+                r.registry.clone(),
+                r.concurrency.to_string(),
+                r.max_concurrency.to_string(),
+                r.in_flight.to_string(),
+                if r.rate_limit > 0.0 { format!("{}/s", r.rate_limit) } else { "-".into() },
+            ]);
+        }
+        limits.print();
+    }
+    Ok(())
 }

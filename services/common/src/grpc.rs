@@ -11,6 +11,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 
 use crate::Shutdown;
@@ -113,24 +114,7 @@ pub async fn serve(
     for name in &config.service_names {
         health.set_service_status(*name, ServingStatus::Serving).await;
     }
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(regsweep_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // `google.rpc.BadRequest` and friends, so grpcurl decodes the
-        // field violations in error details.
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(regsweep_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-
-    let routes = config
-        .routes
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    let routes = with_reflection(config.routes.add_service(health_service))?;
 
     let signal = {
         let shutdown = shutdown.clone();
@@ -153,20 +137,7 @@ pub async fn serve(
     let health_stop = shutdown.child();
     let _health = health_stop.trigger_on_drop();
     if let Some(listener) = config.health_listener {
-        let addr = local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
-        let health_only = Server::builder().add_service(health_probe).serve_with_incoming_shutdown(
-            no_delay(listener),
-            {
-                let stop = health_stop.clone();
-                async move { stop.cancelled().await }
-            },
-        );
-        tokio::spawn(async move {
-            if let Err(e) = health_only.await {
-                tracing::warn!(error = %e, "health listener failed");
-            }
-        });
+        serve_health(listener, health_probe, health_stop.clone());
     }
     if !config.access.requires_identity() {
         tracing::warn!("no --tokens-file or --cert-role: every caller may call every rpc");
@@ -176,17 +147,7 @@ pub async fn serve(
         .layer(crate::auth::AccessLayer::new(config.access))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .trace_fn(|request| {
-            let path = request.uri().path();
-            // Callers choose the path: only known services name spans, so
-            // made-up paths cannot flood the trace backend with names.
-            let known = path.starts_with("/regsweep.v1.") || path.starts_with("/grpc.");
-            let name = if known { path } else { "rpc unknown" };
-            let span =
-                tracing::info_span!("rpc", otel.name = name, otel.kind = "server", method = path);
-            crate::trace::set_parent_from_headers(&span, request.headers());
-            span
-        })
+        .trace_fn(rpc_span)
         .add_routes(routes)
         .serve_with_incoming_shutdown(no_delay(listener), signal);
 
@@ -201,6 +162,49 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// Adds reflection, both versions grpcurl may ask for: our services,
+/// health, and `google.rpc` details (so grpcurl decodes the field
+/// violations in error details).
+fn with_reflection(routes: Routes) -> Result<Routes, GrpcError> {
+    let sets = [
+        regsweep_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+    ];
+    let builder = || {
+        sets.iter().fold(tonic_reflection::server::Builder::configure(), |b, set| {
+            b.register_encoded_file_descriptor_set(set)
+        })
+    };
+    Ok(routes.add_service(builder().build_v1()?).add_service(builder().build_v1alpha()?))
+}
+
+/// Serves health alone, in plaintext, on its own listener until `stop`.
+fn serve_health(listener: TcpListener, probe: HealthServer<impl Health>, stop: Shutdown) {
+    let addr = local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
+    let health_only = Server::builder()
+        .add_service(probe)
+        .serve_with_incoming_shutdown(no_delay(listener), async move { stop.cancelled().await });
+    tokio::spawn(async move {
+        if let Err(e) = health_only.await {
+            tracing::warn!(error = %e, "health listener failed");
+        }
+    });
+}
+
+/// The span of one rpc, a child of the caller's trace when it sent one.
+fn rpc_span(request: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    // Callers choose the path: only known services name spans, so made-up
+    // paths cannot flood the trace backend with names.
+    let known = path.starts_with("/regsweep.v1.") || path.starts_with("/grpc.");
+    let name = if known { path } else { "rpc unknown" };
+    let span = tracing::info_span!("rpc", otel.name = name, otel.kind = "server", method = path);
+    crate::trace::set_parent_from_headers(&span, request.headers());
+    span
 }
 
 async fn mark_not_serving(health: &HealthReporter, names: &[&'static str]) {

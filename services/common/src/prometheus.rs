@@ -46,6 +46,23 @@ pub fn enabled() -> bool {
     HANDLE.get().is_some()
 }
 
+/// Serves `/metrics` on `addr`, when one is given, and describes the
+/// service's metrics with `describe`. The endpoint stops when the returned
+/// guard drops: a service holds it for as long as it runs, so every way
+/// out (errors included) stops the endpoint too.
+pub async fn start(
+    addr: Option<&str>,
+    describe: fn(),
+) -> Result<tokio_util::sync::DropGuard, MetricsError> {
+    let stop = Shutdown::new();
+    let guard = stop.trigger_on_drop();
+    if let Some(addr) = addr {
+        serve(addr, stop).await?;
+        describe();
+    }
+    Ok(guard)
+}
+
 /// Installs the recorder (once per process) and serves `/metrics` on
 /// `addr` until `shutdown`; returns the bound address.
 pub async fn serve(addr: &str, shutdown: Shutdown) -> Result<SocketAddr, MetricsError> {

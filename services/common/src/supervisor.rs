@@ -23,8 +23,11 @@ pub const TEST_HOOK: &str = "REGSWEEP_TEST_HOOK_FAIL_TASK";
 
 /// A critical task ended when it was not asked to.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("critical task {task} {how}")]
+#[error("critical task {task} of the {service} {how}")]
 pub struct TaskFailure {
+    /// The service the task belongs to (several share a process in
+    /// `regsweep dev`).
+    pub service: &'static str,
     /// The task's name.
     pub task: &'static str,
     /// How it ended: `panicked: <message>`, or that it returned.
@@ -34,15 +37,18 @@ pub struct TaskFailure {
 /// Spawns and watches the critical tasks of one process.
 #[derive(Clone, Debug)]
 pub struct Supervisor {
+    /// The service whose tasks these are, named in every failure.
+    service: &'static str,
     /// Triggered by the first failure: the whole process stops.
     shutdown: Shutdown,
     failure: Arc<OnceLock<TaskFailure>>,
 }
 
 impl Supervisor {
-    /// A supervisor that stops the process through `shutdown`.
-    pub fn new(shutdown: Shutdown) -> Self {
-        Self { shutdown, failure: Arc::default() }
+    /// A supervisor of `service`'s tasks that stops the process through
+    /// `shutdown`.
+    pub fn new(service: &'static str, shutdown: Shutdown) -> Self {
+        Self { service, shutdown, failure: Arc::default() }
     }
 
     /// Spawns `future` as the critical task `task`, which may end only
@@ -61,7 +67,7 @@ impl Supervisor {
                 Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
                 Err(_) => "was cancelled".to_string(),
             };
-            this.fail(TaskFailure { task, how });
+            this.fail(TaskFailure { service: this.service, task, how });
         })
     }
 
@@ -71,7 +77,8 @@ impl Supervisor {
     }
 
     fn fail(&self, failure: TaskFailure) {
-        tracing::error!(task = failure.task, how = %failure.how, "critical task ended, shutting down");
+        tracing::error!(service = failure.service, task = failure.task, how = %failure.how,
+            "critical task ended, shutting down");
         let _ = self.failure.set(failure);
         self.shutdown.trigger();
     }
@@ -115,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_is_a_failure_that_stops_the_process() {
         let process = Shutdown::new();
-        let supervisor = Supervisor::new(process.clone());
+        let supervisor = Supervisor::new("test", process.clone());
         let never = Shutdown::new();
         supervisor.spawn("doomed", &never, async { panic!("boom") }).await.expect("watched");
         let failure = supervisor.failure().expect("a failure");
@@ -126,7 +133,7 @@ mod tests {
     #[tokio::test]
     async fn returning_unasked_is_a_failure() {
         let process = Shutdown::new();
-        let supervisor = Supervisor::new(process.clone());
+        let supervisor = Supervisor::new("test", process.clone());
         supervisor.spawn("quitter", &Shutdown::new(), async {}).await.expect("watched");
         assert_eq!(
             supervisor.failure().map(|f| f.how),
@@ -138,7 +145,7 @@ mod tests {
     #[tokio::test]
     async fn ending_when_asked_is_no_failure() {
         let process = Shutdown::new();
-        let supervisor = Supervisor::new(process.clone());
+        let supervisor = Supervisor::new("test", process.clone());
         let stop = Shutdown::new();
         let waiting = stop.clone();
         let task = supervisor.spawn("loop", &stop, async move { waiting.cancelled().await });
@@ -150,7 +157,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_failure_is_kept() {
-        let supervisor = Supervisor::new(Shutdown::new());
+        let supervisor = Supervisor::new("test", Shutdown::new());
         let never = Shutdown::new();
         supervisor.spawn("first", &never, async { panic!("one") }).await.expect("watched");
         supervisor.spawn("second", &never, async { panic!("two") }).await.expect("watched");

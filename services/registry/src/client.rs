@@ -245,72 +245,15 @@ impl Client {
         fields(method = %call.method, path = call.url.path(), status = tracing::field::Empty)
     )]
     pub(crate) async fn send(&self, call: &Call<'_>) -> Result<Response, Error> {
-        let inner = &self.inner;
         let idempotent = call.method != Method::POST;
+        let max_retries = self.inner.config.max_retries;
         let mut retries = 0;
         let mut challenged = false;
         loop {
-            let mut request = inner.http.request(call.method.clone(), call.url.clone());
-            let mut headers = HeaderMap::new();
-            if let Some(accept) = call.accept {
-                headers.insert(
-                    ACCEPT,
-                    accept.parse().map_err(|_| Error::InvalidConfig("accept".into()))?,
-                );
-            }
-            if let Some(content_type) = call.content_type {
-                headers.insert(
-                    CONTENT_TYPE,
-                    content_type
-                        .parse()
-                        .map_err(|_| Error::InvalidReference("media type".into()))?,
-                );
-            }
-            request = request.headers(headers);
-            if let Some(body) = call.body {
-                request = request.body(body.to_vec());
-            }
-            if let Some(token) = inner.tokens.get(&call.scope) {
-                request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
-            } else if let (true, Credentials::Basic { username, password }) =
-                (inner.basic.load(Ordering::Relaxed), &inner.config.credentials)
-            {
-                request = request.basic_auth(username, Some(password.expose()));
-            }
-            if let Some(gate) = &inner.config.gate {
-                gate.acquire().await;
-            }
-            if let Some(check) = call.last_check
-                && !check().await?
-            {
-                return Err(Error::Withdrawn);
-            }
-            let audited = match &inner.config.audit {
-                Some(audit) if crate::audit::is_destructive(&call.method, call.url.path()) => {
-                    let outgoing =
-                        crate::Outgoing { method: call.method.as_str(), path: call.url.path() };
-                    Some((audit, audit.sending(outgoing).await?))
-                }
-                _ => None,
-            };
-            let sent = request.send().await;
-            let code = sent.as_ref().map_or(0, |r| r.status().as_u16());
-            if let Some((audit, id)) = audited {
-                audit.answered(id, code).await;
-            }
-            if let Some(gate) = &inner.config.gate {
-                gate.observe(code);
-            }
-            metrics::counter!(
-                "regsweep_registry_requests_total",
-                "registry" => inner.host.clone(),
-                // 0: no answer (connection refused, timeout).
-                "code" => code.to_string(),
-            )
-            .increment(1);
-            let response = match sent {
+            let request = self.request(call)?;
+            let response = match self.exchange(call, request).await? {
                 Ok(response) => response,
-                Err(e) if idempotent && retries < inner.config.max_retries => {
+                Err(e) if idempotent && retries < max_retries => {
                     tracing::debug!(error = %e, retries, "registry request failed, retrying");
                     tokio::time::sleep(self.backoff(retries)).await;
                     retries += 1;
@@ -324,40 +267,7 @@ impl Client {
             match status {
                 StatusCode::UNAUTHORIZED if !challenged => {
                     challenged = true;
-                    let challenge = response
-                        .headers()
-                        .get(WWW_AUTHENTICATE)
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(parse_challenge)
-                        .ok_or_else(|| {
-                            Error::Unauthorized("401 without a usable WWW-Authenticate".into())
-                        })?;
-                    match challenge.scheme.as_str() {
-                        "basic" => {
-                            if inner.config.credentials == Credentials::Anonymous {
-                                return Err(Error::Unauthorized(
-                                    "registry wants credentials, none configured".into(),
-                                ));
-                            }
-                            inner.basic.store(true, Ordering::Relaxed);
-                        }
-                        "bearer" => {
-                            token::fetch(
-                                &inner.token,
-                                &inner.base,
-                                &inner.tokens,
-                                &call.scope,
-                                &challenge,
-                                &inner.config.credentials,
-                            )
-                            .await?;
-                        }
-                        other => {
-                            return Err(Error::Unauthorized(format!(
-                                "unsupported auth scheme {other:?}"
-                            )));
-                        }
-                    }
+                    self.answer_challenge(call, &response).await?;
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     return Err(Error::Unauthorized(format!(
@@ -367,18 +277,10 @@ impl Client {
                     )));
                 }
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                    if retries >= inner.config.max_retries {
+                    if retries >= max_retries {
                         return Err(Error::RateLimited { retries });
                     }
-                    let asked = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(|h| retry_after(h, Utc::now()));
-                    let wait = asked.map_or_else(
-                        || self.backoff(retries),
-                        |w| w.min(inner.config.max_retry_wait),
-                    );
+                    let wait = self.slow_down_wait(&response, retries);
                     tracing::debug!(%status, ?wait, retries, "registry asked to slow down");
                     tokio::time::sleep(wait).await;
                     retries += 1;
@@ -386,6 +288,128 @@ impl Client {
                 _ => return Ok(response),
             }
         }
+    }
+
+    /// One attempt of `call` as a request: headers, body and whatever
+    /// credentials the registry asked for so far.
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, Error> {
+        let inner = &self.inner;
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = call.accept {
+            let accept = accept.parse().map_err(|_| Error::InvalidConfig("accept".into()))?;
+            headers.insert(ACCEPT, accept);
+        }
+        if let Some(content_type) = call.content_type {
+            let content_type =
+                content_type.parse().map_err(|_| Error::InvalidReference("media type".into()))?;
+            headers.insert(CONTENT_TYPE, content_type);
+        }
+        let mut request =
+            inner.http.request(call.method.clone(), call.url.clone()).headers(headers);
+        if let Some(body) = call.body {
+            request = request.body(body.to_vec());
+        }
+        if let Some(token) = inner.tokens.get(&call.scope) {
+            request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        } else if let (true, Credentials::Basic { username, password }) =
+            (inner.basic.load(Ordering::Relaxed), &inner.config.credentials)
+        {
+            request = request.basic_auth(username, Some(password.expose()));
+        }
+        Ok(request)
+    }
+
+    /// Sends one attempt through the gate, after the caller's last check,
+    /// recording a destructive request before it leaves and its answer
+    /// after. The outer error stops the call; the inner one is the
+    /// transport's, which the caller may retry.
+    async fn exchange(
+        &self,
+        call: &Call<'_>,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Result<Response, reqwest::Error>, Error> {
+        let inner = &self.inner;
+        if let Some(gate) = &inner.config.gate {
+            gate.acquire().await;
+        }
+        if let Some(check) = call.last_check
+            && !check().await?
+        {
+            return Err(Error::Withdrawn);
+        }
+        let audited = match &inner.config.audit {
+            Some(audit) if crate::audit::is_destructive(&call.method, call.url.path()) => {
+                let outgoing =
+                    crate::Outgoing { method: call.method.as_str(), path: call.url.path() };
+                Some((audit, audit.sending(outgoing).await?))
+            }
+            _ => None,
+        };
+        let sent = request.send().await;
+        let code = sent.as_ref().map_or(0, |r| r.status().as_u16());
+        if let Some((audit, id)) = audited {
+            audit.answered(id, code).await;
+        }
+        if let Some(gate) = &inner.config.gate {
+            gate.observe(code);
+        }
+        metrics::counter!(
+            "regsweep_registry_requests_total",
+            "registry" => inner.host.clone(),
+            // 0: no answer (connection refused, timeout).
+            "code" => code.to_string(),
+        )
+        .increment(1);
+        Ok(sent)
+    }
+
+    /// Answers a 401: remembers that the registry wants basic credentials,
+    /// or fetches a bearer token for the call's scope.
+    async fn answer_challenge(&self, call: &Call<'_>, response: &Response) -> Result<(), Error> {
+        let inner = &self.inner;
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(parse_challenge)
+            .ok_or_else(|| Error::Unauthorized("401 without a usable WWW-Authenticate".into()))?;
+        match challenge.scheme.as_str() {
+            "basic" => {
+                if inner.config.credentials == Credentials::Anonymous {
+                    return Err(Error::Unauthorized(
+                        "registry wants credentials, none configured".into(),
+                    ));
+                }
+                inner.basic.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            "bearer" => {
+                let credentials = &inner.config.credentials;
+                let scope = &call.scope;
+                token::fetch(
+                    &inner.token,
+                    &inner.base,
+                    &inner.tokens,
+                    scope,
+                    &challenge,
+                    credentials,
+                )
+                .await?;
+                Ok(())
+            }
+            other => Err(Error::Unauthorized(format!("unsupported auth scheme {other:?}"))),
+        }
+    }
+
+    /// How long to wait after a 429 or 503: what `Retry-After` asked for,
+    /// capped, or the backoff when it asked for nothing readable.
+    fn slow_down_wait(&self, response: &Response, retries: u32) -> Duration {
+        let asked = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| retry_after(h, Utc::now()));
+        asked.map_or_else(|| self.backoff(retries), |w| w.min(self.inner.config.max_retry_wait))
     }
 
     pub(crate) fn call<'a>(

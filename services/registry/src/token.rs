@@ -71,6 +71,36 @@ pub async fn fetch(
     challenge: &Challenge,
     credentials: &Credentials,
 ) -> Result<Secret, Error> {
+    let (url, http) = token_endpoint(clients, registry, challenge)?;
+    let mut request = http.get(url.clone());
+    if let Credentials::Basic { username, password } = credentials {
+        request = request.basic_auth(username, Some(password.expose()));
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => {
+            let e = Error::from(e);
+            // The guarded resolver's refusal is final, not a network hiccup.
+            if e.to_string().contains("refusing bearer realm") {
+                tracing::warn!(error = %e, "bearer realm refused");
+                return Err(Error::Unauthorized(e.to_string()));
+            }
+            return Err(e);
+        }
+    };
+    let (token, lifetime) = read_token(response, &url).await?;
+    cache.put(key, token.clone(), lifetime);
+    Ok(token)
+}
+
+/// The token URL a challenge names, with its `service` and `scope`, and the
+/// client allowed to reach it: the registry's own, the allow-listed one, or
+/// the foreign one that refuses private addresses.
+fn token_endpoint<'c>(
+    clients: &'c TokenClients,
+    registry: &url::Url,
+    challenge: &Challenge,
+) -> Result<(url::Url, &'c reqwest::Client), Error> {
     let realm = challenge
         .params
         .get("realm")
@@ -99,34 +129,23 @@ pub async fn fetch(
             }
         }
     }
-    let mut request = http.get(url.clone());
-    if let Credentials::Basic { username, password } = credentials {
-        request = request.basic_auth(username, Some(password.expose()));
-    }
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(e) => {
-            let e = Error::from(e);
-            // The guarded resolver's refusal is final, not a network hiccup.
-            if e.to_string().contains("refusing bearer realm") {
-                tracing::warn!(error = %e, "bearer realm refused");
-                return Err(Error::Unauthorized(e.to_string()));
-            }
-            return Err(e);
-        }
-    };
+    Ok((url, http))
+}
+
+/// The token a token server answered and how long to keep it.
+async fn read_token(
+    response: reqwest::Response,
+    url: &url::Url,
+) -> Result<(Secret, Duration), Error> {
     let status = response.status();
+    let host = url.host_str().unwrap_or_default();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(Error::Unauthorized(format!(
-            "token server {} refused the credentials ({status})",
-            url.host_str().unwrap_or_default()
+            "token server {host} refused the credentials ({status})"
         )));
     }
     if !status.is_success() {
-        return Err(Error::Unauthorized(format!(
-            "token server {} answered {status}",
-            url.host_str().unwrap_or_default()
-        )));
+        return Err(Error::Unauthorized(format!("token server {host} answered {status}")));
     }
     let body = response.bytes().await?;
     if body.len() > MAX_TOKEN_RESPONSE {
@@ -138,12 +157,10 @@ pub async fn fetch(
     if token.is_empty() {
         return Err(Error::InvalidResponse("token response without token".into()));
     }
-    let token = Secret::new(token);
     // A short lifetime is taken at its word: a token kept too long costs a
     // 401 and a new token on every request until it is replaced.
     let lifetime = parsed.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
-    cache.put(key, token.clone(), lifetime);
-    Ok(token)
+    Ok((Secret::new(token), lifetime))
 }
 
 #[cfg(test)]

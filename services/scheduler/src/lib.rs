@@ -39,6 +39,7 @@ use regsweep_proto::v1::repository_service_server::RepositoryServiceServer;
 use regsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use uuid::Uuid;
@@ -82,153 +83,24 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         return Err(Error::Config(problems.join("; ")));
     }
     // Before the store opens, so its operations are measured.
-    let metrics_stop = Shutdown::new();
-    // Stops the endpoint on every way out, errors included.
-    let _metrics = metrics_stop.trigger_on_drop();
-    if let Some(addr) = &config.metrics.metrics_addr {
-        prometheus::serve(addr, metrics_stop.clone()).await?;
-        gauges::describe();
-    }
+    let _metrics =
+        prometheus::start(config.metrics.metrics_addr.as_deref(), gauges::describe).await?;
     let access = Access::from_args(&config.auth)?;
     let health_listener = config.health.bind().await?;
     let stores = Stores::open(&config.database_url, config.db_max_connections).await?;
     tracing::info!(backend = stores.backend(), "store opened");
-    let store = stores.jobs.clone();
-    let catalog = stores.catalog.clone();
-    let cleanup_ended = Arc::new(Notify::new());
-
-    let loops = Shutdown::new();
-    // Every task below is one the scheduler cannot work without: the
-    // first to die stops the process (and `serve` returns its failure).
-    // Each may end only once shutdown began (the loops stop after the
-    // server, the dispatcher and writer once its sessions are gone).
-    let supervisor = Supervisor::new(shutdown.clone());
-    let (events_tx, events_rx) = mpsc::channel(1024);
-    let listener_task = supervisor.spawn("listener", &shutdown, {
-        let store = store.clone();
-        let loops = loops.clone();
-        async move { store.listen(events_tx, loops).await }
-    });
-    let (dispatch, dispatcher) = Dispatcher::new(
-        store.clone(),
-        events_rx,
-        config.poll_interval,
-        config.max_claim_batch,
-        cleanup_ended.clone(),
-    );
-    let dispatcher_task = supervisor.spawn("dispatcher", &shutdown, dispatcher.run(loops.clone()));
-    let (written, _) = broadcast::channel(1024);
-    let health = Arc::new(health::DbHealth::new());
-    let lease_clock = Arc::new(acks::LeaseClock::default());
-    let vouching = acks::Vouching::new(config.heartbeat_ttl, health.clone(), lease_clock.clone());
-    let (writer_tx, writer) = Writer::new(
-        store.clone(),
-        config.heartbeat_ttl,
-        config.max_write_batch,
-        written.clone(),
-        health.clone(),
-    );
-    // It ends once every session is gone, which only shutdown brings.
-    let writer_task = supervisor.spawn("writer", &shutdown, writer.run());
-
-    ensure_retention_cron(store.as_ref(), &config).await;
-    let replica = Uuid::new_v4();
-    let leader_task = supervisor.spawn(
-        "leader",
-        &shutdown,
-        leader::run(
-            store.clone(),
-            replica,
-            LeaderConfig {
-                lease: config.leader_lease,
-                reap_interval: (config.heartbeat_interval / 2)
-                    .clamp(Duration::from_millis(100), Duration::from_secs(1)),
-                heartbeat_ttl: config.heartbeat_ttl,
-                metrics_interval: config.metrics_interval,
-                health,
-                lease_clock,
-                supervisor: supervisor.clone(),
-            },
-            CleanupLoop {
-                catalog: catalog.clone(),
-                selection: SelectionConfig {
-                    capacity: config.cleanup_capacity,
-                    stale_after: config.cleanup_time_budget + config.cleanup_stale_margin,
-                    time_budget: config.cleanup_time_budget,
-                    max_attempts: 3,
-                    arm_limit: 50_000,
-                },
-                tick: config.tick,
-                wake: cleanup_ended,
-            },
-            loops.clone(),
-        ),
-    );
-
+    ensure_retention_cron(stores.jobs.as_ref(), &config).await;
+    let supervisor = Supervisor::new("scheduler", shutdown.clone());
+    let (tasks, session) = Tasks::spawn(&config, &stores, &supervisor, &shutdown);
     let sessions = TaskTracker::new();
-    let ctx = SessionContext {
-        store: store.clone(),
-        dispatch,
-        writer: writer_tx,
-        heartbeat_interval: config.heartbeat_interval,
-        heartbeat_ttl: config.heartbeat_ttl,
-        vouching,
-        shutdown: shutdown.clone(),
-    };
-    let routes = Routes::builder()
-        .add_service(
-            JobServiceServer::new(JobApi::new(store.clone(), written, shutdown.clone()))
-                .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
-        )
-        .add_service(
-            CronServiceServer::new(CronApi::new(store.clone()))
-                .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
-        )
-        .add_service(
-            RegistryServiceServer::new(RegistryApi::new(catalog.clone(), store.clone()))
-                .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
-        )
-        .add_service(
-            PolicyServiceServer::new(PolicyApi::new(
-                catalog.clone(),
-                store.clone(),
-                config.preview_timeout,
-            ))
-            .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
-        )
-        .add_service(
-            // Catalog reports carry up to 10,000 names.
-            RepositoryServiceServer::new(RepositoryApi::new(
-                catalog.clone(),
-                store.clone(),
-                config.cleanup_capacity,
-            ))
-            .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
-        )
-        .add_service(
-            WorkerServiceServer::new(WorkerApi::new(
-                ctx,
-                sessions.clone(),
-                config.max_worker_streams,
-            ))
-            .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
-        )
-        .clone()
-        .routes();
+    let routes = routes(&config, &stores, session, sessions.clone(), &shutdown);
     let addr = grpc::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(service = "scheduler", %addr, %replica, "listening");
+    tracing::info!(service = "scheduler", %addr, replica = %tasks.replica, "listening");
     let served = grpc::serve(
         listener,
         ServeConfig {
             routes,
-            service_names: vec![
-                "regsweep.v1.JobService",
-                "regsweep.v1.WorkerService",
-                "regsweep.v1.CronService",
-                "regsweep.v1.RegistryService",
-                "regsweep.v1.RepositoryService",
-                "regsweep.v1.PolicyService",
-            ],
+            service_names: SERVICE_NAMES.to_vec(),
             drain_timeout: config.shutdown_timeout,
             tls: regsweep_common::tls::server_config(&config.tls, &config.tls_server)
                 .map_err(regsweep_common::grpc::GrpcError::from)?,
@@ -241,18 +113,11 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     // A server that failed (a bad certificate, say) stops everything, and
     // its error is the one returned: the tasks it stops were asked to.
     shutdown.trigger();
-
     // The server and its services are dropped: only session tasks still
     // hold the writer. Once they end, the writer flushes and stops.
     sessions.close();
     sessions.wait().await;
-    if tokio::time::timeout(WRITER_DRAIN_TIMEOUT, writer_task).await.is_err() {
-        tracing::warn!("writer did not flush within {WRITER_DRAIN_TIMEOUT:?}");
-    }
-    loops.trigger();
-    let _ = leader_task.await;
-    let _ = dispatcher_task.await;
-    let _ = listener_task.await;
+    tasks.stop().await;
     stores.close().await;
     served?;
     if let Some(failure) = supervisor.failure() {
@@ -260,6 +125,170 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     }
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// What the scheduler serves, as health and reflection name it.
+const SERVICE_NAMES: [&str; 6] = [
+    "regsweep.v1.JobService",
+    "regsweep.v1.WorkerService",
+    "regsweep.v1.CronService",
+    "regsweep.v1.RegistryService",
+    "regsweep.v1.RepositoryService",
+    "regsweep.v1.PolicyService",
+];
+
+/// The tasks the scheduler cannot work without, each under the
+/// supervisor: the first to die stops the process (and `serve` returns its
+/// failure). Each may end only once shutdown began.
+struct Tasks {
+    replica: Uuid,
+    /// Stops the loops (listener, dispatcher, leader), after the server.
+    loops: Shutdown,
+    listener: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
+    writer: JoinHandle<()>,
+    leader: JoinHandle<()>,
+}
+
+impl Tasks {
+    /// Spawns the tasks; returns them and what worker sessions share.
+    fn spawn(
+        config: &Config,
+        stores: &Stores,
+        supervisor: &Supervisor,
+        shutdown: &Shutdown,
+    ) -> (Self, SessionParts) {
+        let store = stores.jobs.clone();
+        let loops = Shutdown::new();
+        let cleanup_ended = Arc::new(Notify::new());
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let listener = supervisor.spawn("listener", shutdown, {
+            let (store, loops) = (store.clone(), loops.clone());
+            async move { store.listen(events_tx, loops).await }
+        });
+        let (dispatch, dispatcher) = Dispatcher::new(
+            store.clone(),
+            events_rx,
+            config.poll_interval,
+            config.max_claim_batch,
+            cleanup_ended.clone(),
+        );
+        let dispatcher = supervisor.spawn("dispatcher", shutdown, dispatcher.run(loops.clone()));
+        let (written, _) = broadcast::channel(1024);
+        let health = Arc::new(health::DbHealth::new());
+        let lease_clock = Arc::new(acks::LeaseClock::default());
+        let vouching =
+            acks::Vouching::new(config.heartbeat_ttl, health.clone(), lease_clock.clone());
+        let (writer_tx, writer) = Writer::new(
+            store.clone(),
+            config.heartbeat_ttl,
+            config.max_write_batch,
+            written.clone(),
+            health.clone(),
+        );
+        // It ends once every session is gone, which only shutdown brings.
+        let writer = supervisor.spawn("writer", shutdown, writer.run());
+        let replica = Uuid::new_v4();
+        let leader_config = LeaderConfig {
+            lease: config.leader_lease,
+            reap_interval: (config.heartbeat_interval / 2)
+                .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            heartbeat_ttl: config.heartbeat_ttl,
+            metrics_interval: config.metrics_interval,
+            health,
+            lease_clock,
+            supervisor: supervisor.clone(),
+        };
+        let cleanups = cleanup_loop(config, stores, cleanup_ended);
+        let leader = leader::run(store.clone(), replica, leader_config, cleanups, loops.clone());
+        let leader = supervisor.spawn("leader", shutdown, leader);
+        let session = SessionParts { dispatch, writer: writer_tx, vouching, written };
+        (Self { replica, loops, listener, dispatcher, writer, leader }, session)
+    }
+
+    /// Once every session is gone: lets the writer flush, then stops the
+    /// loops and waits for them.
+    async fn stop(self) {
+        if tokio::time::timeout(WRITER_DRAIN_TIMEOUT, self.writer).await.is_err() {
+            tracing::warn!("writer did not flush within {WRITER_DRAIN_TIMEOUT:?}");
+        }
+        self.loops.trigger();
+        let _ = self.leader.await;
+        let _ = self.dispatcher.await;
+        let _ = self.listener.await;
+    }
+}
+
+/// The handles worker sessions and the job API share with the tasks.
+struct SessionParts {
+    dispatch: dispatch::DispatchHandle,
+    writer: mpsc::Sender<writer::WriteOp>,
+    vouching: acks::Vouching,
+    /// The ids of jobs whose logs or status a flush changed.
+    written: broadcast::Sender<i64>,
+}
+
+/// The leader's cleanup selection, as configured.
+fn cleanup_loop(config: &Config, stores: &Stores, wake: Arc<Notify>) -> CleanupLoop {
+    CleanupLoop {
+        catalog: stores.catalog.clone(),
+        selection: SelectionConfig {
+            capacity: config.cleanup_capacity,
+            stale_after: config.cleanup_time_budget + config.cleanup_stale_margin,
+            time_budget: config.cleanup_time_budget,
+            max_attempts: 3,
+            arm_limit: 50_000,
+        },
+        tick: config.tick,
+        wake,
+    }
+}
+
+/// Every service the scheduler serves, with its message size limit.
+fn routes(
+    config: &Config,
+    stores: &Stores,
+    parts: SessionParts,
+    sessions: TaskTracker,
+    shutdown: &Shutdown,
+) -> Routes {
+    let (store, catalog) = (&stores.jobs, &stores.catalog);
+    let ctx = SessionContext {
+        store: store.clone(),
+        dispatch: parts.dispatch,
+        writer: parts.writer,
+        heartbeat_interval: config.heartbeat_interval,
+        heartbeat_ttl: config.heartbeat_ttl,
+        vouching: parts.vouching,
+        shutdown: shutdown.clone(),
+    };
+    let jobs = JobApi::new(store.clone(), parts.written, shutdown.clone());
+    let policies = PolicyApi::new(catalog.clone(), store.clone(), config.preview_timeout);
+    let repositories = RepositoryApi::new(catalog.clone(), store.clone(), config.cleanup_capacity);
+    let workers = WorkerApi::new(ctx, sessions, config.max_worker_streams);
+    Routes::builder()
+        .add_service(JobServiceServer::new(jobs).max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES))
+        .add_service(
+            CronServiceServer::new(CronApi::new(store.clone()))
+                .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
+        )
+        .add_service(
+            RegistryServiceServer::new(RegistryApi::new(catalog.clone(), store.clone()))
+                .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
+        )
+        .add_service(
+            PolicyServiceServer::new(policies).max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
+        )
+        // Catalog reports carry up to 10,000 names.
+        .add_service(
+            RepositoryServiceServer::new(repositories)
+                .max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
+        )
+        .add_service(
+            WorkerServiceServer::new(workers).max_decoding_message_size(MAX_WORKER_MESSAGE_BYTES),
+        )
+        .clone()
+        .routes()
 }
 
 /// Creates the default retention cron unless it exists (operators may

@@ -118,7 +118,7 @@ impl Connected {
             out.send(Message::Cancel(v1::Cancel {
                 job_id: run.job_id,
                 attempt: run.attempt,
-                reason: run.reason,
+                reason: run.reason.to_string(),
             }));
         }
         ctx.dispatch.send(DispatchEvent::Joined { session, out: out.clone() }).await;

@@ -242,7 +242,7 @@ fn deliver(
             out.send(Message::Cancel(v1::Cancel {
                 job_id: run.job_id,
                 attempt: run.attempt,
-                reason: run.reason,
+                reason: run.reason.to_string(),
             }));
         }
     }

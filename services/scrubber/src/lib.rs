@@ -71,29 +71,82 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let access = auth::Access::from_args(&config.auth)?;
     let health_listener = config.health.bind().await?;
     // Before the store opens, so its operations are measured.
-    let metrics_stop = Shutdown::new();
-    let _metrics = metrics_stop.trigger_on_drop();
-    if let Some(addr) = &config.metrics.metrics_addr {
-        regsweep_common::prometheus::serve(addr, metrics_stop.clone()).await?;
-        gauges::describe();
-    }
+    let metrics_addr = config.metrics.metrics_addr.as_deref();
+    let _metrics = regsweep_common::prometheus::start(metrics_addr, gauges::describe).await?;
     let store = store::open(&config.database_url, config.db_max_connections).await?;
-    let limits = Arc::new(Limits::new(config.default_max_parallel));
-    let gates = limits.clone();
     let scheduler = scheduler_channel(&config.scheduler)?;
     // Every task below is one the scrubber cannot work without: the first
     // to die stops the process (and `serve` returns its failure).
-    let supervisor = Supervisor::new(shutdown.clone());
+    let supervisor = Supervisor::new("scrubber", shutdown.clone());
+    let loops = Shutdown::new();
+    let (api, tasks) = spawn(&config, store.clone(), scheduler, &supervisor, &shutdown, &loops);
+    let routes = Routes::builder()
+        .add_service(ScrubberServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .clone()
+        .routes();
+    let addr = grpc::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(service = "scrubber", %addr, replica = %tasks.holder, delay = ?config.delay,
+        parallelism = config.parallelism, "listening");
+    let served = grpc::serve(
+        listener,
+        ServeConfig {
+            routes,
+            service_names: vec!["regsweep.v1.ScrubberService"],
+            drain_timeout: config.shutdown_timeout,
+            tls,
+            access,
+            health_listener,
+        },
+        shutdown.clone(),
+    )
+    .await;
+    // A server that failed stops everything, and its error is the one
+    // returned: the tasks it stops were asked to.
+    shutdown.trigger();
+    loops.trigger();
+    let _ = tasks.runner.await;
+    // The writer flushes the last answers and ends once no client is left.
+    if tokio::time::timeout(config.shutdown_timeout, tasks.answers).await.is_err() {
+        tracing::warn!("registry answers still queued at shutdown; their requests stay on record");
+    }
+    store.close().await;
+    served?;
+    if let Some(failure) = supervisor.failure() {
+        return Err(failure.into());
+    }
+    tracing::info!("scrubber stopped");
+    Ok(())
+}
+
+/// The tasks `serve` waits for when it stops.
+struct Tasks {
+    holder: Uuid,
+    runner: tokio::task::JoinHandle<()>,
+    answers: tokio::task::JoinHandle<()>,
+}
+
+/// Spawns the scrubber's tasks under `supervisor` (the audit writer, the
+/// runner, audit pruning and, when metrics are served, the gauges) and
+/// returns the API that shares their state.
+fn spawn(
+    config: &Config,
+    store: Arc<dyn store::DeletionStore>,
+    scheduler: Channel,
+    supervisor: &Supervisor,
+    shutdown: &Shutdown,
+    loops: &Shutdown,
+) -> (ScrubberApi, Tasks) {
+    let limits = Arc::new(Limits::new(config.default_max_parallel));
+    let gates = limits.clone();
     let (audit_log, answers) = audit::AuditLog::new(store.clone());
     // It ends once no client is left, which only shutdown brings.
-    let answers = supervisor.spawn("audit writer", &shutdown, answers);
+    let answers = supervisor.spawn("audit writer", shutdown, answers);
     let directory = Arc::new(
         Directory::new(scheduler.clone())
             .with_gates(Box::new(move |registry| gates.of(registry) as Arc<dyn Gate>))
             .with_audit(Arc::new(audit_log)),
     );
     let holder = Uuid::new_v4();
-    let loops = Shutdown::new();
     let plans = Arc::new(Plans::new(scheduler.clone()));
     let runner = Runner {
         plans: plans.clone(),
@@ -113,56 +166,21 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             drain_timeout: config.shutdown_timeout,
         },
     };
-    let runner_task = supervisor.spawn("runner", &shutdown, runner.run(loops.clone()));
+    let runner = supervisor.spawn("runner", shutdown, runner.run(loops.clone()));
     let prune = audit::prune(store.clone(), config.audit_retention, loops.clone());
-    supervisor.spawn("audit pruning", &shutdown, prune);
+    supervisor.spawn("audit pruning", shutdown, prune);
     if regsweep_common::prometheus::enabled() {
         let interval = config.metrics_interval;
         let refresh = gauges::refresh(store.clone(), limits.clone(), interval, loops.clone());
-        supervisor.spawn("gauges", &shutdown, refresh);
+        supervisor.spawn("gauges", shutdown, refresh);
     }
     let api = ScrubberApi {
-        store: store.clone(),
+        store,
         directory,
         limits,
         plans,
         delay: config.delay,
         parallelism: config.parallelism,
     };
-    let routes = Routes::builder()
-        .add_service(ScrubberServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .clone()
-        .routes();
-    let addr = grpc::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(service = "scrubber", %addr, replica = %holder, delay = ?config.delay,
-        parallelism = config.parallelism, "listening");
-    let served = grpc::serve(
-        listener,
-        ServeConfig {
-            routes,
-            service_names: vec!["regsweep.v1.ScrubberService"],
-            drain_timeout: config.shutdown_timeout,
-            tls,
-            access,
-            health_listener,
-        },
-        shutdown.clone(),
-    )
-    .await;
-    // A server that failed stops everything, and its error is the one
-    // returned: the tasks it stops were asked to.
-    shutdown.trigger();
-    loops.trigger();
-    let _ = runner_task.await;
-    // The writer flushes the last answers and ends once no client is left.
-    if tokio::time::timeout(config.shutdown_timeout, answers).await.is_err() {
-        tracing::warn!("registry answers still queued at shutdown; their requests stay on record");
-    }
-    store.close().await;
-    served?;
-    if let Some(failure) = supervisor.failure() {
-        return Err(failure.into());
-    }
-    tracing::info!("scrubber stopped");
-    Ok(())
+    (api, Tasks { holder, runner, answers })
 }

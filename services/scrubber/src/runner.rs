@@ -162,18 +162,7 @@ impl Runner {
                     () = stop.cancelled() => break,
                 }
             }
-            let asked_at = Instant::now();
-            // Claim ahead of the free slots so one statement feeds several
-            // images; the queued ones are leased (and renewed) meanwhile.
-            let want = free.max(this.config.parallelism as usize * 2).max(CLAIM_AHEAD);
-            let want = u32::try_from(want).unwrap_or(u32::MAX);
-            let claimed = match this.store.claim_due(this.holder, this.config.lease, want).await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming deletions failed");
-                    Vec::new()
-                }
-            };
+            let claimed = this.claim(free, &held).await;
             if claimed.is_empty() {
                 tokio::select! {
                     () = tokio::time::sleep(this.config.poll_interval) => continue,
@@ -181,28 +170,9 @@ impl Runner {
                     () = stop.cancelled() => break,
                 }
             }
-            held.hold(claimed.iter().map(|d| d.id), this.trusted_until(asked_at));
             for deletion in claimed {
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let this = this.clone();
-                let held = held.clone();
-                // A root here, continuing the trace of the cleanup that
-                // planned it (which may have ended an hour ago).
-                let span = tracing::info_span!(
-                    parent: None,
-                    "scrub",
-                    deletion = deletion.id,
-                    registry = %deletion.registry,
-                    repository = %deletion.repository,
-                );
-                trace::set_parent_from(&span, deletion.trace_context.as_deref());
-                tasks.spawn(tracing::Instrument::instrument(
-                    async move {
-                        this.process(&held, deletion).await;
-                        drop(permit);
-                    },
-                    span,
-                ));
+                start(&this, &held, permit, deletion, &mut tasks);
             }
         }
         // Stop claiming; let images in flight finish (their leases make
@@ -217,6 +187,25 @@ impl Runner {
         }
         drop(helpers);
         this.report().await;
+    }
+
+    /// Claims due deletions ahead of the `free` slots, so one statement
+    /// feeds several images, and holds them: the queued ones are leased
+    /// (and renewed) meanwhile. Nothing when the claim failed.
+    async fn claim(&self, free: usize, held: &Held) -> Vec<DeletionRecord> {
+        let asked_at = Instant::now();
+        let want = free.max(self.config.parallelism as usize * 2).max(CLAIM_AHEAD);
+        let want = u32::try_from(want).unwrap_or(u32::MAX);
+        match self.store.claim_due(self.holder, self.config.lease, want).await {
+            Ok(claimed) => {
+                held.hold(claimed.iter().map(|d| d.id), self.trusted_until(asked_at));
+                claimed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming deletions failed");
+                Vec::new()
+            }
+        }
     }
 
     async fn process(&self, held: &Held, d: DeletionRecord) {
@@ -396,4 +385,32 @@ async fn renew(runner: Arc<Runner>, held: Arc<Held>, stop: Shutdown) {
             Err(e) => tracing::warn!(error = %e, "cannot renew leases"),
         }
     }
+}
+
+/// Processes `deletion` on its own task, holding `permit` until it is
+/// done, under a root span that continues the trace of the cleanup that
+/// planned it (which may have ended an hour ago).
+fn start(
+    runner: &Arc<Runner>,
+    held: &Arc<Held>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    deletion: DeletionRecord,
+    tasks: &mut JoinSet<()>,
+) {
+    let (runner, held) = (runner.clone(), held.clone());
+    let span = tracing::info_span!(
+        parent: None,
+        "scrub",
+        deletion = deletion.id,
+        registry = %deletion.registry,
+        repository = %deletion.repository,
+    );
+    trace::set_parent_from(&span, deletion.trace_context.as_deref());
+    tasks.spawn(tracing::Instrument::instrument(
+        async move {
+            runner.process(&held, deletion).await;
+            drop(permit);
+        },
+        span,
+    ));
 }

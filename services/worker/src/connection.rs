@@ -127,48 +127,14 @@ pub async fn session(
     // The deadline a heartbeat was sent early for, when the lease lapsed.
     let mut beat_early_for = None;
 
-    while let Some(request) = state.pending.pop_front() {
-        let Some(message) = request.message else { continue };
-        let ended = match &message {
-            Out::JobUpdate(u) if u.status != i32::from(JobStatus::Running) => Some(u.clone()),
-            _ => None,
-        };
-        if stream.send(state, message).await.is_err() {
-            // Kept at the back of `pending`: first again, ahead of what
-            // was not replayed yet.
-            if let Some(unsent) = state.pending.pop_back() {
-                state.pending.push_front(unsent);
-            }
-            return lost("stream closed while replaying", true);
-        }
-        // Handed to the stream at last: the attempt is over (its slot is
-        // granted with the credits below).
-        if let Some(update) = ended {
-            state.end_sent(update);
-        }
+    if let Err(end) = resume(state, &stream).await {
+        return end;
     }
-    if state.drain.active && stream.send(state, Out::Draining(v1::Draining {})).await.is_err() {
-        return lost("stream closed", true);
-    }
-    let kinds: Vec<String> = state.capacity.keys().cloned().collect();
-    for kind in kinds {
-        let n = state.free(&kind);
-        if n > 0 && stream.send(state, state.credit(kind, n)).await.is_err() {
-            return lost("stream closed", true);
-        }
-    }
-
     let mut batch = Vec::with_capacity(MAX_FORWARD_BATCH);
     loop {
         Drain::check(state);
         if state.drain.active && state.is_idle() {
-            // Closing our half tells the scheduler we are gone; it ends its
-            // half once it has taken everything in.
-            drop(stream);
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while let Ok(Some(_)) = inbound.message().await {}
-            })
-            .await;
+            close(stream, inbound).await;
             return End::Drained;
         }
         let give_back_at = state.drain.give_back_at.filter(|_| !state.drain.gave_back);
@@ -214,16 +180,59 @@ pub async fn session(
             }
             () = sleep_until(give_back_at), if give_back_at.is_some() => {}
             () = sleep_until(give_up_at), if give_up_at.is_some() => {
-                // What the stream holds still goes out before it closes.
-                drop(stream);
-                let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                    while let Ok(Some(_)) = inbound.message().await {}
-                })
-                .await;
+                close(stream, inbound).await;
                 return lost("draining took too long", true);
             }
         }
     }
+}
+
+/// Picks up on a new stream where the last one left off: replays what was
+/// not sent (ends before anything newer), says again that it drains, and
+/// grants the free slots as credits.
+async fn resume(state: &mut WorkerState, stream: &Stream) -> Result<(), End> {
+    while let Some(request) = state.pending.pop_front() {
+        let Some(message) = request.message else { continue };
+        let ended = match &message {
+            Out::JobUpdate(u) if u.status != i32::from(JobStatus::Running) => Some(u.clone()),
+            _ => None,
+        };
+        if stream.send(state, message).await.is_err() {
+            // Kept at the back of `pending`: first again, ahead of what
+            // was not replayed yet.
+            if let Some(unsent) = state.pending.pop_back() {
+                state.pending.push_front(unsent);
+            }
+            return Err(lost("stream closed while replaying", true));
+        }
+        // Handed to the stream at last: the attempt is over (its slot is
+        // granted with the credits below).
+        if let Some(update) = ended {
+            state.end_sent(update);
+        }
+    }
+    if state.drain.active && stream.send(state, Out::Draining(v1::Draining {})).await.is_err() {
+        return Err(lost("stream closed", true));
+    }
+    let kinds: Vec<String> = state.capacity.keys().cloned().collect();
+    for kind in kinds {
+        let n = state.free(&kind);
+        if n > 0 && stream.send(state, state.credit(kind, n)).await.is_err() {
+            return Err(lost("stream closed", true));
+        }
+    }
+    Ok(())
+}
+
+/// Closes our half of the stream, which tells the scheduler we are gone
+/// (what the stream holds still goes out first), and reads what it still
+/// sends until it ends its half, for at most five seconds.
+async fn close(stream: Stream, mut inbound: tonic::Streaming<v1::ConnectResponse>) {
+    drop(stream);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = inbound.message().await {}
+    })
+    .await;
 }
 
 async fn send_heartbeat(state: &mut WorkerState, stream: &Stream) -> Result<(), ()> {

@@ -150,37 +150,8 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         age_source: p.age_source().into(),
         rules: p.rules.iter().map(Into::into).collect(),
     };
-    for (i, rule) in p.rules.iter().enumerate() {
-        if v1::TagState::try_from(rule.tag_state).is_err() {
-            v.add(format!("policy.rules[{i}].tag_state"), "unknown value");
-        } else if rule.tag_state() != v1::TagState::Unspecified
-            && rule.tag_state() != v1::TagState::Tagged
-        {
-            // Never guess what a registry holds untagged.
-            v.add(
-                format!("policy.rules[{i}].tag_state"),
-                "untagged manifests cannot be listed in this registry (plain Distribution has \
-                 no API that lists them)",
-            );
-        }
-        if v1::VersionGroup::try_from(rule.per).is_err() {
-            v.add(format!("policy.rules[{i}].per"), "unknown value");
-        }
-    }
-    if v1::AgeSource::try_from(p.age_source).is_err() {
-        v.add("policy.age_source", "unknown value");
-    }
-    if v1::AttachmentPolicy::try_from(p.attachments).is_err() {
-        v.add("policy.attachments", "unknown value");
-    }
-    if !regsweep_policy::PRIORITY_RANGE.contains(&p.priority) {
-        let (low, high) =
-            (regsweep_policy::PRIORITY_RANGE.start(), regsweep_policy::PRIORITY_RANGE.end());
-        v.add("policy.priority", format!("must be from {low} to {high}"));
-    }
-    if !(0.0..=1.0).contains(&p.max_delete_fraction) {
-        v.add("policy.max_delete_fraction", "must be from 0 (the default, 0.5) to 1 (no guard)");
-    }
+    validate_enums(p, &mut v);
+    validate_ranges(p, &mut v);
     for violation in
         regsweep_policy::validate_policy_fields(&spec, &p.repository_selector, &p.cadence)
     {
@@ -210,6 +181,46 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         enabled: !p.disabled,
         next_run_at,
     })
+}
+
+/// Enum fields a client may have set to a value this version does not
+/// know, and rule states this registry cannot serve.
+fn validate_enums(p: &v1::Policy, v: &mut FieldViolations) {
+    for (i, rule) in p.rules.iter().enumerate() {
+        if v1::TagState::try_from(rule.tag_state).is_err() {
+            v.add(format!("policy.rules[{i}].tag_state"), "unknown value");
+        } else if rule.tag_state() != v1::TagState::Unspecified
+            && rule.tag_state() != v1::TagState::Tagged
+        {
+            // Never guess what a registry holds untagged.
+            v.add(
+                format!("policy.rules[{i}].tag_state"),
+                "untagged manifests cannot be listed in this registry (plain Distribution has \
+                 no API that lists them)",
+            );
+        }
+        if v1::VersionGroup::try_from(rule.per).is_err() {
+            v.add(format!("policy.rules[{i}].per"), "unknown value");
+        }
+    }
+    if v1::AgeSource::try_from(p.age_source).is_err() {
+        v.add("policy.age_source", "unknown value");
+    }
+    if v1::AttachmentPolicy::try_from(p.attachments).is_err() {
+        v.add("policy.attachments", "unknown value");
+    }
+}
+
+/// Numbers that must fall in a range.
+fn validate_ranges(p: &v1::Policy, v: &mut FieldViolations) {
+    if !regsweep_policy::PRIORITY_RANGE.contains(&p.priority) {
+        let (low, high) =
+            (regsweep_policy::PRIORITY_RANGE.start(), regsweep_policy::PRIORITY_RANGE.end());
+        v.add("policy.priority", format!("must be from {low} to {high}"));
+    }
+    if !(0.0..=1.0).contains(&p.max_delete_fraction) {
+        v.add("policy.max_delete_fraction", "must be from 0 (the default, 0.5) to 1 (no guard)");
+    }
 }
 
 fn merge(

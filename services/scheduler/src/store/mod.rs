@@ -17,7 +17,7 @@ pub mod sightings;
 pub mod sqlite;
 pub mod stats;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -137,7 +137,64 @@ pub struct RunningJob {
 pub struct StaleRun {
     pub job_id: i64,
     pub attempt: u32,
-    pub reason: String,
+    pub reason: StaleReason,
+}
+
+/// Why a worker is told to cancel an attempt (the `Cancel.reason` it reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaleReason {
+    /// An operator asked to cancel the job.
+    CancelRequested,
+    /// The attempt was taken from the worker when it was declared dead.
+    DeclaredDead,
+    /// An update came from a session that is no longer the worker's: it
+    /// was declared dead, or it reconnected on another stream.
+    SessionSuperseded,
+    /// The attempt is no longer the job's current one on this worker.
+    Stale,
+}
+
+impl StaleReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CancelRequested => "cancel requested",
+            Self::DeclaredDead => "worker was declared dead",
+            Self::SessionSuperseded => "worker was declared dead or reconnected",
+            Self::Stale => "stale attempt",
+        }
+    }
+}
+
+impl std::fmt::Display for StaleReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a reconnecting worker must cancel of the attempts it says it runs,
+/// in the order it listed them. `own` maps each attempt the store still
+/// has running on it to whether a cancel was requested meanwhile (sent
+/// again); `resurrected` holds those taken from it when it was declared
+/// dead and not claimed again yet (held back until it acknowledges the
+/// cancel). Anything else is no longer its to run.
+pub(crate) fn stale_runs(
+    running: &[RunningJob],
+    own: &HashMap<(i64, u32), bool>,
+    resurrected: &HashSet<(i64, u32)>,
+) -> Vec<StaleRun> {
+    let reason = |key: &(i64, u32)| match own.get(key) {
+        Some(true) => Some(StaleReason::CancelRequested),
+        Some(false) => None,
+        None if resurrected.contains(key) => Some(StaleReason::DeclaredDead),
+        None => Some(StaleReason::Stale),
+    };
+    running
+        .iter()
+        .filter_map(|run| {
+            let key = (run.job_id, run.attempt);
+            reason(&key).map(|reason| StaleRun { job_id: run.job_id, attempt: run.attempt, reason })
+        })
+        .collect()
 }
 
 /// Result of registering a worker session.
@@ -241,6 +298,38 @@ pub struct WriteOutcome {
 }
 
 impl WriteOutcome {
+    /// A heartbeat from a session that is no longer live: its attempts were
+    /// taken back (or belong to a newer session), so the worker is told to
+    /// stop them before its stream is ended.
+    pub(crate) fn superseded(&mut self, heartbeat: &HeartbeatWrite) {
+        let worker_id = heartbeat.session.worker_id;
+        for run in &heartbeat.running {
+            let reason = StaleReason::SessionSuperseded;
+            self.stale
+                .push((worker_id, StaleRun { job_id: run.job_id, attempt: run.attempt, reason }));
+        }
+        self.superseded.push(heartbeat.session);
+    }
+
+    /// One attempt a live heartbeat reports, against the store: `current`
+    /// is `None` when the store no longer runs it on that worker (cancel
+    /// it), else whether a cancel was requested (send it again, in case
+    /// the first was missed).
+    pub(crate) fn reported(&mut self, worker_id: Uuid, run: (i64, u32), current: Option<bool>) {
+        let (job_id, attempt) = run;
+        match current {
+            None => {
+                let reason = StaleReason::Stale;
+                self.stale.push((worker_id, StaleRun { job_id, attempt, reason }));
+            }
+            Some(true) => {
+                let reason = StaleReason::CancelRequested;
+                self.cancel_requested.push((worker_id, StaleRun { job_id, attempt, reason }));
+            }
+            Some(false) => {}
+        }
+    }
+
     /// Reports every update whose `(job_id, attempt)` is not in `applied`
     /// as stale: the worker must stop that attempt. An update that ends
     /// its attempt needs no cancel: the worker has stopped it already.
@@ -257,7 +346,7 @@ impl WriteOutcome {
                     StaleRun {
                         job_id: update.job_id,
                         attempt: update.attempt,
-                        reason: "stale attempt".into(),
+                        reason: StaleReason::Stale,
                     },
                 ));
             }
@@ -485,7 +574,60 @@ impl LogCursor {
 
 #[cfg(test)]
 mod tests {
-    use super::LogCursor;
+    use std::collections::{HashMap, HashSet};
+
+    use super::{
+        HeartbeatWrite, LogCursor, RunningJob, SessionRef, StaleReason, WriteOutcome, stale_runs,
+    };
+
+    fn running(attempts: &[(i64, u32)]) -> Vec<RunningJob> {
+        attempts
+            .iter()
+            .map(|&(job_id, attempt)| RunningJob { job_id, attempt, progress: 0.0 })
+            .collect()
+    }
+
+    #[test]
+    fn a_returning_worker_cancels_what_is_no_longer_its_own_in_its_order() {
+        let reported = running(&[(1, 1), (2, 1), (3, 2), (4, 1)]);
+        // 1 still runs there; 2 still runs, with a cancel requested; 3 was
+        // taken back when the worker was declared dead; 4 is someone else's.
+        let own = HashMap::from([((1, 1), false), ((2, 1), true)]);
+        let resurrected = HashSet::from([(3, 2)]);
+        let stale: Vec<_> = stale_runs(&reported, &own, &resurrected)
+            .into_iter()
+            .map(|r| (r.job_id, r.attempt, r.reason))
+            .collect();
+        assert_eq!(
+            stale,
+            [
+                (2, 1, StaleReason::CancelRequested),
+                (3, 2, StaleReason::DeclaredDead),
+                (4, 1, StaleReason::Stale),
+            ]
+        );
+        assert_eq!(StaleReason::DeclaredDead.to_string(), "worker was declared dead");
+    }
+
+    #[test]
+    fn heartbeats_are_judged_attempt_by_attempt() {
+        let worker = uuid::Uuid::nil();
+        let mut outcome = WriteOutcome::default();
+        outcome.reported(worker, (1, 1), Some(false));
+        outcome.reported(worker, (2, 1), Some(true));
+        outcome.reported(worker, (3, 1), None);
+        let reasons = |runs: &[(uuid::Uuid, super::StaleRun)]| {
+            runs.iter().map(|(_, r)| (r.job_id, r.reason)).collect::<Vec<_>>()
+        };
+        assert_eq!(reasons(&outcome.cancel_requested), [(2, StaleReason::CancelRequested)]);
+        assert_eq!(reasons(&outcome.stale), [(3, StaleReason::Stale)]);
+
+        let session = SessionRef { worker_id: worker, epoch: 3 };
+        let heartbeat = HeartbeatWrite { session, running: running(&[(7, 2)]), end_acks: true };
+        outcome.superseded(&heartbeat);
+        assert_eq!(outcome.superseded, [session]);
+        assert_eq!(reasons(&outcome.stale)[1], (7, StaleReason::SessionSuperseded));
+    }
 
     #[test]
     fn log_cursor_packs() {

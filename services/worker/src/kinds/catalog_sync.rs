@@ -1,6 +1,8 @@
 //! `catalog_sync`: reads a registry's catalog page by page and reports
 //! each page to the scheduler, fenced by this attempt.
 
+use regsweep_proto::v1;
+use regsweep_registry::Client;
 use serde::Deserialize;
 
 use crate::job::{JobContext, Outcome};
@@ -45,51 +47,23 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         };
         // With the first page: what the registry allows, probed in its
         // first repository.
-        let capabilities = if cursor.is_none() {
-            let repository = names.first().map_or(PROBE_REPOSITORY, String::as_str);
-            let found = client.capabilities(repository).await;
-            ctx.log(format!(
-                "{repository}: manifest deletes {:?}, tag deletes {:?}, referrers {:?}{}",
-                found.manifest_deletes,
-                found.tag_deletes,
-                found.referrers,
-                if found.detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", found.detail)
-                }
-            ));
-            Some((&found).into())
-        } else {
-            None
+        let capabilities = match cursor {
+            None => Some(probe(&ctx, &client, names.first()).await),
+            Some(_) => None,
         };
         seen += names.len() as u64;
-        let report = regsweep_proto::v1::ReportRepositoriesRequest {
+        let report = v1::ReportRepositoriesRequest {
             job_id: ctx.job_id(),
             attempt: ctx.attempt(),
             names,
             complete: next.is_none(),
             capabilities,
         };
-        match ctx.services().repositories().report_repositories(report).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                added += u64::from(response.added);
-                removed += u64::from(response.removed);
-            }
-            // This attempt is no longer the job's: whatever it reports is
-            // refused, so stop.
-            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                ctx.log(format!("stopping: {}", status.message()));
-                return Outcome::Cancelled;
-            }
-            Err(status) => {
-                return Outcome::Failed {
-                    error: format!("reporting repositories: {}", status.message()),
-                    retryable: true,
-                };
-            }
-        }
+        let (new, gone) = match report_page(&ctx, report).await {
+            Ok(counts) => counts,
+            Err(outcome) => return outcome,
+        };
+        (added, removed) = (added + new, removed + gone);
         match next {
             Some(next) => cursor = Some(next),
             None => break,
@@ -102,4 +76,46 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
         "added": added,
         "removed": removed,
     }))
+}
+
+/// What the registry allows, probed in `first` (the catalog's first
+/// repository) or a made-up one when the catalog is empty.
+async fn probe(
+    ctx: &JobContext,
+    client: &Client,
+    first: Option<&String>,
+) -> v1::RegistryCapabilities {
+    let repository = first.map_or(PROBE_REPOSITORY, String::as_str);
+    let found = client.capabilities(repository).await;
+    let detail =
+        if found.detail.is_empty() { String::new() } else { format!(" ({})", found.detail) };
+    ctx.log(format!(
+        "{repository}: manifest deletes {:?}, tag deletes {:?}, referrers {:?}{detail}",
+        found.manifest_deletes, found.tag_deletes, found.referrers,
+    ));
+    (&found).into()
+}
+
+/// Reports one page of names; the repositories it added and removed, or
+/// how the run ends when the scheduler refused it.
+async fn report_page(
+    ctx: &JobContext,
+    report: v1::ReportRepositoriesRequest,
+) -> Result<(u64, u64), Outcome> {
+    match ctx.services().repositories().report_repositories(report).await {
+        Ok(response) => {
+            let response = response.into_inner();
+            Ok((u64::from(response.added), u64::from(response.removed)))
+        }
+        // This attempt is no longer the job's: whatever it reports is
+        // refused, so stop.
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            ctx.log(format!("stopping: {}", status.message()));
+            Err(Outcome::Cancelled)
+        }
+        Err(status) => Err(Outcome::Failed {
+            error: format!("reporting repositories: {}", status.message()),
+            retryable: true,
+        }),
+    }
 }

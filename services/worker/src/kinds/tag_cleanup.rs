@@ -34,56 +34,33 @@ enum Stopped {
 }
 
 pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
-    let args: TagCleanupArgs = match super::parse_args(args) {
-        Ok(args) => args,
-        Err(outcome) => return outcome,
-    };
-    let rules = match Rules::compile(&args.rules) {
-        Ok(rules) => rules,
-        Err(violations) => {
-            let reasons: Vec<String> =
-                violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect();
-            return Outcome::Failed {
-                error: format!("invalid rules: {}", reasons.join("; ")),
-                retryable: false,
-            };
-        }
-    };
+    cleanup(&ctx, args).await.unwrap_or_else(|ended| ended)
+}
+
+/// The steps of one cleanup. `Err` carries the outcome of a run that ends
+/// before its plan is handed over: invalid input, an unreachable registry,
+/// a cancel, or a time budget spent while reading.
+async fn cleanup(ctx: &JobContext, args: serde_json::Value) -> Result<Outcome, Outcome> {
+    let args: TagCleanupArgs = super::parse_args(args)?;
+    let rules = compile(&args)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.time_budget_seconds);
-    let client = match ctx.services().registry_client(&args.registry).await {
-        Ok(client) => client,
-        Err(e) => return Outcome::Failed { error: e.to_string(), retryable: e.is_retryable() },
-    };
-    let mut inventory = match read(&ctx, &client, &args, deadline).await {
-        Ok(inventory) => inventory,
-        Err(Stopped::Cancelled) => return Outcome::Cancelled,
-        Err(Stopped::Failed(outcome)) => return outcome,
-        Err(Stopped::OutOfTime { evaluated }) => {
-            ctx.log(format!(
-                "time budget of {}s spent after {evaluated} tags; resuming later",
-                args.time_budget_seconds
-            ));
-            return Outcome::Done(result_json(&TagCleanupResult {
-                outcome: CleanupOutcome::Unfinished,
-                tags_evaluated: evaluated as u64,
-                ..identity(&args)
-            }));
-        }
-    };
-    if let Err(e) =
-        super::first_seen::fill(&ctx, &args.registry, &args.repository, &mut inventory).await
-    {
-        return Outcome::Failed { error: e.to_string(), retryable: true };
-    }
-    let protection = match super::protection::fetch(&ctx, &args.registry, &args.repository).await {
-        Ok(protection) => protection,
-        Err(e) => return Outcome::Failed { error: e, retryable: true },
-    };
+    let client = ctx
+        .services()
+        .registry_client(&args.registry)
+        .await
+        .map_err(|e| Outcome::Failed { error: e.to_string(), retryable: e.is_retryable() })?;
+    let mut inventory = inventory(ctx, &client, &args, deadline).await?;
+    super::first_seen::fill(ctx, &args.registry, &args.repository, &mut inventory)
+        .await
+        .map_err(|e| Outcome::Failed { error: e.to_string(), retryable: true })?;
+    let protection = super::protection::fetch(ctx, &args.registry, &args.repository)
+        .await
+        .map_err(|error| Outcome::Failed { error, retryable: true })?;
     let evaluated = inventory.tags.len();
     let graph = inventory.clone();
     let plan = regsweep_policy::plan_protected(&rules, inventory, &protection, Utc::now());
-    log_plan(&ctx, &plan);
+    log_plan(ctx, &plan);
     let elapsed = started.elapsed();
     ctx.log(format!(
         "{evaluated} tags evaluated in {elapsed:?}: {} to delete ({} digests){}",
@@ -93,29 +70,73 @@ pub async fn run(ctx: JobContext, args: serde_json::Value) -> Outcome {
     ));
     // Before the hand-off: a scrubber with no delay deletes at once, and a
     // deleted child can no longer be read.
-    let Some(reclaim) = reclaim(&ctx, &client, &args, &plan, graph, deadline).await else {
-        return Outcome::Cancelled;
-    };
-    let submit_now = !args.dry_run && !args.preview && !plan.images.is_empty();
-    if submit_now && let Err(outcome) = deletes_allowed(&client, &args.repository).await {
-        return outcome;
-    }
-    let deletions = if submit_now {
-        match submit(&ctx, &args, &plan).await {
-            Ok(ids) => ids,
-            Err(outcome) => return outcome,
-        }
-    } else {
-        Vec::new()
-    };
+    let reclaim =
+        reclaim(ctx, &client, &args, &plan, graph, deadline).await.ok_or(Outcome::Cancelled)?;
+    let deletions = hand_over(ctx, &client, &args, &plan).await?;
     let result = TagCleanupResult { reclaim, ..result(&args, plan, evaluated, elapsed, deletions) };
     // A plan that could not see the whole graph deleted nothing: the run
     // fails (retried later) so the repository shows why, except a preview,
     // which reports its decisions and the reason.
     if let (Some(blocked), false) = (&result.blocked, args.preview) {
-        return Outcome::Failed { error: format!("nothing deleted: {blocked}"), retryable: true };
+        return Err(Outcome::Failed {
+            error: format!("nothing deleted: {blocked}"),
+            retryable: true,
+        });
     }
-    Outcome::Done(result_json(&result))
+    Ok(Outcome::Done(result_json(&result)))
+}
+
+/// The policy's rules, or the run's failure naming every invalid field.
+fn compile(args: &TagCleanupArgs) -> Result<Rules, Outcome> {
+    Rules::compile(&args.rules).map_err(|violations| {
+        let reasons: Vec<String> =
+            violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect();
+        Outcome::Failed {
+            error: format!("invalid rules: {}", reasons.join("; ")),
+            retryable: false,
+        }
+    })
+}
+
+/// The repository's tags and graph, or how the run ends instead. A time
+/// budget spent while reading ends it `unfinished` (it resumes later).
+async fn inventory(
+    ctx: &JobContext,
+    client: &Client,
+    args: &TagCleanupArgs,
+    deadline: Instant,
+) -> Result<Inventory, Outcome> {
+    match read(ctx, client, args, deadline).await {
+        Ok(inventory) => Ok(inventory),
+        Err(Stopped::Cancelled) => Err(Outcome::Cancelled),
+        Err(Stopped::Failed(outcome)) => Err(outcome),
+        Err(Stopped::OutOfTime { evaluated }) => {
+            ctx.log(format!(
+                "time budget of {}s spent after {evaluated} tags; resuming later",
+                args.time_budget_seconds
+            ));
+            Err(Outcome::Done(result_json(&TagCleanupResult {
+                outcome: CleanupOutcome::Unfinished,
+                tags_evaluated: evaluated as u64,
+                ..identity(args)
+            })))
+        }
+    }
+}
+
+/// Hands the plan's deletions to the scrubber; nothing when the run only
+/// looks (dry run, preview) or the plan deletes nothing.
+async fn hand_over(
+    ctx: &JobContext,
+    client: &Client,
+    args: &TagCleanupArgs,
+    plan: &Plan,
+) -> Result<Vec<i64>, Outcome> {
+    if args.dry_run || args.preview || plan.images.is_empty() {
+        return Ok(Vec::new());
+    }
+    deletes_allowed(client, &args.repository).await?;
+    submit(ctx, args, plan).await
 }
 
 /// The space `plan` frees, when it deletes anything. Planning reads only

@@ -1,5 +1,6 @@
 //! The hot path: batched claims and batched worker writes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use regsweep_common::backoff;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 use super::workers::take_omitted;
 use crate::store::rows::{self, JOB_COLUMNS, to_i32};
 use crate::store::{
-    ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StaleRun, StoreError, UpdateWrite,
+    ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, UpdateWrite,
     WriteBatch, WriteOutcome,
 };
 
@@ -220,19 +221,7 @@ async fn apply_heartbeats(
     let (mut ids, mut attempts, mut workers, mut progress) = (vec![], vec![], vec![], vec![]);
     for heartbeat in heartbeats {
         if !live.contains(&heartbeat.session.worker_id) {
-            // Its attempts were taken back (or belong to a newer session):
-            // tell it to stop them before its stream is ended.
-            for run in &heartbeat.running {
-                outcome.stale.push((
-                    heartbeat.session.worker_id,
-                    StaleRun {
-                        job_id: run.job_id,
-                        attempt: run.attempt,
-                        reason: "worker was declared dead or reconnected".into(),
-                    },
-                ));
-            }
-            outcome.superseded.push(heartbeat.session);
+            outcome.superseded(heartbeat);
             continue;
         }
         for run in &heartbeat.running {
@@ -242,13 +231,13 @@ async fn apply_heartbeats(
             progress.push(run.progress);
         }
     }
-    let current: Vec<(i64, i32, Uuid, String)> = sqlx::query_as(
+    let current: Vec<(i64, i32, bool)> = sqlx::query_as(
         "UPDATE jobs j SET heartbeat_at = now(), progress = r.progress
          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::real[])
               AS r(id, attempt, worker_id, progress)
          WHERE j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
            AND j.status IN ('running', 'cancel_request')
-         RETURNING j.id, j.attempt, j.worker_id, j.status",
+         RETURNING j.id, j.attempt, j.status = 'cancel_request'",
     )
     .bind(&ids)
     .bind(&attempts)
@@ -256,28 +245,11 @@ async fn apply_heartbeats(
     .bind(&progress)
     .fetch_all(&mut *tx)
     .await?;
-    let mut current_set = std::collections::HashSet::new();
-    for (id, attempt, worker, status) in current {
-        current_set.insert((id, attempt));
-        if status == "cancel_request" {
-            let attempt = rows::non_negative(attempt, "attempt")?;
-            outcome.cancel_requested.push((
-                worker,
-                StaleRun { job_id: id, attempt, reason: "cancel requested".into() },
-            ));
-        }
-    }
+    let current: HashMap<(i64, i32), bool> =
+        current.into_iter().map(|(id, attempt, cancel)| ((id, attempt), cancel)).collect();
     for ((id, attempt), worker) in ids.iter().zip(&attempts).zip(&workers) {
-        if !current_set.contains(&(*id, *attempt)) {
-            outcome.stale.push((
-                *worker,
-                StaleRun {
-                    job_id: *id,
-                    attempt: u32::try_from(*attempt).unwrap_or_default(),
-                    reason: "stale attempt".into(),
-                },
-            ));
-        }
+        let run = (*id, u32::try_from(*attempt).unwrap_or_default());
+        outcome.reported(*worker, run, current.get(&(*id, *attempt)).copied());
     }
 
     // Attempts a live worker no longer reports, claimed long enough ago that

@@ -4,15 +4,15 @@ use crate::store::Fence;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::store::model::{SessionStart, capacity_change};
 use crate::store::rows::{self, to_i32};
+use crate::store::stale_runs;
 use crate::store::{
-    CapacityOutcome, Reaped, Registration, SessionRef, StaleRun, StoreError, WorkerHello,
-    WorkerRecord,
+    CapacityOutcome, Reaped, Registration, SessionRef, StoreError, WorkerHello, WorkerRecord,
 };
 
 /// A worker row with a `running` map of what it runs, per kind.
@@ -75,7 +75,6 @@ pub async fn register(
     hello: &WorkerHello,
     ttl: Duration,
 ) -> Result<Registration, StoreError> {
-    let ttl_secs = ttl.as_secs_f64();
     let mut tx = pool.begin().await?;
     let previous: Option<(String, Json<serde_json::Value>)> = match hello.resume_worker_id {
         Some(id) => {
@@ -102,91 +101,89 @@ pub async fn register(
     .bind(&hello.name)
     .bind(&hello.version)
     .bind(Json(&capacity))
-    .bind(ttl_secs)
+    .bind(ttl.as_secs_f64())
     .fetch_one(&mut *tx)
     .await?;
-
-    let ids: Vec<i64> = hello.running.iter().map(|r| r.job_id).collect();
-    let attempts: Vec<i32> = hello.running.iter().map(|r| to_i32(r.attempt)).collect();
-    let mut stale = Vec::new();
-    let mut kept: HashSet<(i64, u32)> = HashSet::new();
-    if previous.is_some() {
-        // The worker's own jobs that it still runs. A cancel requested
-        // while it was away is sent again.
-        let own: Vec<(i64, i32, String)> = sqlx::query_as(
-            "SELECT j.id, j.attempt, j.status FROM jobs j
-             JOIN unnest($2::bigint[], $3::int[]) AS u(id, attempt)
-               ON j.id = u.id AND j.attempt = u.attempt
-             WHERE j.worker_id = $1 AND j.status IN ('running', 'cancel_request')",
-        )
-        .bind(worker_id)
-        .bind(&ids)
-        .bind(&attempts)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (id, attempt, status) in own {
-            let attempt = rows::non_negative(attempt, "attempt")?;
-            kept.insert((id, attempt));
-            if status == "cancel_request" {
-                stale.push(StaleRun { job_id: id, attempt, reason: "cancel requested".into() });
-            }
-        }
-        // Attempts taken from it when it was declared dead and not claimed
-        // again yet: held back until the worker acknowledges the cancel.
-        let resurrected: Vec<(i64, i32)> = sqlx::query_as(
-            "UPDATE jobs j SET status = 'worker_resurrection', updated_at = now()
-             FROM unnest($2::bigint[], $3::int[]) AS u(id, attempt)
-             WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $1
-               AND j.status = 'worker_dead'
-             RETURNING j.id, j.attempt",
-        )
-        .bind(worker_id)
-        .bind(&ids)
-        .bind(&attempts)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (id, attempt) in resurrected {
-            let attempt = rows::non_negative(attempt, "attempt")?;
-            kept.insert((id, attempt));
-            stale.push(StaleRun { job_id: id, attempt, reason: "worker was declared dead".into() });
-        }
-    }
-    for run in &hello.running {
-        if !kept.contains(&(run.job_id, run.attempt)) {
-            stale.push(StaleRun {
-                job_id: run.job_id,
-                attempt: run.attempt,
-                reason: "stale attempt".into(),
-            });
-        }
-    }
-
-    // What the store has on this worker but the worker does not report
-    // was lost with the previous stream (an assignment never received),
-    // spent or given back ($5) as `gives_back_omitted` says.
-    let lost = if resumed {
-        let (ids, attempts): (Vec<i64>, Vec<i32>) =
-            hello.accounted().map(|(id, attempt)| (id, to_i32(attempt))).unzip();
-        let sql = format!(
-            "UPDATE jobs SET {set}
-             WHERE worker_id = $1 AND status IN ('running', 'cancel_request')
-               AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))",
-            set = take_omitted("$5", "$4"),
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(worker_id)
-            .bind(&ids)
-            .bind(&attempts)
-            .bind("worker reconnected without this attempt")
-            .bind(hello.end_acks)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-    } else {
-        0
+    let (own, resurrected) = match previous {
+        Some(_) => reclaim(&mut tx, worker_id, hello).await?,
+        None => Default::default(),
     };
+    let stale = stale_runs(&hello.running, &own, &resurrected);
+    let lost = if resumed { take_lost(&mut tx, worker_id, hello).await? } else { 0 };
     tx.commit().await?;
     Ok(Registration { worker_id, epoch, resumed, stale, lost, capacity_override })
+}
+
+/// Of the attempts a returning worker reports: those still its own (and
+/// whether a cancel was requested meanwhile), and those taken from it when
+/// it was declared dead and not claimed again yet, which become
+/// `worker_resurrection` until it acknowledges the cancel.
+async fn reclaim(
+    tx: &mut PgConnection,
+    worker_id: Uuid,
+    hello: &WorkerHello,
+) -> Result<(HashMap<(i64, u32), bool>, HashSet<(i64, u32)>), StoreError> {
+    let ids: Vec<i64> = hello.running.iter().map(|r| r.job_id).collect();
+    let attempts: Vec<i32> = hello.running.iter().map(|r| to_i32(r.attempt)).collect();
+    let own: Vec<(i64, i32, bool)> = sqlx::query_as(
+        "SELECT j.id, j.attempt, j.status = 'cancel_request' FROM jobs j
+         JOIN unnest($2::bigint[], $3::int[]) AS u(id, attempt)
+           ON j.id = u.id AND j.attempt = u.attempt
+         WHERE j.worker_id = $1 AND j.status IN ('running', 'cancel_request')",
+    )
+    .bind(worker_id)
+    .bind(&ids)
+    .bind(&attempts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let resurrected: Vec<(i64, i32)> = sqlx::query_as(
+        "UPDATE jobs j SET status = 'worker_resurrection', updated_at = now()
+         FROM unnest($2::bigint[], $3::int[]) AS u(id, attempt)
+         WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $1
+           AND j.status = 'worker_dead'
+         RETURNING j.id, j.attempt",
+    )
+    .bind(worker_id)
+    .bind(&ids)
+    .bind(&attempts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let own = own
+        .into_iter()
+        .map(|(id, attempt, cancel)| Ok(((id, rows::non_negative(attempt, "attempt")?), cancel)))
+        .collect::<Result<_, StoreError>>()?;
+    let resurrected = resurrected
+        .into_iter()
+        .map(|(id, attempt)| Ok((id, rows::non_negative(attempt, "attempt")?)))
+        .collect::<Result<_, StoreError>>()?;
+    Ok((own, resurrected))
+}
+
+/// What the store has on a resumed worker but the worker does not report
+/// was lost with the previous stream (an assignment never received):
+/// spent or given back ($5) as `gives_back_omitted` says. Returns how many.
+async fn take_lost(
+    tx: &mut PgConnection,
+    worker_id: Uuid,
+    hello: &WorkerHello,
+) -> Result<u64, StoreError> {
+    let (ids, attempts): (Vec<i64>, Vec<i32>) =
+        hello.accounted().map(|(id, attempt)| (id, to_i32(attempt))).unzip();
+    let sql = format!(
+        "UPDATE jobs SET {set}
+         WHERE worker_id = $1 AND status IN ('running', 'cancel_request')
+           AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))",
+        set = take_omitted("$5", "$4"),
+    );
+    let taken = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(worker_id)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind("worker reconnected without this attempt")
+        .bind(hello.end_acks)
+        .execute(&mut *tx)
+        .await?;
+    Ok(taken.rows_affected())
 }
 
 pub async fn set_draining(pool: &PgPool, session: SessionRef) -> Result<bool, StoreError> {

@@ -13,7 +13,7 @@ use super::rows::{self, CLAIMABLE, JOB_COLUMNS, JobRow, to_i32};
 use super::workers::{self, Taken};
 use super::{SqliteStore, error_time, now_micros, span_micros};
 use crate::store::{
-    ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StaleRun, StoreError, StoreEvent,
+    ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, StoreEvent,
     UpdateWrite, WriteBatch, WriteOutcome,
 };
 
@@ -295,29 +295,17 @@ async fn apply_heartbeats(
         .rows_affected()
             == 1;
         if !live {
-            // Its attempts were taken back (or belong to a newer session):
-            // tell it to stop them before its stream is ended.
-            for run in &heartbeat.running {
-                outcome.stale.push((
-                    worker_id,
-                    StaleRun {
-                        job_id: run.job_id,
-                        attempt: run.attempt,
-                        reason: "worker was declared dead or reconnected".into(),
-                    },
-                ));
-            }
-            outcome.superseded.push(heartbeat.session);
+            outcome.superseded(heartbeat);
             continue;
         }
         let mut reported = HashSet::new();
         for run in &heartbeat.running {
             reported.insert((run.job_id, run.attempt));
-            let status: Option<String> = sqlx::query_scalar(
+            let cancel_requested: Option<bool> = sqlx::query_scalar(
                 "UPDATE jobs SET heartbeat_at = ?4, progress = ?5
                  WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3
                    AND status IN ('running', 'cancel_request')
-                 RETURNING status",
+                 RETURNING status = 'cancel_request'",
             )
             .bind(run.job_id)
             .bind(to_i32(run.attempt))
@@ -326,25 +314,7 @@ async fn apply_heartbeats(
             .bind(run.progress)
             .fetch_optional(&mut *tx)
             .await?;
-            match status.as_deref() {
-                None => outcome.stale.push((
-                    worker_id,
-                    StaleRun {
-                        job_id: run.job_id,
-                        attempt: run.attempt,
-                        reason: "stale attempt".into(),
-                    },
-                )),
-                Some("cancel_request") => outcome.cancel_requested.push((
-                    worker_id,
-                    StaleRun {
-                        job_id: run.job_id,
-                        attempt: run.attempt,
-                        reason: "cancel requested".into(),
-                    },
-                )),
-                Some(_) => {}
-            }
+            outcome.reported(worker_id, (run.job_id, run.attempt), cancel_requested);
         }
         // Attempts a live worker no longer reports, claimed long enough ago
         // that the assignment must have reached it if it ever will: taken

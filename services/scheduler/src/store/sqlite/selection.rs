@@ -153,36 +153,15 @@ async fn pick(
     let mut inserted = false;
     for p in picked {
         let key = format!("tag_cleanup:{}", p.id);
-        let listed = serde_json::from_str(&p.rules).map_err(|e| {
-            StoreError::Corrupt(format!("policy {} has unreadable rules: {e}", p.policy))
-        })?;
-        let args = TagCleanupArgs {
-            registry: p.registry,
-            repository: p.repository,
-            repository_id: u64::try_from(p.id).unwrap_or_default(),
-            policy: p.policy,
-            rules: RuleSpec {
-                keep_n: i64::from(p.keep_n),
-                older_than_seconds: p.older_than_seconds,
-                name_regex_delete: p.name_regex_delete,
-                name_regex_keep: p.name_regex_keep,
-                attachments: attachments_parse(&p.attachments),
-                age_source: AgeSource::parse(&p.age_source).unwrap_or_default(),
-                rules: listed,
-            },
-            dry_run: p.dry_run,
-            preview: false,
-            time_budget_seconds: u64::try_from(budget).unwrap_or_default(),
-        };
-        // Plain data: serializing it cannot fail.
-        let args = serde_json::to_value(&args).unwrap_or_default();
+        let (repository_id, trace_context) = (p.id, p.trace_context.clone());
+        let args = cleanup_args(p, budget)?;
         let keyed = KeyedJob {
             kind: "tag_cleanup",
             args: &args,
             priority: 0,
             max_attempts,
             key: &key,
-            trace_context: p.trace_context.as_deref(),
+            trace_context: trace_context.as_deref(),
         };
         let job_id = match insert_keyed_job(tx, keyed, now).await? {
             Some(id) => {
@@ -200,14 +179,41 @@ async fn pick(
                  cleanup_job_id = ?3, last_error = NULL, last_deleted_count = 0
              WHERE id = ?1",
         )
-        .bind(p.id)
+        .bind(repository_id)
         .bind(now)
         .bind(job_id)
         .execute(&mut *tx)
         .await?;
-        started.push((p.id, job_id));
+        started.push((repository_id, job_id));
     }
     Ok((started, inserted))
+}
+
+/// The arguments of the cleanup job of a picked repository.
+fn cleanup_args(p: Picked, budget: i64) -> Result<serde_json::Value, StoreError> {
+    let listed = serde_json::from_str(&p.rules).map_err(|e| {
+        StoreError::Corrupt(format!("policy {} has unreadable rules: {e}", p.policy))
+    })?;
+    let args = TagCleanupArgs {
+        registry: p.registry,
+        repository: p.repository,
+        repository_id: u64::try_from(p.id).unwrap_or_default(),
+        policy: p.policy,
+        rules: RuleSpec {
+            keep_n: i64::from(p.keep_n),
+            older_than_seconds: p.older_than_seconds,
+            name_regex_delete: p.name_regex_delete,
+            name_regex_keep: p.name_regex_keep,
+            attachments: attachments_parse(&p.attachments),
+            age_source: AgeSource::parse(&p.age_source).unwrap_or_default(),
+            rules: listed,
+        },
+        dry_run: p.dry_run,
+        preview: false,
+        time_budget_seconds: u64::try_from(budget).unwrap_or_default(),
+    };
+    // Plain data: serializing it cannot fail.
+    Ok(serde_json::to_value(&args).unwrap_or_default())
 }
 
 /// Moves every armed policy whose run completed to its next run.

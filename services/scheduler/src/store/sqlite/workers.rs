@@ -12,10 +12,11 @@ use uuid::Uuid;
 use super::rows::{WORKER_COLUMNS, WorkerRow, non_negative, to_i32};
 use super::{SqliteStore, error_time, now_micros, span_micros};
 use crate::store::model::{SessionStart, capacity_change};
+use crate::store::stale_runs;
 
 use crate::store::{
-    CapacityOutcome, Reaped, Registration, SessionRef, StaleRun, StoreError, StoreEvent,
-    WorkerHello, WorkerRecord,
+    CapacityOutcome, Reaped, Registration, SessionRef, StoreError, StoreEvent, WorkerHello,
+    WorkerRecord,
 };
 
 /// What taking attempts back changed.
@@ -135,92 +136,88 @@ pub async fn register(
     .fetch_one(&mut *tx)
     .await?;
 
-    let mut stale = Vec::new();
-    let mut kept: HashSet<(i64, u32)> = HashSet::new();
-    if previous.is_some() {
-        for run in &hello.running {
-            // Its own attempt, still running (a cancel requested while it
-            // was away is sent again)...
-            let status: Option<String> = sqlx::query_scalar(
-                "SELECT status FROM jobs WHERE id = ? AND attempt = ? AND worker_id = ?
-                   AND status IN ('running', 'cancel_request')",
-            )
-            .bind(run.job_id)
-            .bind(to_i32(run.attempt))
-            .bind(worker_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(status) = status {
-                kept.insert((run.job_id, run.attempt));
-                if status == "cancel_request" {
-                    stale.push(StaleRun {
-                        job_id: run.job_id,
-                        attempt: run.attempt,
-                        reason: "cancel requested".into(),
-                    });
-                }
-                continue;
-            }
-            // ...or taken from it when it was declared dead and not claimed
-            // again yet: held back until the worker acknowledges the cancel.
-            let resurrected = sqlx::query(
-                "UPDATE jobs SET status = 'worker_resurrection', updated_at = ?4
-                 WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'worker_dead'",
-            )
-            .bind(run.job_id)
-            .bind(to_i32(run.attempt))
-            .bind(worker_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if resurrected == 1 {
-                kept.insert((run.job_id, run.attempt));
-                stale.push(StaleRun {
-                    job_id: run.job_id,
-                    attempt: run.attempt,
-                    reason: "worker was declared dead".into(),
-                });
-            }
-        }
-    }
-    for run in &hello.running {
-        if !kept.contains(&(run.job_id, run.attempt)) {
-            stale.push(StaleRun {
-                job_id: run.job_id,
-                attempt: run.attempt,
-                reason: "stale attempt".into(),
-            });
-        }
-    }
-
-    // What the store has on this worker but the worker does not report
-    // was lost with the previous stream (an assignment never received).
-    let mut taken = Taken::default();
-    if resumed {
-        let held: Vec<(i64, i32)> = sqlx::query_as(
-            "SELECT id, attempt FROM jobs
-             WHERE worker_id = ? AND status IN ('running', 'cancel_request')",
-        )
-        .bind(worker_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let reported: HashSet<(i64, u32)> = hello.accounted().collect();
-        let mut lost = Vec::new();
-        for (id, attempt) in held {
-            if !reported.contains(&(id, non_negative(attempt, "attempt")?)) {
-                lost.push(id);
-            }
-        }
-        let reason = "worker reconnected without this attempt";
-        taken = take_omitted(&mut tx, &lost, hello.end_acks, reason, now).await?;
-    }
+    let (own, resurrected) = match previous {
+        Some(_) => reclaim(&mut tx, worker_id, hello, now).await?,
+        None => Default::default(),
+    };
+    let stale = stale_runs(&hello.running, &own, &resurrected);
+    let taken =
+        if resumed { take_lost(&mut tx, worker_id, hello, now).await? } else { Taken::default() };
     tx.commit().await?;
     let lost = taken.count;
     let mut changed = super::queue::Changed::default();
     changed.add(taken);
     changed.announce(store);
     Ok(Registration { worker_id, epoch, resumed, stale, lost, capacity_override })
+}
+
+/// Of the attempts a returning worker reports: those still its own (and
+/// whether a cancel was requested meanwhile), and those taken from it when
+/// it was declared dead and not claimed again yet, which become
+/// `worker_resurrection` until it acknowledges the cancel.
+async fn reclaim(
+    tx: &mut SqliteConnection,
+    worker_id: Uuid,
+    hello: &WorkerHello,
+    now: i64,
+) -> Result<(HashMap<(i64, u32), bool>, HashSet<(i64, u32)>), StoreError> {
+    let (mut own, mut resurrected) = (HashMap::new(), HashSet::new());
+    for run in &hello.running {
+        let cancel_requested: Option<bool> = sqlx::query_scalar(
+            "SELECT status = 'cancel_request' FROM jobs
+             WHERE id = ? AND attempt = ? AND worker_id = ?
+               AND status IN ('running', 'cancel_request')",
+        )
+        .bind(run.job_id)
+        .bind(to_i32(run.attempt))
+        .bind(worker_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(cancel_requested) = cancel_requested {
+            own.insert((run.job_id, run.attempt), cancel_requested);
+            continue;
+        }
+        let taken_back = sqlx::query(
+            "UPDATE jobs SET status = 'worker_resurrection', updated_at = ?4
+             WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'worker_dead'",
+        )
+        .bind(run.job_id)
+        .bind(to_i32(run.attempt))
+        .bind(worker_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if taken_back.rows_affected() == 1 {
+            resurrected.insert((run.job_id, run.attempt));
+        }
+    }
+    Ok((own, resurrected))
+}
+
+/// What the store has on a resumed worker but the worker does not report
+/// was lost with the previous stream (an assignment never received).
+async fn take_lost(
+    tx: &mut SqliteConnection,
+    worker_id: Uuid,
+    hello: &WorkerHello,
+    now: i64,
+) -> Result<Taken, StoreError> {
+    let held: Vec<(i64, i32)> = sqlx::query_as(
+        "SELECT id, attempt FROM jobs
+         WHERE worker_id = ? AND status IN ('running', 'cancel_request')",
+    )
+    .bind(worker_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let reported: HashSet<(i64, u32)> = hello.accounted().collect();
+    let mut lost = Vec::new();
+    for (id, attempt) in held {
+        if !reported.contains(&(id, non_negative(attempt, "attempt")?)) {
+            lost.push(id);
+        }
+    }
+    let reason = "worker reconnected without this attempt";
+    take_omitted(tx, &lost, hello.end_acks, reason, now).await
 }
 
 pub async fn set_draining(store: &SqliteStore, session: SessionRef) -> Result<bool, StoreError> {
