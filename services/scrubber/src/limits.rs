@@ -1,6 +1,13 @@
 //! Per-registry limits shared by every deletion of this process: a token
 //! bucket on requests (the registry's rate limit) and an AIMD limit on
 //! images in flight that halves on 429/503 and grows back on success.
+//!
+//! Written here rather than taken from a crate, unlike the per-caller API
+//! limits (`governor`): the request rate is a registry setting an operator
+//! changes while deletions run, and the tests drive it on tokio's paused
+//! clock, whereas a `governor` limiter has a fixed quota and its own clock;
+//! and the slot limit adapts (halves on pushback, grows on success), which
+//! neither `governor` nor tower's fixed `ConcurrencyLimit` does.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,29 +1,42 @@
-//! Per-caller request rate limits: a token bucket per caller (a token's
-//! name, or the peer address when no tokens are required), holding a
-//! second's worth of requests.
+//! Per-caller request rate limits: `governor`'s keyed limiter, one bucket
+//! per caller (a token's name, or the peer address when no tokens are
+//! required), holding a second's worth of requests.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
 
-/// Callers remembered at most; beyond it, full (idle) buckets are dropped.
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+/// Callers remembered at most; beyond it, callers whose buckets are full
+/// again (idle) are forgotten.
 const MAX_CALLERS: usize = 10_000;
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
+type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
 
 #[derive(Debug)]
 pub struct RateLimits {
     rate: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    quota: Quota,
+    /// Replaced whole only when more than `MAX_CALLERS` callers are active.
+    limiter: RwLock<Keyed>,
 }
 
 impl RateLimits {
+    /// Limits of `rate` requests per second per caller (more than zero),
+    /// with a burst of a second's worth, at least one.
     pub fn new(rate: f64) -> Self {
-        Self { rate, buckets: Mutex::default() }
+        // A rate too small (or not a number) for a period is one an hour.
+        let period = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::from_secs(3600));
+        // `with_period` refuses only a zero period (an infinite rate).
+        let quota =
+            Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX));
+        // A float-to-int `as` saturates: NaN and negatives give 0, then 1.
+        let burst = NonZeroU32::new(rate as u32).unwrap_or(NonZeroU32::MIN);
+        let quota = quota.allow_burst(burst);
+        Self { rate, quota, limiter: RwLock::new(RateLimiter::keyed(quota)) }
     }
 
     /// The limit, in requests per second.
@@ -34,33 +47,29 @@ impl RateLimits {
     /// Takes one request from `caller`'s bucket, or says how long until
     /// one is there.
     pub fn take(&self, caller: &str) -> Result<(), Duration> {
-        let burst = self.rate.max(1.0);
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MAX_CALLERS && !buckets.contains_key(caller) {
-            let rate = self.rate;
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.refilled).as_secs_f64() * rate < burst
-            });
-            // Still full of active callers (many addresses): start over
-            // rather than grow without bound; whoever has that many
-            // addresses is not held by per-address limits anyway.
-            if buckets.len() >= MAX_CALLERS {
-                buckets.clear();
+        let caller = caller.to_string();
+        {
+            let limiter = self.limiter.read().unwrap_or_else(PoisonError::into_inner);
+            if limiter.len() < MAX_CALLERS {
+                return check(&limiter, &caller);
             }
         }
-        let bucket =
-            buckets.entry(caller.to_string()).or_insert(Bucket { tokens: burst, refilled: now });
-        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        let mut limiter = self.limiter.write().unwrap_or_else(PoisonError::into_inner);
+        limiter.retain_recent();
+        // Still full of active callers (many addresses): start over rather
+        // than grow without bound; whoever has that many addresses is not
+        // held by per-address limits anyway.
+        if limiter.len() >= MAX_CALLERS {
+            *limiter = RateLimiter::keyed(self.quota);
         }
+        check(&limiter, &caller)
     }
+}
+
+fn check(limiter: &Keyed, caller: &String) -> Result<(), Duration> {
+    limiter
+        .check_key(caller)
+        .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
 }
 
 #[cfg(test)]
@@ -76,5 +85,15 @@ mod tests {
         let wait = limits.take("a").expect_err("over the burst");
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(200), "{wait:?}");
         limits.take("b").expect("another caller has its own bucket");
+    }
+
+    #[test]
+    fn callers_past_the_bound_are_forgotten_not_kept() {
+        let limits = RateLimits::new(1.0);
+        for i in 0..MAX_CALLERS + 10 {
+            limits.take(&format!("caller-{i}")).expect("a new caller has its burst");
+        }
+        let remembered = limits.limiter.read().unwrap().len();
+        assert!(remembered <= MAX_CALLERS, "{remembered} callers remembered");
     }
 }
