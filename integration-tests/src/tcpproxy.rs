@@ -5,6 +5,7 @@
 //! byte instead, connections open, as a hung server or a network that
 //! drops packets does: calls neither fail nor answer until `resume`.
 
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -50,6 +51,18 @@ impl TcpProxy {
         });
         let task = tokio::spawn(accept(listener, shared.clone()));
         Self { addr, shared, task }
+    }
+
+    /// A proxy in front of the PostgreSQL server of `database_url`, and
+    /// the same database's URL through it.
+    pub async fn in_front_of_database(database_url: &str) -> (Self, String) {
+        use sqlx::ConnectOptions as _;
+        let options = sqlx::postgres::PgConnectOptions::from_str(database_url)
+            .expect("a PostgreSQL database url");
+        let proxy = Self::start(&format!("{}:{}", options.get_host(), options.get_port())).await;
+        let port: u16 = proxy.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let url = options.host("127.0.0.1").port(port).to_url_lossy().to_string();
+        (proxy, url)
     }
 
     /// `127.0.0.1:PORT`.

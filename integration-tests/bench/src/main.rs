@@ -6,6 +6,7 @@ mod console;
 mod cpu;
 mod create;
 mod graph;
+mod outage;
 mod precedence;
 mod previews;
 mod queue;
@@ -40,6 +41,9 @@ enum Command {
     Create(create::Args),
     /// Time from a worker's SIGKILL to its job's re-claim by another.
     Reclaim(reclaim::Args),
+    /// Time from the database's return after an outage to the first
+    /// claim, next to a new connection and one claim statement.
+    Outage(outage::Args),
     /// Cleanup selection tick time at growing catalog sizes.
     Selection(selection::Args),
     /// Tags evaluated per second by tag_cleanup against the local registry.
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Queue(args) => queue::run(args).await,
         Command::Create(args) => create::run(args).await,
         Command::Reclaim(args) => reclaim::run(args).await,
+        Command::Outage(args) => outage::run(args).await,
         Command::Selection(args) => selection::run(args).await,
         Command::Tags(args) => tags::run(args).await,
         Command::Graph(args) => graph::run(args).await,

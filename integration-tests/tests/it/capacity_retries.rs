@@ -8,8 +8,8 @@ use regsweep_proto::v1::{self, JobStatus};
 use regsweep_proto::{json_to_struct, timestamp_to_chrono};
 use serde_json::json;
 use tonic::Code;
-use tonic_types::StatusExt as _;
 
+use crate::validation::violations;
 use crate::{create, create_with, get, wait_status};
 
 fn time(ts: Option<&regsweep_proto::pbjson_types::Timestamp>) -> DateTime<Utc> {
@@ -111,13 +111,6 @@ async fn a_retryable_failure_is_retried_with_backoff_then_ends_error() {
     let at: Vec<_> = failed.errors.iter().map(|e| time(e.at.as_ref())).collect();
     assert!(at[1] - at[0] >= chrono::Duration::milliseconds(500), "{at:?}");
     assert!(at[2] - at[1] >= chrono::Duration::milliseconds(1000), "{at:?}");
-}
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@
 //! (`CHAOS_JOBS`, `CHAOS_SEED` replays one).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,8 +24,6 @@ use regsweep_integration_tests::{Scheduler, TestDb, Worker};
 use regsweep_proto::json_to_struct;
 use regsweep_proto::v1;
 use serde_json::json;
-use sqlx::ConnectOptions as _;
-use sqlx::postgres::PgConnectOptions;
 
 const WORKERS: usize = 3;
 /// Scheduler timing: heartbeats 1 s, TTL 3 s, lease 4 s.
@@ -69,11 +66,7 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Self {
         let db = TestDb::postgres().await;
-        let options = PgConnectOptions::from_str(&db.url).expect("test database url");
-        let proxy =
-            TcpProxy::start(&format!("{}:{}", options.get_host(), options.get_port())).await;
-        let port: u16 = proxy.addr().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-        let db_url = options.host("127.0.0.1").port(port).to_url_lossy().to_string();
+        let (proxy, db_url) = TcpProxy::in_front_of_database(&db.url).await;
         let mut replicas = Vec::new();
         for name in ["scheduler-a", "scheduler-b"] {
             let scheduler = Scheduler::launch(name, &db_url, FLAGS, false).await;

@@ -17,6 +17,7 @@ mod limits;
 mod liveness;
 mod outage;
 mod outside_clients;
+mod plans;
 mod policies;
 mod precedence;
 mod protection;

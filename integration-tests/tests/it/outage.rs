@@ -7,7 +7,6 @@
 //! worker that really died during the outage is still found dead
 //! afterwards.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -15,8 +14,6 @@ use regsweep_integration_tests::tcpproxy::TcpProxy;
 use regsweep_integration_tests::{Scheduler, TestDb, Worker, wait_until};
 use regsweep_proto::v1::{self, JobStatus};
 use serde_json::json;
-use sqlx::ConnectOptions as _;
-use sqlx::postgres::PgConnectOptions;
 
 use crate::{create, get, wait_started};
 
@@ -31,11 +28,7 @@ const OUTAGE: Duration = Duration::from_secs(6);
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_outage_longer_than_the_ttl_declares_no_live_worker_dead() {
     let db = TestDb::postgres().await;
-    let options = PgConnectOptions::from_str(&db.url).expect("test database url");
-    let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = TcpProxy::start(&upstream).await;
-    let port: u16 = proxy.addr().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-    let url = options.host("127.0.0.1").port(port).to_url_lossy().to_string();
+    let (proxy, url) = TcpProxy::in_front_of_database(&db.url).await;
     let flags = ["--heartbeat-interval", "1s", "--heartbeat-ttl", "5s", "--leader-lease", "5s"];
     let scheduler = Scheduler::launch("scheduler", &url, &flags, true).await;
     let steady = Worker::start(&scheduler, "steady", &["--capacity", "sleep=2"]).await;
@@ -117,11 +110,7 @@ async fn sessions(scheduler: &Scheduler) -> Vec<(String, String, v1::WorkerStatu
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_whose_renewal_hangs_steps_down_before_another_leads() {
     let db = TestDb::postgres().await;
-    let options = PgConnectOptions::from_str(&db.url).expect("test database url");
-    let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = TcpProxy::start(&upstream).await;
-    let port: u16 = proxy.addr().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-    let hung_url = options.clone().host("127.0.0.1").port(port).to_url_lossy().to_string();
+    let (proxy, hung_url) = TcpProxy::in_front_of_database(&db.url).await;
     let flags = ["--heartbeat-interval", "1s", "--heartbeat-ttl", "3s", "--leader-lease", "3s"];
     let first = Scheduler::launch("first", &hung_url, &flags, true).await;
     first.process.wait_for_message("became leader", Duration::from_secs(10)).await;

@@ -9,6 +9,7 @@ use regsweep_proto::duration_from_std;
 use regsweep_proto::v1::{self, JobStatus, TagAction};
 use tonic::Code;
 
+use crate::validation::violations;
 use crate::wait_status;
 
 pub async fn create_registry(scheduler: &Scheduler, name: &str, url: &str) -> v1::Registry {
@@ -123,14 +124,6 @@ pub async fn repositories(scheduler: &Scheduler) -> Vec<v1::Repository> {
         .expect("list repositories")
         .into_inner()
         .repositories
-}
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }
 
 fn days_ago(days: i64) -> chrono::DateTime<Utc> {
