@@ -1,5 +1,5 @@
 # The same commands CI runs (.ci/run calls `make ci`).
-.PHONY: deps build test lint fmt clippy buf deploy ci run bench fuzz safety chaos
+.PHONY: deps build test lint fmt clippy buf deploy long-functions ci run bench fuzz safety chaos
 
 deps:
 	scripts/deps.sh
@@ -57,7 +57,11 @@ buf: deps
 deploy: deps
 	scripts/validate-deploy.sh
 
-lint: fmt clippy buf deploy
+# No production function over 80 lines (the style's rule).
+long-functions:
+	scripts/long-functions.py
+
+lint: fmt clippy buf deploy long-functions
 
 ci: lint test
 
