@@ -14,6 +14,9 @@ use governor::{Quota, RateLimiter};
 /// again (idle) are forgotten.
 const MAX_CALLERS: usize = 10_000;
 
+/// The longest wait between two requests a limit may ask for.
+const SLOWEST_PERIOD: Duration = Duration::from_secs(3600);
+
 type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
 
 #[derive(Debug)]
@@ -28,8 +31,11 @@ impl RateLimits {
     /// Limits of `rate` requests per second per caller (more than zero),
     /// with a burst of a second's worth, at least one.
     pub fn new(rate: f64) -> Self {
-        // A rate too small (or not a number) for a period is one an hour.
-        let period = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::from_secs(3600));
+        // At least one request an hour: a slower rate (or one that is not
+        // a number) would need a period governor cannot hold (it panics
+        // past 584 years), and means nothing for an API anyway.
+        let period =
+            Duration::try_from_secs_f64(1.0 / rate).unwrap_or(SLOWEST_PERIOD).min(SLOWEST_PERIOD);
         // `with_period` refuses only a zero period (an infinite rate).
         let quota =
             Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX));
@@ -85,6 +91,18 @@ mod tests {
         let wait = limits.take("a").expect_err("over the burst");
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(200), "{wait:?}");
         limits.take("b").expect("another caller has its own bucket");
+    }
+
+    #[test]
+    fn any_rate_makes_a_limit_without_panicking() {
+        for rate in [1e-11, 1e-300, f64::MIN_POSITIVE, 0.0, -1.0, f64::NAN, 1e12, f64::INFINITY] {
+            let limits = RateLimits::new(rate);
+            limits.take("a").expect("the first request is allowed");
+        }
+        let slowest = RateLimits::new(1e-11);
+        slowest.take("a").expect("the first request is allowed");
+        let wait = slowest.take("a").expect_err("the second waits");
+        assert!(wait <= SLOWEST_PERIOD, "{wait:?}");
     }
 
     #[test]
