@@ -1,9 +1,10 @@
 //! Policies as code, through the `regsweep` binary against a real
 //! scheduler, worker and registry: `apply` creates and updates, is
-//! idempotent, orders writes around priority overlaps, refuses a bad file
-//! with its line and changes nothing; `export | apply --diff` shows no
-//! change; `--diff` previews what a change would delete; the schema
-//! accepts what `export` writes.
+//! idempotent, orders writes around priority overlaps and through swaps
+//! (what each step may delete is the property test of `apply/steps.rs`),
+//! refuses a bad file with its line and changes nothing; `export | apply
+//! --diff` shows no change; `--diff` previews what a change would delete;
+//! the schema accepts what `export` writes.
 
 use std::path::Path;
 use std::process::Output;
@@ -174,7 +175,7 @@ async fn apply_is_idempotent_round_trips_with_export_and_refuses_bad_files_whole
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn apply_orders_writes_around_overlaps_and_refuses_a_swap() {
+async fn apply_orders_writes_around_overlaps_and_through_a_swap() {
     let registry = TestRegistry::start().await;
     let db = TestDb::create().await;
     let scheduler = Scheduler::start(&db, &[]).await;
@@ -184,7 +185,7 @@ async fn apply_orders_writes_around_overlaps_and_refuses_a_swap() {
 
     // `web` takes team's old priority: written first it would overlap
     // `team`, so apply moves `team` first.
-    let web = "  - name: web\n    registry: local\n    selector: 'team/*'\n    priority: 10\n    cadence: 1d\n";
+    let web = "  - name: web\n    registry: local\n    selector: 'team/*'\n    priority: 10\n    cadence: 1d\n    live: true\n    keep_n: 5\n";
     let moved = base
         .replace("policies:\n", &format!("policies:\n{web}"))
         .replace("priority: 10\n    cadence: 7d", "priority: 20\n    cadence: 7d");
@@ -193,16 +194,31 @@ async fn apply_orders_writes_around_overlaps_and_refuses_a_swap() {
         rig.policies().await.into_iter().map(|p| (p.name, p.priority)).collect();
     assert_eq!(priorities, [("everything".into(), 0), ("team".into(), 20), ("web".into(), 10)]);
 
-    // Swapping two overlapping policies' priorities has no safe order.
-    let before = rig.export().await;
+    // Two overlapping policies swap priorities: no order of two writes
+    // keeps them apart, so one waits at a free priority. `web`, live, could
+    // change hands meanwhile, so it is a dry run until the end.
     let swapped = moved
         .replace(
             "selector: '**'\n    cadence: 1d",
             "selector: '**'\n    priority: 20\n    cadence: 1d",
         )
         .replace("priority: 20\n    cadence: 7d", "priority: 0\n    cadence: 7d");
-    let e = refused(&rig.apply("swap.yaml", &swapped, &[]).await);
-    assert!(e.contains(r#"policy "everything": policy.priority: overlaps policy "team""#), "{e}");
-    assert!(e.contains(r#"policy "team": policy.priority: overlaps policy "everything""#), "{e}");
-    assert_eq!(rig.export().await, before);
+    let out = ok(&rig.apply("swap.yaml", &swapped, &[]).await);
+    let order: Vec<&str> = out.lines().filter(|l| l.starts_with("    ")).collect();
+    assert_eq!(
+        order,
+        [
+            r#"    1. policy "web": a dry run while policies move"#,
+            r#"    2. policy "everything": a dry run at free priority -1000000, out of another's way"#,
+            r#"    3. policy "team": as the file says"#,
+            r#"    4. policy "everything": as the file says"#,
+            r#"    5. policy "web": as the file says"#,
+        ],
+        "{out}"
+    );
+    let policies = rig.policies().await;
+    let now: Vec<(&str, i32, bool)> =
+        policies.iter().map(|p| (p.name.as_str(), p.priority, p.dry_run)).collect();
+    assert_eq!(now, [("everything", 20, true), ("team", 0, true), ("web", 10, false)]);
+    assert!(ok(&rig.apply("swap.yaml", &swapped, &[]).await).contains("no changes"));
 }

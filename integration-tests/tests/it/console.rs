@@ -433,6 +433,29 @@ async fn policies_and_the_rest(rig: &Rig, b: &Browser) {
         "a preview saves nothing"
     );
 
+    // Someone else changes the policy while the form is open: saving the
+    // form overwrites nothing, and says so.
+    let policy = v1::Policy { name: "team".into(), keep_n: 7, ..Default::default() };
+    let meanwhile = v1::UpdatePolicyRequest {
+        policy: Some(policy),
+        update_mask: vec!["keep_n".into()],
+        ..Default::default()
+    };
+    rig.scheduler
+        .policies()
+        .await
+        .update_policy(admin(meanwhile))
+        .await
+        .expect("changed meanwhile");
+    b.click("button[value=save]").await;
+    let error = b.text("#form-errors").await;
+    assert!(error.contains("changed since this form was opened"), "{error}");
+    let _ = b.console_log().await; // the refused save answered 400
+    let get = v1::GetPolicyRequest { name: "team".into() };
+    let stored = rig.scheduler.policies().await.get_policy(admin(get)).await.expect("policy");
+    let stored = stored.into_inner().policy.expect("policy");
+    assert_eq!((stored.keep_n, stored.name_regex_keep.as_str()), (7, ""), "nothing overwritten");
+
     // A new policy from the form: a dry run unless made live.
     b.goto(&format!("{c}/policies/new")).await;
     b.type_into("#p-name", "ci").await;

@@ -435,3 +435,52 @@ async fn a_cleanup_that_spends_its_time_budget_ends_unfinished_and_resumes() {
     assert_eq!(repository.cleanup_status(), v1::CleanupStatus::Unscheduled);
     assert_eq!(repository.last_deleted_count, 1);
 }
+
+/// An edit made from what was read never overwrites a change made since:
+/// from a stale etag it is `ABORTED` and changes nothing; from the current
+/// one it is made, and the resource gets a new etag.
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_from_a_stale_etag_are_aborted_and_change_nothing() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let registry = create_registry(&scheduler, "local", "http://127.0.0.1:9").await;
+    let policy = v1::Policy {
+        name: "p".into(),
+        registry: "local".into(),
+        repository_selector: "**".into(),
+        cadence: "1d".into(),
+        keep_n: 2,
+        dry_run: true,
+        ..Default::default()
+    };
+    let policy = create_policy(&scheduler, policy).await;
+    let mut policies = scheduler.policies().await;
+    let update = |keep_n, etag: &str| v1::UpdatePolicyRequest {
+        policy: Some(v1::Policy { name: "p".into(), keep_n, ..Default::default() }),
+        update_mask: vec!["keep_n".into()],
+        etag: etag.into(),
+        ..Default::default()
+    };
+    let written = policies.update_policy(update(3, &policy.etag)).await.expect("current etag");
+    let written = written.into_inner().policy.expect("policy");
+    assert_ne!(written.etag, policy.etag, "a write is a new version");
+    let status = policies.update_policy(update(9, &policy.etag)).await.expect_err("stale etag");
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    let get = v1::GetPolicyRequest { name: "p".into() };
+    let now = policies.get_policy(get).await.expect("get").into_inner().policy.expect("policy");
+    assert_eq!((now.keep_n, now.etag), (3, written.etag));
+
+    let mut registries = scheduler.registries().await;
+    let update = |rate_limit, etag: &str| v1::UpdateRegistryRequest {
+        registry: Some(v1::Registry { name: "local".into(), rate_limit, ..Default::default() }),
+        update_mask: vec!["rate_limit".into()],
+        etag: etag.into(),
+        ..Default::default()
+    };
+    registries.update_registry(update(3.0, &registry.etag)).await.expect("current etag");
+    let status = registries.update_registry(update(9.0, &registry.etag)).await.expect_err("stale");
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    let get = v1::GetRegistryRequest { name: "local".into() };
+    let now = registries.get_registry(get).await.expect("get").into_inner().registry;
+    assert_eq!(now.expect("registry").rate_limit, 3.0);
+}

@@ -41,7 +41,7 @@ async fn set_priority(
     let request = v1::UpdatePolicyRequest {
         policy: Some(v1::Policy { name: name.into(), priority, ..Default::default() }),
         update_mask: vec!["priority".into()],
-        validate_only: false,
+        ..Default::default()
     };
     scheduler.policies().await.update_policy(request).await.map(drop)
 }

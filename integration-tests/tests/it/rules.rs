@@ -77,7 +77,7 @@ async fn listed_rules_with_protection_delete_exactly_what_the_preview_said() {
             ..Default::default()
         }),
         update_mask: vec!["protection".into()],
-        validate_only: false,
+        ..Default::default()
     };
     scheduler.registries().await.update_registry(registry_update).await.expect("protect");
     let mark = v1::MarkInUseRequest {

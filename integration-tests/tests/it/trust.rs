@@ -174,7 +174,7 @@ async fn change(scheduler: &Scheduler, policy: &str) {
     let update = |p: v1::Policy, field: &str| v1::UpdatePolicyRequest {
         policy: Some(v1::Policy { name: policy.into(), ..p }),
         update_mask: vec![field.into()],
-        validate_only: false,
+        ..Default::default()
     };
     match policy {
         "dry" => {

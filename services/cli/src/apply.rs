@@ -1,15 +1,19 @@
 //! `regsweep apply` and `regsweep export`: registries and policies kept as
 //! a file (`declared.rs`). `apply` is idempotent and all or nothing as far
 //! as checking goes: the whole file is parsed, every change is checked by
-//! the scheduler (`validate_only`) and ordered so that no two policies at
-//! one priority overlap at any step, and only then is anything written.
-//! Nothing not in the file is deleted.
+//! the scheduler (`validate_only`) and the writes are put in an order in
+//! which nothing deletes more than before or than the file says
+//! (`steps.rs`), and only then is anything written. Nothing not in the
+//! file is deleted.
+
+mod steps;
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result, bail};
 use regsweep_policy::{Cadence, Candidate, Precedence, Selector};
 use regsweep_proto::v1;
+use steps::{Plan, Stage, Step, Target};
 use tonic_types::StatusExt as _;
 
 use crate::cli::Cli;
@@ -49,15 +53,13 @@ enum Op {
 /// A policy and what the file changes about it.
 type PolicyChange = (PolicyEntry, Op);
 
-/// A policy no order of writes can place, and the overlap in its way.
-type Stuck = (String, String);
-
-/// The changes of a file, in the order they are made.
+/// The changes of a file, and the writes that make them.
 #[derive(Debug, Default)]
 struct Changes {
     registries: Vec<(RegistryEntry, Op)>,
     policies: Vec<PolicyChange>,
     unchanged: usize,
+    steps: Vec<Step>,
 }
 
 /// The registries and policies the scheduler holds, by name.
@@ -107,10 +109,11 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<()> {
     let changes = changes(&declared, &current, &at)?;
     check(cli, &changes, &at).await?;
     print_changes(&changes);
+    print_steps(&changes.steps);
     if args.diff {
         return impact(cli, &changes, &current, args.preview_repositories).await;
     }
-    write(cli, &changes).await
+    write(cli, &changes, &current).await
 }
 
 async fn current(cli: &Cli) -> Result<Current> {
@@ -134,9 +137,8 @@ async fn current(cli: &Cli) -> Result<Current> {
     })
 }
 
-/// The file's changes against `current`, policies ordered so that no step
-/// makes two policies at one priority overlap; every problem the file has
-/// on its own, at once.
+/// The file's changes against `current` and the writes that make them;
+/// every problem the file has on its own, at once.
 fn changes(
     declared: &Declared,
     current: &Current,
@@ -155,15 +157,14 @@ fn changes(
             continue;
         }
         match current.registries.get(&entry.name).map(RegistryEntry::from_proto) {
-            None => out.registries.push((entry.clone(), Op::Create)),
+            None => out.registries.push((canonical_registry(entry), Op::Create)),
             Some(now) => match differences(&now, &canonical_registry(entry)) {
                 fields if fields.is_empty() => out.unchanged += 1,
-                fields => out.registries.push((entry.clone(), Op::Update(fields))),
+                fields => out.registries.push((canonical_registry(entry), Op::Update(fields))),
             },
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    let mut pending = Vec::new();
     for entry in &declared.policies {
         let known = current.registries.contains_key(&entry.registry)
             || declared.registries.iter().any(|r| r.name == entry.registry);
@@ -189,16 +190,16 @@ fn changes(
         } else {
             let entry = canonical_policy(entry);
             match current.policies.get(&entry.name).map(PolicyEntry::from_proto) {
-                None => pending.push((entry, Op::Create)),
+                None => out.policies.push((entry, Op::Create)),
                 Some(now) => match differences(&now, &entry) {
                     fields if fields.is_empty() => out.unchanged += 1,
-                    fields => pending.push((entry, Op::Update(fields))),
+                    fields => out.policies.push((entry, Op::Update(fields))),
                 },
             }
         }
     }
-    match order(pending, current) {
-        Ok(ordered) => out.policies = ordered,
+    match plan(&out, current).steps() {
+        Ok(steps) => out.steps = steps,
         Err(stuck) => problems.extend(stuck.into_iter().map(|(name, why)| {
             format!("{}: policy {name:?}: policy.priority: {why}", at("policies", &name))
         })),
@@ -258,96 +259,59 @@ fn canonical_policy(entry: &PolicyEntry) -> PolicyEntry {
     canonical
 }
 
-/// Orders `pending` so that each policy, when written, overlaps no policy
-/// of its registry at its priority (what the scheduler checks at each
-/// write). On failure: each policy that cannot be placed, and why.
-fn order(
-    mut pending: Vec<PolicyChange>,
-    current: &Current,
-) -> Result<Vec<PolicyChange>, Vec<Stuck>> {
-    // Each policy's claim as it stands, by name; ids only tell policies apart.
-    let mut state: BTreeMap<String, (String, Candidate)> = BTreeMap::new();
-    let candidate = |id: usize, name: &str, priority: i32, selector: &str| {
-        let selector = Selector::parse(selector).ok()?;
-        Some(Candidate { id: id as i64, name: name.to_string(), priority, selector })
-    };
-    for (id, p) in current.policies.values().enumerate() {
-        if let Some(c) = candidate(id, &p.name, p.priority, &p.repository_selector) {
-            state.insert(p.name.clone(), (p.registry.clone(), c));
-        }
+/// The state before, as entries comparable with the file's, and what the
+/// file changes.
+fn plan(changes: &Changes, current: &Current) -> Plan {
+    let registries_before =
+        current.registries.iter().map(|(n, r)| (n.clone(), RegistryEntry::from_proto(r))).collect();
+    let policies_before =
+        current.policies.iter().map(|(n, p)| (n.clone(), PolicyEntry::from_proto(p))).collect();
+    Plan {
+        registries_before,
+        policies_before,
+        registries: changes.registries.iter().map(|(e, _)| e.clone()).collect(),
+        policies: changes.policies.iter().map(|(e, _)| e.clone()).collect(),
     }
-    let mut ordered = Vec::new();
-    let mut next_id = current.policies.len();
-    while !pending.is_empty() {
-        let mut stuck = Vec::new();
-        let before = pending.len();
-        for (entry, op) in std::mem::take(&mut pending) {
-            let id = state.get(&entry.name).map_or_else(
-                || {
-                    next_id += 1;
-                    next_id
-                },
-                |(_, c)| c.id as usize,
-            );
-            // An unparsable selector is the scheduler's to report.
-            let Some(me) = candidate(id, &entry.name, entry.priority, &entry.selector) else {
-                ordered.push((entry, op));
-                continue;
-            };
-            let neighbours =
-                state.values().filter(|(r, _)| *r == entry.registry).map(|(_, c)| c.clone());
-            let conflicts = Precedence::new(neighbours.collect()).conflicts(&me);
-            if conflicts.is_empty() {
-                state.insert(entry.name.clone(), (entry.registry.clone(), me));
-                ordered.push((entry, op));
-            } else {
-                stuck.push((entry.name.clone(), conflicts[0].to_string()));
-                pending.push((entry, op));
-            }
-        }
-        if pending.len() == before {
-            return Err(stuck);
-        }
-    }
-    Ok(ordered)
 }
 
-/// One write of the file: a create or an update, checked only or made.
-async fn send(cli: &Cli, change: Change<'_>, validate_only: bool) -> Result<(), tonic::Status> {
+/// One write: a create or an update, checked only or made. An update is
+/// made only if the resource still has `etag` (when given). Answers the
+/// etag of what was written.
+async fn send(
+    cli: &Cli,
+    target: &Target,
+    create: bool,
+    validate_only: bool,
+    etag: String,
+) -> Result<String, tonic::Status> {
     let transport = |e: anyhow::Error| tonic::Status::unavailable(crate::client::describe(&e));
-    match change {
-        Change::Registry(entry, op) => {
+    // An empty mask replaces every field: the file is the whole truth.
+    let update_mask = Vec::new();
+    match target {
+        Target::Registry(entry) => {
             let mut registries = client::registries(&cli.scheduler).await.map_err(transport)?;
             let registry = Some(entry.to_proto());
-            match op {
-                Op::Create => {
-                    let request = v1::CreateRegistryRequest { registry, validate_only };
-                    registries.create_registry(request).await.map(drop)
-                }
-                Op::Update(_) => {
-                    // An empty mask replaces every field: the file is the whole truth.
-                    let update_mask = Vec::new();
-                    let request =
-                        v1::UpdateRegistryRequest { registry, update_mask, validate_only };
-                    registries.update_registry(request).await.map(drop)
-                }
-            }
+            let written = if create {
+                let request = v1::CreateRegistryRequest { registry, validate_only };
+                registries.create_registry(request).await?.into_inner().registry
+            } else {
+                let request =
+                    v1::UpdateRegistryRequest { registry, update_mask, validate_only, etag };
+                registries.update_registry(request).await?.into_inner().registry
+            };
+            Ok(written.map(|r| r.etag).unwrap_or_default())
         }
-        Change::Policy(entry, op) => {
+        Target::Policy(entry) => {
             let mut policies = client::policies(&cli.scheduler).await.map_err(transport)?;
             let policy = Some(entry.to_proto());
-            match op {
-                Op::Create => {
-                    let request =
-                        v1::CreatePolicyRequest { policy, live: entry.live, validate_only };
-                    policies.create_policy(request).await.map(drop)
-                }
-                Op::Update(_) => {
-                    let update_mask = Vec::new();
-                    let request = v1::UpdatePolicyRequest { policy, update_mask, validate_only };
-                    policies.update_policy(request).await.map(drop)
-                }
-            }
+            let written = if create {
+                let request = v1::CreatePolicyRequest { policy, live: entry.live, validate_only };
+                policies.create_policy(request).await?.into_inner().policy
+            } else {
+                let request = v1::UpdatePolicyRequest { policy, update_mask, validate_only, etag };
+                policies.update_policy(request).await?.into_inner().policy
+            };
+            Ok(written.map(|p| p.etag).unwrap_or_default())
         }
     }
 }
@@ -366,6 +330,14 @@ impl Changes {
 }
 
 impl Change<'_> {
+    /// The file's write of this change.
+    fn target(&self) -> (Target, bool) {
+        match *self {
+            Change::Registry(e, op) => (Target::Registry(e.clone()), matches!(op, Op::Create)),
+            Change::Policy(e, op) => (Target::Policy(e.clone()), matches!(op, Op::Create)),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Change::Registry(e, _) => format!("registry {:?}", e.name),
@@ -381,7 +353,8 @@ impl Change<'_> {
 async fn check(cli: &Cli, changes: &Changes, at: &dyn Fn(&str, &str) -> String) -> Result<()> {
     let mut problems = Vec::new();
     for change in changes.all() {
-        let Err(status) = send(cli, change, true).await else { continue };
+        let (target, create) = change.target();
+        let Err(status) = send(cli, &target, create, true, String::new()).await else { continue };
         let (line, created) = match change {
             Change::Registry(e, _) => (at("registries", &e.name), false),
             Change::Policy(e, _) => (
@@ -433,16 +406,48 @@ fn print_changes(changes: &Changes) {
     }
 }
 
-async fn write(cli: &Cli, changes: &Changes) -> Result<()> {
+/// The writes, numbered, when their order is more than the file's
+/// changes one by one: what waits, and until when.
+fn print_steps(steps: &[Step]) {
+    if steps.iter().all(|s| s.stage == Stage::Final) {
+        return;
+    }
+    println!("writes, in an order that never deletes more than before or than the file:");
+    for (n, step) in steps.iter().enumerate() {
+        println!("  {:>3}. {}: {}", n + 1, step.target.describe(), step.explain());
+    }
+}
+
+/// Makes the writes in order, each conditional on the version `apply`
+/// read (or last wrote): the order was worked out from that state, so a
+/// change made meanwhile by someone else stops it rather than being
+/// overwritten.
+async fn write(cli: &Cli, changes: &Changes, current: &Current) -> Result<()> {
     let total = changes.registries.len() + changes.policies.len();
-    for (done, change) in changes.all().enumerate() {
-        if let Err(status) = send(cli, change, false).await {
-            bail!(
-                "{}: {} ({done} of {total} changes made before it; apply the file again once \
-                 this is fixed)",
-                change.describe(),
+    let writes = changes.steps.len();
+    let mut etags: BTreeMap<String, String> = current
+        .registries
+        .values()
+        .map(|r| (Target::Registry(RegistryEntry::from_proto(r)).describe(), r.etag.clone()))
+        .chain(
+            current
+                .policies
+                .values()
+                .map(|p| (Target::Policy(PolicyEntry::from_proto(p)).describe(), p.etag.clone())),
+        )
+        .collect();
+    for (done, step) in changes.steps.iter().enumerate() {
+        let what = step.target.describe();
+        let etag = etags.get(&what).cloned().unwrap_or_default();
+        match send(cli, &step.target, step.create, false, etag).await {
+            Ok(etag) => {
+                etags.insert(what, etag);
+            }
+            Err(status) => bail!(
+                "{what}: {} ({done} of {writes} writes made before it; none of them deletes \
+                 more than before or than the file; apply the file again once this is fixed)",
                 status.message()
-            );
+            ),
         }
     }
     println!("applied {total} change{}", if total == 1 { "" } else { "s" });

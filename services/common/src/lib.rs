@@ -2,6 +2,7 @@
 //! signal, the gRPC server (health, reflection, limits), field-violation
 //! errors, the store error, durations and page tokens.
 
+pub mod address;
 pub mod auth;
 pub mod backoff;
 pub mod db;

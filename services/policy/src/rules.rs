@@ -98,13 +98,6 @@ fn build(pattern: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_SIZE_LIMIT).build()
 }
 
-fn compile_regex(field: &'static str, pattern: &str) -> Result<Option<Regex>, Violation> {
-    if pattern.is_empty() {
-        return Ok(None);
-    }
-    anchored(pattern).map(Some).map_err(|reason| Violation::new(field, reason))
-}
-
 /// `pattern` compiled to match whole names only, or why it cannot be.
 pub(crate) fn anchored(pattern: &str) -> Result<Regex, String> {
     if pattern.len() > MAX_REGEX_BYTES {
@@ -151,28 +144,16 @@ impl Rules {
 
 /// A policy of the single-rule fields as the one rule it is: candidates
 /// are the tags matching the delete regex and not the keep regex; the
-/// newest `keep_n` and those newer than `older_than` stay.
+/// newest `keep_n` and those newer than `older_than` stay. The rule checks
+/// (and compiles) its fields once; its violations are named after the
+/// policy's fields, in the policy's order.
 fn single(spec: &RuleSpec) -> Result<Vec<TagRule>, Vec<Violation>> {
-    let mut violations = Vec::new();
-    if !(0..=MAX_KEEP_N).contains(&spec.keep_n) {
-        violations.push(Violation::new("keep_n", format!("must be from 0 to {MAX_KEEP_N}")));
-    }
-    if !(0..=MAX_OLDER_THAN_SECONDS).contains(&spec.older_than_seconds) {
-        violations.push(Violation::new(
-            "older_than",
-            format!("must be from 0 to 10 years ({MAX_OLDER_THAN_SECONDS} seconds)"),
-        ));
-    }
-    for (field, pattern) in
-        [("name_regex_delete", &spec.name_regex_delete), ("name_regex_keep", &spec.name_regex_keep)]
-    {
-        if let Err(v) = compile_regex(field, pattern) {
-            violations.push(v);
-        }
-    }
-    if !violations.is_empty() {
-        return Err(violations);
-    }
+    const NAMES: [(&str, &str); 4] = [
+        ("keep_newest", "keep_n"),
+        ("keep_within", "older_than"),
+        ("tag_regex", "name_regex_delete"),
+        ("exclude_regex", "name_regex_keep"),
+    ];
     let rule = TagRuleSpec {
         tag_regex: spec.name_regex_delete.clone(),
         exclude_regex: spec.name_regex_keep.clone(),
@@ -180,7 +161,16 @@ fn single(spec: &RuleSpec) -> Result<Vec<TagRule>, Vec<Violation>> {
         keep_within_seconds: spec.older_than_seconds,
         ..TagRuleSpec::default()
     };
-    Ok(vec![TagRule::compile(&rule, "")?])
+    TagRule::compile(&rule, "").map(|rule| vec![rule]).map_err(|mut found| {
+        let position = |v: &Violation| NAMES.iter().position(|(rule, _)| *rule == v.field);
+        found.sort_by_key(position);
+        for v in &mut found {
+            if let Some(i) = position(v) {
+                v.field = NAMES[i].1.to_string();
+            }
+        }
+        found
+    })
 }
 
 /// A policy's listed rules; the single-rule fields must then be unset.

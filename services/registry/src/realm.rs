@@ -6,7 +6,9 @@
 //! Addresses are checked on the literal host and again on every address a
 //! name resolves to when connecting.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
+
+use regsweep_common::address::AddressClass;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
@@ -31,51 +33,33 @@ pub fn allowed(realm: &Url, allow_list: &[String]) -> bool {
     allow_list.iter().any(|entry| *entry == host || Some(entry) == with_port.as_ref())
 }
 
-/// Why an address may be no realm's at all, allow-listed or not.
-pub fn never(ip: IpAddr) -> Option<&'static str> {
-    forbidden(ip).filter(|why| matches!(*why, "link-local or cloud-metadata" | "not a unicast"))
+/// A realm refused for where it is, when connecting: final, not a network
+/// hiccup. The resolver hands it to reqwest as the connection error's
+/// source, where [`refused`] finds it again.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing bearer realm {host}: it resolves to {class}")]
+pub struct RealmRefused {
+    pub host: String,
+    pub class: AddressClass,
 }
 
-/// Why an address may not be a foreign realm's, if it may not.
-pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => forbidden_v4(v4),
-            None => forbidden_v6(v6),
-        },
+/// The resolver's refusal behind a failed request, if that is why it failed.
+pub fn refused<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e RealmRefused> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(refused) = e.downcast_ref::<RealmRefused>() {
+            return Some(refused);
+        }
+        next = e.source();
     }
+    None
 }
 
-fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
-    if ip.is_link_local() {
-        Some("link-local or cloud-metadata")
-    } else if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
-        Some("private")
-    } else if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        Some("not a unicast")
-    } else {
-        None
-    }
-}
-
-fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let first = ip.segments()[0];
-    if ip.is_loopback() {
-        Some("loopback")
-    } else if first & 0xffc0 == 0xfe80 {
-        Some("link-local or cloud-metadata")
-    } else if first & 0xfe00 == 0xfc00 {
-        // Unique local, which includes fd00:ec2::254 (cloud metadata).
-        Some("private")
-    } else if ip.is_unspecified() || ip.is_multicast() {
-        Some("not a unicast")
-    } else {
-        None
-    }
+/// Whether a realm of this class may be contacted: on the allow-list
+/// (`inside`) anything but link-local, metadata and non-unicast addresses;
+/// otherwise only public ones.
+fn permitted(class: AddressClass, inside: bool) -> bool {
+    if inside { !class.never_trusted() } else { !class.internal() }
 }
 
 /// Checks a realm before anything is sent to it.
@@ -84,30 +68,20 @@ pub fn check(realm: &Url, registry: &Url, allow_list: &[String]) -> Result<(), E
         return Ok(());
     }
     let host = realm.host_str().unwrap_or_default();
-    let literal = match realm.host() {
-        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        _ => None,
-    };
-    if allowed(realm, allow_list) {
-        if let Some(why) = literal.and_then(never) {
-            return Err(Error::Unauthorized(format!(
-                "refusing bearer realm {host}: {why} address"
-            )));
-        }
-        return Ok(());
-    }
-    if realm.scheme() != "https" {
+    let inside = allowed(realm, allow_list);
+    if !inside && realm.scheme() != "https" {
         return Err(Error::Unauthorized(format!(
             "refusing bearer realm {}://{host}: not https, not the registry's own origin, \
              and not on its realm allow-list",
             realm.scheme()
         )));
     }
-    if let Some(why) = literal.and_then(forbidden) {
-        return Err(Error::Unauthorized(format!("refusing bearer realm {host}: {why} address")));
+    match realm.host().and_then(AddressClass::of_host) {
+        Some(class) if !permitted(class, inside) => {
+            Err(Error::Unauthorized(format!("refusing bearer realm {host}: {class}")))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Resolves names for foreign realms, keeping only addresses a realm may
@@ -120,17 +94,20 @@ pub struct GuardedResolver {
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let forbidden = if self.inside { never } else { forbidden };
+        let inside = self.inside;
         Box::pin(async move {
             let host = name.as_str().to_string();
             let resolved: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let class = |a: &SocketAddr| AddressClass::of(a.ip());
             let allowed: Vec<SocketAddr> =
-                resolved.iter().copied().filter(|a| forbidden(a.ip()).is_none()).collect();
+                resolved.iter().copied().filter(|a| permitted(class(a), inside)).collect();
+            let Some(first) = resolved.first() else {
+                return Err(format!("{host} resolves to no address").into());
+            };
             if allowed.is_empty() {
-                let why = resolved.first().and_then(|a| forbidden(a.ip())).unwrap_or("no");
                 let error: Box<dyn std::error::Error + Send + Sync> =
-                    format!("refusing bearer realm {host}: it resolves to {why} addresses").into();
+                    Box::new(RealmRefused { host, class: class(first) });
                 return Err(error);
             }
             let addrs: Addrs = Box::new(allowed.into_iter());

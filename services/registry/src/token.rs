@@ -79,13 +79,12 @@ pub async fn fetch(
     let response = match request.send().await {
         Ok(response) => response,
         Err(e) => {
-            let e = Error::from(e);
             // The guarded resolver's refusal is final, not a network hiccup.
-            if e.to_string().contains("refusing bearer realm") {
-                tracing::warn!(error = %e, "bearer realm refused");
-                return Err(Error::Unauthorized(e.to_string()));
+            if let Some(refused) = realm::refused(&e) {
+                tracing::warn!(host = %refused.host, class = %refused.class, "bearer realm refused");
+                return Err(Error::Unauthorized(refused.to_string()));
             }
-            return Err(e);
+            return Err(Error::from(e));
         }
     };
     let (token, lifetime) = read_token(response, &url).await?;

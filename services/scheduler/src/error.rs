@@ -18,6 +18,10 @@ pub enum ApiError {
     /// The resource is in a state that does not allow the request.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The resource was written since the caller (or the request) read
+    /// it: read it again and retry.
+    #[error("{0}")]
+    Aborted(String),
     /// The request could not finish in time (a preview no worker ran).
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -32,6 +36,7 @@ impl From<ApiError> for Status {
             ApiError::InvalidArgument(violations) => violations.into_status(),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ApiError::Aborted(message) => Status::aborted(message),
             ApiError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
             ApiError::Store(e) => e.into(),
         }

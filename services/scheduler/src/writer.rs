@@ -236,7 +236,13 @@ fn deliver(
 ) {
     let superseded: std::collections::HashSet<SessionRef> =
         outcome.superseded.iter().copied().collect();
+    // One cancel per attempt: a batch holding several heartbeats of one
+    // session reports its attempts once per heartbeat.
+    let mut cancelled = std::collections::HashSet::new();
     for (worker_id, run) in outcome.stale.into_iter().chain(outcome.cancel_requested) {
+        if !cancelled.insert((worker_id, run.job_id, run.attempt)) {
+            continue;
+        }
         if let Some(out) = routes.get(&worker_id) {
             tracing::debug!(%worker_id, job_id = run.job_id, attempt = run.attempt, reason = %run.reason, "sending cancel");
             out.send(Message::Cancel(v1::Cancel {
@@ -341,6 +347,37 @@ mod tests {
                 matches!(&message, Ok(m) if matches!(m.message, Some(Message::EndsRecorded(_))));
             assert!(!recorded, "the superseded session hears nothing recorded");
         }
+    }
+
+    /// Two heartbeats of one session in a batch report its attempts twice;
+    /// the worker hears one cancel per attempt.
+    #[test]
+    fn an_attempt_reported_twice_in_a_batch_gets_one_cancel() {
+        use crate::store::{StaleReason, StaleRun};
+        let worker = Uuid::new_v4();
+        let (tx, mut rx) = crate::outbound::channel(16);
+        let routes = HashMap::from([(worker, tx)]);
+        let run = |job_id, reason| (worker, StaleRun { job_id, attempt: 2, reason });
+        let outcome = WriteOutcome {
+            stale: vec![run(7, StaleReason::Stale), run(7, StaleReason::Stale)],
+            cancel_requested: vec![
+                run(7, StaleReason::CancelRequested),
+                run(8, StaleReason::CancelRequested),
+                run(8, StaleReason::CancelRequested),
+            ],
+            ..Default::default()
+        };
+        deliver(outcome, &routes, &HashMap::new(), std::iter::empty());
+        let mut cancels = Vec::new();
+        while let Ok(Ok(message)) = rx.try_recv() {
+            if let Some(Message::Cancel(c)) = message.message {
+                cancels.push((c.job_id, c.attempt, c.reason));
+            }
+        }
+        assert_eq!(
+            cancels,
+            [(7, 2, "stale attempt".to_string()), (8, 2, "cancel requested".to_string())]
+        );
     }
 
     /// A dropped batch ends the streams whose kept ends it lost: their

@@ -48,6 +48,7 @@ fn new_policy(registry_id: i64, enabled: bool) -> NewPolicy {
         dry_run: false,
         enabled,
         next_run_at: Utc::now() + chrono::Duration::days(1),
+        expected_updated_at: None,
     }
 }
 
@@ -68,6 +69,7 @@ async fn catalog(f: &Fixture, names: &[&str]) -> Catalog {
         max_parallel_deletions: 0,
         realm_allow_list: vec!["auth.internal:8443".into()],
         protection: ProtectionSpec::default(),
+        expected_updated_at: None,
     };
     let registry = f.catalog().create_registry(registry.clone()).await.unwrap().expect("new");
     let policy =
@@ -232,6 +234,7 @@ pub async fn catalog_reports_are_fenced_and_complete_ones_prune(f: Fixture) {
         max_parallel_deletions: 2,
         realm_allow_list: vec!["a.internal".into(), "b.internal".into()],
         protection: ProtectionSpec::default(),
+        expected_updated_at: Some(stored.updated_at),
     };
     stored = f.catalog().update_registry(changed).await.unwrap().expect("updated");
     assert_eq!((stored.rate_limit, stored.realm_allow_list.len()), (5.0, 2));
@@ -325,6 +328,7 @@ fn changed_clone(r: &regsweep_scheduler::store::catalog::RegistryRecord) -> NewR
         max_parallel_deletions: r.max_parallel_deletions,
         realm_allow_list: r.realm_allow_list.clone(),
         protection: r.protection.clone(),
+        expected_updated_at: Some(r.updated_at),
     }
 }
 
@@ -482,6 +486,34 @@ pub async fn listed_rules_are_stored_and_travel_to_the_job(f: Fixture) {
     let args: TagCleanupArgs = serde_json::from_value(jobs[0].args.clone()).expect("the contract");
     assert_eq!(args.rules.rules, updated.rules);
     assert_eq!(args.rules.revision("**"), updated.revision());
+}
+
+/// An update is made only from the version it was made from: one made
+/// from a version since overwritten changes nothing (what keeps two
+/// operators' edits, or an edit and `apply`, from overwriting each other).
+pub async fn updates_are_made_only_from_the_version_read(f: Fixture) {
+    let c = catalog(&f, &["a"]).await;
+    let read = c.policy.updated_at;
+    let edit = |keep_n| NewPolicy {
+        keep_n,
+        expected_updated_at: Some(read),
+        ..new_policy(c.registry_id, true)
+    };
+    let written = f.catalog().update_policy(edit(3)).await.unwrap().expect("from the version read");
+    assert_ne!(written.updated_at, read, "every write is a new version");
+    assert!(f.catalog().update_policy(edit(9)).await.unwrap().is_none(), "from an old version");
+    let now = f.catalog().get_policy("p", Counted::No).await.unwrap().expect("policy");
+    assert_eq!((now.keep_n, now.updated_at), (3, written.updated_at));
+    let unconditional = NewPolicy { keep_n: 4, ..new_policy(c.registry_id, true) };
+    assert!(f.catalog().update_policy(unconditional).await.unwrap().is_some());
+
+    let registry = f.catalog().get_registry("r").await.unwrap().expect("registry");
+    let edit = |rate_limit| NewRegistry { rate_limit, ..changed_clone(&registry) };
+    let written =
+        f.catalog().update_registry(edit(3.0)).await.unwrap().expect("from the version read");
+    assert!(f.catalog().update_registry(edit(9.0)).await.unwrap().is_none(), "from an old version");
+    let now = f.catalog().get_registry("r").await.unwrap().expect("registry");
+    assert_eq!((now.rate_limit, now.updated_at), (3.0, written.updated_at));
 }
 
 pub async fn policy_priority_is_stored_updated_and_not_part_of_the_revision(f: Fixture) {

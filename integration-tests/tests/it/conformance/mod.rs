@@ -191,6 +191,7 @@ conformance!(
     catalog::protection_lists_are_stored_and_in_use_marks_lapse_or_are_replaced,
     catalog::listed_rules_are_stored_and_travel_to_the_job,
     catalog::policy_priority_is_stored_updated_and_not_part_of_the_revision,
+    catalog::updates_are_made_only_from_the_version_read,
     deletions::concurrent_claims_lease_each_deletion_once,
     deletions::pending_deletions_restore_until_claimed,
     deletions::retries_end_failed_when_attempts_run_out,

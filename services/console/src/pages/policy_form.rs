@@ -82,6 +82,16 @@ pub enum Refused {
 
 fn refused(status: tonic::Status) -> Refused {
     match status.code() {
+        // The etag the form carries is no longer the policy's.
+        Code::Aborted => {
+            let mut v = Violations::default();
+            v.add(
+                "",
+                "the policy was changed since this form was opened, and nothing was saved: \
+                 open the policy again to see the change (your edits are still below)",
+            );
+            Refused::Invalid(v)
+        }
         Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
             Refused::Invalid(Violations::from_status(&status))
         }
@@ -96,6 +106,9 @@ pub struct PolicyForm {
     pub registry: String,
     pub values: BTreeMap<&'static str, String>,
     pub live: bool,
+    /// The etag of the policy as the form was opened on it: a save never
+    /// overwrites a change made since.
+    pub etag: String,
 }
 
 /// (field, label), in the form's order.
@@ -145,7 +158,13 @@ impl PolicyForm {
             ("age_source", p.age_source().as_str_name().to_string()),
             ("max_delete_fraction", p.max_delete_fraction.to_string()),
         ]);
-        Self { name: p.name.clone(), registry: p.registry.clone(), values, live: !p.dry_run }
+        Self {
+            name: p.name.clone(),
+            registry: p.registry.clone(),
+            values,
+            live: !p.dry_run,
+            etag: p.etag.clone(),
+        }
     }
 
     pub fn from_fields(form: &Form) -> Self {
@@ -160,6 +179,7 @@ impl PolicyForm {
             registry: form.get("registry").unwrap_or("").to_string(),
             values,
             live: form.get("live") == Some("on"),
+            etag: form.get("etag").unwrap_or("").to_string(),
         }
     }
 
@@ -259,8 +279,12 @@ pub async fn save(
         }
         Some(_) => {
             let update_mask = EDITABLE.iter().map(|f| f.to_string()).collect();
-            let message =
-                v1::UpdatePolicyRequest { policy: Some(policy), update_mask, ..Default::default() };
+            let message = v1::UpdatePolicyRequest {
+                policy: Some(policy),
+                update_mask,
+                etag: form.etag.clone(),
+                ..Default::default()
+            };
             policies.update_policy(request(caller, message)).await.map(drop)
         }
     };
@@ -399,6 +423,7 @@ pub fn page(
         }
         form.policy method="post" action=(action) {
             (view::csrf_field(caller))
+            @if name.is_some() { input type="hidden" name="etag" value=(form.etag); }
             @for (field, _) in FIELDS {
                 (input(form, field, violations, name.is_some() && matches!(*field, "name" | "registry"), registries))
             }

@@ -1,6 +1,7 @@
 //! The scheduler's gRPC services.
 
 mod crons;
+mod etag;
 mod jobs;
 mod mask;
 mod plans;

@@ -11,6 +11,7 @@ use regsweep_proto::duration_to_std;
 use regsweep_proto::v1::{self, policy_service_server::PolicyService};
 use tonic::{Request, Response, Status};
 
+use super::etag;
 use super::mask::UpdateMask;
 use super::{plans, preview};
 use crate::error::ApiError;
@@ -180,6 +181,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         dry_run: p.dry_run,
         enabled: !p.disabled,
         next_run_at,
+        expected_updated_at: None,
     })
 }
 
@@ -283,7 +285,11 @@ impl PolicyApi {
         proto.disabled = !enabled;
         let mut policy = validate(&proto, Some(current.registry_id))?;
         policy.next_run_at = current.next_run_at;
-        let updated = self.catalog.update_policy(policy).await?.ok_or_else(|| not_found(name))?;
+        policy.expected_updated_at = Some(current.updated_at);
+        let Some(updated) = self.catalog.update_policy(policy).await? else {
+            self.find(name).await?;
+            return Err(etag::changed("policy", name));
+        };
         tracing::info!(policy = %name, enabled, "policy {}", if enabled { "enabled" } else { "disabled" });
         Ok(updated)
     }
@@ -383,8 +389,10 @@ impl PolicyService for PolicyApi {
         let req = request.into_inner();
         let update = req.policy.unwrap_or_default();
         let current = self.find(&update.name).await?;
+        etag::check("policy", &update.name, &req.etag, current.updated_at)?;
         let merged = merge(&current, &update, &req.update_mask).map_err(ApiError::from)?;
         let mut policy = validate(&merged, Some(current.registry_id)).map_err(ApiError::from)?;
+        policy.expected_updated_at = Some(current.updated_at);
         if policy.cadence == current.cadence {
             policy.next_run_at = current.next_run_at;
         }
@@ -396,12 +404,11 @@ impl PolicyService for PolicyApi {
         if req.validate_only {
             return Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(merged) }));
         }
-        let updated = self
-            .catalog
-            .update_policy(policy)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| not_found(&update.name))?;
+        let Some(updated) = self.catalog.update_policy(policy).await.map_err(ApiError::from)?
+        else {
+            self.find(&update.name).await?;
+            return Err(etag::changed("policy", &update.name).into());
+        };
         if claims_changed {
             self.reassign(current.registry_id).await?;
         }

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use regsweep_common::FieldViolations;
+use regsweep_common::address::AddressClass;
 use regsweep_proto::v1::{self, registry_service_server::RegistryService};
 use tonic::{Request, Response, Status};
 
+use super::etag;
 use super::mask::UpdateMask;
 use crate::error::ApiError;
 use crate::store::JobStore;
@@ -83,32 +85,11 @@ pub fn validate_url(url: &str, v: &mut FieldViolations) {
 }
 
 /// Hosts no registry lives on: link-local addresses (cloud metadata
-/// services among them) and the metadata services' names. Loopback and
-/// private addresses stay allowed: registries inside the network are
-/// normal.
-fn unreachable_host(url: &url::Url) -> Option<&'static str> {
-    let ip = match url.host()? {
-        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
-        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
-        url::Host::Domain(name) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            return matches!(name.as_str(), "metadata.google.internal" | "metadata")
-                .then_some("a cloud metadata service");
-        }
-    };
-    let v4 = match ip {
-        std::net::IpAddr::V4(v4) => Some(v4),
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped(),
-    };
-    let link_local = match (ip, v4) {
-        (_, Some(v4)) => v4.is_link_local(),
-        (std::net::IpAddr::V6(v6), None) => {
-            v6.segments()[0] & 0xffc0 == 0xfe80
-                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-        }
-        _ => false,
-    };
-    link_local.then_some("a link-local or cloud metadata address")
+/// services among them), the metadata services' names, and non-unicast
+/// addresses. Loopback and private addresses stay allowed: registries
+/// inside the network are normal.
+fn unreachable_host(url: &url::Url) -> Option<AddressClass> {
+    url.host().and_then(AddressClass::of_host).filter(|c| c.never_trusted())
 }
 
 fn validate_credentials(c: &v1::RegistryCredentials, v: &mut FieldViolations) {
@@ -184,6 +165,7 @@ pub fn validate(r: &v1::Registry) -> Result<NewRegistry, FieldViolations> {
         max_parallel_deletions: r.max_parallel_deletions,
         realm_allow_list: r.realm_allow_list.clone(),
         protection: super::protection::spec(r.protection.as_ref()),
+        expected_updated_at: None,
     })
 }
 
@@ -328,17 +310,22 @@ impl RegistryService for RegistryApi {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| not_found(&update.name))?;
+        etag::check("registry", &update.name, &req.etag, current.updated_at)?;
         let merged = merge(&current, &update, &req.update_mask).map_err(ApiError::from)?;
-        let registry = validate(&merged).map_err(ApiError::from)?;
+        let mut registry = validate(&merged).map_err(ApiError::from)?;
         if req.validate_only {
             return Ok(Response::new(v1::UpdateRegistryResponse { registry: Some(merged) }));
         }
-        let updated = self
-            .catalog
-            .update_registry(registry)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| not_found(&update.name))?;
+        registry.expected_updated_at = Some(current.updated_at);
+        let Some(updated) = self.catalog.update_registry(registry).await.map_err(ApiError::from)?
+        else {
+            let gone = self.catalog.get_registry(&update.name).await.map_err(ApiError::from)?;
+            return Err(match gone {
+                None => not_found(&update.name),
+                Some(_) => etag::changed("registry", &update.name),
+            }
+            .into());
+        };
         tracing::info!(registry = %updated.name, "registry updated");
         Ok(Response::new(v1::UpdateRegistryResponse { registry: Some(updated.to_proto()) }))
     }

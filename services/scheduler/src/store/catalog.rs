@@ -34,6 +34,7 @@ pub struct RegistryRecord {
 impl RegistryRecord {
     pub fn to_proto(&self) -> v1::Registry {
         v1::Registry {
+            etag: etag(self.updated_at),
             name: self.name.clone(),
             url: self.url.clone(),
             credentials: Some(self.credentials.clone()),
@@ -58,6 +59,11 @@ pub struct NewRegistry {
     pub max_parallel_deletions: u32,
     pub realm_allow_list: Vec<String>,
     pub protection: ProtectionSpec,
+    /// For an update: the `updated_at` of the version the new values were
+    /// made from. The update is made only if the record still has it,
+    /// inside the statement that makes it, so an edit never overwrites a
+    /// write it did not see. Creates ignore it.
+    pub expected_updated_at: Option<DateTime<Utc>>,
 }
 
 /// A cleanup policy.
@@ -128,6 +134,7 @@ impl PolicyRecord {
             warnings: Vec::new(),
             rules: self.rules.iter().map(Into::into).collect(),
             priority: self.priority,
+            etag: etag(self.updated_at),
         }
     }
 
@@ -160,8 +167,15 @@ impl PolicyRecord {
             dry_run: self.dry_run,
             enabled: self.enabled,
             next_run_at: self.next_run_at,
+            expected_updated_at: Some(self.updated_at),
         }
     }
+}
+
+/// A registry's or policy's etag: when it was last written, to the
+/// microsecond (each write sets it). Opaque to clients.
+pub fn etag(updated_at: DateTime<Utc>) -> String {
+    format!("{:x}", updated_at.timestamp_micros())
 }
 
 pub fn attachments_to_proto(a: AttachmentPolicy) -> v1::AttachmentPolicy {
@@ -216,6 +230,11 @@ pub struct NewPolicy {
     pub dry_run: bool,
     pub enabled: bool,
     pub next_run_at: DateTime<Utc>,
+    /// For an update: the `updated_at` of the version the new values were
+    /// made from. The update is made only if the record still has it,
+    /// inside the statement that makes it, so an edit never overwrites a
+    /// write it did not see. Creates ignore it.
+    pub expected_updated_at: Option<DateTime<Utc>>,
 }
 
 impl NewPolicy {
@@ -374,7 +393,8 @@ pub trait CatalogStore: Send + Sync + 'static {
         capabilities: &str,
     ) -> Result<(), StoreError>;
     async fn list_registries(&self) -> Result<Vec<RegistryRecord>, StoreError>;
-    /// Replaces a registry's definition; `None` when it does not exist.
+    /// Replaces a registry's definition; `None` when it does not exist or
+    /// was written since `expected_updated_at`.
     async fn update_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError>;
     async fn delete_registry(&self, name: &str) -> Result<DeleteRegistryOutcome, StoreError>;
 
@@ -394,9 +414,10 @@ pub trait CatalogStore: Send + Sync + 'static {
         registry_id: Option<i64>,
         counted: Counted,
     ) -> Result<Vec<PolicyRecord>, StoreError>;
-    /// Replaces a policy's definition (not its registry). A changed
-    /// `next_run_at` restarts its run. Disabling it gives its waiting
-    /// repositories back (`unscheduled`).
+    /// Replaces a policy's definition (not its registry); `None` when it
+    /// does not exist or was written since `expected_updated_at`. A
+    /// changed `next_run_at` restarts its run. Disabling it gives its
+    /// waiting repositories back (`unscheduled`).
     async fn update_policy(&self, p: NewPolicy) -> Result<Option<PolicyRecord>, StoreError>;
     /// Deletes a policy; its waiting repositories become `unscheduled`.
     async fn delete_policy(&self, name: &str) -> Result<bool, StoreError>;

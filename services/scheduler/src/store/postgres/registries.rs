@@ -88,7 +88,8 @@ pub async fn update_registry(
         "UPDATE registries SET url = $2, credentials = $3, rate_limit = $4,
              max_parallel_deletions = $5, realm_allow_list = $6, protection = $7,
              updated_at = now()
-         WHERE name = $1 RETURNING {REGISTRY_COLUMNS}"
+         WHERE name = $1 AND ($8::timestamptz IS NULL OR updated_at = $8)
+         RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
         .bind(&r.name)
@@ -98,6 +99,7 @@ pub async fn update_registry(
         .bind(max_parallel(&r))
         .bind(&r.realm_allow_list)
         .bind(rows::protection_column(&r.protection))
+        .bind(r.expected_updated_at)
         .fetch_optional(pool)
         .await?;
     row.map(TryInto::try_into).transpose()
@@ -205,7 +207,7 @@ pub async fn update_policy(
              armed_run_at = CASE WHEN next_run_at = $10 THEN armed_run_at END,
              next_run_at = $10, attachments = $11, max_delete_fraction = $12,
              age_source = $13, rules = $14, priority = $15, updated_at = now()
-         WHERE name = $1 RETURNING id",
+         WHERE name = $1 AND ($16::timestamptz IS NULL OR updated_at = $16) RETURNING id",
     )
     .bind(&p.name)
     .bind(&p.repository_selector)
@@ -222,6 +224,7 @@ pub async fn update_policy(
     .bind(p.age_source.name())
     .bind(rows::rules_column(&p.rules))
     .bind(p.priority)
+    .bind(p.expected_updated_at)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {

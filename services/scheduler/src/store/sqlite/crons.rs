@@ -1,17 +1,16 @@
-//! Crons, leases and retention on SQLite.
+//! Crons on SQLite.
 
 use crate::store::Fence;
-use std::time::Duration;
 
 use chrono::DateTime;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use uuid::Uuid;
 
 use super::jobs::{KeyedJob, insert_keyed_job};
+use super::leases::holds;
 use super::rows::{CRON_COLUMNS as COLUMNS, CronRow};
-use super::{SqliteStore, micros, now_micros, span_micros, time};
-use crate::store::{CronRecord, Fired, NewCron, NextFire, Purged, StoreError};
+use super::{SqliteStore, micros, now_micros, time};
+use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
 
 pub async fn create(store: &SqliteStore, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
     let now = now_micros();
@@ -151,123 +150,4 @@ pub async fn fire_due(
     tx.commit().await?;
     store.announce_kinds(kinds);
     Ok(fired)
-}
-
-pub async fn try_lease(
-    store: &SqliteStore,
-    name: &str,
-    holder: Uuid,
-    lease: Duration,
-) -> Result<bool, StoreError> {
-    let now = now_micros();
-    let mut tx = store.begin().await?;
-    let held: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?3 + ?4)
-         ON CONFLICT (name) DO UPDATE SET
-             holder = excluded.holder,
-             expires_at = excluded.expires_at,
-             acquired_at = CASE WHEN leases.holder = excluded.holder
-                                THEN leases.acquired_at ELSE excluded.acquired_at END
-         WHERE leases.holder = excluded.holder OR leases.expires_at < ?3
-         RETURNING holder",
-    )
-    .bind(name)
-    .bind(holder)
-    .bind(now)
-    .bind(span_micros(lease))
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(held.is_some())
-}
-
-pub async fn release_lease(
-    store: &SqliteStore,
-    name: &str,
-    holder: Uuid,
-) -> Result<(), StoreError> {
-    let mut tx = store.begin().await?;
-    sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
-        .bind(name)
-        .bind(holder)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Rows deleted per transaction: the writer is never held long.
-const BATCH: i64 = 5000;
-
-/// Deletes finished jobs and their logs older than `older_than`, then
-/// beyond the newest `keep_last` (none when 0), a batch per transaction.
-pub async fn purge(
-    store: &SqliteStore,
-    older_than: Duration,
-    keep_last: u64,
-) -> Result<Purged, StoreError> {
-    const FINISHED: &str = "status IN ('done', 'error', 'cancel', 'deleted')";
-    let by_age = format!("SELECT id FROM jobs WHERE {FINISHED} AND finished_at < ?1 LIMIT ?2");
-    let mut purged = purge_batches(store, &by_age, now_micros() - span_micros(older_than)).await?;
-    if keep_last > 0 {
-        let beyond =
-            format!("SELECT id FROM jobs WHERE {FINISHED} ORDER BY id DESC LIMIT ?2 OFFSET ?1");
-        let more =
-            purge_batches(store, &beyond, i64::try_from(keep_last).unwrap_or(i64::MAX)).await?;
-        purged.jobs += more.jobs;
-        purged.log_chunks += more.log_chunks;
-    }
-    Ok(purged)
-}
-
-/// Deletes the jobs `select` (bound to `bound` and the batch size) names,
-/// with their logs, until it names fewer than a batch.
-async fn purge_batches(
-    store: &SqliteStore,
-    select: &str,
-    bound: i64,
-) -> Result<Purged, StoreError> {
-    let mut purged = Purged::default();
-    loop {
-        let mut tx = store.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(select))
-            .bind(bound)
-            .bind(BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
-        purged.log_chunks +=
-            sqlx::query("DELETE FROM job_logs WHERE job_id IN (SELECT value FROM json_each(?))")
-                .bind(Json(&ids))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        purged.jobs += sqlx::query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))")
-            .bind(Json(&ids))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        if (ids.len() as i64) < BATCH {
-            return Ok(purged);
-        }
-    }
-}
-
-/// Whether `fence.holder` holds `fence.lease` at `now`. The writer runs one
-/// transaction at a time, so the lease cannot change hands before the
-/// caller's transaction ends.
-pub async fn holds(
-    conn: &mut sqlx::SqliteConnection,
-    fence: Fence,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let held: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > $3",
-    )
-    .bind(fence.lease)
-    .bind(fence.holder)
-    .bind(now)
-    .fetch_optional(conn)
-    .await?;
-    Ok(held.is_some())
 }

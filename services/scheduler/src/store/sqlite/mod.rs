@@ -9,12 +9,14 @@
 //! PostgreSQL announces with `NOTIFY`, this store announces in-process
 //! after the commit: one scheduler process per database file.
 
-mod catalog;
 mod crons;
 mod in_use;
 mod jobs;
+mod leases;
 mod queue;
+mod registries;
 mod repositories;
+mod retention;
 mod rows;
 mod selection;
 mod stats;

@@ -22,7 +22,7 @@ pub async fn select(
     let now = now_micros();
     let mut selection = Selection::default();
     let mut tx = store.begin().await?;
-    if !super::crons::holds(&mut tx, fence, now).await? {
+    if !super::leases::holds(&mut tx, fence, now).await? {
         return Ok(selection);
     }
     selection.stale = sqlx::query(

@@ -78,7 +78,7 @@ pub async fn update_registry(
         "UPDATE registries SET url = ?2, credentials = ?3, rate_limit = ?4,
              max_parallel_deletions = ?5, updated_at = ?6, realm_allow_list = ?7,
              protection = ?8
-         WHERE name = ?1 RETURNING {REGISTRY_COLUMNS}"
+         WHERE name = ?1 AND (?9 IS NULL OR updated_at = ?9) RETURNING {REGISTRY_COLUMNS}"
     );
     let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
         .bind(&r.name)
@@ -89,6 +89,7 @@ pub async fn update_registry(
         .bind(now_micros())
         .bind(Json(&r.realm_allow_list))
         .bind(crate::store::rows::protection_column(&r.protection))
+        .bind(r.expected_updated_at.map(micros))
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -208,7 +209,7 @@ pub async fn update_policy(
              armed_run_at = CASE WHEN next_run_at = ?10 THEN armed_run_at END,
              next_run_at = ?10, updated_at = ?11, attachments = ?12,
              max_delete_fraction = ?13, age_source = ?14, rules = ?15, priority = ?16
-         WHERE name = ?1 RETURNING id",
+         WHERE name = ?1 AND (?17 IS NULL OR updated_at = ?17) RETURNING id",
     )
     .bind(&p.name)
     .bind(&p.repository_selector)
@@ -226,6 +227,7 @@ pub async fn update_policy(
     .bind(p.age_source.name())
     .bind(crate::store::rows::rules_column(&p.rules))
     .bind(p.priority)
+    .bind(p.expected_updated_at.map(micros))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {

@@ -1,0 +1,283 @@
+use proptest::prelude::*;
+
+use super::*;
+
+const SELECTORS: &[&str] = &["a/*", "a/**", "b/*", "a/x", "*/x", "**", "b/y"];
+const REPOSITORIES: &[&str] = &["a/x", "a/y", "a/y/z", "b/x", "b/y", "c/x", "c"];
+const PATTERNS: &[&str] = &["^v1$", "^latest$", "^prod-"];
+
+fn policy(name: &str, selector: &str, priority: i32, live: bool) -> PolicyEntry {
+    PolicyEntry {
+        name: name.into(),
+        registry: "hub".into(),
+        selector: selector.into(),
+        priority,
+        cadence: "1d".into(),
+        live,
+        keep_n: 1,
+        ..PolicyEntry::default()
+    }
+}
+
+fn registry(patterns: &[&str]) -> RegistryEntry {
+    RegistryEntry {
+        name: "hub".into(),
+        url: "http://127.0.0.1:5000".into(),
+        protection: Protection {
+            tag_patterns: patterns.iter().map(|s| s.to_string()).collect(),
+            ..Protection::default()
+        },
+        ..RegistryEntry::default()
+    }
+}
+
+/// A registry's and its policies' state, as the writes leave it.
+#[derive(Clone, Debug, PartialEq)]
+struct State {
+    registry: RegistryEntry,
+    policies: BTreeMap<String, PolicyEntry>,
+}
+
+impl State {
+    fn apply(&mut self, step: &Step) {
+        match &step.target {
+            Target::Registry(r) => self.registry = r.clone(),
+            Target::Policy(p) => {
+                let existed = self.policies.insert(p.name.clone(), p.clone()).is_some();
+                assert_eq!(existed, !step.create, "create flag of {step:?}");
+            }
+        }
+    }
+
+    /// Two policies at one priority that can select one repository: what
+    /// the scheduler refuses.
+    fn overlapping(&self) -> Option<(String, String)> {
+        let all: Vec<&PolicyEntry> = self.policies.values().collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                if a.priority == b.priority && overlap(&a.selector, &b.selector) {
+                    return Some((a.name.clone(), b.name.clone()));
+                }
+            }
+        }
+        None
+    }
+
+    fn governor(&self, repository: &str) -> Option<&PolicyEntry> {
+        let matching = self
+            .policies
+            .values()
+            .filter(|p| Selector::parse(&p.selector).is_ok_and(|s| s.is_match(repository)));
+        matching.max_by_key(|p| p.priority)
+    }
+}
+
+impl State {
+    /// Whether this state's protection covers all of `other`'s.
+    fn protects_all_of(&self, other: &State) -> bool {
+        let mine = &self.registry.protection.tag_patterns;
+        other.registry.protection.tag_patterns.iter().all(|p| mine.contains(p))
+    }
+}
+
+/// Every state along `steps` is one the scheduler accepts and deletes in
+/// each repository only as `before` or `after` would: its policy, if it
+/// deletes, is before's with at least before's protection, or after's
+/// with at least after's. The last state is `after`.
+fn check(before: &State, after: &State, steps: &[Step]) -> Result<(), String> {
+    let mut state = before.clone();
+    for (n, step) in steps.iter().enumerate() {
+        state.apply(step);
+        if let Some(pair) = state.overlapping() {
+            return Err(format!("step {n} {step:?}: {pair:?} overlap at one priority"));
+        }
+        for repository in REPOSITORIES {
+            let Some(g) = state.governor(repository).filter(|g| deletes(g)) else { continue };
+            let as_before = before.governor(repository) == Some(g) && state.protects_all_of(before);
+            let as_after = after.governor(repository) == Some(g) && state.protects_all_of(after);
+            if !as_before && !as_after {
+                return Err(format!("step {n}: {repository} deleted by {g:?} under {state:?}"));
+            }
+        }
+    }
+    if state != *after {
+        return Err(format!("ended at {state:?}, not {after:?}"));
+    }
+    Ok(())
+}
+
+/// The file's entries that differ from `before`, and the plan's steps.
+fn plan(
+    before: &State,
+    file: &[PolicyEntry],
+    file_registry: &RegistryEntry,
+) -> (State, Result<Vec<Step>, Vec<Stuck>>) {
+    let registries_before = BTreeMap::from([("hub".to_string(), before.registry.clone())]);
+    let changed: Vec<PolicyEntry> =
+        file.iter().filter(|p| before.policies.get(&p.name) != Some(p)).cloned().collect();
+    let registries: Vec<RegistryEntry> =
+        (before.registry != *file_registry).then(|| file_registry.clone()).into_iter().collect();
+    let mut after = before.clone();
+    after.registry = file_registry.clone();
+    for p in &changed {
+        after.policies.insert(p.name.clone(), p.clone());
+    }
+    let plan = Plan {
+        registries_before,
+        policies_before: before.policies.clone(),
+        registries,
+        policies: changed,
+    };
+    (after, plan.steps())
+}
+
+fn state(policies: Vec<PolicyEntry>, patterns: &[&str]) -> State {
+    State {
+        registry: registry(patterns),
+        policies: policies.into_iter().map(|p| (p.name.clone(), p)).collect(),
+    }
+}
+
+#[test]
+fn removed_protection_and_a_dry_run_write_the_dry_run_first() {
+    let before = state(vec![policy("ci", "a/*", 0, true)], &["^v1$"]);
+    let file = [policy("ci", "a/*", 0, false)];
+    let (after, steps) = plan(&before, &file, &registry(&[]));
+    let steps = steps.expect("a plan");
+    check(&before, &after, &steps).expect("safe");
+    let stages: Vec<Stage> = steps.iter().map(|s| s.stage).collect();
+    // The policy's dry run first, the protection lifted last.
+    assert!(matches!(&steps[0].target, Target::Policy(p) if !p.live), "{steps:?}");
+    assert!(
+        matches!(&steps[1].target, Target::Registry(r) if r.protection.tag_patterns.is_empty())
+    );
+    assert_eq!(stages, [Stage::Final, Stage::Final]);
+}
+
+#[test]
+fn protection_is_lifted_only_once_policies_delete_as_the_file_says() {
+    // `ci` stays live with a new rule; until it has it, it deletes as
+    // before, which only the old protection made safe.
+    let before = state(vec![policy("ci", "a/*", 0, true)], &["^v1$"]);
+    let file = [PolicyEntry { keep_n: 5, ..policy("ci", "a/*", 0, true) }];
+    let (after, steps) = plan(&before, &file, &registry(&[]));
+    let steps = steps.expect("a plan");
+    check(&before, &after, &steps).expect("safe");
+    assert!(matches!(&steps[0].target, Target::Policy(p) if p.keep_n == 5), "{steps:?}");
+    assert!(matches!(&steps[1].target, Target::Registry(_)), "{steps:?}");
+}
+
+#[test]
+fn a_swap_of_priorities_waits_at_a_free_priority() {
+    let before = state(vec![policy("all", "**", 0, false), policy("team", "a/*", 20, false)], &[]);
+    let file = [policy("all", "**", 20, false), policy("team", "a/*", 0, false)];
+    let (after, steps) = plan(&before, &file, &registry(&[]));
+    let steps = steps.expect("a plan");
+    check(&before, &after, &steps).expect("safe");
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(steps[0].stage, Stage::Parked);
+    let Target::Policy(parked) = &steps[0].target else { panic!("{steps:?}") };
+    assert_eq!(parked.priority, *PRIORITY_RANGE.start());
+}
+
+#[test]
+fn live_policies_are_dry_runs_while_repositories_change_hands() {
+    // `team` leaves a/*, which `all` (live, untouched by the file) would
+    // govern for a moment before `web` takes it.
+    let before = state(vec![policy("all", "**", 0, true), policy("team", "a/*", 10, true)], &[]);
+    let file = [policy("team", "b/*", 10, true), policy("web", "a/*", 10, true)];
+    let (after, steps) = plan(&before, &file, &registry(&[]));
+    let steps = steps.expect("a plan");
+    check(&before, &after, &steps).expect("safe");
+    let paused: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.stage == Stage::Paused)
+        .filter_map(|s| match &s.target {
+            Target::Policy(p) => Some(p.name.as_str()),
+            Target::Registry(_) => None,
+        })
+        .collect();
+    assert_eq!(paused, ["all", "team"]);
+    // Unordered, the same writes are not safe: the property fails.
+    let naive: Vec<Step> = file
+        .iter()
+        .map(|p| Step {
+            target: Target::Policy(p.clone()),
+            create: p.name == "web",
+            stage: Stage::Final,
+        })
+        .collect();
+    assert!(check(&before, &after, &naive).is_err());
+}
+
+#[test]
+fn a_file_whose_policies_overlap_at_one_priority_is_refused() {
+    let before = state(vec![policy("all", "**", 0, false)], &[]);
+    let file = [policy("web", "a/*", 0, false)];
+    let (_, steps) = plan(&before, &file, &registry(&[]));
+    let stuck = steps.expect_err("no plan");
+    assert_eq!(stuck[0].0, "web");
+    assert!(stuck[0].1.contains("overlaps policy \"all\""), "{stuck:?}");
+}
+
+fn arb_policy(name: &'static str) -> impl Strategy<Value = PolicyEntry> {
+    (0..SELECTORS.len(), 0..3i32, any::<bool>(), prop::bool::weighted(0.15), 1..3i32).prop_map(
+        move |(s, priority, live, disabled, keep_n)| PolicyEntry {
+            disabled,
+            keep_n,
+            ..policy(name, SELECTORS[s], priority, live)
+        },
+    )
+}
+
+fn arb_policies() -> impl Strategy<Value = Vec<PolicyEntry>> {
+    let names = ["p0", "p1", "p2", "p3"];
+    let each: Vec<_> = names.iter().map(|n| prop::option::of(arb_policy(n))).collect();
+    each.prop_map(|all| all.into_iter().flatten().collect())
+}
+
+fn arb_patterns() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::sample::subsequence(PATTERNS, 0..=PATTERNS.len())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Any file against any state: every step is accepted, deletes only
+    /// as before or as the file says, never lifts a protection both keep,
+    /// and the writes end at the file; the plan is refused only when the
+    /// file itself overlaps.
+    #[test]
+    fn every_state_along_the_writes_deletes_only_as_before_or_after(
+        before in arb_policies(),
+        mut file in arb_policies(),
+        edits in prop::collection::vec(0..4u8, 4),
+        before_patterns in arb_patterns(),
+        file_patterns in arb_patterns(),
+    ) {
+        let before = state(before, &before_patterns);
+        prop_assume!(before.overlapping().is_none());
+        // Most files change policies in place: edit some of before's that
+        // the file does not otherwise declare.
+        for (p, edit) in before.policies.values().zip(edits) {
+            if edit > 0 && !file.iter().any(|f| f.name == p.name) {
+                let mut edited = p.clone();
+                match edit {
+                    1 => edited.keep_n += 1,
+                    2 => edited.live = !edited.live,
+                    _ => edited.disabled = !edited.disabled,
+                }
+                file.push(edited);
+            }
+        }
+        let (after, steps) = plan(&before, &file, &registry(&file_patterns));
+        match steps {
+            Ok(steps) => {
+                if let Err(e) = check(&before, &after, &steps) {
+                    return Err(TestCaseError::fail(format!("{e}\nsteps: {steps:#?}")));
+                }
+            }
+            Err(stuck) => prop_assert!(after.overlapping().is_some(), "refused: {stuck:?}"),
+        }
+    }
+}
