@@ -4,6 +4,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use regsweep_integration_tests::process::bin;
+use regsweep_integration_tests::tcpproxy::TcpProxy;
 use regsweep_integration_tests::{Scheduler, TestDb, Worker};
 use regsweep_proto::v1::JobStatus;
 
@@ -336,4 +337,52 @@ async fn scrub_list_restore_and_status_from_the_command_line() {
     let table = run(scrub(vec!["scrub", "list"])).await;
     assert!(String::from_utf8_lossy(&table.stdout).contains("restored"));
     assert_eq!(registry.tag_digest("app", "v1").await, Some(digest));
+}
+
+/// `jobs logs --follow` outlives a lost stream (a scheduler restarting, a
+/// replica failing over): it follows again from the end of the last
+/// message it got, and prints every line once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_survives_a_lost_stream_and_prints_every_line_once() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let _worker = Worker::start(&scheduler, "w", &[]).await;
+    let args = ["--output", "json", "jobs", "create", "--kind", "sleep", "--args"];
+    let args: Vec<&str> = args.into_iter().chain([r#"{"seconds": 3}"#]).collect();
+    let created = json(&regsweep(&scheduler.url, &args).await);
+    let id = created["job"]["id"].as_str().expect("int64 as string").to_string();
+    let proxy = TcpProxy::start(scheduler.url.trim_start_matches("http://")).await;
+    let mut follow = tokio::process::Command::new(bin("regsweep"))
+        .arg("--scheduler")
+        .arg(format!("http://{}", proxy.addr()))
+        .args(["jobs", "logs", &id, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("regsweep");
+    let mut stdout = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let mut stderr = BufReader::new(follow.stderr.take().expect("stderr")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await;
+    let first = first.expect("a first line in time").expect("stdout").expect("a first line");
+    assert!(first.ends_with("sleeping for 3s"), "{first}");
+
+    proxy.down();
+    let lost = tokio::time::timeout(Duration::from_secs(20), stderr.next_line()).await;
+    let lost = lost.expect("the loss noticed in time").expect("stderr").expect("a line");
+    assert!(lost.starts_with("log stream lost"), "{lost}");
+    proxy.up();
+
+    let mut rest = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .expect("the follow goes on")
+        .expect("stdout")
+    {
+        rest.push(line);
+    }
+    assert!(rest.len() == 1 && rest[0].ends_with("slept for 3s"), "{rest:?}");
+    let status = follow.wait().await.expect("exit");
+    assert!(status.success(), "{status}");
 }

@@ -355,6 +355,23 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     assert_eq!(b.current_url().await, url);
     b.screenshot("job").await;
     no_console_errors(&b, "job").await;
+
+    // The log as events: each line's id resumes right after it, so a
+    // browser reconnecting with its last id is sent nothing twice.
+    let events = |last: Option<&str>| {
+        let mut get = http
+            .get(format!("{c}/jobs/{}/log", job.id))
+            .header("cookie", format!("regsweep_token={ADMIN}"));
+        if let Some(last) = last {
+            get = get.header("last-event-id", last);
+        }
+        async move { sse_lines(&get.send().await.expect("log").text().await.expect("body")) }
+    };
+    let all = events(None).await;
+    let texts: Vec<&str> = all.iter().map(|(_, data)| data.as_str()).collect();
+    assert!(texts.len() == 2 && texts[1].ends_with("slept for 5s"), "{texts:?}");
+    assert_eq!(events(Some(&all[0].0)).await, all[1..], "resumed after the first line");
+    assert!(events(Some(&all[1].0)).await.is_empty(), "resumed after the last line");
     b.goto(&format!("{c}/jobs")).await;
     assert!(b.try_find(&format!("a[href='/jobs/{}']", job.id)).await.is_some());
     b.screenshot("jobs").await;
@@ -495,12 +512,19 @@ async fn policies_and_the_rest(rig: &Rig, b: &Browser) {
     let input = format!("[id='cap-{id}-sleep']");
     b.script(&format!("document.querySelector(\"{input}\").value = '2';")).await;
     b.click(&format!("form[action='/workers/{id}/capacity'] button")).await;
+    // The page is at /workers before the form's answer too: wait for the
+    // scheduler to have the change, not for the URL.
+    let jobs = rig.scheduler.jobs().await;
+    wait_until("the capacity to change", Duration::from_secs(10), || {
+        let (mut jobs, id) = (jobs.clone(), id.clone());
+        async move {
+            let listed = jobs.list_workers(admin(v1::ListWorkersRequest::default())).await.ok()?;
+            let worker = listed.into_inner().workers.into_iter().find(|w| w.id == id)?;
+            (worker.capacity.get("sleep") == Some(&2)).then_some(())
+        }
+    })
+    .await;
     b.wait_url(|u| u.ends_with("/workers")).await;
-    let mut jobs = rig.scheduler.jobs().await;
-    let listed =
-        jobs.list_workers(admin(v1::ListWorkersRequest::default())).await.expect("workers");
-    let worker = listed.into_inner().workers.into_iter().find(|w| w.id == id).expect("worker");
-    assert_eq!(worker.capacity.get("sleep"), Some(&2), "{worker:?}");
     b.screenshot("workers").await;
     no_console_errors(b, "the rest").await;
 }
@@ -533,4 +557,17 @@ async fn worker_id(rig: &Rig, name: &str) -> String {
     let listed =
         jobs.list_workers(admin(v1::ListWorkersRequest::default())).await.expect("workers");
     listed.into_inner().workers.into_iter().find(|w| w.name == name).expect("worker").id
+}
+
+/// The `line` events of a server-sent event stream, as (id, data).
+fn sse_lines(body: &str) -> Vec<(String, String)> {
+    let field = |event: &str, name: &str| {
+        event.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start().to_string())
+    };
+    body.split("\n\n")
+        .filter(|event| field(event, "event:").as_deref() == Some("line"))
+        .map(|event| {
+            (field(event, "id:").unwrap_or_default(), field(event, "data:").unwrap_or_default())
+        })
+        .collect()
 }

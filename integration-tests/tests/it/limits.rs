@@ -40,8 +40,10 @@ async fn a_client_deadline_ends_a_call_that_would_wait_longer() {
     let mut jobs = scheduler.jobs().await;
     // No worker: the job waits, and following its log would never end.
     let job = crate::create(&mut jobs, "sleep", serde_json::json!({"seconds": 1})).await;
-    let mut request =
-        tonic::Request::new(regsweep_proto::v1::TailJobLogsRequest { id: job.id, attempt: 0 });
+    let mut request = tonic::Request::new(regsweep_proto::v1::TailJobLogsRequest {
+        id: job.id,
+        ..Default::default()
+    });
     request.set_timeout(Duration::from_millis(300));
     // Only a hang guard: the deadline, not this, must end the call.
     let ended = tokio::time::timeout(Duration::from_secs(30), async {

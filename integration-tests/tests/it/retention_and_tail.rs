@@ -84,31 +84,54 @@ async fn tail_follows_a_running_job_to_its_end() {
     let job = create(&mut jobs, "sleep", json!({"seconds": 1.5})).await;
     wait_status(&jobs, job.id, JobStatus::Running, Duration::from_secs(10)).await;
 
-    let mut stream = jobs
-        .tail_job_logs(v1::TailJobLogsRequest { id: job.id, attempt: 0 })
-        .await
-        .expect("tail")
-        .into_inner();
-    let mut lines = Vec::new();
-    let mut last_status = JobStatus::Unspecified;
-    let mut messages = 0;
-    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .expect("tail keeps up")
-        .expect("tail healthy")
-    {
-        messages += 1;
-        last_status = message.status();
-        lines.extend(message.lines.into_iter().map(|l| l.text));
-    }
-    assert_eq!(lines, ["sleeping for 1.5s", "slept for 1.5s"]);
-    assert_eq!(last_status, JobStatus::Done);
+    let tail = |id, page_token: &str| v1::TailJobLogsRequest {
+        id,
+        attempt: 0,
+        page_token: page_token.to_string(),
+    };
+    let follow = |request: v1::TailJobLogsRequest| {
+        let mut jobs = jobs.clone();
+        async move {
+            let mut stream = jobs.tail_job_logs(request).await?.into_inner();
+            let mut messages = Vec::new();
+            while let Some(message) =
+                tokio::time::timeout(Duration::from_secs(10), stream.message())
+                    .await
+                    .expect("tail keeps up")?
+            {
+                messages.push(message);
+            }
+            Ok::<_, tonic::Status>(messages)
+        }
+    };
+    let texts = |messages: &[v1::TailJobLogsResponse]| -> Vec<String> {
+        messages.iter().flat_map(|m| m.lines.iter().map(|l| l.text.clone())).collect()
+    };
+    let messages = follow(tail(job.id, "")).await.expect("tail healthy");
+    assert_eq!(texts(&messages), ["sleeping for 1.5s", "slept for 1.5s"]);
+    assert_eq!(messages.last().expect("messages").status(), JobStatus::Done);
     // The end line came live, in a later message than the first one.
-    assert!(messages >= 2, "{messages} messages");
+    assert!(messages.len() >= 2, "{} messages", messages.len());
 
-    let status = jobs
-        .tail_job_logs(v1::TailJobLogsRequest { id: 424_242, attempt: 0 })
+    // A follower that lost its stream resumes after the last message it
+    // got, and is sent nothing twice; from where a full read of the log
+    // ended, only the end.
+    let resumed = follow(tail(job.id, &messages[0].next_page_token)).await.expect("resumed");
+    assert_eq!(texts(&resumed), texts(&messages[1..]));
+    let page = jobs
+        .clone()
+        .get_job_logs(v1::GetJobLogsRequest { id: job.id, ..Default::default() })
         .await
-        .expect_err("missing");
+        .expect("logs")
+        .into_inner();
+    assert!(page.next_page_token.is_empty(), "one page");
+    let after = follow(tail(job.id, &page.follow_token)).await.expect("from the page's end");
+    assert!(texts(&after).is_empty(), "{after:?}");
+    assert_eq!(after.last().expect("the end").status(), JobStatus::Done);
+    // A token of another job is refused, not followed.
+    let status = follow(tail(job.id + 1, &page.follow_token)).await.expect_err("foreign token");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    let status = follow(tail(424_242, "")).await.expect_err("missing");
     assert_eq!(status.code(), Code::NotFound);
 }

@@ -1,5 +1,7 @@
 //! `regsweep jobs ...`
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use regsweep_common::duration;
@@ -76,18 +78,75 @@ pub async fn run(cli: &Cli, command: &JobsCommand) -> Result<()> {
 
 /// `regsweep jobs logs --follow`: the lines so far, then each new one,
 /// until the job ends; then its status.
+/// Consecutive lost streams a follow survives: about a minute of a
+/// scheduler away (a restart, a replica failing over).
+const FOLLOW_RETRIES: u32 = 12;
+
+/// `regsweep jobs logs --follow`: the lines as they come, to the job's end.
+/// A stream lost on the way is followed again from the end of its last
+/// message, so no line is printed twice or missed.
 async fn follow_logs(jobs: &mut Jobs, output: Output, id: i64, attempt: u32) -> Result<()> {
-    let request = v1::TailJobLogsRequest { id, attempt };
-    let mut stream = jobs.tail_job_logs(request).await?.into_inner();
-    let mut status = JobStatus::Unspecified;
-    while let Some(message) = stream.message().await? {
-        status = message.status();
-        for line in &message.lines {
-            print_line(output, line)?;
+    let mut at = Followed { token: String::new(), status: JobStatus::Unspecified };
+    let mut retries =
+        regsweep_common::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5))
+            .retries();
+    let mut lost = 0;
+    loop {
+        let from = at.token.clone();
+        let followed = follow_from(jobs, output, id, attempt, &mut at).await;
+        if at.token != from {
+            // It got somewhere: the next loss is a new one.
+            lost = 0;
+            retries.reset();
+        }
+        match followed {
+            Ok(()) => break,
+            Err(FollowError::Stream(status))
+                if lost < FOLLOW_RETRIES
+                    && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown) =>
+            {
+                lost += 1;
+                let delay = retries.next_delay();
+                eprintln!("log stream lost ({}); following again in {delay:?}", status.message());
+                tokio::time::sleep(delay).await;
+            }
+            Err(FollowError::Stream(status)) => return Err(status.into()),
+            Err(FollowError::Print(e)) => return Err(e),
         }
     }
     if output == Output::Table {
-        eprintln!("job {id} is {}", status.short_name());
+        eprintln!("job {id} is {}", at.status.short_name());
+    }
+    Ok(())
+}
+
+/// Where a follow is: after the lines of `token`, with the last status.
+struct Followed {
+    token: String,
+    status: JobStatus,
+}
+
+enum FollowError {
+    Stream(tonic::Status),
+    Print(anyhow::Error),
+}
+
+/// Follows from `at` until the job ends (`Ok`) or the stream fails.
+async fn follow_from(
+    jobs: &mut Jobs,
+    output: Output,
+    id: i64,
+    attempt: u32,
+    at: &mut Followed,
+) -> Result<(), FollowError> {
+    let request = v1::TailJobLogsRequest { id, attempt, page_token: at.token.clone() };
+    let mut stream = jobs.tail_job_logs(request).await.map_err(FollowError::Stream)?.into_inner();
+    while let Some(message) = stream.message().await.map_err(FollowError::Stream)? {
+        at.status = message.status();
+        for line in &message.lines {
+            print_line(output, line).map_err(FollowError::Print)?;
+        }
+        at.token = message.next_page_token;
     }
     Ok(())
 }

@@ -151,7 +151,7 @@ pub async fn detail(
             }
         }
         h2 { "Log" }
-        @let follow = (!terminal).then(|| format!("/jobs/{id}/log?skip={}", logs.lines.len()));
+        @let follow = (!terminal).then(|| format!("/jobs/{id}/log?from={}", logs.follow_token));
         pre #log tabindex="0" aria-live="polite" data-follow=[follow] {
             @for line in &logs.lines { (log_line(line)) }
         }
@@ -184,13 +184,26 @@ pub async fn cancel(
 
 #[derive(Debug, Deserialize)]
 pub struct Follow {
+    /// Where the page's lines ended (`GetJobLogsResponse.follow_token`).
     #[serde(default)]
-    skip: usize,
+    from: String,
 }
 
-/// The log as server-sent events, one `line` event per line (its id the
-/// line's position, so a reconnecting browser resumes after the last one
-/// it got), and `end` with the final status.
+/// Where a browser is in the log: the token a message of the tail started
+/// at, and how many of its lines it has. Each line's event id says so
+/// (`<token>.<count>`), so a reconnecting browser (`Last-Event-ID`)
+/// resumes after the last line it got, rereading at most one message.
+fn resume_at(headers: &HeaderMap, follow: Follow) -> (String, usize) {
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let parsed = last
+        .and_then(|id| id.rsplit_once('.'))
+        .and_then(|(token, count)| Some((token.to_string(), count.parse::<usize>().ok()?)));
+    parsed.unwrap_or((follow.from, 0))
+}
+
+/// The log as server-sent events from where the page (or the browser's
+/// last event) left it: one `line` event per line, and `end` with the
+/// final status.
 pub async fn log_stream(
     State(app): State<App>,
     caller: Caller,
@@ -198,34 +211,32 @@ pub async fn log_stream(
     Query(follow): Query<Follow>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ConsoleError> {
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .and_then(|last| last.checked_add(1));
-    let skip = resume.unwrap_or(follow.skip);
+    let (mut start, mut skip) = resume_at(&headers, follow);
     let mut tail = app.backend.jobs();
-    let message = as_caller(&caller, v1::TailJobLogsRequest { id, attempt: 0 });
+    let message =
+        as_caller(&caller, v1::TailJobLogsRequest { id, attempt: 0, page_token: start.clone() });
     let stream = tail.tail_job_logs(message).await?.into_inner();
-    let mut position = 0_usize;
     let events = stream.flat_map(move |item| {
         let events: Vec<Event> = match item {
             Ok(response) => {
+                let skipped = skip.min(response.lines.len());
+                skip -= skipped;
+                let count = response.lines.len();
                 let mut events = Vec::new();
-                for line in &response.lines {
-                    if position >= skip {
-                        let at = view::time(line.time.as_ref())
-                            .map(|t| t.format("%H:%M:%S").to_string())
-                            .unwrap_or_default();
-                        events.push(
-                            Event::default()
-                                .event("line")
-                                .id(position.to_string())
-                                .data(format!("{at} {}", line.text)),
-                        );
-                    }
-                    position += 1;
+                for (k, line) in response.lines.iter().enumerate().skip(skipped) {
+                    let at = view::time(line.time.as_ref())
+                        .map(|t| t.format("%H:%M:%S").to_string())
+                        .unwrap_or_default();
+                    let id = if k + 1 == count {
+                        format!("{}.0", response.next_page_token)
+                    } else {
+                        format!("{start}.{}", k + 1)
+                    };
+                    events.push(
+                        Event::default().event("line").id(id).data(format!("{at} {}", line.text)),
+                    );
                 }
+                start.clone_from(&response.next_page_token);
                 if response.status().is_terminal() {
                     events.push(Event::default().event("end").data(response.status().short_name()));
                 }

@@ -205,14 +205,13 @@ impl JobService for JobApi {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| not_found(req.id))?;
-        let next_page_token = if lines.len() == req.limit as usize {
-            paging::encode_token(&req.fingerprint, next.to_i64())
-        } else {
-            String::new()
-        };
+        let follow_token = paging::encode_token(&req.fingerprint, next.to_i64());
+        let next_page_token =
+            if lines.len() == req.limit as usize { follow_token.clone() } else { String::new() };
         Ok(Response::new(v1::GetJobLogsResponse {
             lines: lines.iter().map(|l| l.to_proto()).collect(),
             next_page_token,
+            follow_token,
         }))
     }
 
@@ -224,6 +223,8 @@ impl JobService for JobApi {
         let req = request.into_inner();
         let mut v = FieldViolations::new();
         let id = validate::job_id(req.id, &mut v);
+        let fingerprint = validate::log_fingerprint(req.id, req.attempt);
+        let cursor = validate::log_cursor(&req.page_token, &fingerprint, &mut v);
         v.into_result().map_err(ApiError::from)?;
         if self.store.get_job(id).await.map_err(ApiError::from)?.is_none() {
             return Err(not_found(id).into());
@@ -234,6 +235,8 @@ impl JobService for JobApi {
             written: self.written.subscribe(),
             id,
             attempt: (req.attempt > 0).then_some(req.attempt),
+            cursor,
+            fingerprint,
             shutdown: self.shutdown.clone(),
             deadline,
         };

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use regsweep_common::Shutdown;
+use regsweep_common::{Shutdown, paging};
 use regsweep_proto::v1;
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
@@ -24,6 +24,10 @@ pub struct Tail {
     pub written: broadcast::Receiver<i64>,
     pub id: i64,
     pub attempt: Option<u32>,
+    /// Where to start: after this position, or at the first line.
+    pub cursor: Option<LogCursor>,
+    /// What the position tokens it gives are bound to.
+    pub fingerprint: String,
     pub shutdown: Shutdown,
     /// The caller's deadline: a follow otherwise lasts as long as the job.
     pub deadline: Option<tokio::time::Instant>,
@@ -46,7 +50,7 @@ impl Tail {
         &mut self,
         tx: &mpsc::Sender<Result<v1::TailJobLogsResponse, Status>>,
     ) -> Result<(), Status> {
-        let mut cursor: Option<LogCursor> = None;
+        let mut cursor = self.cursor;
         loop {
             // Read the status before the lines: lines written before the
             // job turned terminal are then surely in this read.
@@ -66,6 +70,7 @@ impl Tail {
                 let message = v1::TailJobLogsResponse {
                     lines: lines.iter().map(|l| l.to_proto()).collect(),
                     status: job.status.into(),
+                    next_page_token: paging::encode_token(&self.fingerprint, next.to_i64()),
                 };
                 if tx.send(Ok(message)).await.is_err() {
                     return Ok(());

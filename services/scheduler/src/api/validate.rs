@@ -188,6 +188,23 @@ pub fn set_capacity(
     Ok((worker_id.unwrap_or_default(), req.capacity.clone()))
 }
 
+/// What a log position token is bound to: one job's lines, of one attempt
+/// or all. `GetJobLogs` and `TailJobLogs` take each other's tokens.
+pub fn log_fingerprint(id: i64, attempt: u32) -> String {
+    format!("logs;{id};{attempt}")
+}
+
+/// The log position `token` names (`None` when empty); a token issued for
+/// another job or attempt, or by no server, is a `page_token` violation.
+pub fn log_cursor(token: &str, fingerprint: &str, v: &mut FieldViolations) -> Option<LogCursor> {
+    paging::decode_token(token, fingerprint, "page_token", v).map(|raw| {
+        LogCursor::from_i64(raw).unwrap_or_else(|| {
+            v.add("page_token", "is not a token this server issued");
+            LogCursor { attempt: 0, seq: 0, line: 0 }
+        })
+    })
+}
+
 pub struct JobLogs {
     pub id: i64,
     pub attempt: Option<u32>,
@@ -200,14 +217,8 @@ pub fn job_logs(req: &v1::GetJobLogsRequest) -> Result<JobLogs, FieldViolations>
     let mut v = FieldViolations::new();
     let id = job_id(req.id, &mut v);
     let limit = paging::page_size(req.page_size, 1000, 10_000, "page_size", &mut v);
-    let fingerprint = format!("logs;{};{}", req.id, req.attempt);
-    let cursor =
-        paging::decode_token(&req.page_token, &fingerprint, "page_token", &mut v).map(|raw| {
-            LogCursor::from_i64(raw).unwrap_or_else(|| {
-                v.add("page_token", "is not a token this server issued");
-                LogCursor { attempt: 0, seq: 0, line: 0 }
-            })
-        });
+    let fingerprint = log_fingerprint(req.id, req.attempt);
+    let cursor = log_cursor(&req.page_token, &fingerprint, &mut v);
     v.into_result()?;
     Ok(JobLogs {
         id,
