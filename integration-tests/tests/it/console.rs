@@ -502,8 +502,41 @@ async fn policies_and_the_rest(rig: &Rig, b: &Browser) {
     assert!(!repositories.contains("held/app"), "{repositories}");
     b.screenshot("repositories").await;
 
+    // Each registry's last catalog sync: one that cannot be reached shows
+    // its sync's error.
+    let gone = v1::Registry {
+        name: "gone".into(),
+        url: "http://127.0.0.1:9".into(),
+        ..Default::default()
+    };
+    let create = v1::CreateRegistryRequest { registry: Some(gone), ..Default::default() };
+    let created = rig.scheduler.registries().await.create_registry(admin(create)).await;
+    let sync = created.expect("registry").into_inner().sync_job_id;
+    let jobs = rig.scheduler.jobs().await;
+    let error = wait_until("the sync to fail", Duration::from_secs(20), || {
+        let mut jobs = jobs.clone();
+        async move {
+            let job = jobs.get_job(admin(v1::GetJobRequest { id: sync })).await.ok()?;
+            let job = job.into_inner().job?;
+            (!job.last_error.is_empty()).then_some(job.last_error)
+        }
+    })
+    .await;
     b.goto(&format!("{c}/registries")).await;
-    assert!(b.text("main table").await.contains(&rig.registry.url()));
+    let table = b.text("main table").await;
+    assert!(table.contains(&rig.registry.url()), "{table}");
+    let last_sync = |name: &str| {
+        let script = format!(
+            "return [...document.querySelectorAll('main table tbody tr')]
+                .find(r => r.cells[0].textContent === '{name}')
+                .querySelector('td.sync').textContent;"
+        );
+        async move { b.script(&script).await }
+    };
+    let gone = last_sync("gone").await;
+    assert!(gone.as_str().is_some_and(|t| t.contains(&error)), "{gone}\n{error}");
+    let local = last_sync("local").await;
+    assert!(local.as_str().is_some_and(|t| t.starts_with("done")), "{local}");
     b.screenshot("registries").await;
 
     // Capacity, changed from the browser, as the scheduler has it.

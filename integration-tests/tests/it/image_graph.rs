@@ -18,11 +18,9 @@ use regsweep_policy::{
 use regsweep_proto::v1::{self, DeletionStatus};
 use regsweep_proto::{duration_from_std, struct_to_json};
 
-use crate::policies::{create_policy, create_registry, policy_for, preview, run_policy, sync};
-
-fn days_ago(days: i64) -> DateTime<Utc> {
-    Utc::now() - chrono::Duration::days(days)
-}
+use crate::policies::{
+    create_policy, create_registry, days_ago, policy_for, preview, run_policy, sync,
+};
 
 /// A registry and the three services, deleting at once (no undo window).
 struct Cluster {

@@ -126,7 +126,8 @@ pub async fn repositories(scheduler: &Scheduler) -> Vec<v1::Repository> {
         .repositories
 }
 
-fn days_ago(days: i64) -> chrono::DateTime<Utc> {
+/// A creation time `days` before now.
+pub fn days_ago(days: i64) -> chrono::DateTime<Utc> {
     Utc::now() - chrono::Duration::days(days)
 }
 

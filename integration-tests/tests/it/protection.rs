@@ -6,17 +6,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, Worker, wait_until};
 use regsweep_policy::RuleSpec;
 use regsweep_proto::duration_from_std;
 use regsweep_proto::v1::{self, DeletionStatus, TagAction};
 
-use crate::policies::{create_policy, create_registry, policy_for, preview, run_policy, sync};
-
-fn days_ago(days: i64) -> DateTime<Utc> {
-    Utc::now() - chrono::Duration::days(days)
-}
+use crate::policies::{
+    create_policy, create_registry, days_ago, policy_for, preview, run_policy, sync,
+};
 
 /// Everything older than a week is a candidate; nothing kept by count.
 fn old_goes() -> RuleSpec {
@@ -27,7 +24,8 @@ fn old_goes() -> RuleSpec {
     }
 }
 
-async fn protect(scheduler: &Scheduler, protection: v1::RegistryProtection) {
+/// Sets registry `local`'s protection.
+pub async fn protect(scheduler: &Scheduler, protection: v1::RegistryProtection) {
     let registry =
         v1::Registry { name: "local".into(), protection: Some(protection), ..Default::default() };
     let request = v1::UpdateRegistryRequest {
@@ -38,7 +36,9 @@ async fn protect(scheduler: &Scheduler, protection: v1::RegistryProtection) {
     scheduler.registries().await.update_registry(request).await.expect("protect");
 }
 
-async fn mark_in_use(scheduler: &Scheduler, holder: &str, images: &[(&str, &str)]) {
+/// Marks `images` (repository, digest) of registry `local` in use by
+/// `holder` for an hour.
+pub async fn mark_in_use(scheduler: &Scheduler, holder: &str, images: &[(&str, &str)]) {
     let request = v1::MarkInUseRequest {
         registry: "local".into(),
         holder: holder.into(),
@@ -55,7 +55,7 @@ async fn mark_in_use(scheduler: &Scheduler, holder: &str, images: &[(&str, &str)
 
 /// The deletions of `policy`'s last cleanup of its one repository, once
 /// every one of them ended.
-async fn deletions_ended(
+pub async fn deletions_ended(
     scheduler: &Scheduler,
     scrubber: &Scrubber,
     policy: &str,

@@ -3,20 +3,16 @@
 //! together; the registry afterwards holds exactly what the preview said.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, Worker, wait_until};
+use regsweep_integration_tests::{Scheduler, Scrubber, TestDb, TestRegistry, Worker};
 use regsweep_policy::{RuleSpec, TagRuleSpec, VersionGroup};
-use regsweep_proto::duration_from_std;
 use regsweep_proto::v1::{self, DeletionStatus, TagAction};
 
-use crate::policies::{create_policy, create_registry, policy_for, preview, run_policy, sync};
+use crate::policies::{
+    create_policy, create_registry, days_ago, policy_for, preview, run_policy, sync,
+};
+use crate::protection::{deletions_ended, mark_in_use, protect};
 use crate::validation::violations;
-
-fn days_ago(days: i64) -> DateTime<Utc> {
-    Utc::now() - chrono::Duration::days(days)
-}
 
 /// Releases: the highest per major (prereleases not counted); CI builds:
 /// a week.
@@ -70,27 +66,8 @@ async fn listed_rules_with_protection_delete_exactly_what_the_preview_said() {
     // 1.0.0 is protected by name; a cluster runs 1.1.0.
     let protection =
         v1::RegistryProtection { tag_patterns: vec![r"1\.0\.0".into()], ..Default::default() };
-    let registry_update = v1::UpdateRegistryRequest {
-        registry: Some(v1::Registry {
-            name: "local".into(),
-            protection: Some(protection),
-            ..Default::default()
-        }),
-        update_mask: vec!["protection".into()],
-        ..Default::default()
-    };
-    scheduler.registries().await.update_registry(registry_update).await.expect("protect");
-    let mark = v1::MarkInUseRequest {
-        registry: "local".into(),
-        holder: "prod-eu".into(),
-        ttl: Some(duration_from_std(Duration::from_secs(3600))),
-        images: vec![v1::ImageReference {
-            repository: repo.into(),
-            digest: digests["1.1.0"].clone(),
-        }],
-        replace: false,
-    };
-    scheduler.registries().await.mark_in_use(mark).await.expect("mark");
+    protect(&scheduler, protection).await;
+    mark_in_use(&scheduler, "prod-eu", &[(repo, &digests["1.1.0"])]).await;
 
     sync(&scheduler, "local").await;
     create_policy(&scheduler, policy_for("svc", repo, &two_rules())).await;
@@ -118,16 +95,8 @@ async fn listed_rules_with_protection_delete_exactly_what_the_preview_said() {
     assert_eq!(planned, expected);
 
     run_policy(&scheduler, "svc").await;
-    wait_until("the deletions to end", Duration::from_secs(60), || async {
-        let request = v1::ListRepositoriesRequest { policy: "svc".into(), ..Default::default() };
-        let repos = scheduler.repositories().await.list_repositories(request).await.ok()?;
-        let job_id = repos.into_inner().repositories.first()?.last_job_id;
-        let request = v1::ListDeletionsRequest { job_id, ..Default::default() };
-        let listed = scrubber.client().await.list_deletions(request).await.ok()?.into_inner();
-        let done = listed.deletions.iter().all(|d| d.status() == DeletionStatus::Deleted);
-        (job_id > 0 && listed.deletions.len() == 3 && done).then_some(())
-    })
-    .await;
+    let ended = deletions_ended(&scheduler, &scrubber, "svc", 3).await;
+    assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted), "{ended:?}");
     let left: BTreeSet<String> = before.difference(&planned).cloned().collect();
     assert_eq!(r.manifests(repo), left);
     for tag in ["1.0.0", "1.1.0", "v1.2.0", "2.1.0", "sha-aaa", "nightly"] {

@@ -11,11 +11,7 @@ use regsweep_proto::v1::{self, DeletionStatus, scrubber_service_client::Scrubber
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::policies::{create_policy, create_registry, sync};
-
-fn days_ago(days: i64) -> chrono::DateTime<Utc> {
-    Utc::now() - chrono::Duration::days(days)
-}
+use crate::policies::{create_policy, create_registry, days_ago, sync};
 
 async fn deletions(
     scrubber: &mut ScrubberServiceClient<Channel>,

@@ -13,6 +13,7 @@ mod backend;
 mod config;
 mod error;
 mod pages;
+mod permissions;
 mod security;
 mod session;
 mod view;
@@ -35,6 +36,7 @@ use backend::Backend;
 #[derive(Clone)]
 struct App {
     backend: Arc<Backend>,
+    permissions: Arc<permissions::Permissions>,
     cookies: session::CookieRules,
     require_token: bool,
 }
@@ -55,6 +57,7 @@ pub async fn serve(
 ) -> Result<(), ConsoleError> {
     let app = App {
         backend: Arc::new(Backend::new(&config.scheduler, &config.scrubber)?),
+        permissions: Arc::default(),
         cookies: session::CookieRules { secure: !config.insecure_cookies },
         require_token: config.require_token,
     };

@@ -82,6 +82,12 @@ impl Caller {
     pub fn with_token(&self, token: &str) -> Self {
         Self { token: Some(token.to_string()), csrf: self.csrf.clone() }
     }
+
+    /// A browser not signed in.
+    #[cfg(test)]
+    pub fn anonymous() -> Self {
+        Self { token: None, csrf: Csrf::fresh() }
+    }
 }
 
 /// This browser's CSRF token: from its cookie, or made for this response

@@ -22,8 +22,8 @@ use crate::acks::written_validity;
 use crate::dispatch::SessionTx;
 use crate::health::DbHealth;
 use crate::store::{
-    HeartbeatWrite, JobStore, LogWrite, SessionRef, StoreError, UpdateWrite, WriteBatch,
-    WriteOutcome,
+    HeartbeatWrite, JobStore, LogWrite, SessionRef, StaleReason, StoreError, UpdateWrite,
+    WriteBatch, WriteOutcome,
 };
 
 /// One write from a session, with the way back to it.
@@ -157,11 +157,23 @@ impl Writer {
     }
 }
 
+/// The streams of a batch's ops.
+#[derive(Default)]
+struct Routes {
+    /// Each worker's latest stream in the batch: where cancels its live
+    /// sessions' reports call for go.
+    by_worker: HashMap<Uuid, SessionTx>,
+    /// Each session's own stream. A worker that reconnected has two in one
+    /// batch; what concerns the old session (its end, its cancels, its
+    /// acks) must never reach the new one, which may own the same
+    /// attempts now.
+    by_session: HashMap<SessionRef, SessionTx>,
+}
+
 /// A batch to write, and who to tell what once it is written.
 struct Built {
     batch: WriteBatch,
-    /// The stream of each worker with ops in the batch (its latest).
-    routes: HashMap<Uuid, SessionTx>,
+    routes: Routes,
     /// Heartbeats to acknowledge.
     acks: Vec<(SessionRef, PendingAck)>,
     /// Ends of attempts to acknowledge, per session (its stream).
@@ -172,7 +184,7 @@ struct Built {
 /// a worker sends `running` before the end of the same attempt).
 fn build_batch(ops: Vec<WriteOp>) -> Built {
     let mut batch = WriteBatch::default();
-    let mut routes = HashMap::new();
+    let mut routes = Routes::default();
     let mut acks = Vec::new();
     let mut ends: HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)> = HashMap::new();
     let mut update_index: HashMap<(i64, u32, Uuid), usize> = HashMap::new();
@@ -185,8 +197,9 @@ fn build_batch(ops: Vec<WriteOp>) -> Built {
                         .or_insert_with(|| (out.clone(), Vec::new()))
                         .1
                         .push(attempt);
+                    routes.by_session.insert(session, out.clone());
                 }
-                routes.insert(update.worker_id, out);
+                routes.by_worker.insert(update.worker_id, out);
                 let key = (update.job_id, update.attempt, update.worker_id);
                 match update_index.get(&key) {
                     Some(&i) => batch.updates[i] = update,
@@ -198,7 +211,8 @@ fn build_batch(ops: Vec<WriteOp>) -> Built {
             }
             WriteOp::Log(log) => batch.logs.push(log),
             WriteOp::Heartbeat(heartbeat, out, ack) => {
-                routes.insert(heartbeat.session.worker_id, out);
+                routes.by_session.insert(heartbeat.session, out.clone());
+                routes.by_worker.insert(heartbeat.session.worker_id, out);
                 if let Some(ack) = ack {
                     acks.push((heartbeat.session, ack));
                 }
@@ -230,7 +244,7 @@ fn abandon(ends: &HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>) {
 /// for it.
 fn deliver(
     outcome: WriteOutcome,
-    routes: &HashMap<Uuid, SessionTx>,
+    routes: &Routes,
     ends: &HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>,
     acks: impl Iterator<Item = (SessionRef, u64, Duration)>,
 ) {
@@ -243,7 +257,15 @@ fn deliver(
         if !cancelled.insert((worker_id, run.job_id, run.attempt)) {
             continue;
         }
-        if let Some(out) = routes.get(&worker_id) {
+        // A superseded session's attempts are stopped on its own stream,
+        // just before it ends.
+        let out = if run.reason == StaleReason::SessionSuperseded {
+            let old = superseded.iter().filter(|s| s.worker_id == worker_id);
+            old.filter_map(|s| routes.by_session.get(s)).next()
+        } else {
+            routes.by_worker.get(&worker_id)
+        };
+        if let Some(out) = out {
             tracing::debug!(%worker_id, job_id = run.job_id, attempt = run.attempt, reason = %run.reason, "sending cancel");
             out.send(Message::Cancel(v1::Cancel {
                 job_id: run.job_id,
@@ -253,7 +275,7 @@ fn deliver(
         }
     }
     for session in outcome.superseded {
-        if let Some(out) = routes.get(&session.worker_id) {
+        if let Some(out) = routes.by_session.get(&session) {
             tracing::info!(worker_id = %session.worker_id, epoch = session.epoch, "ending superseded session");
             out.fail(Status::failed_precondition("session superseded or declared dead; reconnect"));
         }
@@ -265,7 +287,7 @@ fn deliver(
         }
     }
     for (session, sequence, valid_for) in acks {
-        if let (false, Some(out)) = (superseded.contains(&session), routes.get(&session.worker_id))
+        if let (false, Some(out)) = (superseded.contains(&session), routes.by_session.get(&session))
         {
             let valid_for = Some(regsweep_proto::duration_from_std(valid_for));
             out.send(Message::HeartbeatAck(v1::HeartbeatAck { sequence, valid_for }));
@@ -305,7 +327,7 @@ mod tests {
         let built = build_batch(ops);
         let statuses: Vec<_> = built.batch.updates.iter().map(|u| (u.job_id, u.status)).collect();
         assert_eq!(statuses, [(1, JobStatus::Done), (2, JobStatus::Running)]);
-        assert!(built.routes.contains_key(&worker));
+        assert!(built.routes.by_worker.contains_key(&worker));
     }
 
     fn recorded(rx: &mut crate::outbound::Outbound) -> Vec<i64> {
@@ -356,7 +378,7 @@ mod tests {
         use crate::store::{StaleReason, StaleRun};
         let worker = Uuid::new_v4();
         let (tx, mut rx) = crate::outbound::channel(16);
-        let routes = HashMap::from([(worker, tx)]);
+        let routes = Routes { by_worker: HashMap::from([(worker, tx)]), ..Routes::default() };
         let run = |job_id, reason| (worker, StaleRun { job_id, attempt: 2, reason });
         let outcome = WriteOutcome {
             stale: vec![run(7, StaleReason::Stale), run(7, StaleReason::Stale)],
@@ -378,6 +400,55 @@ mod tests {
             cancels,
             [(7, 2, "stale attempt".to_string()), (8, 2, "cancel requested".to_string())]
         );
+    }
+
+    /// A worker that reconnected has both sessions in one batch. What its
+    /// old session's heartbeat calls for (cancels, the end of the stream)
+    /// goes to the old stream; the new one, which may own the same
+    /// attempts now, hears none of it and gets its own ack.
+    #[test]
+    fn what_concerns_a_superseded_session_never_reaches_the_new_one() {
+        use crate::store::StaleRun;
+        let worker = Uuid::new_v4();
+        let (old, new) = (
+            SessionRef { worker_id: worker, epoch: 1 },
+            SessionRef { worker_id: worker, epoch: 2 },
+        );
+        let (old_tx, mut old_rx) = crate::outbound::channel(16);
+        let (new_tx, mut new_rx) = crate::outbound::channel(16);
+        let heartbeat = |session| HeartbeatWrite { session, running: Vec::new(), end_acks: true };
+        let ack = PendingAck { sequence: 9, received: Instant::now() };
+        let ops = vec![
+            WriteOp::Heartbeat(heartbeat(old), old_tx, Some(PendingAck { sequence: 4, ..ack })),
+            WriteOp::Heartbeat(heartbeat(new), new_tx, Some(ack)),
+        ];
+        let Built { routes, ends, acks, .. } = build_batch(ops);
+        let run = StaleRun { job_id: 7, attempt: 1, reason: StaleReason::SessionSuperseded };
+        let outcome = WriteOutcome {
+            stale: vec![(worker, run)],
+            superseded: vec![old],
+            ..Default::default()
+        };
+        let acks = acks.iter().map(|&(s, a)| (s, a.sequence, Duration::from_secs(5)));
+        deliver(outcome, &routes, &ends, acks);
+        let drain = |rx: &mut crate::outbound::Outbound| {
+            let mut heard = Vec::new();
+            while let Ok(message) = rx.try_recv() {
+                heard.push(match message {
+                    Ok(v1::ConnectResponse { message: Some(Message::Cancel(c)) }) => {
+                        format!("cancel {}", c.job_id)
+                    }
+                    Ok(v1::ConnectResponse { message: Some(Message::HeartbeatAck(a)) }) => {
+                        format!("ack {}", a.sequence)
+                    }
+                    Ok(other) => format!("{other:?}"),
+                    Err(status) => format!("ended: {:?}", status.code()),
+                });
+            }
+            heard
+        };
+        assert_eq!(drain(&mut old_rx), ["cancel 7", "ended: FailedPrecondition"]);
+        assert_eq!(drain(&mut new_rx), ["ack 9"]);
     }
 
     /// A dropped batch ends the streams whose kept ends it lost: their

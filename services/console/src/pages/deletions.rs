@@ -10,8 +10,9 @@ use regsweep_proto::v1::{self, DeletionStatus};
 use serde::Deserialize;
 
 use crate::App;
-use crate::backend::{May, may, request};
+use crate::backend::{May, request};
 use crate::error::ConsoleError;
+use crate::permissions::Action;
 use crate::security::Form;
 use crate::session::Caller;
 use crate::view;
@@ -82,11 +83,17 @@ pub async fn page(
     let listed = scrubber.list_deletions(request(&caller, listing)).await?.into_inner();
     // Asked only when the buttons would show.
     let restore = match status {
-        DeletionStatus::PendingDelete => may(probe_restore(&app, &caller).await),
+        DeletionStatus::PendingDelete => {
+            let probe = probe_restore(&app, &caller);
+            app.permissions.may(&caller, Action::RestoreDeletions, probe).await
+        }
         _ => Err("only pending deletions can be restored".into()),
     };
     let approve = match status {
-        DeletionStatus::AwaitingApproval => may(probe_approve(&app, &caller).await),
+        DeletionStatus::AwaitingApproval => {
+            let probe = probe_approve(&app, &caller);
+            app.permissions.may(&caller, Action::ApproveDeletions, probe).await
+        }
         _ => Err(String::new()),
     };
     let body = html! {

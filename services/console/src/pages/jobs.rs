@@ -17,8 +17,9 @@ use regsweep_proto::v1::{self, JobStatus};
 use serde::Deserialize;
 
 use crate::App;
-use crate::backend::{as_caller, may, request};
+use crate::backend::{as_caller, request};
 use crate::error::ConsoleError;
+use crate::permissions::Action;
 use crate::security::Form;
 use crate::session::Caller;
 use crate::view;
@@ -127,10 +128,9 @@ pub async fn detail(
     let cancel = if terminal {
         Err("the job has ended".to_string())
     } else {
-        may(jobs
-            .cancel_job(request(&caller, v1::CancelJobRequest { id: 0, reason: String::new() }))
-            .await
-            .map(drop))
+        let probe = v1::CancelJobRequest { id: 0, reason: String::new() };
+        let probe = async { jobs.cancel_job(request(&caller, probe)).await.map(drop) };
+        app.permissions.may(&caller, Action::CancelJob, probe).await
     };
     let now = Utc::now();
     let body = html! {

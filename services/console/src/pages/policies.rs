@@ -14,9 +14,10 @@ use regsweep_proto::v1;
 use serde::Deserialize;
 
 use crate::App;
-use crate::backend::{may, request};
+use crate::backend::request;
 use crate::error::ConsoleError;
 use crate::pages::policy_form::{self, PolicyForm, Refused, Violations};
+use crate::permissions::Action;
 use crate::security::Form;
 use crate::session::Caller;
 use crate::view;
@@ -104,10 +105,11 @@ pub async fn detail(
         };
         Some(policies.preview_policy(request(&caller, message)).await?.into_inner())
     };
-    let edit = may(policies
-        .update_policy(request(&caller, v1::UpdatePolicyRequest::default()))
-        .await
-        .map(drop));
+    let probe = async {
+        let probe = request(&caller, v1::UpdatePolicyRequest::default());
+        policies.update_policy(probe).await.map(drop)
+    };
+    let edit = app.permissions.may(&caller, Action::EditPolicy, probe).await;
     let body = html! {
         (policy_form::facts(&policy))
         @match &edit {

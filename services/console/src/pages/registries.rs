@@ -1,4 +1,7 @@
-//! Registries: what each can do (probed), its limits, and its protection.
+//! Registries: what each can do (probed), how its last catalog sync went,
+//! its limits, and its protection.
+
+use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::response::Html;
@@ -21,6 +24,7 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
         .await?
         .into_inner()
         .registries;
+    let syncs = last_syncs(&app, &caller).await?;
     let now = Utc::now();
     let body = html! {
         @if registries.is_empty() { p { "No registries yet: " code { "regsweep registries create" } "." } }
@@ -29,6 +33,7 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "URL" } th scope="col" { "Manifest deletes" }
                     th scope="col" { "Tag deletes" } th scope="col" { "Referrers API" } th scope="col" { "Checked" }
+                    th scope="col" { "Last sync" }
                     th scope="col" { "Rate limit" } th scope="col" { "Parallel deletions" } th scope="col" { "Protected" }
                 } }
                 tbody {
@@ -41,6 +46,7 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
                             td { (support(caps.tag_deletes())) }
                             td { (support(caps.referrers())) }
                             td { (view::ago(view::time(caps.checked_at.as_ref()), now)) @if !caps.detail.is_empty() { div.muted { (caps.detail) } } }
+                            td.sync { (sync(syncs.get(r.name.as_str()), now)) }
                             td.num { @if r.rate_limit > 0.0 { (r.rate_limit) "/s" } @else { "none" } }
                             td.num { @if r.max_parallel_deletions > 0 { (r.max_parallel_deletions) } @else { "default" } }
                             td { (protection(r.protection.as_ref())) }
@@ -51,6 +57,40 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
         }
     };
     Ok(view::page(&caller, "/registries", "Registries", body))
+}
+
+/// Catalog syncs looked at for the "Last sync" column, newest first.
+const SYNCS_READ: i32 = 500;
+
+/// The newest catalog sync of each registry among the last [`SYNCS_READ`].
+async fn last_syncs(app: &App, caller: &Caller) -> Result<HashMap<String, v1::Job>, ConsoleError> {
+    let message = v1::ListJobsRequest {
+        kind: "catalog_sync".into(),
+        page_size: SYNCS_READ,
+        ..Default::default()
+    };
+    let jobs = app.backend.jobs().list_jobs(request(caller, message)).await?.into_inner().jobs;
+    let mut newest = HashMap::new();
+    for job in jobs {
+        let args = job.args.as_ref().map(regsweep_proto::struct_to_json).unwrap_or_default();
+        if let Some(registry) = args.get("registry").and_then(|r| r.as_str()) {
+            newest.entry(registry.to_string()).or_insert(job);
+        }
+    }
+    Ok(newest)
+}
+
+/// A registry's last sync: its status, when, and why it failed.
+fn sync(job: Option<&v1::Job>, now: chrono::DateTime<Utc>) -> Markup {
+    let Some(job) = job else {
+        return html! { span.muted { "none among the last " (SYNCS_READ) } };
+    };
+    let when = view::time(job.finished_at.as_ref().or(job.created_at.as_ref()));
+    html! {
+        a href=(format!("/jobs/{}", job.id)) { (view::badge(job.status().short_name())) }
+        " " (view::ago(when, now))
+        @if !job.last_error.is_empty() { div.error { (job.last_error) } }
+    }
 }
 
 fn support(s: Support) -> Markup {

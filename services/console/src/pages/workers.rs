@@ -12,8 +12,9 @@ use maud::html;
 use regsweep_proto::v1;
 
 use crate::App;
-use crate::backend::{may, request};
+use crate::backend::request;
 use crate::error::ConsoleError;
+use crate::permissions::Action;
 use crate::security::Form;
 use crate::session::Caller;
 use crate::view;
@@ -27,7 +28,8 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
     let message = v1::ListWorkersRequest { page_size: 200, ..Default::default() };
     let workers = jobs.list_workers(request(&caller, message)).await?.into_inner().workers;
     let probe = v1::SetWorkerCapacityRequest::default();
-    let change = may(jobs.set_worker_capacity(request(&caller, probe)).await.map(drop));
+    let probe = async { jobs.set_worker_capacity(request(&caller, probe)).await.map(drop) };
+    let change = app.permissions.may(&caller, Action::SetCapacity, probe).await;
     let now = Utc::now();
     let body = html! {
         @if workers.is_empty() { p { "No worker is connected." } }
