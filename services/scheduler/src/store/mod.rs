@@ -13,6 +13,7 @@ mod model;
 mod open;
 pub mod postgres;
 pub(crate) mod rows;
+mod sets;
 pub mod sightings;
 pub mod sqlite;
 pub mod stats;

@@ -6,6 +6,7 @@ use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 
 use crate::store::rows::{self, CRON_COLUMNS as COLUMNS};
+use crate::store::sets;
 use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
 
 type CronRow = rows::CronRow<DateTime<Utc>>;
@@ -113,14 +114,15 @@ pub async fn fire_due(
     let mut fired = Vec::new();
     for (name, schedule, kind, args, priority, fire_at) in due {
         let key = format!("cron:{name}:{}", fire_at.timestamp_micros());
-        let job: Option<(i64,)> = sqlx::query_as(
+        let job: Option<(i64,)> = sqlx::query_as(concat!(
             "INSERT INTO jobs (kind, args, priority, unique_key) VALUES ($1, $2, $3, $4)
              ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
-                 AND status IN ('waiting', 'running', 'cancel_request', 'worker_dead',
-                                'worker_shutdown', 'worker_resurrection')
+                 AND status IN ",
+            sets::active!(),
+            "
              DO NOTHING
-             RETURNING id",
-        )
+             RETURNING id"
+        ))
         .bind(&kind)
         .bind(&args)
         .bind(priority)

@@ -7,6 +7,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
 
 use crate::store::rows::{self, JOB_COLUMNS, to_i32};
+use crate::store::sets;
 use crate::store::{
     CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
     StoreError,
@@ -22,19 +23,21 @@ const FOREIGN_KEY_VIOLATION: &str = "23503";
 
 pub async fn create(pool: &PgPool, job: NewJob) -> Result<CreateOutcome, StoreError> {
     let insert = format!(
-        "INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id,
+        concat!("INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id,
                            trace_context)
          VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7, $8)
          ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
-             AND status IN ('waiting', 'running', 'cancel_request', 'worker_dead',
-                            'worker_shutdown', 'worker_resurrection')
+             AND status IN ", sets::active!(), "
          DO NOTHING
-         RETURNING {JOB_COLUMNS}"
+         RETURNING {JOB_COLUMNS}"), JOB_COLUMNS = JOB_COLUMNS
     );
     let existing = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE unique_key = $1
-           AND status IN ('waiting', 'running', 'cancel_request', 'worker_dead',
-                          'worker_shutdown', 'worker_resurrection')"
+        concat!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE unique_key = $1
+           AND status IN ",
+            sets::active!()
+        ),
+        JOB_COLUMNS = JOB_COLUMNS
     );
     // The holder of the key may finish between the two statements; then
     // the insert succeeds on the next round.
@@ -238,8 +241,7 @@ pub async fn logs(
 }
 
 /// The statuses a `unique_key` is held in (non-terminal).
-const HOLDING: &str = "('waiting', 'running', 'cancel_request', 'worker_dead', 'worker_shutdown', \
-                       'worker_resurrection')";
+const HOLDING: &str = sets::active!();
 
 /// Creates a batch in one transaction: parents checked and locked against
 /// deletion first (a foreign-key failure would abort every item), then one

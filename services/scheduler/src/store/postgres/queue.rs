@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::workers::take_omitted;
 use crate::store::rows::{self, JOB_COLUMNS, to_i32};
+use crate::store::sets;
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, UpdateWrite,
     WriteBatch, WriteOutcome,
@@ -35,7 +36,8 @@ pub async fn claim(
     let workers: Vec<Uuid> = slots.iter().map(|s| s.session.worker_id).collect();
     let epochs: Vec<i64> = slots.iter().map(|s| s.session.epoch).collect();
     let sql = format!(
-        "WITH slots AS (
+        concat!(
+            "WITH slots AS (
              SELECT coalesce(array_agg(s.worker_id ORDER BY s.ord), '{{}}') AS workers
              FROM unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS s(worker_id, epoch, ord)
              JOIN workers w ON w.id = s.worker_id AND w.session_epoch = s.epoch
@@ -43,7 +45,9 @@ pub async fn claim(
          ),
          candidates AS (
              SELECT id, priority, scheduled_at FROM jobs
-             WHERE kind = $1 AND status IN ('waiting', 'worker_dead', 'worker_shutdown')
+             WHERE kind = $1 AND status IN ",
+            sets::claimable!(),
+            "
                AND scheduled_at <= now()
              ORDER BY priority DESC, scheduled_at, id
              LIMIT (SELECT cardinality(workers) FROM slots)
@@ -60,7 +64,8 @@ pub async fn claim(
              progress = 0, updated_at = now()
          FROM picked
          WHERE j.id = picked.id
-         RETURNING {columns}",
+         RETURNING {columns}"
+        ),
         columns = JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", ")
     );
     let rows = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
@@ -113,7 +118,7 @@ async fn insert_logs(tx: &mut PgConnection, logs: &[LogWrite]) -> Result<(), Sto
             texts.push(line.text.as_str());
         }
     }
-    sqlx::query(
+    sqlx::query(concat!(
         "INSERT INTO job_logs (job_id, attempt, seq, times, lines)
          SELECT c.job_id, c.attempt, c.seq, l.times, l.lines
          FROM unnest($1::bigint[], $2::int[], $3::int[], $4::uuid[])
@@ -123,9 +128,11 @@ async fn insert_logs(tx: &mut PgConnection, logs: &[LogWrite]) -> Result<(), Sto
                         WITH ORDINALITY AS x(chunk, t, line, i)
                GROUP BY chunk) l ON l.chunk = c.n
          JOIN jobs j ON j.id = c.job_id AND j.attempt = c.attempt AND j.worker_id = c.worker_id
-                    AND j.status IN ('running', 'cancel_request')
-         ON CONFLICT DO NOTHING",
-    )
+                    AND j.status IN ",
+        sets::on_worker!(),
+        "
+         ON CONFLICT DO NOTHING"
+    ))
     .bind(logs.iter().map(|l| l.job_id).collect::<Vec<_>>())
     .bind(logs.iter().map(|l| to_i32(l.attempt)).collect::<Vec<_>>())
     .bind(logs.iter().map(|l| to_i32(l.seq)).collect::<Vec<_>>())
@@ -154,7 +161,7 @@ async fn apply_updates(
     outcome: &mut WriteOutcome,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "UPDATE jobs j SET
+        concat!("UPDATE jobs j SET
              status = {NEW_STATUS},
              started_at = coalesce(j.started_at, now()),
              heartbeat_at = now(),
@@ -169,16 +176,16 @@ async fn apply_updates(
                  THEN now() + make_interval(secs => u.jitter * ($10::float8[])[
                      greatest(1, least(j.attempt - j.given_back, cardinality($10::float8[])))])
                  ELSE j.scheduled_at END,
-             finished_at = CASE WHEN ({NEW_STATUS}) IN ('done', 'error', 'cancel') THEN now() END,
+             finished_at = CASE WHEN ({NEW_STATUS}) IN ", sets::ended_by_worker!(), concat!(" THEN now() END,
              given_back = j.given_back + CASE WHEN u.status = 'worker_shutdown' THEN 1 ELSE 0 END,
              updated_at = now()
          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::real[], $6::jsonb[],
                      $7::text[], $8::bool[], $9::float8[])
               AS u(id, attempt, worker_id, status, progress, result, error, retryable, jitter)
          WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
-           AND (j.status IN ('running', 'cancel_request')
+           AND (j.status IN ", sets::on_worker!(), "
                 OR (j.status = 'worker_resurrection' AND u.status = 'cancel'))
-         RETURNING j.id, j.attempt"
+         RETURNING j.id, j.attempt")), NEW_STATUS = NEW_STATUS
     );
     let accepted: Vec<(i64, i32)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(updates.iter().map(|u| u.job_id).collect::<Vec<_>>())
@@ -204,13 +211,15 @@ async fn apply_heartbeats(
     ttl: Duration,
     outcome: &mut WriteOutcome,
 ) -> Result<(), StoreError> {
-    let live: Vec<(Uuid,)> = sqlx::query_as(
+    let live: Vec<(Uuid,)> = sqlx::query_as(concat!(
         "UPDATE workers w SET last_heartbeat = now(),
                 heartbeat_expiration = now() + make_interval(secs => $3)
          FROM unnest($1::uuid[], $2::bigint[]) AS h(id, epoch)
-         WHERE w.id = h.id AND w.session_epoch = h.epoch AND w.status IN ('alive', 'draining')
-         RETURNING w.id",
-    )
+         WHERE w.id = h.id AND w.session_epoch = h.epoch AND w.status IN ",
+        sets::live_worker!(),
+        "
+         RETURNING w.id"
+    ))
     .bind(heartbeats.iter().map(|h| h.session.worker_id).collect::<Vec<_>>())
     .bind(heartbeats.iter().map(|h| h.session.epoch).collect::<Vec<_>>())
     .bind(ttl.as_secs_f64())
@@ -231,14 +240,16 @@ async fn apply_heartbeats(
             progress.push(run.progress);
         }
     }
-    let current: Vec<(i64, i32, bool)> = sqlx::query_as(
+    let current: Vec<(i64, i32, bool)> = sqlx::query_as(concat!(
         "UPDATE jobs j SET heartbeat_at = now(), progress = r.progress
          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::real[])
               AS r(id, attempt, worker_id, progress)
          WHERE j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
-           AND j.status IN ('running', 'cancel_request')
-         RETURNING j.id, j.attempt, j.status = 'cancel_request'",
-    )
+           AND j.status IN ",
+        sets::on_worker!(),
+        "
+         RETURNING j.id, j.attempt, j.status = 'cancel_request'"
+    ))
     .bind(&ids)
     .bind(&attempts)
     .bind(&workers)
@@ -252,25 +263,40 @@ async fn apply_heartbeats(
         outcome.reported(*worker, run, current.get(&(*id, *attempt)).copied());
     }
 
-    // Attempts a live worker no longer reports, claimed long enough ago that
-    // the assignment must have reached it if it ever will: taken back (a
-    // dropped stream or a claim whose commit was never heard of swallowed
-    // the assignment, or a worker that does not keep its ends lost one).
-    // They become claimable again.
+    take_unreported(tx, heartbeats, live, (&ids, &attempts), ttl).await
+}
+
+/// Attempts a live worker no longer reports, claimed long enough ago that
+/// the assignment must have reached it if it ever will: taken back (a
+/// dropped stream or a claim whose commit was never heard of swallowed the
+/// assignment, or a worker that does not keep its ends lost one). They
+/// become claimable again.
+async fn take_unreported(
+    tx: &mut PgConnection,
+    heartbeats: &[HeartbeatWrite],
+    live: std::collections::HashSet<Uuid>,
+    reported: (&[i64], &[i32]),
+    ttl: Duration,
+) -> Result<(), StoreError> {
     let live_ids: Vec<Uuid> = live.into_iter().collect();
+    let (ids, attempts) = reported;
     let keeping_ends: Vec<Uuid> =
         heartbeats.iter().filter(|h| h.end_acks).map(|h| h.session.worker_id).collect();
     let sql = format!(
-        "UPDATE jobs SET {set}
-         WHERE worker_id = ANY($1) AND status IN ('running', 'cancel_request')
+        concat!(
+            "UPDATE jobs SET {set}
+         WHERE worker_id = ANY($1) AND status IN ",
+            sets::on_worker!(),
+            "
            AND claimed_at < now() - make_interval(secs => $4)
-           AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))",
+           AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))"
+        ),
         set = take_omitted("worker_id = ANY($6)", "$5"),
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(&live_ids)
-        .bind(&ids)
-        .bind(&attempts)
+        .bind(ids)
+        .bind(attempts)
         .bind(ttl.as_secs_f64())
         .bind("worker no longer reports this attempt")
         .bind(&keeping_ends)
@@ -280,12 +306,14 @@ async fn apply_heartbeats(
 }
 
 async fn mark_offline(tx: &mut PgConnection, sessions: &[SessionRef]) -> Result<(), StoreError> {
-    let gone: Vec<(Uuid,)> = sqlx::query_as(
+    let gone: Vec<(Uuid,)> = sqlx::query_as(concat!(
         "UPDATE workers w SET status = 'offline'
          FROM unnest($1::uuid[], $2::bigint[]) AS s(id, epoch)
-         WHERE w.id = s.id AND w.session_epoch = s.epoch AND w.status IN ('alive', 'draining')
-         RETURNING w.id",
-    )
+         WHERE w.id = s.id AND w.session_epoch = s.epoch AND w.status IN ",
+        sets::live_worker!(),
+        "
+         RETURNING w.id"
+    ))
     .bind(sessions.iter().map(|s| s.worker_id).collect::<Vec<_>>())
     .bind(sessions.iter().map(|s| s.epoch).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
@@ -295,7 +323,7 @@ async fn mark_offline(tx: &mut PgConnection, sessions: &[SessionRef]) -> Result<
     }
     // What a drained worker still held when it left is given back; it does
     // not count as a failed attempt.
-    sqlx::query(
+    sqlx::query(concat!(
         "UPDATE jobs SET
              status = CASE status WHEN 'cancel_request' THEN 'cancel'
                                   WHEN 'worker_resurrection' THEN 'worker_dead'
@@ -304,8 +332,9 @@ async fn mark_offline(tx: &mut PgConnection, sessions: &[SessionRef]) -> Result<
              given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
              updated_at = now()
          WHERE worker_id = ANY($1)
-           AND status IN ('running', 'cancel_request', 'worker_resurrection')",
-    )
+           AND status IN ",
+        sets::on_worker_or_resurrecting!()
+    ))
     .bind(gone.into_iter().map(|(id,)| id).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;

@@ -10,6 +10,7 @@ use crate::store::catalog::{
     DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord, attachments_name,
 };
 use crate::store::rows::{self, Credentials, REGISTRY_COLUMNS, policy_select};
+use crate::store::sets;
 
 type RegistryRow = rows::RegistryRow<DateTime<Utc>, Vec<String>>;
 type PolicyRow = rows::PolicyRow<DateTime<Utc>>;
@@ -243,10 +244,11 @@ async fn release_waiting(
     tx: &mut sqlx::PgTransaction<'_>,
     policy_id: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query(concat!(
         "UPDATE repositories SET cleanup_status = 'unscheduled'
-         WHERE policy_id = $1 AND cleanup_status IN ('scheduled', 'unfinished')",
-    )
+         WHERE policy_id = $1 AND cleanup_status IN ",
+        sets::cleanup_waiting!()
+    ))
     .bind(policy_id)
     .execute(&mut **tx)
     .await?;

@@ -9,6 +9,7 @@ use crate::store::catalog::{
     PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
 };
 use crate::store::rows::{self, REPOSITORY_SELECT};
+use crate::store::sets;
 use crate::store::sightings::{self, SightingBatch};
 
 type RepositoryRow = rows::RepositoryRow<DateTime<Utc>>;
@@ -76,11 +77,13 @@ pub async fn report(
 ) -> Result<ReportOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     // The fence: the row lock holds the job in this attempt until commit.
-    let current: Option<i64> = sqlx::query_scalar(
+    let current: Option<i64> = sqlx::query_scalar(concat!(
         "SELECT id FROM jobs WHERE id = $1 AND attempt = $2 AND kind = 'catalog_sync'
-             AND status IN ('running', 'cancel_request')
-         FOR SHARE",
-    )
+             AND status IN ",
+        sets::on_worker!(),
+        "
+         FOR SHARE"
+    ))
     .bind(job_id)
     .bind(i64::from(attempt))
     .fetch_optional(&mut *tx)

@@ -15,10 +15,11 @@ use sqlx::postgres::PgPool;
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig};
 use crate::store::model::policy_run_span;
+use crate::store::sets;
 
 /// Statuses of a job that still holds its unique key (must match the
 /// `jobs_unique_key` index).
-const ACTIVE_JOB: &str = "('waiting', 'running', 'cancel_request', 'worker_dead', 'worker_shutdown', 'worker_resurrection')";
+const ACTIVE_JOB: &str = sets::active!();
 
 pub async fn select(
     pool: &PgPool,
@@ -125,9 +126,12 @@ async fn pick(
     config: &SelectionConfig,
 ) -> Result<Vec<(i64, i64)>, StoreError> {
     let sql = format!(
-        "WITH picked AS (
+        concat!(
+            "WITH picked AS (
              SELECT id FROM repositories
-             WHERE cleanup_status IN ('scheduled', 'unfinished')
+             WHERE cleanup_status IN ",
+            sets::cleanup_waiting!(),
+            "
                -- Policy changes give waiting repositories back; this only
                -- guards a slot from a row that lost its policy anyway.
                AND policy_id IS NOT NULL
@@ -177,6 +181,8 @@ async fn pick(
          LEFT JOIN existing e ON e.unique_key = info.unique_key
          WHERE r.id = info.id
          RETURNING r.id, r.cleanup_job_id"
+        ),
+        ACTIVE_JOB = ACTIVE_JOB
     );
     let started: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(free)
@@ -194,7 +200,7 @@ async fn advance_completed(
     tx: &mut sqlx::PgTransaction<'_>,
     advance: AdvanceRun,
 ) -> Result<Vec<String>, StoreError> {
-    let completed: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
+    let completed: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(concat!(
         "SELECT p.id, p.name, p.cadence, p.next_run_at FROM policies p
          WHERE p.enabled AND p.next_run_at <= now() AND p.armed_run_at = p.next_run_at
            AND NOT EXISTS (
@@ -202,10 +208,12 @@ async fn advance_completed(
                WHERE r.policy_id = p.id AND r.cleanup_status = 'scheduled')
            AND NOT EXISTS (
                SELECT 1 FROM repositories r
-               WHERE r.policy_id = p.id AND r.cleanup_status IN ('ongoing', 'unfinished')
+               WHERE r.policy_id = p.id AND r.cleanup_status IN ",
+        sets::cleanup_in_cycle!(),
+        "
                  AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))
-         FOR UPDATE OF p",
-    )
+         FOR UPDATE OF p"
+    ))
     .fetch_all(&mut **tx)
     .await?;
     let now = Utc::now();

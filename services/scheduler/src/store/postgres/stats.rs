@@ -3,6 +3,7 @@
 use sqlx::postgres::PgPool;
 
 use crate::store::StoreError;
+use crate::store::sets;
 use crate::store::stats::{CleanupStats, QueueStats};
 
 pub async fn queue(pool: &PgPool) -> Result<QueueStats, StoreError> {
@@ -20,18 +21,22 @@ pub async fn queue(pool: &PgPool) -> Result<QueueStats, StoreError> {
 }
 
 pub async fn cleanups(pool: &PgPool) -> Result<CleanupStats, StoreError> {
-    let (running, remaining): (i64, i64) = sqlx::query_as(
+    let (running, remaining): (i64, i64) = sqlx::query_as(concat!(
         "SELECT count(*) FILTER (WHERE cleanup_status = 'ongoing'),
-                count(*) FILTER (WHERE cleanup_status IN ('scheduled', 'unfinished'))
-         FROM repositories WHERE cleanup_status <> 'unscheduled'",
-    )
+                count(*) FILTER (WHERE cleanup_status IN ",
+        sets::cleanup_waiting!(),
+        ")
+         FROM repositories WHERE cleanup_status <> 'unscheduled'"
+    ))
     .fetch_one(pool)
     .await?;
-    let (overdue, max_overdue_seconds): (i64, Option<f64>) = sqlx::query_as(
+    let (overdue, max_overdue_seconds): (i64, Option<f64>) = sqlx::query_as(concat!(
         "SELECT count(*), EXTRACT(EPOCH FROM now() - min(p.next_run_at))::float8
          FROM repositories r JOIN policies p ON p.id = r.policy_id
-         WHERE r.cleanup_status IN ('scheduled', 'unfinished') AND p.next_run_at <= now()",
-    )
+         WHERE r.cleanup_status IN ",
+        sets::cleanup_waiting!(),
+        " AND p.next_run_at <= now()"
+    ))
     .fetch_one(pool)
     .await?;
     Ok(CleanupStats {

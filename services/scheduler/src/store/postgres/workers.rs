@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::store::model::{SessionStart, capacity_change};
 use crate::store::rows::{self, to_i32};
+use crate::store::sets;
 use crate::store::stale_runs;
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StoreError, WorkerHello, WorkerRecord,
@@ -125,12 +126,13 @@ async fn reclaim(
 ) -> Result<(HashMap<(i64, u32), bool>, HashSet<(i64, u32)>), StoreError> {
     let ids: Vec<i64> = hello.running.iter().map(|r| r.job_id).collect();
     let attempts: Vec<i32> = hello.running.iter().map(|r| to_i32(r.attempt)).collect();
-    let own: Vec<(i64, i32, bool)> = sqlx::query_as(
+    let own: Vec<(i64, i32, bool)> = sqlx::query_as(concat!(
         "SELECT j.id, j.attempt, j.status = 'cancel_request' FROM jobs j
          JOIN unnest($2::bigint[], $3::int[]) AS u(id, attempt)
            ON j.id = u.id AND j.attempt = u.attempt
-         WHERE j.worker_id = $1 AND j.status IN ('running', 'cancel_request')",
-    )
+         WHERE j.worker_id = $1 AND j.status IN ",
+        sets::on_worker!()
+    ))
     .bind(worker_id)
     .bind(&ids)
     .bind(&attempts)
@@ -170,9 +172,13 @@ async fn take_lost(
     let (ids, attempts): (Vec<i64>, Vec<i32>) =
         hello.accounted().map(|(id, attempt)| (id, to_i32(attempt))).unzip();
     let sql = format!(
-        "UPDATE jobs SET {set}
-         WHERE worker_id = $1 AND status IN ('running', 'cancel_request')
-           AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))",
+        concat!(
+            "UPDATE jobs SET {set}
+         WHERE worker_id = $1 AND status IN ",
+            sets::on_worker!(),
+            "
+           AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))"
+        ),
         set = take_omitted("$5", "$4"),
     );
     let taken = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -199,16 +205,20 @@ pub async fn set_draining(pool: &PgPool, session: SessionRef) -> Result<bool, St
 }
 
 /// Worker columns with a `running` map of what each runs, per kind.
-const WORKER_SELECT: &str = "SELECT w.id, w.name, w.version, w.status, w.capacity,
+const WORKER_SELECT: &str = concat!(
+    "SELECT w.id, w.name, w.version, w.status, w.capacity,
             coalesce(r.running, '{}'::jsonb) AS running,
             w.session_epoch, w.connected_at, w.last_heartbeat, w.heartbeat_expiration
      FROM workers w
      LEFT JOIN LATERAL (
          SELECT jsonb_object_agg(kind, n) AS running
          FROM (SELECT kind, count(*) AS n FROM jobs
-               WHERE worker_id = w.id AND status IN ('running', 'cancel_request')
+               WHERE worker_id = w.id AND status IN ",
+    sets::on_worker!(),
+    "
                GROUP BY kind) k
-     ) r ON true";
+     ) r ON true"
+);
 
 pub async fn list(
     pool: &PgPool,
@@ -217,10 +227,15 @@ pub async fn list(
     limit: u32,
 ) -> Result<Vec<WorkerRecord>, StoreError> {
     let sql = format!(
-        "{WORKER_SELECT}
-         WHERE $1 OR w.status IN ('alive', 'draining')
+        concat!(
+            "{WORKER_SELECT}
+         WHERE $1 OR w.status IN ",
+            sets::live_worker!(),
+            "
          ORDER BY w.connected_at DESC, w.id
          OFFSET $2 LIMIT $3"
+        ),
+        WORKER_SELECT = WORKER_SELECT
     );
     let rows: Vec<WorkerRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(include_gone)
@@ -235,9 +250,9 @@ pub async fn list(
 /// back in one statement.
 pub async fn reap(pool: &PgPool, fence: Fence) -> Result<Reaped, StoreError> {
     let sql = format!(
-        "WITH dead AS (
+        concat!("WITH dead AS (
              UPDATE workers SET status = 'dead'
-             WHERE status IN ('alive', 'draining') AND heartbeat_expiration < now()
+             WHERE status IN ", sets::live_worker!(), concat!(" AND heartbeat_expiration < now()
                AND EXISTS (SELECT 1 FROM leases
                            WHERE name = $2 AND holder = $3 AND expires_at > now()
                            FOR SHARE)
@@ -255,10 +270,10 @@ pub async fn reap(pool: &PgPool, fence: Fence) -> Result<Reaped, StoreError> {
                                     THEN now() END,
                  updated_at = now()
              WHERE worker_id IN (SELECT id FROM dead)
-               AND status IN ('running', 'cancel_request', 'worker_resurrection')
+               AND status IN ", sets::on_worker_or_resurrecting!(), "
              RETURNING 1
          )
-         SELECT coalesce((SELECT array_agg(id) FROM dead), '{{}}'), (SELECT count(*) FROM taken)",
+         SELECT coalesce((SELECT array_agg(id) FROM dead), '{{}}'), (SELECT count(*) FROM taken)")), LOST_ATTEMPT_STATUS = LOST_ATTEMPT_STATUS,
         errors = lost_attempt_errors("$1"),
     );
     let (workers, jobs): (Vec<Uuid>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))

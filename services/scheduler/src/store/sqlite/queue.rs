@@ -12,6 +12,7 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 use super::rows::{self, CLAIMABLE, JOB_COLUMNS, JobRow, to_i32};
 use super::workers::{self, Taken};
 use super::{SqliteStore, error_time, now_micros, span_micros};
+use crate::store::sets;
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, StoreEvent,
     UpdateWrite, WriteBatch, WriteOutcome,
@@ -152,12 +153,13 @@ async fn insert_logs(
     for chunk in logs {
         let lines: Vec<(i64, &str)> =
             chunk.lines.iter().map(|l| (super::micros(l.time), l.text.as_str())).collect();
-        sqlx::query(
+        sqlx::query(concat!(
             "INSERT OR IGNORE INTO job_logs (job_id, attempt, seq, created_at, lines)
              SELECT id, attempt, ?3, ?5, ?6 FROM jobs
              WHERE id = ?1 AND attempt = ?2 AND worker_id = ?4
-               AND status IN ('running', 'cancel_request')",
-        )
+               AND status IN ",
+            sets::on_worker!()
+        ))
         .bind(chunk.job_id)
         .bind(to_i32(chunk.attempt))
         .bind(to_i32(chunk.seq))
@@ -220,7 +222,7 @@ async fn apply_updates(
     // Retries wait the step of their attempt (?4, `store::JOB_RETRY`),
     // jittered.
     let sql = format!(
-        "WITH u AS (
+        concat!("WITH u AS (
              SELECT value ->> 'id' AS id, value ->> 'attempt' AS attempt,
                     unhex(value ->> 'worker') AS worker_id, value ->> 'status' AS status,
                     value ->> 'progress' AS progress,
@@ -244,14 +246,14 @@ async fn apply_updates(
                      (max(1, min(jobs.attempt - jobs.given_back, json_array_length(?4))) - 1) || ']')
                      AS INTEGER)
                  ELSE jobs.scheduled_at END,
-             finished_at = CASE WHEN ({NEW_STATUS}) IN ('done', 'error', 'cancel') THEN ?2 END,
+             finished_at = CASE WHEN ({NEW_STATUS}) IN ", sets::ended_by_worker!(), concat!(" THEN ?2 END,
              given_back = jobs.given_back + (u.status = 'worker_shutdown'),
              updated_at = ?2
          FROM u
          WHERE jobs.id = u.id AND jobs.attempt = u.attempt AND jobs.worker_id = u.worker_id
-           AND (jobs.status IN ('running', 'cancel_request')
+           AND (jobs.status IN ", sets::on_worker!(), "
                 OR (jobs.status = 'worker_resurrection' AND u.status = 'cancel'))
-         RETURNING id, attempt, kind, status"
+         RETURNING id, attempt, kind, status")), NEW_STATUS = NEW_STATUS
     );
     let accepted: Vec<(i64, i32, String, String)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(Json(&rows))
@@ -282,10 +284,11 @@ async fn apply_heartbeats(
 ) -> Result<(), StoreError> {
     for heartbeat in heartbeats {
         let SessionRef { worker_id, epoch } = heartbeat.session;
-        let live = sqlx::query(
+        let live = sqlx::query(concat!(
             "UPDATE workers SET last_heartbeat = ?3, heartbeat_expiration = ?3 + ?4
-             WHERE id = ?1 AND session_epoch = ?2 AND status IN ('alive', 'draining')",
-        )
+             WHERE id = ?1 AND session_epoch = ?2 AND status IN ",
+            sets::live_worker!()
+        ))
         .bind(worker_id)
         .bind(epoch)
         .bind(now)
@@ -301,12 +304,14 @@ async fn apply_heartbeats(
         let mut reported = HashSet::new();
         for run in &heartbeat.running {
             reported.insert((run.job_id, run.attempt));
-            let cancel_requested: Option<bool> = sqlx::query_scalar(
+            let cancel_requested: Option<bool> = sqlx::query_scalar(concat!(
                 "UPDATE jobs SET heartbeat_at = ?4, progress = ?5
                  WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3
-                   AND status IN ('running', 'cancel_request')
-                 RETURNING status = 'cancel_request'",
-            )
+                   AND status IN ",
+                sets::on_worker!(),
+                "
+                 RETURNING status = 'cancel_request'"
+            ))
             .bind(run.job_id)
             .bind(to_i32(run.attempt))
             .bind(worker_id)
@@ -319,10 +324,12 @@ async fn apply_heartbeats(
         // Attempts a live worker no longer reports, claimed long enough ago
         // that the assignment must have reached it if it ever will: taken
         // back (given back when the worker keeps its ends).
-        let held: Vec<(i64, i32)> = sqlx::query_as(
+        let held: Vec<(i64, i32)> = sqlx::query_as(concat!(
             "SELECT id, attempt FROM jobs
-             WHERE worker_id = ?1 AND status IN ('running', 'cancel_request') AND claimed_at < ?2",
-        )
+             WHERE worker_id = ?1 AND status IN ",
+            sets::on_worker!(),
+            " AND claimed_at < ?2"
+        ))
         .bind(worker_id)
         .bind(now - span_micros(ttl))
         .fetch_all(&mut *tx)

@@ -11,6 +11,7 @@ use crate::store::catalog::{
     DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord, attachments_name,
 };
 use crate::store::rows::Credentials;
+use crate::store::sets;
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().map(|d| d.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
@@ -243,10 +244,11 @@ pub async fn update_policy(
 
 /// Gives a policy's waiting repositories back; running cleanups finish.
 async fn release_waiting(tx: &mut SqliteConnection, policy_id: i64) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query(concat!(
         "UPDATE repositories SET cleanup_status = 'unscheduled'
-         WHERE policy_id = ? AND cleanup_status IN ('scheduled', 'unfinished')",
-    )
+         WHERE policy_id = ? AND cleanup_status IN ",
+        sets::cleanup_waiting!()
+    ))
     .bind(policy_id)
     .execute(tx)
     .await?;

@@ -8,6 +8,7 @@ use crate::store::StoreError;
 use crate::store::catalog::{
     PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
 };
+use crate::store::sets;
 use crate::store::sightings::{self, SightingBatch};
 
 /// Repositories read per transaction when reassigning a whole registry.
@@ -72,10 +73,11 @@ pub async fn report(
     let now = now_micros();
     let mut tx = store.begin().await?;
     // The fence: no other writer can move the job on before the commit.
-    let current: Option<i64> = sqlx::query_scalar(
+    let current: Option<i64> = sqlx::query_scalar(concat!(
         "SELECT id FROM jobs WHERE id = ? AND attempt = ? AND kind = 'catalog_sync'
-             AND status IN ('running', 'cancel_request')",
-    )
+             AND status IN ",
+        sets::on_worker!()
+    ))
     .bind(job_id)
     .bind(i64::from(attempt))
     .fetch_optional(&mut *tx)

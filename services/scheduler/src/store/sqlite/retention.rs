@@ -6,6 +6,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
 use super::{SqliteStore, now_micros, span_micros};
+use crate::store::sets;
 use crate::store::{Purged, StoreError};
 
 /// Rows deleted per transaction: the writer is never held long.
@@ -18,7 +19,7 @@ pub async fn purge(
     older_than: Duration,
     keep_last: u64,
 ) -> Result<Purged, StoreError> {
-    const FINISHED: &str = "status IN ('done', 'error', 'cancel', 'deleted')";
+    const FINISHED: &str = concat!("status IN ", sets::finished!());
     let by_age = format!("SELECT id FROM jobs WHERE {FINISHED} AND finished_at < ?1 LIMIT ?2");
     let mut purged = purge_batches(store, &by_age, now_micros() - span_micros(older_than)).await?;
     if keep_last > 0 {

@@ -15,7 +15,6 @@ pub type PolicyRow = rows::PolicyRow<i64>;
 pub type RepositoryRow = rows::RepositoryRow<i64>;
 
 /// Statuses in which a job holds its unique key (the partial unique index).
-pub const ACTIVE: &str = "('waiting', 'running', 'cancel_request', 'worker_dead', \
-     'worker_shutdown', 'worker_resurrection')";
+pub const ACTIVE: &str = crate::store::sets::active!();
 /// Statuses a worker can claim from.
-pub const CLAIMABLE: &str = "('waiting', 'worker_dead', 'worker_shutdown')";
+pub const CLAIMABLE: &str = crate::store::sets::claimable!();

@@ -12,6 +12,7 @@ use super::{SqliteStore, now_micros, span_micros, time};
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig, attachments_parse};
 use crate::store::model::policy_run_span;
+use crate::store::sets;
 
 pub async fn select(
     store: &SqliteStore,
@@ -133,17 +134,19 @@ async fn pick(
     config: &SelectionConfig,
     now: i64,
 ) -> Result<(Vec<(i64, i64)>, bool), StoreError> {
-    let picked: Vec<Picked> = sqlx::query_as(
+    let picked: Vec<Picked> = sqlx::query_as(concat!(
         "SELECT r.id, g.name AS registry, r.name AS repository, p.name AS policy, p.keep_n,
                 p.older_than_seconds, p.name_regex_delete, p.name_regex_keep, p.attachments,
                 p.age_source, p.rules, p.dry_run, r.trace_context
          FROM (SELECT id, registry_id, name, policy_id, trace_context FROM repositories
-               WHERE cleanup_status IN ('scheduled', 'unfinished') AND policy_id IS NOT NULL
+               WHERE cleanup_status IN ",
+        sets::cleanup_waiting!(),
+        " AND policy_id IS NOT NULL
                ORDER BY (cleanup_status = 'unfinished'), cleanup_started_at, id
                LIMIT ?) r
          JOIN registries g ON g.id = r.registry_id
-         JOIN policies p ON p.id = r.policy_id",
-    )
+         JOIN policies p ON p.id = r.policy_id"
+    ))
     .bind(free)
     .fetch_all(&mut *tx)
     .await?;
@@ -222,7 +225,7 @@ async fn advance_completed(
     advance: AdvanceRun,
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let completed: Vec<(i64, String, String, i64)> = sqlx::query_as(
+    let completed: Vec<(i64, String, String, i64)> = sqlx::query_as(concat!(
         "SELECT p.id, p.name, p.cadence, p.next_run_at FROM policies p
          WHERE p.enabled AND p.next_run_at <= ?1 AND p.armed_run_at = p.next_run_at
            AND NOT EXISTS (
@@ -230,9 +233,11 @@ async fn advance_completed(
                WHERE r.policy_id = p.id AND r.cleanup_status = 'scheduled')
            AND NOT EXISTS (
                SELECT 1 FROM repositories r
-               WHERE r.policy_id = p.id AND r.cleanup_status IN ('ongoing', 'unfinished')
-                 AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))",
-    )
+               WHERE r.policy_id = p.id AND r.cleanup_status IN ",
+        sets::cleanup_in_cycle!(),
+        "
+                 AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))"
+    ))
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;

@@ -2,6 +2,7 @@
 
 use super::{SqliteStore, now_micros};
 use crate::store::StoreError;
+use crate::store::sets;
 use crate::store::stats::{CleanupStats, QueueStats};
 
 pub async fn queue(store: &SqliteStore) -> Result<QueueStats, StoreError> {
@@ -20,18 +21,22 @@ pub async fn queue(store: &SqliteStore) -> Result<QueueStats, StoreError> {
 }
 
 pub async fn cleanups(store: &SqliteStore) -> Result<CleanupStats, StoreError> {
-    let (running, remaining): (i64, i64) = sqlx::query_as(
+    let (running, remaining): (i64, i64) = sqlx::query_as(concat!(
         "SELECT count(*) FILTER (WHERE cleanup_status = 'ongoing'),
-                count(*) FILTER (WHERE cleanup_status IN ('scheduled', 'unfinished'))
-         FROM repositories WHERE cleanup_status <> 'unscheduled'",
-    )
+                count(*) FILTER (WHERE cleanup_status IN ",
+        sets::cleanup_waiting!(),
+        ")
+         FROM repositories WHERE cleanup_status <> 'unscheduled'"
+    ))
     .fetch_one(store.reader())
     .await?;
-    let (overdue, max_overdue_seconds): (i64, Option<f64>) = sqlx::query_as(
+    let (overdue, max_overdue_seconds): (i64, Option<f64>) = sqlx::query_as(concat!(
         "SELECT count(*), (?1 - min(p.next_run_at)) / 1e6
          FROM repositories r JOIN policies p ON p.id = r.policy_id
-         WHERE r.cleanup_status IN ('scheduled', 'unfinished') AND p.next_run_at <= ?1",
-    )
+         WHERE r.cleanup_status IN ",
+        sets::cleanup_waiting!(),
+        " AND p.next_run_at <= ?1"
+    ))
     .bind(now_micros())
     .fetch_one(store.reader())
     .await?;

@@ -14,6 +14,7 @@ use super::{SqliteStore, error_time, now_micros, span_micros};
 use crate::store::model::{SessionStart, capacity_change};
 use crate::store::stale_runs;
 
+use crate::store::sets;
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StoreError, StoreEvent, WorkerHello,
     WorkerRecord,
@@ -66,7 +67,7 @@ pub async fn take_omitted(
 ) -> Result<Taken, StoreError> {
     let mut taken = Taken::default();
     for id in ids {
-        let row: Option<(String, String)> = sqlx::query_as(
+        let row: Option<(String, String)> = sqlx::query_as(concat!(
             "UPDATE jobs SET
                  status = CASE WHEN status = 'cancel_request' THEN 'cancel'
                                WHEN NOT ?5 AND attempt - given_back >= max_attempts THEN 'error'
@@ -81,9 +82,11 @@ pub async fn take_omitted(
                                       OR (NOT ?5 AND attempt - given_back >= max_attempts)
                                     THEN ?4 END,
                  updated_at = ?4
-             WHERE id = ?1 AND status IN ('running', 'cancel_request')
-             RETURNING kind, status",
-        )
+             WHERE id = ?1 AND status IN ",
+            sets::on_worker!(),
+            "
+             RETURNING kind, status"
+        ))
         .bind(id)
         .bind(reason)
         .bind(error_time(now))
@@ -163,11 +166,12 @@ async fn reclaim(
 ) -> Result<(HashMap<(i64, u32), bool>, HashSet<(i64, u32)>), StoreError> {
     let (mut own, mut resurrected) = (HashMap::new(), HashSet::new());
     for run in &hello.running {
-        let cancel_requested: Option<bool> = sqlx::query_scalar(
+        let cancel_requested: Option<bool> = sqlx::query_scalar(concat!(
             "SELECT status = 'cancel_request' FROM jobs
              WHERE id = ? AND attempt = ? AND worker_id = ?
-               AND status IN ('running', 'cancel_request')",
-        )
+               AND status IN ",
+            sets::on_worker!()
+        ))
         .bind(run.job_id)
         .bind(to_i32(run.attempt))
         .bind(worker_id)
@@ -202,10 +206,11 @@ async fn take_lost(
     hello: &WorkerHello,
     now: i64,
 ) -> Result<Taken, StoreError> {
-    let held: Vec<(i64, i32)> = sqlx::query_as(
+    let held: Vec<(i64, i32)> = sqlx::query_as(concat!(
         "SELECT id, attempt FROM jobs
-         WHERE worker_id = ? AND status IN ('running', 'cancel_request')",
-    )
+         WHERE worker_id = ? AND status IN ",
+        sets::on_worker!()
+    ))
     .bind(worker_id)
     .fetch_all(&mut *tx)
     .await?;
@@ -236,12 +241,14 @@ pub async fn set_draining(store: &SqliteStore, session: SessionRef) -> Result<bo
 
 /// The worker's record with what it runs, per kind.
 async fn record(conn: &mut SqliteConnection, row: WorkerRow) -> Result<WorkerRecord, StoreError> {
-    let running: Json<serde_json::Value> = sqlx::query_scalar(
+    let running: Json<serde_json::Value> = sqlx::query_scalar(concat!(
         "SELECT json_group_object(kind, n) FROM (
              SELECT kind, count(*) AS n FROM jobs
-             WHERE worker_id = ? AND status IN ('running', 'cancel_request')
-             GROUP BY kind)",
-    )
+             WHERE worker_id = ? AND status IN ",
+        sets::on_worker!(),
+        "
+             GROUP BY kind)"
+    ))
     .bind(row.id)
     .fetch_one(&mut *conn)
     .await?;
@@ -256,10 +263,15 @@ pub async fn list(
 ) -> Result<Vec<WorkerRecord>, StoreError> {
     let mut conn = store.reader().acquire().await?;
     let sql = format!(
-        "SELECT {WORKER_COLUMNS} FROM workers
-         WHERE ?1 OR status IN ('alive', 'draining')
+        concat!(
+            "SELECT {WORKER_COLUMNS} FROM workers
+         WHERE ?1 OR status IN ",
+            sets::live_worker!(),
+            "
          ORDER BY connected_at DESC, id
          LIMIT ?3 OFFSET ?2"
+        ),
+        WORKER_COLUMNS = WORKER_COLUMNS
     );
     let rows: Vec<WorkerRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(include_gone)
@@ -279,13 +291,15 @@ pub async fn list(
 pub async fn reap(store: &SqliteStore, fence: Fence) -> Result<Reaped, StoreError> {
     let now = now_micros();
     let mut tx = store.begin().await?;
-    let dead: Vec<Uuid> = sqlx::query_scalar(
+    let dead: Vec<Uuid> = sqlx::query_scalar(concat!(
         "UPDATE workers SET status = 'dead'
-         WHERE status IN ('alive', 'draining') AND heartbeat_expiration < ?1
+         WHERE status IN ",
+        sets::live_worker!(),
+        " AND heartbeat_expiration < ?1
            AND EXISTS (SELECT 1 FROM leases
                        WHERE name = ?2 AND holder = ?3 AND expires_at > ?1)
-         RETURNING id",
-    )
+         RETURNING id"
+    ))
     .bind(now)
     .bind(fence.lease)
     .bind(fence.holder)
@@ -293,9 +307,10 @@ pub async fn reap(store: &SqliteStore, fence: Fence) -> Result<Reaped, StoreErro
     .await?;
     let mut taken = Taken::default();
     for worker in &dead {
-        let held: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE worker_id = ? AND status IN ('running', 'cancel_request')",
-        )
+        let held: Vec<i64> = sqlx::query_scalar(concat!(
+            "SELECT id FROM jobs WHERE worker_id = ? AND status IN ",
+            sets::on_worker!()
+        ))
         .bind(worker)
         .fetch_all(&mut *tx)
         .await?;
@@ -330,10 +345,11 @@ pub async fn mark_offline(
     session: SessionRef,
     now: i64,
 ) -> Result<Taken, StoreError> {
-    let gone = sqlx::query(
+    let gone = sqlx::query(concat!(
         "UPDATE workers SET status = 'offline'
-         WHERE id = ? AND session_epoch = ? AND status IN ('alive', 'draining')",
-    )
+         WHERE id = ? AND session_epoch = ? AND status IN ",
+        sets::live_worker!()
+    ))
     .bind(session.worker_id)
     .bind(session.epoch)
     .execute(&mut *tx)
@@ -343,7 +359,7 @@ pub async fn mark_offline(
     if gone == 0 {
         return Ok(taken);
     }
-    let rows: Vec<(String, String)> = sqlx::query_as(
+    let rows: Vec<(String, String)> = sqlx::query_as(concat!(
         "UPDATE jobs SET
              status = CASE status WHEN 'cancel_request' THEN 'cancel'
                                   WHEN 'worker_resurrection' THEN 'worker_dead'
@@ -351,9 +367,11 @@ pub async fn mark_offline(
              finished_at = CASE WHEN status = 'cancel_request' THEN ?2 END,
              given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
              updated_at = ?2
-         WHERE worker_id = ?1 AND status IN ('running', 'cancel_request', 'worker_resurrection')
-         RETURNING kind, status",
-    )
+         WHERE worker_id = ?1 AND status IN ",
+        sets::on_worker_or_resurrecting!(),
+        "
+         RETURNING kind, status"
+    ))
     .bind(session.worker_id)
     .bind(now)
     .fetch_all(&mut *tx)
