@@ -102,9 +102,12 @@ async fn a_frozen_worker_that_thaws_has_its_late_report_rejected() {
     assert_eq!((done.attempt, done.worker_id.as_str()), (2, second.worker_id.as_str()));
     assert_eq!(attempt_errors(&done), [(1, "worker heartbeat expired")]);
     // Had the late report been taken, the job would have ended when the
-    // stale worker thawed, before attempt 2 slept its two seconds.
+    // stale worker thawed, right after attempt 2 began, not once attempt 2
+    // slept its two seconds. (The two times are the flushes of attempt 2's
+    // `running` and `done`, each a batch late by a few milliseconds, so
+    // exactly 2 s is no bound: a run measured 1.999 s.)
     let ran = seconds(done.finished_at.as_ref()) - seconds(done.started_at.as_ref());
-    assert!(ran >= 2.0, "the job ended {ran:.3}s into attempt 2, not after its sleep");
+    assert!(ran >= 1.5, "the job ended {ran:.3}s into attempt 2, not after its sleep");
     drop(fresh);
 }
 

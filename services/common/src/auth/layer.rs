@@ -9,6 +9,7 @@ use tonic::Status;
 use tonic::codegen::http;
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::limit::Limited;
 use super::{ADMIN, Access, Need, READ, Role, need};
 
 #[derive(Clone, Debug)]
@@ -86,8 +87,8 @@ impl Access {
         let counted = matches!(need, Need::AnyOf(roles) if roles == READ || roles == ADMIN);
         if let (Some(limits), true) = (&self.limits, counted) {
             let key = caller.unwrap_or_else(|| peer(request));
-            if let Err(wait) = limits.take(&key) {
-                tracing::warn!(caller = %key, rpc = path, "rate limit exceeded");
+            if let Err(Limited { wait, caller }) = limits.take(key) {
+                tracing::warn!(caller = %caller, rpc = path, "rate limit exceeded");
                 return Err(Status::with_error_details(
                     tonic::Code::ResourceExhausted,
                     format!("over the rate limit of {} requests per second", limits.rate()),

@@ -51,13 +51,15 @@ impl RateLimits {
     }
 
     /// Takes one request from `caller`'s bucket, or says how long until
-    /// one is there.
-    pub fn take(&self, caller: &str) -> Result<(), Duration> {
-        let caller = caller.to_string();
+    /// one is there (and gives the name back, for the log). The name is
+    /// taken by value: the limiter's map is keyed by owned names, and the
+    /// caller's own is moved in rather than copied for every request.
+    pub fn take(&self, caller: String) -> Result<(), Limited> {
+        let limited = |wait| Limited { wait, caller: caller.clone() };
         {
             let limiter = self.limiter.read().unwrap_or_else(PoisonError::into_inner);
             if limiter.len() < MAX_CALLERS {
-                return check(&limiter, &caller);
+                return check(&limiter, &caller).map_err(limited);
             }
         }
         let mut limiter = self.limiter.write().unwrap_or_else(PoisonError::into_inner);
@@ -68,8 +70,16 @@ impl RateLimits {
         if limiter.len() >= MAX_CALLERS {
             *limiter = RateLimiter::keyed(self.quota);
         }
-        check(&limiter, &caller)
+        check(&limiter, &caller).map_err(limited)
     }
+}
+
+/// A request over its caller's limit.
+#[derive(Debug)]
+pub struct Limited {
+    /// Until the caller's next request is allowed.
+    pub wait: Duration,
+    pub caller: String,
 }
 
 fn check(limiter: &Keyed, caller: &String) -> Result<(), Duration> {
@@ -86,22 +96,22 @@ mod tests {
     fn a_caller_gets_its_burst_then_waits_and_others_are_untouched() {
         let limits = RateLimits::new(5.0);
         for _ in 0..5 {
-            limits.take("a").expect("within the burst");
+            limits.take("a".into()).expect("within the burst");
         }
-        let wait = limits.take("a").expect_err("over the burst");
+        let wait = limits.take("a".into()).expect_err("over the burst").wait;
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(200), "{wait:?}");
-        limits.take("b").expect("another caller has its own bucket");
+        limits.take("b".into()).expect("another caller has its own bucket");
     }
 
     #[test]
     fn any_rate_makes_a_limit_without_panicking() {
         for rate in [1e-11, 1e-300, f64::MIN_POSITIVE, 0.0, -1.0, f64::NAN, 1e12, f64::INFINITY] {
             let limits = RateLimits::new(rate);
-            limits.take("a").expect("the first request is allowed");
+            limits.take("a".into()).expect("the first request is allowed");
         }
         let slowest = RateLimits::new(1e-11);
-        slowest.take("a").expect("the first request is allowed");
-        let wait = slowest.take("a").expect_err("the second waits");
+        slowest.take("a".into()).expect("the first request is allowed");
+        let wait = slowest.take("a".into()).expect_err("the second waits").wait;
         assert!(wait <= SLOWEST_PERIOD, "{wait:?}");
     }
 
@@ -109,7 +119,7 @@ mod tests {
     fn callers_past_the_bound_are_forgotten_not_kept() {
         let limits = RateLimits::new(1.0);
         for i in 0..MAX_CALLERS + 10 {
-            limits.take(&format!("caller-{i}")).expect("a new caller has its burst");
+            limits.take(format!("caller-{i}")).expect("a new caller has its burst");
         }
         let remembered = limits.limiter.read().unwrap().len();
         assert!(remembered <= MAX_CALLERS, "{remembered} callers remembered");

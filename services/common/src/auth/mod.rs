@@ -17,7 +17,7 @@ pub use client::{
     install as install_client_token,
 };
 pub use layer::AccessLayer;
-pub use limit::RateLimits;
+pub use limit::{Limited, RateLimits};
 pub use tokens::{Tokens, TokensError, hash_line_value};
 
 /// A role a token grants.
