@@ -386,3 +386,50 @@ async fn a_follow_survives_a_lost_stream_and_prints_every_line_once() {
     let status = follow.wait().await.expect("exit");
     assert!(status.success(), "{status}");
 }
+
+/// A scheduler stopped gracefully ends a follow UNAVAILABLE, not as if the
+/// job had ended: `jobs logs --follow` goes on once it is back, to the
+/// job's real end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_outlives_a_scheduler_stopped_gracefully() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let db = TestDb::create().await;
+    let mut scheduler = Scheduler::start(&db, &[]).await;
+    let addr = scheduler.addr().to_string();
+    let _worker = Worker::start(&scheduler, "w", &[]).await;
+    let args = ["--output", "json", "jobs", "create", "--kind", "sleep", "--args"];
+    let args: Vec<&str> = args.into_iter().chain([r#"{"seconds": 4}"#]).collect();
+    let created = json(&regsweep(&scheduler.url, &args).await);
+    let id = created["job"]["id"].as_str().expect("int64 as string").to_string();
+    let mut follow = tokio::process::Command::new(bin("regsweep"))
+        .args(["--scheduler", &scheduler.url, "jobs", "logs", &id, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("regsweep");
+    let mut stdout = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let mut stderr = BufReader::new(follow.stderr.take().expect("stderr")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await;
+    let first = first.expect("a first line in time").expect("stdout").expect("a first line");
+    assert!(first.ends_with("sleeping for 4s"), "{first}");
+
+    scheduler.process.signal(nix::sys::signal::Signal::SIGTERM);
+    let lost = tokio::time::timeout(Duration::from_secs(20), stderr.next_line()).await;
+    let lost = lost.expect("the stop noticed in time").expect("stderr").expect("a line");
+    assert!(lost.starts_with("log stream lost"), "{lost}");
+    scheduler.process.wait_exit(Duration::from_secs(20)).await;
+    let _back = Scheduler::start_on("scheduler", &db, &addr, &[]).await;
+
+    let mut rest = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .expect("the follow goes on")
+        .expect("stdout")
+    {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l.ends_with("slept for 4s")), "{rest:?}");
+    let status = follow.wait().await.expect("exit");
+    assert!(status.success(), "{status}");
+}

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, Result, bail};
 use regsweep_policy::{Cadence, Candidate, Precedence, Selector};
 use regsweep_proto::v1;
-use steps::{Plan, Stage, Step, Target};
+use steps::{Plan, Recovery, Stage, Step, Target};
 use tonic_types::StatusExt as _;
 
 use crate::cli::Cli;
@@ -271,6 +271,7 @@ fn plan(changes: &Changes, current: &Current) -> Plan {
         policies_before,
         registries: changes.registries.iter().map(|(e, _)| e.clone()).collect(),
         policies: changes.policies.iter().map(|(e, _)| e.clone()).collect(),
+        max_protection: regsweep_policy::MAX_PROTECTION_ENTRIES,
     }
 }
 
@@ -339,17 +340,14 @@ impl Change<'_> {
     }
 
     fn describe(&self) -> String {
-        match self {
-            Change::Registry(e, _) => format!("registry {:?}", e.name),
-            Change::Policy(e, _) => format!("policy {:?}", e.name),
-        }
+        self.target().0.describe()
     }
 }
 
 /// Has the scheduler check every change as it would make it, and reports
 /// every refusal with its line. Two refusals are expected and skipped: a
 /// policy on a registry the file creates (it does not exist yet), and an
-/// overlap the order of writes avoids (`order` checked the steps).
+/// overlap the order of writes avoids (`steps.rs` found that order).
 async fn check(cli: &Cli, changes: &Changes, at: &dyn Fn(&str, &str) -> String) -> Result<()> {
     let mut problems = Vec::new();
     for change in changes.all() {
@@ -424,34 +422,85 @@ fn print_steps(steps: &[Step]) {
 /// overwritten.
 async fn write(cli: &Cli, changes: &Changes, current: &Current) -> Result<()> {
     let total = changes.registries.len() + changes.policies.len();
-    let writes = changes.steps.len();
-    let mut etags: BTreeMap<String, String> = current
-        .registries
-        .values()
-        .map(|r| (Target::Registry(RegistryEntry::from_proto(r)).describe(), r.etag.clone()))
-        .chain(
-            current
-                .policies
-                .values()
-                .map(|p| (Target::Policy(PolicyEntry::from_proto(p)).describe(), p.etag.clone())),
-        )
-        .collect();
+    let mut etags = Etags::new(current);
     for (done, step) in changes.steps.iter().enumerate() {
-        let what = step.target.describe();
-        let etag = etags.get(&what).cloned().unwrap_or_default();
-        match send(cli, &step.target, step.create, false, etag).await {
-            Ok(etag) => {
-                etags.insert(what, etag);
-            }
-            Err(status) => bail!(
-                "{what}: {} ({done} of {writes} writes made before it; none of them deletes \
-                 more than before or than the file; apply the file again once this is fixed)",
-                status.message()
-            ),
+        if let Err(status) = etags.send(cli, step).await {
+            let recovery = plan(changes, current).recovery(&changes.steps, done);
+            let (resumed, stranded) = etags.recover(cli, recovery).await;
+            bail!(
+                "{}: {} ({done} of {} writes made before it; none of them deletes more than \
+                 before or than the file; apply the file again once this is fixed){}",
+                step.target.describe(),
+                status.message(),
+                changes.steps.len(),
+                paused_after_failure(&resumed, &stranded),
+            )
         }
     }
     println!("applied {total} change{}", if total == 1 { "" } else { "s" });
     Ok(())
+}
+
+/// What an operator must know of the paused policies the file does not
+/// change, after a failed write: applying the file again does not touch
+/// them.
+fn paused_after_failure(resumed: &[String], stranded: &[String]) -> String {
+    let mut out = String::new();
+    if !resumed.is_empty() {
+        out += &format!("\npaused while applying and live again: {}", resumed.join(", "));
+    }
+    if !stranded.is_empty() {
+        out += &format!(
+            "\npaused while applying, not in the file, and still dry runs: {}; once the file \
+             is applied, make each live again with `regsweep policies update NAME --live`",
+            stranded.join(", ")
+        );
+    }
+    out
+}
+
+/// The version of each registry and policy as `apply` last read or wrote
+/// it, by `Target::describe`.
+struct Etags(BTreeMap<String, String>);
+
+impl Etags {
+    fn new(current: &Current) -> Self {
+        let registries = current
+            .registries
+            .values()
+            .map(|r| (Target::Registry(RegistryEntry::from_proto(r)).describe(), r.etag.clone()));
+        let policies = current
+            .policies
+            .values()
+            .map(|p| (Target::Policy(PolicyEntry::from_proto(p)).describe(), p.etag.clone()));
+        Etags(registries.chain(policies).collect())
+    }
+
+    /// One write, conditional on the version last seen.
+    async fn send(&mut self, cli: &Cli, step: &Step) -> Result<(), tonic::Status> {
+        let what = step.target.describe();
+        let etag = self.0.get(&what).cloned().unwrap_or_default();
+        let written = send(cli, &step.target, step.create, false, etag).await?;
+        self.0.insert(what, written);
+        Ok(())
+    }
+
+    /// Makes the recovery's writes; answers the policies live again and
+    /// those still paused.
+    async fn recover(&mut self, cli: &Cli, recovery: Recovery) -> (Vec<String>, Vec<String>) {
+        let (mut resumed, mut stranded) = (Vec::new(), recovery.stranded);
+        for step in &recovery.writes {
+            let Target::Policy(p) = &step.target else { continue };
+            match self.send(cli, step).await {
+                Ok(()) => resumed.push(p.name.clone()),
+                Err(status) => {
+                    eprintln!("policy {:?}: not live again: {}", p.name, status.message());
+                    stranded.push(p.name.clone());
+                }
+            }
+        }
+        (resumed, stranded)
+    }
 }
 
 /// What each changed policy would delete now: a preview of the draft on

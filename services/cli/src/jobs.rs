@@ -76,10 +76,8 @@ pub async fn run(cli: &Cli, command: &JobsCommand) -> Result<()> {
     Ok(())
 }
 
-/// `regsweep jobs logs --follow`: the lines so far, then each new one,
-/// until the job ends; then its status.
-/// Consecutive lost streams a follow survives: about a minute of a
-/// scheduler away (a restart, a replica failing over).
+/// Consecutive lost streams a follow survives: about 45 s of a scheduler
+/// away (a restart, a replica failing over), at the backoff below.
 const FOLLOW_RETRIES: u32 = 12;
 
 /// `regsweep jobs logs --follow`: the lines as they come, to the job's end.
@@ -148,7 +146,13 @@ async fn follow_from(
         }
         at.token = message.next_page_token;
     }
-    Ok(())
+    if at.status.is_terminal() {
+        Ok(())
+    } else {
+        // A scheduler that ended the stream without the job's end (an
+        // older one stopping does): not the end of the log.
+        Err(FollowError::Stream(tonic::Status::unavailable("log stream ended before the job")))
+    }
 }
 
 /// `regsweep jobs logs`: every line so far, page by page.

@@ -250,16 +250,17 @@ fn deliver(
 ) {
     let superseded: std::collections::HashSet<SessionRef> =
         outcome.superseded.iter().copied().collect();
-    // One cancel per attempt: a batch holding several heartbeats of one
-    // session reports its attempts once per heartbeat.
+    // One cancel per attempt and stream: a batch holding several
+    // heartbeats of one session reports its attempts once per heartbeat.
     let mut cancelled = std::collections::HashSet::new();
     for (worker_id, run) in outcome.stale.into_iter().chain(outcome.cancel_requested) {
-        if !cancelled.insert((worker_id, run.job_id, run.attempt)) {
-            continue;
-        }
         // A superseded session's attempts are stopped on its own stream,
         // just before it ends.
-        let out = if run.reason == StaleReason::SessionSuperseded {
+        let old_stream = run.reason == StaleReason::SessionSuperseded;
+        if !cancelled.insert((worker_id, run.job_id, run.attempt, old_stream)) {
+            continue;
+        }
+        let out = if old_stream {
             let old = superseded.iter().filter(|s| s.worker_id == worker_id);
             old.filter_map(|s| routes.by_session.get(s)).next()
         } else {
@@ -330,6 +331,51 @@ mod tests {
         assert!(built.routes.by_worker.contains_key(&worker));
     }
 
+    /// A worker that reconnected: its old session and stream, and its new
+    /// ones.
+    struct Reconnected {
+        worker: Uuid,
+        old: SessionRef,
+        new: SessionRef,
+        old_tx: SessionTx,
+        old_rx: crate::outbound::Outbound,
+        new_tx: SessionTx,
+        new_rx: crate::outbound::Outbound,
+    }
+
+    fn reconnected() -> Reconnected {
+        let worker = Uuid::new_v4();
+        let (old_tx, old_rx) = crate::outbound::channel(16);
+        let (new_tx, new_rx) = crate::outbound::channel(16);
+        Reconnected {
+            worker,
+            old: SessionRef { worker_id: worker, epoch: 1 },
+            new: SessionRef { worker_id: worker, epoch: 2 },
+            old_tx,
+            old_rx,
+            new_tx,
+            new_rx,
+        }
+    }
+
+    /// What each stream heard, in order, as short text.
+    fn heard(rx: &mut crate::outbound::Outbound) -> Vec<String> {
+        let mut heard = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            heard.push(match message {
+                Ok(v1::ConnectResponse { message: Some(Message::Cancel(c)) }) => {
+                    format!("cancel {} ({})", c.job_id, c.reason)
+                }
+                Ok(v1::ConnectResponse { message: Some(Message::HeartbeatAck(a)) }) => {
+                    format!("ack {}", a.sequence)
+                }
+                Ok(other) => format!("{other:?}"),
+                Err(status) => format!("ended: {:?}", status.code()),
+            });
+        }
+        heard
+    }
+
     fn recorded(rx: &mut crate::outbound::Outbound) -> Vec<i64> {
         let Ok(Ok(v1::ConnectResponse { message: Some(Message::EndsRecorded(recorded)) })) =
             rx.try_recv()
@@ -344,13 +390,8 @@ mod tests {
     /// worker, which hears nothing recorded.
     #[test]
     fn written_ends_are_acknowledged_to_the_stream_that_sent_them() {
-        let worker = Uuid::new_v4();
-        let (old, new) = (
-            SessionRef { worker_id: worker, epoch: 1 },
-            SessionRef { worker_id: worker, epoch: 2 },
-        );
-        let (old_tx, mut old_rx) = crate::outbound::channel(16);
-        let (new_tx, mut new_rx) = crate::outbound::channel(16);
+        let Reconnected { worker, old, new, old_tx, mut old_rx, new_tx, mut new_rx } =
+            reconnected();
         let ops = vec![
             WriteOp::Update(update(1, JobStatus::Done, worker), new_tx.clone(), Some(new)),
             WriteOp::Update(update(2, JobStatus::Error, worker), new_tx.clone(), Some(new)),
@@ -409,13 +450,8 @@ mod tests {
     #[test]
     fn what_concerns_a_superseded_session_never_reaches_the_new_one() {
         use crate::store::StaleRun;
-        let worker = Uuid::new_v4();
-        let (old, new) = (
-            SessionRef { worker_id: worker, epoch: 1 },
-            SessionRef { worker_id: worker, epoch: 2 },
-        );
-        let (old_tx, mut old_rx) = crate::outbound::channel(16);
-        let (new_tx, mut new_rx) = crate::outbound::channel(16);
+        let Reconnected { worker, old, new, old_tx, mut old_rx, new_tx, mut new_rx } =
+            reconnected();
         let heartbeat = |session| HeartbeatWrite { session, running: Vec::new(), end_acks: true };
         let ack = PendingAck { sequence: 9, received: Instant::now() };
         let ops = vec![
@@ -431,24 +467,39 @@ mod tests {
         };
         let acks = acks.iter().map(|&(s, a)| (s, a.sequence, Duration::from_secs(5)));
         deliver(outcome, &routes, &ends, acks);
-        let drain = |rx: &mut crate::outbound::Outbound| {
-            let mut heard = Vec::new();
-            while let Ok(message) = rx.try_recv() {
-                heard.push(match message {
-                    Ok(v1::ConnectResponse { message: Some(Message::Cancel(c)) }) => {
-                        format!("cancel {}", c.job_id)
-                    }
-                    Ok(v1::ConnectResponse { message: Some(Message::HeartbeatAck(a)) }) => {
-                        format!("ack {}", a.sequence)
-                    }
-                    Ok(other) => format!("{other:?}"),
-                    Err(status) => format!("ended: {:?}", status.code()),
-                });
-            }
-            heard
+        assert_eq!(
+            heard(&mut old_rx),
+            ["cancel 7 (worker was declared dead or reconnected)", "ended: FailedPrecondition"]
+        );
+        assert_eq!(heard(&mut new_rx), ["ack 9"]);
+    }
+
+    /// An attempt the old session is told to stop, and whose cancel was
+    /// also requested, gets each cancel on its stream: one per attempt and
+    /// stream, not one per attempt.
+    #[test]
+    fn cancels_of_one_attempt_for_two_streams_each_reach_theirs() {
+        use crate::store::StaleRun;
+        let Reconnected { worker, old, new, old_tx, mut old_rx, new_tx, mut new_rx } =
+            reconnected();
+        let heartbeat = |session| HeartbeatWrite { session, running: Vec::new(), end_acks: true };
+        let ops = vec![
+            WriteOp::Heartbeat(heartbeat(old), old_tx, None),
+            WriteOp::Heartbeat(heartbeat(new), new_tx, None),
+        ];
+        let Built { routes, ends, .. } = build_batch(ops);
+        let run = |reason| (worker, StaleRun { job_id: 7, attempt: 1, reason });
+        let outcome = WriteOutcome {
+            stale: vec![run(StaleReason::SessionSuperseded)],
+            cancel_requested: vec![run(StaleReason::CancelRequested)],
+            superseded: vec![old],
         };
-        assert_eq!(drain(&mut old_rx), ["cancel 7", "ended: FailedPrecondition"]);
-        assert_eq!(drain(&mut new_rx), ["ack 9"]);
+        deliver(outcome, &routes, &ends, std::iter::empty());
+        assert_eq!(
+            heard(&mut old_rx),
+            ["cancel 7 (worker was declared dead or reconnected)", "ended: FailedPrecondition"]
+        );
+        assert_eq!(heard(&mut new_rx), ["cancel 7 (cancel requested)"]);
     }
 
     /// A dropped batch ends the streams whose kept ends it lost: their

@@ -7,7 +7,9 @@
 //!    to the union of what it is and what the file says. Live policies
 //!    whose repositories could change hands while policies move are paused
 //!    (made dry runs). Changes that end in a policy deleting nothing are
-//!    made.
+//!    made. Where the union would pass the limit on a protection list, the
+//!    registry's live policies are all paused instead, and its protection is
+//!    written as the file has it while none of them deletes.
 //! 2. **Move.** Policies that are created or get a new selector or
 //!    priority are written as dry runs, in an order in which no two
 //!    policies at one priority overlap at any step (the scheduler refuses
@@ -24,11 +26,14 @@
 //! before and as it was, under at least the protection before; or the one
 //! that governs it in the file and as the file has it, under at least the
 //! file's protection. A write that fails leaves such a state; applying the
-//! file again finishes the job.
+//! file again finishes the job. A paused policy the file does not change
+//! would stay paused, since applying the file again does not know it: so
+//! after a failure, `recovery` names the writes that make such policies
+//! live again where that is safe, and the ones it cannot.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use regsweep_policy::{Candidate, PRIORITY_RANGE, Precedence, Selector};
+use regsweep_policy::{Candidate, MAX_PROTECTION_ENTRIES, PRIORITY_RANGE, Precedence, Selector};
 
 use crate::declared::{PolicyEntry, Protection, RegistryEntry};
 
@@ -53,6 +58,21 @@ pub enum Stage {
     DryUntilEnd,
     /// At a free priority, out of the way of another policy's move.
     Parked,
+    /// A registry's protection as the file says, written early while every
+    /// policy of the registry is a dry run: before and after together would
+    /// pass the limit on a protection list.
+    WhilePaused,
+    /// A paused policy the file does not change, live again after a write
+    /// failed.
+    Resumed,
+}
+
+/// Which of the three phases a write belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Tighten,
+    Move,
+    Loosen,
 }
 
 /// One write of `apply`.
@@ -62,6 +82,7 @@ pub struct Step {
     /// The first write of a registry or policy that does not exist yet.
     pub create: bool,
     pub stage: Stage,
+    pub phase: Phase,
 }
 
 impl Target {
@@ -89,6 +110,11 @@ impl Step {
                 }
                 Target::Registry(_) => "out of the way".into(),
             },
+            Stage::WhilePaused => format!(
+                "protection as the file says, while its policies are dry runs (before and \
+                 after together pass {MAX_PROTECTION_ENTRIES} entries)"
+            ),
+            Stage::Resumed => "live again, as before".into(),
         }
     }
 }
@@ -103,18 +129,37 @@ pub struct Plan {
     pub policies_before: BTreeMap<String, PolicyEntry>,
     pub registries: Vec<RegistryEntry>,
     pub policies: Vec<PolicyEntry>,
+    /// Most entries in a protection list (the scheduler's limit; smaller in
+    /// tests).
+    pub max_protection: usize,
+}
+
+/// After a failed write: what makes paused policies the file does not
+/// change live again, and those that must wait for the operator.
+#[derive(Debug, Default, PartialEq)]
+pub struct Recovery {
+    pub writes: Vec<Step>,
+    /// Paused policies no write can safely resume now: repositories were
+    /// changing hands when the write failed.
+    pub stranded: Vec<String>,
 }
 
 impl Plan {
     /// The writes, in order. Fails only when the file itself puts two
     /// overlapping policies at one priority.
     pub fn steps(&self) -> Result<Vec<Step>, Vec<Stuck>> {
-        let mut out = Steps { steps: Vec::new(), written: BTreeMap::new() };
-        let shrinking = self.tighten_registries(&mut out);
+        let mut out = Steps { steps: Vec::new(), written: BTreeMap::new(), phase: Phase::Tighten };
+        let swapped = self.swapped();
+        let shrinking = self.tighten_registries(&swapped, &mut out);
         let movers: Vec<&PolicyEntry> = self.policies.iter().filter(|p| self.moves(p)).collect();
-        let paused = self.paused(&movers);
+        let paused = self.paused(&movers, &swapped);
         self.tighten_policies(&paused, &mut out);
+        for entry in self.registries.iter().filter(|r| swapped.contains(&r.name)) {
+            out.push(Target::Registry(entry.clone()), false, Stage::WhilePaused);
+        }
+        out.phase = Phase::Move;
         self.moves_in_order(&movers, &mut out)?;
+        out.phase = Phase::Loosen;
         for entry in self.policies.iter().chain(&paused) {
             if out.written.get(&entry.name) != Some(entry) {
                 let create = self.is_new(&entry.name, &out);
@@ -129,11 +174,79 @@ impl Plan {
         Ok(out.steps)
     }
 
-    /// Phase 1 for registries; returns those whose protection shrinks,
-    /// written as the file has them in phase 3.
-    fn tighten_registries(&self, out: &mut Steps) -> Vec<&RegistryEntry> {
+    /// After `steps[failed]` failed, made or not: the writes that make the
+    /// policies paused here that the file does not change live again, as
+    /// they were. Safe before any policy moved, while their registry's
+    /// protection still holds all it did (they delete as before), and once
+    /// every policy is in its place (they delete as the file says, which
+    /// for them is as before). In between, and where protection was
+    /// swapped before policies move, they are stranded.
+    pub fn recovery(&self, steps: &[Step], failed: usize) -> Recovery {
+        let Some(failure) = steps.get(failed) else { return Recovery::default() };
+        let made = &steps[..=failed];
+        let changed = |name: &str| self.policies.iter().any(|p| p.name == name);
+        let mut out = Recovery::default();
+        for (n, step) in made.iter().enumerate() {
+            let Target::Policy(paused) = &step.target else { continue };
+            // Written live again by its own write, surely made.
+            let resumed = steps.get(n + 1..failed).unwrap_or_default().iter().any(|s| {
+                s.stage == Stage::Final
+                    && matches!(&s.target, Target::Policy(p) if p.name == paused.name)
+            });
+            if step.stage != Stage::Paused || changed(&paused.name) || resumed {
+                continue;
+            }
+            let before = self.policies_before[&paused.name].clone();
+            let on_registry = |s: &&Step| match &s.target {
+                Target::Registry(r) => r.name == before.registry,
+                Target::Policy(p) => p.registry == before.registry,
+            };
+            // Its protection written as the file has it, which may hold
+            // less than before: safe only where nothing moves (it then
+            // deletes as the file says).
+            let swapped = made.iter().filter(on_registry).any(|s| s.stage == Stage::WhilePaused);
+            let moves = steps.iter().filter(on_registry).any(|s| s.phase == Phase::Move);
+            let safe = match failure.phase {
+                Phase::Tighten => !swapped || !moves,
+                Phase::Move => false,
+                Phase::Loosen => true,
+            };
+            if safe {
+                let target = Target::Policy(before);
+                out.writes.push(Step {
+                    target,
+                    create: false,
+                    stage: Stage::Resumed,
+                    phase: failure.phase,
+                });
+            } else {
+                out.stranded.push(paused.name.clone());
+            }
+        }
+        out
+    }
+
+    /// Registries whose protection before and in the file together would
+    /// pass the limit on one of its lists.
+    fn swapped(&self) -> BTreeSet<String> {
+        let over = |entry: &RegistryEntry| {
+            let before = self.registries_before.get(&entry.name)?;
+            let both = union(&entry.protection, &before.protection);
+            let lists = [&both.tag_patterns, &both.digests, &both.repository_globs];
+            lists.iter().any(|l| l.len() > self.max_protection).then(|| entry.name.clone())
+        };
+        self.registries.iter().filter_map(over).collect()
+    }
+
+    /// Phase 1 for registries but the swapped ones; returns those whose
+    /// protection shrinks, written as the file has them in phase 3.
+    fn tighten_registries(
+        &self,
+        swapped: &BTreeSet<String>,
+        out: &mut Steps,
+    ) -> Vec<&RegistryEntry> {
         let mut shrinking = Vec::new();
-        for entry in &self.registries {
+        for entry in self.registries.iter().filter(|r| !swapped.contains(&r.name)) {
             let Some(before) = self.registries_before.get(&entry.name) else {
                 out.push(Target::Registry(entry.clone()), true, Stage::Final);
                 continue;
@@ -170,8 +283,9 @@ impl Plan {
     }
 
     /// Live policies (as they are before) whose repositories a moving
-    /// policy could take or hand over, each as the file leaves it.
-    fn paused(&self, movers: &[&PolicyEntry]) -> Vec<PolicyEntry> {
+    /// policy could take or hand over, or whose registry's protection is
+    /// swapped, each as the file leaves it.
+    fn paused(&self, movers: &[&PolicyEntry], swapped: &BTreeSet<String>) -> Vec<PolicyEntry> {
         let changed: BTreeMap<&str, &PolicyEntry> =
             self.policies.iter().map(|p| (p.name.as_str(), p)).collect();
         let mut paused = Vec::new();
@@ -188,7 +302,7 @@ impl Plan {
                     .chain([m.selector.as_str()])
                     .any(|s| overlap(&before.selector, s))
             };
-            if touched.clone().any(|m| reaches(&m)) {
+            if swapped.contains(&before.registry) || touched.clone().any(|m| reaches(&m)) {
                 paused.push(
                     changed.get(name.as_str()).map_or_else(|| before.clone(), |p| (*p).clone()),
                 );
@@ -212,7 +326,8 @@ impl Plan {
                     None => {
                         placed = true;
                         places.set(entry, entry.priority);
-                        let stage = if deletes(entry) { Stage::DryUntilEnd } else { Stage::Final };
+                        let stage =
+                            if dry(entry) == *entry { Stage::Final } else { Stage::DryUntilEnd };
                         let create = self.is_new(&entry.name, out);
                         out.push(Target::Policy(dry(entry)), create, stage);
                     }
@@ -277,6 +392,7 @@ impl Plan {
 struct Steps {
     steps: Vec<Step>,
     written: BTreeMap<String, PolicyEntry>,
+    phase: Phase,
 }
 
 impl Steps {
@@ -284,7 +400,7 @@ impl Steps {
         if let Target::Policy(p) = &target {
             self.written.insert(p.name.clone(), p.clone());
         }
-        self.steps.push(Step { target, create, stage });
+        self.steps.push(Step { target, create, stage, phase: self.phase });
     }
 }
 

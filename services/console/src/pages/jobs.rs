@@ -242,6 +242,9 @@ pub async fn log_stream(
                 }
                 events
             }
+            // A scheduler stopping: ending the stream has the browser
+            // connect again, from its last event.
+            Err(status) if status.code() == tonic::Code::Unavailable => Vec::new(),
             Err(status) => vec![Event::default().event("failed").data(status.message())],
         };
         futures::stream::iter(events.into_iter().map(Ok))

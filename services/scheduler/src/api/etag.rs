@@ -4,6 +4,8 @@
 //! etag, which must name that same version. Either way, a write nobody
 //! saw is never overwritten: the answer is `ABORTED`, read again and retry.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 
 use crate::error::ApiError;
@@ -21,6 +23,28 @@ pub fn changed(kind: &str, name: &str) -> ApiError {
     ))
 }
 
+/// Tries of a read-modify-write whose caller gave no etag. It asked for no
+/// condition, so losing to a write made between this call's own read and
+/// its write is retried from a fresh read, not answered `ABORTED`.
+const UNCONDITIONAL_TRIES: usize = 3;
+
+/// Runs `attempt` (read, merge, conditional write; `None` when the write
+/// lost to another) once when the caller gave an etag, else until it is
+/// written or the tries run out.
+pub async fn retried<T, F, Fut>(given: &str, mut attempt: F) -> Result<Option<T>, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, ApiError>>,
+{
+    let tries = if given.is_empty() { UNCONDITIONAL_TRIES } else { 1 };
+    for _ in 1..tries {
+        if let Some(written) = attempt().await? {
+            return Ok(Some(written));
+        }
+    }
+    attempt().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +58,25 @@ mod tests {
         let refused = check("policy", "p", &etag(read), later).expect_err("stale");
         assert!(matches!(refused, ApiError::Aborted(_)), "{refused:?}");
         assert!(check("policy", "p", "garbage", read).is_err());
+    }
+
+    /// Losing twice in a row to other writes: a caller without an etag
+    /// gets its write made from a fresh read; one with an etag gets the
+    /// loss at once.
+    #[tokio::test]
+    async fn only_writes_without_an_etag_are_tried_again() {
+        let run = |given: &'static str| async move {
+            let mut lost = 0;
+            let written = retried(given, || {
+                lost += 1;
+                let made = lost > 2;
+                async move { Ok(made.then_some("written")) }
+            })
+            .await
+            .expect("no error");
+            (written, lost)
+        };
+        assert_eq!(run("").await, (Some("written"), 3));
+        assert_eq!(run("etag").await, (None, 1));
     }
 }

@@ -277,22 +277,63 @@ fn merge(
 
 impl PolicyApi {
     async fn set_enabled(&self, name: &str, enabled: bool) -> Result<PolicyRecord, ApiError> {
-        let current = self.find(name).await?;
-        if current.enabled == enabled {
-            return Ok(current);
-        }
-        let mut proto = current.to_proto();
-        proto.disabled = !enabled;
-        let mut policy = validate(&proto, Some(current.registry_id))?;
-        policy.next_run_at = current.next_run_at;
-        policy.expected_updated_at = Some(current.updated_at);
-        let Some(updated) = self.catalog.update_policy(policy).await? else {
+        let written = etag::retried("", || async {
+            let current = self.find(name).await?;
+            if current.enabled == enabled {
+                return Ok(Some(current));
+            }
+            let mut proto = current.to_proto();
+            proto.disabled = !enabled;
+            let mut policy = validate(&proto, Some(current.registry_id))?;
+            policy.next_run_at = current.next_run_at;
+            policy.expected_updated_at = Some(current.updated_at);
+            self.catalog.update_policy(policy).await.map_err(ApiError::from)
+        })
+        .await?;
+        let Some(updated) = written else {
             self.find(name).await?;
             return Err(etag::changed("policy", name));
         };
         tracing::info!(policy = %name, enabled, "policy {}", if enabled { "enabled" } else { "disabled" });
         Ok(updated)
     }
+
+    /// One read-modify-write of `update_policy`: `None` when it lost to
+    /// another write.
+    async fn update_once(
+        &self,
+        req: &v1::UpdatePolicyRequest,
+    ) -> Result<Option<Updated>, ApiError> {
+        let update = req.policy.clone().unwrap_or_default();
+        let current = self.find(&update.name).await?;
+        etag::check("policy", &update.name, &req.etag, current.updated_at)?;
+        let merged = merge(&current, &update, &req.update_mask)?;
+        let mut policy = validate(&merged, Some(current.registry_id))?;
+        policy.expected_updated_at = Some(current.updated_at);
+        if policy.cadence == current.cadence {
+            policy.next_run_at = current.next_run_at;
+        }
+        let claims_changed = policy.repository_selector != current.repository_selector
+            || policy.priority != current.priority;
+        if claims_changed {
+            self.check_precedence(&policy, current.id).await?;
+        }
+        if req.validate_only {
+            return Ok(Some(Updated::Checked(merged)));
+        }
+        let written = self.catalog.update_policy(policy).await?;
+        Ok(written.map(|_| Updated::Written { registry_id: current.registry_id, claims_changed }))
+    }
+}
+
+/// What `update_policy` did.
+enum Updated {
+    /// Only checked (`validate_only`): the policy as it would be.
+    Checked(v1::Policy),
+    Written {
+        registry_id: i64,
+        claims_changed: bool,
+    },
 }
 
 #[tonic::async_trait]
@@ -387,34 +428,25 @@ impl PolicyService for PolicyApi {
         request: Request<v1::UpdatePolicyRequest>,
     ) -> Result<Response<v1::UpdatePolicyResponse>, Status> {
         let req = request.into_inner();
-        let update = req.policy.unwrap_or_default();
-        let current = self.find(&update.name).await?;
-        etag::check("policy", &update.name, &req.etag, current.updated_at)?;
-        let merged = merge(&current, &update, &req.update_mask).map_err(ApiError::from)?;
-        let mut policy = validate(&merged, Some(current.registry_id)).map_err(ApiError::from)?;
-        policy.expected_updated_at = Some(current.updated_at);
-        if policy.cadence == current.cadence {
-            policy.next_run_at = current.next_run_at;
+        let name = req.policy.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        match etag::retried(&req.etag, || self.update_once(&req)).await? {
+            None => {
+                self.find(&name).await?;
+                Err(etag::changed("policy", &name).into())
+            }
+            Some(Updated::Checked(merged)) => {
+                Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(merged) }))
+            }
+            Some(Updated::Written { registry_id, claims_changed }) => {
+                if claims_changed {
+                    self.reassign(registry_id).await?;
+                }
+                let updated = self.find(&name).await?;
+                tracing::info!(policy = %updated.name, "policy updated");
+                let shown = self.shown(&updated).await?;
+                Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(shown) }))
+            }
         }
-        let claims_changed = policy.repository_selector != current.repository_selector
-            || policy.priority != current.priority;
-        if claims_changed {
-            self.check_precedence(&policy, current.id).await?;
-        }
-        if req.validate_only {
-            return Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(merged) }));
-        }
-        let Some(updated) = self.catalog.update_policy(policy).await.map_err(ApiError::from)?
-        else {
-            self.find(&update.name).await?;
-            return Err(etag::changed("policy", &update.name).into());
-        };
-        if claims_changed {
-            self.reassign(current.registry_id).await?;
-        }
-        let updated = self.find(&updated.name).await?;
-        tracing::info!(policy = %updated.name, "policy updated");
-        Ok(Response::new(v1::UpdatePolicyResponse { policy: Some(self.shown(&updated).await?) }))
     }
 
     async fn delete_policy(

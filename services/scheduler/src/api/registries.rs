@@ -40,6 +40,29 @@ impl RegistryApi {
     pub fn new(catalog: Arc<dyn CatalogStore>, jobs: Arc<dyn JobStore>) -> Self {
         Self { catalog, jobs }
     }
+
+    /// One read-modify-write of `update_registry`, answering the registry
+    /// as written (or as it would be, with `validate_only`); `None` when
+    /// it lost to another write.
+    async fn update_once(
+        &self,
+        req: &v1::UpdateRegistryRequest,
+    ) -> Result<Option<v1::Registry>, ApiError> {
+        let update = req.registry.clone().unwrap_or_default();
+        let current = self
+            .catalog
+            .get_registry(&update.name)
+            .await?
+            .ok_or_else(|| not_found(&update.name))?;
+        etag::check("registry", &update.name, &req.etag, current.updated_at)?;
+        let merged = merge(&current, &update, &req.update_mask)?;
+        let mut registry = validate(&merged)?;
+        if req.validate_only {
+            return Ok(Some(merged));
+        }
+        registry.expected_updated_at = Some(current.updated_at);
+        Ok(self.catalog.update_registry(registry).await?.map(|r| r.to_proto()))
+    }
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -303,31 +326,19 @@ impl RegistryService for RegistryApi {
         request: Request<v1::UpdateRegistryRequest>,
     ) -> Result<Response<v1::UpdateRegistryResponse>, Status> {
         let req = request.into_inner();
-        let update = req.registry.unwrap_or_default();
-        let current = self
-            .catalog
-            .get_registry(&update.name)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| not_found(&update.name))?;
-        etag::check("registry", &update.name, &req.etag, current.updated_at)?;
-        let merged = merge(&current, &update, &req.update_mask).map_err(ApiError::from)?;
-        let mut registry = validate(&merged).map_err(ApiError::from)?;
-        if req.validate_only {
-            return Ok(Response::new(v1::UpdateRegistryResponse { registry: Some(merged) }));
-        }
-        registry.expected_updated_at = Some(current.updated_at);
-        let Some(updated) = self.catalog.update_registry(registry).await.map_err(ApiError::from)?
-        else {
-            let gone = self.catalog.get_registry(&update.name).await.map_err(ApiError::from)?;
+        let name = req.registry.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+        let Some(updated) = etag::retried(&req.etag, || self.update_once(&req)).await? else {
+            let gone = self.catalog.get_registry(&name).await.map_err(ApiError::from)?;
             return Err(match gone {
-                None => not_found(&update.name),
-                Some(_) => etag::changed("registry", &update.name),
+                None => not_found(&name),
+                Some(_) => etag::changed("registry", &name),
             }
             .into());
         };
-        tracing::info!(registry = %updated.name, "registry updated");
-        Ok(Response::new(v1::UpdateRegistryResponse { registry: Some(updated.to_proto()) }))
+        if !req.validate_only {
+            tracing::info!(registry = %updated.name, "registry updated");
+        }
+        Ok(Response::new(v1::UpdateRegistryResponse { registry: Some(updated) }))
     }
 
     async fn mark_in_use(

@@ -1,6 +1,7 @@
 //! Following a job's log: stored lines first, then new ones as flushes on
 //! this replica announce them (and by polling, for lines written through
-//! other replicas), until the job is terminal and everything was sent.
+//! other replicas), until the job is terminal and everything was sent, or
+//! until this scheduler stops (UNAVAILABLE: follow again elsewhere).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,8 +84,13 @@ impl Tail {
                 return Ok(());
             }
             self.wait().await;
-            if self.shutdown.is_triggered() || tx.is_closed() {
+            if tx.is_closed() {
                 return Ok(());
+            }
+            if self.shutdown.is_triggered() {
+                // Not the job's end: the follower goes on elsewhere, from
+                // its last position.
+                return Err(Status::unavailable("scheduler shutting down; follow again"));
             }
         }
     }

@@ -36,6 +36,8 @@ fn registry(patterns: &[&str]) -> RegistryEntry {
 struct State {
     registry: RegistryEntry,
     policies: BTreeMap<String, PolicyEntry>,
+    /// The limit on protection lists.
+    limit: usize,
 }
 
 impl State {
@@ -85,11 +87,23 @@ impl State {
 /// deletes, is before's with at least before's protection, or after's
 /// with at least after's. The last state is `after`.
 fn check(before: &State, after: &State, steps: &[Step]) -> Result<(), String> {
-    let mut state = before.clone();
+    let state = walk(before.clone(), before, after, steps)?;
+    if state != *after {
+        return Err(format!("ended at {state:?}, not {after:?}"));
+    }
+    Ok(())
+}
+
+/// The state `steps` lead to from `state`, if every state on the way is
+/// one `check` accepts.
+fn walk(mut state: State, before: &State, after: &State, steps: &[Step]) -> Result<State, String> {
     for (n, step) in steps.iter().enumerate() {
         state.apply(step);
         if let Some(pair) = state.overlapping() {
             return Err(format!("step {n} {step:?}: {pair:?} overlap at one priority"));
+        }
+        if state.registry.protection.tag_patterns.len() > state.limit {
+            return Err(format!("step {n}: protection past the limit: {state:?}"));
         }
         for repository in REPOSITORIES {
             let Some(g) = state.governor(repository).filter(|g| deletes(g)) else { continue };
@@ -100,8 +114,41 @@ fn check(before: &State, after: &State, steps: &[Step]) -> Result<(), String> {
             }
         }
     }
-    if state != *after {
-        return Err(format!("ended at {state:?}, not {after:?}"));
+    Ok(state)
+}
+
+/// After the write at `failed` fails, made or not, and the recovery's
+/// writes: every state on the way is safe, and each paused policy the file
+/// does not change is as before, or named as stranded while policies move.
+fn check_recovery(
+    plan: &Plan,
+    (before, after): (&State, &State),
+    steps: &[Step],
+    (failed, made): (usize, bool),
+) -> Result<(), String> {
+    let upto = if made { failed + 1 } else { failed };
+    let state = walk(before.clone(), before, after, &steps[..upto])?;
+    let recovery = plan.recovery(steps, failed);
+    // A failed write may have been made: the recovery cannot know.
+    let swapped = steps[..=failed].iter().any(|s| s.stage == Stage::WhilePaused);
+    let moving = match steps[failed].phase {
+        Phase::Tighten => swapped,
+        Phase::Move => true,
+        Phase::Loosen => false,
+    };
+    if !moving && !recovery.stranded.is_empty() {
+        return Err(format!("stranded while nothing moves: {recovery:?}"));
+    }
+    let state = walk(state, before, after, &recovery.writes)
+        .map_err(|e| format!("recovery after {failed} (made: {made}): {e}"))?;
+    let unchanged = |name: &String| !plan.policies.iter().any(|p| p.name == *name);
+    for (name, was) in before.policies.iter().filter(|(n, _)| unchanged(n)) {
+        if state.policies[name] != *was && !recovery.stranded.contains(name) {
+            return Err(format!(
+                "{name} left {:?} after {failed}: {recovery:?}",
+                state.policies[name]
+            ));
+        }
     }
     Ok(())
 }
@@ -112,6 +159,12 @@ fn plan(
     file: &[PolicyEntry],
     file_registry: &RegistryEntry,
 ) -> (State, Result<Vec<Step>, Vec<Stuck>>) {
+    let (after, plan) = plan_of(before, file, file_registry);
+    (after, plan.steps())
+}
+
+/// As `plan`, answering the plan.
+fn plan_of(before: &State, file: &[PolicyEntry], file_registry: &RegistryEntry) -> (State, Plan) {
     let registries_before = BTreeMap::from([("hub".to_string(), before.registry.clone())]);
     let changed: Vec<PolicyEntry> =
         file.iter().filter(|p| before.policies.get(&p.name) != Some(p)).cloned().collect();
@@ -127,14 +180,16 @@ fn plan(
         policies_before: before.policies.clone(),
         registries,
         policies: changed,
+        max_protection: before.limit,
     };
-    (after, plan.steps())
+    (after, plan)
 }
 
 fn state(policies: Vec<PolicyEntry>, patterns: &[&str]) -> State {
     State {
         registry: registry(patterns),
         policies: policies.into_iter().map(|p| (p.name.clone(), p)).collect(),
+        limit: PATTERNS.len(),
     }
 }
 
@@ -205,6 +260,7 @@ fn live_policies_are_dry_runs_while_repositories_change_hands() {
             target: Target::Policy(p.clone()),
             create: p.name == "web",
             stage: Stage::Final,
+            phase: Phase::Loosen,
         })
         .collect();
     assert!(check(&before, &after, &naive).is_err());
@@ -218,6 +274,65 @@ fn a_file_whose_policies_overlap_at_one_priority_is_refused() {
     let stuck = steps.expect_err("no plan");
     assert_eq!(stuck[0].0, "web");
     assert!(stuck[0].1.contains("overlaps policy \"all\""), "{stuck:?}");
+}
+
+#[test]
+fn protection_past_the_limit_together_is_swapped_while_every_policy_is_paused() {
+    // Before and the file hold two patterns each, three together: one past
+    // the limit, so the union cannot be written.
+    let mut before = state(
+        vec![policy("ci", "a/*", 0, true), policy("docs", "b/*", 0, true)],
+        &["^v1$", "^latest$"],
+    );
+    before.limit = 2;
+    let file = [PolicyEntry { keep_n: 4, ..policy("ci", "a/*", 0, true) }];
+    let (after, steps) = plan(&before, &file, &registry(&["^latest$", "^prod-"]));
+    let steps = steps.expect("a plan");
+    check(&before, &after, &steps).expect("safe");
+    let stages: Vec<Stage> = steps.iter().map(|s| s.stage).collect();
+    assert_eq!(
+        stages,
+        [Stage::Paused, Stage::Paused, Stage::WhilePaused, Stage::Final, Stage::Final],
+        "{steps:#?}"
+    );
+    // Without the pauses, the protection swap alone lets `docs` delete
+    // `v1` tags, which before protected and it still deletes as before.
+    let naive = [steps[2].clone()];
+    assert!(walk(before.clone(), &before, &after, &naive).is_err());
+}
+
+#[test]
+fn a_failed_write_resumes_paused_policies_the_file_does_not_change_where_safe() {
+    let before = state(vec![policy("all", "**", 0, true), policy("team", "a/*", 10, true)], &[]);
+    let file = [policy("team", "b/*", 10, true), policy("web", "a/*", 10, true)];
+    let (after, plan) = plan_of(&before, &file, &registry(&[]));
+    let steps = plan.steps().expect("a plan");
+    let first_move = steps.iter().position(|s| s.phase == Phase::Move).expect("moves");
+    let last_move = steps.iter().rposition(|s| s.phase == Phase::Move).expect("moves");
+    // `all` is paused and not in the file: resumed when the first move
+    // fails, and after the moves; stranded while `a/*` changes hands.
+    for (failed, stranded) in
+        [(first_move - 1, false), (first_move + 1, true), (last_move + 1, false)]
+    {
+        let recovery = plan.recovery(&steps, failed);
+        assert_eq!(
+            recovery.stranded.contains(&"all".to_string()),
+            stranded,
+            "{failed}: {recovery:?}"
+        );
+        assert_eq!(recovery.writes.is_empty(), stranded, "{failed}: {recovery:?}");
+        check_recovery(&plan, (&before, &after), &steps, (failed, true)).expect("safe");
+    }
+    // Resuming `all` while `team` has left a/* and `web` has not taken it
+    // would let `all` delete there.
+    let resume = Step {
+        target: Target::Policy(before.policies["all"].clone()),
+        create: false,
+        stage: Stage::Resumed,
+        phase: Phase::Move,
+    };
+    let state = walk(before.clone(), &before, &after, &steps[..=first_move]).expect("safe");
+    assert!(walk(state, &before, &after, &[resume]).is_err(), "{steps:#?}");
 }
 
 fn arb_policy(name: &'static str) -> impl Strategy<Value = PolicyEntry> {
@@ -245,8 +360,10 @@ proptest! {
 
     /// Any file against any state: every step is accepted, deletes only
     /// as before or as the file says, never lifts a protection both keep,
-    /// and the writes end at the file; the plan is refused only when the
-    /// file itself overlaps.
+    /// never writes past the limit on protection lists, and the writes end
+    /// at the file; the plan is refused only when the file itself overlaps.
+    /// Whichever write fails, the recovery is as safe, and leaves no policy
+    /// the file does not change paused unless it says so.
     #[test]
     fn every_state_along_the_writes_deletes_only_as_before_or_after(
         before in arb_policies(),
@@ -254,8 +371,11 @@ proptest! {
         edits in prop::collection::vec(0..4u8, 4),
         before_patterns in arb_patterns(),
         file_patterns in arb_patterns(),
+        limit in 0..=PATTERNS.len(),
     ) {
-        let before = state(before, &before_patterns);
+        let mut before = state(before, &before_patterns);
+        // Each list within the limit, both together not always.
+        before.limit = limit.max(before_patterns.len()).max(file_patterns.len());
         prop_assume!(before.overlapping().is_none());
         // Most files change policies in place: edit some of before's that
         // the file does not otherwise declare.
@@ -270,11 +390,20 @@ proptest! {
                 file.push(edited);
             }
         }
-        let (after, steps) = plan(&before, &file, &registry(&file_patterns));
-        match steps {
+        let (after, plan) = plan_of(&before, &file, &registry(&file_patterns));
+        match plan.steps() {
             Ok(steps) => {
                 if let Err(e) = check(&before, &after, &steps) {
                     return Err(TestCaseError::fail(format!("{e}\nsteps: {steps:#?}")));
+                }
+                for failed in 0..steps.len() {
+                    for made in [false, true] {
+                        let checked =
+                            check_recovery(&plan, (&before, &after), &steps, (failed, made));
+                        if let Err(e) = checked {
+                            return Err(TestCaseError::fail(format!("{e}\nsteps: {steps:#?}")));
+                        }
+                    }
                 }
             }
             Err(stuck) => prop_assert!(after.overlapping().is_some(), "refused: {stuck:?}"),
