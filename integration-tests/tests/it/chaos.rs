@@ -1,13 +1,15 @@
 //! Jepsen-style chaos against real processes on PostgreSQL: two scheduler
-//! replicas behind a TCP proxy to the database, three workers, a backlog
-//! of short jobs, and while it drains a random schedule of worker
-//! SIGKILLs, replica SIGKILLs, database outages (shorter than the leader
-//! lease plus the TTL), SIGSTOPped workers and cancels. A checker then
+//! replicas behind a TCP proxy to the database, three workers each behind
+//! TCP proxies to the replicas, a backlog of short jobs, and while it
+//! drains a random schedule of worker SIGKILLs, replica SIGKILLs, database
+//! outages (short ones, and ones longer than the leader lease and the TTL),
+//! SIGSTOPped workers, partitioned workers (their links cut or frozen past
+//! the TTL) and cancels. A checker then
 //! reads the final state and an audit of every status change (a trigger
 //! installed in the test database only) and fails on any lost job, any job
 //! completed twice, any job stuck, and any attempt spent by a worker that
-//! was neither killed nor stopped (an outage or a leadership change alone
-//! must cost nothing).
+//! was neither killed, stopped nor partitioned (an outage or a leadership
+//! change alone must cost nothing).
 //!
 //! `make test` runs a bounded schedule; `make chaos JOBS=N` a longer one
 //! (`CHAOS_JOBS`, `CHAOS_SEED` replays one).
@@ -60,7 +62,9 @@ struct Cluster {
     replicas: Vec<(String, Scheduler)>,
     /// Each worker process with the id it registered under.
     workers: Vec<(Worker, String)>,
-    urls: String,
+    /// Each worker's links, one proxy per replica (a restarted replica
+    /// listens on its port again).
+    links: Vec<Vec<TcpProxy>>,
 }
 
 impl Cluster {
@@ -72,8 +76,15 @@ impl Cluster {
             let scheduler = Scheduler::launch(name, &db_url, FLAGS, false).await;
             replicas.push((scheduler.addr().to_string(), scheduler));
         }
-        let urls = replicas.iter().map(|(_, s)| s.url.clone()).collect::<Vec<_>>().join(",");
-        let mut cluster = Self { db, proxy, db_url, replicas, workers: Vec::new(), urls };
+        let mut links = Vec::new();
+        for _ in 0..WORKERS {
+            let mut link = Vec::new();
+            for (addr, _) in &replicas {
+                link.push(TcpProxy::start(addr).await);
+            }
+            links.push(link);
+        }
+        let mut cluster = Self { db, proxy, db_url, replicas, workers: Vec::new(), links };
         for i in 0..WORKERS {
             let worker = cluster.worker(i).await;
             cluster.workers.push(worker);
@@ -81,9 +92,22 @@ impl Cluster {
         cluster
     }
 
+    /// Cuts or freezes worker `i`'s links to every replica for `how_long`.
+    async fn partition(&self, i: usize, how_long: Duration, freeze: bool) {
+        for link in &self.links[i] {
+            if freeze { link.stall() } else { link.down() }
+        }
+        tokio::time::sleep(how_long).await;
+        for link in &self.links[i] {
+            if freeze { link.resume() } else { link.up() }
+        }
+    }
+
     async fn worker(&self, i: usize) -> (Worker, String) {
-        let worker =
-            Worker::spawn_with(&self.urls, &format!("w{i}"), &["--capacity", "sleep=4"], false);
+        let urls: Vec<String> =
+            self.links[i].iter().map(|l| format!("http://{}", l.addr())).collect();
+        let urls = urls.join(",");
+        let worker = Worker::spawn_with(&urls, &format!("w{i}"), &["--capacity", "sleep=4"], false);
         let line = worker
             .process
             .wait_for_message("registered with scheduler", Duration::from_secs(30))
@@ -192,7 +216,7 @@ async fn unleash(
     let mut faults = Faults::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40 + created.len() as u64 / 4);
     while tokio::time::Instant::now() < deadline && !all_ended(pool).await {
-        match rng.random_range(0..10) {
+        match rng.random_range(0..12) {
             0..=2 => {
                 let i = rng.random_range(0..WORKERS);
                 faults.harm(&cluster.workers[i].1, (Utc::now(), None));
@@ -222,6 +246,22 @@ async fn unleash(
                 let until = Utc::now() + chrono::Duration::seconds(6);
                 faults.harm(&cluster.workers[i].1, (stopped, Some(until)));
                 faults.count("worker sigstop past the ttl");
+            }
+            7 => {
+                // Past the TTL and the lease: an outage, not a death.
+                let outage = Duration::from_millis(rng.random_range(5000..9000));
+                cluster.proxy.down();
+                tokio::time::sleep(outage).await;
+                cluster.proxy.up();
+                faults.count("database outage past the lease");
+            }
+            8 => {
+                let i = rng.random_range(0..WORKERS);
+                let (from, freeze) = (Utc::now(), rng.random_bool(0.5));
+                cluster.partition(i, Duration::from_secs(4), freeze).await;
+                let until = Utc::now() + chrono::Duration::seconds(6);
+                faults.harm(&cluster.workers[i].1, (from, Some(until)));
+                faults.count(if freeze { "worker frozen off" } else { "worker cut off" });
             }
             _ => {
                 let id = created[rng.random_range(0..created.len())];

@@ -46,8 +46,30 @@ pub struct PendingAck {
     pub received: Instant,
 }
 
+/// Where the writer's batches go: the job store (a seam where tests make
+/// some batches fail).
+#[async_trait::async_trait]
+pub trait BatchSink: Send + Sync {
+    async fn write_batch(
+        &self,
+        batch: &WriteBatch,
+        ttl: Duration,
+    ) -> Result<WriteOutcome, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl BatchSink for Arc<dyn JobStore> {
+    async fn write_batch(
+        &self,
+        batch: &WriteBatch,
+        ttl: Duration,
+    ) -> Result<WriteOutcome, StoreError> {
+        JobStore::write_batch(self.as_ref(), batch, ttl).await
+    }
+}
+
 pub struct Writer {
-    store: Arc<dyn JobStore>,
+    store: Box<dyn BatchSink>,
     rx: mpsc::Receiver<WriteOp>,
     ttl: Duration,
     max_batch: usize,
@@ -57,9 +79,9 @@ pub struct Writer {
 }
 
 /// Failed flushes of a batch that is not failing for want of the database
-/// are retried this often before the batch is dropped. Dropped updates are
-/// not lost work: their attempts are found lost by the next heartbeat and
-/// run again.
+/// are retried this often before the batch is split, or dropped if it is
+/// one worker's. Dropped updates are not lost work: their streams are
+/// ended, and their workers send their ends again.
 const MAX_FLUSH_FAILURES: u32 = 3;
 
 /// Waits between the flushes of a failing batch: short, since updates
@@ -70,7 +92,7 @@ impl Writer {
     /// `written` hears the id of every job whose logs or status a flush
     /// changed (log tails wait on it).
     pub fn new(
-        store: Arc<dyn JobStore>,
+        store: impl BatchSink + 'static,
         ttl: Duration,
         max_batch: usize,
         written: broadcast::Sender<i64>,
@@ -80,7 +102,7 @@ impl Writer {
         // through HTTP/2 flow control on the workers) instead of growing
         // memory.
         let (tx, rx) = mpsc::channel(max_batch * 4);
-        (tx, Self { store, rx, ttl, max_batch, written, health })
+        (tx, Self { store: Box::new(store), rx, ttl, max_batch, written, health })
     }
 
     /// Runs until every sender is dropped and the queue is flushed.
@@ -93,9 +115,42 @@ impl Writer {
         tracing::debug!("writer stopped");
     }
 
-    async fn flush(&self, built: Built) {
-        let Built { batch, routes, acks, ends } = built;
-        let batch = &batch;
+    /// Writes a batch. One that keeps failing, not for want of the
+    /// database, is split between its workers, in halves, until the part
+    /// that fails is one worker's: only that part is dropped, and every
+    /// other worker's reports are written and answered. (One worker's ops
+    /// are never split: its heartbeat must not be written without the ends
+    /// it follows, or the attempts it no longer lists would look lost.)
+    fn flush(&self, built: Built) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(built) = self.write(built).await else { return };
+            match built.split() {
+                Split::Two(first, second) => {
+                    tracing::warn!(
+                        workers = first.workers().len() + second.workers().len(),
+                        "splitting a batch that keeps failing"
+                    );
+                    self.flush(first).await;
+                    self.flush(second).await;
+                }
+                Split::One(built) => {
+                    tracing::error!(
+                        worker_id = ?built.workers().first(),
+                        updates = built.batch.updates.len(),
+                        logs = built.batch.logs.len(),
+                        "dropping one worker's reports: they keep failing"
+                    );
+                    abandon(&built.ends);
+                }
+            }
+        })
+    }
+
+    /// Writes a batch and answers its sessions, retrying while the
+    /// database is away; gives the batch back after it failed
+    /// `MAX_FLUSH_FAILURES` times for another reason.
+    async fn write(&self, built: Built) -> Option<Built> {
+        let Built { batch, routes, acks, ends } = &built;
         let mut failures = 0;
         let mut retries = FLUSH_RETRY.retries();
         loop {
@@ -127,7 +182,8 @@ impl Writer {
                         let queued = started.saturating_duration_since(ack.received);
                         (session, ack.sequence, written_validity(self.ttl) + queued)
                     });
-                    return deliver(outcome, &routes, &ends, acks);
+                    deliver(outcome, routes, ends, acks);
+                    return None;
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
                     self.health.trouble();
@@ -139,13 +195,8 @@ impl Writer {
                     self.health.trouble();
                     failures += 1;
                     if failures >= MAX_FLUSH_FAILURES {
-                        tracing::error!(
-                            error = %e,
-                            updates = batch.updates.len(),
-                            logs = batch.logs.len(),
-                            "dropping a batch that keeps failing"
-                        );
-                        return abandon(&ends);
+                        tracing::warn!(error = %e, failures, "flush failed, giving up on this batch");
+                        return Some(built);
                     }
                     let delay = retries.next_delay();
                     tracing::warn!(error = %e, failures, retry_in = ?delay, "flush failed, retrying");
@@ -158,7 +209,7 @@ impl Writer {
 }
 
 /// The streams of a batch's ops.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Routes {
     /// Each worker's latest stream in the batch: where cancels its live
     /// sessions' reports call for go.
@@ -178,6 +229,50 @@ struct Built {
     acks: Vec<(SessionRef, PendingAck)>,
     /// Ends of attempts to acknowledge, per session (its stream).
     ends: HashMap<SessionRef, (SessionTx, Vec<v1::JobAttempt>)>,
+}
+
+impl Built {
+    /// The workers whose ops this batch holds, in order.
+    fn workers(&self) -> Vec<Uuid> {
+        let b = &self.batch;
+        let all = b.updates.iter().map(|u| u.worker_id).chain(b.logs.iter().map(|l| l.worker_id));
+        let sessions = b.heartbeats.iter().map(|h| h.session).chain(b.offline.iter().copied());
+        let mut workers: Vec<Uuid> = all.chain(sessions.map(|s| s.worker_id)).collect();
+        workers.sort_unstable();
+        workers.dedup();
+        workers
+    }
+
+    /// The batch in two, each worker's ops whole in one of them, unless
+    /// it is one worker's.
+    fn split(self) -> Split {
+        let workers = self.workers();
+        if workers.len() < 2 {
+            return Split::One(self);
+        }
+        let first: std::collections::HashSet<Uuid> =
+            workers[..workers.len() / 2].iter().copied().collect();
+        let Built { batch, routes, acks, ends } = self;
+        let (mut a, mut b) = (WriteBatch::default(), WriteBatch::default());
+        let part = |w: &Uuid| first.contains(w);
+        (a.updates, b.updates) = batch.updates.into_iter().partition(|u| part(&u.worker_id));
+        (a.logs, b.logs) = batch.logs.into_iter().partition(|l| part(&l.worker_id));
+        (a.heartbeats, b.heartbeats) =
+            batch.heartbeats.into_iter().partition(|h| part(&h.session.worker_id));
+        (a.offline, b.offline) = batch.offline.into_iter().partition(|s| part(&s.worker_id));
+        let (acks_a, acks_b) = acks.into_iter().partition(|(s, _)| part(&s.worker_id));
+        let (ends_a, ends_b) = ends.into_iter().partition(|(s, _)| part(&s.worker_id));
+        Split::Two(
+            Built { batch: a, routes: routes.clone(), acks: acks_a, ends: ends_a },
+            Built { batch: b, routes, acks: acks_b, ends: ends_b },
+        )
+    }
+}
+
+/// A batch split between its workers, or one worker's.
+enum Split {
+    Two(Built, Built),
+    One(Built),
 }
 
 /// Groups ops into a batch, keeping one update per attempt (the latest:
@@ -369,6 +464,10 @@ mod tests {
                 Ok(v1::ConnectResponse { message: Some(Message::HeartbeatAck(a)) }) => {
                     format!("ack {}", a.sequence)
                 }
+                Ok(v1::ConnectResponse { message: Some(Message::EndsRecorded(r)) }) => {
+                    let jobs: Vec<i64> = r.attempts.iter().map(|a| a.job_id).collect();
+                    format!("recorded {jobs:?}")
+                }
                 Ok(other) => format!("{other:?}"),
                 Err(status) => format!("ended: {:?}", status.code()),
             });
@@ -520,5 +619,78 @@ mod tests {
             matches!(rx.try_recv(), Ok(Err(status)) if status.code() == tonic::Code::Unavailable)
         );
         assert!(bystander_rx.try_recv().is_err(), "a stream that lost no kept end stays up");
+    }
+
+    /// Fails every batch holding an op of `poison`; keeps the workers of
+    /// each batch it writes.
+    struct Poisoned {
+        poison: Uuid,
+        written: std::sync::Mutex<Vec<Vec<Uuid>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl BatchSink for Arc<Poisoned> {
+        async fn write_batch(
+            &self,
+            batch: &WriteBatch,
+            _ttl: Duration,
+        ) -> Result<WriteOutcome, StoreError> {
+            let built = Built {
+                batch: batch.clone(),
+                routes: Routes::default(),
+                acks: Vec::new(),
+                ends: HashMap::new(),
+            };
+            let workers = built.workers();
+            if workers.contains(&self.poison) {
+                return Err(StoreError::Corrupt("poisoned".into()));
+            }
+            self.written.lock().expect("lock").push(workers);
+            Ok(WriteOutcome::default())
+        }
+    }
+
+    /// One worker's report that the store keeps refusing costs that worker
+    /// alone: the others' ends and heartbeats are written and answered,
+    /// and only the poisoned worker's stream is ended (it sends them
+    /// again).
+    #[tokio::test]
+    async fn a_batch_that_keeps_failing_drops_only_the_failing_workers_reports() {
+        let workers: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let poison = workers[2];
+        let sink = Arc::new(Poisoned { poison, written: Default::default() });
+        let (written, _) = broadcast::channel(16);
+        let health = Arc::new(DbHealth::new());
+        let (tx, writer) = Writer::new(sink.clone(), Duration::from_secs(3), 64, written, health);
+        let mut streams = Vec::new();
+        for (n, &worker) in workers.iter().enumerate() {
+            let session = SessionRef { worker_id: worker, epoch: 1 };
+            let (out, rx) = crate::outbound::channel(16);
+            let end = update(n as i64 + 1, JobStatus::Done, worker);
+            tx.send(WriteOp::Update(end, out.clone(), Some(session))).await.expect("queued");
+            let heartbeat = HeartbeatWrite { session, running: Vec::new(), end_acks: true };
+            let ack = PendingAck { sequence: 1, received: Instant::now() };
+            tx.send(WriteOp::Heartbeat(heartbeat, out, Some(ack))).await.expect("queued");
+            streams.push(rx);
+        }
+        drop(tx);
+        // The whole batch is one flush: every op was queued before it ran.
+        writer.run().await;
+        for (worker, rx) in workers.iter().zip(&mut streams) {
+            let heard = heard(rx);
+            if *worker == poison {
+                assert_eq!(heard, ["ended: Unavailable"]);
+            } else {
+                assert_eq!(heard.len(), 2, "{heard:?}");
+                assert!(heard[0].starts_with("recorded"), "{heard:?}");
+                assert_eq!(heard[1], "ack 1");
+            }
+        }
+        let mut written: Vec<Uuid> =
+            sink.written.lock().expect("lock").iter().flatten().copied().collect();
+        written.sort_unstable();
+        let mut others: Vec<Uuid> = workers.iter().copied().filter(|w| *w != poison).collect();
+        others.sort_unstable();
+        assert_eq!(written, others);
     }
 }
