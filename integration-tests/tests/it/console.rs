@@ -496,6 +496,8 @@ async fn policies_and_the_rest(rig: &Rig, b: &Browser) {
         ("local", "ci/**", 3, true)
     );
 
+    rules_as_rows(rig, b).await;
+
     b.goto(&format!("{c}/repositories?policy=team")).await;
     let repositories = b.text("main table").await;
     assert!(repositories.contains("local/team/app"), "{repositories}");
@@ -603,4 +605,52 @@ fn sse_lines(body: &str) -> Vec<(String, String)> {
             (field(event, "id:").unwrap_or_default(), field(event, "data:").unwrap_or_default())
         })
         .collect()
+}
+
+/// A policy's rules edited as rows: one added, a row the scheduler refuses
+/// shown with its error under it (nothing saved), then removed and saved.
+async fn rules_as_rows(rig: &Rig, b: &Browser) {
+    let c = rig.console.url.as_str();
+    b.goto(&format!("{c}/policies/ci/edit")).await;
+    // Rules replace the single-rule fields, which must then be unset.
+    b.script("document.querySelector('#p-keep_n').value = '';").await;
+    b.script("document.querySelector('#p-name_regex_delete').value = '';").await;
+    b.type_into("#rule-0-name", "releases").await;
+    b.type_into("#rule-0-pattern", "v*").await;
+    b.type_into("#rule-0-keep_newest", "2").await;
+    b.script("document.querySelector('#rule-0-per').value = 'VERSION_GROUP_MAJOR';").await;
+    b.click("button[value=add_rule]").await;
+    b.find("#rule-2-name").await;
+    let kept = b.script("return document.querySelector('#rule-0-name').value;").await;
+    assert_eq!(kept, "releases", "typed rows survive adding one");
+    b.type_into("#rule-1-name", "bad").await;
+    b.type_into("#rule-1-semver", ">>1").await;
+    b.type_into("#rule-1-keep_newest", "1").await;
+    b.click("button[value=save]").await;
+    let error = b.text("#err-rules-1").await;
+    assert!(error.contains("rules[1].semver"), "{error}");
+    let others = b.script("return document.querySelectorAll('.error').length;").await;
+    assert_eq!(others, 1, "only the bad row has errors");
+    b.screenshot("policy-rules-invalid").await;
+    let _ = b.console_log().await; // the refused save answered 400
+    let get = v1::GetPolicyRequest { name: "ci".into() };
+    let stored = rig.scheduler.policies().await.get_policy(admin(get)).await.expect("policy");
+    assert!(stored.into_inner().policy.expect("policy").rules.is_empty(), "nothing saved");
+
+    b.click("#rule-1-remove").await;
+    b.click("button[value=save]").await;
+    b.wait_url(|u| u.ends_with("/policies/ci")).await;
+    let get = v1::GetPolicyRequest { name: "ci".into() };
+    let stored = rig.scheduler.policies().await.get_policy(admin(get)).await.expect("policy");
+    let rules = stored.into_inner().policy.expect("policy").rules;
+    let expected = v1::PolicyRule {
+        name: "releases".into(),
+        tag_glob: "v*".into(),
+        keep_newest: 2,
+        per: v1::VersionGroup::Major.into(),
+        // The scheduler's default, stored.
+        tag_state: v1::TagState::Tagged.into(),
+        ..Default::default()
+    };
+    assert_eq!(rules, [expected]);
 }

@@ -7,6 +7,7 @@ pub mod policies;
 pub mod policy_form;
 pub mod registries;
 pub mod repositories;
+pub mod rule_rows;
 pub mod sign_in;
 pub mod workers;
 

@@ -221,6 +221,13 @@ async fn submit(
         None => policy_form::registries(&app, &caller).await?,
         Some(_) => Vec::new(),
     };
+    if fields.get("action") == Some("add_rule") {
+        // Shown again with one more empty rule row; nothing is sent.
+        form.blank_rules += 1;
+        let none = Violations::default();
+        return Ok(policy_form::page(&caller, name.as_deref(), &form, &registries, &none, None)
+            .into_response());
+    }
     let outcome = match fields.get("action") {
         Some("preview") => policy_form::preview(&app, &caller, &form).await.map(Some),
         _ => policy_form::save(&app, &caller, name.as_deref(), &form).await.map(|()| None),

@@ -16,6 +16,7 @@ use crate::App;
 use crate::backend::request;
 use crate::error::ConsoleError;
 use crate::pages::policies::decisions;
+use crate::pages::rule_rows::{self, RuleRow};
 use crate::security::Form;
 use crate::session::Caller;
 use crate::view;
@@ -50,7 +51,8 @@ impl Violations {
     }
 
     /// The scheduler's violations: `policy.rules[2].semver` belongs
-    /// beside `rules`; the preview's `repository` beside its box.
+    /// under the third rule's row; the preview's `repository` beside its
+    /// box.
     fn from_status(status: &tonic::Status) -> Self {
         let mut v = Self::default();
         match status.get_details_bad_request() {
@@ -60,10 +62,17 @@ impl Violations {
                     let field = path.split(['.', '[']).next().unwrap_or("");
                     let field = if field == "repository" { "preview_repository" } else { field };
                     let known = FIELDS.iter().any(|(name, _)| *name == field);
-                    v.add(
-                        if known { field } else { "" },
-                        format!("{}: {}", f.field, f.description),
-                    );
+                    let row = path
+                        .strip_prefix("rules[")
+                        .and_then(|rest| rest.split(']').next())
+                        .and_then(|n| n.parse().ok())
+                        .map(rule_rows::key);
+                    let key = match (row, known) {
+                        (Some(row), _) => row,
+                        (None, true) => field.to_string(),
+                        (None, false) => String::new(),
+                    };
+                    v.add(&key, format!("{}: {}", f.field, f.description));
                 }
             }
             None => v.add("", status.message()),
@@ -109,7 +118,13 @@ pub struct PolicyForm {
     /// The etag of the policy as the form was opened on it: a save never
     /// overwrites a change made since.
     pub etag: String,
+    pub rules: Vec<RuleRow>,
+    /// Empty rule rows shown after them.
+    pub blank_rules: usize,
 }
+
+/// Most empty rule rows a form asks for.
+const MAX_BLANK_RULES: usize = 10;
 
 /// (field, label), in the form's order.
 const FIELDS: &[(&str, &str)] = &[
@@ -122,7 +137,7 @@ const FIELDS: &[(&str, &str)] = &[
     ("older_than", "Delete only older than"),
     ("name_regex_delete", "Delete tags matching"),
     ("name_regex_keep", "Always keep tags matching"),
-    ("rules", "Rules (JSON, replaces the fields above)"),
+    ("rules", "Rules"),
     ("attachments", "Attachments"),
     ("age_source", "Age from"),
     ("max_delete_fraction", "Hold plans deleting more than (0-1)"),
@@ -133,11 +148,6 @@ const FIELDS: &[(&str, &str)] = &[
 impl PolicyForm {
     pub fn from_policy(p: &v1::Policy) -> Self {
         let older = p.older_than.as_ref().and_then(duration_to_std).unwrap_or_default();
-        let rules = if p.rules.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string_pretty(&p.rules).unwrap_or_default()
-        };
         let values = BTreeMap::from([
             ("repository_selector", p.repository_selector.clone()),
             ("cadence", p.cadence.clone()),
@@ -153,7 +163,6 @@ impl PolicyForm {
             ),
             ("name_regex_delete", p.name_regex_delete.clone()),
             ("name_regex_keep", p.name_regex_keep.clone()),
-            ("rules", rules),
             ("attachments", p.attachments().as_str_name().to_string()),
             ("age_source", p.age_source().as_str_name().to_string()),
             ("max_delete_fraction", p.max_delete_fraction.to_string()),
@@ -164,6 +173,8 @@ impl PolicyForm {
             values,
             live: !p.dry_run,
             etag: p.etag.clone(),
+            rules: p.rules.iter().map(RuleRow::from_proto).collect(),
+            blank_rules: 1,
         }
     }
 
@@ -180,6 +191,12 @@ impl PolicyForm {
             values,
             live: form.get("live") == Some("on"),
             etag: form.get("etag").unwrap_or("").to_string(),
+            rules: rule_rows::from_form(form),
+            blank_rules: form
+                .get("blank_rules")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1)
+                .min(MAX_BLANK_RULES),
         }
     }
 
@@ -220,13 +237,13 @@ impl PolicyForm {
                 0.0
             }),
         };
-        let rules = match self.value("rules").trim() {
-            "" => Vec::new(),
-            text => serde_json::from_str(text).unwrap_or_else(|e| {
-                v.add("rules", format!("not a JSON list of rules: {e}"));
-                Vec::new()
-            }),
-        };
+        let mut rules = Vec::new();
+        for (n, row) in self.rules.iter().enumerate() {
+            match row.to_proto() {
+                Ok(rule) => rules.push(rule),
+                Err(problems) => problems.into_iter().for_each(|e| v.add(&rule_rows::key(n), e)),
+            }
+        }
         let policy = v1::Policy {
             name: self.name.clone(),
             registry: self.registry.clone(),
@@ -328,14 +345,17 @@ pub fn facts(p: &v1::Policy) -> Markup {
             dt { "Registry" } dd { (p.registry) }
             @for (field, label) in &FIELDS[2..FIELDS.len() - 2] {
                 @let value = form.value(field);
-                @if !value.is_empty() && *field != "rules" { dt { (label) } dd { code { (value) } } }
+                @if !value.is_empty() { dt { (label) } dd { code { (value) } } }
             }
             dt { "Mode" } dd { @if p.dry_run { "dry run" } @else { "live" } @if p.disabled { ", disabled" } }
             dt { "Repositories" } dd { a href=(format!("/repositories?policy={}", p.name)) { (p.repository_count) } }
             dt { "Revision" } dd { code { (p.revision) } }
             @for w in &p.warnings { dt { "Warning" } dd.warning { (w) } }
         }
-        @if !p.rules.is_empty() { h2 { "Rules" } pre { (form.value("rules")) } }
+        @if !p.rules.is_empty() {
+            h2 { "Rules" }
+            pre { (serde_json::to_string_pretty(&p.rules).unwrap_or_default()) }
+        }
     }
 }
 
@@ -352,7 +372,16 @@ fn input(
     let value = form.value(field);
     let control = match field {
         "rules" => {
-            html! { textarea #(id) name=(field) rows="8" aria-invalid=[errors.map(|_| "true")] aria-describedby=[described.clone()] { (value) } }
+            let rows = rule_rows::render(&form.rules, form.blank_rules.min(MAX_BLANK_RULES), |n| {
+                violations.0.get(&rule_rows::key(n))
+            });
+            return html! {
+                input type="hidden" name="blank_rules" value=(form.blank_rules);
+                (rows)
+                @if let Some(errors) = errors {
+                    div.error id=(described.unwrap_or_default()) role="alert" { @for e in errors { div { (e) } } }
+                }
+            };
         }
         "live" => {
             html! { input #(id) type="checkbox" name="live" checked[form.live] aria-describedby=[described.clone()]; }
