@@ -92,6 +92,13 @@ impl Cluster {
         cluster
     }
 
+    /// Cuts every connection to the database for `how_long`.
+    async fn outage(&self, how_long: Duration) {
+        self.proxy.down();
+        tokio::time::sleep(how_long).await;
+        self.proxy.up();
+    }
+
     /// Cuts or freezes worker `i`'s links to every replica for `how_long`.
     async fn partition(&self, i: usize, how_long: Duration, freeze: bool) {
         for link in &self.links[i] {
@@ -231,10 +238,7 @@ async fn unleash(
             }
             4 | 5 => {
                 // Shorter than the lease plus the TTL less the margin.
-                let outage = Duration::from_millis(rng.random_range(500..4000));
-                cluster.proxy.down();
-                tokio::time::sleep(outage).await;
-                cluster.proxy.up();
+                cluster.outage(Duration::from_millis(rng.random_range(500..4000))).await;
                 faults.count("database outage");
             }
             6 => {
@@ -249,10 +253,7 @@ async fn unleash(
             }
             7 => {
                 // Past the TTL and the lease: an outage, not a death.
-                let outage = Duration::from_millis(rng.random_range(5000..9000));
-                cluster.proxy.down();
-                tokio::time::sleep(outage).await;
-                cluster.proxy.up();
+                cluster.outage(Duration::from_millis(rng.random_range(5000..9000))).await;
                 faults.count("database outage past the lease");
             }
             8 => {

@@ -7,6 +7,7 @@ use regsweep_integration_tests::process::bin;
 use regsweep_integration_tests::tcpproxy::TcpProxy;
 use regsweep_integration_tests::{Scheduler, TestDb, Worker};
 use regsweep_proto::v1::JobStatus;
+use tokio::io::AsyncBufReadExt as _;
 
 use crate::wait_status;
 
@@ -339,12 +340,37 @@ async fn scrub_list_restore_and_status_from_the_command_line() {
     assert_eq!(registry.tag_digest("app", "v1").await, Some(digest));
 }
 
+/// A running `jobs logs --follow` and its output.
+struct Following {
+    follow: tokio::process::Child,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+/// Starts `jobs logs ID --follow` against `scheduler`, once it printed a
+/// first line ending with `first`.
+async fn follow(scheduler: &str, id: &str, first: &str) -> Following {
+    use tokio::io::BufReader;
+    let mut follow = tokio::process::Command::new(bin("regsweep"))
+        .args(["--scheduler", scheduler, "jobs", "logs", id, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("regsweep");
+    let mut stdout = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let stderr = BufReader::new(follow.stderr.take().expect("stderr")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await;
+    let line = line.expect("a first line in time").expect("stdout").expect("a first line");
+    assert!(line.ends_with(first), "{line}");
+    Following { follow, stdout, stderr }
+}
+
 /// `jobs logs --follow` outlives a lost stream (a scheduler restarting, a
 /// replica failing over): it follows again from the end of the last
 /// message it got, and prints every line once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follow_survives_a_lost_stream_and_prints_every_line_once() {
-    use tokio::io::{AsyncBufReadExt as _, BufReader};
     let db = TestDb::create().await;
     let scheduler = Scheduler::start(&db, &[]).await;
     let _worker = Worker::start(&scheduler, "w", &[]).await;
@@ -353,20 +379,8 @@ async fn a_follow_survives_a_lost_stream_and_prints_every_line_once() {
     let created = json(&regsweep(&scheduler.url, &args).await);
     let id = created["job"]["id"].as_str().expect("int64 as string").to_string();
     let proxy = TcpProxy::start(scheduler.url.trim_start_matches("http://")).await;
-    let mut follow = tokio::process::Command::new(bin("regsweep"))
-        .arg("--scheduler")
-        .arg(format!("http://{}", proxy.addr()))
-        .args(["jobs", "logs", &id, "--follow"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("regsweep");
-    let mut stdout = BufReader::new(follow.stdout.take().expect("stdout")).lines();
-    let mut stderr = BufReader::new(follow.stderr.take().expect("stderr")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await;
-    let first = first.expect("a first line in time").expect("stdout").expect("a first line");
-    assert!(first.ends_with("sleeping for 3s"), "{first}");
+    let Following { mut follow, mut stdout, mut stderr } =
+        follow(&format!("http://{}", proxy.addr()), &id, "sleeping for 3s").await;
 
     proxy.down();
     let lost = tokio::time::timeout(Duration::from_secs(20), stderr.next_line()).await;
@@ -392,7 +406,6 @@ async fn a_follow_survives_a_lost_stream_and_prints_every_line_once() {
 /// job's real end.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follow_outlives_a_scheduler_stopped_gracefully() {
-    use tokio::io::{AsyncBufReadExt as _, BufReader};
     let db = TestDb::create().await;
     let mut scheduler = Scheduler::start(&db, &[]).await;
     let addr = scheduler.addr().to_string();
@@ -401,18 +414,8 @@ async fn a_follow_outlives_a_scheduler_stopped_gracefully() {
     let args: Vec<&str> = args.into_iter().chain([r#"{"seconds": 4}"#]).collect();
     let created = json(&regsweep(&scheduler.url, &args).await);
     let id = created["job"]["id"].as_str().expect("int64 as string").to_string();
-    let mut follow = tokio::process::Command::new(bin("regsweep"))
-        .args(["--scheduler", &scheduler.url, "jobs", "logs", &id, "--follow"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("regsweep");
-    let mut stdout = BufReader::new(follow.stdout.take().expect("stdout")).lines();
-    let mut stderr = BufReader::new(follow.stderr.take().expect("stderr")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await;
-    let first = first.expect("a first line in time").expect("stdout").expect("a first line");
-    assert!(first.ends_with("sleeping for 4s"), "{first}");
+    let Following { mut follow, mut stdout, mut stderr } =
+        follow(&scheduler.url, &id, "sleeping for 4s").await;
 
     scheduler.process.signal(nix::sys::signal::Signal::SIGTERM);
     let lost = tokio::time::timeout(Duration::from_secs(20), stderr.next_line()).await;

@@ -48,6 +48,7 @@ fn new_policy(registry_id: i64, enabled: bool) -> NewPolicy {
         dry_run: false,
         enabled,
         next_run_at: Utc::now() + chrono::Duration::days(1),
+        keep_schedule: false,
         expected_updated_at: None,
     }
 }
@@ -514,6 +515,34 @@ pub async fn updates_are_made_only_from_the_version_read(f: Fixture) {
     assert!(f.catalog().update_registry(edit(9.0)).await.unwrap().is_none(), "from an old version");
     let now = f.catalog().get_registry("r").await.unwrap().expect("registry");
     assert_eq!((now.rate_limit, now.updated_at), (3.0, written.updated_at));
+}
+
+/// An edit that keeps the cadence keeps the schedule as it stands when
+/// the edit is written, not as it was read: selection moves it without a
+/// new version, and a stale `next_run_at` written back would run the
+/// policy again at once.
+pub async fn an_edit_keeping_the_cadence_keeps_the_schedule_as_written(f: Fixture) {
+    let c = catalog(&f, &["a"]).await;
+    f.catalog().run_policy("p").await.unwrap().expect("policy");
+    let read = f.catalog().get_policy("p", Counted::No).await.unwrap().expect("policy");
+    let mut advanced = Vec::new();
+    for _ in 0..5 {
+        advanced.extend(select(&f, 1).await.advanced);
+        finish_cleanups(&f, &c, serde_json::json!({"deleted_count": 1})).await;
+    }
+    assert_eq!(advanced, ["p"], "the run completed");
+    let moved = f.catalog().get_policy("p", Counted::No).await.unwrap().expect("policy");
+    assert!(moved.next_run_at > read.next_run_at, "moved to its next run");
+    assert_eq!(moved.updated_at, read.updated_at, "selection makes no new version");
+    let edit = NewPolicy {
+        keep_n: 5,
+        next_run_at: read.next_run_at,
+        keep_schedule: true,
+        expected_updated_at: Some(read.updated_at),
+        ..new_policy(c.registry_id, true)
+    };
+    let written = f.catalog().update_policy(edit).await.unwrap().expect("from the version read");
+    assert_eq!((written.keep_n, written.next_run_at), (5, moved.next_run_at));
 }
 
 pub async fn policy_priority_is_stored_updated_and_not_part_of_the_revision(f: Fixture) {

@@ -181,6 +181,7 @@ pub fn validate(p: &v1::Policy, registry_id: Option<i64>) -> Result<NewPolicy, F
         dry_run: p.dry_run,
         enabled: !p.disabled,
         next_run_at,
+        keep_schedule: false,
         expected_updated_at: None,
     })
 }
@@ -285,7 +286,7 @@ impl PolicyApi {
             let mut proto = current.to_proto();
             proto.disabled = !enabled;
             let mut policy = validate(&proto, Some(current.registry_id))?;
-            policy.next_run_at = current.next_run_at;
+            policy.keep_schedule = true;
             policy.expected_updated_at = Some(current.updated_at);
             self.catalog.update_policy(policy).await.map_err(ApiError::from)
         })
@@ -310,9 +311,8 @@ impl PolicyApi {
         let merged = merge(&current, &update, &req.update_mask)?;
         let mut policy = validate(&merged, Some(current.registry_id))?;
         policy.expected_updated_at = Some(current.updated_at);
-        if policy.cadence == current.cadence {
-            policy.next_run_at = current.next_run_at;
-        }
+        // The same cadence keeps the schedule as it stands when written.
+        policy.keep_schedule = policy.cadence == current.cadence;
         let claims_changed = policy.repository_selector != current.repository_selector
             || policy.priority != current.priority;
         if claims_changed {

@@ -167,6 +167,7 @@ impl PolicyRecord {
             dry_run: self.dry_run,
             enabled: self.enabled,
             next_run_at: self.next_run_at,
+            keep_schedule: true,
             expected_updated_at: Some(self.updated_at),
         }
     }
@@ -230,6 +231,11 @@ pub struct NewPolicy {
     pub dry_run: bool,
     pub enabled: bool,
     pub next_run_at: DateTime<Utc>,
+    /// For an update: keep the stored schedule (`next_run_at` and an armed
+    /// run) as it is when the update is written, ignoring `next_run_at`.
+    /// Selection moves the schedule without making a new version, so the
+    /// value read could be stale by the time of the write.
+    pub keep_schedule: bool,
     /// For an update: the `updated_at` of the version the new values were
     /// made from. The update is made only if the record still has it,
     /// inside the statement that makes it, so an edit never overwrites a

@@ -205,8 +205,9 @@ pub async fn update_policy(
         "UPDATE policies SET repository_selector = $2, cadence = $3, keep_n = $4,
              older_than_seconds = $5, name_regex_delete = $6, name_regex_keep = $7,
              dry_run = $8, enabled = $9,
-             armed_run_at = CASE WHEN next_run_at = $10 THEN armed_run_at END,
-             next_run_at = $10, attachments = $11, max_delete_fraction = $12,
+             armed_run_at = CASE WHEN $17 OR next_run_at = $10 THEN armed_run_at END,
+             next_run_at = CASE WHEN $17 THEN next_run_at ELSE $10 END,
+             attachments = $11, max_delete_fraction = $12,
              age_source = $13, rules = $14, priority = $15, updated_at = now()
          WHERE name = $1 AND ($16::timestamptz IS NULL OR updated_at = $16) RETURNING id",
     )
@@ -226,6 +227,7 @@ pub async fn update_policy(
     .bind(rows::rules_column(&p.rules))
     .bind(p.priority)
     .bind(p.expected_updated_at)
+    .bind(p.keep_schedule)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {

@@ -207,8 +207,9 @@ pub async fn update_policy(
         "UPDATE policies SET repository_selector = ?2, cadence = ?3, keep_n = ?4,
              older_than_seconds = ?5, name_regex_delete = ?6, name_regex_keep = ?7,
              dry_run = ?8, enabled = ?9,
-             armed_run_at = CASE WHEN next_run_at = ?10 THEN armed_run_at END,
-             next_run_at = ?10, updated_at = ?11, attachments = ?12,
+             armed_run_at = CASE WHEN ?18 OR next_run_at = ?10 THEN armed_run_at END,
+             next_run_at = CASE WHEN ?18 THEN next_run_at ELSE ?10 END,
+             updated_at = ?11, attachments = ?12,
              max_delete_fraction = ?13, age_source = ?14, rules = ?15, priority = ?16
          WHERE name = ?1 AND (?17 IS NULL OR updated_at = ?17) RETURNING id",
     )
@@ -229,6 +230,7 @@ pub async fn update_policy(
     .bind(crate::store::rows::rules_column(&p.rules))
     .bind(p.priority)
     .bind(p.expected_updated_at.map(micros))
+    .bind(p.keep_schedule)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = updated else {
