@@ -121,17 +121,38 @@ impl Writer {
     /// other worker's reports are written and answered. (One worker's ops
     /// are never split: its heartbeat must not be written without the ends
     /// it follows, or the attempts it no longer lists would look lost.)
-    fn flush(&self, built: Built) -> futures::future::BoxFuture<'_, ()> {
+    async fn flush(&self, built: Built) {
+        let Some(built) = self.write(built, MAX_FLUSH_FAILURES).await else { return };
+        // The writer is one task and every worker's heartbeat waits behind
+        // this, so the split has a budget well inside the TTL; a failure
+        // that is everyone's (not one worker's) then costs no more.
+        self.isolate(built, Instant::now() + self.ttl / 3).await;
+    }
+
+    /// Splits a failing batch and writes its parts, each once (the batch
+    /// was just retried: what fails now fails for what it holds), until
+    /// the failing parts are one worker's or `deadline` passes; what is
+    /// left then is dropped.
+    fn isolate(&self, built: Built, deadline: Instant) -> futures::future::BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(built) = self.write(built).await else { return };
+            if Instant::now() >= deadline {
+                tracing::error!(
+                    workers = built.workers().len(),
+                    "dropping a failing batch: no time left to split it"
+                );
+                return abandon(&built.ends);
+            }
             match built.split() {
                 Split::Two(first, second) => {
                     tracing::warn!(
                         workers = first.workers().len() + second.workers().len(),
                         "splitting a batch that keeps failing"
                     );
-                    self.flush(first).await;
-                    self.flush(second).await;
+                    for part in [first, second] {
+                        if let Some(failed) = self.write(part, 1).await {
+                            self.isolate(failed, deadline).await;
+                        }
+                    }
                 }
                 Split::One(built) => {
                     tracing::error!(
@@ -147,9 +168,9 @@ impl Writer {
     }
 
     /// Writes a batch and answers its sessions, retrying while the
-    /// database is away; gives the batch back after it failed
-    /// `MAX_FLUSH_FAILURES` times for another reason.
-    async fn write(&self, built: Built) -> Option<Built> {
+    /// database is away; gives the batch back after it failed `tries`
+    /// times for another reason.
+    async fn write(&self, built: Built, tries: u32) -> Option<Built> {
         let Built { batch, routes, acks, ends } = &built;
         let mut failures = 0;
         let mut retries = FLUSH_RETRY.retries();
@@ -194,7 +215,7 @@ impl Writer {
                 Err(e) => {
                     self.health.trouble();
                     failures += 1;
-                    if failures >= MAX_FLUSH_FAILURES {
+                    if failures >= tries {
                         tracing::warn!(error = %e, failures, "flush failed, giving up on this batch");
                         return Some(built);
                     }
@@ -621,11 +642,12 @@ mod tests {
         assert!(bystander_rx.try_recv().is_err(), "a stream that lost no kept end stays up");
     }
 
-    /// Fails every batch holding an op of `poison`; keeps the workers of
-    /// each batch it writes.
+    /// Fails every batch holding an op of `poison` (every batch, without
+    /// one); keeps the workers of each batch it writes, and counts tries.
     struct Poisoned {
-        poison: Uuid,
+        poison: Option<Uuid>,
         written: std::sync::Mutex<Vec<Vec<Uuid>>>,
+        tries: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait::async_trait]
@@ -642,7 +664,8 @@ mod tests {
                 ends: HashMap::new(),
             };
             let workers = built.workers();
-            if workers.contains(&self.poison) {
+            self.tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.poison.is_none_or(|p| workers.contains(&p)) {
                 return Err(StoreError::Corrupt("poisoned".into()));
             }
             self.written.lock().expect("lock").push(workers);
@@ -650,18 +673,12 @@ mod tests {
         }
     }
 
-    /// One worker's report that the store keeps refusing costs that worker
-    /// alone: the others' ends and heartbeats are written and answered,
-    /// and only the poisoned worker's stream is ended (it sends them
-    /// again).
-    #[tokio::test]
-    async fn a_batch_that_keeps_failing_drops_only_the_failing_workers_reports() {
-        let workers: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
-        let poison = workers[2];
-        let sink = Arc::new(Poisoned { poison, written: Default::default() });
+    /// A writer over `sink` with `n` workers, each having queued an end
+    /// and a heartbeat; their streams.
+    async fn queued(sink: Arc<Poisoned>, workers: &[Uuid]) -> Vec<crate::outbound::Outbound> {
         let (written, _) = broadcast::channel(16);
         let health = Arc::new(DbHealth::new());
-        let (tx, writer) = Writer::new(sink.clone(), Duration::from_secs(3), 64, written, health);
+        let (tx, writer) = Writer::new(sink, Duration::from_secs(3), 64, written, health);
         let mut streams = Vec::new();
         for (n, &worker) in workers.iter().enumerate() {
             let session = SessionRef { worker_id: worker, epoch: 1 };
@@ -676,6 +693,23 @@ mod tests {
         drop(tx);
         // The whole batch is one flush: every op was queued before it ran.
         writer.run().await;
+        streams
+    }
+
+    /// One worker's report that the store keeps refusing costs that worker
+    /// alone: the others' ends and heartbeats are written and answered,
+    /// and only the poisoned worker's stream is ended (it sends them
+    /// again).
+    #[tokio::test]
+    async fn a_batch_that_keeps_failing_drops_only_the_failing_workers_reports() {
+        let workers: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let poison = workers[2];
+        let sink = Arc::new(Poisoned {
+            poison: Some(poison),
+            written: Default::default(),
+            tries: Default::default(),
+        });
+        let mut streams = queued(sink.clone(), &workers).await;
         for (worker, rx) in workers.iter().zip(&mut streams) {
             let heard = heard(rx);
             if *worker == poison {
@@ -692,5 +726,26 @@ mod tests {
         let mut others: Vec<Uuid> = workers.iter().copied().filter(|w| *w != poison).collect();
         others.sort_unstable();
         assert_eq!(written, others);
+    }
+
+    /// A failure that is everyone's is not retried per part: the batch is
+    /// retried, then each part of the split is tried once, and every
+    /// stream with kept ends is ended.
+    #[tokio::test]
+    async fn a_batch_failing_for_everyone_tries_each_part_once() {
+        let workers: Vec<Uuid> = (0..8).map(|_| Uuid::new_v4()).collect();
+        let sink = Arc::new(Poisoned {
+            poison: None,
+            written: Default::default(),
+            tries: Default::default(),
+        });
+        let mut streams = queued(sink.clone(), &workers).await;
+        for rx in &mut streams {
+            assert_eq!(heard(rx), ["ended: Unavailable"]);
+        }
+        // 3 tries of the batch, then at most the 2 x 8 - 2 parts of the
+        // halving once each (fewer if its time ran out).
+        let tries = sink.tries.load(std::sync::atomic::Ordering::Relaxed);
+        assert!((3..=3 + 14).contains(&tries), "{tries} tries");
     }
 }

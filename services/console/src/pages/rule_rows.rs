@@ -6,6 +6,7 @@
 //! read (blank and removed rows dropped), so the row a scheduler violation
 //! names (`policy.rules[2].semver`) is the third row shown again.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use maud::{Markup, html};
@@ -14,8 +15,8 @@ use regsweep_proto::{duration_from_std, duration_to_std};
 
 use crate::security::Form;
 
-/// Most rows read from a form: the scheduler's limit on rules, and more
-/// than any form the console renders.
+/// Most rows read from a form: more than the scheduler's limit on rules
+/// (50) plus the empty rows a form shows.
 const MAX_ROWS: usize = 64;
 
 /// One rule as typed.
@@ -67,9 +68,12 @@ impl RuleRow {
         }
     }
 
-    /// Row `n` of a submitted form, unless it is blank or removed.
-    fn from_form(form: &Form, n: usize) -> Option<Self> {
-        let text = |field: &str| form.get(&format!("rules[{n}].{field}")).unwrap_or("").trim();
+    /// Row `n` of a submitted form's rule fields, unless it is blank or
+    /// removed.
+    fn from_form(fields: &HashMap<&str, &str>, n: usize) -> Option<Self> {
+        let text = |field: &str| {
+            fields.get(format!("rules[{n}].{field}").as_str()).copied().unwrap_or("").trim()
+        };
         let checked = |field: &str| text(field) == "on";
         let row = Self {
             name: text("name").into(),
@@ -128,7 +132,14 @@ impl RuleRow {
 
 /// The rows of a submitted form, renumbered from 0.
 pub fn from_form(form: &Form) -> Vec<RuleRow> {
-    (0..MAX_ROWS).filter_map(|n| RuleRow::from_form(form, n)).collect()
+    // Looked up once each: a form's size is the sender's to choose.
+    let fields: HashMap<&str, &str> = form
+        .0
+        .iter()
+        .filter(|(k, _)| k.starts_with("rules["))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    (0..MAX_ROWS).filter_map(|n| RuleRow::from_form(&fields, n)).collect()
 }
 
 /// The violation key of row `n`: its messages are shown under it.
