@@ -23,7 +23,8 @@ impl SelectionProbe {
     /// Migrates `db`, inserts a registry, a policy covering every
     /// repository, and `repositories` repositories.
     pub async fn populate(db: &TestDb, repositories: u64, capacity: u32) -> Self {
-        let store = PgStore::connect(&db.url, 4).await.expect("connect and migrate");
+        let store =
+            PgStore::connect(&db.url, 4, &Default::default()).await.expect("connect and migrate");
         let pool = db.scheduler_pool().await;
         sqlx::query("INSERT INTO registries (name, url) VALUES ('bench', 'http://127.0.0.1:9')")
             .execute(&pool)

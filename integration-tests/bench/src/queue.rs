@@ -185,7 +185,7 @@ pub async fn run(args: Args) -> Result<()> {
 
 async fn one_run(args: &Args) -> Result<RunFigures> {
     let db = TestDb::create().await;
-    let store = PgStore::connect(&db.url, args.raw_clients + 2).await?;
+    let store = PgStore::connect(&db.url, args.raw_clients + 2, &Default::default()).await?;
     let pool = store.pool().clone();
 
     finished(&pool, args.finished).await?;

@@ -18,7 +18,7 @@ async fn claims_on_an_empty_queue_leave_no_generic_plan_behind() {
     let db = TestDb::postgres().await;
     // One connection, so the prepared statements read below are the ones
     // the claims used.
-    let store = PgStore::connect(&db.url, 1).await.expect("store");
+    let store = PgStore::connect(&db.url, 1, &Default::default()).await.expect("store");
     let hello = WorkerHello {
         name: "plans".into(),
         version: "test".into(),

@@ -12,6 +12,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Executor as _};
 
+use crate::clock::Clock;
+
 /// Which store a database URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -77,6 +79,7 @@ pub async fn open_postgres(
     application: &'static str,
     max_connections: u32,
     migrator: &Migrator,
+    clock: &Clock,
 ) -> Result<PgPool, OpenError> {
     let options = PgConnectOptions::from_str(url).map_err(OpenError::Url)?.options([
         ("search_path", schema),
@@ -93,13 +96,21 @@ pub async fn open_postgres(
         // here work in batches, so planning each costs little.
         ("plan_cache_mode", "force_custom_plan"),
     ]);
-    let pool = PgPoolOptions::new()
+    let mut pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-        .map_err(OpenError::Postgres)?;
+        .acquire_timeout(Duration::from_secs(10));
+    if let Clock::Manual(_) = clock {
+        // A new connection, and each one leaving the pool, is told the time.
+        let (connected, acquired) = (clock.clone(), clock.clone());
+        pool = pool.after_connect(move |conn, _| tell_time(conn, &connected)).before_acquire(
+            move |conn, _| {
+                let told = tell_time(conn, &acquired);
+                Box::pin(async move { told.await.map(|()| true) })
+            },
+        );
+    }
+    let pool = pool.connect_with(options).await.map_err(OpenError::Postgres)?;
     let create = async {
         let mut tx = pool.begin().await?;
         let lock = format!("SELECT pg_advisory_xact_lock(hashtext('regsweep.{schema}.schema'))");
@@ -110,6 +121,23 @@ pub async fn open_postgres(
     create.await.map_err(OpenError::Postgres)?;
     migrator.run(&pool).await.map_err(migrate_error)?;
     Ok(pool)
+}
+
+/// Tells a connection the time of `clock`, which `store_now()` then reads
+/// (see [`crate::clock`]).
+fn tell_time<'c>(
+    conn: &'c mut sqlx::PgConnection,
+    clock: &Clock,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>> {
+    let now = clock.set_time().map(|t| t.to_rfc3339()).unwrap_or_default();
+    Box::pin(async move {
+        sqlx::query("SELECT set_config($1, $2, false)")
+            .bind(crate::clock::SETTING)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(drop)
+    })
 }
 
 /// The pools of a SQLite database: one writer connection (SQLite has one

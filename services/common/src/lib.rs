@@ -5,6 +5,7 @@
 pub mod address;
 pub mod auth;
 pub mod backoff;
+pub mod clock;
 pub mod db;
 pub mod duration;
 pub mod grpc;

@@ -12,7 +12,7 @@
 //! panic. Without the variable nothing listens for SIGUSR1.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::task::JoinHandle;
 
@@ -41,7 +41,8 @@ pub struct Supervisor {
     service: &'static str,
     /// Triggered by the first failure: the whole process stops.
     shutdown: Shutdown,
-    failure: Arc<OnceLock<TaskFailure>>,
+    /// The failure the process reports, and whether it was a panic.
+    failure: Arc<Mutex<Option<(bool, TaskFailure)>>>,
 }
 
 impl Supervisor {
@@ -61,25 +62,40 @@ impl Supervisor {
         let inner = tokio::spawn(armed(task, future));
         let (until, this) = (until.clone(), self.clone());
         tokio::spawn(async move {
-            let how = match inner.await {
+            let (panicked, how) = match inner.await {
                 Ok(()) if until.is_triggered() => return,
-                Ok(()) => "returned before it was asked to stop".to_string(),
-                Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
-                Err(_) => "was cancelled".to_string(),
+                Ok(()) => (false, "returned before it was asked to stop".to_string()),
+                Err(e) if e.is_panic() => {
+                    (true, format!("panicked: {}", panic_message(e.into_panic())))
+                }
+                Err(_) => (false, "was cancelled".to_string()),
             };
-            this.fail(TaskFailure { service: this.service, task, how });
+            this.fail(panicked, TaskFailure { service: this.service, task, how });
         })
     }
 
-    /// The first failure, if a task failed.
+    /// The failure that stopped the process, if a task failed: the first
+    /// panic, else the first failure.
     pub fn failure(&self) -> Option<TaskFailure> {
-        self.failure.get().cloned()
+        let failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        failure.as_ref().map(|(_, f)| f.clone())
     }
 
-    fn fail(&self, failure: TaskFailure) {
+    /// Records `failure` and stops the process. A panic is the cause and
+    /// replaces a plain return recorded before it: tasks fed by a task that
+    /// panicked see their channels close and may return first, and the
+    /// process should name the panic, not its consequence.
+    fn fail(&self, panicked: bool, failure: TaskFailure) {
         tracing::error!(service = failure.service, task = failure.task, how = %failure.how,
             "critical task ended, shutting down");
-        let _ = self.failure.set(failure);
+        {
+            let mut first = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*first {
+                Some((true, _)) => {}
+                Some((false, _)) if !panicked => {}
+                _ => *first = Some((panicked, failure)),
+            }
+        }
         self.shutdown.trigger();
     }
 }
@@ -128,6 +144,18 @@ mod tests {
         let failure = supervisor.failure().expect("a failure");
         assert_eq!((failure.task, failure.how.as_str()), ("doomed", "panicked: boom"));
         assert!(process.is_triggered());
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_named_over_a_return_it_caused() {
+        let process = Shutdown::new();
+        let supervisor = Supervisor::new("test", process.clone());
+        let never = Shutdown::new();
+        supervisor.spawn("listener", &never, async {}).await.expect("watched");
+        supervisor.spawn("dispatcher", &never, async { panic!("boom") }).await.expect("watched");
+        supervisor.spawn("other", &never, async {}).await.expect("watched");
+        let failure = supervisor.failure().expect("a failure");
+        assert_eq!((failure.task, failure.how.as_str()), ("dispatcher", "panicked: boom"));
     }
 
     #[tokio::test]

@@ -173,7 +173,10 @@ pub async fn selection_starts_at_most_capacity_and_advances_a_completed_run(f: F
     assert!(repos.iter().all(|r| r.cleanup_status == CleanupStatus::Unscheduled));
     assert!(repos.iter().all(|r| r.last_deleted_count == 1 && r.cleanup_finished_at.is_some()));
     let policy = f.catalog().get_policy("p", Counted::Yes).await.unwrap().expect("policy");
-    assert!(policy.next_run_at > Utc::now() + chrono::Duration::hours(23), "moved to its next run");
+    assert!(
+        policy.next_run_at > f.clock.now() + chrono::Duration::hours(23),
+        "moved to its next run"
+    );
     assert_eq!(policy.repository_count, Some(5));
     let uncounted = f.catalog().get_policy("p", Counted::No).await.unwrap().expect("policy");
     assert_eq!(uncounted.repository_count, None, "counting is asked for");
@@ -288,7 +291,10 @@ pub async fn stale_cleanups_become_unfinished(f: Fixture) {
     f.catalog().run_policy("p").await.unwrap();
     let first = select(&f, 1).await;
     assert_eq!(first.started.len(), 1);
-    let stale = SelectionConfig { stale_after: Duration::ZERO, ..config(1) };
+    let stale = SelectionConfig { stale_after: Duration::from_secs(600), ..config(1) };
+    let s = f.catalog().select_cleanups(&stale, advance, f.lead().await).await.unwrap();
+    assert_eq!(s.stale, 0, "started 0 s ago, stale after 600 s");
+    f.clock.advance(Duration::from_secs(601));
     // A replica that is not the leader selects nothing, and marks nothing.
     let former = Fence { lease: "leader", holder: uuid::Uuid::from_u128(2) };
     let s = f.catalog().select_cleanups(&stale, advance, former).await.unwrap();

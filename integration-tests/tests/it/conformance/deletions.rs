@@ -196,11 +196,15 @@ pub async fn retries_end_failed_when_attempts_run_out(f: Fixture) {
 pub async fn expired_leases_are_taken_back_and_fence_the_old_holder(f: Fixture) {
     let stored = submit(&f, 1, 2, Duration::ZERO).await;
     let (dead, alive) = (Uuid::new_v4(), Uuid::new_v4());
-    assert_eq!(f.deletions.claim(dead, Duration::from_millis(20), 10).await.unwrap().len(), 2);
+    let short = Duration::from_secs(20);
+    assert_eq!(f.deletions.claim(dead, short, 10).await.unwrap().len(), 2);
     let ids: Vec<i64> = stored.iter().map(|d| d.id).collect();
-    assert_eq!(f.deletions.renew(dead, &ids, Duration::from_millis(20)).await.unwrap().len(), 2);
+    f.clock.advance(Duration::from_secs(15));
+    assert_eq!(f.deletions.renew(dead, &ids, short).await.unwrap().len(), 2);
     assert!(f.deletions.renew(alive, &ids, LEASE).await.unwrap().is_empty(), "not its leases");
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    f.clock.advance(Duration::from_secs(15));
+    assert!(f.deletions.claim(alive, LEASE, 10).await.unwrap().is_empty(), "renewed: 5 s left");
+    f.clock.advance(Duration::from_secs(6));
     let taken = f.deletions.claim(alive, LEASE, 10).await.unwrap();
     assert_eq!(taken.len(), 2, "expired leases are claimable again");
     assert!(taken.iter().all(|d| d.attempts == 2));
@@ -269,12 +273,21 @@ pub async fn cancelled_deletions_end_and_postponed_ones_keep_their_attempts(f: F
 
 pub async fn the_audit_records_requests_then_their_answers_and_prunes_old_ones(f: Fixture) {
     let stored = submit(&f, 1, 2, Duration::ZERO).await;
-    let sent =
-        |deletion_id, path| SentRequest { deletion_id, registry: "r", method: "DELETE", path };
-    let first = f.deletions.request_sent(&sent(stored[0].id, "/v2/a/manifests/x")).await.unwrap();
-    let second = f.deletions.request_sent(&sent(stored[1].id, "/v2/a/manifests/y")).await.unwrap();
-    let third = f.deletions.request_sent(&sent(stored[0].id, "/v2/a/manifests/z")).await.unwrap();
-    let at = chrono::Utc::now();
+    let sent = |deletion_id, path: &str| SentRequest {
+        deletion_id,
+        registry: "r".into(),
+        method: "DELETE".into(),
+        path: path.into(),
+    };
+    // Two batches: the ids come back in the order given, and grow.
+    let batch = [sent(stored[0].id, "/v2/a/manifests/x"), sent(stored[1].id, "/v2/a/manifests/y")];
+    let ids = f.deletions.requests_sent(&batch).await.unwrap();
+    let (first, second) = (ids[0], ids[1]);
+    let later = f.deletions.requests_sent(&[sent(stored[0].id, "/v2/a/manifests/z")]).await;
+    let third = later.unwrap()[0];
+    assert!(first < second && second < third, "{first} {second} {third}");
+    assert_eq!(f.deletions.requests_sent(&[]).await.unwrap(), Vec::<i64>::new());
+    let at = f.clock.now();
     let answers = [Answer { id: first, status: 202, at }, Answer { id: second, status: 0, at }];
     f.deletions.requests_answered(&answers).await.unwrap();
     let record = f.deletions.requests(&[stored[0].id, stored[1].id]).await.unwrap();
@@ -292,13 +305,13 @@ pub async fn the_audit_records_requests_then_their_answers_and_prunes_old_ones(f
     let only_first = f.deletions.requests(&[stored[0].id]).await.unwrap();
     assert_eq!(only_first.len(), 2);
     assert_eq!(f.deletions.prune_requests(at - chrono::Duration::hours(1)).await.unwrap(), 0);
-    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let later = f.clock.now() + chrono::Duration::seconds(1);
     assert_eq!(f.deletions.prune_requests(later).await.unwrap(), 3);
     assert!(f.deletions.requests(&[stored[0].id]).await.unwrap().is_empty());
 }
 
 pub async fn finished_deletions_are_counted_per_hour(f: Fixture) {
-    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let before = f.clock.now() - chrono::Duration::seconds(1);
     let stored = submit(&f, 1, 5, Duration::ZERO).await;
     let holder = Uuid::new_v4();
     assert_eq!(f.deletions.claim(holder, LEASE, 10).await.unwrap().len(), 5);
@@ -320,8 +333,8 @@ pub async fn finished_deletions_are_counted_per_hour(f: Fixture) {
     assert_eq!((deleted, failed), (3, 1));
     for h in &hours {
         assert_eq!(h.hour.timestamp() % 3600, 0, "an hour's start: {h:?}");
-        assert!(h.hour <= chrono::Utc::now() && h.hour > before - chrono::Duration::hours(1));
+        assert!(h.hour <= f.clock.now() && h.hour > before - chrono::Duration::hours(1));
     }
-    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let later = f.clock.now() + chrono::Duration::minutes(1);
     assert!(f.deletions.finished_per_hour(later).await.unwrap().is_empty(), "only since");
 }

@@ -10,6 +10,7 @@ mod queue;
 use std::sync::Arc;
 use std::time::Duration;
 
+use regsweep_common::clock::{Clock, ManualClock};
 use regsweep_integration_tests::TestDb;
 use regsweep_proto::v1::JobStatus;
 use regsweep_scheduler::store::catalog::CatalogStore;
@@ -25,6 +26,9 @@ pub struct Fixture {
     _db: TestDb,
     pub stores: Stores,
     pub deletions: Arc<dyn DeletionStore>,
+    /// The stores' clock: it moves only when a test moves it, so leases
+    /// expire and retries fall due without waiting for them.
+    pub clock: Arc<ManualClock>,
 }
 
 /// A long heartbeat TTL: sessions stay current unless a test says not.
@@ -32,10 +36,13 @@ pub const TTL: Duration = Duration::from_secs(60);
 
 impl Fixture {
     pub async fn open(db: TestDb) -> Self {
-        let stores = Stores::open(&db.url, 8).await.expect("open scheduler store");
-        let deletions =
-            regsweep_scrubber::store::open(&db.scrubber_url, 8).await.expect("open scrubber store");
-        Self { _db: db, stores, deletions }
+        let (clock, hand) = Clock::manual();
+        let stores =
+            Stores::open_with_clock(&db.url, 8, clock.clone()).await.expect("open scheduler store");
+        let deletions = regsweep_scrubber::store::open_with_clock(&db.scrubber_url, 8, clock)
+            .await
+            .expect("open scrubber store");
+        Self { _db: db, stores, deletions, clock: hand }
     }
 
     pub fn jobs(&self) -> &dyn JobStore {

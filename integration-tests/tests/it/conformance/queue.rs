@@ -127,16 +127,14 @@ pub async fn updates_are_fenced_by_attempt_and_worker(f: Fixture) {
 }
 
 /// Each retry waits its step of `JOB_RETRY` (1 s, then 2 s), jittered
-/// to between half the step and the step, on both stores.
+/// to between half the step and the step, on both stores, and is not
+/// claimed a moment before it is due.
 pub async fn retryable_errors_wait_then_end_when_attempts_run_out(f: Fixture) {
     let created =
         f.create(regsweep_scheduler::store::NewJob { max_attempts: 3, ..new_job("k") }).await;
     let session = f.worker(&["k"], TTL).await;
     for attempt in 1..=3 {
-        let job = wait_until("the retry to be due", Duration::from_secs(10), || async {
-            f.claim("k", session, 1).await.pop()
-        })
-        .await;
+        let job = f.claim("k", session, 1).await.pop().expect("due");
         assert_eq!((job.id, job.attempt), (created.id, attempt));
         let update = UpdateWrite {
             worker_id: session.worker_id,
@@ -148,20 +146,22 @@ pub async fn retryable_errors_wait_then_end_when_attempts_run_out(f: Fixture) {
             error: Some(format!("failure {attempt}")),
             retryable: true,
         };
-        let before = Utc::now();
         f.write(WriteBatch { updates: vec![update], ..Default::default() }).await;
-        let after = Utc::now();
         let job = f.get(job.id).await;
         if attempt < 3 {
             assert_eq!(job.status, JobStatus::Waiting);
+            let now = f.clock.now();
             let step = chrono::Duration::from_std(JOB_RETRY.step(attempt - 1)).unwrap();
-            let (earliest, latest) = (before + step / 2, after + step);
+            let (earliest, latest) = (now + step / 2, now + step);
             assert!(
                 earliest <= job.scheduled_at && job.scheduled_at <= latest,
                 "retry {attempt} due at {}, not within {earliest}..{latest}",
                 job.scheduled_at
             );
-            assert!(f.claim("k", session, 1).await.is_empty());
+            let until_due = (job.scheduled_at - now).to_std().unwrap();
+            f.clock.advance(until_due - Duration::from_millis(1));
+            assert!(f.claim("k", session, 1).await.is_empty(), "not due yet");
+            f.clock.advance(Duration::from_millis(1));
         } else {
             assert_eq!(job.status, JobStatus::Error);
             assert_eq!(job.last_error.as_deref(), Some("failure 3"));
@@ -173,13 +173,15 @@ pub async fn retryable_errors_wait_then_end_when_attempts_run_out(f: Fixture) {
 pub async fn expired_workers_lose_their_attempts_and_cancels_end(f: Fixture) {
     let running = f.job("k").await;
     let cancelled = f.job("k").await;
-    let session = f.worker(&["k"], Duration::from_millis(1)).await;
+    let session = f.worker(&["k"], Duration::from_secs(30)).await;
     assert_eq!(f.claim("k", session, 2).await.len(), 2);
     let CancelOutcome::Requested(_) = f.jobs().cancel_job(cancelled.id, "stop").await.unwrap()
     else {
         panic!("a running job's cancel is requested");
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    f.clock.advance(Duration::from_secs(29));
+    assert!(f.reap().await.workers.is_empty(), "its heartbeat is not due yet");
+    f.clock.advance(Duration::from_secs(2));
     // Only the lease's holder reaps: a replica that lost it changes nothing.
     let former = Fence { lease: "leader", holder: Uuid::from_u128(2) };
     let fenced = f.jobs().reap_expired_workers(former).await.expect("fenced reap");
@@ -199,10 +201,10 @@ pub async fn expired_workers_lose_their_attempts_and_cancels_end(f: Fixture) {
 
 pub async fn a_worker_back_from_the_dead_holds_its_job_until_it_cancels(f: Fixture) {
     let created = f.job("k").await;
-    let session = f.worker(&["k"], Duration::from_millis(1)).await;
+    let session = f.worker(&["k"], Duration::from_secs(30)).await;
     let job = f.claim("k", session, 1).await.remove(0);
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    f.reap().await;
+    f.clock.advance(Duration::from_secs(31));
+    assert_eq!(f.reap().await.workers, vec![session.worker_id]);
     let hello = WorkerHello {
         name: "w".into(),
         version: "test".into(),
@@ -311,10 +313,14 @@ pub async fn heartbeats_take_back_attempts_no_longer_reported(f: Fixture) {
     let outcome = heartbeat(both, TTL).await;
     assert!(outcome.stale.is_empty() && outcome.superseded.is_empty());
     assert_eq!(f.get(kept.id).await.progress, 0.5);
-    // Claimed longer ago than the TTL and not reported: lost.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Claimed longer ago than the TTL and not reported: lost. Within the
+    // TTL it may still be on its way to the worker.
     let only = vec![RunningJob { job_id: kept.id, attempt: 1, progress: 0.7 }];
-    heartbeat(only, Duration::from_millis(10)).await;
+    f.clock.advance(Duration::from_secs(9));
+    heartbeat(only.clone(), Duration::from_secs(10)).await;
+    assert_eq!(f.get(dropped.id).await.status, JobStatus::Running, "claimed within the TTL");
+    f.clock.advance(Duration::from_secs(2));
+    heartbeat(only, Duration::from_secs(10)).await;
     assert_eq!(f.get(kept.id).await.status, JobStatus::Running);
     let lost = f.get(dropped.id).await;
     assert_eq!(lost.status, JobStatus::WorkerDead);
@@ -332,12 +338,12 @@ pub async fn heartbeats_give_back_what_a_worker_keeping_its_ends_never_got(f: Fi
         f.create(regsweep_scheduler::store::NewJob { max_attempts: 1, ..new_job("k") }).await;
     let session = f.worker(&["k"], TTL).await;
     assert_eq!(f.claim("k", session, 1).await.len(), 1);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    f.clock.advance(Duration::from_secs(11));
     let batch = WriteBatch {
         heartbeats: vec![HeartbeatWrite { session, running: Vec::new(), end_acks: true }],
         ..Default::default()
     };
-    f.jobs().write_batch(&batch, Duration::from_millis(10)).await.expect("heartbeat");
+    f.jobs().write_batch(&batch, Duration::from_secs(10)).await.expect("heartbeat");
     let job = f.get(never_got.id).await;
     assert_eq!(
         (job.status, job.last_error, job.errors),
@@ -537,7 +543,7 @@ pub async fn due_crons_fire_once_and_move_on(f: Fixture) {
     let job = f.get(fired[0].job_id).await;
     assert_eq!((job.kind.as_str(), job.priority), ("k", 3));
     let stored = f.jobs().get_cron("every-minute").await.unwrap().expect("cron");
-    assert!(stored.next_fire_at > Utc::now());
+    assert!(stored.next_fire_at > f.clock.now());
     assert_eq!(stored.last_job_id, Some(job.id));
     assert_eq!(f.jobs().next_cron_due().await.unwrap(), Some(stored.next_fire_at));
     assert!(f.jobs().fire_due_crons(next_after, fence).await.unwrap().is_empty());
@@ -548,10 +554,14 @@ pub async fn due_crons_fire_once_and_move_on(f: Fixture) {
 pub async fn leases_have_one_holder_until_released_or_expired(f: Fixture) {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let jobs = f.jobs();
-    assert!(jobs.try_lease("leader", a, Duration::from_millis(50)).await.unwrap());
+    let lease = Duration::from_secs(10);
+    assert!(jobs.try_lease("leader", a, lease).await.unwrap());
     assert!(!jobs.try_lease("leader", b, TTL).await.unwrap());
-    assert!(jobs.try_lease("leader", a, Duration::from_millis(50)).await.unwrap(), "renewal");
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    f.clock.advance(Duration::from_secs(8));
+    assert!(jobs.try_lease("leader", a, lease).await.unwrap(), "renewal");
+    f.clock.advance(Duration::from_secs(8));
+    assert!(!jobs.try_lease("leader", b, TTL).await.unwrap(), "renewed: 2 s left");
+    f.clock.advance(Duration::from_secs(3));
     assert!(jobs.try_lease("leader", b, TTL).await.unwrap(), "an expired lease is taken over");
     assert!(!jobs.try_lease("leader", a, TTL).await.unwrap());
     jobs.release_lease("leader", a).await.unwrap();
@@ -585,6 +595,9 @@ pub async fn retention_keeps_the_newest_finished_jobs_and_drops_their_logs(f: Fi
         assert_eq!(exists, i >= 5, "job {id}: only the newest three finished jobs stay");
     }
     assert!(f.jobs().get_job(unfinished.id).await.unwrap().is_some(), "waiting jobs stay");
-    let purged = f.jobs().purge_jobs(Duration::ZERO, 0).await.expect("purge by age");
+    let purged = f.jobs().purge_jobs(Duration::from_secs(3600), 0).await.expect("purge by age");
+    assert_eq!(purged.jobs, 0, "finished 0 s ago, kept for an hour");
+    f.clock.advance(Duration::from_secs(3601));
+    let purged = f.jobs().purge_jobs(Duration::from_secs(3600), 0).await.expect("purge by age");
     assert_eq!(purged.jobs, 3);
 }

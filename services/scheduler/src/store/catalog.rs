@@ -174,7 +174,9 @@ impl PolicyRecord {
 }
 
 /// A registry's or policy's etag: when it was last written, to the
-/// microsecond (each write sets it). Opaque to clients.
+/// microsecond. Opaque to clients. Each update moves it past the last
+/// (to the store's time, or one microsecond later when the clock has not
+/// moved on or went back), so no two versions share an etag.
 pub fn etag(updated_at: DateTime<Utc>) -> String {
     format!("{:x}", updated_at.timestamp_micros())
 }

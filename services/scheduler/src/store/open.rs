@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use regsweep_common::clock::Clock;
 use regsweep_common::db::Backend;
 
 use super::catalog::CatalogStore;
@@ -28,9 +29,22 @@ impl Stores {
     /// Opens and migrates the database of `url`: `postgres://...` (with up
     /// to `max_connections` connections) or `sqlite://PATH`.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::open_with_clock(url, max_connections, Clock::Database).await
+    }
+
+    /// [`Stores::open`], reading the time from `clock` (tests set theirs).
+    pub async fn open_with_clock(
+        url: &str,
+        max_connections: u32,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
         let backend = match Backend::of(url)? {
-            Backend::Postgres => Opened::Postgres(PgStore::connect(url, max_connections).await?),
-            Backend::Sqlite => Opened::Sqlite(SqliteStore::connect(url, max_connections).await?),
+            Backend::Postgres => {
+                Opened::Postgres(PgStore::connect(url, max_connections, &clock).await?)
+            }
+            Backend::Sqlite => {
+                Opened::Sqlite(SqliteStore::connect(url, max_connections, clock).await?)
+            }
         };
         let (mut jobs, mut catalog): (Arc<dyn JobStore>, Arc<dyn CatalogStore>) = match &backend {
             Opened::Postgres(pg) => (Arc::new(pg.clone()), Arc::new(pg.clone())),

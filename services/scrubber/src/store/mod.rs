@@ -6,6 +6,8 @@ mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
+
+use regsweep_common::clock::Clock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -210,12 +212,12 @@ pub struct DeletionFilter {
 }
 
 /// A destructive request about to be sent for a deletion.
-#[derive(Clone, Copy, Debug)]
-pub struct SentRequest<'a> {
+#[derive(Clone, Debug)]
+pub struct SentRequest {
     pub deletion_id: i64,
-    pub registry: &'a str,
-    pub method: &'a str,
-    pub path: &'a str,
+    pub registry: Arc<str>,
+    pub method: String,
+    pub path: String,
 }
 
 /// The registry's answer to a recorded request.
@@ -349,8 +351,9 @@ pub trait DeletionStore: Send + Sync + 'static {
     /// Records how a scrub ended, fenced by the lease; false when the lease
     /// was lost (another replica took the deletion back).
     async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError>;
-    /// Records a destructive request before it is sent; returns its id.
-    async fn request_sent(&self, request: &SentRequest<'_>) -> Result<i64, StoreError>;
+    /// Records destructive requests before they are sent, in one
+    /// transaction; returns their ids in the order given.
+    async fn requests_sent(&self, requests: &[SentRequest]) -> Result<Vec<i64>, StoreError>;
     /// Records the registry's answers: (request id, status, when).
     async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError>;
     /// The requests sent for `deletion_ids`, oldest first.
@@ -382,9 +385,18 @@ pub trait DeletionStore: Send + Sync + 'static {
 
 /// The store of the database of `url` (`postgres://...` or `sqlite://PATH`).
 pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn DeletionStore>, StoreError> {
+    open_with_clock(url, max_connections, Clock::Database).await
+}
+
+/// [`open`], reading the time from `clock` (tests set theirs).
+pub async fn open_with_clock(
+    url: &str,
+    max_connections: u32,
+    clock: Clock,
+) -> Result<Arc<dyn DeletionStore>, StoreError> {
     let store: Arc<dyn DeletionStore> = match Backend::of(url)? {
-        Backend::Postgres => Arc::new(PgStore::connect(url, max_connections).await?),
-        Backend::Sqlite => Arc::new(SqliteStore::connect(url, max_connections).await?),
+        Backend::Postgres => Arc::new(PgStore::connect(url, max_connections, &clock).await?),
+        Backend::Sqlite => Arc::new(SqliteStore::connect(url, max_connections, clock).await?),
     };
     if regsweep_common::prometheus::enabled() {
         return Ok(Arc::new(measured::MeasuredDeletions(store)));

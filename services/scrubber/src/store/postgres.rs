@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use regsweep_common::clock::Clock;
 use regsweep_common::db;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
@@ -41,9 +42,14 @@ impl PgStore {
         Ok(outcomes(ids, changed, &statuses))
     }
 
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        clock: &Clock,
+    ) -> Result<Self, StoreError> {
         let pool =
-            db::open_postgres(url, SCHEMA, "regsweep-scrubber", max_connections, &MIGRATOR).await?;
+            db::open_postgres(url, SCHEMA, "regsweep-scrubber", max_connections, &MIGRATOR, clock)
+                .await?;
         Ok(Self { pool })
     }
 }
@@ -75,7 +81,7 @@ impl DeletionStore for PgStore {
                                     delete_after, trace_context, linked, reasons, status, hold_reason,
                                     policy, policy_id, policy_revision)
              SELECT $3, $4, i.digest, ARRAY(SELECT jsonb_array_elements_text(i.tags)), i.delete_digest,
-                    $1, $2, now() + make_interval(secs => $8), $9, i.linked, i.reasons, $12, $13,
+                    $1, $2, store_now() + make_interval(secs => $8), $9, i.linked, i.reasons, $12, $13,
                     $14, $15, $16
              FROM input i
              ON CONFLICT (job_id, attempt, digest) DO NOTHING",
@@ -144,7 +150,7 @@ impl DeletionStore for PgStore {
     /// reason)` in request order.
     async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
         let restored: Vec<i64> = sqlx::query_scalar(
-            "UPDATE deletions SET status = 'restored', finished_at = now()
+            "UPDATE deletions SET status = 'restored', finished_at = store_now()
              WHERE id = ANY($1) AND status IN ('pending_delete', 'awaiting_approval') RETURNING id",
         )
         .bind(ids)
@@ -168,7 +174,7 @@ impl DeletionStore for PgStore {
     async fn take_back_expired(&self) -> Result<u64, StoreError> {
         let expired = sqlx::query(
             "UPDATE deletions SET status = 'pending_delete', lease_holder = NULL, lease_until = NULL
-             WHERE status = 'deleting' AND lease_until < now()",
+             WHERE status = 'deleting' AND lease_until < store_now()",
         )
         .execute(&self.pool)
         .await?
@@ -184,10 +190,10 @@ impl DeletionStore for PgStore {
     ) -> Result<Vec<DeletionRecord>, StoreError> {
         let sql = format!(
             "UPDATE deletions SET status = 'deleting', lease_holder = $1,
-                 lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
+                 lease_until = store_now() + make_interval(secs => $2), attempts = attempts + 1
              WHERE id IN (
                  SELECT id FROM deletions
-                 WHERE status = 'pending_delete' AND delete_after <= now()
+                 WHERE status = 'pending_delete' AND delete_after <= store_now()
                  ORDER BY delete_after, id
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED)
@@ -212,7 +218,7 @@ impl DeletionStore for PgStore {
         lease: Duration,
     ) -> Result<Vec<i64>, StoreError> {
         Ok(sqlx::query_scalar(
-            "UPDATE deletions SET lease_until = now() + make_interval(secs => $3)
+            "UPDATE deletions SET lease_until = store_now() + make_interval(secs => $3)
              WHERE id = ANY($2) AND lease_holder = $1 AND status = 'deleting'
              RETURNING id",
         )
@@ -230,7 +236,7 @@ impl DeletionStore for PgStore {
         let done = match finish {
             Finish::Deleted { deleted_tags, skipped_tags, digest_deleted } => {
                 let sql = format!(
-                    "UPDATE deletions SET status = 'deleted', finished_at = now(), lease_holder = NULL,
+                    "UPDATE deletions SET status = 'deleted', finished_at = store_now(), lease_holder = NULL,
                          lease_until = NULL, error = NULL, deleted_tags = $3, skipped_tags = $4,
                          digest_deleted = $5 {fence}"
                 );
@@ -247,8 +253,8 @@ impl DeletionStore for PgStore {
                 let sql = format!(
                     "UPDATE deletions SET lease_holder = NULL, lease_until = NULL, error = $3,
                          status = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'pending_delete' END,
-                         finished_at = CASE WHEN attempts >= $5 THEN now() END,
-                         delete_after = now() + make_interval(secs => $4) {fence}"
+                         finished_at = CASE WHEN attempts >= $5 THEN store_now() END,
+                         delete_after = store_now() + make_interval(secs => $4) {fence}"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
@@ -261,7 +267,7 @@ impl DeletionStore for PgStore {
             }
             Finish::Failed { error: why } | Finish::Cancelled { reason: why } => {
                 let sql = format!(
-                    "UPDATE deletions SET status = $4, finished_at = now(), lease_holder = NULL,
+                    "UPDATE deletions SET status = $4, finished_at = store_now(), lease_holder = NULL,
                          lease_until = NULL, error = $3 {fence}"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -276,7 +282,7 @@ impl DeletionStore for PgStore {
                 let sql = format!(
                     "UPDATE deletions SET status = 'pending_delete', lease_holder = NULL,
                          lease_until = NULL, error = $3, attempts = attempts - 1,
-                         delete_after = now() + make_interval(secs => $4) {fence}"
+                         delete_after = store_now() + make_interval(secs => $4) {fence}"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
@@ -290,16 +296,32 @@ impl DeletionStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn request_sent(&self, r: &SentRequest<'_>) -> Result<i64, StoreError> {
+    async fn requests_sent(&self, requests: &[SentRequest]) -> Result<Vec<i64>, StoreError> {
+        let deletion_ids: Vec<i64> = requests.iter().map(|r| r.deletion_id).collect();
+        let registries: Vec<&str> = requests.iter().map(|r| &*r.registry).collect();
+        let methods: Vec<&str> = requests.iter().map(|r| r.method.as_str()).collect();
+        let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+        // The ids are drawn first, in the order given, so each caller gets
+        // its own: the order of RETURNING rows is not defined. `sent` is
+        // read twice, so it is materialized and `nextval` runs once a row.
         Ok(sqlx::query_scalar(
-            "INSERT INTO registry_requests (deletion_id, registry, method, path)
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "WITH sent AS MATERIALIZED (
+                 SELECT nextval(pg_get_serial_sequence('registry_requests', 'id')) AS id, u.*
+                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+                      WITH ORDINALITY AS u(deletion_id, registry, method, path, ord)
+             ), recorded AS (
+                 INSERT INTO registry_requests (id, deletion_id, registry, method, path, sent_at)
+                 OVERRIDING SYSTEM VALUE
+                 SELECT id, deletion_id, registry, method, path, store_now() FROM sent
+                 RETURNING id
+             )
+             SELECT sent.id FROM sent JOIN recorded USING (id) ORDER BY sent.ord",
         )
-        .bind(r.deletion_id)
-        .bind(r.registry)
-        .bind(r.method)
-        .bind(r.path)
-        .fetch_one(&self.pool)
+        .bind(&deletion_ids)
+        .bind(&registries)
+        .bind(&methods)
+        .bind(&paths)
+        .fetch_all(&self.pool)
         .await?)
     }
 
@@ -346,8 +368,8 @@ impl DeletionStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         let oldest: Option<f64> = sqlx::query_scalar(
-            "SELECT extract(epoch FROM now() - min(delete_after))::float8 FROM deletions
-             WHERE status = 'pending_delete' AND delete_after <= now()",
+            "SELECT extract(epoch FROM store_now() - min(delete_after))::float8 FROM deletions
+             WHERE status = 'pending_delete' AND delete_after <= store_now()",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use regsweep_common::db::micros::{now, span};
+use regsweep_common::clock::Clock;
+use regsweep_common::db::micros::{of as micros, span};
 use regsweep_common::db::{self, SqlitePools};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, Transaction};
@@ -73,12 +74,18 @@ impl From<RequestRow> for RequestRecord {
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pools: SqlitePools,
+    clock: Clock,
 }
 
 impl SqliteStore {
     /// Opens (creating the file if missing) and migrates `sqlite://PATH`.
-    pub async fn connect(url: &str, readers: u32) -> Result<Self, StoreError> {
-        Ok(Self { pools: db::open_sqlite(url, readers, &MIGRATOR).await? })
+    pub async fn connect(url: &str, readers: u32, clock: Clock) -> Result<Self, StoreError> {
+        Ok(Self { pools: db::open_sqlite(url, readers, &MIGRATOR).await?, clock })
+    }
+
+    /// The store's time, in stored form.
+    fn now(&self) -> i64 {
+        micros(self.clock.now())
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -92,7 +99,7 @@ impl DeletionStore for SqliteStore {
         let Submission {
             job_id, attempt, registry, repository, images, delay, trace_context, ..
         } = *plan;
-        let now = now();
+        let now = self.now();
         let mut tx = self.begin().await?;
         let mut stored = Vec::with_capacity(images.len());
         let select = format!(
@@ -181,7 +188,7 @@ impl DeletionStore for SqliteStore {
              RETURNING id",
         )
         .bind(Json(ids))
-        .bind(now())
+        .bind(self.now())
         .fetch_all(&mut *tx)
         .await?;
         let answer = statuses(&mut tx, ids, &restored).await?;
@@ -210,7 +217,7 @@ impl DeletionStore for SqliteStore {
             "UPDATE deletions SET status = 'pending_delete', lease_holder = NULL, lease_until = NULL
              WHERE status = 'deleting' AND lease_until < ?",
         )
-        .bind(now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -224,7 +231,7 @@ impl DeletionStore for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<DeletionRecord>, StoreError> {
-        let now = now();
+        let now = self.now();
         let mut tx = self.begin().await?;
         let sql = format!(
             "UPDATE deletions SET status = 'deleting', lease_holder = ?1,
@@ -264,7 +271,7 @@ impl DeletionStore for SqliteStore {
         )
         .bind(holder)
         .bind(Json(ids))
-        .bind(now())
+        .bind(self.now())
         .bind(span(lease))
         .fetch_all(&mut *tx)
         .await?;
@@ -273,7 +280,7 @@ impl DeletionStore for SqliteStore {
     }
 
     async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError> {
-        let now = now();
+        let now = self.now();
         let fence = "WHERE id = ?1 AND lease_holder = ?2 AND status = 'deleting'";
         let mut tx = self.begin().await?;
         let done = match finish {
@@ -344,21 +351,27 @@ impl DeletionStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn request_sent(&self, r: &SentRequest<'_>) -> Result<i64, StoreError> {
+    async fn requests_sent(&self, requests: &[SentRequest]) -> Result<Vec<i64>, StoreError> {
+        // One writer: a transaction of small inserts is the batch.
         let mut tx = self.begin().await?;
-        let id = sqlx::query_scalar(
-            "INSERT INTO registry_requests (deletion_id, registry, method, path, sent_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-        )
-        .bind(r.deletion_id)
-        .bind(r.registry)
-        .bind(r.method)
-        .bind(r.path)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await?;
+        let mut ids = Vec::with_capacity(requests.len());
+        let at = self.now();
+        for r in requests {
+            let id = sqlx::query_scalar(
+                "INSERT INTO registry_requests (deletion_id, registry, method, path, sent_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            )
+            .bind(r.deletion_id)
+            .bind(&*r.registry)
+            .bind(&r.method)
+            .bind(&r.path)
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
         tx.commit().await?;
-        Ok(id)
+        Ok(ids)
     }
 
     async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError> {
@@ -408,7 +421,7 @@ impl DeletionStore for SqliteStore {
         )
         .fetch_all(&self.pools.reader)
         .await?;
-        let now = now();
+        let now = self.now();
         let oldest: Option<i64> = sqlx::query_scalar(
             "SELECT min(delete_after) FROM deletions
              WHERE status = 'pending_delete' AND delete_after <= ?",

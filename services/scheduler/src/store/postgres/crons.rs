@@ -55,7 +55,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<CronRecord>, StoreError> {
 pub async fn update(pool: &PgPool, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
     let sql = format!(
         "UPDATE crons SET schedule = $2, kind = $3, args = $4, enabled = $5, priority = $6,
-                          next_fire_at = $7, updated_at = now()
+                          next_fire_at = $7, updated_at = store_now()
          WHERE name = $1
          RETURNING {COLUMNS}"
     );
@@ -100,7 +100,7 @@ pub async fn fire_due(
     }
     let due: Vec<DueCron> = sqlx::query_as(
         "SELECT name, schedule, kind, args, priority, next_fire_at FROM crons
-             WHERE enabled AND next_fire_at <= now()
+             WHERE enabled AND next_fire_at <= store_now()
              ORDER BY next_fire_at
              LIMIT 100
              FOR UPDATE SKIP LOCKED",
@@ -110,7 +110,7 @@ pub async fn fire_due(
     if due.is_empty() {
         return Ok(Vec::new());
     }
-    let (now,): (DateTime<Utc>,) = sqlx::query_as("SELECT now()").fetch_one(&mut *tx).await?;
+    let (now,): (DateTime<Utc>,) = sqlx::query_as("SELECT store_now()").fetch_one(&mut *tx).await?;
     let mut fired = Vec::new();
     for (name, schedule, kind, args, priority, fire_at) in due {
         let key = format!("cron:{name}:{}", fire_at.timestamp_micros());
@@ -135,7 +135,7 @@ pub async fn fire_due(
         sqlx::query(
             "UPDATE crons SET
                  next_fire_at = coalesce($2, next_fire_at), enabled = enabled AND $2 IS NOT NULL,
-                 last_fire_at = $3, last_job_id = coalesce($4, last_job_id), updated_at = now()
+                 last_fire_at = $3, last_job_id = coalesce($4, last_job_id), updated_at = store_now()
              WHERE name = $1",
         )
         .bind(&name)

@@ -25,7 +25,7 @@ pub async fn create(pool: &PgPool, job: NewJob) -> Result<CreateOutcome, StoreEr
     let insert = format!(
         concat!("INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id,
                            trace_context)
-         VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7, $8)
+         VALUES ($1, $2, $3, coalesce($4, store_now()), $5, $6, $7, $8)
          ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
              AND status IN ", sets::active!(), "
          DO NOTHING
@@ -130,9 +130,9 @@ pub async fn cancel(pool: &PgPool, id: i64, reason: &str) -> Result<CancelOutcom
     let sql = format!(
         "UPDATE jobs SET
              status = CASE WHEN $2 THEN 'cancel_request' ELSE 'cancel' END,
-             finished_at = CASE WHEN $2 THEN NULL ELSE now() END,
+             finished_at = CASE WHEN $2 THEN NULL ELSE store_now() END,
              last_error = $3,
-             updated_at = now()
+             updated_at = store_now()
          WHERE id = $1
          RETURNING {JOB_COLUMNS}"
     );
@@ -178,8 +178,8 @@ pub async fn delete(pool: &PgPool, id: i64) -> Result<DeleteOutcome, StoreError>
     }
     sqlx::query("DELETE FROM job_logs WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
     sqlx::query(
-        "UPDATE jobs SET status = 'deleted', result = NULL, finished_at = coalesce(finished_at, now()),
-                         updated_at = now()
+        "UPDATE jobs SET status = 'deleted', result = NULL, finished_at = coalesce(finished_at, store_now()),
+                         updated_at = store_now()
          WHERE id = $1",
     )
     .bind(id)
@@ -338,7 +338,7 @@ async fn insert_rows(
         "INSERT INTO jobs (id, kind, args, priority, scheduled_at, max_attempts, unique_key,
                            parent_id, trace_context)
          OVERRIDING SYSTEM VALUE
-         SELECT id, kind, args, priority, coalesce(scheduled_at, now()), max_attempts, unique_key,
+         SELECT id, kind, args, priority, coalesce(scheduled_at, store_now()), max_attempts, unique_key,
                 parent_id, trace_context
          FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[],
                      $6::int[], $7::text[], $8::bigint[], $9::text[])

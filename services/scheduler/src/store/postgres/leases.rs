@@ -16,13 +16,13 @@ pub async fn try_lease(
 ) -> Result<bool, StoreError> {
     let held: Option<(Uuid,)> = sqlx::query_as(
         "INSERT INTO leases (name, holder, expires_at)
-         VALUES ($1, $2, now() + make_interval(secs => $3))
+         VALUES ($1, $2, store_now() + make_interval(secs => $3))
          ON CONFLICT (name) DO UPDATE SET
              holder = EXCLUDED.holder,
              expires_at = EXCLUDED.expires_at,
              acquired_at = CASE WHEN leases.holder = EXCLUDED.holder
-                                THEN leases.acquired_at ELSE now() END
-         WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < now()
+                                THEN leases.acquired_at ELSE store_now() END
+         WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < store_now()
          RETURNING holder",
     )
     .bind(name)
@@ -47,7 +47,7 @@ pub async fn release_lease(pool: &PgPool, name: &str, holder: Uuid) -> Result<()
 /// change hands while the leader-only work in it commits.
 pub async fn holds(conn: &mut sqlx::PgConnection, fence: Fence) -> Result<bool, StoreError> {
     let held: Option<(i32,)> = sqlx::query_as(
-        "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > now() FOR SHARE",
+        "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > store_now() FOR SHARE",
     )
     .bind(fence.lease)
     .bind(fence.holder)

@@ -27,6 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use regsweep_common::Shutdown;
 use regsweep_common::backoff::Backoff;
+use regsweep_common::clock::Clock;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -65,13 +66,18 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, creates the schema if needed and applies migrations. A
     /// database migrated by a newer version fails here, before anything runs.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        clock: &Clock,
+    ) -> Result<Self, StoreError> {
         let pool = regsweep_common::db::open_postgres(
             url,
             SCHEMA,
             "regsweep-scheduler",
             max_connections,
             &MIGRATOR,
+            clock,
         )
         .await?;
         Ok(Self { pool })

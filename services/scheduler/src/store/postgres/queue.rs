@@ -48,7 +48,7 @@ pub async fn claim(
              WHERE kind = $1 AND status IN ",
             sets::claimable!(),
             "
-               AND scheduled_at <= now()
+               AND scheduled_at <= store_now()
              ORDER BY priority DESC, scheduled_at, id
              LIMIT (SELECT cardinality(workers) FROM slots)
              FOR UPDATE SKIP LOCKED
@@ -60,8 +60,8 @@ pub async fn claim(
          UPDATE jobs j SET
              status = 'running', attempt = j.attempt + 1,
              worker_id = (SELECT workers FROM slots)[picked.ord],
-             claimed_at = now(), started_at = NULL, heartbeat_at = now(), finished_at = NULL,
-             progress = 0, updated_at = now()
+             claimed_at = store_now(), started_at = NULL, heartbeat_at = store_now(), finished_at = NULL,
+             progress = 0, updated_at = store_now()
          FROM picked
          WHERE j.id = picked.id
          RETURNING {columns}"
@@ -163,22 +163,22 @@ async fn apply_updates(
     let sql = format!(
         concat!("UPDATE jobs j SET
              status = {NEW_STATUS},
-             started_at = coalesce(j.started_at, now()),
-             heartbeat_at = now(),
+             started_at = coalesce(j.started_at, store_now()),
+             heartbeat_at = store_now(),
              progress = CASE WHEN u.status = 'done' THEN 1 ELSE u.progress END,
              result = CASE WHEN u.status = 'done' THEN u.result ELSE j.result END,
              last_error = CASE WHEN u.status = 'error' THEN u.error ELSE j.last_error END,
              errors = CASE WHEN u.status = 'error' THEN j.errors || jsonb_build_array(
                      jsonb_build_object('attempt', j.attempt, 'error', u.error,
-                         'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
+                         'at', to_char(store_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
                  ELSE j.errors END,
              scheduled_at = CASE WHEN ({NEW_STATUS}) = 'waiting'
-                 THEN now() + make_interval(secs => u.jitter * ($10::float8[])[
+                 THEN store_now() + make_interval(secs => u.jitter * ($10::float8[])[
                      greatest(1, least(j.attempt - j.given_back, cardinality($10::float8[])))])
                  ELSE j.scheduled_at END,
-             finished_at = CASE WHEN ({NEW_STATUS}) IN ", sets::ended_by_worker!(), concat!(" THEN now() END,
+             finished_at = CASE WHEN ({NEW_STATUS}) IN ", sets::ended_by_worker!(), concat!(" THEN store_now() END,
              given_back = j.given_back + CASE WHEN u.status = 'worker_shutdown' THEN 1 ELSE 0 END,
-             updated_at = now()
+             updated_at = store_now()
          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::real[], $6::jsonb[],
                      $7::text[], $8::bool[], $9::float8[])
               AS u(id, attempt, worker_id, status, progress, result, error, retryable, jitter)
@@ -212,8 +212,8 @@ async fn apply_heartbeats(
     outcome: &mut WriteOutcome,
 ) -> Result<(), StoreError> {
     let live: Vec<(Uuid,)> = sqlx::query_as(concat!(
-        "UPDATE workers w SET last_heartbeat = now(),
-                heartbeat_expiration = now() + make_interval(secs => $3)
+        "UPDATE workers w SET last_heartbeat = store_now(),
+                heartbeat_expiration = store_now() + make_interval(secs => $3)
          FROM unnest($1::uuid[], $2::bigint[]) AS h(id, epoch)
          WHERE w.id = h.id AND w.session_epoch = h.epoch AND w.status IN ",
         sets::live_worker!(),
@@ -241,7 +241,7 @@ async fn apply_heartbeats(
         }
     }
     let current: Vec<(i64, i32, bool)> = sqlx::query_as(concat!(
-        "UPDATE jobs j SET heartbeat_at = now(), progress = r.progress
+        "UPDATE jobs j SET heartbeat_at = store_now(), progress = r.progress
          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::real[])
               AS r(id, attempt, worker_id, progress)
          WHERE j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
@@ -288,7 +288,7 @@ async fn take_unreported(
          WHERE worker_id = ANY($1) AND status IN ",
             sets::on_worker!(),
             "
-           AND claimed_at < now() - make_interval(secs => $4)
+           AND claimed_at < store_now() - make_interval(secs => $4)
            AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))"
         ),
         set = take_omitted("worker_id = ANY($6)", "$5"),
@@ -328,9 +328,9 @@ async fn mark_offline(tx: &mut PgConnection, sessions: &[SessionRef]) -> Result<
              status = CASE status WHEN 'cancel_request' THEN 'cancel'
                                   WHEN 'worker_resurrection' THEN 'worker_dead'
                                   ELSE 'worker_shutdown' END,
-             finished_at = CASE WHEN status = 'cancel_request' THEN now() END,
+             finished_at = CASE WHEN status = 'cancel_request' THEN store_now() END,
              given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
-             updated_at = now()
+             updated_at = store_now()
          WHERE worker_id = ANY($1)
            AND status IN ",
         sets::on_worker_or_resurrecting!()

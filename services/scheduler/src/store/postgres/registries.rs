@@ -88,7 +88,9 @@ pub async fn update_registry(
     let sql = format!(
         "UPDATE registries SET url = $2, credentials = $3, rate_limit = $4,
              max_parallel_deletions = $5, realm_allow_list = $6, protection = $7,
-             updated_at = now()
+             -- A new version, later than the last whatever the clock says:
+             -- the version is the etag (see catalog::etag).
+             updated_at = greatest(store_now(), updated_at + interval '1 microsecond')
          WHERE name = $1 AND ($8::timestamptz IS NULL OR updated_at = $8)
          RETURNING {REGISTRY_COLUMNS}"
     );
@@ -208,7 +210,8 @@ pub async fn update_policy(
              armed_run_at = CASE WHEN $17 OR next_run_at = $10 THEN armed_run_at END,
              next_run_at = CASE WHEN $17 THEN next_run_at ELSE $10 END,
              attachments = $11, max_delete_fraction = $12,
-             age_source = $13, rules = $14, priority = $15, updated_at = now()
+             age_source = $13, rules = $14, priority = $15,
+             updated_at = greatest(store_now(), updated_at + interval '1 microsecond')
          WHERE name = $1 AND ($16::timestamptz IS NULL OR updated_at = $16) RETURNING id",
     )
     .bind(&p.name)
@@ -276,7 +279,8 @@ pub async fn delete_policy(pool: &PgPool, name: &str) -> Result<bool, StoreError
 pub async fn run_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord>, StoreError> {
     let mut tx = pool.begin().await?;
     let updated = sqlx::query(
-        "UPDATE policies SET next_run_at = now(), armed_run_at = NULL, updated_at = now()
+        "UPDATE policies SET next_run_at = store_now(), armed_run_at = NULL,
+             updated_at = greatest(store_now(), updated_at + interval '1 microsecond')
          WHERE name = $1",
     )
     .bind(name)

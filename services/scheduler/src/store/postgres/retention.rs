@@ -23,7 +23,7 @@ pub async fn purge(
                  WHERE status IN ",
             sets::finished!(),
             "
-                   AND finished_at < now() - make_interval(secs => $1)
+                   AND finished_at < store_now() - make_interval(secs => $1)
                  LIMIT $2
              ),
              logs AS (DELETE FROM job_logs WHERE job_id IN (SELECT id FROM doomed) RETURNING 1),

@@ -42,7 +42,7 @@ pub async fn select(
         "UPDATE repositories SET cleanup_status = 'unfinished',
              last_error = 'cleanup did not end within its time budget'
          WHERE cleanup_status = 'ongoing'
-           AND cleanup_started_at < now() - make_interval(secs => $1)",
+           AND cleanup_started_at < store_now() - make_interval(secs => $1)",
     )
     .bind(config.stale_after.as_secs_f64())
     .execute(&mut *tx)
@@ -75,7 +75,7 @@ async fn arm_due_policies(
 ) -> Result<(u64, bool), StoreError> {
     let due: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, next_run_at FROM policies
-         WHERE enabled AND next_run_at <= now()
+         WHERE enabled AND next_run_at <= store_now()
            AND armed_run_at IS DISTINCT FROM next_run_at
          ORDER BY next_run_at
          LIMIT 100",
@@ -174,7 +174,7 @@ async fn pick(
              RETURNING id, unique_key
          )
          UPDATE repositories r
-         SET cleanup_status = 'ongoing', cleanup_started_at = clock_timestamp(),
+         SET cleanup_status = 'ongoing', cleanup_started_at = store_clock(),
              cleanup_job_id = COALESCE(i.id, e.id), last_error = NULL, last_deleted_count = 0
          FROM info
          LEFT JOIN inserted i ON i.unique_key = info.unique_key
@@ -193,6 +193,10 @@ async fn pick(
     Ok(started)
 }
 
+/// A policy whose run completed: id, name, cadence, the run's due time,
+/// and the store's time.
+type CompletedRun = (i64, String, String, DateTime<Utc>, DateTime<Utc>);
+
 /// Moves every armed policy whose repositories all started after its
 /// `next_run_at` (none `scheduled`, none still running from before) to
 /// its next run.
@@ -200,25 +204,26 @@ async fn advance_completed(
     tx: &mut sqlx::PgTransaction<'_>,
     advance: AdvanceRun,
 ) -> Result<Vec<String>, StoreError> {
-    let completed: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(concat!(
-        "SELECT p.id, p.name, p.cadence, p.next_run_at FROM policies p
-         WHERE p.enabled AND p.next_run_at <= now() AND p.armed_run_at = p.next_run_at
+    let completed: Vec<CompletedRun> =
+        sqlx::query_as(concat!(
+            "SELECT p.id, p.name, p.cadence, p.next_run_at, store_now() FROM policies p
+         WHERE p.enabled AND p.next_run_at <= store_now() AND p.armed_run_at = p.next_run_at
            AND NOT EXISTS (
                SELECT 1 FROM repositories r
                WHERE r.policy_id = p.id AND r.cleanup_status = 'scheduled')
            AND NOT EXISTS (
                SELECT 1 FROM repositories r
                WHERE r.policy_id = p.id AND r.cleanup_status IN ",
-        sets::cleanup_in_cycle!(),
-        "
+            sets::cleanup_in_cycle!(),
+            "
                  AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))
          FOR UPDATE OF p"
-    ))
-    .fetch_all(&mut **tx)
-    .await?;
-    let now = Utc::now();
+        ))
+        .fetch_all(&mut **tx)
+        .await?;
     let mut advanced = Vec::with_capacity(completed.len());
-    for (id, name, cadence, due) in completed {
+    // The next run is due after the store's time, not this host's.
+    for (id, name, cadence, due, now) in completed {
         let Some(next) = advance(&cadence, due, now) else {
             tracing::warn!(policy = %name, %cadence, "policy cadence never fires again");
             continue;

@@ -11,8 +11,8 @@ pub async fn queue(pool: &PgPool) -> Result<QueueStats, StoreError> {
         .fetch_all(pool)
         .await?;
     let backlog = sqlx::query_as(
-        "SELECT kind, count(*), EXTRACT(EPOCH FROM now() - min(scheduled_at))::float8
-         FROM jobs WHERE status = 'waiting' AND scheduled_at <= now()
+        "SELECT kind, count(*), EXTRACT(EPOCH FROM store_now() - min(scheduled_at))::float8
+         FROM jobs WHERE status = 'waiting' AND scheduled_at <= store_now()
          GROUP BY kind",
     )
     .fetch_all(pool)
@@ -31,11 +31,11 @@ pub async fn cleanups(pool: &PgPool) -> Result<CleanupStats, StoreError> {
     .fetch_one(pool)
     .await?;
     let (overdue, max_overdue_seconds): (i64, Option<f64>) = sqlx::query_as(concat!(
-        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(p.next_run_at))::float8
+        "SELECT count(*), EXTRACT(EPOCH FROM store_now() - min(p.next_run_at))::float8
          FROM repositories r JOIN policies p ON p.id = r.policy_id
          WHERE r.cleanup_status IN ",
         sets::cleanup_waiting!(),
-        " AND p.next_run_at <= now()"
+        " AND p.next_run_at <= store_now()"
     ))
     .fetch_one(pool)
     .await?;

@@ -44,7 +44,7 @@ pub fn lost_attempt_errors(reason: &str) -> String {
         "CASE WHEN status = 'cancel_request' THEN errors
               ELSE errors || jsonb_build_array(jsonb_build_object(
                   'attempt', attempt, 'error', {reason}::text,
-                  'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
+                  'at', to_char(store_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
          END"
     )
 }
@@ -65,8 +65,8 @@ pub fn take_omitted(give_back: &str, reason: &str) -> String {
          given_back = given_back + CASE WHEN {give_back} AND status = 'running' THEN 1 ELSE 0 END,
          finished_at = CASE WHEN status = 'cancel_request'
                               OR (NOT {give_back} AND attempt - given_back >= max_attempts)
-                            THEN now() END,
-         updated_at = now()",
+                            THEN store_now() END,
+         updated_at = store_now()",
         errors = lost_attempt_errors(reason),
     )
 }
@@ -90,11 +90,11 @@ pub async fn register(
         SessionStart::new(hello, previous.as_ref().map(|(s, o)| (s.as_str(), &o.0)));
     let (epoch,): (i64,) = sqlx::query_as(
         "INSERT INTO workers (id, name, version, status, capacity, heartbeat_expiration)
-         VALUES ($1, $2, $3, 'alive', $4, now() + make_interval(secs => $5))
+         VALUES ($1, $2, $3, 'alive', $4, store_now() + make_interval(secs => $5))
          ON CONFLICT (id) DO UPDATE SET
              name = EXCLUDED.name, version = EXCLUDED.version, status = 'alive',
              capacity = EXCLUDED.capacity, session_epoch = workers.session_epoch + 1,
-             connected_at = now(), last_heartbeat = now(),
+             connected_at = store_now(), last_heartbeat = store_now(),
              heartbeat_expiration = EXCLUDED.heartbeat_expiration
          RETURNING session_epoch",
     )
@@ -139,7 +139,7 @@ async fn reclaim(
     .fetch_all(&mut *tx)
     .await?;
     let resurrected: Vec<(i64, i32)> = sqlx::query_as(
-        "UPDATE jobs j SET status = 'worker_resurrection', updated_at = now()
+        "UPDATE jobs j SET status = 'worker_resurrection', updated_at = store_now()
          FROM unnest($2::bigint[], $3::int[]) AS u(id, attempt)
          WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $1
            AND j.status = 'worker_dead'
@@ -252,9 +252,9 @@ pub async fn reap(pool: &PgPool, fence: Fence) -> Result<Reaped, StoreError> {
     let sql = format!(
         concat!("WITH dead AS (
              UPDATE workers SET status = 'dead'
-             WHERE status IN ", sets::live_worker!(), concat!(" AND heartbeat_expiration < now()
+             WHERE status IN ", sets::live_worker!(), concat!(" AND heartbeat_expiration < store_now()
                AND EXISTS (SELECT 1 FROM leases
-                           WHERE name = $2 AND holder = $3 AND expires_at > now()
+                           WHERE name = $2 AND holder = $3 AND expires_at > store_now()
                            FOR SHARE)
              RETURNING id
          ),
@@ -267,8 +267,8 @@ pub async fn reap(pool: &PgPool, fence: Fence) -> Result<Reaped, StoreError> {
                                    THEN last_error ELSE $1 END,
                  finished_at = CASE WHEN status = 'cancel_request'
                                       OR (status = 'running' AND attempt - given_back >= max_attempts)
-                                    THEN now() END,
-                 updated_at = now()
+                                    THEN store_now() END,
+                 updated_at = store_now()
              WHERE worker_id IN (SELECT id FROM dead)
                AND status IN ", sets::on_worker_or_resurrecting!(), "
              RETURNING 1

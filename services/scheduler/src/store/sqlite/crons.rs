@@ -9,11 +9,11 @@ use sqlx::types::Json;
 use super::jobs::{KeyedJob, insert_keyed_job};
 use super::leases::holds;
 use super::rows::{CRON_COLUMNS as COLUMNS, CronRow};
-use super::{SqliteStore, micros, now_micros, time};
+use super::{SqliteStore, micros, time};
 use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
 
 pub async fn create(store: &SqliteStore, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     let sql = format!(
         "INSERT INTO crons (name, schedule, kind, args, enabled, priority, next_fire_at,
@@ -68,7 +68,7 @@ pub async fn update(store: &SqliteStore, cron: NewCron) -> Result<Option<CronRec
         .bind(cron.enabled)
         .bind(cron.priority)
         .bind(micros(cron.next_fire_at))
-        .bind(now_micros())
+        .bind(store.now_micros())
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -99,7 +99,7 @@ pub async fn fire_due(
     next: NextFire,
     fence: Fence,
 ) -> Result<Vec<Fired>, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     if !holds(&mut tx, fence, now).await? {
         return Ok(Vec::new());

@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::rows::{self, ACTIVE, JOB_COLUMNS, JobRow, to_i32};
-use super::{SqliteStore, micros, now_micros, time};
+use super::{SqliteStore, micros, time};
 use crate::store::rows::{cancel_payload, non_negative, parse_cancel_payload};
 use crate::store::{
     CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
@@ -13,7 +13,7 @@ use crate::store::{
 };
 
 pub async fn create(store: &SqliteStore, job: NewJob) -> Result<CreateOutcome, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     if let Some(key) = &job.unique_key {
         let sql =
@@ -125,7 +125,7 @@ pub async fn cancel(
     id: i64,
     reason: &str,
 ) -> Result<CancelOutcome, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
         .bind(id)
@@ -174,7 +174,7 @@ pub async fn cancel(
 }
 
 pub async fn delete(store: &SqliteStore, id: i64) -> Result<DeleteOutcome, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     let found: Option<(String, String)> =
         sqlx::query_as("SELECT kind, status FROM jobs WHERE id = ?")

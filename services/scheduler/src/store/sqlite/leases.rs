@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{SqliteStore, now_micros, span_micros};
+use super::{SqliteStore, span_micros};
 use crate::store::{Fence, StoreError};
 
 pub async fn try_lease(
@@ -13,7 +13,7 @@ pub async fn try_lease(
     holder: Uuid,
     lease: Duration,
 ) -> Result<bool, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     let held: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?3 + ?4)

@@ -23,6 +23,7 @@ mod stats;
 mod workers;
 
 use regsweep_common::Shutdown;
+use regsweep_common::clock::Clock;
 use regsweep_common::db::{self, SqlitePools};
 use sqlx::sqlite::{Sqlite, SqlitePool};
 use sqlx::{AssertSqlSafe, Transaction};
@@ -39,15 +40,21 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pools: SqlitePools,
     events: broadcast::Sender<StoreEvent>,
+    clock: Clock,
 }
 
 impl SqliteStore {
     /// Opens (creating the file if missing) and migrates the database of
     /// `url` (`sqlite://PATH`); a schema from a newer version fails here.
-    pub async fn connect(url: &str, readers: u32) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, readers: u32, clock: Clock) -> Result<Self, StoreError> {
         let pools = db::open_sqlite(url, readers, &MIGRATOR).await?;
         let (events, _) = broadcast::channel(1024);
-        Ok(Self { pools, events })
+        Ok(Self { pools, events, clock })
+    }
+
+    /// The store's time, in stored form.
+    fn now_micros(&self) -> i64 {
+        micros(self.clock.now())
     }
 
     pub async fn close(&self) {
@@ -99,9 +106,7 @@ impl SqliteStore {
     }
 }
 
-pub(crate) use regsweep_common::db::micros::{
-    now as now_micros, of as micros, span as span_micros, time,
-};
+pub(crate) use regsweep_common::db::micros::{of as micros, span as span_micros, time};
 
 /// The `at` of an entry in a job's `errors`, as PostgreSQL writes it.
 pub(crate) fn error_time(us: i64) -> String {

@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 
 use super::rows::{self, CLAIMABLE, JOB_COLUMNS, JobRow, to_i32};
 use super::workers::{self, Taken};
-use super::{SqliteStore, error_time, now_micros, span_micros};
+use super::{SqliteStore, error_time, span_micros};
 use crate::store::sets;
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, StoreEvent,
@@ -26,7 +26,7 @@ pub async fn claim(
     if slots.is_empty() {
         return Ok(Vec::new());
     }
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     // Only slots of current sessions get jobs, in the order given.
     let mut current = HashSet::new();
@@ -127,7 +127,7 @@ pub async fn write_batch(
     if batch.is_empty() {
         return Ok(outcome);
     }
-    let now = now_micros();
+    let now = store.now_micros();
     let mut changed = Changed::default();
     let mut tx = store.begin().await?;
     insert_logs(&mut tx, &batch.logs, now).await?;

@@ -4,7 +4,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
 use super::rows::{PolicyRow, REGISTRY_COLUMNS, RegistryRow, policy_select};
-use super::{SqliteStore, micros, now_micros};
+use super::{SqliteStore, micros};
 use crate::store::StoreError;
 use crate::store::catalog::Counted;
 use crate::store::catalog::{
@@ -37,7 +37,7 @@ pub async fn create_registry(
         .bind(Json(Credentials::from(&r.credentials)))
         .bind(r.rate_limit)
         .bind(max_parallel(&r))
-        .bind(now_micros())
+        .bind(store.now_micros())
         .bind(Json(&r.realm_allow_list))
         .bind(crate::store::rows::protection_column(&r.protection))
         .fetch_one(&mut *tx)
@@ -77,7 +77,8 @@ pub async fn update_registry(
     let mut tx = store.begin().await?;
     let sql = format!(
         "UPDATE registries SET url = ?2, credentials = ?3, rate_limit = ?4,
-             max_parallel_deletions = ?5, updated_at = ?6, realm_allow_list = ?7,
+             max_parallel_deletions = ?5, updated_at = max(?6, updated_at + 1),
+             realm_allow_list = ?7,
              protection = ?8
          WHERE name = ?1 AND (?9 IS NULL OR updated_at = ?9) RETURNING {REGISTRY_COLUMNS}"
     );
@@ -87,7 +88,7 @@ pub async fn update_registry(
         .bind(Json(Credentials::from(&r.credentials)))
         .bind(r.rate_limit)
         .bind(max_parallel(&r))
-        .bind(now_micros())
+        .bind(store.now_micros())
         .bind(Json(&r.realm_allow_list))
         .bind(crate::store::rows::protection_column(&r.protection))
         .bind(r.expected_updated_at.map(micros))
@@ -180,7 +181,7 @@ pub async fn create_policy(
     .bind(p.dry_run)
     .bind(p.enabled)
     .bind(micros(p.next_run_at))
-    .bind(now_micros())
+    .bind(store.now_micros())
     .bind(attachments_name(p.attachments))
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
@@ -209,7 +210,7 @@ pub async fn update_policy(
              dry_run = ?8, enabled = ?9,
              armed_run_at = CASE WHEN ?18 OR next_run_at = ?10 THEN armed_run_at END,
              next_run_at = CASE WHEN ?18 THEN next_run_at ELSE ?10 END,
-             updated_at = ?11, attachments = ?12,
+             updated_at = max(?11, updated_at + 1), attachments = ?12,
              max_delete_fraction = ?13, age_source = ?14, rules = ?15, priority = ?16
          WHERE name = ?1 AND (?17 IS NULL OR updated_at = ?17) RETURNING id",
     )
@@ -223,7 +224,7 @@ pub async fn update_policy(
     .bind(p.dry_run)
     .bind(p.enabled)
     .bind(micros(p.next_run_at))
-    .bind(now_micros())
+    .bind(store.now_micros())
     .bind(attachments_name(p.attachments))
     .bind(p.max_delete_fraction)
     .bind(p.age_source.name())
@@ -277,9 +278,10 @@ pub async fn run_policy(
     name: &str,
 ) -> Result<Option<PolicyRecord>, StoreError> {
     let mut tx = store.begin().await?;
-    let now = now_micros();
+    let now = store.now_micros();
     let updated = sqlx::query(
-        "UPDATE policies SET next_run_at = ?2, armed_run_at = NULL, updated_at = ?2
+        "UPDATE policies SET next_run_at = ?2, armed_run_at = NULL,
+             updated_at = max(?2, updated_at + 1)
          WHERE name = ?1",
     )
     .bind(name)

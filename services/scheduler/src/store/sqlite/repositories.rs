@@ -3,7 +3,7 @@
 use sqlx::AssertSqlSafe;
 
 use super::rows::{REPOSITORY_SELECT, RepositoryRow};
-use super::{SqliteStore, micros, now_micros, time};
+use super::{SqliteStore, micros, time};
 use crate::store::StoreError;
 use crate::store::catalog::{
     PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
@@ -70,7 +70,7 @@ pub async fn report(
     complete: bool,
     matcher: &PolicyMatcher,
 ) -> Result<ReportOutcome, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     // The fence: no other writer can move the job on before the commit.
     let current: Option<i64> = sqlx::query_scalar(concat!(

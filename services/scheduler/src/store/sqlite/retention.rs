@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
-use super::{SqliteStore, now_micros, span_micros};
+use super::{SqliteStore, span_micros};
 use crate::store::sets;
 use crate::store::{Purged, StoreError};
 
@@ -21,7 +21,8 @@ pub async fn purge(
 ) -> Result<Purged, StoreError> {
     const FINISHED: &str = concat!("status IN ", sets::finished!());
     let by_age = format!("SELECT id FROM jobs WHERE {FINISHED} AND finished_at < ?1 LIMIT ?2");
-    let mut purged = purge_batches(store, &by_age, now_micros() - span_micros(older_than)).await?;
+    let mut purged =
+        purge_batches(store, &by_age, store.now_micros() - span_micros(older_than)).await?;
     if keep_last > 0 {
         let beyond =
             format!("SELECT id FROM jobs WHERE {FINISHED} ORDER BY id DESC LIMIT ?2 OFFSET ?1");

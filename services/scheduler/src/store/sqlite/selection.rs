@@ -8,7 +8,7 @@ use sqlx::SqliteConnection;
 
 use super::jobs::{KeyedJob, insert_keyed_job};
 use super::rows::ACTIVE;
-use super::{SqliteStore, now_micros, span_micros, time};
+use super::{SqliteStore, span_micros, time};
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig, attachments_parse};
 use crate::store::model::policy_run_span;
@@ -20,7 +20,7 @@ pub async fn select(
     advance: AdvanceRun,
     fence: Fence,
 ) -> Result<Selection, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut selection = Selection::default();
     let mut tx = store.begin().await?;
     if !super::leases::holds(&mut tx, fence, now).await? {

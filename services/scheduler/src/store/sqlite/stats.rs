@@ -1,6 +1,6 @@
 //! Metrics reads on SQLite (see `store::stats`).
 
-use super::{SqliteStore, now_micros};
+use super::SqliteStore;
 use crate::store::StoreError;
 use crate::store::sets;
 use crate::store::stats::{CleanupStats, QueueStats};
@@ -14,7 +14,7 @@ pub async fn queue(store: &SqliteStore) -> Result<QueueStats, StoreError> {
          FROM jobs WHERE status = 'waiting' AND scheduled_at <= ?1
          GROUP BY kind",
     )
-    .bind(now_micros())
+    .bind(store.now_micros())
     .fetch_all(store.reader())
     .await?;
     Ok(QueueStats { jobs, backlog })
@@ -37,7 +37,7 @@ pub async fn cleanups(store: &SqliteStore) -> Result<CleanupStats, StoreError> {
         sets::cleanup_waiting!(),
         " AND p.next_run_at <= ?1"
     ))
-    .bind(now_micros())
+    .bind(store.now_micros())
     .fetch_one(store.reader())
     .await?;
     Ok(CleanupStats {

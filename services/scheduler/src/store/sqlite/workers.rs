@@ -10,7 +10,7 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
 use super::rows::{WORKER_COLUMNS, WorkerRow, non_negative, to_i32};
-use super::{SqliteStore, error_time, now_micros, span_micros};
+use super::{SqliteStore, error_time, span_micros};
 use crate::store::model::{SessionStart, capacity_change};
 use crate::store::stale_runs;
 
@@ -106,7 +106,7 @@ pub async fn register(
     hello: &WorkerHello,
     ttl: Duration,
 ) -> Result<Registration, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     let previous: Option<(String, Json<serde_json::Value>)> = match hello.resume_worker_id {
         Some(id) => {
@@ -289,7 +289,7 @@ pub async fn list(
 /// Declares workers whose heartbeat expired dead and takes their attempts
 /// back; an attempt held back for a resurrected worker becomes claimable.
 pub async fn reap(store: &SqliteStore, fence: Fence) -> Result<Reaped, StoreError> {
-    let now = now_micros();
+    let now = store.now_micros();
     let mut tx = store.begin().await?;
     let dead: Vec<Uuid> = sqlx::query_scalar(concat!(
         "UPDATE workers SET status = 'dead'
