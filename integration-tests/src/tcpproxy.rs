@@ -4,6 +4,9 @@
 //! behind it (shared by other tests) is left alone. `stall` holds every
 //! byte instead, connections open, as a hung server or a network that
 //! drops packets does: calls neither fail nor answer until `resume`.
+//! `sever` cuts every client off while the server side stays open: what
+//! the server was sent runs to its end (a commit happens), and its answers
+//! go nowhere, as when a connection dies after its request left.
 
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -21,6 +24,8 @@ struct Shared {
     cut: watch::Sender<u64>,
     /// While true, bytes read are held, not forwarded.
     stalled: watch::Sender<bool>,
+    /// Bumped by `sever`: clients are cut off, servers are not.
+    severed: watch::Sender<u64>,
 }
 
 /// A running proxy; stops when dropped.
@@ -48,6 +53,7 @@ impl TcpProxy {
             up: AtomicBool::new(true),
             cut,
             stalled: watch::Sender::new(false),
+            severed: watch::Sender::new(0),
         });
         let task = tokio::spawn(accept(listener, shared.clone()));
         Self { addr, shared, task }
@@ -86,6 +92,13 @@ impl TcpProxy {
         self.shared.stalled.send_replace(true);
     }
 
+    /// Cuts every client off its connection; the server ends of them stay
+    /// open, and what the servers send is read and dropped. New
+    /// connections are forwarded as before.
+    pub fn sever(&self) {
+        self.shared.severed.send_modify(|n| *n += 1);
+    }
+
     /// Forwards what was held, and the rest.
     pub fn resume(&self) {
         self.shared.stalled.send_replace(false);
@@ -105,27 +118,37 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn forward(client: TcpStream, shared: Arc<Shared>) {
     let mut cut = shared.cut.subscribe();
+    let mut severed = shared.severed.subscribe();
     let Ok(server) = TcpStream::connect(&shared.upstream).await else { return };
-    let (from_client, to_client) = client.into_split();
-    let (from_server, to_server) = server.into_split();
-    let both = async {
-        tokio::join!(
-            pipe(from_client, to_server, shared.stalled.subscribe()),
-            pipe(from_server, to_client, shared.stalled.subscribe()),
-        )
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let severed = {
+        let both = async {
+            tokio::join!(
+                pipe(&mut from_client, &mut to_server, shared.stalled.subscribe()),
+                pipe(&mut from_server, &mut to_client, shared.stalled.subscribe()),
+            )
+        };
+        // A cut wins over bytes a `resume` right after it would let through.
+        tokio::select! {
+            biased;
+            _ = cut.changed() => false,
+            _ = severed.changed() => true,
+            _ = both => false,
+        }
     };
-    // A cut wins over bytes a `resume` right after it would let through.
-    tokio::select! {
-        biased;
-        _ = cut.changed() => {}
-        _ = both => {}
+    drop((from_client, to_client));
+    if severed {
+        // The server finishes what it was sent; its answers go nowhere.
+        let _ = tokio::io::copy(&mut from_server, &mut tokio::io::sink()).await;
     }
+    drop(to_server);
 }
 
 /// Copies one direction until end of stream, holding bytes while stalled.
 async fn pipe(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
     mut stalled: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];

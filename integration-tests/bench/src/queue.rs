@@ -409,7 +409,7 @@ async fn raw_drain(store: &PgStore, args: &Args) -> Result<f64> {
                 let slots = vec![ClaimSlot { session }; batch as usize];
                 let mut drained = 0u64;
                 loop {
-                    let jobs = store.claim("sleep", &slots).await?;
+                    let jobs = store.claim("sleep", &slots, uuid::Uuid::new_v4()).await?;
                     if jobs.is_empty() {
                         return anyhow::Ok(drained);
                     }

@@ -159,7 +159,8 @@ async fn drain(jobs: Arc<dyn JobStore>, batch: usize) -> Result<u64> {
     let session = SessionRef { worker_id: r.worker_id, epoch: r.epoch };
     let mut done = 0;
     loop {
-        let claimed = jobs.claim("bench", &vec![ClaimSlot { session }; batch]).await?;
+        let claimed =
+            jobs.claim("bench", &vec![ClaimSlot { session }; batch], uuid::Uuid::new_v4()).await?;
         if claimed.is_empty() {
             return Ok(done);
         }

@@ -15,7 +15,7 @@ use regsweep_integration_tests::{Scheduler, TestDb, Worker, wait_until};
 use regsweep_proto::v1::{self, JobStatus};
 use serde_json::json;
 
-use crate::{create, get, wait_started};
+use crate::{create, get, wait_started, wait_status};
 
 /// The outage: longer than the TTL (5 s) and than the lease (5 s), so
 /// every heartbeat in it goes unwritten and the leader steps down; shorter
@@ -143,4 +143,65 @@ async fn a_leader_whose_renewal_hangs_steps_down_before_another_leads() {
     second.process.wait_for_message("reaping resumed", Duration::from_secs(15)).await;
     let led = first.process.logs().iter().filter(|l| l.contains("\"became leader\"")).count();
     assert_eq!(led, 1, "the old leader led again");
+}
+
+/// A claim that committed but whose answer was lost (its connection cut
+/// while the server ran it) is read again by its token and handed out at
+/// once: the job runs on the attempt the claim took, nothing given back.
+/// Without the reread the job would wait for its worker's heartbeats to
+/// omit it for a whole TTL, then be given back and run as attempt 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_whose_answer_is_lost_is_handed_out_on_its_first_attempt() {
+    let db = TestDb::postgres().await;
+    let direct = db.scheduler_pool().await;
+    let (proxy, url) = TcpProxy::in_front_of_database(&db.url).await;
+    let flags =
+        ["--heartbeat-interval", "1s", "--heartbeat-ttl", "15s", "--poll-interval", "200ms"];
+    let scheduler = Scheduler::launch("scheduler", &url, &flags, true).await;
+    // Claims of `sleep` jobs take a second in the database, long enough to
+    // cut their connection while they run.
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+         CREATE TRIGGER slow_claim BEFORE UPDATE OF status ON jobs FOR EACH ROW
+             WHEN (NEW.status = 'running' AND NEW.kind = 'sleep')
+             EXECUTE FUNCTION slow_claim();",
+    )
+    .execute(&direct)
+    .await
+    .expect("the slow-claim trigger");
+    let _worker = Worker::start(&scheduler, "w", &["--capacity", "sleep=1"]).await;
+    let mut jobs = scheduler.jobs().await;
+    let id = create(&mut jobs, "sleep", json!({"seconds": 0.2})).await.id;
+    wait_until("the claim to run", Duration::from_secs(20), || {
+        let direct = &direct;
+        async move {
+            let sleeping: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
+            )
+            .fetch_one(direct)
+            .await
+            .ok()?;
+            (sleeping > 0).then_some(())
+        }
+    })
+    .await;
+    // The dispatcher's connection dies; the claim runs on and commits.
+    proxy.sever();
+
+    let done = wait_status(&jobs, id, JobStatus::Done, Duration::from_secs(60)).await;
+    assert_eq!(done.attempt, 1, "handed out on the attempt its claim took: {done:?}");
+    assert!(done.errors.is_empty(), "{done:?}");
+    let given_back: i32 = sqlx::query_scalar("SELECT given_back FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&direct)
+        .await
+        .expect("given_back");
+    assert_eq!(given_back, 0, "nothing given back");
+    assert_eq!(get(&mut jobs, id).await.status(), JobStatus::Done);
+    scheduler
+        .process
+        .wait_for_message("a failed claim had committed", Duration::from_secs(5))
+        .await;
 }

@@ -33,7 +33,9 @@ async fn claims_on_an_empty_queue_leave_no_generic_plan_behind() {
     let session = SessionRef { worker_id: registration.worker_id, epoch: registration.epoch };
     let slots = vec![ClaimSlot { session }; 8];
     for _ in 0..12 {
-        assert!(store.claim("sleep", &slots).await.expect("claim").is_empty());
+        assert!(
+            store.claim("sleep", &slots, uuid::Uuid::new_v4()).await.expect("claim").is_empty()
+        );
     }
     let plans: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements

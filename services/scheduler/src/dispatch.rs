@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use regsweep_common::backoff::Backoff;
 use regsweep_common::{Shutdown, trace};
 use regsweep_proto::v1::{self, connect_response::Message};
 use tokio::sync::{Notify, mpsc};
@@ -63,6 +64,10 @@ fn set_capacity(state: &mut SessionState, capacity: HashMap<String, u32>) {
 /// dispatcher slow to claim (its database slow) then slows the streams
 /// that send it credits, instead of queueing without limit.
 const MAX_EVENTS: usize = 4096;
+
+/// How long a dispatcher tries to read what a failed claim took, blocked
+/// (nothing can be claimed while the database does not answer anyway).
+const UNHEARD_CLAIM_READ: Duration = Duration::from_secs(5);
 
 /// Clonable handle sessions use to reach the dispatcher.
 #[derive(Clone, Debug)]
@@ -265,13 +270,19 @@ impl Dispatcher {
             return;
         }
         let started = std::time::Instant::now();
-        let jobs = match self.store.claim(kind, &slots).await {
+        let token = Uuid::new_v4();
+        let jobs = match self.store.claim(kind, &slots, token).await {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(kind, error = %e, "claim failed");
-                self.release(kind, &slots, &HashMap::new());
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return;
+                let unheard = self.unheard_claim(token, &slots).await;
+                if unheard.is_empty() {
+                    self.release(kind, &slots, &HashMap::new());
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    return;
+                }
+                tracing::info!(kind, claimed = unheard.len(), "a failed claim had committed");
+                unheard
             }
         };
         tracing::debug!(kind, slots = slots.len(), claimed = jobs.len(), elapsed = ?started.elapsed(), "claimed");
@@ -295,6 +306,29 @@ impl Dispatcher {
             }
         }
         self.release(kind, &slots, &used);
+    }
+
+    /// What a failed claim took, if it committed after all (its answer
+    /// lost with its connection): read by its token until the database
+    /// answers, for at most `UNHEARD_CLAIM_READ`. Handed out at once, those
+    /// jobs do not wait for their workers' heartbeat TTL to be given back.
+    /// Read later, or never, they still are given back then: a claim found
+    /// here is one still running under this token, so never one since
+    /// given back or claimed again.
+    async fn unheard_claim(&self, token: Uuid, slots: &[ClaimSlot]) -> Vec<JobRecord> {
+        let workers: Vec<Uuid> = slots.iter().map(|s| s.session.worker_id).collect();
+        let deadline = tokio::time::Instant::now() + UNHEARD_CLAIM_READ;
+        let mut retries = Backoff::new(Duration::from_millis(50), Duration::from_secs(1)).retries();
+        loop {
+            match self.store.claimed(token, &workers).await {
+                Ok(jobs) => return jobs,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!(error = %e, "cannot read what a failed claim took");
+                    return Vec::new();
+                }
+                Err(_) => tokio::time::sleep(retries.next_delay()).await,
+            }
+        }
     }
 
     /// Takes slots one at a time from the worker with the most open slots

@@ -83,13 +83,14 @@ impl InternalRunner {
             }
             self.heartbeat(session, &[]).await;
             for kind in hello.capacity.keys() {
-                let jobs = match self.store.claim(kind, &[ClaimSlot { session }]).await {
-                    Ok(jobs) => jobs,
-                    Err(e) => {
-                        tracing::warn!(error = %e, kind, "internal claim failed");
-                        continue;
-                    }
-                };
+                let jobs =
+                    match self.store.claim(kind, &[ClaimSlot { session }], Uuid::new_v4()).await {
+                        Ok(jobs) => jobs,
+                        Err(e) => {
+                            tracing::warn!(error = %e, kind, "internal claim failed");
+                            continue;
+                        }
+                    };
                 for job in jobs {
                     self.execute(session, job).await;
                 }

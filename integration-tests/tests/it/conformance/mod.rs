@@ -101,7 +101,7 @@ impl Fixture {
     /// Claims up to `n` jobs of `kind` for `session`.
     pub async fn claim(&self, kind: &str, session: SessionRef, n: usize) -> Vec<JobRecord> {
         let slots = vec![ClaimSlot { session }; n];
-        self.jobs().claim(kind, &slots).await.expect("claim")
+        self.jobs().claim(kind, &slots, uuid::Uuid::new_v4()).await.expect("claim")
     }
 
     /// Sends one update for `job`'s current attempt from `session`.
@@ -172,6 +172,7 @@ conformance!(
     queue::concurrent_claims_never_share_a_job,
     queue::a_batch_answers_each_job_in_order,
     queue::claims_follow_priority_and_skip_jobs_not_yet_due,
+    queue::a_claim_is_read_again_by_its_token_while_its_jobs_run,
     queue::only_current_sessions_get_jobs,
     queue::updates_are_fenced_by_attempt_and_worker,
     queue::retryable_errors_wait_then_end_when_attempts_run_out,

@@ -10,8 +10,9 @@ use regsweep_integration_tests::wait_until;
 use regsweep_proto::v1::JobStatus;
 use regsweep_scheduler::schedule::next_after;
 use regsweep_scheduler::store::{
-    CancelOutcome, ClaimSlot, CreateOutcome, Fence, HeartbeatWrite, JOB_RETRY, LogCursor, LogLine,
-    LogWrite, NewCron, RunningJob, SessionRef, StoreEvent, UpdateWrite, WorkerHello, WriteBatch,
+    CancelOutcome, ClaimSlot, CreateOutcome, Fence, HeartbeatWrite, JOB_RETRY, JobRecord,
+    LogCursor, LogLine, LogWrite, NewCron, RunningJob, SessionRef, StoreEvent, UpdateWrite,
+    WorkerHello, WriteBatch,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -32,7 +33,10 @@ pub async fn concurrent_claims_never_share_a_job(f: Fixture) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let claimed = jobs.claim("k", &[ClaimSlot { session }; 7]).await.expect("claim");
+                let claimed = jobs
+                    .claim("k", &[ClaimSlot { session }; 7], Uuid::new_v4())
+                    .await
+                    .expect("claim");
                 if claimed.is_empty() {
                     return mine;
                 }
@@ -67,6 +71,32 @@ pub async fn claims_follow_priority_and_skip_jobs_not_yet_due(f: Fixture) {
 
 fn new_job_with_priority(priority: i32) -> regsweep_scheduler::store::NewJob {
     regsweep_scheduler::store::NewJob { priority, ..new_job("k") }
+}
+
+/// What a claim took can be read again by its token (what a dispatcher
+/// does when the claim's answer was lost): only that claim's jobs, only on
+/// the workers named, and only while they run.
+pub async fn a_claim_is_read_again_by_its_token_while_its_jobs_run(f: Fixture) {
+    let (first, second, other) = (f.job("k").await, f.job("k").await, f.job("k").await);
+    let session = f.worker(&["k"], TTL).await;
+    let token = Uuid::new_v4();
+    let slots = [ClaimSlot { session }; 2];
+    let claimed = f.jobs().claim("k", &slots, token).await.expect("claim");
+    let ids = |jobs: &[JobRecord]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(ids(&claimed), [first.id, second.id]);
+    assert_eq!(f.claim("k", session, 1).await[0].id, other.id, "another claim, another token");
+    let again = f.jobs().claimed(token, &[session.worker_id]).await.expect("read");
+    assert_eq!(ids(&again), [first.id, second.id]);
+    assert_eq!((again[0].attempt, again[0].worker_id), (1, Some(session.worker_id)));
+    let elsewhere = f.jobs().claimed(token, &[Uuid::new_v4()]).await.expect("read");
+    assert!(elsewhere.is_empty(), "only on the workers named");
+    assert!(f.jobs().claimed(Uuid::new_v4(), &[session.worker_id]).await.unwrap().is_empty());
+    f.update(session, &claimed[0], JobStatus::Done, None).await;
+    let CancelOutcome::Requested(_) = f.jobs().cancel_job(second.id, "stop").await.unwrap() else {
+        panic!("a running job's cancel is requested");
+    };
+    let ended = f.jobs().claimed(token, &[session.worker_id]).await.expect("read");
+    assert!(ended.is_empty(), "done and cancel-requested jobs are not handed out: {ended:?}");
 }
 
 pub async fn only_current_sessions_get_jobs(f: Fixture) {

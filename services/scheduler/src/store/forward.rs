@@ -80,7 +80,9 @@ macro_rules! job_store_ops {
             fn set_draining(session: SessionRef) -> bool => workers::set_draining;
             fn list_workers(include_gone: bool, offset: u64, limit: u32) -> Vec<WorkerRecord>
                 => workers::list;
-            fn claim(kind: &str, slots: &[ClaimSlot]) -> Vec<JobRecord> => queue::claim;
+            fn claim(kind: &str, slots: &[ClaimSlot], token: Uuid) -> Vec<JobRecord>
+                => queue::claim;
+            fn claimed(token: Uuid, workers: &[Uuid]) -> Vec<JobRecord> => queue::claimed;
             fn write_batch(batch: &WriteBatch, ttl: Duration) -> WriteOutcome => queue::write_batch;
             fn try_lease(name: &str, holder: Uuid, lease: Duration) -> bool => leases::try_lease;
             fn release_lease(name: &str, holder: Uuid) -> () => leases::release_lease;

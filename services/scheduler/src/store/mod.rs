@@ -484,9 +484,20 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<Vec<WorkerRecord>, StoreError>;
 
     /// Claims up to `slots.len()` due jobs of `kind`, the first (highest
-    /// priority) into the first slot. Slots of sessions that are no longer
-    /// current get nothing. Never hands one job to two claims.
-    async fn claim(&self, kind: &str, slots: &[ClaimSlot]) -> Result<Vec<JobRecord>, StoreError>;
+    /// priority) into the first slot, marking them with `token`. Slots of
+    /// sessions that are no longer current get nothing. Never hands one job
+    /// to two claims.
+    async fn claim(
+        &self,
+        kind: &str,
+        slots: &[ClaimSlot],
+        token: Uuid,
+    ) -> Result<Vec<JobRecord>, StoreError>;
+    /// The jobs the claim marked with `token` holds still, on `workers`:
+    /// what a claim whose answer was lost (its connection cut after the
+    /// commit) claimed, so that they are handed out, not left waiting for
+    /// their worker's heartbeat TTL.
+    async fn claimed(&self, token: Uuid, workers: &[Uuid]) -> Result<Vec<JobRecord>, StoreError>;
     /// Applies a batch of worker writes in one transaction, fencing every
     /// one by `(job_id, attempt, worker_id)` or session.
     async fn write_batch(

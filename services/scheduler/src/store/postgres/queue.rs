@@ -29,6 +29,7 @@ pub async fn claim(
     pool: &PgPool,
     kind: &str,
     slots: &[ClaimSlot],
+    token: Uuid,
 ) -> Result<Vec<JobRecord>, StoreError> {
     if slots.is_empty() {
         return Ok(Vec::new());
@@ -37,9 +38,10 @@ pub async fn claim(
     let epochs: Vec<i64> = slots.iter().map(|s| s.session.epoch).collect();
     let sql = format!(
         concat!(
-            "WITH slots AS (
+            "WITH claim AS MATERIALIZED (SELECT pg_advisory_xact_lock($5)),
+         slots AS (
              SELECT coalesce(array_agg(s.worker_id ORDER BY s.ord), '{{}}') AS workers
-             FROM unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS s(worker_id, epoch, ord)
+             FROM claim, unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS s(worker_id, epoch, ord)
              JOIN workers w ON w.id = s.worker_id AND w.session_epoch = s.epoch
                            AND w.status = 'alive'
          ),
@@ -61,7 +63,7 @@ pub async fn claim(
              status = 'running', attempt = j.attempt + 1,
              worker_id = (SELECT workers FROM slots)[picked.ord],
              claimed_at = store_now(), started_at = NULL, heartbeat_at = store_now(), finished_at = NULL,
-             progress = 0, updated_at = store_now()
+             progress = 0, updated_at = store_now(), claim_token = $4
          FROM picked
          WHERE j.id = picked.id
          RETURNING {columns}"
@@ -72,8 +74,49 @@ pub async fn claim(
         .bind(kind)
         .bind(&workers)
         .bind(&epochs)
+        .bind(token)
+        .bind(claim_lock(token))
         .fetch_all(pool)
         .await?;
+    rows::claimed(rows)
+}
+
+/// The advisory lock a claim holds until it commits or aborts.
+fn claim_lock(token: Uuid) -> i64 {
+    let (high, _) = token.as_u64_pair();
+    i64::from_ne_bytes(high.to_ne_bytes())
+}
+
+/// The jobs claim `token` holds still, running. (One whose cancel was
+/// asked for since is not handed out: it ends when its worker's
+/// heartbeats omit it.) The running-worker index finds them; the token
+/// picks this claim's out of the workers' jobs.
+///
+/// A claim's connection can die while the server still runs the claim,
+/// which then commits: the claim holds an advisory lock from its start,
+/// and this waits for it, then reads in a new statement (a new snapshot)
+/// what the claim left.
+pub async fn claimed(
+    pool: &PgPool,
+    token: Uuid,
+    workers: &[Uuid],
+) -> Result<Vec<JobRecord>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(claim_lock(token))
+        .execute(&mut *tx)
+        .await?;
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs
+         WHERE worker_id = ANY($1) AND status = 'running' AND claim_token = $2
+         ORDER BY priority DESC, scheduled_at, id"
+    );
+    let rows = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
+        .bind(workers)
+        .bind(token)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
     rows::claimed(rows)
 }
 

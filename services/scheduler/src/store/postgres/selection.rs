@@ -204,9 +204,8 @@ async fn advance_completed(
     tx: &mut sqlx::PgTransaction<'_>,
     advance: AdvanceRun,
 ) -> Result<Vec<String>, StoreError> {
-    let completed: Vec<CompletedRun> =
-        sqlx::query_as(concat!(
-            "SELECT p.id, p.name, p.cadence, p.next_run_at, store_now() FROM policies p
+    let completed: Vec<CompletedRun> = sqlx::query_as(concat!(
+        "SELECT p.id, p.name, p.cadence, p.next_run_at, store_now() FROM policies p
          WHERE p.enabled AND p.next_run_at <= store_now() AND p.armed_run_at = p.next_run_at
            AND NOT EXISTS (
                SELECT 1 FROM repositories r
@@ -214,13 +213,13 @@ async fn advance_completed(
            AND NOT EXISTS (
                SELECT 1 FROM repositories r
                WHERE r.policy_id = p.id AND r.cleanup_status IN ",
-            sets::cleanup_in_cycle!(),
-            "
+        sets::cleanup_in_cycle!(),
+        "
                  AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))
          FOR UPDATE OF p"
-        ))
-        .fetch_all(&mut **tx)
-        .await?;
+    ))
+    .fetch_all(&mut **tx)
+    .await?;
     let mut advanced = Vec::with_capacity(completed.len());
     // The next run is due after the store's time, not this host's.
     for (id, name, cadence, due, now) in completed {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use regsweep_common::backoff;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
+use uuid::Uuid;
 
 use super::rows::{self, CLAIMABLE, JOB_COLUMNS, JobRow, to_i32};
 use super::workers::{self, Taken};
@@ -22,6 +23,7 @@ pub async fn claim(
     store: &SqliteStore,
     kind: &str,
     slots: &[ClaimSlot],
+    token: Uuid,
 ) -> Result<Vec<JobRecord>, StoreError> {
     if slots.is_empty() {
         return Ok(Vec::new());
@@ -70,7 +72,7 @@ pub async fn claim(
          UPDATE jobs SET status = 'running', attempt = attempt + 1,
              worker_id = unhex((SELECT worker FROM slots WHERE slots.ord = picked.ord)),
              claimed_at = ?3, started_at = NULL, heartbeat_at = ?3, finished_at = NULL,
-             progress = 0, updated_at = ?3
+             progress = 0, updated_at = ?3, claim_token = ?5
          FROM picked
          WHERE jobs.id = picked.id
          RETURNING {JOB_COLUMNS}"
@@ -80,10 +82,34 @@ pub async fn claim(
         .bind(kind)
         .bind(now)
         .bind(i64::try_from(open.len()).unwrap_or(i64::MAX))
+        .bind(token)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
     rows::claimed(claimed)
+}
+
+/// The jobs claim `token` holds still, running (as PostgreSQL's store).
+/// A claim's answer is never lost here (the database is in-process), but
+/// the store answers the same question.
+pub async fn claimed(
+    store: &SqliteStore,
+    token: Uuid,
+    workers: &[Uuid],
+) -> Result<Vec<JobRecord>, StoreError> {
+    let workers: Vec<String> = workers.iter().map(|w| w.simple().to_string()).collect();
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs
+         WHERE worker_id IN (SELECT unhex(value) FROM json_each(?1))
+           AND status = 'running' AND claim_token = ?2
+         ORDER BY priority DESC, scheduled_at, id"
+    );
+    let rows = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
+        .bind(Json(&workers))
+        .bind(token)
+        .fetch_all(store.reader())
+        .await?;
+    rows::claimed(rows)
 }
 
 /// Whether a job of `kind` reaching `status` frees a cleanup slot (when
