@@ -70,7 +70,7 @@ fn spec(path: &str) -> Option<&'static [&'static str]> {
         ("regsweep.v1.RepositoryService", "SyncRepositories") => NONE,
         (
             "regsweep.v1.RepositoryService",
-            "ReportRepositories" | "RecordDeletions" | "RecordTagSightings",
+            "ReportRepositories" | "RecordDeletions" | "RecordPushback" | "RecordTagSightings",
         ) => &["worker"],
         ("regsweep.v1.PolicyService", "GetPolicy" | "ListPolicies") => READ,
         // Scrubbers ask them with their worker token.

@@ -347,6 +347,30 @@ struct Following {
     stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
 }
 
+impl Following {
+    /// The next line on stderr, within `within`.
+    async fn error_line(&mut self, within: Duration) -> String {
+        let line = tokio::time::timeout(within, self.stderr.next_line()).await;
+        line.expect("a line on stderr in time").expect("stderr").expect("a line")
+    }
+
+    /// Every line left on stdout, each within `within` of the last, and
+    /// that the follow then exits 0.
+    async fn rest(mut self, within: Duration) -> Vec<String> {
+        let mut rest = Vec::new();
+        while let Some(line) = tokio::time::timeout(within, self.stdout.next_line())
+            .await
+            .expect("the follow goes on")
+            .expect("stdout")
+        {
+            rest.push(line);
+        }
+        let status = self.follow.wait().await.expect("exit");
+        assert!(status.success(), "{status}");
+        rest
+    }
+}
+
 /// Starts `jobs logs ID --follow` against `scheduler`, once it printed a
 /// first line ending with `first`.
 async fn follow(scheduler: &str, id: &str, first: &str) -> Following {
@@ -379,26 +403,15 @@ async fn a_follow_survives_a_lost_stream_and_prints_every_line_once() {
     let created = json(&regsweep(&scheduler.url, &args).await);
     let id = created["job"]["id"].as_str().expect("int64 as string").to_string();
     let proxy = TcpProxy::start(scheduler.url.trim_start_matches("http://")).await;
-    let Following { mut follow, mut stdout, mut stderr } =
-        follow(&format!("http://{}", proxy.addr()), &id, "sleeping for 3s").await;
+    let mut following = follow(&format!("http://{}", proxy.addr()), &id, "sleeping for 3s").await;
 
     proxy.down();
-    let lost = tokio::time::timeout(Duration::from_secs(20), stderr.next_line()).await;
-    let lost = lost.expect("the loss noticed in time").expect("stderr").expect("a line");
+    let lost = following.error_line(Duration::from_secs(20)).await;
     assert!(lost.starts_with("log stream lost"), "{lost}");
     proxy.up();
 
-    let mut rest = Vec::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-        .await
-        .expect("the follow goes on")
-        .expect("stdout")
-    {
-        rest.push(line);
-    }
+    let rest = following.rest(Duration::from_secs(20)).await;
     assert!(rest.len() == 1 && rest[0].ends_with("slept for 3s"), "{rest:?}");
-    let status = follow.wait().await.expect("exit");
-    assert!(status.success(), "{status}");
 }
 
 /// A scheduler stopped gracefully ends a follow UNAVAILABLE, not as if the
@@ -414,26 +427,15 @@ async fn a_follow_outlives_a_scheduler_stopped_gracefully() {
     let args: Vec<&str> = args.into_iter().chain([r#"{"seconds": 4}"#]).collect();
     let created = json(&regsweep(&scheduler.url, &args).await);
     let id = created["job"]["id"].as_str().expect("int64 as string").to_string();
-    let Following { mut follow, mut stdout, mut stderr } =
-        follow(&scheduler.url, &id, "sleeping for 4s").await;
+    let mut following = follow(&scheduler.url, &id, "sleeping for 4s").await;
 
     scheduler.process.signal(nix::sys::signal::Signal::SIGTERM);
-    let lost = tokio::time::timeout(Duration::from_secs(20), stderr.next_line()).await;
-    let lost = lost.expect("the stop noticed in time").expect("stderr").expect("a line");
+    let lost = following.error_line(Duration::from_secs(20)).await;
     // The scheduler's own word that it stops, not the CLI's guess.
     assert!(lost.starts_with("log stream lost (scheduler shutting down"), "{lost}");
     scheduler.process.wait_exit(Duration::from_secs(20)).await;
     let _back = Scheduler::start_on("scheduler", &db, &addr, &[]).await;
 
-    let mut rest = Vec::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-        .await
-        .expect("the follow goes on")
-        .expect("stdout")
-    {
-        rest.push(line);
-    }
+    let rest = following.rest(Duration::from_secs(30)).await;
     assert!(rest.iter().any(|l| l.ends_with("slept for 4s")), "{rest:?}");
-    let status = follow.wait().await.expect("exit");
-    assert!(status.success(), "{status}");
 }

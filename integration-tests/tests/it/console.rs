@@ -524,9 +524,19 @@ async fn policies_and_the_rest(rig: &Rig, b: &Browser) {
         }
     })
     .await;
+    // A registry that pushed back says so beside its rate limit.
+    let pushback = v1::RecordPushbackRequest { registry: "local".into(), rate: 42.5, status: 429 };
+    let mut repositories = rig.scheduler.repositories().await;
+    repositories.record_pushback(admin(pushback)).await.expect("pushback recorded");
     b.goto(&format!("{c}/registries")).await;
     let table = b.text("main table").await;
     assert!(table.contains(&rig.registry.url()), "{table}");
+    assert!(table.contains("pushed back (429) at 42.5/s"), "{table}");
+    assert_eq!(
+        b.script("return document.querySelectorAll('div.pushback').length;").await,
+        serde_json::json!(1),
+        "only the registry that pushed back"
+    );
     let last_sync = |name: &str| {
         let script = format!(
             "return [...document.querySelectorAll('main table tbody tr')]

@@ -502,4 +502,18 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
     let limits =
         status.registries.iter().find(|r| r.registry == "faulty").expect("limits of faulty");
     assert!(limits.max_concurrency == 8 && limits.concurrency >= 1, "{limits:?}");
+    // The pushback is kept on the registry, with the rate the scrubber had
+    // sent at: within its own limit (30/s and a tenth of a second's burst).
+    let pushback = wait_until("the pushback to be recorded", Duration::from_secs(10), || {
+        let scheduler = &scheduler;
+        async move {
+            let get = v1::GetRegistryRequest { name: "faulty".into() };
+            let registry = scheduler.registries().await.get_registry(get).await.ok()?;
+            registry.into_inner().registry?.pushback
+        }
+    })
+    .await;
+    assert!(matches!(pushback.status, 429 | 503), "{pushback:?}");
+    assert!(pushback.rate > 0.0 && pushback.rate <= 33.0, "{pushback:?}");
+    assert!(pushback.at.is_some(), "{pushback:?}");
 }

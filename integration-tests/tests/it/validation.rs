@@ -190,6 +190,39 @@ async fn bad_tag_sightings_are_refused_and_record_nothing() {
         sqlx::query_as("SELECT count(*) FROM tag_sightings").fetch_one(&pool).await.expect("count");
     assert_eq!(count, 0, "no refused request recorded a sighting");
 
+    // Pushback reports: by field; a good one for an unknown registry is
+    // NOT_FOUND; a good one is kept on the registry, and its etag stays.
+    let pushback = |registry: &str, rate: f64, status: u32| v1::RecordPushbackRequest {
+        registry: registry.into(),
+        rate,
+        status,
+    };
+    let cases: Vec<(v1::RecordPushbackRequest, &[&str])> = vec![
+        (pushback("", 5.0, 429), &["registry"]),
+        (pushback("local", f64::NAN, 429), &["rate"]),
+        (pushback("local", -1.0, 503), &["rate"]),
+        (pushback("local", 2e6, 429), &["rate"]),
+        (pushback("local", 5.0, 500), &["status"]),
+    ];
+    for (request, fields) in cases {
+        let status = repositories.record_pushback(request).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(violations(&status), fields);
+    }
+    let status = repositories.record_pushback(pushback("nope", 5.0, 429)).await.expect_err("none");
+    assert_eq!(status.code(), Code::NotFound);
+    let get = || v1::GetRegistryRequest { name: "local".into() };
+    let mut registries = scheduler.registries().await;
+    let before = registries.get_registry(get()).await.expect("get").into_inner().registry;
+    let before = before.expect("registry");
+    assert_eq!(before.pushback, None, "refused reports kept nothing");
+    repositories.record_pushback(pushback("local", 12.5, 503)).await.expect("recorded");
+    let after = registries.get_registry(get()).await.expect("get").into_inner().registry;
+    let after = after.expect("registry");
+    let kept = after.pushback.expect("kept");
+    assert_eq!((kept.rate, kept.status, kept.at.is_some()), (12.5, 503, true));
+    assert_eq!(after.etag, before.etag, "a pushback is not an edit");
+
     // A policy with an age source or attachment choice this server does
     // not know is refused by field.
     let policy = v1::Policy {

@@ -301,6 +301,15 @@ fn print_registries(format: Output, registries: &[v1::Registry]) -> Result<()> {
         if let Some(detail) = r.capabilities.as_ref().map(|c| &c.detail).filter(|d| !d.is_empty()) {
             println!("{}: {detail}", r.name);
         }
+        if let Some(p) = &r.pushback {
+            println!(
+                "{}: pushed back ({}) at {:.1} requests/s, {}",
+                r.name,
+                p.status,
+                p.rate,
+                time(p.at.as_ref())
+            );
+        }
         let p = r.protection.clone().unwrap_or_default();
         for (what, list) in [
             ("tags", &p.tag_patterns),

@@ -134,6 +134,22 @@ pub fn state_name(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix).unwrap_or(full).to_ascii_lowercase()
 }
 
+/// A `<select>` of `options` (value, shown), `value` selected; `label`
+/// names it for screen readers where no `<label>` does.
+pub fn select(
+    id: &str,
+    name: &str,
+    label: Option<&str>,
+    value: &str,
+    options: &[(&str, &str)],
+) -> Markup {
+    html! {
+        select #(id) name=(name) aria-label=[label] {
+            @for (option, shown) in options { option value=(option) selected[*option == value] { (shown) } }
+        }
+    }
+}
+
 /// A state as a badge the stylesheet colours by name.
 pub fn badge(name: &str) -> Markup {
     html! { span class=(format!("badge s-{name}")) { (name.replace('_', " ")) } }

@@ -320,13 +320,23 @@ impl Dispatcher {
         let deadline = tokio::time::Instant::now() + UNHEARD_CLAIM_READ;
         let mut retries = Backoff::new(Duration::from_millis(50), Duration::from_secs(1)).retries();
         loop {
-            match self.store.claimed(token, &workers).await {
-                Ok(jobs) => return jobs,
-                Err(e) if tokio::time::Instant::now() >= deadline => {
+            // The read waits for the claim to end: bounded too, in case
+            // the claim hangs in the database.
+            let read = tokio::time::timeout_at(deadline, self.store.claimed(token, &workers));
+            match read.await {
+                Ok(Ok(jobs)) => return jobs,
+                Ok(Err(e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "reading what a failed claim took");
+                    tokio::time::sleep(retries.next_delay()).await;
+                }
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot read what a failed claim took");
                     return Vec::new();
                 }
-                Err(_) => tokio::time::sleep(retries.next_delay()).await,
+                Err(_) => {
+                    tracing::warn!("cannot read what a failed claim took: no answer in time");
+                    return Vec::new();
+                }
             }
         }
     }

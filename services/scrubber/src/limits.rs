@@ -9,7 +9,7 @@
 //! and the slot limit adapts (halves on pushback, grows on success), which
 //! neither `governor` nor tower's fixed `ConcurrencyLimit` does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +40,19 @@ pub struct RegistryLimits {
     successes: AtomicU32,
     last_decrease: Mutex<Option<Instant>>,
     freed: Notify,
+    /// When the requests of the last second were let through.
+    sent: Mutex<VecDeque<tokio::time::Instant>>,
+    /// The last pushback not yet reported to the scheduler.
+    pushback: Mutex<Option<Pushback>>,
+}
+
+/// A registry pushing back: the status, and the requests per second let
+/// through over the second before.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pushback {
+    pub registry: String,
+    pub status: u16,
+    pub rate: f64,
 }
 
 /// Holds one image slot of a registry; frees it when dropped.
@@ -67,7 +80,29 @@ impl RegistryLimits {
             successes: AtomicU32::new(0),
             last_decrease: Mutex::new(None),
             freed: Notify::new(),
+            sent: Mutex::default(),
+            pushback: Mutex::new(None),
         }
+    }
+
+    /// Counts a request let through, and forgets those older than a second.
+    fn count_sent(&self) {
+        let now = tokio::time::Instant::now();
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        sent.push_back(now);
+        forget_before(&mut sent, now);
+    }
+
+    /// Requests let through over the last second.
+    fn sent_rate(&self) -> usize {
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        forget_before(&mut sent, tokio::time::Instant::now());
+        sent.len()
+    }
+
+    /// The pushback seen since the last call, once.
+    pub fn take_pushback(&self) -> Option<Pushback> {
+        self.pushback.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
     /// Waits for a free image slot under the current concurrency.
@@ -110,17 +145,22 @@ impl RegistryLimits {
         }
     }
 
-    fn decrease(&self) {
+    fn decrease(&self, status: u16) {
         let mut last = self.last_decrease.lock().unwrap_or_else(PoisonError::into_inner);
         if last.is_some_and(|at| at.elapsed() < DECREASE_PERIOD) {
             return;
         }
         *last = Some(Instant::now());
+        #[allow(clippy::cast_precision_loss)] // a count of one second's requests
+        let rate = self.sent_rate() as f64;
+        let pushback = Pushback { registry: self.name.clone(), status, rate };
+        *self.pushback.lock().unwrap_or_else(PoisonError::into_inner) = Some(pushback);
         let current = self.concurrency.load(Ordering::SeqCst);
         let halved = (current / 2).max(1);
         self.concurrency.store(halved, Ordering::SeqCst);
         self.successes.store(0, Ordering::SeqCst);
-        tracing::warn!(registry = %self.name, concurrency = halved, "registry pushed back, lowering concurrency");
+        tracing::warn!(registry = %self.name, status, rate, concurrency = halved,
+            "registry pushed back, lowering concurrency");
     }
 
     fn increase(&self) {
@@ -148,6 +188,13 @@ impl RegistryLimits {
     }
 }
 
+/// Drops the times more than a second before `now`.
+fn forget_before(sent: &mut VecDeque<tokio::time::Instant>, now: tokio::time::Instant) {
+    while sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+        sent.pop_front();
+    }
+}
+
 /// Tokens the bucket holds at most: a tenth of a second's worth, so no
 /// second ever sees more than 110% of the rate.
 fn burst(rate: f64) -> f64 {
@@ -156,12 +203,15 @@ fn burst(rate: f64) -> f64 {
 
 impl Gate for RegistryLimits {
     fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.take_token())
+        Box::pin(async move {
+            self.take_token().await;
+            self.count_sent();
+        })
     }
 
     fn observe(&self, status: u16) {
         match status {
-            429 | 503 => self.decrease(),
+            429 | 503 => self.decrease(status),
             200..=299 | 404 => self.increase(),
             _ => {}
         }
@@ -199,6 +249,12 @@ impl Limits {
             limits.concurrency.store(current.min(max).max(1), Ordering::SeqCst);
         }
         limits
+    }
+
+    /// The pushbacks seen since the last call, one per registry at most.
+    pub fn take_pushbacks(&self) -> Vec<Pushback> {
+        let registries = self.registries.lock().unwrap_or_else(PoisonError::into_inner);
+        registries.values().filter_map(|l| l.take_pushback()).collect()
     }
 
     pub fn snapshot(&self) -> Vec<v1::RegistryLimits> {
@@ -245,6 +301,28 @@ mod tests {
         }
         // 2 tokens of burst, then 20 per second: 40 more take 2 seconds.
         assert_eq!(started.elapsed().as_secs(), 2);
+    }
+
+    /// A pushback is kept with the rate of the second before it, once per
+    /// burst, until it is taken for the scheduler.
+    #[tokio::test(start_paused = true)]
+    async fn a_pushback_is_kept_with_the_rate_sent_before_it() {
+        let all = Limits::new(8);
+        let limits = all.of(&registry(0.0, 8));
+        for _ in 0..5 {
+            limits.acquire().await;
+        }
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        for _ in 0..7 {
+            limits.acquire().await;
+        }
+        assert!(all.take_pushbacks().is_empty(), "none before a 429");
+        limits.observe(429);
+        let seen = Pushback { registry: "r".into(), status: 429, rate: 7.0 };
+        assert_eq!(all.take_pushbacks(), [seen], "the 5 sent 1.5 s ago are not counted");
+        assert!(all.take_pushbacks().is_empty(), "taken once");
+        limits.observe(503);
+        assert!(all.take_pushbacks().is_empty(), "the same burst");
     }
 
     #[tokio::test]

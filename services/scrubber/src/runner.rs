@@ -326,8 +326,9 @@ impl Runner {
         held.release(d.id);
     }
 
-    /// Tells the scheduler what was deleted since the last report. A
-    /// failure only loses a count, never a deletion: logged, not retried.
+    /// Tells the scheduler what was deleted since the last report, and
+    /// which registries pushed back. A failure only loses a count or a
+    /// pushback, never a deletion: logged, not retried.
     async fn report(&self) {
         let pending =
             std::mem::take(&mut *self.unreported.lock().unwrap_or_else(PoisonError::into_inner));
@@ -335,6 +336,17 @@ impl Runner {
             let request = v1::RecordDeletionsRequest { job_id, deleted_tags };
             if let Err(status) = self.repositories.clone().record_deletions(request).await {
                 tracing::warn!(job_id, error = %status.message(), "cannot report deleted tags to the scheduler");
+            }
+        }
+        for pushback in self.limits.take_pushbacks() {
+            let request = v1::RecordPushbackRequest {
+                registry: pushback.registry.clone(),
+                rate: pushback.rate,
+                status: u32::from(pushback.status),
+            };
+            if let Err(status) = self.repositories.clone().record_pushback(request).await {
+                tracing::warn!(registry = %pushback.registry, error = %status.message(),
+                    "cannot report a registry's pushback to the scheduler");
             }
         }
     }

@@ -89,7 +89,7 @@ pub fn need(path: &str) -> Need {
         ("regsweep.v1.RegistryService", "MarkInUse") => Need::AnyOf(&[Role::InUse]),
         (
             "regsweep.v1.RepositoryService",
-            "ReportRepositories" | "RecordDeletions" | "RecordTagSightings",
+            "ReportRepositories" | "RecordDeletions" | "RecordPushback" | "RecordTagSightings",
         )
         | ("regsweep.v1.PolicyService", "CheckPlan" | "CheckPolicies") => Need::AnyOf(WORKER),
         ("regsweep.v1.ScrubberService", "SubmitDeletions") => Need::AnyOf(&[Role::ScrubberClient]),

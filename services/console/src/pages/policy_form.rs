@@ -429,12 +429,11 @@ fn input(
 }
 
 fn select(id: &str, field: &str, value: &str, prefix: &str, options: &[&str]) -> Markup {
-    html! {
-        select #(id) name=(field) {
-            option value="" selected[value.is_empty()] { "default" }
-            @for o in options { option value=(o) selected[*o == value] { (view::state_name(o, prefix).replace('_', " ")) } }
-        }
-    }
+    let shown: Vec<String> =
+        options.iter().map(|o| view::state_name(o, prefix).replace('_', " ")).collect();
+    let mut choices = vec![("", "default")];
+    choices.extend(options.iter().copied().zip(shown.iter().map(String::as_str)));
+    view::select(id, field, None, value, &choices)
 }
 
 pub fn page(

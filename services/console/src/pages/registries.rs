@@ -1,5 +1,5 @@
 //! Registries: what each can do (probed), how its last catalog sync went,
-//! its limits, and its protection.
+//! its limits (and the last time it pushed back), and its protection.
 
 use std::collections::HashMap;
 
@@ -47,7 +47,15 @@ pub async fn page(State(app): State<App>, caller: Caller) -> Result<Html<String>
                             td { (support(caps.referrers())) }
                             td { (view::ago(view::time(caps.checked_at.as_ref()), now)) @if !caps.detail.is_empty() { div.muted { (caps.detail) } } }
                             td.sync { (sync(syncs.get(r.name.as_str()), now)) }
-                            td.num { @if r.rate_limit > 0.0 { (r.rate_limit) "/s" } @else { "none" } }
+                            td.num {
+                                @if r.rate_limit > 0.0 { (r.rate_limit) "/s" } @else { "none" }
+                                @if let Some(p) = &r.pushback {
+                                    div.muted.pushback {
+                                        "pushed back (" (p.status) ") at " (format!("{:.1}", p.rate)) "/s, "
+                                        (view::ago(view::time(p.at.as_ref()), now))
+                                    }
+                                }
+                            }
                             td.num { @if r.max_parallel_deletions > 0 { (r.max_parallel_deletions) } @else { "default" } }
                             td { (protection(r.protection.as_ref())) }
                         }

@@ -14,6 +14,7 @@ use regsweep_proto::v1::{self, TagState, VersionGroup};
 use regsweep_proto::{duration_from_std, duration_to_std};
 
 use crate::security::Form;
+use crate::view;
 
 /// Most rows read from a form: more than the scheduler's limit on rules
 /// (50) plus the empty rows a form shows.
@@ -192,11 +193,8 @@ fn row_controls(n: usize, row: &RuleRow, errors: Option<&Vec<String>>) -> Markup
         }
     };
     let choose = |field: &str, value: &str, label: &str, options: &[(&str, &str)]| {
-        html! {
-            td { select #(id(field)) name=(name(field)) aria-label=(format!("rule {} {label}", n + 1)) {
-                @for (option, shown) in options { option value=(option) selected[*option == value] { (shown) } }
-            } }
-        }
+        let label = format!("rule {} {label}", n + 1);
+        html! { td { (view::select(&id(field), &name(field), Some(&label), value, options)) } }
     };
     html! {
         tr {

@@ -17,6 +17,9 @@ use crate::store::{CreateOutcome, JobStore, NewJob};
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+/// The highest request rate a pushback report may give.
+const MAX_PUSHBACK_RATE: f64 = 1_000_000.0;
+
 /// Most names in one catalog report.
 pub const MAX_REPORT_NAMES: usize = 10_000;
 
@@ -180,6 +183,38 @@ impl RepositoryService for RepositoryApi {
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(v1::RecordDeletionsResponse { recorded }))
+    }
+
+    async fn record_pushback(
+        &self,
+        request: Request<v1::RecordPushbackRequest>,
+    ) -> Result<Response<v1::RecordPushbackResponse>, Status> {
+        let req = request.into_inner();
+        let mut violations = FieldViolations::new();
+        if req.registry.is_empty() {
+            violations.add("registry", "is required");
+        }
+        if !(req.rate.is_finite() && (0.0..=MAX_PUSHBACK_RATE).contains(&req.rate)) {
+            violations.add("rate", "must be a number of requests per second from 0 to 1000000");
+        }
+        if !matches!(req.status, 429 | 503) {
+            violations.add("status", "must be 429 or 503");
+        }
+        violations.into_result().map_err(ApiError::from)?;
+        let pushback = v1::RegistryPushback {
+            rate: req.rate,
+            status: req.status,
+            at: Some(regsweep_proto::timestamp_from_chrono(chrono::Utc::now())),
+        };
+        // A message of plain fields: serializing it cannot fail.
+        let json = serde_json::to_string(&pushback).unwrap_or_default();
+        if !self.catalog.record_pushback(&req.registry, &json).await.map_err(ApiError::from)? {
+            let missing = format!("registry {:?} not found", req.registry);
+            return Err(ApiError::NotFound(missing).into());
+        }
+        tracing::warn!(registry = %req.registry, rate = req.rate, status = req.status,
+            "registry pushed back on a scrubber");
+        Ok(Response::new(v1::RecordPushbackResponse {}))
     }
 
     async fn record_tag_sightings(

@@ -29,6 +29,8 @@ pub struct RegistryRecord {
     /// As the last catalog sync probed them.
     pub capabilities: Option<v1::RegistryCapabilities>,
     pub protection: ProtectionSpec,
+    /// The last time it pushed back on a scrubber.
+    pub pushback: Option<v1::RegistryPushback>,
 }
 
 impl RegistryRecord {
@@ -45,6 +47,7 @@ impl RegistryRecord {
             updated_at: Some(timestamp_from_chrono(self.updated_at)),
             capabilities: self.capabilities.clone(),
             protection: Some((&self.protection).into()),
+            pushback: self.pushback,
         }
     }
 }
@@ -394,6 +397,10 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Inserts a registry; `None` when the name is taken.
     async fn create_registry(&self, r: NewRegistry) -> Result<Option<RegistryRecord>, StoreError>;
     async fn get_registry(&self, name: &str) -> Result<Option<RegistryRecord>, StoreError>;
+    /// Stores the last pushback of the registry named (the message as
+    /// JSON); false when there is no such registry. Not an edit: the
+    /// registry's version (its etag) stays.
+    async fn record_pushback(&self, name: &str, pushback: &str) -> Result<bool, StoreError>;
     /// Stores what registry `id` was found to allow (the message as JSON).
     async fn set_registry_capabilities(
         &self,

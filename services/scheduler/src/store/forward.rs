@@ -118,6 +118,7 @@ macro_rules! catalog_store_ops {
             fn list_registries() -> Vec<RegistryRecord> => registries::list_registries;
             fn set_registry_capabilities(id: i64, capabilities: &str) -> ()
                 => registries::set_registry_capabilities;
+            fn record_pushback(name: &str, pushback: &str) -> bool => registries::record_pushback;
             fn update_registry(r: NewRegistry) -> Option<RegistryRecord>
                 => registries::update_registry;
             fn delete_registry(name: &str) -> DeleteRegistryOutcome => registries::delete_registry;

@@ -211,7 +211,7 @@ impl From<Credentials> for v1::RegistryCredentials {
 
 /// Registry columns, in [`RegistryRow`]'s shape.
 pub const REGISTRY_COLUMNS: &str = "id, name, url, credentials, rate_limit, max_parallel_deletions, realm_allow_list, \
-     created_at, updated_at, capabilities, protection";
+     created_at, updated_at, capabilities, protection, pushback";
 
 #[derive(sqlx::FromRow)]
 pub struct RegistryRow<T, L> {
@@ -226,6 +226,7 @@ pub struct RegistryRow<T, L> {
     updated_at: T,
     capabilities: Option<String>,
     protection: Option<String>,
+    pushback: Option<String>,
 }
 
 impl<T: StoredTime, L: StoredList> TryFrom<RegistryRow<T, L>> for RegistryRecord {
@@ -253,6 +254,8 @@ impl<T: StoredTime, L: StoredList> TryFrom<RegistryRow<T, L>> for RegistryRecord
             // Written from the message; unreadable shows as never checked.
             capabilities: row.capabilities.and_then(|c| serde_json::from_str(&c).ok()),
             protection,
+            // The same: unreadable shows as none seen.
+            pushback: row.pushback.and_then(|p| serde_json::from_str(&p).ok()),
         })
     }
 }

@@ -81,6 +81,19 @@ pub async fn set_registry_capabilities(
     Ok(())
 }
 
+pub async fn record_pushback(
+    pool: &PgPool,
+    name: &str,
+    pushback: &str,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query("UPDATE registries SET pushback = $2 WHERE name = $1")
+        .bind(name)
+        .bind(pushback)
+        .execute(pool)
+        .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
 pub async fn update_registry(
     pool: &PgPool,
     r: NewRegistry,

@@ -298,6 +298,21 @@ pub async fn run_policy(
     Ok(policy)
 }
 
+pub async fn record_pushback(
+    store: &SqliteStore,
+    name: &str,
+    pushback: &str,
+) -> Result<bool, StoreError> {
+    let mut tx = store.begin().await?;
+    let updated = sqlx::query("UPDATE registries SET pushback = ?2 WHERE name = ?1")
+        .bind(name)
+        .bind(pushback)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(updated.rows_affected() > 0)
+}
+
 pub async fn set_registry_capabilities(
     store: &SqliteStore,
     id: i64,
