@@ -37,8 +37,8 @@ impl DeletionStore for MeasuredDeletions {
     async fn approve(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
         timed("approve_deletions", self.0.approve(ids)).await
     }
-    async fn requests_sent(&self, requests: &[SentRequest]) -> Result<Vec<i64>, StoreError> {
-        timed("requests_sent", self.0.requests_sent(requests)).await
+    async fn request_sent(&self, request: &SentRequest<'_>) -> Result<i64, StoreError> {
+        timed("request_sent", self.0.request_sent(request)).await
     }
     async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError> {
         timed("requests_answered", self.0.requests_answered(answers)).await

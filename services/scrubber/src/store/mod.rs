@@ -212,12 +212,12 @@ pub struct DeletionFilter {
 }
 
 /// A destructive request about to be sent for a deletion.
-#[derive(Clone, Debug)]
-pub struct SentRequest {
+#[derive(Clone, Copy, Debug)]
+pub struct SentRequest<'a> {
     pub deletion_id: i64,
-    pub registry: Arc<str>,
-    pub method: String,
-    pub path: String,
+    pub registry: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
 }
 
 /// The registry's answer to a recorded request.
@@ -351,9 +351,8 @@ pub trait DeletionStore: Send + Sync + 'static {
     /// Records how a scrub ended, fenced by the lease; false when the lease
     /// was lost (another replica took the deletion back).
     async fn finish(&self, holder: Uuid, id: i64, finish: &Finish) -> Result<bool, StoreError>;
-    /// Records destructive requests before they are sent, in one
-    /// transaction; returns their ids in the order given.
-    async fn requests_sent(&self, requests: &[SentRequest]) -> Result<Vec<i64>, StoreError>;
+    /// Records a destructive request before it is sent; returns its id.
+    async fn request_sent(&self, request: &SentRequest<'_>) -> Result<i64, StoreError>;
     /// Records the registry's answers: (request id, status, when).
     async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError>;
     /// The requests sent for `deletion_ids`, oldest first.

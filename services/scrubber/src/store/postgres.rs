@@ -296,32 +296,16 @@ impl DeletionStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn requests_sent(&self, requests: &[SentRequest]) -> Result<Vec<i64>, StoreError> {
-        let deletion_ids: Vec<i64> = requests.iter().map(|r| r.deletion_id).collect();
-        let registries: Vec<&str> = requests.iter().map(|r| &*r.registry).collect();
-        let methods: Vec<&str> = requests.iter().map(|r| r.method.as_str()).collect();
-        let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
-        // The ids are drawn first, in the order given, so each caller gets
-        // its own: the order of RETURNING rows is not defined. `sent` is
-        // read twice, so it is materialized and `nextval` runs once a row.
+    async fn request_sent(&self, r: &SentRequest<'_>) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
-            "WITH sent AS MATERIALIZED (
-                 SELECT nextval(pg_get_serial_sequence('registry_requests', 'id')) AS id, u.*
-                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
-                      WITH ORDINALITY AS u(deletion_id, registry, method, path, ord)
-             ), recorded AS (
-                 INSERT INTO registry_requests (id, deletion_id, registry, method, path, sent_at)
-                 OVERRIDING SYSTEM VALUE
-                 SELECT id, deletion_id, registry, method, path, store_now() FROM sent
-                 RETURNING id
-             )
-             SELECT sent.id FROM sent JOIN recorded USING (id) ORDER BY sent.ord",
+            "INSERT INTO registry_requests (deletion_id, registry, method, path)
+             VALUES ($1, $2, $3, $4) RETURNING id",
         )
-        .bind(&deletion_ids)
-        .bind(&registries)
-        .bind(&methods)
-        .bind(&paths)
-        .fetch_all(&self.pool)
+        .bind(r.deletion_id)
+        .bind(r.registry)
+        .bind(r.method)
+        .bind(r.path)
+        .fetch_one(&self.pool)
         .await?)
     }
 

@@ -351,27 +351,21 @@ impl DeletionStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn requests_sent(&self, requests: &[SentRequest]) -> Result<Vec<i64>, StoreError> {
-        // One writer: a transaction of small inserts is the batch.
+    async fn request_sent(&self, r: &SentRequest<'_>) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
-        let mut ids = Vec::with_capacity(requests.len());
-        let at = self.now();
-        for r in requests {
-            let id = sqlx::query_scalar(
-                "INSERT INTO registry_requests (deletion_id, registry, method, path, sent_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-            )
-            .bind(r.deletion_id)
-            .bind(&*r.registry)
-            .bind(&r.method)
-            .bind(&r.path)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(id);
-        }
+        let id = sqlx::query_scalar(
+            "INSERT INTO registry_requests (deletion_id, registry, method, path, sent_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )
+        .bind(r.deletion_id)
+        .bind(r.registry)
+        .bind(r.method)
+        .bind(r.path)
+        .bind(self.now())
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(ids)
+        Ok(id)
     }
 
     async fn requests_answered(&self, answers: &[Answer]) -> Result<(), StoreError> {
