@@ -206,9 +206,13 @@ impl Plan {
             // deletes as the file says).
             let swapped = made.iter().filter(on_registry).any(|s| s.stage == Stage::WhilePaused);
             let moves = steps.iter().filter(on_registry).any(|s| s.phase == Phase::Move);
+            // During the moves, its registry's repositories may be changing
+            // hands, unless none of its policies move: a failure while
+            // another registry's policies move leaves this one as phase 1
+            // did.
             let safe = match failure.phase {
                 Phase::Tighten => !swapped || !moves,
-                Phase::Move => false,
+                Phase::Move => !moves,
                 Phase::Loosen => true,
             };
             if safe {

@@ -335,6 +335,47 @@ fn a_failed_write_resumes_paused_policies_the_file_does_not_change_where_safe() 
     assert!(walk(state, &before, &after, &[resume]).is_err(), "{steps:#?}");
 }
 
+/// A failure while one registry's policies move strands nothing on a
+/// registry where nothing moves: there its paused policy is resumed.
+#[test]
+fn a_failed_move_strands_only_the_registry_that_moves() {
+    let on = |mut p: PolicyEntry, registry: &str| {
+        p.registry = registry.into();
+        p
+    };
+    let dock = |patterns: &[&str]| RegistryEntry { name: "dock".into(), ..registry(patterns) };
+    // `dock`'s protection and the file's together pass the limit: its live
+    // policy is paused while the file's is written. On `hub` a policy is
+    // created, written as a dry run during the moves.
+    let kept = on(policy("kept", "**", 0, true), "dock");
+    let created = policy("created", "c/*", 5, true);
+    let before = [policy("hub-all", "a/*", 0, true), kept.clone()];
+    let plan = Plan {
+        registries_before: BTreeMap::from([
+            ("hub".to_string(), registry(&[])),
+            ("dock".to_string(), dock(&["^v1$", "^latest$"])),
+        ]),
+        policies_before: before.iter().map(|p| (p.name.clone(), p.clone())).collect(),
+        registries: vec![dock(&["^prod-", "^x$"])],
+        policies: vec![created],
+        max_protection: 3,
+    };
+    let steps = plan.steps().expect("a plan");
+    let paused = steps.iter().position(|s| {
+        s.stage == Stage::Paused && matches!(&s.target, Target::Policy(p) if p.name == "kept")
+    });
+    assert!(paused.is_some(), "kept is paused: {steps:#?}");
+    let moving = steps.iter().position(|s| s.phase == Phase::Move).expect("a move");
+    let recovery = plan.recovery(&steps, moving);
+    assert!(recovery.stranded.is_empty(), "{recovery:?}");
+    let resumed: Vec<&Step> = recovery
+        .writes
+        .iter()
+        .filter(|s| matches!(&s.target, Target::Policy(p) if *p == kept))
+        .collect();
+    assert_eq!(resumed.len(), 1, "kept is live again as before: {recovery:?}");
+}
+
 fn arb_policy(name: &'static str) -> impl Strategy<Value = PolicyEntry> {
     (0..SELECTORS.len(), 0..3i32, any::<bool>(), prop::bool::weighted(0.15), 1..3i32).prop_map(
         move |(s, priority, live, disabled, keep_n)| PolicyEntry {
