@@ -178,6 +178,7 @@ conformance!(
     queue::retryable_errors_wait_then_end_when_attempts_run_out,
     queue::expired_workers_lose_their_attempts_and_cancels_end,
     queue::a_worker_back_from_the_dead_holds_its_job_until_it_cancels,
+    queue::a_resurrected_attempt_is_released_by_any_end_or_by_omission,
     queue::a_resumed_worker_keeps_what_it_runs_or_ends_and_gets_back_the_rest,
     queue::a_resumed_worker_without_end_acks_spends_what_it_omits,
     queue::heartbeats_take_back_attempts_no_longer_reported,

@@ -256,6 +256,66 @@ pub async fn a_worker_back_from_the_dead_holds_its_job_until_it_cancels(f: Fixtu
     assert_eq!(f.claim("k", other, 1).await.len(), 1);
 }
 
+/// A worker back from the dead may stop its stale attempts without the
+/// cancel it was sent: it fenced itself and gave them back, finished one
+/// meanwhile, or simply no longer runs one. Each releases the job as the
+/// cancel would (claimable again, nothing of the stale run kept), so no
+/// job waits in `worker_resurrection` for an acknowledgement that never
+/// comes.
+pub async fn a_resurrected_attempt_is_released_by_any_end_or_by_omission(f: Fixture) {
+    let twice = || f.create(regsweep_scheduler::store::NewJob { max_attempts: 2, ..new_job("k") });
+    let jobs = [twice().await, twice().await, twice().await];
+    let session = f.worker(&["k"], Duration::from_secs(30)).await;
+    let claimed = f.claim("k", session, 3).await;
+    assert_eq!(claimed.len(), 3);
+    f.clock.advance(Duration::from_secs(31));
+    assert_eq!(f.reap().await.workers, vec![session.worker_id]);
+    let hello = WorkerHello {
+        running: claimed
+            .iter()
+            .map(|j| RunningJob { job_id: j.id, attempt: j.attempt, progress: 0.1 })
+            .collect(),
+        ..resumed(session)
+    };
+    let back = f.jobs().register_worker(&hello, TTL).await.expect("come back");
+    assert_eq!(back.stale.len(), 3);
+    let current = SessionRef { worker_id: back.worker_id, epoch: back.epoch };
+    let [shut, finished, omitted] = &jobs;
+    let attempt = |id| claimed.iter().find(|j| j.id == id).expect("claimed").clone();
+    f.update(current, &attempt(shut.id), JobStatus::WorkerShutdown, None).await;
+    f.update(current, &attempt(finished.id), JobStatus::Done, Some(serde_json::json!({"n": 1})))
+        .await;
+    for released in [shut.id, finished.id] {
+        let job = f.get(released).await;
+        assert_eq!(
+            (job.status, job.result, job.last_error, job.finished_at),
+            (JobStatus::WorkerDead, None, Some("worker heartbeat expired".to_string()), None),
+            "job {released}: released, the stale run's end not kept"
+        );
+    }
+    assert_eq!(f.get(omitted.id).await.status, JobStatus::WorkerResurrection);
+    let batch = WriteBatch {
+        heartbeats: vec![HeartbeatWrite { session: current, running: vec![], end_acks: true }],
+        ..Default::default()
+    };
+    f.write(batch).await;
+    let job = f.get(omitted.id).await;
+    assert_eq!((job.status, job.errors.as_array().map(Vec::len)), (JobStatus::WorkerDead, Some(1)));
+    // Released attempts are claimed again as their next, last attempt: the
+    // stale one was spent when its worker was declared dead, and a give-back
+    // from the stale run refunds nothing, so losing this one ends each job.
+    let other = f.worker(&["k"], Duration::from_secs(30)).await;
+    let mut again: Vec<(i64, u32)> =
+        f.claim("k", other, 3).await.iter().map(|j| (j.id, j.attempt)).collect();
+    again.sort();
+    assert_eq!(again, jobs.iter().map(|j| (j.id, 2)).collect::<Vec<_>>());
+    f.clock.advance(Duration::from_secs(31));
+    assert_eq!(f.reap().await.jobs, 3);
+    for job in &jobs {
+        assert_eq!(f.get(job.id).await.status, JobStatus::Error, "job {}: out of attempts", job.id);
+    }
+}
+
 /// A worker that resumes keeps the attempts it lists as running and those
 /// it lists as ending (their final update follows the Hello: a stream that
 /// broke with it unwritten costs the attempt nothing). The rest never

@@ -189,7 +189,11 @@ async fn insert_logs(tx: &mut PgConnection, logs: &[LogWrite]) -> Result<(), Sto
 }
 
 /// The status an update moves its job to, evaluated against the row being
-/// updated (so a concurrent cancel request is never overwritten).
+/// updated (so a concurrent cancel request is never overwritten). An
+/// attempt taken from a worker declared dead (`worker_resurrection`) is
+/// released by whatever end its worker sends (a cancel, a give-back when it
+/// fenced itself, a result it finished meanwhile): the job runs again, and
+/// nothing of the stale run is kept.
 const NEW_STATUS: &str = "CASE
         WHEN j.status = 'worker_resurrection' THEN 'worker_dead'
         WHEN u.status = 'running' THEN j.status
@@ -209,9 +213,9 @@ async fn apply_updates(
              started_at = coalesce(j.started_at, store_now()),
              heartbeat_at = store_now(),
              progress = CASE WHEN u.status = 'done' THEN 1 ELSE u.progress END,
-             result = CASE WHEN u.status = 'done' THEN u.result ELSE j.result END,
-             last_error = CASE WHEN u.status = 'error' THEN u.error ELSE j.last_error END,
-             errors = CASE WHEN u.status = 'error' THEN j.errors || jsonb_build_array(
+             result = CASE WHEN u.status = 'done' AND {LIVE} THEN u.result ELSE j.result END,
+             last_error = CASE WHEN u.status = 'error' AND {LIVE} THEN u.error ELSE j.last_error END,
+             errors = CASE WHEN u.status = 'error' AND {LIVE} THEN j.errors || jsonb_build_array(
                      jsonb_build_object('attempt', j.attempt, 'error', u.error,
                          'at', to_char(store_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
                  ELSE j.errors END,
@@ -220,15 +224,16 @@ async fn apply_updates(
                      greatest(1, least(j.attempt - j.given_back, cardinality($10::float8[])))])
                  ELSE j.scheduled_at END,
              finished_at = CASE WHEN ({NEW_STATUS}) IN ", sets::ended_by_worker!(), concat!(" THEN store_now() END,
-             given_back = j.given_back + CASE WHEN u.status = 'worker_shutdown' THEN 1 ELSE 0 END,
+             given_back = j.given_back
+                 + CASE WHEN u.status = 'worker_shutdown' AND {LIVE} THEN 1 ELSE 0 END,
              updated_at = store_now()
          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::real[], $6::jsonb[],
                      $7::text[], $8::bool[], $9::float8[])
               AS u(id, attempt, worker_id, status, progress, result, error, retryable, jitter)
          WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
            AND (j.status IN ", sets::on_worker!(), "
-                OR (j.status = 'worker_resurrection' AND u.status = 'cancel'))
-         RETURNING j.id, j.attempt")), NEW_STATUS = NEW_STATUS
+                OR (j.status = 'worker_resurrection' AND u.status <> 'running'))
+         RETURNING j.id, j.attempt")), NEW_STATUS = NEW_STATUS, LIVE = "j.status <> 'worker_resurrection'"
     );
     let accepted: Vec<(i64, i32)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(updates.iter().map(|u| u.job_id).collect::<Vec<_>>())
@@ -313,7 +318,9 @@ async fn apply_heartbeats(
 /// the assignment must have reached it if it ever will: taken back (a
 /// dropped stream or a claim whose commit was never heard of swallowed the
 /// assignment, or a worker that does not keep its ends lost one). They
-/// become claimable again.
+/// become claimable again, as do attempts taken from the worker when it
+/// was declared dead that it no longer runs (it may have fenced itself and
+/// sent a give-back the store did not wait for).
 async fn take_unreported(
     tx: &mut PgConnection,
     heartbeats: &[HeartbeatWrite],
@@ -328,10 +335,11 @@ async fn take_unreported(
     let sql = format!(
         concat!(
             "UPDATE jobs SET {set}
-         WHERE worker_id = ANY($1) AND status IN ",
+         WHERE worker_id = ANY($1)
+           AND ((status IN ",
             sets::on_worker!(),
-            "
-           AND claimed_at < store_now() - make_interval(secs => $4)
+            " AND claimed_at < store_now() - make_interval(secs => $4))
+                OR status = 'worker_resurrection')
            AND (id, attempt) NOT IN (SELECT * FROM unnest($2::bigint[], $3::int[]))"
         ),
         set = take_omitted("worker_id = ANY($6)", "$5"),

@@ -54,17 +54,23 @@ pub fn lost_attempt_errors(reason: &str) -> String {
 /// job `error`) unless `give_back`, an SQL boolean, holds: then a running
 /// one is given back (claimable, not counted against `max_attempts`, no
 /// error), as it never reached a worker that keeps its ends until they
-/// are recorded. A cancel request ends `cancel` either way.
+/// are recorded. A cancel request ends `cancel` either way. An attempt
+/// taken from the worker when it was declared dead (`worker_resurrection`)
+/// is released as it was: claimable, nothing recorded (the worker stopped
+/// running it, whatever end it may have sent).
 pub fn take_omitted(give_back: &str, reason: &str) -> String {
     format!(
-        "status = CASE WHEN {give_back} AND status = 'running' THEN 'worker_dead'
+        "status = CASE WHEN status = 'worker_resurrection' THEN 'worker_dead'
+                       WHEN {give_back} AND status = 'running' THEN 'worker_dead'
                        ELSE {LOST_ATTEMPT_STATUS} END,
-         errors = CASE WHEN {give_back} THEN errors ELSE {errors} END,
-         last_error = CASE WHEN status = 'cancel_request' OR {give_back} THEN last_error
-                           ELSE {reason} END,
+         errors = CASE WHEN {give_back} OR status = 'worker_resurrection' THEN errors
+                       ELSE {errors} END,
+         last_error = CASE WHEN status IN ('cancel_request', 'worker_resurrection') OR {give_back}
+                           THEN last_error ELSE {reason} END,
          given_back = given_back + CASE WHEN {give_back} AND status = 'running' THEN 1 ELSE 0 END,
          finished_at = CASE WHEN status = 'cancel_request'
-                              OR (NOT {give_back} AND attempt - given_back >= max_attempts)
+                              OR (status = 'running' AND NOT {give_back}
+                                  AND attempt - given_back >= max_attempts)
                             THEN store_now() END,
          updated_at = store_now()",
         errors = lost_attempt_errors(reason),

@@ -199,7 +199,8 @@ async fn insert_logs(
 }
 
 /// The status an update moves its job to, against the row being updated
-/// (`jobs`) and the update (`u`): PostgreSQL's rules.
+/// (`jobs`) and the update (`u`): PostgreSQL's rules, including the release
+/// of a resurrected attempt by whatever end its worker sends.
 const NEW_STATUS: &str = "CASE
         WHEN jobs.status = 'worker_resurrection' THEN 'worker_dead'
         WHEN u.status = 'running' THEN jobs.status
@@ -262,9 +263,10 @@ async fn apply_updates(
              started_at = coalesce(jobs.started_at, ?2),
              heartbeat_at = ?2,
              progress = CASE WHEN u.status = 'done' THEN 1 ELSE u.progress END,
-             result = CASE WHEN u.status = 'done' THEN u.result ELSE jobs.result END,
-             last_error = CASE WHEN u.status = 'error' THEN u.error ELSE jobs.last_error END,
-             errors = CASE WHEN u.status = 'error' THEN json_insert(jobs.errors, '$[#]',
+             result = CASE WHEN u.status = 'done' AND {LIVE} THEN u.result ELSE jobs.result END,
+             last_error = CASE WHEN u.status = 'error' AND {LIVE} THEN u.error
+                               ELSE jobs.last_error END,
+             errors = CASE WHEN u.status = 'error' AND {LIVE} THEN json_insert(jobs.errors, '$[#]',
                      json_object('attempt', jobs.attempt, 'error', u.error, 'at', ?3))
                  ELSE jobs.errors END,
              scheduled_at = CASE WHEN ({NEW_STATUS}) = 'waiting'
@@ -273,13 +275,14 @@ async fn apply_updates(
                      AS INTEGER)
                  ELSE jobs.scheduled_at END,
              finished_at = CASE WHEN ({NEW_STATUS}) IN ", sets::ended_by_worker!(), concat!(" THEN ?2 END,
-             given_back = jobs.given_back + (u.status = 'worker_shutdown'),
+             given_back = jobs.given_back + (u.status = 'worker_shutdown' AND {LIVE}),
              updated_at = ?2
          FROM u
          WHERE jobs.id = u.id AND jobs.attempt = u.attempt AND jobs.worker_id = u.worker_id
            AND (jobs.status IN ", sets::on_worker!(), "
-                OR (jobs.status = 'worker_resurrection' AND u.status = 'cancel'))
-         RETURNING id, attempt, kind, status")), NEW_STATUS = NEW_STATUS
+                OR (jobs.status = 'worker_resurrection' AND u.status <> 'running'))
+         RETURNING id, attempt, kind, status")), NEW_STATUS = NEW_STATUS,
+        LIVE = "jobs.status <> 'worker_resurrection'"
     );
     let accepted: Vec<(i64, i32, String, String)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(Json(&rows))
@@ -349,12 +352,15 @@ async fn apply_heartbeats(
         }
         // Attempts a live worker no longer reports, claimed long enough ago
         // that the assignment must have reached it if it ever will: taken
-        // back (given back when the worker keeps its ends).
+        // back (given back when the worker keeps its ends); and attempts
+        // taken from it when it was declared dead that it no longer runs:
+        // released.
         let held: Vec<(i64, i32)> = sqlx::query_as(concat!(
             "SELECT id, attempt FROM jobs
-             WHERE worker_id = ?1 AND status IN ",
+             WHERE worker_id = ?1
+               AND ((status IN ",
             sets::on_worker!(),
-            " AND claimed_at < ?2"
+            " AND claimed_at < ?2) OR status = 'worker_resurrection')"
         ))
         .bind(worker_id)
         .bind(now - span_micros(ttl))

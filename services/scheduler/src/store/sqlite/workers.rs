@@ -57,7 +57,9 @@ pub async fn lose_attempts(
 /// (the worker keeps its ends until recorded, so they never reached it):
 /// then a running one becomes claimable without counting against
 /// `max_attempts`, no error recorded. A cancel request ends `cancel`
-/// either way. The PostgreSQL store's `take_omitted` is the same rule.
+/// either way. An attempt taken from the worker when it was declared dead
+/// (`worker_resurrection`) is released as it was: claimable, nothing
+/// recorded. The PostgreSQL store's `take_omitted` is the same rule.
 pub async fn take_omitted(
     tx: &mut SqliteConnection,
     ids: &[i64],
@@ -69,21 +71,24 @@ pub async fn take_omitted(
     for id in ids {
         let row: Option<(String, String)> = sqlx::query_as(concat!(
             "UPDATE jobs SET
-                 status = CASE WHEN status = 'cancel_request' THEN 'cancel'
+                 status = CASE WHEN status = 'worker_resurrection' THEN 'worker_dead'
+                               WHEN status = 'cancel_request' THEN 'cancel'
                                WHEN NOT ?5 AND attempt - given_back >= max_attempts THEN 'error'
                                ELSE 'worker_dead' END,
-                 errors = CASE WHEN status = 'cancel_request' OR ?5 THEN errors
+                 errors = CASE WHEN status IN ('cancel_request', 'worker_resurrection') OR ?5
+                               THEN errors
                                ELSE json_insert(errors, '$[#]',
                                    json_object('attempt', attempt, 'error', ?2, 'at', ?3)) END,
-                 last_error = CASE WHEN status = 'cancel_request' OR ?5 THEN last_error
-                                   ELSE ?2 END,
+                 last_error = CASE WHEN status IN ('cancel_request', 'worker_resurrection') OR ?5
+                                   THEN last_error ELSE ?2 END,
                  given_back = given_back + (?5 AND status = 'running'),
                  finished_at = CASE WHEN status = 'cancel_request'
-                                      OR (NOT ?5 AND attempt - given_back >= max_attempts)
+                                      OR (status = 'running' AND NOT ?5
+                                          AND attempt - given_back >= max_attempts)
                                     THEN ?4 END,
                  updated_at = ?4
              WHERE id = ?1 AND status IN ",
-            sets::on_worker!(),
+            sets::on_worker_or_resurrecting!(),
             "
              RETURNING kind, status"
         ))
