@@ -34,6 +34,9 @@ impl CleanupLoop {
             let selected = self.catalog.select_cleanups(&self.selection, advance, fence);
             let again = match selected.await {
                 Ok(s) => {
+                    if !s.ended.is_empty() {
+                        tracing::debug!(repositories = s.ended.len(), "ended cleanups closed");
+                    }
                     if s.stale > 0 {
                         tracing::warn!(repositories = s.stale, "stale cleanups marked unfinished");
                     }

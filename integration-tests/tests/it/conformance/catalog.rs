@@ -16,7 +16,7 @@ use regsweep_scheduler::store::catalog::{
 };
 use regsweep_scheduler::store::in_use::{InUseMarks, MarkOutcome};
 use regsweep_scheduler::store::sightings::{Sighting, SightingBatch};
-use regsweep_scheduler::store::{Fence, JobRecord, SessionRef};
+use regsweep_scheduler::store::{CancelOutcome, Fence, JobRecord, SessionRef};
 
 use super::{Fixture, TTL};
 
@@ -213,16 +213,46 @@ pub async fn cleanup_ends_record_errors_and_deleted_counts(f: Fixture) {
     let (ok, failed) = (&jobs[0], &jobs[1]);
     assert!(f.catalog().record_deletions(ok.id, 3).await.unwrap());
     assert!(!f.catalog().record_deletions(i64::MAX, 3).await.unwrap(), "no repository's cleanup");
-    f.update(c.worker, ok, JobStatus::Done, Some(serde_json::json!({"deleted_count": 2}))).await;
+    let result = serde_json::json!({"deleted_count": 2, "reclaim": {"bytes": 4096}});
+    f.update(c.worker, ok, JobStatus::Done, Some(result)).await;
     f.update(c.worker, failed, JobStatus::Error, None).await;
+    // The leader's next tick closes them (woken by the ends), and counts
+    // their slots free in the same tick.
+    let closed = select(&f, 0).await;
+    assert_eq!((closed.ended.len(), closed.running), (2, 0));
     let repo_of =
         |job: &JobRecord| s.started.iter().find(|(_, j)| *j == job.id).expect("started").0;
     let ok_repo = repository(&f, repo_of(ok)).await;
     assert_eq!((ok_repo.last_deleted_count, ok_repo.last_error), (5, None));
+    assert_eq!(
+        (ok_repo.cleanup_status, ok_repo.last_reclaimable_bytes),
+        (CleanupStatus::Unscheduled, 4096)
+    );
+    assert!(ok_repo.cleanup_finished_at.is_some());
     assert_eq!(ok_repo.last_job_id, Some(ok.id));
     let failed_repo = repository(&f, repo_of(failed)).await;
     assert_eq!(failed_repo.cleanup_status, CleanupStatus::Unscheduled);
     assert_eq!(failed_repo.last_error.as_deref(), Some("it broke"));
+    assert_eq!(select(&f, 0).await.ended, [], "closed once");
+}
+
+/// A cleanup job ended by any path (here cancelled before any worker took
+/// it) frees its repository at the next tick: no path has to remember to.
+pub async fn a_cleanup_ended_by_any_path_is_closed_by_the_next_tick(f: Fixture) {
+    let _catalog = catalog(&f, &["a", "b"]).await;
+    f.catalog().run_policy("p").await.unwrap();
+    let s = select(&f, 1).await;
+    let (repo, job) = s.started[0];
+    let outcome = f.jobs().cancel_job(job, "operator").await.expect("cancel");
+    assert!(matches!(outcome, CancelOutcome::Cancelled(_)), "{outcome:?}");
+    let next = select(&f, 1).await;
+    assert_eq!(next.ended, [(repo, CleanupStatus::Unscheduled)]);
+    assert_eq!((next.running, next.started.len()), (0, 1), "the slot is refilled");
+    let closed = repository(&f, repo).await;
+    assert_eq!(
+        (closed.cleanup_status, closed.last_error.as_deref()),
+        (CleanupStatus::Unscheduled, Some("cleanup cancel"))
+    );
 }
 
 pub async fn catalog_reports_are_fenced_and_complete_ones_prune(f: Fixture) {

@@ -377,6 +377,10 @@ pub struct SelectionConfig {
 /// What one selection tick did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Selection {
+    /// `ongoing` repositories whose cleanup job ended, closed: each
+    /// with the status its cleanup ended in (before this tick's pick,
+    /// which may start an `unfinished` or `scheduled` one again).
+    pub ended: Vec<(i64, CleanupStatus)>,
     /// `ongoing` repositories made `unfinished`.
     pub stale: u64,
     /// Repositories marked `scheduled` because their policy came due.

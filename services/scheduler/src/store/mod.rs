@@ -6,6 +6,7 @@
 //! one statement serves many jobs.
 
 pub mod catalog;
+mod cleanup_end;
 mod forward;
 pub mod in_use;
 mod measured;

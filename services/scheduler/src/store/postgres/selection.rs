@@ -1,7 +1,8 @@
 //! The limited-capacity selection of repositories due for cleanup
 //! (README, "How cleanups are selected"; GitLab's container expiration policies).
 //!
-//! A tick: stale `ongoing` repositories become `unfinished`; due policies
+//! A tick: repositories whose cleanup job ended leave `ongoing`
+//! (`store::cleanup_end`); stale `ongoing` repositories become `unfinished`; due policies
 //! mark their repositories `scheduled` (a bounded number per tick); up to
 //! `capacity - running` repositories are picked in one ordered statement
 //! and get a `tag_cleanup` job each; policies whose run completed move to
@@ -14,6 +15,7 @@ use sqlx::postgres::PgPool;
 
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig};
+use crate::store::cleanup_end;
 use crate::store::model::policy_run_span;
 use crate::store::sets;
 
@@ -38,6 +40,9 @@ pub async fn select(
         .execute(&mut *tx)
         .await?;
 
+    selection.ended =
+        cleanup_end::close_ended::<sqlx::Postgres, DateTime<Utc>>(&mut tx, "store_clock()", None)
+            .await?;
     selection.stale = sqlx::query(
         "UPDATE repositories SET cleanup_status = 'unfinished',
              last_error = 'cleanup did not end within its time budget'

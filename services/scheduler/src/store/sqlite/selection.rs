@@ -11,6 +11,7 @@ use super::rows::ACTIVE;
 use super::{SqliteStore, span_micros, time};
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig, attachments_parse};
+use crate::store::cleanup_end;
 use crate::store::model::policy_run_span;
 use crate::store::sets;
 
@@ -26,6 +27,8 @@ pub async fn select(
     if !super::leases::holds(&mut tx, fence, now).await? {
         return Ok(selection);
     }
+    selection.ended =
+        cleanup_end::close_ended::<sqlx::Sqlite, i64>(&mut tx, "$7", Some(now)).await?;
     selection.stale = sqlx::query(
         "UPDATE repositories SET cleanup_status = 'unfinished',
              last_error = 'cleanup did not end within its time budget'
