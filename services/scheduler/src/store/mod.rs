@@ -18,6 +18,7 @@ mod sets;
 pub mod sightings;
 pub mod sqlite;
 pub mod stats;
+mod transitions;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::workers::take_omitted;
 use crate::store::rows::{self, JOB_COLUMNS, to_i32};
 use crate::store::sets;
+use crate::store::transitions::{self, Dialect};
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, UpdateWrite,
     WriteBatch, WriteOutcome,
@@ -188,52 +189,30 @@ async fn insert_logs(tx: &mut PgConnection, logs: &[LogWrite]) -> Result<(), Sto
     Ok(())
 }
 
-/// The status an update moves its job to, evaluated against the row being
-/// updated (so a concurrent cancel request is never overwritten). An
-/// attempt taken from a worker declared dead (`worker_resurrection`) is
-/// released by whatever end its worker sends (a cancel, a give-back when it
-/// fenced itself, a result it finished meanwhile): the job runs again, and
-/// nothing of the stale run is kept.
-const NEW_STATUS: &str = "CASE
-        WHEN j.status = 'worker_resurrection' THEN 'worker_dead'
-        WHEN u.status = 'running' THEN j.status
-        WHEN u.status = 'done' AND j.status = 'cancel_request' THEN 'done'
-        WHEN u.status = 'error' AND u.retryable AND j.attempt - j.given_back < j.max_attempts
-            THEN 'waiting'
-        ELSE u.status END";
-
 async fn apply_updates(
     tx: &mut PgConnection,
     updates: &[UpdateWrite],
     outcome: &mut WriteOutcome,
 ) -> Result<(), StoreError> {
+    // A retry waits the step of its attempt ($10, `store::JOB_RETRY`),
+    // jittered.
+    let retry_at = "store_now() + make_interval(secs => u.jitter * ($10::float8[])[
+        greatest(1, least(j.attempt - j.given_back, cardinality($10::float8[])))])";
+    let set = transitions::update_set(
+        Dialect::Postgres,
+        "store_now()",
+        transitions::POSTGRES_ERROR_TIME,
+        retry_at,
+    );
     let sql = format!(
-        concat!("UPDATE jobs j SET
-             status = {NEW_STATUS},
-             started_at = coalesce(j.started_at, store_now()),
-             heartbeat_at = store_now(),
-             progress = CASE WHEN u.status = 'done' THEN 1 ELSE u.progress END,
-             result = CASE WHEN u.status = 'done' AND {LIVE} THEN u.result ELSE j.result END,
-             last_error = CASE WHEN u.status = 'error' AND {LIVE} THEN u.error ELSE j.last_error END,
-             errors = CASE WHEN u.status = 'error' AND {LIVE} THEN j.errors || jsonb_build_array(
-                     jsonb_build_object('attempt', j.attempt, 'error', u.error,
-                         'at', to_char(store_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
-                 ELSE j.errors END,
-             scheduled_at = CASE WHEN ({NEW_STATUS}) = 'waiting'
-                 THEN store_now() + make_interval(secs => u.jitter * ($10::float8[])[
-                     greatest(1, least(j.attempt - j.given_back, cardinality($10::float8[])))])
-                 ELSE j.scheduled_at END,
-             finished_at = CASE WHEN ({NEW_STATUS}) IN ", sets::ended_by_worker!(), concat!(" THEN store_now() END,
-             given_back = j.given_back
-                 + CASE WHEN u.status = 'worker_shutdown' AND {LIVE} THEN 1 ELSE 0 END,
-             updated_at = store_now()
+        "UPDATE jobs j SET {set}
          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::real[], $6::jsonb[],
                      $7::text[], $8::bool[], $9::float8[])
               AS u(id, attempt, worker_id, status, progress, result, error, retryable, jitter)
-         WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
-           AND (j.status IN ", sets::on_worker!(), "
-                OR (j.status = 'worker_resurrection' AND u.status <> 'running'))
-         RETURNING j.id, j.attempt")), NEW_STATUS = NEW_STATUS, LIVE = "j.status <> 'worker_resurrection'"
+         WHERE {fence}
+         RETURNING j.id, j.attempt",
+        set = set,
+        fence = transitions::UPDATE_FENCE,
     );
     let accepted: Vec<(i64, i32)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(updates.iter().map(|u| u.job_id).collect::<Vec<_>>())
@@ -374,20 +353,16 @@ async fn mark_offline(tx: &mut PgConnection, sessions: &[SessionRef]) -> Result<
     }
     // What a drained worker still held when it left is given back; it does
     // not count as a failed attempt.
-    sqlx::query(concat!(
-        "UPDATE jobs SET
-             status = CASE status WHEN 'cancel_request' THEN 'cancel'
-                                  WHEN 'worker_resurrection' THEN 'worker_dead'
-                                  ELSE 'worker_shutdown' END,
-             finished_at = CASE WHEN status = 'cancel_request' THEN store_now() END,
-             given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
-             updated_at = store_now()
-         WHERE worker_id = ANY($1)
-           AND status IN ",
-        sets::on_worker_or_resurrecting!()
-    ))
-    .bind(gone.into_iter().map(|(id,)| id).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
+    let sql = format!(
+        concat!(
+            "UPDATE jobs SET {set} WHERE worker_id = ANY($1) AND status IN ",
+            sets::on_worker_or_resurrecting!()
+        ),
+        set = transitions::offline_set("store_now()"),
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(gone.into_iter().map(|(id,)| id).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::store::model::{SessionStart, capacity_change};
 use crate::store::rows::{self, to_i32};
 use crate::store::sets;
 use crate::store::stale_runs;
+use crate::store::transitions::{self, Dialect};
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StoreError, WorkerHello, WorkerRecord,
 };
@@ -30,50 +31,17 @@ impl WorkerRow {
     }
 }
 
-/// Status a job whose attempt was lost (worker dead, or the worker no
-/// longer runs it) moves to: claimable again while attempts remain.
-pub const LOST_ATTEMPT_STATUS: &str = "CASE
-        WHEN status = 'cancel_request' THEN 'cancel'
-        WHEN attempt - given_back >= max_attempts THEN 'error'
-        ELSE 'worker_dead' END";
-
-/// Records a lost attempt's error in `errors`; `$reason` is the bind
-/// placeholder of the reason text.
-pub fn lost_attempt_errors(reason: &str) -> String {
-    format!(
-        "CASE WHEN status = 'cancel_request' THEN errors
-              ELSE errors || jsonb_build_array(jsonb_build_object(
-                  'attempt', attempt, 'error', {reason}::text,
-                  'at', to_char(store_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
-         END"
-    )
-}
-
-/// The SET clause that takes back attempts a live worker omits: spent (an
-/// error recorded under `reason`, a placeholder; the last attempt ends the
-/// job `error`) unless `give_back`, an SQL boolean, holds: then a running
-/// one is given back (claimable, not counted against `max_attempts`, no
-/// error), as it never reached a worker that keeps its ends until they
-/// are recorded. A cancel request ends `cancel` either way. An attempt
-/// taken from the worker when it was declared dead (`worker_resurrection`)
-/// is released as it was: claimable, nothing recorded (the worker stopped
-/// running it, whatever end it may have sent).
+/// The `SET` clause that takes back attempts (`transitions::take_back_set`)
+/// in a PostgreSQL statement: `give_back` an SQL boolean, `reason` the
+/// placeholder of the error text.
 pub fn take_omitted(give_back: &str, reason: &str) -> String {
-    format!(
-        "status = CASE WHEN status = 'worker_resurrection' THEN 'worker_dead'
-                       WHEN {give_back} AND status = 'running' THEN 'worker_dead'
-                       ELSE {LOST_ATTEMPT_STATUS} END,
-         errors = CASE WHEN {give_back} OR status = 'worker_resurrection' THEN errors
-                       ELSE {errors} END,
-         last_error = CASE WHEN status IN ('cancel_request', 'worker_resurrection') OR {give_back}
-                           THEN last_error ELSE {reason} END,
-         given_back = given_back + CASE WHEN {give_back} AND status = 'running' THEN 1 ELSE 0 END,
-         finished_at = CASE WHEN status = 'cancel_request'
-                              OR (status = 'running' AND NOT {give_back}
-                                  AND attempt - given_back >= max_attempts)
-                            THEN store_now() END,
-         updated_at = store_now()",
-        errors = lost_attempt_errors(reason),
+    let reason = format!("{reason}::text");
+    transitions::take_back_set(
+        Dialect::Postgres,
+        give_back,
+        &reason,
+        "store_now()",
+        transitions::POSTGRES_ERROR_TIME,
     )
 }
 
@@ -256,31 +224,30 @@ pub async fn list(
 /// back in one statement.
 pub async fn reap(pool: &PgPool, fence: Fence) -> Result<Reaped, StoreError> {
     let sql = format!(
-        concat!("WITH dead AS (
+        concat!(
+            "WITH dead AS (
              UPDATE workers SET status = 'dead'
-             WHERE status IN ", sets::live_worker!(), concat!(" AND heartbeat_expiration < store_now()
+             WHERE status IN ",
+            sets::live_worker!(),
+            concat!(
+                " AND heartbeat_expiration < store_now()
                AND EXISTS (SELECT 1 FROM leases
                            WHERE name = $2 AND holder = $3 AND expires_at > store_now()
                            FOR SHARE)
              RETURNING id
          ),
          taken AS (
-             UPDATE jobs SET
-                 status = CASE WHEN status = 'worker_resurrection' THEN 'worker_dead'
-                               ELSE {LOST_ATTEMPT_STATUS} END,
-                 errors = CASE WHEN status = 'worker_resurrection' THEN errors ELSE {errors} END,
-                 last_error = CASE WHEN status IN ('cancel_request', 'worker_resurrection')
-                                   THEN last_error ELSE $1 END,
-                 finished_at = CASE WHEN status = 'cancel_request'
-                                      OR (status = 'running' AND attempt - given_back >= max_attempts)
-                                    THEN store_now() END,
-                 updated_at = store_now()
+             UPDATE jobs SET {set}
              WHERE worker_id IN (SELECT id FROM dead)
-               AND status IN ", sets::on_worker_or_resurrecting!(), "
+               AND status IN ",
+                sets::on_worker_or_resurrecting!(),
+                "
              RETURNING 1
          )
-         SELECT coalesce((SELECT array_agg(id) FROM dead), '{{}}'), (SELECT count(*) FROM taken)")), LOST_ATTEMPT_STATUS = LOST_ATTEMPT_STATUS,
-        errors = lost_attempt_errors("$1"),
+         SELECT coalesce((SELECT array_agg(id) FROM dead), '{{}}'), (SELECT count(*) FROM taken)"
+            )
+        ),
+        set = take_omitted("false", "$1"),
     );
     let (workers, jobs): (Vec<Uuid>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind("worker heartbeat expired")

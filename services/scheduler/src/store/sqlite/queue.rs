@@ -14,6 +14,7 @@ use super::rows::{self, CLAIMABLE, JOB_COLUMNS, JobRow, to_i32};
 use super::workers::{self, Taken};
 use super::{SqliteStore, error_time, span_micros};
 use crate::store::sets;
+use crate::store::transitions::{self, Dialect};
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, StoreEvent,
     UpdateWrite, WriteBatch, WriteOutcome,
@@ -198,16 +199,6 @@ async fn insert_logs(
     Ok(())
 }
 
-/// The status an update moves its job to, against the row being updated
-/// (`jobs`) and the update (`u`): PostgreSQL's rules, including the release
-/// of a resurrected attempt by whatever end its worker sends.
-const NEW_STATUS: &str = "CASE
-        WHEN jobs.status = 'worker_resurrection' THEN 'worker_dead'
-        WHEN u.status = 'running' THEN jobs.status
-        WHEN u.status = 'error' AND u.retryable
-             AND jobs.attempt - jobs.given_back < jobs.max_attempts THEN 'waiting'
-        ELSE u.status END";
-
 /// One update as the batch statement reads it from JSON.
 #[derive(serde::Serialize)]
 struct UpdateRow<'a> {
@@ -246,10 +237,13 @@ async fn apply_updates(
             jitter: backoff::jitter(),
         })
         .collect();
-    // Retries wait the step of their attempt (?4, `store::JOB_RETRY`),
+    // A retry waits the step of its attempt (?4, `store::JOB_RETRY`),
     // jittered.
+    let retry_at = "?2 + CAST(u.jitter * 1000000 * json_extract(?4, '$[' ||
+        (max(1, min(j.attempt - j.given_back, json_array_length(?4))) - 1) || ']') AS INTEGER)";
+    let set = transitions::update_set(Dialect::Sqlite, "?2", "?3", retry_at);
     let sql = format!(
-        concat!("WITH u AS (
+        "WITH u AS (
              SELECT value ->> 'id' AS id, value ->> 'attempt' AS attempt,
                     unhex(value ->> 'worker') AS worker_id, value ->> 'status' AS status,
                     value ->> 'progress' AS progress,
@@ -258,31 +252,11 @@ async fn apply_updates(
                     value ->> 'jitter' AS jitter
              FROM json_each(?1)
          )
-         UPDATE jobs SET
-             status = {NEW_STATUS},
-             started_at = coalesce(jobs.started_at, ?2),
-             heartbeat_at = ?2,
-             progress = CASE WHEN u.status = 'done' THEN 1 ELSE u.progress END,
-             result = CASE WHEN u.status = 'done' AND {LIVE} THEN u.result ELSE jobs.result END,
-             last_error = CASE WHEN u.status = 'error' AND {LIVE} THEN u.error
-                               ELSE jobs.last_error END,
-             errors = CASE WHEN u.status = 'error' AND {LIVE} THEN json_insert(jobs.errors, '$[#]',
-                     json_object('attempt', jobs.attempt, 'error', u.error, 'at', ?3))
-                 ELSE jobs.errors END,
-             scheduled_at = CASE WHEN ({NEW_STATUS}) = 'waiting'
-                 THEN ?2 + CAST(u.jitter * 1000000 * json_extract(?4, '$[' ||
-                     (max(1, min(jobs.attempt - jobs.given_back, json_array_length(?4))) - 1) || ']')
-                     AS INTEGER)
-                 ELSE jobs.scheduled_at END,
-             finished_at = CASE WHEN ({NEW_STATUS}) IN ", sets::ended_by_worker!(), concat!(" THEN ?2 END,
-             given_back = jobs.given_back + (u.status = 'worker_shutdown' AND {LIVE}),
-             updated_at = ?2
+         UPDATE jobs AS j SET {set}
          FROM u
-         WHERE jobs.id = u.id AND jobs.attempt = u.attempt AND jobs.worker_id = u.worker_id
-           AND (jobs.status IN ", sets::on_worker!(), "
-                OR (jobs.status = 'worker_resurrection' AND u.status <> 'running'))
-         RETURNING id, attempt, kind, status")), NEW_STATUS = NEW_STATUS,
-        LIVE = "jobs.status <> 'worker_resurrection'"
+         WHERE {fence}
+         RETURNING id, attempt, kind, status",
+        fence = transitions::UPDATE_FENCE,
     );
     let accepted: Vec<(i64, i32, String, String)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(Json(&rows))

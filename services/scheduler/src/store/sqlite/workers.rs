@@ -15,6 +15,7 @@ use crate::store::model::{SessionStart, capacity_change};
 use crate::store::stale_runs;
 
 use crate::store::sets;
+use crate::store::transitions::{self, Dialect};
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StoreError, StoreEvent, WorkerHello,
     WorkerRecord,
@@ -40,9 +41,10 @@ impl Taken {
     }
 }
 
-/// Takes back the attempts of `ids` (running or being cancelled) as lost:
+/// Takes back the attempts of `ids` as lost (`transitions::take_back_set`):
 /// a cancel request ends as `cancel`; an attempt that was the last one
-/// ends as `error`; any other becomes claimable (`worker_dead`).
+/// ends as `error`; any other becomes claimable (`worker_dead`), as does
+/// one held back for a resurrection.
 pub async fn lose_attempts(
     tx: &mut SqliteConnection,
     ids: &[i64],
@@ -52,14 +54,9 @@ pub async fn lose_attempts(
     take_omitted(tx, ids, false, reason, now).await
 }
 
-/// Takes back the attempts of `ids` a live worker omits: spent under
-/// `reason` (the last attempt ends the job `error`) unless `give_back`
-/// (the worker keeps its ends until recorded, so they never reached it):
-/// then a running one becomes claimable without counting against
-/// `max_attempts`, no error recorded. A cancel request ends `cancel`
-/// either way. An attempt taken from the worker when it was declared dead
-/// (`worker_resurrection`) is released as it was: claimable, nothing
-/// recorded. The PostgreSQL store's `take_omitted` is the same rule.
+/// Takes back the attempts of `ids` their worker no longer holds, by
+/// `transitions::take_back_set`: spent under `reason` unless `give_back`
+/// (the worker keeps its ends until recorded, so they never reached it).
 pub async fn take_omitted(
     tx: &mut SqliteConnection,
     ids: &[i64],
@@ -67,38 +64,25 @@ pub async fn take_omitted(
     reason: &str,
     now: i64,
 ) -> Result<Taken, StoreError> {
+    let set = transitions::take_back_set(Dialect::Sqlite, "?5", "?2", "?4", "?3");
+    let sql = format!(
+        concat!(
+            "UPDATE jobs SET {set} WHERE id = ?1 AND status IN ",
+            sets::on_worker_or_resurrecting!(),
+            " RETURNING kind, status"
+        ),
+        set = set,
+    );
     let mut taken = Taken::default();
     for id in ids {
-        let row: Option<(String, String)> = sqlx::query_as(concat!(
-            "UPDATE jobs SET
-                 status = CASE WHEN status = 'worker_resurrection' THEN 'worker_dead'
-                               WHEN status = 'cancel_request' THEN 'cancel'
-                               WHEN NOT ?5 AND attempt - given_back >= max_attempts THEN 'error'
-                               ELSE 'worker_dead' END,
-                 errors = CASE WHEN status IN ('cancel_request', 'worker_resurrection') OR ?5
-                               THEN errors
-                               ELSE json_insert(errors, '$[#]',
-                                   json_object('attempt', attempt, 'error', ?2, 'at', ?3)) END,
-                 last_error = CASE WHEN status IN ('cancel_request', 'worker_resurrection') OR ?5
-                                   THEN last_error ELSE ?2 END,
-                 given_back = given_back + (?5 AND status = 'running'),
-                 finished_at = CASE WHEN status = 'cancel_request'
-                                      OR (status = 'running' AND NOT ?5
-                                          AND attempt - given_back >= max_attempts)
-                                    THEN ?4 END,
-                 updated_at = ?4
-             WHERE id = ?1 AND status IN ",
-            sets::on_worker_or_resurrecting!(),
-            "
-             RETURNING kind, status"
-        ))
-        .bind(id)
-        .bind(reason)
-        .bind(error_time(now))
-        .bind(now)
-        .bind(give_back)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row: Option<(String, String)> = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+            .bind(id)
+            .bind(reason)
+            .bind(error_time(now))
+            .bind(now)
+            .bind(give_back)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some((kind, status)) = row {
             taken.add(kind, &status);
         }
@@ -312,9 +296,10 @@ pub async fn reap(store: &SqliteStore, fence: Fence) -> Result<Reaped, StoreErro
     .await?;
     let mut taken = Taken::default();
     for worker in &dead {
+        // Held back for its resurrection too: released.
         let held: Vec<i64> = sqlx::query_scalar(concat!(
             "SELECT id FROM jobs WHERE worker_id = ? AND status IN ",
-            sets::on_worker!()
+            sets::on_worker_or_resurrecting!()
         ))
         .bind(worker)
         .fetch_all(&mut *tx)
@@ -323,17 +308,6 @@ pub async fn reap(store: &SqliteStore, fence: Fence) -> Result<Reaped, StoreErro
         taken.count += lost.count;
         taken.claimable.extend(lost.claimable);
         taken.cleanup_ended |= lost.cleanup_ended;
-        let released: Vec<String> = sqlx::query_scalar(
-            "UPDATE jobs SET status = 'worker_dead', updated_at = ?2
-             WHERE worker_id = ?1 AND status = 'worker_resurrection'
-             RETURNING kind",
-        )
-        .bind(worker)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        taken.count += released.len() as u64;
-        taken.claimable.extend(released);
     }
     tx.commit().await?;
     let jobs = taken.count;
@@ -364,23 +338,19 @@ pub async fn mark_offline(
     if gone == 0 {
         return Ok(taken);
     }
-    let rows: Vec<(String, String)> = sqlx::query_as(concat!(
-        "UPDATE jobs SET
-             status = CASE status WHEN 'cancel_request' THEN 'cancel'
-                                  WHEN 'worker_resurrection' THEN 'worker_dead'
-                                  ELSE 'worker_shutdown' END,
-             finished_at = CASE WHEN status = 'cancel_request' THEN ?2 END,
-             given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
-             updated_at = ?2
-         WHERE worker_id = ?1 AND status IN ",
-        sets::on_worker_or_resurrecting!(),
-        "
-         RETURNING kind, status"
-    ))
-    .bind(session.worker_id)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
+    let sql = format!(
+        concat!(
+            "UPDATE jobs SET {set} WHERE worker_id = ?1 AND status IN ",
+            sets::on_worker_or_resurrecting!(),
+            " RETURNING kind, status"
+        ),
+        set = transitions::offline_set("?2"),
+    );
+    let rows: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(session.worker_id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
     for (kind, status) in rows {
         taken.add(kind, &status);
     }

@@ -1,0 +1,156 @@
+//! The job state machine's moves that must happen inside one fenced
+//! statement (a worker's update, an attempt taken back, a session gone
+//! offline), written once: each function returns the `SET` clause both
+//! stores put in their statement. What the engines spell differently is
+//! passed in (the statement's time, the placeholders) or asked of
+//! [`Dialect`] (appending to a JSON array); the rules are here.
+//!
+//! The statuses are the sets of `sets`; a move to `waiting` takes its
+//! delay from the caller, who binds `store::job_retry_steps`.
+
+use crate::store::sets;
+
+/// The two SQL engines, for what they spell differently.
+#[derive(Clone, Copy, Debug)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// PostgreSQL's text of the statement's time in an attempt error
+/// (`at`), RFC 3339 in UTC as the SQLite store writes it.
+pub const POSTGRES_ERROR_TIME: &str =
+    "to_char(store_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+impl Dialect {
+    /// `{row}errors` with an entry for the row's attempt appended:
+    /// `{"attempt", "error": error, "at": at}`.
+    fn append_error(self, row: &str, error: &str, at: &str) -> String {
+        match self {
+            Dialect::Postgres => format!(
+                "{row}errors || jsonb_build_array(jsonb_build_object(
+                     'attempt', {row}attempt, 'error', ({error})::text, 'at', {at}))"
+            ),
+            Dialect::Sqlite => format!(
+                "json_insert({row}errors, '$[#]',
+                     json_object('attempt', {row}attempt, 'error', {error}, 'at', {at}))"
+            ),
+        }
+    }
+}
+
+/// The status a worker's update (`u`) moves its job (`j`) to, evaluated
+/// against the row being updated, so a cancel requested meanwhile is never
+/// overwritten:
+/// * an attempt taken from a worker declared dead (`worker_resurrection`)
+///   is released by whatever end its worker sends (a cancel, a give-back
+///   when it fenced itself, a result finished meanwhile): the job runs
+///   again;
+/// * `running` keeps the status (a cancel request stays one);
+/// * a retryable error with attempts left waits for its retry;
+/// * any other end is the job's.
+fn update_status() -> &'static str {
+    "CASE
+        WHEN j.status = 'worker_resurrection' THEN 'worker_dead'
+        WHEN u.status = 'running' THEN j.status
+        WHEN u.status = 'error' AND u.retryable AND j.attempt - j.given_back < j.max_attempts
+            THEN 'waiting'
+        ELSE u.status END"
+}
+
+/// The `SET` clause of a worker's fenced update `u` (columns `status`,
+/// `progress`, `result`, `error`, `retryable`) of job `j`. `now` is the
+/// statement's time, `at` its text for an attempt error, `retry_at` when a
+/// retry falls due. Nothing of a stale run released from
+/// `worker_resurrection` is kept: no result, no error, no give-back.
+pub fn update_set(dialect: Dialect, now: &str, at: &str, retry_at: &str) -> String {
+    let status = update_status();
+    let live = "j.status <> 'worker_resurrection'";
+    let errors = dialect.append_error("j.", "u.error", at);
+    format!(
+        concat!(
+            "status = {status},
+             started_at = coalesce(j.started_at, {now}),
+             heartbeat_at = {now},
+             progress = CASE WHEN u.status = 'done' THEN 1 ELSE u.progress END,
+             result = CASE WHEN u.status = 'done' AND {live} THEN u.result ELSE j.result END,
+             last_error = CASE WHEN u.status = 'error' AND {live} THEN u.error
+                               ELSE j.last_error END,
+             errors = CASE WHEN u.status = 'error' AND {live} THEN {errors} ELSE j.errors END,
+             scheduled_at = CASE WHEN ({status}) = 'waiting' THEN {retry_at}
+                                 ELSE j.scheduled_at END,
+             finished_at = CASE WHEN ({status}) IN ",
+            sets::ended_by_worker!(),
+            " THEN {now} END,
+             given_back = j.given_back
+                 + CASE WHEN u.status = 'worker_shutdown' AND {live} THEN 1 ELSE 0 END,
+             updated_at = {now}"
+        ),
+        status = status,
+        now = now,
+        live = live,
+        errors = errors,
+        retry_at = retry_at,
+    )
+}
+
+/// The fence of a worker's update `u` of job `j`: the attempt is still
+/// the worker's (or held back for its resurrection, which only an end
+/// releases). An update failing it is reported stale to its worker.
+pub const UPDATE_FENCE: &str = concat!(
+    "j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
+     AND (j.status IN ",
+    sets::on_worker!(),
+    " OR (j.status = 'worker_resurrection' AND u.status <> 'running'))"
+);
+
+/// The `SET` clause that takes back attempts their worker no longer holds
+/// (declared dead, or a live worker omits them): spent, under `reason`
+/// (an error recorded; the last attempt ends the job `error`) unless
+/// `give_back`, an SQL boolean, holds: then a running one is given back
+/// (claimable, not counted against `max_attempts`, no error), as it never
+/// reached a worker that keeps its ends until they are recorded. A cancel
+/// request ends `cancel` either way. An attempt taken from the worker when
+/// it was declared dead (`worker_resurrection`) is released as it was:
+/// claimable, nothing recorded (that loss was counted when it was taken).
+pub fn take_back_set(
+    dialect: Dialect,
+    give_back: &str,
+    reason: &str,
+    now: &str,
+    at: &str,
+) -> String {
+    let errors = dialect.append_error("", reason, at);
+    let give_back = format!("({give_back})");
+    format!(
+        "status = CASE WHEN status = 'worker_resurrection' THEN 'worker_dead'
+                       WHEN status = 'cancel_request' THEN 'cancel'
+                       WHEN {give_back} AND status = 'running' THEN 'worker_dead'
+                       WHEN attempt - given_back >= max_attempts THEN 'error'
+                       ELSE 'worker_dead' END,
+         errors = CASE WHEN status IN ('cancel_request', 'worker_resurrection') OR {give_back}
+                       THEN errors ELSE {errors} END,
+         last_error = CASE WHEN status IN ('cancel_request', 'worker_resurrection') OR {give_back}
+                           THEN last_error ELSE {reason} END,
+         given_back = given_back + CASE WHEN {give_back} AND status = 'running' THEN 1 ELSE 0 END,
+         finished_at = CASE WHEN status = 'cancel_request'
+                              OR (status = 'running' AND NOT {give_back}
+                                  AND attempt - given_back >= max_attempts)
+                            THEN {now} END,
+         updated_at = {now}"
+    )
+}
+
+/// The `SET` clause that gives back what a drained worker still held when
+/// it went offline: not a failed attempt. A cancel request ends `cancel`;
+/// an attempt held back for its resurrection is released.
+pub fn offline_set(now: &str) -> String {
+    format!(
+        "status = CASE status WHEN 'cancel_request' THEN 'cancel'
+                              WHEN 'worker_resurrection' THEN 'worker_dead'
+                              ELSE 'worker_shutdown' END,
+         finished_at = CASE WHEN status = 'cancel_request' THEN {now} END,
+         given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
+         updated_at = {now}"
+    )
+}
