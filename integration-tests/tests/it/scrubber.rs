@@ -466,7 +466,7 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
     // arrival, since its age counts from the start of its listing.
     let flags =
         ["--delay", "0s", "--parallelism", "8", "--max-attempts", "4", "--tag-snapshot-ttl", "5s"];
-    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
+    let mut scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
     let mut client = scrubber.client().await;
     let job_id = submit(&mut client, &scheduler, "faulty", "faulty/app", images).await;
     let ended = wait_ended_within(&client, job_id, 10, Duration::from_secs(90)).await;
@@ -516,4 +516,37 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
     assert!(matches!(pushback.status, 429 | 503), "{pushback:?}");
     assert!(pushback.rate > 0.0 && pushback.rate <= 33.0, "{pushback:?}");
     assert!(pushback.at.is_some(), "{pushback:?}");
+
+    // A scrubber started after that (a restart) remembers the pushback: it
+    // starts the registry at half its slots, even with the faults gone
+    // (the registry now reached directly), where it would start at 8.
+    scrubber.process.signal(nix::sys::signal::Signal::SIGKILL);
+    scrubber.process.wait_exit(Duration::from_secs(10)).await;
+    let direct = v1::Registry { name: "faulty".into(), url: registry.url(), ..Default::default() };
+    scheduler
+        .registries()
+        .await
+        .update_registry(v1::UpdateRegistryRequest {
+            registry: Some(direct),
+            update_mask: vec!["url".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("reach the registry directly");
+    let restarted = Scrubber::start("restarted", &db, &scheduler, &flags).await;
+    let mut client = restarted.client().await;
+    let image = seed_plan(&registry, "faulty/next", 1).await;
+    let job_id = submit(&mut client, &scheduler, "faulty", "faulty/next", image).await;
+    let ended = wait_ended_within(&client, job_id, 1, Duration::from_secs(30)).await;
+    assert_eq!(ended[0].status(), DeletionStatus::Deleted, "{ended:?}");
+    let status = client
+        .get_scrubber_status(v1::GetScrubberStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    let limits =
+        status.registries.iter().find(|r| r.registry == "faulty").expect("limits of faulty");
+    // Halved to 4, grown back by one slot per 4, 5, ... successes since:
+    // one image's requests leave it below the 8 an unseeded start keeps.
+    assert!(limits.concurrency < 8, "started at full concurrency: {limits:?}");
 }

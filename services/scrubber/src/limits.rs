@@ -16,12 +16,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use regsweep_proto::v1;
+use chrono::{DateTime, Utc};
+use regsweep_proto::{timestamp_to_chrono, v1};
 use regsweep_registry::Gate;
 use tokio::sync::Notify;
 
 /// At most one halving per this period: one burst of 429s is one signal.
 const DECREASE_PERIOD: Duration = Duration::from_secs(1);
+
+/// A pushback recorded on the registry this recently (by any scrubber,
+/// before a restart too) starts this process's limits where that pushback
+/// left them, halved, rather than at full concurrency for the registry to
+/// refuse again.
+const PUSHBACK_MEMORY: Duration = Duration::from_secs(600);
 
 struct Bucket {
     tokens: f64,
@@ -188,6 +195,23 @@ impl RegistryLimits {
     }
 }
 
+/// The limits a registry starts with in this process: halved once when
+/// its last pushback is recent, as the pushback itself would have done.
+fn first_limits(registry: &v1::Registry, max: u32, now: DateTime<Utc>) -> RegistryLimits {
+    let limits = RegistryLimits::new(&registry.name, registry.rate_limit, max);
+    let recorded = registry.pushback.as_ref().and_then(|p| p.at.as_ref());
+    let at = recorded.and_then(timestamp_to_chrono);
+    // A pushback stamped ahead of this clock (skew) counts as just now.
+    let age = at.map(|at| (now - at).to_std().unwrap_or_default());
+    if age.is_some_and(|age| age < PUSHBACK_MEMORY) {
+        let halved = (max / 2).max(1);
+        limits.concurrency.store(halved, Ordering::SeqCst);
+        tracing::info!(registry = %registry.name, concurrency = halved, age = ?age,
+            "registry pushed back recently, starting at lower concurrency");
+    }
+    limits
+}
+
 /// Drops the times more than a second before `now`.
 fn forget_before(sent: &mut VecDeque<tokio::time::Instant>, now: tokio::time::Instant) {
     while sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
@@ -239,9 +263,7 @@ impl Limits {
         let mut registries = self.registries.lock().unwrap_or_else(PoisonError::into_inner);
         let limits = registries
             .entry(registry.name.clone())
-            .or_insert_with(|| {
-                Arc::new(RegistryLimits::new(&registry.name, registry.rate_limit, max))
-            })
+            .or_insert_with(|| Arc::new(first_limits(registry, max, Utc::now())))
             .clone();
         *limits.rate.lock().unwrap_or_else(PoisonError::into_inner) = registry.rate_limit;
         if limits.max_concurrency.swap(max, Ordering::SeqCst) != max {
@@ -323,6 +345,38 @@ mod tests {
         assert!(all.take_pushbacks().is_empty(), "taken once");
         limits.observe(503);
         assert!(all.take_pushbacks().is_empty(), "the same burst");
+    }
+
+    /// A restarted scrubber starts a registry that pushed back recently at
+    /// half its slots, and grows back from there; an old pushback, or one
+    /// not recorded, costs nothing.
+    #[test]
+    fn a_recent_pushback_starts_the_limits_halved() {
+        let now = Utc::now();
+        let pushed_back = |ago: Duration| v1::Registry {
+            pushback: Some(v1::RegistryPushback {
+                rate: 40.0,
+                status: 429,
+                at: Some(regsweep_proto::timestamp_from_chrono(
+                    now - chrono::Duration::from_std(ago).expect("a span"),
+                )),
+            }),
+            ..registry(0.0, 8)
+        };
+        let recent = first_limits(&pushed_back(Duration::from_secs(30)), 8, now);
+        assert_eq!(recent.snapshot().concurrency, 4);
+        for _ in 0..4 {
+            recent.observe(202);
+        }
+        assert_eq!(recent.snapshot().concurrency, 5, "and grows back on success");
+        let old = first_limits(&pushed_back(PUSHBACK_MEMORY + Duration::from_secs(1)), 8, now);
+        assert_eq!(old.snapshot().concurrency, 8);
+        assert_eq!(first_limits(&registry(0.0, 8), 8, now).snapshot().concurrency, 8);
+        let one = first_limits(&pushed_back(Duration::ZERO), 1, now);
+        assert_eq!(one.snapshot().concurrency, 1, "never below one slot");
+        let ahead =
+            first_limits(&pushed_back(Duration::ZERO), 8, now - chrono::Duration::seconds(5));
+        assert_eq!(ahead.snapshot().concurrency, 4, "stamped by a clock ahead of this one");
     }
 
     #[tokio::test]
