@@ -8,6 +8,8 @@
 //! The statuses are the sets of `sets`; a move to `waiting` takes its
 //! delay from the caller, who binds `store::job_retry_steps`.
 
+use regsweep_proto::v1::JobStatus;
+
 use crate::store::sets;
 
 /// The two SQL engines, for what they spell differently.
@@ -153,4 +155,107 @@ pub fn offline_set(now: &str) -> String {
          given_back = given_back + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
          updated_at = {now}"
     )
+}
+
+/// What an operator's cancel does to a job, by its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelMove {
+    /// Finished already: nothing changes.
+    Finished,
+    /// A worker holds it: the cancel is requested (`cancel_request`) and
+    /// the worker told; the job ends when the worker acknowledges.
+    Request,
+    /// No worker runs it: it ends `cancel` at once.
+    End,
+}
+
+/// The move a cancel makes from `status`.
+pub fn cancel_move(status: JobStatus) -> CancelMove {
+    match status {
+        s if s.is_terminal() => CancelMove::Finished,
+        JobStatus::Running | JobStatus::CancelRequest => CancelMove::Request,
+        _ => CancelMove::End,
+    }
+}
+
+/// The `SET` clause of a cancel by `cancel_move` (not `Finished`): `$2` is
+/// whether it is requested (`CancelMove::Request`), `$3` the reason.
+pub fn cancel_set(now: &str) -> String {
+    format!(
+        "status = CASE WHEN $2 THEN 'cancel_request' ELSE 'cancel' END,
+         finished_at = CASE WHEN $2 THEN NULL ELSE {now} END,
+         last_error = $3,
+         updated_at = {now}"
+    )
+}
+
+/// Whether a job in `status` may be deleted: not while a worker holds it
+/// (its run would go on unrecorded); cancel it first.
+pub fn deletable(status: JobStatus) -> bool {
+    !matches!(status, JobStatus::Running | JobStatus::CancelRequest | JobStatus::WorkerResurrection)
+}
+
+/// The `SET` clause that deletes a job (kept as `deleted`, its result
+/// dropped, its logs deleted by the caller).
+pub fn delete_set(now: &str) -> String {
+    format!(
+        "status = 'deleted', result = NULL, finished_at = coalesce(finished_at, {now}),
+         updated_at = {now}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every status has one cancel move and a deletability that agree: a
+    /// job a worker holds is neither ended by a cancel nor deleted.
+    #[test]
+    fn cancels_and_deletes_spare_what_a_worker_holds() {
+        use JobStatus::*;
+        let all: Vec<JobStatus> = (1..).map_while(|n| JobStatus::try_from(n).ok()).collect();
+        for status in all {
+            let expected = match status {
+                Done | Error | Cancel | Deleted => CancelMove::Finished,
+                Running | CancelRequest => CancelMove::Request,
+                Waiting | WorkerDead | WorkerShutdown | WorkerResurrection => CancelMove::End,
+                Unspecified => unreachable!("not a stored status"),
+            };
+            assert_eq!(cancel_move(status), expected, "{status:?}");
+        }
+        assert!(deletable(Waiting) && deletable(Done) && deletable(WorkerDead));
+        assert!(!deletable(Running) && !deletable(CancelRequest));
+        assert!(!deletable(WorkerResurrection), "its stale run may still go on");
+    }
+
+    /// Every status the clauses write or test is a job status, in both
+    /// dialects: a typo would be a state no code knows.
+    #[test]
+    fn the_clauses_name_only_job_statuses() {
+        let known: Vec<&str> =
+            (1..).map_while(|n| JobStatus::try_from(n).ok()).map(JobStatus::short_name).collect();
+        // The keys of an attempt error, not statuses.
+        let keys = ["attempt", "error", "at"];
+        for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+            let clauses = [
+                update_set(dialect, "now", "at", "retry_at"),
+                take_back_set(dialect, "$5", "$2", "now", "at"),
+                offline_set("now"),
+                cancel_set("now"),
+                delete_set("now"),
+                UPDATE_FENCE.to_string(),
+            ];
+            for clause in clauses {
+                let literals = clause.split('\'').skip(1).step_by(2);
+                let names =
+                    literals.filter(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+                for name in names.filter(|n| !keys.contains(n)) {
+                    assert!(
+                        known.contains(&name),
+                        "{dialect:?}: unknown status {name:?} in {clause}"
+                    );
+                }
+            }
+        }
+    }
 }

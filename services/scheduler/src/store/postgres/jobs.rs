@@ -1,13 +1,13 @@
 //! Admin operations on jobs: create, read, list, cancel, delete, logs.
 
 use chrono::{DateTime, Utc};
-use regsweep_proto::v1::JobStatus;
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
 
 use crate::store::rows::{self, JOB_COLUMNS, to_i32};
 use crate::store::sets;
+use crate::store::transitions::{self, CancelMove};
 use crate::store::{
     CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
     StoreError,
@@ -121,20 +121,14 @@ pub async fn cancel(pool: &PgPool, id: i64, reason: &str) -> Result<CancelOutcom
     let Some((status,)) = current else {
         return Ok(CancelOutcome::NotFound);
     };
-    let status = rows::job_status(&status)?;
-    let requested = matches!(status, JobStatus::Running | JobStatus::CancelRequest);
-    if status.is_terminal() {
-        let job = get_in(&mut tx, id).await?;
-        return Ok(CancelOutcome::Terminal(job));
-    }
+    let requested = match transitions::cancel_move(rows::job_status(&status)?) {
+        CancelMove::Finished => return Ok(CancelOutcome::Terminal(get_in(&mut tx, id).await?)),
+        CancelMove::Request => true,
+        CancelMove::End => false,
+    };
     let sql = format!(
-        "UPDATE jobs SET
-             status = CASE WHEN $2 THEN 'cancel_request' ELSE 'cancel' END,
-             finished_at = CASE WHEN $2 THEN NULL ELSE store_now() END,
-             last_error = $3,
-             updated_at = store_now()
-         WHERE id = $1
-         RETURNING {JOB_COLUMNS}"
+        "UPDATE jobs SET {set} WHERE id = $1 RETURNING {JOB_COLUMNS}",
+        set = transitions::cancel_set("store_now()")
     );
     let job: JobRecord = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
         .bind(id)
@@ -170,21 +164,12 @@ pub async fn delete(pool: &PgPool, id: i64) -> Result<DeleteOutcome, StoreError>
         return Ok(DeleteOutcome::NotFound);
     };
     let status = rows::job_status(&status)?;
-    if matches!(
-        status,
-        JobStatus::Running | JobStatus::CancelRequest | JobStatus::WorkerResurrection
-    ) {
+    if !transitions::deletable(status) {
         return Ok(DeleteOutcome::Active(status));
     }
     sqlx::query("DELETE FROM job_logs WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
-    sqlx::query(
-        "UPDATE jobs SET status = 'deleted', result = NULL, finished_at = coalesce(finished_at, store_now()),
-                         updated_at = store_now()
-         WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+    let sql = format!("UPDATE jobs SET {} WHERE id = $1", transitions::delete_set("store_now()"));
+    sqlx::query(AssertSqlSafe(sql)).bind(id).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(DeleteOutcome::Deleted)
 }

@@ -1,12 +1,12 @@
 //! Admin operations on jobs: create, read, list, cancel, delete, logs.
 
-use regsweep_proto::v1::JobStatus;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::rows::{self, ACTIVE, JOB_COLUMNS, JobRow, to_i32};
 use super::{SqliteStore, micros, time};
 use crate::store::rows::{cancel_payload, non_negative, parse_cancel_payload};
+use crate::store::transitions::{self, CancelMove};
 use crate::store::{
     CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
     StoreError, StoreEvent,
@@ -134,18 +134,14 @@ pub async fn cancel(
     let Some(status) = status else {
         return Ok(CancelOutcome::NotFound);
     };
-    let status = rows::job_status(&status)?;
-    if status.is_terminal() {
-        return Ok(CancelOutcome::Terminal(get_in(&mut tx, id).await?));
-    }
-    let requested = matches!(status, JobStatus::Running | JobStatus::CancelRequest);
+    let requested = match transitions::cancel_move(rows::job_status(&status)?) {
+        CancelMove::Finished => return Ok(CancelOutcome::Terminal(get_in(&mut tx, id).await?)),
+        CancelMove::Request => true,
+        CancelMove::End => false,
+    };
     let sql = format!(
-        "UPDATE jobs SET
-             status = CASE WHEN ?2 THEN 'cancel_request' ELSE 'cancel' END,
-             finished_at = CASE WHEN ?2 THEN NULL ELSE ?4 END,
-             last_error = ?3, updated_at = ?4
-         WHERE id = ?1
-         RETURNING {JOB_COLUMNS}"
+        "UPDATE jobs SET {set} WHERE id = $1 RETURNING {JOB_COLUMNS}",
+        set = transitions::cancel_set("$4")
     );
     let job: JobRecord = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
         .bind(id)
@@ -185,22 +181,12 @@ pub async fn delete(store: &SqliteStore, id: i64) -> Result<DeleteOutcome, Store
         return Ok(DeleteOutcome::NotFound);
     };
     let status = rows::job_status(&status)?;
-    if matches!(
-        status,
-        JobStatus::Running | JobStatus::CancelRequest | JobStatus::WorkerResurrection
-    ) {
+    if !transitions::deletable(status) {
         return Ok(DeleteOutcome::Active(status));
     }
     sqlx::query("DELETE FROM job_logs WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
-    sqlx::query(
-        "UPDATE jobs SET status = 'deleted', result = NULL,
-             finished_at = coalesce(finished_at, ?2), updated_at = ?2
-         WHERE id = ?1",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let sql = format!("UPDATE jobs SET {} WHERE id = $1", transitions::delete_set("$2"));
+    sqlx::query(AssertSqlSafe(sql)).bind(id).bind(now).execute(&mut *tx).await?;
     tx.commit().await?;
     // As PostgreSQL's trigger, which fires on any move to `deleted`.
     if super::queue::ends_cleanup(&kind, "deleted") {
