@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use regsweep_proto::v1::{self, CleanupStatus, JobStatus};
 use regsweep_scheduler::cleanup::advance;
 use regsweep_scheduler::store::catalog::{
-    NewPolicy, NewRegistry, PolicyRecord, ReportOutcome, RepositoryFilter, RepositoryRecord,
-    Selection, SelectionConfig,
+    DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, ReportOutcome, RepositoryFilter,
+    RepositoryRecord, Selection, SelectionConfig,
 };
 use regsweep_scheduler::store::in_use::{InUseMarks, MarkOutcome};
 use regsweep_scheduler::store::sightings::{Sighting, SightingBatch};
@@ -354,6 +354,22 @@ pub async fn disabling_a_policy_releases_its_waiting_repositories(f: Fixture) {
     assert!(select(&f, 3).await.started.is_empty());
     assert!(f.catalog().delete_policy("p").await.unwrap());
     assert!(!f.catalog().delete_policy("p").await.unwrap());
+}
+
+/// A registry in use by a policy is not deleted (the policies are named);
+/// once they are gone it is, once.
+pub async fn a_registry_is_deleted_only_when_no_policy_uses_it(f: Fixture) {
+    let _catalog = catalog(&f, &["a"]).await;
+    let pushback = r#"{"rate": 12.0, "status": 429}"#;
+    assert!(f.catalog().record_pushback("r", pushback).await.unwrap());
+    assert!(!f.catalog().record_pushback("nope", pushback).await.unwrap(), "no such registry");
+    let in_use = f.catalog().delete_registry("r").await.unwrap();
+    assert_eq!(in_use, DeleteRegistryOutcome::InUse(vec!["p".into()]));
+    assert!(f.catalog().get_registry("r").await.unwrap().is_some());
+    assert!(f.catalog().delete_policy("p").await.unwrap());
+    assert_eq!(f.catalog().delete_registry("r").await.unwrap(), DeleteRegistryOutcome::Deleted);
+    assert_eq!(f.catalog().delete_registry("r").await.unwrap(), DeleteRegistryOutcome::NotFound);
+    assert!(f.catalog().get_registry("r").await.unwrap().is_none());
 }
 
 fn changed_clone(r: &regsweep_scheduler::store::catalog::RegistryRecord) -> NewRegistry {

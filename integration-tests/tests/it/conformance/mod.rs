@@ -194,6 +194,7 @@ conformance!(
     catalog::unfinished_cleanups_come_after_due_ones,
     catalog::cleanup_ends_record_errors_and_deleted_counts,
     catalog::a_cleanup_ended_by_any_path_is_closed_by_the_next_tick,
+    catalog::a_registry_is_deleted_only_when_no_policy_uses_it,
     catalog::catalog_reports_are_fenced_and_complete_ones_prune,
     catalog::stale_cleanups_become_unfinished,
     catalog::disabling_a_policy_releases_its_waiting_repositories,

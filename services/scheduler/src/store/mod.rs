@@ -6,7 +6,9 @@
 //! one statement serves many jobs.
 
 pub mod catalog;
+mod catalog_sql;
 mod cleanup_end;
+mod dialect;
 mod forward;
 pub mod in_use;
 mod measured;

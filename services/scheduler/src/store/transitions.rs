@@ -10,36 +10,8 @@
 
 use regsweep_proto::v1::JobStatus;
 
+use crate::store::dialect::Dialect;
 use crate::store::sets;
-
-/// The two SQL engines, for what they spell differently.
-#[derive(Clone, Copy, Debug)]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
-/// PostgreSQL's text of the statement's time in an attempt error
-/// (`at`), RFC 3339 in UTC as the SQLite store writes it.
-pub const POSTGRES_ERROR_TIME: &str =
-    "to_char(store_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
-
-impl Dialect {
-    /// `{row}errors` with an entry for the row's attempt appended:
-    /// `{"attempt", "error": error, "at": at}`.
-    fn append_error(self, row: &str, error: &str, at: &str) -> String {
-        match self {
-            Dialect::Postgres => format!(
-                "{row}errors || jsonb_build_array(jsonb_build_object(
-                     'attempt', {row}attempt, 'error', ({error})::text, 'at', {at}))"
-            ),
-            Dialect::Sqlite => format!(
-                "json_insert({row}errors, '$[#]',
-                     json_object('attempt', {row}attempt, 'error', {error}, 'at', {at}))"
-            ),
-        }
-    }
-}
 
 /// The status a worker's update (`u`) moves its job (`j`) to, evaluated
 /// against the row being updated, so a cancel requested meanwhile is never

@@ -10,9 +10,10 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
 use super::workers::take_omitted;
+use crate::store::dialect::{self, Dialect};
 use crate::store::rows::{self, JOB_COLUMNS, to_i32};
 use crate::store::sets;
-use crate::store::transitions::{self, Dialect};
+use crate::store::transitions;
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, UpdateWrite,
     WriteBatch, WriteOutcome,
@@ -201,7 +202,7 @@ async fn apply_updates(
     let set = transitions::update_set(
         Dialect::Postgres,
         "store_now()",
-        transitions::POSTGRES_ERROR_TIME,
+        dialect::POSTGRES_ERROR_TIME,
         retry_at,
     );
     let sql = format!(

@@ -1,6 +1,7 @@
 //! Registries and policies.
 
 use chrono::{DateTime, Utc};
+use sqlx::Postgres;
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 
@@ -9,8 +10,9 @@ use crate::store::catalog::Counted;
 use crate::store::catalog::{
     DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord, attachments_name,
 };
+use crate::store::catalog_sql;
+use crate::store::dialect::Dialect;
 use crate::store::rows::{self, Credentials, REGISTRY_COLUMNS, policy_select};
-use crate::store::sets;
 
 type RegistryRow = rows::RegistryRow<DateTime<Utc>, Vec<String>>;
 type PolicyRow = rows::PolicyRow<DateTime<Utc>>;
@@ -73,12 +75,8 @@ pub async fn set_registry_capabilities(
     id: i64,
     capabilities: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE registries SET capabilities = $2 WHERE id = $1")
-        .bind(id)
-        .bind(capabilities)
-        .execute(pool)
-        .await?;
-    Ok(())
+    let mut conn = pool.acquire().await?;
+    catalog_sql::set_registry_capabilities::<Postgres>(&mut conn, id, capabilities).await
 }
 
 pub async fn record_pushback(
@@ -86,12 +84,8 @@ pub async fn record_pushback(
     name: &str,
     pushback: &str,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query("UPDATE registries SET pushback = $2 WHERE name = $1")
-        .bind(name)
-        .bind(pushback)
-        .execute(pool)
-        .await?;
-    Ok(updated.rows_affected() > 0)
+    let mut conn = pool.acquire().await?;
+    catalog_sql::record_pushback::<Postgres>(&mut conn, name, pushback).await
 }
 
 pub async fn update_registry(
@@ -126,25 +120,10 @@ pub async fn delete_registry(
     name: &str,
 ) -> Result<DeleteRegistryOutcome, StoreError> {
     let mut tx = pool.begin().await?;
-    let Some(id) =
-        sqlx::query_scalar::<_, i64>("SELECT id FROM registries WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-    else {
-        return Ok(DeleteRegistryOutcome::NotFound);
-    };
-    let policies: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM policies WHERE registry_id = $1 ORDER BY name")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-    if !policies.is_empty() {
-        return Ok(DeleteRegistryOutcome::InUse(policies));
-    }
-    sqlx::query("DELETE FROM registries WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    let outcome =
+        catalog_sql::delete_registry::<Postgres>(Dialect::Postgres, &mut tx, name).await?;
     tx.commit().await?;
-    Ok(DeleteRegistryOutcome::Deleted)
+    Ok(outcome)
 }
 
 pub async fn get_policy(
@@ -250,43 +229,17 @@ pub async fn update_policy(
         return Ok(None);
     };
     if !p.enabled {
-        release_waiting(&mut tx, id).await?;
+        catalog_sql::release_waiting::<Postgres>(&mut tx, id).await?;
     }
     tx.commit().await?;
     get_policy(pool, &p.name, Counted::Yes).await
 }
 
-/// Gives a policy's waiting repositories back: they are not picked while
-/// the policy is disabled or gone. Running cleanups finish.
-async fn release_waiting(
-    tx: &mut sqlx::PgTransaction<'_>,
-    policy_id: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(concat!(
-        "UPDATE repositories SET cleanup_status = 'unscheduled'
-         WHERE policy_id = $1 AND cleanup_status IN ",
-        sets::cleanup_waiting!()
-    ))
-    .bind(policy_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 pub async fn delete_policy(pool: &PgPool, name: &str) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let Some(id) =
-        sqlx::query_scalar::<_, i64>("SELECT id FROM policies WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-    else {
-        return Ok(false);
-    };
-    release_waiting(&mut tx, id).await?;
-    sqlx::query("DELETE FROM policies WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    let deleted = catalog_sql::delete_policy::<Postgres>(Dialect::Postgres, &mut tx, name).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(deleted)
 }
 
 pub async fn run_policy(pool: &PgPool, name: &str) -> Result<Option<PolicyRecord>, StoreError> {

@@ -8,11 +8,12 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::store::dialect::{self, Dialect};
 use crate::store::model::{SessionStart, capacity_change};
 use crate::store::rows::{self, to_i32};
 use crate::store::sets;
 use crate::store::stale_runs;
-use crate::store::transitions::{self, Dialect};
+use crate::store::transitions;
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StoreError, WorkerHello, WorkerRecord,
 };
@@ -41,7 +42,7 @@ pub fn take_omitted(give_back: &str, reason: &str) -> String {
         give_back,
         &reason,
         "store_now()",
-        transitions::POSTGRES_ERROR_TIME,
+        dialect::POSTGRES_ERROR_TIME,
     )
 }
 

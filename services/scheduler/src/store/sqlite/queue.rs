@@ -13,8 +13,9 @@ use uuid::Uuid;
 use super::rows::{self, CLAIMABLE, JOB_COLUMNS, JobRow, to_i32};
 use super::workers::{self, Taken};
 use super::{SqliteStore, error_time, span_micros};
+use crate::store::dialect::Dialect;
 use crate::store::sets;
-use crate::store::transitions::{self, Dialect};
+use crate::store::transitions;
 use crate::store::{
     ClaimSlot, HeartbeatWrite, JobRecord, LogWrite, SessionRef, StoreError, StoreEvent,
     UpdateWrite, WriteBatch, WriteOutcome,

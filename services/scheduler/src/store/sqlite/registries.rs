@@ -1,7 +1,7 @@
 //! Registries and policies on SQLite.
 
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, SqliteConnection};
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 
 use super::rows::{PolicyRow, REGISTRY_COLUMNS, RegistryRow, policy_select};
 use super::{SqliteStore, micros};
@@ -10,8 +10,9 @@ use crate::store::catalog::Counted;
 use crate::store::catalog::{
     DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord, attachments_name,
 };
+use crate::store::catalog_sql;
+use crate::store::dialect::Dialect;
 use crate::store::rows::Credentials;
-use crate::store::sets;
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().map(|d| d.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
@@ -103,24 +104,9 @@ pub async fn delete_registry(
     name: &str,
 ) -> Result<DeleteRegistryOutcome, StoreError> {
     let mut tx = store.begin().await?;
-    let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM registries WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?
-    else {
-        return Ok(DeleteRegistryOutcome::NotFound);
-    };
-    let policies: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM policies WHERE registry_id = ? ORDER BY name")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-    if !policies.is_empty() {
-        return Ok(DeleteRegistryOutcome::InUse(policies));
-    }
-    sqlx::query("DELETE FROM registries WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    let outcome = catalog_sql::delete_registry::<Sqlite>(Dialect::Sqlite, &mut tx, name).await?;
     tx.commit().await?;
-    Ok(DeleteRegistryOutcome::Deleted)
+    Ok(outcome)
 }
 
 async fn policy_in(
@@ -238,39 +224,18 @@ pub async fn update_policy(
         return Ok(None);
     };
     if !p.enabled {
-        release_waiting(&mut tx, id).await?;
+        catalog_sql::release_waiting::<Sqlite>(&mut tx, id).await?;
     }
     let policy = policy_in(&mut tx, &p.name, Counted::Yes).await?;
     tx.commit().await?;
     Ok(policy)
 }
 
-/// Gives a policy's waiting repositories back; running cleanups finish.
-async fn release_waiting(tx: &mut SqliteConnection, policy_id: i64) -> Result<(), StoreError> {
-    sqlx::query(concat!(
-        "UPDATE repositories SET cleanup_status = 'unscheduled'
-         WHERE policy_id = ? AND cleanup_status IN ",
-        sets::cleanup_waiting!()
-    ))
-    .bind(policy_id)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 pub async fn delete_policy(store: &SqliteStore, name: &str) -> Result<bool, StoreError> {
     let mut tx = store.begin().await?;
-    let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM policies WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?
-    else {
-        return Ok(false);
-    };
-    release_waiting(&mut tx, id).await?;
-    sqlx::query("DELETE FROM policies WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    let deleted = catalog_sql::delete_policy::<Sqlite>(Dialect::Sqlite, &mut tx, name).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(deleted)
 }
 
 pub async fn run_policy(
@@ -304,13 +269,9 @@ pub async fn record_pushback(
     pushback: &str,
 ) -> Result<bool, StoreError> {
     let mut tx = store.begin().await?;
-    let updated = sqlx::query("UPDATE registries SET pushback = ?2 WHERE name = ?1")
-        .bind(name)
-        .bind(pushback)
-        .execute(&mut *tx)
-        .await?;
+    let recorded = catalog_sql::record_pushback::<Sqlite>(&mut tx, name, pushback).await?;
     tx.commit().await?;
-    Ok(updated.rows_affected() > 0)
+    Ok(recorded)
 }
 
 pub async fn set_registry_capabilities(
@@ -319,11 +280,7 @@ pub async fn set_registry_capabilities(
     capabilities: &str,
 ) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
-    sqlx::query("UPDATE registries SET capabilities = ?2 WHERE id = ?1")
-        .bind(id)
-        .bind(capabilities)
-        .execute(&mut *tx)
-        .await?;
+    catalog_sql::set_registry_capabilities::<Sqlite>(&mut tx, id, capabilities).await?;
     tx.commit().await?;
     Ok(())
 }

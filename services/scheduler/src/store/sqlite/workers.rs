@@ -14,8 +14,9 @@ use super::{SqliteStore, error_time, span_micros};
 use crate::store::model::{SessionStart, capacity_change};
 use crate::store::stale_runs;
 
+use crate::store::dialect::Dialect;
 use crate::store::sets;
-use crate::store::transitions::{self, Dialect};
+use crate::store::transitions;
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StoreError, StoreEvent, WorkerHello,
     WorkerRecord,

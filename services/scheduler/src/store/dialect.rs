@@ -1,0 +1,42 @@
+//! What the two SQL engines spell differently, for statements written
+//! once. Everything else in a shared statement is common SQL with `$n`
+//! placeholders, which both drivers bind by number.
+
+/// The two SQL engines, for what they spell differently.
+#[derive(Clone, Copy, Debug)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// PostgreSQL's text of the statement's time in an attempt error
+/// (`at`), RFC 3339 in UTC as the SQLite store writes it.
+pub const POSTGRES_ERROR_TIME: &str =
+    "to_char(store_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+impl Dialect {
+    /// `{row}errors` with an entry for the row's attempt appended:
+    /// `{"attempt", "error": error, "at": at}`.
+    pub(crate) fn append_error(self, row: &str, error: &str, at: &str) -> String {
+        match self {
+            Dialect::Postgres => format!(
+                "{row}errors || jsonb_build_array(jsonb_build_object(
+                     'attempt', {row}attempt, 'error', ({error})::text, 'at', {at}))"
+            ),
+            Dialect::Sqlite => format!(
+                "json_insert({row}errors, '$[#]',
+                     json_object('attempt', {row}attempt, 'error', {error}, 'at', {at}))"
+            ),
+        }
+    }
+
+    /// What locks the rows a read will change until the transaction ends:
+    /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose one writer
+    /// holds the database for the whole transaction.
+    pub fn row_lock(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+}
