@@ -6,9 +6,84 @@
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
 use crate::store::StoreError;
-use crate::store::catalog::DeleteRegistryOutcome;
+use crate::store::catalog::{Counted, DeleteRegistryOutcome, PolicyRecord, RegistryRecord};
 use crate::store::dialect::Dialect;
+use crate::store::rows::{REGISTRY_COLUMNS, policy_select};
 use crate::store::sets;
+
+/// The registry named, read as the store's row type `R`.
+pub async fn get_registry<'e, DB, R>(
+    exec: impl Executor<'e, Database = DB>,
+    name: &'e str,
+) -> Result<Option<RegistryRecord>, StoreError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    R: for<'r> sqlx::FromRow<'r, DB::Row> + TryInto<RegistryRecord, Error = StoreError>,
+    R: Send + Unpin,
+{
+    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = $1");
+    let row: Option<R> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(exec).await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// Every registry, by name.
+pub async fn list_registries<'e, DB, R>(
+    exec: impl Executor<'e, Database = DB>,
+) -> Result<Vec<RegistryRecord>, StoreError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    R: for<'r> sqlx::FromRow<'r, DB::Row> + TryInto<RegistryRecord, Error = StoreError>,
+    R: Send + Unpin,
+{
+    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
+    let rows: Vec<R> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(exec).await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+/// The policy named, read as the store's row type `R`.
+pub async fn get_policy<'e, DB, R>(
+    exec: impl Executor<'e, Database = DB>,
+    name: &'e str,
+    counted: Counted,
+) -> Result<Option<PolicyRecord>, StoreError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    R: for<'r> sqlx::FromRow<'r, DB::Row> + TryInto<PolicyRecord, Error = StoreError>,
+    R: Send + Unpin,
+{
+    let sql = format!("{} WHERE p.name = $1", policy_select(counted));
+    let row: Option<R> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(exec).await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// The policies of one registry, or of all, by name.
+pub async fn list_policies<'e, DB, R>(
+    exec: impl Executor<'e, Database = DB>,
+    registry_id: Option<i64>,
+    counted: Counted,
+) -> Result<Vec<PolicyRecord>, StoreError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    R: for<'r> sqlx::FromRow<'r, DB::Row> + TryInto<PolicyRecord, Error = StoreError>,
+    R: Send + Unpin,
+{
+    let sql = format!(
+        "{} WHERE CAST($1 AS bigint) IS NULL OR p.registry_id = $1 ORDER BY p.name",
+        policy_select(counted)
+    );
+    let rows: Vec<R> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(registry_id).fetch_all(exec).await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
 
 /// Stores the last pushback of the registry named; false when there is
 /// no such registry. Not an edit: the registry's version stays.

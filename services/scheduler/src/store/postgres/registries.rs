@@ -12,7 +12,7 @@ use crate::store::catalog::{
 };
 use crate::store::catalog_sql;
 use crate::store::dialect::Dialect;
-use crate::store::rows::{self, Credentials, REGISTRY_COLUMNS, policy_select};
+use crate::store::rows::{self, Credentials, REGISTRY_COLUMNS};
 
 type RegistryRow = rows::RegistryRow<DateTime<Utc>, Vec<String>>;
 type PolicyRow = rows::PolicyRow<DateTime<Utc>>;
@@ -55,18 +55,11 @@ pub async fn create_registry(
 }
 
 pub async fn get_registry(pool: &PgPool, name: &str) -> Result<Option<RegistryRecord>, StoreError> {
-    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = $1");
-    let row = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
-    row.map(TryInto::try_into).transpose()
+    catalog_sql::get_registry::<Postgres, RegistryRow>(pool, name).await
 }
 
 pub async fn list_registries(pool: &PgPool) -> Result<Vec<RegistryRecord>, StoreError> {
-    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
-    let rows = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;
-    rows.into_iter().map(TryInto::try_into).collect()
+    catalog_sql::list_registries::<Postgres, RegistryRow>(pool).await
 }
 
 /// Records what a registry was found to support (JSON of its capabilities).
@@ -131,12 +124,7 @@ pub async fn get_policy(
     name: &str,
     counted: Counted,
 ) -> Result<Option<PolicyRecord>, StoreError> {
-    let sql = format!("{} WHERE p.name = $1", policy_select(counted));
-    let row = sqlx::query_as::<_, PolicyRow>(sqlx::AssertSqlSafe(sql))
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
-    row.map(TryInto::try_into).transpose()
+    catalog_sql::get_policy::<Postgres, PolicyRow>(pool, name, counted).await
 }
 
 pub async fn list_policies(
@@ -144,15 +132,7 @@ pub async fn list_policies(
     registry_id: Option<i64>,
     counted: Counted,
 ) -> Result<Vec<PolicyRecord>, StoreError> {
-    let sql = format!(
-        "{} WHERE $1::bigint IS NULL OR p.registry_id = $1 ORDER BY p.name",
-        policy_select(counted)
-    );
-    let rows = sqlx::query_as::<_, PolicyRow>(sqlx::AssertSqlSafe(sql))
-        .bind(registry_id)
-        .fetch_all(pool)
-        .await?;
-    rows.into_iter().map(TryInto::try_into).collect()
+    catalog_sql::list_policies::<Postgres, PolicyRow>(pool, registry_id, counted).await
 }
 
 pub async fn create_policy(

@@ -3,7 +3,7 @@
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 
-use super::rows::{PolicyRow, REGISTRY_COLUMNS, RegistryRow, policy_select};
+use super::rows::{PolicyRow, REGISTRY_COLUMNS, RegistryRow};
 use super::{SqliteStore, micros};
 use crate::store::StoreError;
 use crate::store::catalog::Counted;
@@ -56,19 +56,11 @@ pub async fn get_registry(
     store: &SqliteStore,
     name: &str,
 ) -> Result<Option<RegistryRecord>, StoreError> {
-    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = ?");
-    let row = sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql))
-        .bind(name)
-        .fetch_optional(store.reader())
-        .await?;
-    row.map(TryInto::try_into).transpose()
+    catalog_sql::get_registry::<Sqlite, RegistryRow>(store.reader(), name).await
 }
 
 pub async fn list_registries(store: &SqliteStore) -> Result<Vec<RegistryRecord>, StoreError> {
-    let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
-    let rows =
-        sqlx::query_as::<_, RegistryRow>(AssertSqlSafe(sql)).fetch_all(store.reader()).await?;
-    rows.into_iter().map(TryInto::try_into).collect()
+    catalog_sql::list_registries::<Sqlite, RegistryRow>(store.reader()).await
 }
 
 pub async fn update_registry(
@@ -114,10 +106,7 @@ async fn policy_in(
     name: &str,
     counted: Counted,
 ) -> Result<Option<PolicyRecord>, StoreError> {
-    let sql = format!("{} WHERE p.name = ?", policy_select(counted));
-    let row =
-        sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql)).bind(name).fetch_optional(conn).await?;
-    row.map(TryInto::try_into).transpose()
+    catalog_sql::get_policy::<Sqlite, PolicyRow>(conn, name, counted).await
 }
 
 pub async fn get_policy(
@@ -125,8 +114,7 @@ pub async fn get_policy(
     name: &str,
     counted: Counted,
 ) -> Result<Option<PolicyRecord>, StoreError> {
-    let mut conn = store.reader().acquire().await?;
-    policy_in(&mut conn, name, counted).await
+    catalog_sql::get_policy::<Sqlite, PolicyRow>(store.reader(), name, counted).await
 }
 
 pub async fn list_policies(
@@ -134,15 +122,7 @@ pub async fn list_policies(
     registry_id: Option<i64>,
     counted: Counted,
 ) -> Result<Vec<PolicyRecord>, StoreError> {
-    let sql = format!(
-        "{} WHERE ?1 IS NULL OR p.registry_id = ?1 ORDER BY p.name",
-        policy_select(counted)
-    );
-    let rows = sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql))
-        .bind(registry_id)
-        .fetch_all(store.reader())
-        .await?;
-    rows.into_iter().map(TryInto::try_into).collect()
+    catalog_sql::list_policies::<Sqlite, PolicyRow>(store.reader(), registry_id, counted).await
 }
 
 pub async fn create_policy(

@@ -4,7 +4,7 @@ use crate::store::rows;
 
 pub use crate::store::rows::{
     CRON_COLUMNS, JOB_COLUMNS, REGISTRY_COLUMNS, REPOSITORY_SELECT, WORKER_COLUMNS, claimed,
-    job_status, jobs, non_negative, policy_select, to_i32,
+    job_status, jobs, non_negative, to_i32,
 };
 
 pub type JobRow = rows::JobRow<i64>;
