@@ -379,6 +379,44 @@ async fn the_console_shows_restores_approves_and_follows_in_a_real_browser() {
     b.quit().await;
 }
 
+/// A log followed while its scheduler goes away (killed, restarted, a
+/// rolling upgrade) is not ended as failed: the event stream just ends,
+/// so the browser connects again from its last event once a scheduler
+/// answers. A `failed` event would stop the page following for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_followed_log_outlives_its_scheduler_going_away() {
+    let rig = Rig::start().await;
+    let args = regsweep_proto::json_to_struct(serde_json::json!({"seconds": 60}));
+    let create =
+        v1::CreateJobRequest { kind: "sleep".into(), args: Some(args), ..Default::default() };
+    let mut jobs = rig.scheduler.jobs().await;
+    let job = jobs.create_job(admin(create)).await.expect("job").into_inner().job.expect("job");
+    let mut response = reqwest::Client::new()
+        .get(format!("{}/jobs/{}/log", rig.console.url, job.id))
+        .header("cookie", format!("regsweep_token={ADMIN}"))
+        .send()
+        .await
+        .expect("follow the log");
+    let mut body = String::new();
+    let read = async {
+        while let Some(chunk) = response.chunk().await.expect("a chunk") {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+            if body.contains("sleeping for") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read).await.expect("the first line");
+    rig.scheduler.process.signal(nix::sys::signal::Signal::SIGKILL);
+    let rest = async {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), rest).await.expect("the stream to end");
+    assert!(!body.contains("event: failed"), "the follow was ended as failed: {body}");
+}
+
 /// The policy pages (a preview as the CLI's, the scheduler's validation
 /// beside its field, the impact of saving without saving), repositories,
 /// workers' capacity and registries; as an admin.

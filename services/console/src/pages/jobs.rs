@@ -242,12 +242,22 @@ pub async fn log_stream(
                 }
                 events
             }
-            // A scheduler stopping: ending the stream has the browser
-            // connect again, from its last event.
-            Err(status) if status.code() == tonic::Code::Unavailable => Vec::new(),
+            // A scheduler stopping, or gone mid-stream (its connection cut:
+            // tonic reports `Unknown`, which the scheduler itself never
+            // answers): ending the stream has the browser connect again,
+            // from its last event.
+            Err(status) if is_gone(&status) => Vec::new(),
             Err(status) => vec![Event::default().event("failed").data(status.message())],
         };
         futures::stream::iter(events.into_iter().map(Ok))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// Whether a log stream failed because its scheduler went away rather than
+/// answered: `Unavailable` (stopping, unreachable) or `Unknown` (the
+/// connection cut mid-stream; the scheduler maps every error it answers
+/// to a code of its own, never `Unknown`).
+fn is_gone(status: &tonic::Status) -> bool {
+    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
 }
