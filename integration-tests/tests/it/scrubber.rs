@@ -254,6 +254,13 @@ async fn submit(
     job_id
 }
 
+/// The scrubber's current limits of `registry`.
+async fn limits_of(client: &ScrubberServiceClient<Channel>, registry: &str) -> v1::RegistryLimits {
+    let status = client.clone().get_scrubber_status(v1::GetScrubberStatusRequest {}).await;
+    let status = status.expect("status").into_inner();
+    status.registries.into_iter().find(|r| r.registry == registry).expect("its limits")
+}
+
 /// Defines registry `name` at `url` with a rate limit.
 async fn create_rated_registry(scheduler: &Scheduler, name: &str, url: String, rate_limit: f64) {
     let definition = v1::Registry { name: name.into(), url, rate_limit, ..Default::default() };
@@ -494,13 +501,7 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
         assert_eq!(present, d.status() == DeletionStatus::Failed, "{d:?}");
     }
     assert!(busiest <= 33, "{busiest} requests within one second, limit 30/s");
-    let status = client
-        .get_scrubber_status(v1::GetScrubberStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner();
-    let limits =
-        status.registries.iter().find(|r| r.registry == "faulty").expect("limits of faulty");
+    let limits = limits_of(&client, "faulty").await;
     assert!(limits.max_concurrency == 8 && limits.concurrency >= 1, "{limits:?}");
     // The pushback is kept on the registry, with the rate the scrubber had
     // sent at: within its own limit (30/s and a tenth of a second's burst).
@@ -539,13 +540,7 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
     let job_id = submit(&mut client, &scheduler, "faulty", "faulty/next", image).await;
     let ended = wait_ended_within(&client, job_id, 1, Duration::from_secs(30)).await;
     assert_eq!(ended[0].status(), DeletionStatus::Deleted, "{ended:?}");
-    let status = client
-        .get_scrubber_status(v1::GetScrubberStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner();
-    let limits =
-        status.registries.iter().find(|r| r.registry == "faulty").expect("limits of faulty");
+    let limits = limits_of(&client, "faulty").await;
     // Halved to 4, grown back by one slot per 4, 5, ... successes since:
     // one image's requests leave it below the 8 an unseeded start keeps.
     assert!(limits.concurrency < 8, "started at full concurrency: {limits:?}");

@@ -130,6 +130,38 @@ where
     Ok(())
 }
 
+/// What is looked up by name.
+#[derive(Clone, Copy)]
+enum Named {
+    Registry,
+    Policy,
+}
+
+/// The id of the registry or policy named, its row locked for the rest of
+/// the transaction.
+async fn locked_id<DB>(
+    dialect: Dialect,
+    conn: &mut DB::Connection,
+    named: Named,
+    name: &str,
+) -> Result<Option<i64>, StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let table = match named {
+        Named::Registry => "registries",
+        Named::Policy => "policies",
+    };
+    let find = format!("SELECT id FROM {table} WHERE name = $1{}", dialect.row_lock());
+    let found: Option<(i64,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(find)).bind(name).fetch_optional(&mut *conn).await?;
+    Ok(found.map(|(id,)| id))
+}
+
 /// Deletes the registry named unless policies use it (then their names).
 pub async fn delete_registry<DB>(
     dialect: Dialect,
@@ -145,10 +177,7 @@ where
     (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    let find = format!("SELECT id FROM registries WHERE name = $1{}", dialect.row_lock());
-    let found: Option<(i64,)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(find)).bind(name).fetch_optional(&mut *conn).await?;
-    let Some((id,)) = found else {
+    let Some(id) = locked_id::<DB>(dialect, conn, Named::Registry, name).await? else {
         return Ok(DeleteRegistryOutcome::NotFound);
     };
     let policies: Vec<(String,)> =
@@ -201,10 +230,7 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    let find = format!("SELECT id FROM policies WHERE name = $1{}", dialect.row_lock());
-    let found: Option<(i64,)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(find)).bind(name).fetch_optional(&mut *conn).await?;
-    let Some((id,)) = found else {
+    let Some(id) = locked_id::<DB>(dialect, conn, Named::Policy, name).await? else {
         return Ok(false);
     };
     release_waiting::<DB>(conn, id).await?;
