@@ -15,7 +15,8 @@ build:
 SQLITE_PASS = not (binary(plan_model) | test(conformance::) | test(dev::) | test(registry_client::) \
 	| test(replicas::) | test(selection::) | test(migrate_only) | test(a_thousand_jobs) \
 	| test(joblogs_gc_keeps) | test(bad_requests_are_refused) | test(bad_tag_sightings) \
-	| test(restore_works_until_the_deletion_starts) | test(outage::) | test(chaos::) | test(plans::))
+	| test(restore_works_until_the_deletion_starts) | test(outage::) | test(chaos::) | test(plans::) \
+	| test(an_interrupted_apply))
 
 # The whole test suite: unit tests and integration tests against real
 # PostgreSQL, SQLite, the real registry and the real service binaries.

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use regsweep_integration_tests::{Scheduler, TestDb, TestRegistry, Worker};
 use regsweep_proto::v1;
@@ -40,6 +41,26 @@ policies:
         keep_newest: 1
 "
     )
+}
+
+/// `base` with a live policy `web` at team's old priority, and `team`
+/// moved to 20.
+fn with_web(base: &str) -> String {
+    let web = "  - name: web\n    registry: local\n    selector: 'team/*'\n    priority: 10\n    cadence: 1d\n    live: true\n    keep_n: 5\n";
+    base.replace("policies:\n", &format!("policies:\n{web}"))
+        .replace("priority: 10\n    cadence: 7d", "priority: 20\n    cadence: 7d")
+}
+
+/// `with_web`'s file with `everything` and `team` swapping priorities:
+/// five writes (`web` paused, `everything` parked at a free priority,
+/// `team`, `everything`, `web` live again).
+fn swapped(moved: &str) -> String {
+    moved
+        .replace(
+            "selector: '**'\n    cadence: 1d",
+            "selector: '**'\n    priority: 20\n    cadence: 1d",
+        )
+        .replace("priority: 20\n    cadence: 7d", "priority: 0\n    cadence: 7d")
 }
 
 struct Rig {
@@ -185,10 +206,7 @@ async fn apply_orders_writes_around_overlaps_and_through_a_swap() {
 
     // `web` takes team's old priority: written first it would overlap
     // `team`, so apply moves `team` first.
-    let web = "  - name: web\n    registry: local\n    selector: 'team/*'\n    priority: 10\n    cadence: 1d\n    live: true\n    keep_n: 5\n";
-    let moved = base
-        .replace("policies:\n", &format!("policies:\n{web}"))
-        .replace("priority: 10\n    cadence: 7d", "priority: 20\n    cadence: 7d");
+    let moved = with_web(&base);
     ok(&rig.apply("moved.yaml", &moved, &[]).await);
     let priorities: Vec<(String, i32)> =
         rig.policies().await.into_iter().map(|p| (p.name, p.priority)).collect();
@@ -197,12 +215,7 @@ async fn apply_orders_writes_around_overlaps_and_through_a_swap() {
     // Two overlapping policies swap priorities: no order of two writes
     // keeps them apart, so one waits at a free priority. `web`, live, could
     // change hands meanwhile, so it is a dry run until the end.
-    let swapped = moved
-        .replace(
-            "selector: '**'\n    cadence: 1d",
-            "selector: '**'\n    priority: 20\n    cadence: 1d",
-        )
-        .replace("priority: 20\n    cadence: 7d", "priority: 0\n    cadence: 7d");
+    let swapped = swapped(&moved);
     let out = ok(&rig.apply("swap.yaml", &swapped, &[]).await);
     let order: Vec<&str> = out.lines().filter(|l| l.starts_with("    ")).collect();
     assert_eq!(
@@ -221,4 +234,82 @@ async fn apply_orders_writes_around_overlaps_and_through_a_swap() {
         policies.iter().map(|p| (p.name.as_str(), p.priority, p.dry_run)).collect();
     assert_eq!(now, [("everything", 20, true), ("team", 0, true), ("web", 10, false)]);
     assert!(ok(&rig.apply("swap.yaml", &swapped, &[]).await).contains("no changes"));
+}
+
+/// An apply interrupted between its writes (Ctrl-C) stops after the write
+/// in flight and makes the policies it paused live again where that is
+/// safe, or names them; applying the file again finishes. Interrupted
+/// during the second of five writes (a trigger makes it take 3 s), it
+/// writes nothing after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_apply_stops_between_writes_and_says_what_is_paused() {
+    let registry = TestRegistry::start().await;
+    let db = TestDb::postgres().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let rig = Rig { scheduler, dir: tempfile::tempdir().expect("temporary directory") };
+    let moved = with_web(&base(&registry.url()));
+    ok(&rig.apply("moved.yaml", &moved, &[]).await);
+    let direct = db.scheduler_pool().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_park() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
+         CREATE TRIGGER slow_park BEFORE UPDATE ON policies FOR EACH ROW
+             WHEN (NEW.name = 'everything' AND NEW.priority < -1)
+             EXECUTE FUNCTION slow_park();",
+    )
+    .execute(&direct)
+    .await
+    .expect("the slow-park trigger");
+    let path = rig.dir.path().join("swap.yaml");
+    std::fs::write(&path, swapped(&moved)).expect("write file");
+    let apply = tokio::process::Command::new(regsweep_integration_tests::process::bin("regsweep"))
+        .args(["--scheduler", &rig.scheduler.url, "apply", "-f"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run regsweep apply");
+    regsweep_integration_tests::wait_until("the second write", Duration::from_secs(20), || {
+        let direct = &direct;
+        async move {
+            let sleeping: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
+            )
+            .fetch_one(direct)
+            .await
+            .ok()?;
+            (sleeping > 0).then_some(())
+        }
+    })
+    .await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(apply.id().expect("pid")).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("interrupt");
+    let out = apply.wait_with_output().await.expect("apply ends");
+    let (stdout, stderr) = text(&out);
+    eprintln!("{stderr}");
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("interrupted (2 of 5 writes made"), "{stderr}");
+    let policies = rig.policies().await;
+    let team = policies.iter().find(|p| p.name == "team").expect("team");
+    assert_eq!(team.priority, 20, "nothing was written after the interrupt");
+    let everything = policies.iter().find(|p| p.name == "everything").expect("everything");
+    assert!(everything.priority < -1 && everything.dry_run, "the write in flight completed");
+    // `web` was paused for the order; with policies mid-move it cannot be
+    // made live again safely, so it is named: the file lists it live, so
+    // applying the file again is the remedy, not a manual update.
+    let web = policies.iter().find(|p| p.name == "web").expect("web");
+    assert!(web.dry_run, "{web:?}");
+    assert!(
+        stderr.contains("paused while applying and still dry runs: web; applying the file again"),
+        "{stderr}"
+    );
+    sqlx::raw_sql("DROP TRIGGER slow_park ON policies").execute(&direct).await.expect("drop");
+    ok(&rig.apply("swap.yaml", &swapped(&moved), &[]).await);
+    let now: Vec<(String, i32, bool)> =
+        rig.policies().await.into_iter().map(|p| (p.name, p.priority, p.dry_run)).collect();
+    assert_eq!(
+        now,
+        [("everything".into(), 20, true), ("team".into(), 0, true), ("web".into(), 10, false)]
+    );
 }

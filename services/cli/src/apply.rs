@@ -19,6 +19,7 @@ use tonic_types::StatusExt as _;
 use crate::cli::Cli;
 use crate::client;
 use crate::declared::{Declared, PolicyEntry, RegistryEntry, line_of};
+use regsweep_common::Shutdown;
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -60,6 +61,8 @@ struct Changes {
     policies: Vec<PolicyChange>,
     unchanged: usize,
     steps: Vec<Step>,
+    /// The names of the policies the file lists.
+    listed: Vec<String>,
 }
 
 /// The registries and policies the scheduler holds, by name.
@@ -198,6 +201,7 @@ fn changes(
             }
         }
     }
+    out.listed = declared.policies.iter().map(|p| p.name.clone()).collect();
     match plan(&out, current).steps() {
         Ok(steps) => out.steps = steps,
         Err(stuck) => problems.extend(stuck.into_iter().map(|(name, why)| {
@@ -420,40 +424,88 @@ fn print_steps(steps: &[Step]) {
 /// read (or last wrote): the order was worked out from that state, so a
 /// change made meanwhile by someone else stops it rather than being
 /// overwritten.
+///
+/// An interrupt (Ctrl-C, SIGTERM) stops it between writes, as a failed
+/// write does: the write in flight completes (cut off, the scheduler might
+/// make it unseen), then the policies paused for the order are made live
+/// again where that is safe. A second interrupt quits at once.
 async fn write(cli: &Cli, changes: &Changes, current: &Current) -> Result<()> {
     let total = changes.registries.len() + changes.policies.len();
     let mut etags = Etags::new(current);
+    let interrupted = Shutdown::from_os_signals();
+    tokio::spawn({
+        let interrupted = interrupted.clone();
+        async move {
+            interrupted.cancelled().await;
+            eprintln!(
+                "interrupted: stopping after the write in flight (interrupt again to quit now)"
+            );
+        }
+    });
     for (done, step) in changes.steps.iter().enumerate() {
+        if interrupted.is_triggered() {
+            let why = format!(
+                "interrupted ({done} of {} writes made, none deleting more than before or than \
+                 the file; apply the file again to finish)",
+                changes.steps.len()
+            );
+            return Err(stop(cli, changes, current, &mut etags, done, why).await);
+        }
         if let Err(status) = etags.send(cli, step).await {
-            let recovery = plan(changes, current).recovery(&changes.steps, done);
-            let (resumed, stranded) = etags.recover(cli, recovery).await;
-            bail!(
-                "{}: {} ({done} of {} writes made before it; none of them deletes more than \
-                 before or than the file; apply the file again once this is fixed){}",
+            let why = format!(
+                "{}: {} ({done} of {} writes made before it, none deleting more than before or \
+                 than the file; apply the file again once this is fixed)",
                 step.target.describe(),
                 status.message(),
-                changes.steps.len(),
-                paused_after_failure(&resumed, &stranded),
-            )
+                changes.steps.len()
+            );
+            return Err(stop(cli, changes, current, &mut etags, done, why).await);
         }
     }
     println!("applied {total} change{}", if total == 1 { "" } else { "s" });
     Ok(())
 }
 
+/// Stops a write after `done` of its steps, for `why`: the recovery's
+/// writes, and the error that says what is left paused.
+async fn stop(
+    cli: &Cli,
+    changes: &Changes,
+    current: &Current,
+    etags: &mut Etags,
+    done: usize,
+    why: String,
+) -> anyhow::Error {
+    let recovery = plan(changes, current).recovery(&changes.steps, done);
+    let (resumed, stranded) = etags.recover(cli, recovery).await;
+    let listed = &changes.listed;
+    anyhow::anyhow!("{why}{}", paused_after_failure(&resumed, &stranded, listed))
+}
+
 /// What an operator must know of the paused policies the file does not
-/// change, after a failed write: applying the file again does not touch
-/// them.
-fn paused_after_failure(resumed: &[String], stranded: &[String]) -> String {
+/// change, after a stopped write. Those the file lists (as they were) are
+/// made live again by applying it again; applying it does not touch the
+/// others.
+fn paused_after_failure(resumed: &[String], stranded: &[String], listed: &[String]) -> String {
     let mut out = String::new();
     if !resumed.is_empty() {
         out += &format!("\npaused while applying and live again: {}", resumed.join(", "));
     }
-    if !stranded.is_empty() {
+    let (in_file, elsewhere): (Vec<&String>, Vec<&String>) =
+        stranded.iter().partition(|name| listed.contains(name));
+    let names = |v: &[&String]| v.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
+    if !in_file.is_empty() {
+        out += &format!(
+            "\npaused while applying and still dry runs: {}; applying the file again makes \
+             them live as it says",
+            names(&in_file)
+        );
+    }
+    if !elsewhere.is_empty() {
         out += &format!(
             "\npaused while applying, not in the file, and still dry runs: {}; once the file \
              is applied, make each live again with `regsweep policies update NAME --live`",
-            stranded.join(", ")
+            names(&elsewhere)
         );
     }
     out
