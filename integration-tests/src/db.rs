@@ -104,6 +104,35 @@ impl TestDb {
     }
 }
 
+/// Holds statements mid-way, so a test can act while one runs: each row
+/// of `event` (`UPDATE OF status ON jobs`) whose new version matches `when`
+/// (a condition on `NEW`) sleeps `seconds` in the database first. Named
+/// `name` (the trigger and its function); the test database only.
+pub async fn hold_rows(pool: &PgPool, name: &str, event: &str, when: &str, seconds: f64) {
+    let sql = format!(
+        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$;
+         CREATE TRIGGER {name} BEFORE {event} FOR EACH ROW WHEN ({when})
+             EXECUTE FUNCTION {name}();"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await.expect("a holding trigger");
+}
+
+/// Waits until a statement is held by a `hold_rows` trigger.
+pub async fn wait_held(pool: &PgPool, what: &str) {
+    crate::wait_until(what, std::time::Duration::from_secs(20), || async move {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event = 'PgSleep'",
+        )
+        .fetch_one(pool)
+        .await
+        .ok()?;
+        (held > 0).then_some(())
+    })
+    .await;
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if self.store == Store::Sqlite {

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
+use regsweep_integration_tests::db::{hold_rows, wait_held};
 use regsweep_integration_tests::{Scheduler, TestDb, TestRegistry, Worker};
 use regsweep_proto::v1;
 
@@ -250,16 +250,8 @@ async fn an_interrupted_apply_stops_between_writes_and_says_what_is_paused() {
     let moved = with_web(&base(&registry.url()));
     ok(&rig.apply("moved.yaml", &moved, &[]).await);
     let direct = db.scheduler_pool().await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_park() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
-         CREATE TRIGGER slow_park BEFORE UPDATE ON policies FOR EACH ROW
-             WHEN (NEW.name = 'everything' AND NEW.priority < -1)
-             EXECUTE FUNCTION slow_park();",
-    )
-    .execute(&direct)
-    .await
-    .expect("the slow-park trigger");
+    let when = "NEW.name = 'everything' AND NEW.priority < -1";
+    hold_rows(&direct, "slow_park", "UPDATE ON policies", when, 3.0).await;
     let path = rig.dir.path().join("swap.yaml");
     std::fs::write(&path, swapped(&moved)).expect("write file");
     let apply = tokio::process::Command::new(regsweep_integration_tests::process::bin("regsweep"))
@@ -269,20 +261,7 @@ async fn an_interrupted_apply_stops_between_writes_and_says_what_is_paused() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run regsweep apply");
-    regsweep_integration_tests::wait_until("the second write", Duration::from_secs(20), || {
-        let direct = &direct;
-        async move {
-            let sleeping: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
-            )
-            .fetch_one(direct)
-            .await
-            .ok()?;
-            (sleeping > 0).then_some(())
-        }
-    })
-    .await;
+    wait_held(&direct, "the second write").await;
     let pid = nix::unistd::Pid::from_raw(i32::try_from(apply.id().expect("pid")).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("interrupt");
     let out = apply.wait_with_output().await.expect("apply ends");

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use regsweep_integration_tests::db::{hold_rows, wait_held};
 use regsweep_integration_tests::tcpproxy::TcpProxy;
 use regsweep_integration_tests::{Scheduler, TestDb, Worker, wait_until};
 use regsweep_proto::v1::{self, JobStatus};
@@ -161,33 +162,12 @@ async fn a_claim_whose_answer_is_lost_is_handed_out_on_its_first_attempt() {
     let scheduler = Scheduler::launch("scheduler", &url, &flags, true).await;
     // Claims of `sleep` jobs take a second in the database, long enough to
     // cut their connection while they run.
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
-         CREATE TRIGGER slow_claim BEFORE UPDATE OF status ON jobs FOR EACH ROW
-             WHEN (NEW.status = 'running' AND NEW.kind = 'sleep')
-             EXECUTE FUNCTION slow_claim();",
-    )
-    .execute(&direct)
-    .await
-    .expect("the slow-claim trigger");
+    let when = "NEW.status = 'running' AND NEW.kind = 'sleep'";
+    hold_rows(&direct, "slow_claim", "UPDATE OF status ON jobs", when, 1.0).await;
     let _worker = Worker::start(&scheduler, "w", &["--capacity", "sleep=1"]).await;
     let mut jobs = scheduler.jobs().await;
     let id = create(&mut jobs, "sleep", json!({"seconds": 0.2})).await.id;
-    wait_until("the claim to run", Duration::from_secs(20), || {
-        let direct = &direct;
-        async move {
-            let sleeping: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
-            )
-            .fetch_one(direct)
-            .await
-            .ok()?;
-            (sleeping > 0).then_some(())
-        }
-    })
-    .await;
+    wait_held(&direct, "the claim to run").await;
     // The dispatcher's connection dies; the claim runs on and commits.
     proxy.sever();
 
