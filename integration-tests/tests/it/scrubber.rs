@@ -177,6 +177,72 @@ async fn a_tag_pushed_again_after_planning_is_not_deleted() {
     assert_eq!(registry.manifest_count("app"), 1);
 }
 
+/// A subject's signature, its referrers fallback index and the artifact
+/// it lists, all planned to go as children of an index, in `repo`; the
+/// subject is tagged `v1` when `kept`. Returns the plan and the attachments.
+async fn attachments_planned_with_an_index(
+    registry: &TestRegistry,
+    repo: &str,
+    kept: bool,
+) -> (v1::ImageDeletion, Vec<String>) {
+    let tags: &[&str] = if kept { &["v1"] } else { &[] };
+    let subject = registry.push_image(repo, tags, None, repo).await;
+    let signature = registry.push_cosign_signature(repo, &subject).await;
+    let sbom = "application/spdx+json";
+    let artifact = registry.push_artifact(repo, &subject, sbom).await;
+    let fallback = registry.push_referrers_index(repo, &subject, &[(&artifact, sbom)]).await;
+    let children = [(signature.as_str(), "amd64"), (fallback.as_str(), "arm64")];
+    let index = registry.push_index(repo, "multi", &children).await;
+    let convention = subject.replace(':', "-");
+    let linked = |digest: &str, tags: Vec<String>| v1::LinkedManifest {
+        digest: digest.into(),
+        tags,
+        relation: v1::LinkRelation::Child.into(),
+    };
+    let plan = v1::ImageDeletion {
+        digest: index,
+        tags: vec!["multi".into()],
+        delete_digest: true,
+        after: vec![
+            linked(&signature, vec![format!("{convention}.sig")]),
+            linked(&fallback, vec![convention]),
+            linked(&artifact, Vec::new()),
+        ],
+        ..Default::default()
+    };
+    (plan, vec![signature, fallback, artifact])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attachments_of_a_subject_a_tag_keeps_stay_though_their_own_tags_are_planned() {
+    let registry = TestRegistry::start().await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
+    let mut client = scrubber.client().await;
+    // `kept`: the subject gained the tag v1 since it was planned (or
+    // another plan keeps it): its attachments are kept with it.
+    // `gone`: the same shape with nothing keeping the subject.
+    for (repo, kept) in [("kept", true), ("gone", false)] {
+        let (plan, attachments) = attachments_planned_with_an_index(&registry, repo, kept).await;
+        let index = plan.digest.clone();
+        let before = registry.manifests(repo);
+        let job_id = submit(&mut client, &scheduler, "local", repo, vec![plan]).await;
+        let ended = wait_ended(&client, job_id, 1).await;
+        assert_eq!(ended[0].status(), DeletionStatus::Deleted, "{repo}: {ended:?}");
+        let after = registry.manifests(repo);
+        assert!(!after.contains(&index), "{repo}: the index was not deleted");
+        for attachment in &attachments {
+            assert_eq!(after.contains(attachment), kept, "{repo}: attachment {attachment}");
+        }
+        let convention_tags =
+            registry.tags(repo).await.into_iter().filter(|t| t.starts_with("sha256-"));
+        assert_eq!(convention_tags.count(), if kept { 2 } else { 0 }, "{repo}");
+        assert_eq!(before.len() - after.len(), if kept { 1 } else { 4 }, "{repo}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn restore_works_until_the_deletion_starts_and_says_why_not_after() {
     let registry = TestRegistry::start().await;

@@ -1,7 +1,8 @@
 //! What every tag of a repository reaches, shared by the deletions of that
 //! repository in this process and refreshed when older than a short TTL.
 //! Deleting a manifest is only safe when no unplanned tag reaches it, by
-//! pointing at it or through an index (and its nested indexes), and
+//! pointing at it or through an index (and its nested indexes), or by
+//! keeping the subject of an attachment tag that reaches it; and
 //! checking that means resolving every tag of the repository: once per TTL
 //! instead of once per deletion. An index's children are read once per
 //! digest and remembered: a digest's content never changes.
@@ -135,17 +136,47 @@ impl Snapshots {
                 }
             }
         };
+        self.keepers(client, repository, &snapshot, digest, planned).await.map(Some)
+    }
+
+    /// The unplanned tags that keep `digest`: those reaching it, and those
+    /// reaching the subject of an attachment tag (cosign's `.sig`, `.att`,
+    /// `.sbom`, the referrers fallback `sha256-<hex>`) that reaches it. A
+    /// signature goes with its image only when the image goes: a planned
+    /// attachment tag whose subject gained a tag since planning (or is
+    /// kept by a tag of another plan) no longer counts as planned.
+    async fn keepers(
+        &self,
+        client: &Client,
+        repository: &str,
+        snapshot: &Snapshot,
+        digest: &str,
+        planned: &HashSet<&str>,
+    ) -> Result<Vec<String>, Error> {
         let mut found = Vec::new();
-        for (tag, target) in &snapshot.tags {
-            if planned.contains(tag.as_str()) {
+        let mut wanted = vec![digest.to_string()];
+        let mut seen = HashSet::new();
+        while let Some(wanted_digest) = wanted.pop() {
+            // Each subject once: a finite snapshot names finitely many.
+            if !seen.insert(wanted_digest.clone()) {
                 continue;
             }
-            if target == digest || self.reaches(client, repository, target, digest).await? {
-                found.push(tag.clone());
+            for (tag, target) in &snapshot.tags {
+                let hit = target == &wanted_digest
+                    || self.reaches(client, repository, target, &wanted_digest).await?;
+                if !hit {
+                    continue;
+                }
+                if !planned.contains(tag.as_str()) {
+                    found.push(tag.clone());
+                } else if let Some(subject) = regsweep_policy::attachment_subject(tag) {
+                    wanted.push(subject);
+                }
             }
         }
         found.sort_unstable();
-        Ok(Some(found))
+        found.dedup();
+        Ok(found)
     }
 
     /// Whether the index `from` lists `digest`, at any depth.
