@@ -39,4 +39,34 @@ impl Dialect {
             Dialect::Sqlite => "",
         }
     }
+
+    /// The statement's time: PostgreSQL's clock (`store_now()`, see the
+    /// `0014_store_clock` migration), or on SQLite the store's clock bound
+    /// as parameter `n`.
+    pub(crate) fn now(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => "store_now()".into(),
+            Dialect::Sqlite => format!("${n}"),
+        }
+    }
+
+    /// A row's next version (`updated_at`, its etag): `now`, or a tick
+    /// past the last version when the clock has not moved past it.
+    pub(crate) fn next_version(self, now: &str) -> String {
+        match self {
+            Dialect::Postgres => {
+                format!("greatest({now}, updated_at + interval '1 microsecond')")
+            }
+            Dialect::Sqlite => format!("max({now}, updated_at + 1)"),
+        }
+    }
+
+    /// Parameter `n` holding a time, typed where it may be NULL (PostgreSQL
+    /// cannot infer the type of `$n IS NULL`).
+    pub(crate) fn time_parameter(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}::timestamptz"),
+            Dialect::Sqlite => format!("${n}"),
+        }
+    }
 }

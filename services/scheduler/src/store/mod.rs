@@ -9,6 +9,7 @@ pub mod catalog;
 mod catalog_sql;
 mod cleanup_end;
 mod dialect;
+mod engines;
 mod forward;
 pub mod in_use;
 mod measured;

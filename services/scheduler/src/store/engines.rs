@@ -1,0 +1,53 @@
+//! Statements written once and compiled for each engine. `per_engine!`
+//! expands its items twice, into a `postgres` and a `sqlite` module, where
+//! `DB` is that engine, `DIALECT` what it spells differently, and `Time`
+//! and `time` how it stores a time (`timestamptz`; integer microseconds).
+//! Concrete engines keep the items free of sqlx's trait bounds, which a
+//! function generic over the database must repeat in full at every use
+//! (Rust does not imply them).
+
+macro_rules! per_engine {
+    ($($item:item)*) => {
+        /// On PostgreSQL: times are `timestamptz`, the statement's time is
+        /// the database's (`store_now()`), lists of strings are `text[]`.
+        #[allow(dead_code, unused_imports)]
+        pub(crate) mod postgres {
+            use super::*;
+            type DB = sqlx::Postgres;
+            type Connection = sqlx::PgConnection;
+            const DIALECT: $crate::store::dialect::Dialect =
+                $crate::store::dialect::Dialect::Postgres;
+            type Time = chrono::DateTime<chrono::Utc>;
+            fn time(t: chrono::DateTime<chrono::Utc>) -> Time {
+                t
+            }
+            type StringsColumn = Vec<String>;
+            fn strings(list: &[String]) -> &[String] {
+                list
+            }
+            $($item)*
+        }
+
+        /// On SQLite: times are integer microseconds, the statement's time
+        /// is the store's clock (a parameter), lists of strings are JSON.
+        #[allow(dead_code, unused_imports)]
+        pub(crate) mod sqlite {
+            use super::*;
+            type DB = sqlx::Sqlite;
+            type Connection = sqlx::SqliteConnection;
+            const DIALECT: $crate::store::dialect::Dialect =
+                $crate::store::dialect::Dialect::Sqlite;
+            type Time = i64;
+            fn time(t: chrono::DateTime<chrono::Utc>) -> Time {
+                regsweep_common::db::micros::of(t)
+            }
+            type StringsColumn = sqlx::types::Json<Vec<String>>;
+            fn strings(list: &[String]) -> sqlx::types::Json<&[String]> {
+                sqlx::types::Json(list)
+            }
+            $($item)*
+        }
+    };
+}
+
+pub(crate) use per_engine;
