@@ -612,3 +612,24 @@ pub async fn policy_priority_is_stored_updated_and_not_part_of_the_revision(f: F
     let created = f.catalog().create_policy(second).await.unwrap().expect("created");
     assert_eq!(created.priority, 1_000_000);
 }
+
+pub async fn stats_count_by_the_store_clock(f: Fixture) {
+    let _c = catalog(&f, &["a", "b", "c"]).await;
+    f.catalog().run_policy("p").await.unwrap().expect("policy");
+    assert_eq!(select(&f, 1).await.started.len(), 1);
+    f.job("waiting").await;
+    f.clock.advance(Duration::from_secs(90));
+
+    let cleanups = f.catalog().cleanup_stats().await.expect("cleanup stats");
+    assert_eq!((cleanups.running, cleanups.remaining, cleanups.overdue), (1, 2, 2));
+    let overdue = cleanups.max_overdue_seconds;
+    assert!((90.0..91.0).contains(&overdue), "overdue for {overdue} s by the store's clock");
+
+    let queue = f.jobs().queue_stats().await.expect("queue stats");
+    let backlog: Vec<_> = queue.backlog.iter().filter(|(kind, ..)| kind == "waiting").collect();
+    assert_eq!(backlog.len(), 1, "{queue:?}");
+    let (_, due, waited) = backlog[0];
+    assert_eq!(*due, 1);
+    assert!((90.0..91.0).contains(waited), "waited {waited} s by the store's clock");
+    assert!(queue.jobs.contains(&("catalog_sync".into(), "done".into(), 1)), "{queue:?}");
+}

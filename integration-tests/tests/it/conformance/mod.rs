@@ -204,6 +204,7 @@ conformance!(
     catalog::policy_priority_is_stored_updated_and_not_part_of_the_revision,
     catalog::updates_are_made_only_from_the_version_read,
     catalog::an_edit_keeping_the_cadence_keeps_the_schedule_as_written,
+    catalog::stats_count_by_the_store_clock,
     deletions::concurrent_claims_lease_each_deletion_once,
     deletions::pending_deletions_restore_until_claimed,
     deletions::retries_end_failed_when_attempts_run_out,

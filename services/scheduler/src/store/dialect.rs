@@ -69,4 +69,12 @@ impl Dialect {
             Dialect::Sqlite => format!("${n}"),
         }
     }
+
+    /// Seconds from the time `since` to the time `now`, as a float.
+    pub(crate) fn seconds_since(self, now: &str, since: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("EXTRACT(EPOCH FROM {now} - {since})::float8"),
+            Dialect::Sqlite => format!("({now} - {since}) / 1e6"),
+        }
+    }
 }

@@ -21,6 +21,9 @@ macro_rules! per_engine {
             fn time(t: chrono::DateTime<chrono::Utc>) -> Time {
                 t
             }
+            fn read_time(t: Time) -> chrono::DateTime<chrono::Utc> {
+                t
+            }
             type StringsColumn = Vec<String>;
             fn strings(list: &[String]) -> &[String] {
                 list
@@ -40,6 +43,9 @@ macro_rules! per_engine {
             type Time = i64;
             fn time(t: chrono::DateTime<chrono::Utc>) -> Time {
                 regsweep_common::db::micros::of(t)
+            }
+            fn read_time(t: Time) -> chrono::DateTime<chrono::Utc> {
+                regsweep_common::db::micros::time(t)
             }
             type StringsColumn = sqlx::types::Json<Vec<String>>;
             fn strings(list: &[String]) -> sqlx::types::Json<&[String]> {

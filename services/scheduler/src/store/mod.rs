@@ -8,6 +8,7 @@
 pub mod catalog;
 mod catalog_sql;
 mod cleanup_end;
+mod cron_sql;
 mod dialect;
 mod engines;
 mod forward;

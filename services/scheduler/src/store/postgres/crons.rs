@@ -1,86 +1,37 @@
-//! Crons: definitions and their firing.
+//! Crons on PostgreSQL: definitions are written once in `cron_sql`; here,
+//! their firing.
 
 use crate::store::Fence;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 
-use crate::store::rows::{self, CRON_COLUMNS as COLUMNS};
+use crate::store::cron_sql::postgres as sql;
 use crate::store::sets;
 use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
 
-type CronRow = rows::CronRow<DateTime<Utc>>;
-
-/// PostgreSQL's `unique_violation`.
-const UNIQUE_VIOLATION: &str = "23505";
-
 pub async fn create(pool: &PgPool, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
-    let sql = format!(
-        "INSERT INTO crons (name, schedule, kind, args, enabled, priority, next_fire_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         RETURNING {COLUMNS}"
-    );
-    let inserted = sqlx::query_as::<_, CronRow>(sqlx::AssertSqlSafe(sql))
-        .bind(&cron.name)
-        .bind(&cron.schedule)
-        .bind(&cron.kind)
-        .bind(Json(&cron.args))
-        .bind(cron.enabled)
-        .bind(cron.priority)
-        .bind(cron.next_fire_at)
-        .fetch_one(pool)
-        .await;
-    match inserted {
-        Ok(row) => Ok(Some(row.into())),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNIQUE_VIOLATION) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    sql::create(&mut *pool.acquire().await?, &cron, None).await
 }
 
 pub async fn get(pool: &PgPool, name: &str) -> Result<Option<CronRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM crons WHERE name = $1");
-    let row = sqlx::query_as::<_, CronRow>(sqlx::AssertSqlSafe(sql))
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(CronRecord::from))
+    sql::get(pool, name).await
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<CronRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM crons ORDER BY name");
-    let rows = sqlx::query_as::<_, CronRow>(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;
-    Ok(rows.into_iter().map(CronRecord::from).collect())
+    sql::list(pool).await
 }
 
 pub async fn update(pool: &PgPool, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
-    let sql = format!(
-        "UPDATE crons SET schedule = $2, kind = $3, args = $4, enabled = $5, priority = $6,
-                          next_fire_at = $7, updated_at = store_now()
-         WHERE name = $1
-         RETURNING {COLUMNS}"
-    );
-    let row = sqlx::query_as::<_, CronRow>(sqlx::AssertSqlSafe(sql))
-        .bind(&cron.name)
-        .bind(&cron.schedule)
-        .bind(&cron.kind)
-        .bind(Json(&cron.args))
-        .bind(cron.enabled)
-        .bind(cron.priority)
-        .bind(cron.next_fire_at)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(CronRecord::from))
+    sql::update(&mut *pool.acquire().await?, &cron, None).await
 }
 
 pub async fn delete(pool: &PgPool, name: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM crons WHERE name = $1").bind(name).execute(pool).await?;
-    Ok(done.rows_affected() == 1)
+    sql::delete(&mut *pool.acquire().await?, name).await
 }
 
 pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let (due,): (Option<DateTime<Utc>>,) =
-        sqlx::query_as("SELECT min(next_fire_at) FROM crons WHERE enabled").fetch_one(pool).await?;
-    Ok(due)
+    sql::next_due(pool).await
 }
 
 /// A due cron: name, schedule, kind, args, priority, due time.

@@ -1,92 +1,48 @@
-//! Crons on SQLite.
+//! Crons on SQLite: definitions are written once in `cron_sql`; here,
+//! SQLite's one writer, its clock, and the firing.
 
 use crate::store::Fence;
 
 use chrono::DateTime;
-use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
 use super::jobs::{KeyedJob, insert_keyed_job};
 use super::leases::holds;
-use super::rows::{CRON_COLUMNS as COLUMNS, CronRow};
 use super::{SqliteStore, micros, time};
+use crate::store::cron_sql::sqlite as sql;
 use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
 
 pub async fn create(store: &SqliteStore, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
-    let now = store.now_micros();
     let mut tx = store.begin().await?;
-    let sql = format!(
-        "INSERT INTO crons (name, schedule, kind, args, enabled, priority, next_fire_at,
-                            created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT (name) DO NOTHING
-         RETURNING {COLUMNS}"
-    );
-    let row = sqlx::query_as::<_, CronRow>(AssertSqlSafe(sql))
-        .bind(&cron.name)
-        .bind(&cron.schedule)
-        .bind(&cron.kind)
-        .bind(Json(&cron.args))
-        .bind(cron.enabled)
-        .bind(cron.priority)
-        .bind(micros(cron.next_fire_at))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let created = sql::create(&mut tx, &cron, Some(store.now_micros())).await?;
     tx.commit().await?;
-    Ok(row.map(CronRecord::from))
+    Ok(created)
 }
 
 pub async fn get(store: &SqliteStore, name: &str) -> Result<Option<CronRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM crons WHERE name = ?");
-    let row = sqlx::query_as::<_, CronRow>(AssertSqlSafe(sql))
-        .bind(name)
-        .fetch_optional(store.reader())
-        .await?;
-    Ok(row.map(CronRecord::from))
+    sql::get(store.reader(), name).await
 }
 
 pub async fn list(store: &SqliteStore) -> Result<Vec<CronRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM crons ORDER BY name");
-    let rows = sqlx::query_as::<_, CronRow>(AssertSqlSafe(sql)).fetch_all(store.reader()).await?;
-    Ok(rows.into_iter().map(CronRecord::from).collect())
+    sql::list(store.reader()).await
 }
 
 pub async fn update(store: &SqliteStore, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
     let mut tx = store.begin().await?;
-    let sql = format!(
-        "UPDATE crons SET schedule = ?2, kind = ?3, args = ?4, enabled = ?5, priority = ?6,
-                          next_fire_at = ?7, updated_at = ?8
-         WHERE name = ?1
-         RETURNING {COLUMNS}"
-    );
-    let row = sqlx::query_as::<_, CronRow>(AssertSqlSafe(sql))
-        .bind(&cron.name)
-        .bind(&cron.schedule)
-        .bind(&cron.kind)
-        .bind(Json(&cron.args))
-        .bind(cron.enabled)
-        .bind(cron.priority)
-        .bind(micros(cron.next_fire_at))
-        .bind(store.now_micros())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let updated = sql::update(&mut tx, &cron, Some(store.now_micros())).await?;
     tx.commit().await?;
-    Ok(row.map(CronRecord::from))
+    Ok(updated)
 }
 
 pub async fn delete(store: &SqliteStore, name: &str) -> Result<bool, StoreError> {
     let mut tx = store.begin().await?;
-    let done = sqlx::query("DELETE FROM crons WHERE name = ?").bind(name).execute(&mut *tx).await?;
+    let deleted = sql::delete(&mut tx, name).await?;
     tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    Ok(deleted)
 }
 
 pub async fn next_due(store: &SqliteStore) -> Result<Option<DateTime<chrono::Utc>>, StoreError> {
-    let due: Option<i64> = sqlx::query_scalar("SELECT min(next_fire_at) FROM crons WHERE enabled")
-        .fetch_one(store.reader())
-        .await?;
-    Ok(due.map(time))
+    sql::next_due(store.reader()).await
 }
 
 /// A due cron: name, schedule, kind, args, priority, due time.
