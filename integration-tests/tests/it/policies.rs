@@ -432,8 +432,17 @@ async fn a_cleanup_that_spends_its_time_budget_ends_unfinished_and_resumes() {
     let outcomes: Vec<&str> = outcomes.iter().map(|(_, o)| o.as_str()).collect();
     assert!(outcomes.len() >= 2 && outcomes[0] == "unfinished", "{outcomes:?}");
     assert!(outcomes[..outcomes.len() - 1].iter().all(|o| *o == "unfinished"), "{outcomes:?}");
-    let repository = repositories(&scheduler).await.pop().expect("slow/app");
-    assert_eq!(repository.cleanup_status(), v1::CleanupStatus::Unscheduled);
+    // The ended cleanup is closed on the repository by the next selection
+    // tick, not with the job's end.
+    let repository = regsweep_integration_tests::wait_until(
+        "the cleanup closed on its repository",
+        Duration::from_secs(10),
+        || async {
+            let repository = repositories(&scheduler).await.pop().expect("slow/app");
+            (repository.cleanup_status() == v1::CleanupStatus::Unscheduled).then_some(repository)
+        },
+    )
+    .await;
     assert_eq!(repository.last_deleted_count, 1);
 }
 

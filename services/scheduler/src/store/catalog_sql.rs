@@ -14,11 +14,12 @@ use sqlx::types::Json;
 use crate::store::StoreError;
 use crate::store::catalog::{
     Counted, DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord,
-    attachments_name,
+    RepositoryFilter, RepositoryRecord, attachments_name, cleanup_status_name,
 };
 use crate::store::engines::per_engine;
 use crate::store::rows::{
-    self, Credentials, REGISTRY_COLUMNS, policy_select, protection_column, rules_column,
+    self, Credentials, REGISTRY_COLUMNS, REPOSITORY_SELECT, policy_select, protection_column,
+    rules_column,
 };
 use crate::store::sets;
 
@@ -98,6 +99,7 @@ fn parameters(first: usize, n: usize) -> String {
 per_engine! {
     type RegistryRow = rows::RegistryRow<Time, StringsColumn>;
     type PolicyRow = rows::PolicyRow<Time>;
+    type RepositoryRow = rows::RepositoryRow<Time>;
 
     /// The registry named.
     pub async fn get_registry<'e>(
@@ -402,5 +404,50 @@ per_engine! {
             .bind(p.age_source.name())
             .bind(rules_column(&p.rules))
             .bind(p.priority)
+    }
+
+    /// Repositories matching `filter`, by id, after `after`.
+    pub async fn list_repositories<'e>(
+        exec: impl Executor<'e, Database = DB>,
+        filter: &RepositoryFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RepositoryRecord>, StoreError> {
+        let sql = format!(
+            "{REPOSITORY_SELECT}
+             WHERE (CAST($1 AS bigint) IS NULL OR r.registry_id = $1)
+               AND (CAST($2 AS text) IS NULL OR r.cleanup_status = $2)
+               AND (CAST($3 AS bigint) IS NULL OR r.policy_id = $3)
+               AND r.id > $4
+             ORDER BY r.id
+             LIMIT $5"
+        );
+        let rows: Vec<RepositoryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(filter.registry_id)
+            .bind(filter.status.map(cleanup_status_name))
+            .bind(filter.policy_id)
+            .bind(after.unwrap_or(0))
+            .bind(i64::from(limit))
+            .fetch_all(exec)
+            .await?;
+        rows.into_iter().map(TryFrom::try_from).collect()
+    }
+
+    /// Adds `deleted_tags` to the count of the repository whose cleanup is
+    /// `job_id`; false when no repository's cleanup is that job.
+    pub async fn record_deletions(
+        conn: &mut Connection,
+        job_id: i64,
+        deleted_tags: u32,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE repositories SET last_deleted_count = last_deleted_count + $2
+             WHERE cleanup_job_id = $1",
+        )
+        .bind(job_id)
+        .bind(i64::from(deleted_tags))
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected() > 0)
     }
 }

@@ -62,3 +62,32 @@ pub(crate) const LIVE: &str = "SELECT digest, holder, expires_at FROM in_use_mar
                               OR (o.expires_at = m.expires_at AND o.holder < m.holder)))
      ORDER BY digest
      LIMIT $4";
+
+crate::store::engines::per_engine! {
+    use crate::store::StoreError;
+
+    /// The live marks of one repository (`LIVE`).
+    pub async fn live<'e>(
+        exec: impl sqlx::Executor<'e, Database = DB>,
+        registry_id: i64,
+        repository: &'e str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<LiveMark>, StoreError> {
+        let rows: Vec<(String, String, Time)> = sqlx::query_as(LIVE)
+            .bind(registry_id)
+            .bind(repository)
+            .bind(time(now))
+            .bind(i64::from(limit))
+            .fetch_all(exec)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(digest, holder, expires_at)| LiveMark {
+                digest,
+                holder,
+                expires_at: read_time(expires_at),
+            })
+            .collect())
+    }
+}

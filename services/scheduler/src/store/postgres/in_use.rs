@@ -49,15 +49,5 @@ pub async fn live(
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<LiveMark>, StoreError> {
-    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(in_use::LIVE)
-        .bind(registry_id)
-        .bind(repository)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(digest, holder, expires_at)| LiveMark { digest, holder, expires_at })
-        .collect())
+    in_use::postgres::live(pool, registry_id, repository, now, limit).await
 }

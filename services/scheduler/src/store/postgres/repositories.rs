@@ -5,14 +5,10 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 
 use crate::store::StoreError;
-use crate::store::catalog::{
-    PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
-};
-use crate::store::rows::{self, REPOSITORY_SELECT};
+use crate::store::catalog::{PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord};
+use crate::store::catalog_sql::postgres as sql;
 use crate::store::sets;
 use crate::store::sightings::{self, SightingBatch};
-
-type RepositoryRow = rows::RepositoryRow<DateTime<Utc>>;
 
 /// Repositories read per statement when reassigning a whole registry.
 const REASSIGN_BATCH: i64 = 5_000;
@@ -135,14 +131,7 @@ pub async fn record_deletions(
     job_id: i64,
     deleted_tags: u32,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query(
-        "UPDATE repositories SET last_deleted_count = last_deleted_count + $2 WHERE cleanup_job_id = $1",
-    )
-    .bind(job_id)
-    .bind(i64::from(deleted_tags))
-    .execute(pool)
-    .await?;
-    Ok(updated.rows_affected() > 0)
+    sql::record_deletions(&mut *pool.acquire().await?, job_id, deleted_tags).await
 }
 
 pub async fn list(
@@ -151,23 +140,7 @@ pub async fn list(
     after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<RepositoryRecord>, StoreError> {
-    let rows = sqlx::query_as::<_, RepositoryRow>(sqlx::AssertSqlSafe(format!(
-        "{REPOSITORY_SELECT}
-         WHERE ($1::bigint IS NULL OR r.registry_id = $1)
-           AND ($2::text IS NULL OR r.cleanup_status = $2)
-           AND ($3::bigint IS NULL OR r.policy_id = $3)
-           AND r.id > $4
-         ORDER BY r.id
-         LIMIT $5"
-    )))
-    .bind(filter.registry_id)
-    .bind(filter.status.map(cleanup_status_name))
-    .bind(filter.policy_id)
-    .bind(after.unwrap_or(0))
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter().map(TryFrom::try_from).collect()
+    sql::list_repositories(pool, filter, after, limit).await
 }
 
 /// Records one part of a read of a repository in one statement.

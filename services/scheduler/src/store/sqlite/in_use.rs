@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 
-use super::{SqliteStore, micros, time};
+use super::{SqliteStore, micros};
 use crate::store::StoreError;
 use crate::store::in_use::{self, InUseMarks, LiveMark, MarkOutcome};
 
@@ -52,19 +52,5 @@ pub async fn live(
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<LiveMark>, StoreError> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(in_use::LIVE)
-        .bind(registry_id)
-        .bind(repository)
-        .bind(micros(now))
-        .bind(i64::from(limit))
-        .fetch_all(store.reader())
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(digest, holder, expires_at)| LiveMark {
-            digest,
-            holder,
-            expires_at: time(expires_at),
-        })
-        .collect())
+    in_use::sqlite::live(store.reader(), registry_id, repository, now, limit).await
 }

@@ -2,12 +2,10 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::rows::{REPOSITORY_SELECT, RepositoryRow};
 use super::{SqliteStore, micros, time};
 use crate::store::StoreError;
-use crate::store::catalog::{
-    PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord, cleanup_status_name,
-};
+use crate::store::catalog::{PolicyMatcher, ReportOutcome, RepositoryFilter, RepositoryRecord};
+use crate::store::catalog_sql::sqlite as sql;
 use crate::store::sets;
 use crate::store::sightings::{self, SightingBatch};
 
@@ -134,16 +132,9 @@ pub async fn record_deletions(
     deleted_tags: u32,
 ) -> Result<bool, StoreError> {
     let mut tx = store.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE repositories SET last_deleted_count = last_deleted_count + ?2
-         WHERE cleanup_job_id = ?1",
-    )
-    .bind(job_id)
-    .bind(i64::from(deleted_tags))
-    .execute(&mut *tx)
-    .await?;
+    let recorded = sql::record_deletions(&mut tx, job_id, deleted_tags).await?;
     tx.commit().await?;
-    Ok(updated.rows_affected() > 0)
+    Ok(recorded)
 }
 
 pub async fn list(
@@ -152,24 +143,7 @@ pub async fn list(
     after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<RepositoryRecord>, StoreError> {
-    let sql = format!(
-        "{REPOSITORY_SELECT}
-         WHERE (?1 IS NULL OR r.registry_id = ?1)
-           AND (?2 IS NULL OR r.cleanup_status = ?2)
-           AND (?3 IS NULL OR r.policy_id = ?3)
-           AND r.id > ?4
-         ORDER BY r.id
-         LIMIT ?5"
-    );
-    let rows = sqlx::query_as::<_, RepositoryRow>(AssertSqlSafe(sql))
-        .bind(filter.registry_id)
-        .bind(filter.status.map(cleanup_status_name))
-        .bind(filter.policy_id)
-        .bind(after.unwrap_or(0))
-        .bind(i64::from(limit))
-        .fetch_all(store.reader())
-        .await?;
-    rows.into_iter().map(TryFrom::try_from).collect()
+    sql::list_repositories(store.reader(), filter, after, limit).await
 }
 
 /// Records one part of a read of a repository: one statement per tag, in

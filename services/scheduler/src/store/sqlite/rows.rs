@@ -3,12 +3,11 @@
 use crate::store::rows;
 
 pub use crate::store::rows::{
-    JOB_COLUMNS, REPOSITORY_SELECT, WORKER_COLUMNS, claimed, job_status, jobs, non_negative, to_i32,
+    JOB_COLUMNS, WORKER_COLUMNS, claimed, job_status, jobs, non_negative, to_i32,
 };
 
 pub type JobRow = rows::JobRow<i64>;
 pub type WorkerRow = rows::WorkerRow<i64>;
-pub type RepositoryRow = rows::RepositoryRow<i64>;
 
 /// Statuses in which a job holds its unique key (the partial unique index).
 pub const ACTIVE: &str = crate::store::sets::active!();
