@@ -117,7 +117,8 @@ per_engine! {
         exec: impl Executor<'e, Database = DB>,
     ) -> Result<Vec<RegistryRecord>, StoreError> {
         let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
-        let rows: Vec<RegistryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(exec).await?;
+        let rows: Vec<RegistryRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(exec).await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 

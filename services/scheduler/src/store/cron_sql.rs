@@ -108,8 +108,8 @@ per_engine! {
     pub async fn next_due<'e>(
         exec: impl Executor<'e, Database = DB>,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        let (due,): (Option<Time>,) =
-            sqlx::query_as("SELECT min(next_fire_at) FROM crons WHERE enabled").fetch_one(exec).await?;
+        let due = "SELECT min(next_fire_at) FROM crons WHERE enabled";
+        let (due,): (Option<Time>,) = sqlx::query_as(due).fetch_one(exec).await?;
         Ok(due.map(read_time))
     }
 }

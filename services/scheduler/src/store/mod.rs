@@ -13,6 +13,7 @@ mod dialect;
 mod engines;
 mod forward;
 pub mod in_use;
+mod job_sql;
 mod measured;
 mod model;
 mod open;

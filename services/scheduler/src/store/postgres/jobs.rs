@@ -1,13 +1,13 @@
 //! Admin operations on jobs: create, read, list, cancel, delete, logs.
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
 
+use crate::store::job_sql::{LogChunk, page_logs, postgres as sql};
 use crate::store::rows::{self, JOB_COLUMNS, to_i32};
 use crate::store::sets;
-use crate::store::transitions::{self, CancelMove};
 use crate::store::{
     CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
     StoreError,
@@ -73,13 +73,7 @@ pub async fn create(pool: &PgPool, job: NewJob) -> Result<CreateOutcome, StoreEr
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<JobRecord>, StoreError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-    sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .map(JobRecord::try_from)
-        .transpose()
+    sql::get(pool, id).await
 }
 
 pub async fn list(
@@ -88,56 +82,15 @@ pub async fn list(
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<JobRecord>, StoreError> {
-    // Built per filter combination so each gets its own plan; a generic
-    // `$1 IS NULL OR ...` plan would scan.
-    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE "));
-    if filter.statuses.is_empty() {
-        q.push("status <> 'deleted'");
-    } else {
-        let names: Vec<&str> = filter.statuses.iter().map(|s| s.short_name()).collect();
-        q.push("status = ANY(").push_bind(names).push(")");
-    }
-    if let Some(kind) = &filter.kind {
-        q.push(" AND kind = ").push_bind(kind.clone());
-    }
-    if let Some(worker) = filter.worker_id {
-        q.push(" AND worker_id = ").push_bind(worker);
-    }
-    if let Some(before) = before {
-        q.push(" AND id < ").push_bind(before);
-    }
-    q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
-    let rows = q.build_query_as::<JobRow>().fetch_all(pool).await?;
-    rows::jobs(rows)
+    sql::list(pool, filter, before, limit).await
 }
 
 pub async fn cancel(pool: &PgPool, id: i64, reason: &str) -> Result<CancelOutcome, StoreError> {
     let mut tx = pool.begin().await?;
-    let current: Option<(String,)> =
-        sqlx::query_as("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((status,)) = current else {
-        return Ok(CancelOutcome::NotFound);
-    };
-    let requested = match transitions::cancel_move(rows::job_status(&status)?) {
-        CancelMove::Finished => return Ok(CancelOutcome::Terminal(get_in(&mut tx, id).await?)),
-        CancelMove::Request => true,
-        CancelMove::End => false,
-    };
-    let sql = format!(
-        "UPDATE jobs SET {set} WHERE id = $1 RETURNING {JOB_COLUMNS}",
-        set = transitions::cancel_set("store_now()")
-    );
-    let job: JobRecord = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
-        .bind(id)
-        .bind(requested)
-        .bind(reason)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_into()?;
-    if requested && let Some(worker) = job.worker_id {
+    let outcome = sql::cancel(&mut tx, id, reason, None).await?;
+    if let CancelOutcome::Requested(job) = &outcome
+        && let Some(worker) = job.worker_id
+    {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(super::CANCEL_CHANNEL)
             .bind(rows::cancel_payload(worker, job.id, job.attempt, reason))
@@ -145,33 +98,14 @@ pub async fn cancel(pool: &PgPool, id: i64, reason: &str) -> Result<CancelOutcom
             .await?;
     }
     tx.commit().await?;
-    Ok(if requested { CancelOutcome::Requested(job) } else { CancelOutcome::Cancelled(job) })
-}
-
-async fn get_in(tx: &mut sqlx::PgConnection, id: i64) -> Result<JobRecord, StoreError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-    sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql)).bind(id).fetch_one(tx).await?.try_into()
+    Ok(outcome)
 }
 
 pub async fn delete(pool: &PgPool, id: i64) -> Result<DeleteOutcome, StoreError> {
     let mut tx = pool.begin().await?;
-    let current: Option<(String,)> =
-        sqlx::query_as("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((status,)) = current else {
-        return Ok(DeleteOutcome::NotFound);
-    };
-    let status = rows::job_status(&status)?;
-    if !transitions::deletable(status) {
-        return Ok(DeleteOutcome::Active(status));
-    }
-    sqlx::query("DELETE FROM job_logs WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
-    let sql = format!("UPDATE jobs SET {} WHERE id = $1", transitions::delete_set("store_now()"));
-    sqlx::query(AssertSqlSafe(sql)).bind(id).execute(&mut *tx).await?;
+    let (outcome, _) = sql::delete(&mut tx, id, None).await?;
     tx.commit().await?;
-    Ok(DeleteOutcome::Deleted)
+    Ok(outcome)
 }
 
 pub async fn logs(
@@ -202,27 +136,15 @@ pub async fn logs(
     .bind(i64::from(limit) + 1)
     .fetch_all(pool)
     .await?;
-
-    let mut lines = Vec::new();
-    // Where the next read starts: after the last line returned.
-    let mut next = start;
-    'chunks: for (chunk_attempt, seq, times, texts) in chunks {
-        let chunk_attempt = rows::non_negative(chunk_attempt, "log attempt")?;
-        let seq = rows::non_negative(seq, "log seq")?;
-        let skip = if (chunk_attempt, seq) == (start.attempt, start.seq) { start.line } else { 0 };
-        for (index, (time, text)) in times.into_iter().zip(texts).enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            if index < skip {
-                continue;
-            }
-            if lines.len() >= limit as usize {
-                break 'chunks;
-            }
-            lines.push(LogLine { attempt: chunk_attempt, time, text });
-            next = LogCursor { attempt: chunk_attempt, seq, line: index + 1 };
-        }
-    }
-    Ok(Some((lines, next)))
+    let chunks = chunks
+        .into_iter()
+        .map(|(attempt, seq, times, texts)| LogChunk {
+            attempt,
+            seq,
+            lines: times.into_iter().zip(texts).collect(),
+        })
+        .collect();
+    page_logs(chunks, start, limit).map(Some)
 }
 
 /// The statuses a `unique_key` is held in (non-terminal).

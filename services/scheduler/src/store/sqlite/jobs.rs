@@ -1,12 +1,12 @@
 //! Admin operations on jobs: create, read, list, cancel, delete, logs.
 
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, SqliteConnection};
 
-use super::rows::{self, ACTIVE, JOB_COLUMNS, JobRow, to_i32};
+use super::rows::{ACTIVE, JOB_COLUMNS, JobRow, to_i32};
 use super::{SqliteStore, micros, time};
-use crate::store::rows::{cancel_payload, non_negative, parse_cancel_payload};
-use crate::store::transitions::{self, CancelMove};
+use crate::store::job_sql::{LogChunk, page_logs, sqlite as sql};
+use crate::store::rows::{cancel_payload, parse_cancel_payload};
 use crate::store::{
     CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
     StoreError, StoreEvent,
@@ -75,18 +75,7 @@ pub async fn create_many(
 }
 
 pub async fn get(store: &SqliteStore, id: i64) -> Result<Option<JobRecord>, StoreError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
-    sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(store.reader())
-        .await?
-        .map(JobRecord::try_from)
-        .transpose()
-}
-
-pub async fn get_in(tx: &mut SqliteConnection, id: i64) -> Result<JobRecord, StoreError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
-    sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql)).bind(id).fetch_one(tx).await?.try_into()
+    sql::get(store.reader(), id).await
 }
 
 pub async fn list(
@@ -95,29 +84,7 @@ pub async fn list(
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<JobRecord>, StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE "));
-    if filter.statuses.is_empty() {
-        q.push("status <> 'deleted'");
-    } else {
-        q.push("status IN (");
-        let mut names = q.separated(", ");
-        for status in &filter.statuses {
-            names.push_bind(status.short_name());
-        }
-        q.push(")");
-    }
-    if let Some(kind) = &filter.kind {
-        q.push(" AND kind = ").push_bind(kind.clone());
-    }
-    if let Some(worker) = filter.worker_id {
-        q.push(" AND worker_id = ").push_bind(worker);
-    }
-    if let Some(before) = before {
-        q.push(" AND id < ").push_bind(before);
-    }
-    q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
-    let rows = q.build_query_as::<JobRow>().fetch_all(store.reader()).await?;
-    rows::jobs(rows)
+    sql::list(store.reader(), filter, before, limit).await
 }
 
 pub async fn cancel(
@@ -125,74 +92,36 @@ pub async fn cancel(
     id: i64,
     reason: &str,
 ) -> Result<CancelOutcome, StoreError> {
-    let now = store.now_micros();
     let mut tx = store.begin().await?;
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(status) = status else {
-        return Ok(CancelOutcome::NotFound);
-    };
-    let requested = match transitions::cancel_move(rows::job_status(&status)?) {
-        CancelMove::Finished => return Ok(CancelOutcome::Terminal(get_in(&mut tx, id).await?)),
-        CancelMove::Request => true,
-        CancelMove::End => false,
-    };
-    let sql = format!(
-        "UPDATE jobs SET {set} WHERE id = $1 RETURNING {JOB_COLUMNS}",
-        set = transitions::cancel_set("$4")
-    );
-    let job: JobRecord = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
-        .bind(id)
-        .bind(requested)
-        .bind(reason)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_into()?;
+    let outcome = sql::cancel(&mut tx, id, reason, Some(store.now_micros())).await?;
     tx.commit().await?;
-    if requested {
-        if let Some(worker) = job.worker_id {
-            // The same (truncated) reason PostgreSQL's notification carries.
-            let payload = cancel_payload(worker, job.id, job.attempt, reason);
-            if let Some(event) = parse_cancel_payload(&payload) {
-                store.announce(event);
+    match &outcome {
+        CancelOutcome::Requested(job) => {
+            if let Some(worker) = job.worker_id {
+                // The same (truncated) reason PostgreSQL's notification carries.
+                let payload = cancel_payload(worker, job.id, job.attempt, reason);
+                if let Some(event) = parse_cancel_payload(&payload) {
+                    store.announce(event);
+                }
             }
         }
-        Ok(CancelOutcome::Requested(job))
-    } else {
-        if super::queue::ends_cleanup(&job.kind, "cancel") {
+        CancelOutcome::Cancelled(job) if super::queue::ends_cleanup(&job.kind, "cancel") => {
             store.announce(StoreEvent::CleanupEnded);
         }
-        Ok(CancelOutcome::Cancelled(job))
+        _ => {}
     }
+    Ok(outcome)
 }
 
 pub async fn delete(store: &SqliteStore, id: i64) -> Result<DeleteOutcome, StoreError> {
-    let now = store.now_micros();
     let mut tx = store.begin().await?;
-    let found: Option<(String, String)> =
-        sqlx::query_as("SELECT kind, status FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((kind, status)) = found else {
-        return Ok(DeleteOutcome::NotFound);
-    };
-    let status = rows::job_status(&status)?;
-    if !transitions::deletable(status) {
-        return Ok(DeleteOutcome::Active(status));
-    }
-    sqlx::query("DELETE FROM job_logs WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
-    let sql = format!("UPDATE jobs SET {} WHERE id = $1", transitions::delete_set("$2"));
-    sqlx::query(AssertSqlSafe(sql)).bind(id).bind(now).execute(&mut *tx).await?;
+    let (outcome, kind) = sql::delete(&mut tx, id, Some(store.now_micros())).await?;
     tx.commit().await?;
     // As PostgreSQL's trigger, which fires on any move to `deleted`.
-    if super::queue::ends_cleanup(&kind, "deleted") {
+    if kind.is_some_and(|kind| super::queue::ends_cleanup(&kind, "deleted")) {
         store.announce(StoreEvent::CleanupEnded);
     }
-    Ok(DeleteOutcome::Deleted)
+    Ok(outcome)
 }
 
 /// A stored chunk: attempt, sequence, `[[time_us, text], ...]`.
@@ -228,26 +157,15 @@ pub async fn logs(
     .bind(i64::from(limit) + 1)
     .fetch_all(store.reader())
     .await?;
-
-    let mut lines = Vec::new();
-    let mut next = start;
-    'chunks: for (chunk_attempt, seq, Json(entries)) in chunks {
-        let chunk_attempt = non_negative(chunk_attempt, "log attempt")?;
-        let seq = non_negative(seq, "log seq")?;
-        let skip = if (chunk_attempt, seq) == (start.attempt, start.seq) { start.line } else { 0 };
-        for (index, (at, text)) in entries.into_iter().enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            if index < skip {
-                continue;
-            }
-            if lines.len() >= limit as usize {
-                break 'chunks;
-            }
-            lines.push(LogLine { attempt: chunk_attempt, time: time(at), text });
-            next = LogCursor { attempt: chunk_attempt, seq, line: index + 1 };
-        }
-    }
-    Ok(Some((lines, next)))
+    let chunks = chunks
+        .into_iter()
+        .map(|(attempt, seq, Json(entries))| LogChunk {
+            attempt,
+            seq,
+            lines: entries.into_iter().map(|(at, text)| (time(at), text)).collect(),
+        })
+        .collect();
+    page_logs(chunks, start, limit).map(Some)
 }
 
 /// A job that holds a unique key while active (a cron firing, a cleanup).

@@ -2,9 +2,7 @@
 
 use crate::store::rows;
 
-pub use crate::store::rows::{
-    JOB_COLUMNS, WORKER_COLUMNS, claimed, job_status, jobs, non_negative, to_i32,
-};
+pub use crate::store::rows::{JOB_COLUMNS, WORKER_COLUMNS, claimed, non_negative, to_i32};
 
 pub type JobRow = rows::JobRow<i64>;
 pub type WorkerRow = rows::WorkerRow<i64>;
