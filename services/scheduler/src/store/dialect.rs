@@ -77,4 +77,22 @@ impl Dialect {
             Dialect::Sqlite => format!("({now} - {since}) / 1e6"),
         }
     }
+
+    /// The time `span` (a bound span, see `engines`) after `now`.
+    pub(crate) fn after(self, now: &str, span: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{now} + make_interval(secs => {span})"),
+            Dialect::Sqlite => format!("{now} + {span}"),
+        }
+    }
+
+    /// What keeps the rows a read found from changing (not from being read)
+    /// until the transaction ends: `FOR SHARE` on PostgreSQL; nothing on
+    /// SQLite, whose one writer holds the database for the whole transaction.
+    pub(crate) fn share_lock(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR SHARE",
+            Dialect::Sqlite => "",
+        }
+    }
 }

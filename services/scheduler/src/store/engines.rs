@@ -24,6 +24,11 @@ macro_rules! per_engine {
             fn read_time(t: Time) -> chrono::DateTime<chrono::Utc> {
                 t
             }
+            /// A span of time as bound: seconds (`make_interval`).
+            type Span = f64;
+            fn span(d: std::time::Duration) -> Span {
+                d.as_secs_f64()
+            }
             type StringsColumn = Vec<String>;
             fn strings(list: &[String]) -> &[String] {
                 list
@@ -46,6 +51,11 @@ macro_rules! per_engine {
             }
             fn read_time(t: Time) -> chrono::DateTime<chrono::Utc> {
                 regsweep_common::db::micros::time(t)
+            }
+            /// A span of time as bound: microseconds.
+            type Span = i64;
+            fn span(d: std::time::Duration) -> Span {
+                regsweep_common::db::micros::span(d)
             }
             type StringsColumn = sqlx::types::Json<Vec<String>>;
             fn strings(list: &[String]) -> sqlx::types::Json<&[String]> {

@@ -14,6 +14,7 @@ mod engines;
 mod forward;
 pub mod in_use;
 mod job_sql;
+mod lease_sql;
 mod measured;
 mod model;
 mod open;

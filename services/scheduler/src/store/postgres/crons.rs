@@ -46,7 +46,7 @@ pub async fn fire_due(
     fence: Fence,
 ) -> Result<Vec<Fired>, StoreError> {
     let mut tx = pool.begin().await?;
-    if !super::leases::holds(&mut tx, fence).await? {
+    if !crate::store::lease_sql::postgres::holds(&mut tx, fence, None).await? {
         return Ok(Vec::new());
     }
     let due: Vec<DueCron> = sqlx::query_as(

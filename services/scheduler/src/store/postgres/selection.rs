@@ -31,7 +31,7 @@ pub async fn select(
 ) -> Result<Selection, StoreError> {
     let mut selection = Selection::default();
     let mut tx = pool.begin().await?;
-    if !super::leases::holds(&mut tx, fence).await? {
+    if !crate::store::lease_sql::postgres::holds(&mut tx, fence, None).await? {
         return Ok(selection);
     }
     // One tick at a time across replicas: the free capacity is computed

@@ -7,7 +7,6 @@ use chrono::DateTime;
 use sqlx::types::Json;
 
 use super::jobs::{KeyedJob, insert_keyed_job};
-use super::leases::holds;
 use super::{SqliteStore, micros, time};
 use crate::store::cron_sql::sqlite as sql;
 use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
@@ -57,7 +56,7 @@ pub async fn fire_due(
 ) -> Result<Vec<Fired>, StoreError> {
     let now = store.now_micros();
     let mut tx = store.begin().await?;
-    if !holds(&mut tx, fence, now).await? {
+    if !crate::store::lease_sql::sqlite::holds(&mut tx, fence, Some(now)).await? {
         return Ok(Vec::new());
     }
     let due: Vec<DueCron> = sqlx::query_as(

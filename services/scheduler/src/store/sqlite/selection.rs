@@ -24,7 +24,7 @@ pub async fn select(
     let now = store.now_micros();
     let mut selection = Selection::default();
     let mut tx = store.begin().await?;
-    if !super::leases::holds(&mut tx, fence, now).await? {
+    if !crate::store::lease_sql::sqlite::holds(&mut tx, fence, Some(now)).await? {
         return Ok(selection);
     }
     selection.ended =
