@@ -55,48 +55,37 @@ pub fn close_sql(now: &str) -> String {
     )
 }
 
-/// Closes every `ongoing` cleanup whose job ended, inside the caller's
-/// transaction (the selection's, which no other closes race); returns each
-/// repository closed with the status it ended in. `now` writes the time as in
-/// [`close_sql`]; `at`, when the store keeps time itself, is bound as `$7`.
-/// Generic over the database so that the read, the decision and the write
-/// are one function for both stores.
-pub async fn close_ended<DB, T>(
-    conn: &mut DB::Connection,
-    now: &str,
-    at: Option<i64>,
-) -> Result<Vec<(i64, CleanupStatus)>, StoreError>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'r> EndedRow<T>: sqlx::FromRow<'r, DB::Row>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    T: StoredTime + Send + Unpin,
-    StoreError: From<sqlx::Error>,
-{
-    let rows: Vec<EndedRow<T>> = sqlx::query_as(ENDED_SELECT).fetch_all(&mut *conn).await?;
-    let sql = close_sql(now);
-    let mut closed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let closing = EndedCleanup::try_from(row)?.closing();
-        closed.push((closing.repository_id, closing.status));
-        let mut write = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(closing.repository_id)
-            .bind(closing.job_id)
-            .bind(closing.status_name())
-            .bind(closing.deleted)
-            .bind(closing.last_error)
-            .bind(closing.reclaimable_bytes);
-        if let Some(at) = at {
-            write = write.bind(at);
+crate::store::engines::per_engine! {
+    /// Closes every `ongoing` cleanup whose job ended, inside the caller's
+    /// transaction (the selection's, which no other closes race); returns
+    /// each repository closed with the status it ended in. The time written
+    /// is the wall clock (see [`close_sql`]): the store's on SQLite (`now`),
+    /// the database's on PostgreSQL (`None`).
+    pub async fn close_ended(
+        conn: &mut Connection,
+        now: Option<Time>,
+    ) -> Result<Vec<(i64, CleanupStatus)>, StoreError> {
+        let rows: Vec<EndedRow<Time>> =
+            sqlx::query_as(ENDED_SELECT).fetch_all(&mut *conn).await?;
+        let sql = close_sql(&DIALECT.clock(7));
+        let mut closed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let closing = EndedCleanup::try_from(row)?.closing();
+            closed.push((closing.repository_id, closing.status));
+            let mut write = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(closing.repository_id)
+                .bind(closing.job_id)
+                .bind(closing.status_name())
+                .bind(closing.deleted)
+                .bind(closing.last_error)
+                .bind(closing.reclaimable_bytes);
+            if let Some(now) = now {
+                write = write.bind(now);
+            }
+            write.execute(&mut *conn).await?;
         }
-        write.execute(&mut *conn).await?;
+        Ok(closed)
     }
-    Ok(closed)
 }
 
 /// A repository whose cleanup job ended, as both stores read it.

@@ -95,4 +95,14 @@ impl Dialect {
             Dialect::Sqlite => "",
         }
     }
+
+    /// The wall clock as the statement runs, not its transaction's start:
+    /// PostgreSQL's `store_clock()`, or on SQLite the store's clock bound as
+    /// parameter `n` (its one writer runs one transaction at a time).
+    pub(crate) fn clock(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => "store_clock()".into(),
+            Dialect::Sqlite => format!("${n}"),
+        }
+    }
 }

@@ -40,9 +40,7 @@ pub async fn select(
         .execute(&mut *tx)
         .await?;
 
-    selection.ended =
-        cleanup_end::close_ended::<sqlx::Postgres, DateTime<Utc>>(&mut tx, "store_clock()", None)
-            .await?;
+    selection.ended = cleanup_end::postgres::close_ended(&mut tx, None).await?;
     selection.stale = sqlx::query(
         "UPDATE repositories SET cleanup_status = 'unfinished',
              last_error = 'cleanup did not end within its time budget'

@@ -27,8 +27,7 @@ pub async fn select(
     if !crate::store::lease_sql::sqlite::holds(&mut tx, fence, Some(now)).await? {
         return Ok(selection);
     }
-    selection.ended =
-        cleanup_end::close_ended::<sqlx::Sqlite, i64>(&mut tx, "$7", Some(now)).await?;
+    selection.ended = cleanup_end::sqlite::close_ended(&mut tx, Some(now)).await?;
     selection.stale = sqlx::query(
         "UPDATE repositories SET cleanup_status = 'unfinished',
              last_error = 'cleanup did not end within its time budget'
