@@ -105,4 +105,20 @@ impl Dialect {
             Dialect::Sqlite => format!("${n}"),
         }
     }
+
+    /// The time `span` (a bound span, see `engines`) before `now`.
+    pub(crate) fn before(self, now: &str, span: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{now} - make_interval(secs => {span})"),
+            Dialect::Sqlite => format!("{now} - {span}"),
+        }
+    }
+
+    /// `row_lock` for the rows of `table` alone in a join.
+    pub(crate) fn row_lock_of(self, table: &str) -> String {
+        match self {
+            Dialect::Postgres => format!(" FOR UPDATE OF {table}"),
+            Dialect::Sqlite => String::new(),
+        }
+    }
 }

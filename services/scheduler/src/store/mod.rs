@@ -20,6 +20,7 @@ mod model;
 mod open;
 pub mod postgres;
 pub(crate) mod rows;
+mod selection_sql;
 mod sets;
 pub mod sightings;
 pub mod sqlite;

@@ -7,16 +7,17 @@
 //! `capacity - running` repositories are picked in one ordered statement
 //! and get a `tag_cleanup` job each; policies whose run completed move to
 //! their next run. Every statement reads index ranges bounded by the
-//! capacity or by the due policies, never the whole table.
+//! capacity or by the due policies, never the whole table. The steps both
+//! stores share are in `store::selection_sql`; here, the advisory lock that
+//! keeps ticks apart across replicas, and the pick.
 
 use crate::store::Fence;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig};
 use crate::store::cleanup_end;
-use crate::store::model::policy_run_span;
+use crate::store::selection_sql::postgres as sql;
 use crate::store::sets;
 
 /// Statuses of a job that still holds its unique key (must match the
@@ -41,84 +42,13 @@ pub async fn select(
         .await?;
 
     selection.ended = cleanup_end::postgres::close_ended(&mut tx, None).await?;
-    selection.stale = sqlx::query(
-        "UPDATE repositories SET cleanup_status = 'unfinished',
-             last_error = 'cleanup did not end within its time budget'
-         WHERE cleanup_status = 'ongoing'
-           AND cleanup_started_at < store_now() - make_interval(secs => $1)",
-    )
-    .bind(config.stale_after.as_secs_f64())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-
-    let (armed, incomplete) = arm_due_policies(&mut tx, config.arm_limit).await?;
-    selection.armed = armed;
-    selection.arming_incomplete = incomplete;
-
-    let running: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM repositories WHERE cleanup_status = 'ongoing'")
-            .fetch_one(&mut *tx)
-            .await?;
-    selection.running = u32::try_from(running).unwrap_or(u32::MAX);
-    let free = i64::from(config.capacity) - running;
+    let free = sql::before_pick(&mut tx, config, None, &mut selection).await?;
     if free > 0 {
         selection.started = pick(&mut tx, free, config).await?;
     }
-    selection.advanced = advance_completed(&mut tx, advance).await?;
+    selection.advanced = sql::advance_completed(&mut tx, advance, None).await?;
     tx.commit().await?;
     Ok(selection)
-}
-
-/// Marks the repositories of due policies `scheduled`, at most `limit` in
-/// all; a policy is armed for its `next_run_at` once none is left.
-async fn arm_due_policies(
-    tx: &mut sqlx::PgTransaction<'_>,
-    limit: u32,
-) -> Result<(u64, bool), StoreError> {
-    let due: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, next_run_at FROM policies
-         WHERE enabled AND next_run_at <= store_now()
-           AND armed_run_at IS DISTINCT FROM next_run_at
-         ORDER BY next_run_at
-         LIMIT 100",
-    )
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut budget = i64::from(limit);
-    let mut armed = 0;
-    for (policy_id, run_at) in due {
-        if budget <= 0 {
-            return Ok((armed, true));
-        }
-        let (_run, traceparent) = policy_run_span(policy_id);
-        let marked = sqlx::query(
-            "UPDATE repositories SET cleanup_status = 'scheduled', trace_context = $4
-             WHERE id IN (
-                 SELECT id FROM repositories
-                 WHERE policy_id = $1 AND cleanup_status = 'unscheduled'
-                   AND (cleanup_started_at IS NULL OR cleanup_started_at < $2)
-                 LIMIT $3)",
-        )
-        .bind(policy_id)
-        .bind(run_at)
-        .bind(budget)
-        .bind(traceparent)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        armed += marked;
-        budget -= i64::try_from(marked).unwrap_or(i64::MAX);
-        if budget <= 0 {
-            // Maybe exactly done; the next tick finds out cheaply.
-            return Ok((armed, true));
-        }
-        sqlx::query("UPDATE policies SET armed_run_at = next_run_at WHERE id = $1")
-            .bind(policy_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok((armed, false))
 }
 
 /// Picks up to `free` repositories in the selection's order and starts a
@@ -194,48 +124,4 @@ async fn pick(
         .fetch_all(&mut **tx)
         .await?;
     Ok(started)
-}
-
-/// A policy whose run completed: id, name, cadence, the run's due time,
-/// and the store's time.
-type CompletedRun = (i64, String, String, DateTime<Utc>, DateTime<Utc>);
-
-/// Moves every armed policy whose repositories all started after its
-/// `next_run_at` (none `scheduled`, none still running from before) to
-/// its next run.
-async fn advance_completed(
-    tx: &mut sqlx::PgTransaction<'_>,
-    advance: AdvanceRun,
-) -> Result<Vec<String>, StoreError> {
-    let completed: Vec<CompletedRun> = sqlx::query_as(concat!(
-        "SELECT p.id, p.name, p.cadence, p.next_run_at, store_now() FROM policies p
-         WHERE p.enabled AND p.next_run_at <= store_now() AND p.armed_run_at = p.next_run_at
-           AND NOT EXISTS (
-               SELECT 1 FROM repositories r
-               WHERE r.policy_id = p.id AND r.cleanup_status = 'scheduled')
-           AND NOT EXISTS (
-               SELECT 1 FROM repositories r
-               WHERE r.policy_id = p.id AND r.cleanup_status IN ",
-        sets::cleanup_in_cycle!(),
-        "
-                 AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))
-         FOR UPDATE OF p"
-    ))
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut advanced = Vec::with_capacity(completed.len());
-    // The next run is due after the store's time, not this host's.
-    for (id, name, cadence, due, now) in completed {
-        let Some(next) = advance(&cadence, due, now) else {
-            tracing::warn!(policy = %name, %cadence, "policy cadence never fires again");
-            continue;
-        };
-        sqlx::query("UPDATE policies SET next_run_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(next)
-            .execute(&mut **tx)
-            .await?;
-        advanced.push(name);
-    }
-    Ok(advanced)
 }

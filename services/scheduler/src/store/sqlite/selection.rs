@@ -6,13 +6,13 @@ use crate::store::Fence;
 use regsweep_policy::{AgeSource, RuleSpec, TagCleanupArgs};
 use sqlx::SqliteConnection;
 
+use super::SqliteStore;
 use super::jobs::{KeyedJob, insert_keyed_job};
 use super::rows::ACTIVE;
-use super::{SqliteStore, span_micros, time};
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig, attachments_parse};
 use crate::store::cleanup_end;
-use crate::store::model::policy_run_span;
+use crate::store::selection_sql::sqlite as sql;
 use crate::store::sets;
 
 pub async fn select(
@@ -28,85 +28,17 @@ pub async fn select(
         return Ok(selection);
     }
     selection.ended = cleanup_end::sqlite::close_ended(&mut tx, Some(now)).await?;
-    selection.stale = sqlx::query(
-        "UPDATE repositories SET cleanup_status = 'unfinished',
-             last_error = 'cleanup did not end within its time budget'
-         WHERE cleanup_status = 'ongoing' AND cleanup_started_at < ?",
-    )
-    .bind(now - span_micros(config.stale_after))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-
-    let (armed, incomplete) = arm_due_policies(&mut tx, config.arm_limit, now).await?;
-    selection.armed = armed;
-    selection.arming_incomplete = incomplete;
-
-    let running: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM repositories WHERE cleanup_status = 'ongoing'")
-            .fetch_one(&mut *tx)
-            .await?;
-    selection.running = u32::try_from(running).unwrap_or(u32::MAX);
-    let free = i64::from(config.capacity) - running;
+    let free = sql::before_pick(&mut tx, config, Some(now), &mut selection).await?;
     let mut inserted = false;
     if free > 0 {
         (selection.started, inserted) = pick(&mut tx, free, config, now).await?;
     }
-    selection.advanced = advance_completed(&mut tx, advance, now).await?;
+    selection.advanced = sql::advance_completed(&mut tx, advance, Some(now)).await?;
     tx.commit().await?;
     if inserted {
         store.announce_kinds(["tag_cleanup".to_string()]);
     }
     Ok(selection)
-}
-
-async fn arm_due_policies(
-    tx: &mut SqliteConnection,
-    limit: u32,
-    now: i64,
-) -> Result<(u64, bool), StoreError> {
-    let due: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, next_run_at FROM policies
-         WHERE enabled AND next_run_at <= ? AND armed_run_at IS NOT next_run_at
-         ORDER BY next_run_at
-         LIMIT 100",
-    )
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut budget = i64::from(limit);
-    let mut armed = 0;
-    for (policy_id, run_at) in due {
-        if budget <= 0 {
-            return Ok((armed, true));
-        }
-        let (_run, traceparent) = policy_run_span(policy_id);
-        let marked = sqlx::query(
-            "UPDATE repositories SET cleanup_status = 'scheduled', trace_context = ?4
-             WHERE id IN (
-                 SELECT id FROM repositories
-                 WHERE policy_id = ?1 AND cleanup_status = 'unscheduled'
-                   AND (cleanup_started_at IS NULL OR cleanup_started_at < ?2)
-                 LIMIT ?3)",
-        )
-        .bind(policy_id)
-        .bind(run_at)
-        .bind(budget)
-        .bind(traceparent)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        armed += marked;
-        budget -= i64::try_from(marked).unwrap_or(i64::MAX);
-        if budget <= 0 {
-            return Ok((armed, true));
-        }
-        sqlx::query("UPDATE policies SET armed_run_at = next_run_at WHERE id = ?")
-            .bind(policy_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok((armed, false))
 }
 
 /// What a picked repository's cleanup job carries.
@@ -219,42 +151,4 @@ fn cleanup_args(p: Picked, budget: i64) -> Result<serde_json::Value, StoreError>
     };
     // Plain data: serializing it cannot fail.
     Ok(serde_json::to_value(&args).unwrap_or_default())
-}
-
-/// Moves every armed policy whose run completed to its next run.
-async fn advance_completed(
-    tx: &mut SqliteConnection,
-    advance: AdvanceRun,
-    now: i64,
-) -> Result<Vec<String>, StoreError> {
-    let completed: Vec<(i64, String, String, i64)> = sqlx::query_as(concat!(
-        "SELECT p.id, p.name, p.cadence, p.next_run_at FROM policies p
-         WHERE p.enabled AND p.next_run_at <= ?1 AND p.armed_run_at = p.next_run_at
-           AND NOT EXISTS (
-               SELECT 1 FROM repositories r
-               WHERE r.policy_id = p.id AND r.cleanup_status = 'scheduled')
-           AND NOT EXISTS (
-               SELECT 1 FROM repositories r
-               WHERE r.policy_id = p.id AND r.cleanup_status IN ",
-        sets::cleanup_in_cycle!(),
-        "
-                 AND (r.cleanup_started_at IS NULL OR r.cleanup_started_at < p.next_run_at))"
-    ))
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut advanced = Vec::with_capacity(completed.len());
-    for (id, name, cadence, due) in completed {
-        let Some(next) = advance(&cadence, time(due), time(now)) else {
-            tracing::warn!(policy = %name, %cadence, "policy cadence never fires again");
-            continue;
-        };
-        sqlx::query("UPDATE policies SET next_run_at = ? WHERE id = ?")
-            .bind(super::micros(next))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        advanced.push(name);
-    }
-    Ok(advanced)
 }
