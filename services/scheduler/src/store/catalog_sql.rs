@@ -122,6 +122,22 @@ per_engine! {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    /// A statement returning a registry.
+    type RegistryQuery<'q> =
+        sqlx::query::QueryAs<'q, DB, RegistryRow, <DB as sqlx::Database>::Arguments>;
+
+    /// Binds `r`'s name and definition as $1 to $7 (`REGISTRY_DEFINITION`).
+    fn bind_registry<'q>(query: RegistryQuery<'q>, r: &'q NewRegistry) -> RegistryQuery<'q> {
+        query
+            .bind(&r.name)
+            .bind(&r.url)
+            .bind(Json(Credentials::from(&r.credentials)))
+            .bind(r.rate_limit)
+            .bind(max_parallel(r))
+            .bind(strings(&r.realm_allow_list))
+            .bind(protection_column(&r.protection))
+    }
+
     /// Inserts a registry; `None` when the name is taken.
     pub async fn create_registry(
         conn: &mut Connection,
@@ -135,14 +151,7 @@ per_engine! {
             REGISTRY_DEFINITION.join(", "),
             parameters(2, REGISTRY_DEFINITION.len()),
         );
-        let mut query = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
-            .bind(&r.name)
-            .bind(&r.url)
-            .bind(Json(Credentials::from(&r.credentials)))
-            .bind(r.rate_limit)
-            .bind(max_parallel(r))
-            .bind(strings(&r.realm_allow_list))
-            .bind(protection_column(&r.protection));
+        let mut query = bind_registry(sqlx::query_as(sqlx::AssertSqlSafe(sql)), r);
         if let Some(now) = now {
             query = query.bind(now);
         }
@@ -167,15 +176,8 @@ per_engine! {
             DIALECT.next_version(&DIALECT.now(9)),
             DIALECT.time_parameter(8),
         );
-        let mut query = sqlx::query_as::<_, RegistryRow>(sqlx::AssertSqlSafe(sql))
-            .bind(&r.name)
-            .bind(&r.url)
-            .bind(Json(Credentials::from(&r.credentials)))
-            .bind(r.rate_limit)
-            .bind(max_parallel(r))
-            .bind(strings(&r.realm_allow_list))
-            .bind(protection_column(&r.protection))
-            .bind(r.expected_updated_at.map(time));
+        let query = bind_registry(sqlx::query_as(sqlx::AssertSqlSafe(sql)), r);
+        let mut query = query.bind(r.expected_updated_at.map(time));
         if let Some(now) = now {
             query = query.bind(now);
         }
