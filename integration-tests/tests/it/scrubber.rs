@@ -178,8 +178,10 @@ async fn a_tag_pushed_again_after_planning_is_not_deleted() {
 }
 
 /// A subject's signature, its referrers fallback index and the artifact
-/// it lists, all planned to go as children of an index, in `repo`; the
-/// subject is tagged `v1` when `kept`. Returns the plan and the attachments.
+/// it lists, and an artifact no fallback index lists (its subject known
+/// from the plan alone), all planned to go as children of an index, in
+/// `repo`; the subject is tagged `v1` when `kept`. Returns the plan and
+/// the attachments.
 async fn attachments_planned_with_an_index(
     registry: &TestRegistry,
     repo: &str,
@@ -191,13 +193,21 @@ async fn attachments_planned_with_an_index(
     let sbom = "application/spdx+json";
     let artifact = registry.push_artifact(repo, &subject, sbom).await;
     let fallback = registry.push_referrers_index(repo, &subject, &[(&artifact, sbom)]).await;
-    let children = [(signature.as_str(), "amd64"), (fallback.as_str(), "arm64")];
+    let unlisted = registry.push_artifact(repo, &subject, "application/vnd.example.unlisted").await;
+    let children =
+        [(signature.as_str(), "amd64"), (fallback.as_str(), "arm64"), (unlisted.as_str(), "s390x")];
     let index = registry.push_index(repo, "multi", &children).await;
     let convention = subject.replace(':', "-");
     let linked = |digest: &str, tags: Vec<String>| v1::LinkedManifest {
         digest: digest.into(),
         tags,
         relation: v1::LinkRelation::Child.into(),
+        subjects: Vec::new(),
+    };
+    let attached = v1::LinkedManifest {
+        relation: v1::LinkRelation::Attachment.into(),
+        subjects: vec![subject.clone()],
+        ..linked(&unlisted, Vec::new())
     };
     let plan = v1::ImageDeletion {
         digest: index,
@@ -207,10 +217,11 @@ async fn attachments_planned_with_an_index(
             linked(&signature, vec![format!("{convention}.sig")]),
             linked(&fallback, vec![convention]),
             linked(&artifact, Vec::new()),
+            attached,
         ],
         ..Default::default()
     };
-    (plan, vec![signature, fallback, artifact])
+    (plan, vec![signature, fallback, artifact, unlisted])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,7 +250,7 @@ async fn attachments_of_a_subject_a_tag_keeps_stay_though_their_own_tags_are_pla
         let convention_tags =
             registry.tags(repo).await.into_iter().filter(|t| t.starts_with("sha256-"));
         assert_eq!(convention_tags.count(), if kept { 2 } else { 0 }, "{repo}");
-        assert_eq!(before.len() - after.len(), if kept { 1 } else { 4 }, "{repo}");
+        assert_eq!(before.len() - after.len(), if kept { 1 } else { 5 }, "{repo}");
     }
 }
 

@@ -162,6 +162,10 @@ pub struct Linked {
     pub digest: String,
     pub tags: Vec<String>,
     pub relation: Relation,
+    /// The manifests it is attached to: it stays while any of them is kept
+    /// (a subject may gain a tag after planning).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
 }
 
 /// What must go for one image: its planned tags, the digest itself only
@@ -566,6 +570,7 @@ impl<'a> Closure<'a> {
             } else {
                 Relation::Attachment
             },
+            subjects: graph.subjects_of(digest).map(String::from).collect(),
         };
         let before = order[..split].iter().map(link).collect();
         let after = order[split + 1..].iter().map(link).collect();

@@ -101,7 +101,12 @@ impl From<&Linked> for v1::LinkedManifest {
             Relation::Child => v1::LinkRelation::Child,
             Relation::Attachment => v1::LinkRelation::Attachment,
         };
-        Self { digest: l.digest.clone(), tags: l.tags.clone(), relation: relation.into() }
+        Self {
+            digest: l.digest.clone(),
+            tags: l.tags.clone(),
+            relation: relation.into(),
+            subjects: l.subjects.clone(),
+        }
     }
 }
 
@@ -111,7 +116,12 @@ impl From<&v1::LinkedManifest> for Linked {
             v1::LinkRelation::Attachment => Relation::Attachment,
             v1::LinkRelation::Child | v1::LinkRelation::Unspecified => Relation::Child,
         };
-        Self { digest: l.digest.clone(), tags: l.tags.clone(), relation }
+        Self {
+            digest: l.digest.clone(),
+            tags: l.tags.clone(),
+            relation,
+            subjects: l.subjects.clone(),
+        }
     }
 }
 

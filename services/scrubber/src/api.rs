@@ -25,6 +25,8 @@ pub const MAX_IMAGES: usize = 10_000;
 pub const MAX_TAGS: usize = 10_000;
 /// Most manifests deleted with one image (platforms, attachments).
 pub const MAX_LINKED: usize = 1_000;
+/// Most subjects of one linked manifest.
+pub const MAX_SUBJECTS: usize = 1_000;
 /// Most ids in one restore or approval.
 pub const MAX_RESTORE: usize = 1_000;
 const DEFAULT_PAGE: u32 = 100;
@@ -143,20 +145,31 @@ fn validate_linked(v: &mut FieldViolations, i: usize, image: &v1::ImageDeletion)
     let sides = [("before", &image.before), ("after", &image.after)];
     for (side, linked) in sides {
         for (j, l) in linked.iter().enumerate() {
-            let field = format!("images[{i}].{side}[{j}]");
-            if let Err(reason) = validate_digest(&l.digest) {
-                v.add(format!("{field}.digest"), reason);
-            } else if l.digest == image.digest {
-                v.add(format!("{field}.digest"), "is the image itself");
-            }
-            if l.tags.len() > MAX_TAGS {
-                v.add(format!("{field}.tags"), format!("at most {MAX_TAGS} tags"));
-            } else if let Some((k, reason)) =
-                l.tags.iter().enumerate().find_map(|(k, t)| validate_tag(t).err().map(|r| (k, r)))
-            {
-                v.add(format!("{field}.tags[{k}]"), reason);
-            }
+            validate_link(v, &format!("images[{i}].{side}[{j}]"), l, &image.digest);
         }
+    }
+}
+
+/// One linked manifest, at `field`, of the image `image`.
+fn validate_link(v: &mut FieldViolations, field: &str, l: &v1::LinkedManifest, image: &str) {
+    if let Err(reason) = validate_digest(&l.digest) {
+        v.add(format!("{field}.digest"), reason);
+    } else if l.digest == image {
+        v.add(format!("{field}.digest"), "is the image itself");
+    }
+    if l.tags.len() > MAX_TAGS {
+        v.add(format!("{field}.tags"), format!("at most {MAX_TAGS} tags"));
+    } else if let Some((k, reason)) =
+        l.tags.iter().enumerate().find_map(|(k, t)| validate_tag(t).err().map(|r| (k, r)))
+    {
+        v.add(format!("{field}.tags[{k}]"), reason);
+    }
+    if l.subjects.len() > MAX_SUBJECTS {
+        v.add(format!("{field}.subjects"), format!("at most {MAX_SUBJECTS} subjects"));
+    } else if let Some((k, reason)) =
+        l.subjects.iter().enumerate().find_map(|(k, s)| validate_digest(s).err().map(|r| (k, r)))
+    {
+        v.add(format!("{field}.subjects[{k}]"), reason);
     }
 }
 
@@ -392,5 +405,34 @@ mod tests {
             size: None,
         };
         assert_eq!(validate_submission(&ok).expect("valid").len(), 1);
+    }
+
+    #[test]
+    fn linked_subjects_are_digests_within_limits() {
+        let digest = |n: u32| format!("sha256:{n:064x}");
+        let linked = |subjects: Vec<String>| v1::LinkedManifest {
+            digest: digest(2),
+            subjects,
+            ..Default::default()
+        };
+        let mut with_links = image(&digest(1), &["v1"]);
+        with_links.delete_digest = true;
+        with_links.before = vec![linked(vec![digest(1), "sha256:short".into()])];
+        with_links.after = vec![linked((0..=1_000).map(digest).collect())];
+        let mut req = v1::SubmitDeletionsRequest {
+            job_id: 1,
+            attempt: 1,
+            registry: "local".into(),
+            repository: "team/app".into(),
+            images: vec![with_links],
+            size: None,
+        };
+        let fields: Vec<String> =
+            validate_submission(&req).expect_err("invalid").fields().map(String::from).collect();
+        assert_eq!(fields, ["images[0].before[0].subjects[1]", "images[0].after[0].subjects"]);
+        req.images[0].before = vec![linked(vec![digest(1)])];
+        req.images[0].after = Vec::new();
+        let valid = validate_submission(&req).expect("valid");
+        assert_eq!(valid[0].linked.before[0].subjects, [digest(1)]);
     }
 }

@@ -8,7 +8,7 @@
 //! each checked again right before its DELETE. Which tags reach a manifest
 //! comes from a short-lived per-repository snapshot (see `snapshot`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -17,7 +17,7 @@ use regsweep_policy::Linked;
 use regsweep_registry::{Client, Error};
 use tokio::time::Instant;
 
-use crate::snapshot::Snapshots;
+use crate::snapshot::{Snapshots, Target};
 use crate::store::{DeletionRecord, Finish};
 use crate::untag::{self, Standing};
 
@@ -125,15 +125,27 @@ const LEASE_LOST: u8 = 3;
 const MAX_STALE_CHECKS: usize = 5;
 
 /// The tags one deletion plans to remove: its image's and its linked
-/// manifests'. Any other tag that reaches a manifest keeps it.
+/// manifests'. Any other tag that reaches a manifest keeps it, as does one
+/// that keeps a subject the plan says the manifest is attached to.
 struct Group<'a> {
     planned: HashSet<&'a str>,
+    /// Linked manifest -> the subjects it is attached to.
+    subjects: HashMap<&'a str, &'a [String]>,
 }
 
 impl<'a> Group<'a> {
     fn of(d: &'a DeletionRecord) -> Self {
-        let linked = d.before.iter().chain(&d.after).flat_map(|l| l.tags.iter());
-        Self { planned: d.tags.iter().chain(linked).map(String::as_str).collect() }
+        let linked = || d.before.iter().chain(&d.after);
+        let tags = linked().flat_map(|l| l.tags.iter());
+        Self {
+            planned: d.tags.iter().chain(tags).map(String::as_str).collect(),
+            subjects: linked().map(|l| (l.digest.as_str(), l.subjects.as_slice())).collect(),
+        }
+    }
+
+    /// `digest` as the last checks see it: with the subjects it goes with.
+    fn target<'d>(&'d self, digest: &'d str) -> Target<'d> {
+        Target { digest, subjects: self.subjects.get(digest).copied().unwrap_or_default() }
     }
 
     async fn reached_by(
@@ -143,7 +155,8 @@ impl<'a> Group<'a> {
         d: &DeletionRecord,
         digest: &str,
     ) -> Result<Vec<String>, Error> {
-        snapshots.reached_by(client, &d.registry, &d.repository, digest, &self.planned).await
+        let target = self.target(digest);
+        snapshots.reached_by(client, &d.registry, &d.repository, target, &self.planned).await
     }
 
     /// Deletes `digest` if no unplanned tag reaches it, checked as the last
@@ -204,8 +217,9 @@ impl<'a> Group<'a> {
             return Ok(LEASE_LOST);
         }
         let (registry, repository) = (&d.registry, &d.repository);
+        let target = self.target(digest);
         let found = snapshots
-            .reached_by_if_fresh(client, registry, repository, digest, &self.planned, since)
+            .reached_by_if_fresh(client, registry, repository, target, &self.planned, since)
             .await?;
         Ok(match found {
             None => STALE,

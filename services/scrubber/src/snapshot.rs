@@ -55,6 +55,14 @@ fn current(slot: &Repository) -> Option<Arc<Snapshot>> {
 /// An index's children, each with whether it may list more manifests.
 type Children = Arc<Vec<(String, bool)>>;
 
+/// A manifest about to be deleted, and the subjects its plan says it is
+/// attached to (none for an image).
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    pub digest: &'a str,
+    pub subjects: &'a [String],
+}
+
 pub struct Snapshots {
     ttl: Duration,
     repositories: Mutex<HashMap<(String, String), Slot>>,
@@ -72,18 +80,18 @@ impl Snapshots {
         repositories.entry((registry.to_string(), repository.to_string())).or_default().clone()
     }
 
-    /// The tags outside `planned` that reach `digest`, from a snapshot at
-    /// most `ttl` old (counted from the start of its listing), taken anew
-    /// if the one held is older.
+    /// The tags outside `planned` that keep `target` (see `keepers`), from
+    /// a snapshot at most `ttl` old (counted from the start of its listing),
+    /// taken anew if the one held is older.
     pub async fn reached_by(
         &self,
         client: &Client,
         registry: &str,
         repository: &str,
-        digest: &str,
+        target: Target<'_>,
         planned: &HashSet<&str>,
     ) -> Result<Vec<String>, Error> {
-        let found = self.lookup(client, registry, repository, digest, planned, None).await?;
+        let found = self.lookup(client, registry, repository, target, planned, None).await?;
         Ok(found.unwrap_or_default())
     }
 
@@ -98,11 +106,11 @@ impl Snapshots {
         client: &Client,
         registry: &str,
         repository: &str,
-        digest: &str,
+        target: Target<'_>,
         planned: &HashSet<&str>,
         since: Instant,
     ) -> Result<Option<Vec<String>>, Error> {
-        self.lookup(client, registry, repository, digest, planned, Some(since)).await
+        self.lookup(client, registry, repository, target, planned, Some(since)).await
     }
 
     async fn lookup(
@@ -110,7 +118,7 @@ impl Snapshots {
         client: &Client,
         registry: &str,
         repository: &str,
-        digest: &str,
+        target: Target<'_>,
         planned: &HashSet<&str>,
         no_refresh_since: Option<Instant>,
     ) -> Result<Option<Vec<String>>, Error> {
@@ -136,34 +144,36 @@ impl Snapshots {
                 }
             }
         };
-        self.keepers(client, repository, &snapshot, digest, planned).await.map(Some)
+        self.keepers(client, repository, &snapshot, target, planned).await.map(Some)
     }
 
-    /// The unplanned tags that keep `digest`: those reaching it, and those
-    /// reaching the subject of an attachment tag (cosign's `.sig`, `.att`,
-    /// `.sbom`, the referrers fallback `sha256-<hex>`) that reaches it. A
-    /// signature goes with its image only when the image goes: a planned
-    /// attachment tag whose subject gained a tag since planning (or is
-    /// kept by a tag of another plan) no longer counts as planned.
+    /// The unplanned tags that keep `target`: those reaching its digest,
+    /// and those reaching a subject it is attached to, known from the plan
+    /// or from an attachment tag (cosign's `.sig`, `.att`, `.sbom`, the
+    /// referrers fallback `sha256-<hex>`) that reaches it. A signature goes
+    /// with its image only when the image goes: a planned attachment whose
+    /// subject gained a tag since planning (or is kept by a tag of another
+    /// plan) is kept with it.
     async fn keepers(
         &self,
         client: &Client,
         repository: &str,
         snapshot: &Snapshot,
-        digest: &str,
+        target: Target<'_>,
         planned: &HashSet<&str>,
     ) -> Result<Vec<String>, Error> {
         let mut found = Vec::new();
-        let mut wanted = vec![digest.to_string()];
+        let mut wanted = vec![target.digest.to_string()];
+        wanted.extend(target.subjects.iter().cloned());
         let mut seen = HashSet::new();
         while let Some(wanted_digest) = wanted.pop() {
             // Each subject once: a finite snapshot names finitely many.
             if !seen.insert(wanted_digest.clone()) {
                 continue;
             }
-            for (tag, target) in &snapshot.tags {
-                let hit = target == &wanted_digest
-                    || self.reaches(client, repository, target, &wanted_digest).await?;
+            for (tag, points_at) in &snapshot.tags {
+                let hit = points_at == &wanted_digest
+                    || self.reaches(client, repository, points_at, &wanted_digest).await?;
                 if !hit {
                     continue;
                 }

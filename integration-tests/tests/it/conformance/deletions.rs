@@ -33,14 +33,18 @@ fn linked(i: usize) -> LinkedManifests {
     if i % 2 == 1 {
         return LinkedManifests::default();
     }
-    let link = |n: usize, tags: Vec<String>, relation| Linked {
+    let link = |n: usize, tags: Vec<String>, relation, subjects| Linked {
         digest: format!("sha256:{:064x}", 1_000_000 + n),
         tags,
         relation,
+        subjects,
     };
+    let signature = vec![format!("sha256-{i:064x}.sig")];
+    // Its subjects are stored with it (the round trip below checks them).
+    let subjects = vec![format!("sha256:{i:064x}")];
     LinkedManifests {
-        before: vec![link(2 * i, vec![format!("sha256-{i:064x}.sig")], Relation::Attachment)],
-        after: vec![link(2 * i + 1, Vec::new(), Relation::Child)],
+        before: vec![link(2 * i, signature, Relation::Attachment, subjects)],
+        after: vec![link(2 * i + 1, Vec::new(), Relation::Child, Vec::new())],
     }
 }
 

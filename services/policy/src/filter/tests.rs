@@ -406,6 +406,11 @@ fn a_deleted_image_takes_its_referrers_first() {
     assert!(before.contains(&sha('d').as_str()));
     assert!(v2.before.iter().all(|l| l.relation == Relation::Attachment));
     assert!(v2.after.is_empty());
+    // The signature and the referrers index name v2 as their subject (by
+    // their tags): the scrubber keeps them if v2 gains a tag meanwhile.
+    let subjects = |d: &str| &v2.before.iter().find(|l| l.digest == d).expect("linked").subjects;
+    assert_eq!(subjects(&sha('d')), &[sha('2')]);
+    assert_eq!(subjects(&sha('e')), &[sha('2')]);
 }
 
 #[test]
