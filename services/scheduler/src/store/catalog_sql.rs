@@ -16,17 +16,13 @@ use crate::store::catalog::{
     Counted, DeleteRegistryOutcome, NewPolicy, NewRegistry, PolicyRecord, RegistryRecord,
     RepositoryFilter, RepositoryRecord, attachments_name, cleanup_status_name,
 };
+use crate::store::dialect::is_unique_violation;
 use crate::store::engines::per_engine;
 use crate::store::rows::{
     self, Credentials, REGISTRY_COLUMNS, REPOSITORY_SELECT, policy_select, protection_column,
     rules_column,
 };
 use crate::store::sets;
-
-/// Whether a write failed on a unique constraint: the name is taken.
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().map(|d| d.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
-}
 
 fn max_parallel(r: &NewRegistry) -> i32 {
     i32::try_from(r.max_parallel_deletions).unwrap_or(i32::MAX)

@@ -5,14 +5,10 @@
 use sqlx::Executor;
 use sqlx::types::Json;
 
+use crate::store::dialect::is_unique_violation;
 use crate::store::engines::per_engine;
 use crate::store::rows::{self, CRON_COLUMNS};
 use crate::store::{CronRecord, NewCron, StoreError};
-
-/// Whether a write failed on a unique constraint: the name is taken.
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().map(|d| d.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
-}
 
 per_engine! {
     type CronRow = rows::CronRow<Time>;

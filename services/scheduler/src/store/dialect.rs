@@ -122,3 +122,9 @@ impl Dialect {
         }
     }
 }
+
+/// Whether a write failed on a unique constraint (a name taken): both
+/// drivers report it as the same kind.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().map(|d| d.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
+}
