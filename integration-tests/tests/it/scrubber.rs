@@ -255,6 +255,42 @@ async fn attachments_of_a_subject_a_tag_keeps_stay_though_their_own_tags_are_pla
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_tagged_artifact_whose_subject_is_kept_loses_its_tag_not_its_digest() {
+    let registry = TestRegistry::start().await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
+    let mut client = scrubber.client().await;
+    // An SBOM with a tag of its own, planned to go with its digest. Only
+    // the plan says what it is attached to: no tag name does. In `kept`
+    // the subject gained the tag v1 since planning.
+    for (repo, kept) in [("kept", true), ("gone", false)] {
+        let tags: &[&str] = if kept { &["v1"] } else { &[] };
+        let subject = registry.push_image(repo, tags, None, repo).await;
+        let sbom = registry.push_artifact(repo, &subject, "application/spdx+json").await;
+        registry.tag(repo, "sbom-1", &sbom).await;
+        let plan = v1::ImageDeletion {
+            digest: sbom.clone(),
+            tags: vec!["sbom-1".into()],
+            delete_digest: true,
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        };
+        let job_id = submit(&mut client, &scheduler, "local", repo, vec![plan]).await;
+        let ended = wait_ended(&client, job_id, 1).await;
+        assert_eq!(ended[0].status(), DeletionStatus::Deleted, "{repo}: {ended:?}");
+        assert_eq!(ended[0].deleted_tags, ["sbom-1"], "{repo}");
+        assert_eq!(ended[0].digest_deleted, !kept, "{repo}");
+        assert!(registry.tag_digest(repo, "sbom-1").await.is_none(), "{repo}: the tag stayed");
+        let left = registry.manifests(repo);
+        assert_eq!(left.contains(&sbom), kept, "{repo}: the SBOM");
+        assert!(left.contains(&subject), "{repo}: the subject was deleted");
+        assert_eq!(left.len(), if kept { 2 } else { 1 }, "{repo}: no placeholder is left");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn restore_works_until_the_deletion_starts_and_says_why_not_after() {
     let registry = TestRegistry::start().await;
     let kept = registry.push_image("app", &["a"], None, "a").await;

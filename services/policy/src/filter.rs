@@ -183,6 +183,10 @@ pub struct ImagePlan {
     pub before: Vec<Linked>,
     #[serde(default)]
     pub after: Vec<Linked>,
+    /// The manifests the image itself is attached to (when it is an
+    /// artifact): its digest stays while any of them is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -545,6 +549,7 @@ impl<'a> Closure<'a> {
                 delete_digest,
                 before,
                 after,
+                subjects: graph.subjects_of(digest).map(String::from).collect(),
             });
         }
         Some(images)

@@ -134,6 +134,7 @@ impl From<&ImagePlan> for v1::ImageDeletion {
             before: i.before.iter().map(Into::into).collect(),
             after: i.after.iter().map(Into::into).collect(),
             reasons: Vec::new(),
+            subjects: i.subjects.clone(),
         }
     }
 }

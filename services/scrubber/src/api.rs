@@ -106,6 +106,7 @@ fn validate_submission(
             v.add(format!("images[{i}].tags[{j}]"), reason);
         }
         validate_linked(&mut v, i, image);
+        validate_subjects(&mut v, &format!("images[{i}]"), &image.subjects);
         if image.reasons.len() > MAX_TAGS + MAX_LINKED {
             v.add(format!("images[{i}].reasons"), "more reasons than tags");
         }
@@ -121,6 +122,7 @@ fn validate_submission(
             linked: LinkedManifests {
                 before: i.before.iter().map(Into::into).collect(),
                 after: i.after.iter().map(Into::into).collect(),
+                subjects: i.subjects.clone(),
             },
             reasons: i
                 .reasons
@@ -164,10 +166,15 @@ fn validate_link(v: &mut FieldViolations, field: &str, l: &v1::LinkedManifest, i
     {
         v.add(format!("{field}.tags[{k}]"), reason);
     }
-    if l.subjects.len() > MAX_SUBJECTS {
+    validate_subjects(v, field, &l.subjects);
+}
+
+/// The subjects of the manifest at `field`: digests, within limits.
+fn validate_subjects(v: &mut FieldViolations, field: &str, subjects: &[String]) {
+    if subjects.len() > MAX_SUBJECTS {
         v.add(format!("{field}.subjects"), format!("at most {MAX_SUBJECTS} subjects"));
     } else if let Some((k, reason)) =
-        l.subjects.iter().enumerate().find_map(|(k, s)| validate_digest(s).err().map(|r| (k, r)))
+        subjects.iter().enumerate().find_map(|(k, s)| validate_digest(s).err().map(|r| (k, r)))
     {
         v.add(format!("{field}.subjects[{k}]"), reason);
     }
@@ -419,6 +426,7 @@ mod tests {
         with_links.delete_digest = true;
         with_links.before = vec![linked(vec![digest(1), "sha256:short".into()])];
         with_links.after = vec![linked((0..=1_000).map(digest).collect())];
+        with_links.subjects = vec!["sha256:".into()];
         let mut req = v1::SubmitDeletionsRequest {
             job_id: 1,
             attempt: 1,
@@ -429,10 +437,17 @@ mod tests {
         };
         let fields: Vec<String> =
             validate_submission(&req).expect_err("invalid").fields().map(String::from).collect();
-        assert_eq!(fields, ["images[0].before[0].subjects[1]", "images[0].after[0].subjects"]);
+        let expected = [
+            "images[0].before[0].subjects[1]",
+            "images[0].after[0].subjects",
+            "images[0].subjects[0]",
+        ];
+        assert_eq!(fields, expected);
         req.images[0].before = vec![linked(vec![digest(1)])];
         req.images[0].after = Vec::new();
+        req.images[0].subjects = vec![digest(3)];
         let valid = validate_submission(&req).expect("valid");
         assert_eq!(valid[0].linked.before[0].subjects, [digest(1)]);
+        assert_eq!(valid[0].linked.subjects, [digest(3)]);
     }
 }

@@ -129,7 +129,8 @@ const MAX_STALE_CHECKS: usize = 5;
 /// that keeps a subject the plan says the manifest is attached to.
 struct Group<'a> {
     planned: HashSet<&'a str>,
-    /// Linked manifest -> the subjects it is attached to.
+    /// The image and each linked manifest -> the subjects it is attached
+    /// to.
     subjects: HashMap<&'a str, &'a [String]>,
 }
 
@@ -137,9 +138,13 @@ impl<'a> Group<'a> {
     fn of(d: &'a DeletionRecord) -> Self {
         let linked = || d.before.iter().chain(&d.after);
         let tags = linked().flat_map(|l| l.tags.iter());
+        let image = (d.digest.as_str(), d.subjects.as_slice());
         Self {
             planned: d.tags.iter().chain(tags).map(String::as_str).collect(),
-            subjects: linked().map(|l| (l.digest.as_str(), l.subjects.as_slice())).collect(),
+            subjects: linked()
+                .map(|l| (l.digest.as_str(), l.subjects.as_slice()))
+                .chain(std::iter::once(image))
+                .collect(),
         }
     }
 

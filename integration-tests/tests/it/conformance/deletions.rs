@@ -28,10 +28,12 @@ fn images(n: usize) -> Vec<NewDeletion> {
         .collect()
 }
 
-/// An even image goes with a signature before it and a platform after.
+/// An even image goes with a signature before it and a platform after;
+/// an odd one is an artifact attached to the image before it.
 fn linked(i: usize) -> LinkedManifests {
     if i % 2 == 1 {
-        return LinkedManifests::default();
+        let subjects = vec![format!("sha256:{:064x}", i - 1)];
+        return LinkedManifests { subjects, ..LinkedManifests::default() };
     }
     let link = |n: usize, tags: Vec<String>, relation, subjects| Linked {
         digest: format!("sha256:{:064x}", 1_000_000 + n),
@@ -45,6 +47,7 @@ fn linked(i: usize) -> LinkedManifests {
     LinkedManifests {
         before: vec![link(2 * i, signature, Relation::Attachment, subjects)],
         after: vec![link(2 * i + 1, Vec::new(), Relation::Child, Vec::new())],
+        subjects: Vec::new(),
     }
 }
 
@@ -93,6 +96,7 @@ async fn submit_as(
     for d in &stored {
         let image = images.iter().find(|i| i.digest == d.digest).expect("submitted");
         assert_eq!((&d.before, &d.after), (&image.linked.before, &image.linked.after));
+        assert_eq!(d.subjects, image.linked.subjects);
         assert_eq!((&d.reasons, &d.policy), (&image.reasons, &policy));
         assert_eq!(d.hold_reason.as_deref(), hold);
     }

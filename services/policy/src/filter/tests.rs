@@ -49,6 +49,7 @@ fn image(digest: &str, tags: &[&str], delete_digest: bool) -> ImagePlan {
         delete_digest,
         before: Vec::new(),
         after: Vec::new(),
+        subjects: Vec::new(),
     }
 }
 
@@ -411,6 +412,36 @@ fn a_deleted_image_takes_its_referrers_first() {
     let subjects = |d: &str| &v2.before.iter().find(|l| l.digest == d).expect("linked").subjects;
     assert_eq!(subjects(&sha('d')), &[sha('2')]);
     assert_eq!(subjects(&sha('e')), &[sha('2')]);
+}
+
+/// An artifact with a tag of its own (no attachment convention in its
+/// name) still follows its subject: it is never planned as an image of its
+/// own, so `ImagePlan::subjects` stays empty in this planner's plans (the
+/// scrubber honours it from any submitter).
+#[test]
+fn a_tagged_artifact_follows_its_subject_and_is_never_planned_alone() {
+    // Its subject unknown (untagged): kept, as any orphan attachment.
+    let (sbom, subject) = (sha('f'), sha('9'));
+    let tags = vec![tag("sbom-1", &sbom, Some(5))];
+    let manifests = [(sbom.clone(), links(&[], Some(&subject)))].into_iter().collect();
+    let p = plan(&rules(0, 0, "", ""), Inventory { tags, manifests, gaps: Vec::new() }, now());
+    assert_eq!(action_of(&p, "sbom-1"), (Action::Keep, Rule::SubjectMissing));
+    assert!(p.images.is_empty());
+    // Its subject kept: kept with it, tag and all.
+    let mut inventory = published();
+    inventory.tags.push(tag("sbom-2", &sha('f'), Some(5)));
+    let p = plan(&rules(0, 0, "sbom-2", ""), inventory.clone(), now());
+    assert_eq!(action_of(&p, "sbom-2"), (Action::Keep, Rule::KeptWithSubject));
+    // Its subject deleted: deleted before it, naming it as its subject.
+    let p = plan(&rules(0, 0, "v2|sbom-2", ""), inventory, now());
+    assert_eq!(action_of(&p, "sbom-2").0, Action::Delete);
+    assert!(p.images.iter().all(|i| i.subjects.is_empty()), "{:?}", p.images);
+    let v2 = p.images.iter().find(|i| i.digest == sha('2')).expect("v2 planned");
+    let linked = v2.before.iter().find(|l| l.digest == sha('f')).expect("the SBOM goes first");
+    assert_eq!(
+        (linked.tags.as_slice(), linked.subjects.as_slice()),
+        (&["sbom-2".to_string()][..], &[sha('2')][..])
+    );
 }
 
 #[test]

@@ -65,17 +65,21 @@ impl NewDeletion {
     }
 }
 
-/// The manifests deleted with an image, in order around it.
+/// The graph around an image as planned: the manifests deleted with it,
+/// in order around it, and those it is attached to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LinkedManifests {
     pub before: Vec<Linked>,
     pub after: Vec<Linked>,
+    /// The image's own subjects: its digest stays while one is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
 }
 
 impl LinkedManifests {
     /// As stored: `None` when there are none.
     pub(crate) fn to_column(&self) -> Option<String> {
-        (!self.before.is_empty() || !self.after.is_empty())
+        (!self.before.is_empty() || !self.after.is_empty() || !self.subjects.is_empty())
             .then(|| serde_json::to_string(self).unwrap_or_default())
     }
 
@@ -121,6 +125,8 @@ pub struct DeletionRecord {
     pub delete_digest: bool,
     pub before: Vec<Linked>,
     pub after: Vec<Linked>,
+    /// The manifests the image is attached to.
+    pub subjects: Vec<String>,
     pub job_id: i64,
     pub attempt: i32,
     pub status: String,
@@ -181,6 +187,7 @@ impl DeletionRecord {
                     .iter()
                     .map(|r| v1::TagReason { tag: r.tag.clone(), rule: r.rule.clone() })
                     .collect(),
+                subjects: self.subjects.clone(),
             }),
             job_id: self.job_id,
             attempt: u32::try_from(self.attempt).unwrap_or_default(),
@@ -471,6 +478,7 @@ impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
         Self {
             before: linked.before,
             after: linked.after,
+            subjects: linked.subjects,
             id: r.id,
             registry: r.registry,
             repository: r.repository,
