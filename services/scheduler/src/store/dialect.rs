@@ -114,6 +114,49 @@ impl Dialect {
         }
     }
 
+    /// The `at` of an attempt error written now: PostgreSQL's clock as
+    /// text, or on SQLite the text of the store's clock bound as
+    /// parameter `n` (`engines`' `error_time`).
+    pub(crate) fn error_time(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => POSTGRES_ERROR_TIME.into(),
+            Dialect::Sqlite => format!("${n}"),
+        }
+    }
+
+    /// Parameter `param` as text, where PostgreSQL cannot infer its type
+    /// (a `CASE` branch).
+    pub(crate) fn text(self, param: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{param}::text"),
+            Dialect::Sqlite => param.into(),
+        }
+    }
+
+    /// The JSON object of `key` -> `value` over a group's rows.
+    pub(crate) fn json_object_agg(self, key: &str, value: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("jsonb_object_agg({key}, {value})"),
+            Dialect::Sqlite => format!("json_group_object({key}, {value})"),
+        }
+    }
+
+    /// An empty JSON object.
+    pub(crate) fn empty_json_object(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "'{}'::jsonb",
+            Dialect::Sqlite => "'{}'",
+        }
+    }
+
+    /// The JSON object `target` with the keys of the object `patch` set.
+    pub(crate) fn json_merge(self, target: &str, patch: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{target} || {patch}"),
+            Dialect::Sqlite => format!("json_patch({target}, {patch})"),
+        }
+    }
+
     /// `row_lock` for the rows of `table` alone in a join.
     pub(crate) fn row_lock_of(self, table: &str) -> String {
         match self {

@@ -33,6 +33,11 @@ macro_rules! per_engine {
             fn strings(list: &[String]) -> &[String] {
                 list
             }
+            /// The `at` of an attempt error at `t`, as `Dialect::error_time`
+            /// writes it.
+            fn error_time(t: Time) -> String {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            }
             $($item)*
         }
 
@@ -60,6 +65,10 @@ macro_rules! per_engine {
             type StringsColumn = sqlx::types::Json<Vec<String>>;
             fn strings(list: &[String]) -> sqlx::types::Json<&[String]> {
                 sqlx::types::Json(list)
+            }
+            /// The `at` of an attempt error at `t`, as PostgreSQL writes it.
+            fn error_time(t: Time) -> String {
+                read_time(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
             }
             $($item)*
         }

@@ -26,6 +26,7 @@ pub mod sightings;
 pub mod sqlite;
 pub mod stats;
 mod transitions;
+mod worker_sql;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

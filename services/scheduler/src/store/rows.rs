@@ -106,10 +106,6 @@ pub fn to_i32(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
-/// Worker columns, in [`WorkerRow`]'s shape.
-pub const WORKER_COLUMNS: &str = "id, name, version, status, capacity, session_epoch, \
-     connected_at, last_heartbeat, heartbeat_expiration";
-
 #[derive(sqlx::FromRow)]
 pub struct WorkerRow<T> {
     pub id: Uuid,

@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgPool};
-use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::store::dialect::{self, Dialect};
@@ -14,23 +13,10 @@ use crate::store::rows::{self, to_i32};
 use crate::store::sets;
 use crate::store::stale_runs;
 use crate::store::transitions;
+use crate::store::worker_sql::postgres as sql;
 use crate::store::{
     CapacityOutcome, Reaped, Registration, SessionRef, StoreError, WorkerHello, WorkerRecord,
 };
-
-/// A worker row with a `running` map of what it runs, per kind.
-#[derive(sqlx::FromRow)]
-struct WorkerRow {
-    #[sqlx(flatten)]
-    row: rows::WorkerRow<chrono::DateTime<chrono::Utc>>,
-    running: Json<serde_json::Value>,
-}
-
-impl WorkerRow {
-    fn into_record(self) -> Result<WorkerRecord, StoreError> {
-        self.row.into_record(&self.running.0)
-    }
-}
 
 /// The `SET` clause that takes back attempts (`transitions::take_back_set`)
 /// in a PostgreSQL statement: `give_back` an SQL boolean, `reason` the
@@ -52,34 +38,10 @@ pub async fn register(
     ttl: Duration,
 ) -> Result<Registration, StoreError> {
     let mut tx = pool.begin().await?;
-    let previous: Option<(String, Json<serde_json::Value>)> = match hello.resume_worker_id {
-        Some(id) => {
-            sqlx::query_as("SELECT status, capacity_override FROM workers WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-        }
-        None => None,
-    };
-    let SessionStart { worker_id, resumed, capacity_override, capacity } =
-        SessionStart::new(hello, previous.as_ref().map(|(s, o)| (s.as_str(), &o.0)));
-    let (epoch,): (i64,) = sqlx::query_as(
-        "INSERT INTO workers (id, name, version, status, capacity, heartbeat_expiration)
-         VALUES ($1, $2, $3, 'alive', $4, store_now() + make_interval(secs => $5))
-         ON CONFLICT (id) DO UPDATE SET
-             name = EXCLUDED.name, version = EXCLUDED.version, status = 'alive',
-             capacity = EXCLUDED.capacity, session_epoch = workers.session_epoch + 1,
-             connected_at = store_now(), last_heartbeat = store_now(),
-             heartbeat_expiration = EXCLUDED.heartbeat_expiration
-         RETURNING session_epoch",
-    )
-    .bind(worker_id)
-    .bind(&hello.name)
-    .bind(&hello.version)
-    .bind(Json(&capacity))
-    .bind(ttl.as_secs_f64())
-    .fetch_one(&mut *tx)
-    .await?;
+    let previous = sql::previous_session(&mut tx, hello).await?;
+    let start = SessionStart::new(hello, previous.as_ref().map(|(s, o)| (s.as_str(), &o.0)));
+    let epoch = sql::open_session(&mut tx, hello, &start, ttl, None).await?;
+    let SessionStart { worker_id, resumed, capacity_override, .. } = start;
     let (own, resurrected) = match previous {
         Some(_) => reclaim(&mut tx, worker_id, hello).await?,
         None => Default::default(),
@@ -168,32 +130,8 @@ async fn take_lost(
 }
 
 pub async fn set_draining(pool: &PgPool, session: SessionRef) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE workers SET status = 'draining'
-         WHERE id = $1 AND session_epoch = $2 AND status = 'alive'",
-    )
-    .bind(session.worker_id)
-    .bind(session.epoch)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    sql::set_draining(&mut *pool.acquire().await?, session).await
 }
-
-/// Worker columns with a `running` map of what each runs, per kind.
-const WORKER_SELECT: &str = concat!(
-    "SELECT w.id, w.name, w.version, w.status, w.capacity,
-            coalesce(r.running, '{}'::jsonb) AS running,
-            w.session_epoch, w.connected_at, w.last_heartbeat, w.heartbeat_expiration
-     FROM workers w
-     LEFT JOIN LATERAL (
-         SELECT jsonb_object_agg(kind, n) AS running
-         FROM (SELECT kind, count(*) AS n FROM jobs
-               WHERE worker_id = w.id AND status IN ",
-    sets::on_worker!(),
-    "
-               GROUP BY kind) k
-     ) r ON true"
-);
 
 pub async fn list(
     pool: &PgPool,
@@ -201,62 +139,21 @@ pub async fn list(
     offset: u64,
     limit: u32,
 ) -> Result<Vec<WorkerRecord>, StoreError> {
-    let sql = format!(
-        concat!(
-            "{WORKER_SELECT}
-         WHERE $1 OR w.status IN ",
-            sets::live_worker!(),
-            "
-         ORDER BY w.connected_at DESC, w.id
-         OFFSET $2 LIMIT $3"
-        ),
-        WORKER_SELECT = WORKER_SELECT
-    );
-    let rows: Vec<WorkerRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(include_gone)
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    rows.into_iter().map(WorkerRow::into_record).collect()
+    sql::list(&mut *pool.acquire().await?, include_gone, offset, limit).await
 }
 
 /// Declares workers whose heartbeat expired dead and takes their attempts
-/// back in one statement.
+/// back, in one transaction fenced by the leader's lease.
 pub async fn reap(pool: &PgPool, fence: Fence) -> Result<Reaped, StoreError> {
-    let sql = format!(
-        concat!(
-            "WITH dead AS (
-             UPDATE workers SET status = 'dead'
-             WHERE status IN ",
-            sets::live_worker!(),
-            concat!(
-                " AND heartbeat_expiration < store_now()
-               AND EXISTS (SELECT 1 FROM leases
-                           WHERE name = $2 AND holder = $3 AND expires_at > store_now()
-                           FOR SHARE)
-             RETURNING id
-         ),
-         taken AS (
-             UPDATE jobs SET {set}
-             WHERE worker_id IN (SELECT id FROM dead)
-               AND status IN ",
-                sets::on_worker_or_resurrecting!(),
-                "
-             RETURNING 1
-         )
-         SELECT coalesce((SELECT array_agg(id) FROM dead), '{{}}'), (SELECT count(*) FROM taken)"
-            )
-        ),
-        set = take_omitted("false", "$1"),
-    );
-    let (workers, jobs): (Vec<Uuid>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind("worker heartbeat expired")
-        .bind(fence.lease)
-        .bind(fence.holder)
-        .fetch_one(pool)
-        .await?;
-    Ok(Reaped { workers, jobs: u64::try_from(jobs).unwrap_or_default() })
+    let mut tx = pool.begin().await?;
+    let workers = sql::mark_dead(&mut tx, fence, None).await?;
+    let mut jobs = 0;
+    for worker in &workers {
+        let reason = "worker heartbeat expired";
+        jobs += sql::take_back_from_dead(&mut tx, *worker, reason, None).await?.len() as u64;
+    }
+    tx.commit().await?;
+    Ok(Reaped { workers, jobs })
 }
 
 pub async fn set_capacity(
@@ -265,34 +162,19 @@ pub async fn set_capacity(
     capacity: &HashMap<String, u32>,
 ) -> Result<CapacityOutcome, StoreError> {
     let mut tx = pool.begin().await?;
-    let current: Option<(String, Json<serde_json::Value>)> =
-        sqlx::query_as("SELECT status, capacity FROM workers WHERE id = $1 FOR UPDATE")
-            .bind(worker_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((status, declared)) = current else {
+    let Some((status, declared)) = sql::declared_capacity(&mut tx, worker_id).await? else {
         return Ok(CapacityOutcome::NotFound);
     };
     let effective = match capacity_change(&status, &declared.0, capacity)? {
         Ok(effective) => effective,
         Err(refused) => return Ok(refused),
     };
-    sqlx::query(
-        "UPDATE workers SET capacity = capacity || $2, capacity_override = capacity_override || $2
-         WHERE id = $1",
-    )
-    .bind(worker_id)
-    .bind(Json(capacity))
-    .execute(&mut *tx)
-    .await?;
+    let record = sql::patch_capacity(&mut tx, worker_id, capacity).await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(super::CAPACITY_CHANNEL)
         .bind(serde_json::json!({"worker_id": worker_id, "capacity": effective}).to_string())
         .execute(&mut *tx)
         .await?;
-    let sql = format!("{WORKER_SELECT} WHERE w.id = $1");
-    let row: WorkerRow =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker_id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
-    Ok(CapacityOutcome::Updated(row.into_record()?))
+    Ok(CapacityOutcome::Updated(record))
 }

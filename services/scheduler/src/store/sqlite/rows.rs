@@ -2,10 +2,9 @@
 
 use crate::store::rows;
 
-pub use crate::store::rows::{JOB_COLUMNS, WORKER_COLUMNS, claimed, non_negative, to_i32};
+pub use crate::store::rows::{JOB_COLUMNS, claimed, non_negative, to_i32};
 
 pub type JobRow = rows::JobRow<i64>;
-pub type WorkerRow = rows::WorkerRow<i64>;
 
 /// Statuses in which a job holds its unique key (the partial unique index).
 pub const ACTIVE: &str = crate::store::sets::active!();

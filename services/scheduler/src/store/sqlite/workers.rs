@@ -5,14 +5,14 @@ use crate::store::Fence;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
-use super::rows::{WORKER_COLUMNS, WorkerRow, non_negative, to_i32};
-use super::{SqliteStore, error_time, span_micros};
+use super::rows::{non_negative, to_i32};
+use super::{SqliteStore, error_time};
 use crate::store::model::{SessionStart, capacity_change};
 use crate::store::stale_runs;
+use crate::store::worker_sql::sqlite as sql;
 
 use crate::store::dialect::Dialect;
 use crate::store::sets;
@@ -40,19 +40,6 @@ impl Taken {
             self.claimable.push(kind);
         }
     }
-}
-
-/// Takes back the attempts of `ids` as lost (`transitions::take_back_set`):
-/// a cancel request ends as `cancel`; an attempt that was the last one
-/// ends as `error`; any other becomes claimable (`worker_dead`), as does
-/// one held back for a resurrection.
-pub async fn lose_attempts(
-    tx: &mut SqliteConnection,
-    ids: &[i64],
-    reason: &str,
-    now: i64,
-) -> Result<Taken, StoreError> {
-    take_omitted(tx, ids, false, reason, now).await
 }
 
 /// Takes back the attempts of `ids` their worker no longer holds, by
@@ -98,37 +85,10 @@ pub async fn register(
 ) -> Result<Registration, StoreError> {
     let now = store.now_micros();
     let mut tx = store.begin().await?;
-    let previous: Option<(String, Json<serde_json::Value>)> = match hello.resume_worker_id {
-        Some(id) => {
-            sqlx::query_as("SELECT status, capacity_override FROM workers WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-        }
-        None => None,
-    };
-    let SessionStart { worker_id, resumed, capacity_override, capacity } =
-        SessionStart::new(hello, previous.as_ref().map(|(s, o)| (s.as_str(), &o.0)));
-    let epoch: i64 = sqlx::query_scalar(
-        "INSERT INTO workers (id, name, version, status, capacity, created_at, connected_at,
-                              last_heartbeat, heartbeat_expiration)
-         VALUES (?1, ?2, ?3, 'alive', ?4, ?5, ?5, ?5, ?5 + ?6)
-         ON CONFLICT (id) DO UPDATE SET
-             name = excluded.name, version = excluded.version, status = 'alive',
-             capacity = excluded.capacity, session_epoch = workers.session_epoch + 1,
-             connected_at = excluded.connected_at, last_heartbeat = excluded.last_heartbeat,
-             heartbeat_expiration = excluded.heartbeat_expiration
-         RETURNING session_epoch",
-    )
-    .bind(worker_id)
-    .bind(&hello.name)
-    .bind(&hello.version)
-    .bind(Json(&capacity))
-    .bind(now)
-    .bind(span_micros(ttl))
-    .fetch_one(&mut *tx)
-    .await?;
-
+    let previous = sql::previous_session(&mut tx, hello).await?;
+    let start = SessionStart::new(hello, previous.as_ref().map(|(s, o)| (s.as_str(), &o.0)));
+    let epoch = sql::open_session(&mut tx, hello, &start, ttl, Some(now)).await?;
+    let SessionStart { worker_id, resumed, capacity_override, .. } = start;
     let (own, resurrected) = match previous {
         Some(_) => reclaim(&mut tx, worker_id, hello, now).await?,
         None => Default::default(),
@@ -217,32 +177,9 @@ async fn take_lost(
 
 pub async fn set_draining(store: &SqliteStore, session: SessionRef) -> Result<bool, StoreError> {
     let mut tx = store.begin().await?;
-    let done = sqlx::query(
-        "UPDATE workers SET status = 'draining'
-         WHERE id = ? AND session_epoch = ? AND status = 'alive'",
-    )
-    .bind(session.worker_id)
-    .bind(session.epoch)
-    .execute(&mut *tx)
-    .await?;
+    let done = sql::set_draining(&mut tx, session).await?;
     tx.commit().await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// The worker's record with what it runs, per kind.
-async fn record(conn: &mut SqliteConnection, row: WorkerRow) -> Result<WorkerRecord, StoreError> {
-    let running: Json<serde_json::Value> = sqlx::query_scalar(concat!(
-        "SELECT json_group_object(kind, n) FROM (
-             SELECT kind, count(*) AS n FROM jobs
-             WHERE worker_id = ? AND status IN ",
-        sets::on_worker!(),
-        "
-             GROUP BY kind)"
-    ))
-    .bind(row.id)
-    .fetch_one(&mut *conn)
-    .await?;
-    row.into_record(&running.0)
+    Ok(done)
 }
 
 pub async fn list(
@@ -252,28 +189,7 @@ pub async fn list(
     limit: u32,
 ) -> Result<Vec<WorkerRecord>, StoreError> {
     let mut conn = store.reader().acquire().await?;
-    let sql = format!(
-        concat!(
-            "SELECT {WORKER_COLUMNS} FROM workers
-         WHERE ?1 OR status IN ",
-            sets::live_worker!(),
-            "
-         ORDER BY connected_at DESC, id
-         LIMIT ?3 OFFSET ?2"
-        ),
-        WORKER_COLUMNS = WORKER_COLUMNS
-    );
-    let rows: Vec<WorkerRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(include_gone)
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut records = Vec::with_capacity(rows.len());
-    for row in rows {
-        records.push(record(&mut conn, row).await?);
-    }
-    Ok(records)
+    sql::list(&mut conn, include_gone, offset, limit).await
 }
 
 /// Declares workers whose heartbeat expired dead and takes their attempts
@@ -281,34 +197,13 @@ pub async fn list(
 pub async fn reap(store: &SqliteStore, fence: Fence) -> Result<Reaped, StoreError> {
     let now = store.now_micros();
     let mut tx = store.begin().await?;
-    let dead: Vec<Uuid> = sqlx::query_scalar(concat!(
-        "UPDATE workers SET status = 'dead'
-         WHERE status IN ",
-        sets::live_worker!(),
-        " AND heartbeat_expiration < ?1
-           AND EXISTS (SELECT 1 FROM leases
-                       WHERE name = ?2 AND holder = ?3 AND expires_at > ?1)
-         RETURNING id"
-    ))
-    .bind(now)
-    .bind(fence.lease)
-    .bind(fence.holder)
-    .fetch_all(&mut *tx)
-    .await?;
+    let dead = sql::mark_dead(&mut tx, fence, Some(now)).await?;
     let mut taken = Taken::default();
     for worker in &dead {
-        // Held back for its resurrection too: released.
-        let held: Vec<i64> = sqlx::query_scalar(concat!(
-            "SELECT id FROM jobs WHERE worker_id = ? AND status IN ",
-            sets::on_worker_or_resurrecting!()
-        ))
-        .bind(worker)
-        .fetch_all(&mut *tx)
-        .await?;
-        let lost = lose_attempts(&mut tx, &held, "worker heartbeat expired", now).await?;
-        taken.count += lost.count;
-        taken.claimable.extend(lost.claimable);
-        taken.cleanup_ended |= lost.cleanup_ended;
+        let reason = "worker heartbeat expired";
+        for (kind, status) in sql::take_back_from_dead(&mut tx, *worker, reason, Some(now)).await? {
+            taken.add(kind, &status);
+        }
     }
     tx.commit().await?;
     let jobs = taken.count;
@@ -364,31 +259,14 @@ pub async fn set_capacity(
     capacity: &HashMap<String, u32>,
 ) -> Result<CapacityOutcome, StoreError> {
     let mut tx = store.begin().await?;
-    let current: Option<(String, Json<serde_json::Value>)> =
-        sqlx::query_as("SELECT status, capacity FROM workers WHERE id = ?")
-            .bind(worker_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((status, declared)) = current else {
+    let Some((status, declared)) = sql::declared_capacity(&mut tx, worker_id).await? else {
         return Ok(CapacityOutcome::NotFound);
     };
     let effective = match capacity_change(&status, &declared.0, capacity)? {
         Ok(effective) => effective,
         Err(refused) => return Ok(refused),
     };
-    sqlx::query(
-        "UPDATE workers SET capacity = json_patch(capacity, ?2),
-             capacity_override = json_patch(capacity_override, ?2)
-         WHERE id = ?1",
-    )
-    .bind(worker_id)
-    .bind(Json(capacity))
-    .execute(&mut *tx)
-    .await?;
-    let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE id = ?");
-    let row: WorkerRow =
-        sqlx::query_as(AssertSqlSafe(sql)).bind(worker_id).fetch_one(&mut *tx).await?;
-    let record = record(&mut tx, row).await?;
+    let record = sql::patch_capacity(&mut tx, worker_id, capacity).await?;
     tx.commit().await?;
     store.announce(StoreEvent::CapacityChanged { worker_id, capacity: effective });
     Ok(CapacityOutcome::Updated(record))
