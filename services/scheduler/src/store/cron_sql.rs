@@ -1,14 +1,14 @@
-//! Cron definitions, written once for both stores (see `engines`). Firing
-//! stays per engine: PostgreSQL locks the due rows `SKIP LOCKED` against a
-//! replica that still believes it leads; SQLite's one writer needs not.
+//! Crons, written once for both stores (see `engines`): their definitions
+//! and their firing.
 
 use sqlx::Executor;
 use sqlx::types::Json;
 
 use crate::store::dialect::is_unique_violation;
 use crate::store::engines::per_engine;
+use crate::store::job_sql::KeyedJob;
 use crate::store::rows::{self, CRON_COLUMNS};
-use crate::store::{CronRecord, NewCron, StoreError};
+use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
 
 per_engine! {
     type CronRow = rows::CronRow<Time>;
@@ -107,5 +107,74 @@ per_engine! {
         let due = "SELECT min(next_fire_at) FROM crons WHERE enabled";
         let (due,): (Option<Time>,) = sqlx::query_as(due).fetch_one(exec).await?;
         Ok(due.map(read_time))
+    }
+
+    /// Fires the due crons, in `conn`'s transaction: each firing enqueued
+    /// once (its unique key), and each cron moved to its next firing after
+    /// now. The due rows stay locked until then, and a concurrent firing
+    /// (a replica that still believes it leads) skips them (`skip_locked`).
+    /// Returns the firings with their jobs' kinds.
+    pub async fn fire_due(
+        conn: &mut Connection,
+        next: NextFire,
+        now: Option<Time>,
+    ) -> Result<Vec<(Fired, String)>, StoreError> {
+        let sql = format!(
+            "SELECT name, schedule, kind, args, priority, next_fire_at FROM crons
+             WHERE enabled AND next_fire_at <= {} ORDER BY next_fire_at LIMIT 100{}",
+            DIALECT.now(1),
+            DIALECT.skip_locked(),
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        if let Some(now) = now {
+            query = query.bind(now);
+        }
+        let due: Vec<(String, String, String, Json<serde_json::Value>, i32, Time)> =
+            query.fetch_all(&mut *conn).await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {}", DIALECT.now(1))));
+        if let Some(now) = now {
+            query = query.bind(now);
+        }
+        let now_at: Time = query.fetch_one(&mut *conn).await?;
+        let mut fired = Vec::new();
+        for (name, schedule, kind, args, priority, fire_at) in due {
+            let fire_at = read_time(fire_at);
+            let key = format!("cron:{name}:{}", fire_at.timestamp_micros());
+            let keyed = KeyedJob {
+                kind: &kind,
+                args: &args.0,
+                priority,
+                max_attempts: 3,
+                key: &key,
+                trace_context: None,
+            };
+            let job = engine::job_sql::insert_keyed(conn, keyed, now).await?;
+            // At most one catch-up: the next firing is computed from now, so
+            // firings missed while no leader ran are skipped.
+            let next_fire = next(&schedule, fire_at.max(read_time(now_at)));
+            let sql = format!(
+                "UPDATE crons SET
+                     next_fire_at = coalesce($2, next_fire_at), enabled = enabled AND $2 IS NOT NULL,
+                     last_fire_at = $3, last_job_id = coalesce($4, last_job_id), updated_at = {}
+                 WHERE name = $1",
+                DIALECT.now(5),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&name)
+                .bind(next_fire.map(time))
+                .bind(time(fire_at))
+                .bind(job);
+            if let Some(now) = now {
+                query = query.bind(now);
+            }
+            query.execute(&mut *conn).await?;
+            if let Some(job_id) = job {
+                fired.push((Fired { cron: name, fire_at, job_id }, kind));
+            }
+        }
+        Ok(fired)
     }
 }

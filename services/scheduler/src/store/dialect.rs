@@ -157,6 +157,16 @@ impl Dialect {
         }
     }
 
+    /// `row_lock` for rows no other transaction holds; rows another holds
+    /// are skipped, not waited for (a replica that still believes it leads
+    /// takes other rows, or none). SQLite's one writer needs neither.
+    pub(crate) fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+
     /// `row_lock` for the rows of `table` alone in a join.
     pub(crate) fn row_lock_of(self, table: &str) -> String {
         match self {

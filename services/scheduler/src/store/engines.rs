@@ -13,6 +13,7 @@ macro_rules! per_engine {
         #[allow(dead_code, unused_imports)]
         pub(crate) mod postgres {
             use super::*;
+            use $crate::store::engines::postgres as engine;
             type DB = sqlx::Postgres;
             type Connection = sqlx::PgConnection;
             const DIALECT: $crate::store::dialect::Dialect =
@@ -46,6 +47,7 @@ macro_rules! per_engine {
         #[allow(dead_code, unused_imports)]
         pub(crate) mod sqlite {
             use super::*;
+            use $crate::store::engines::sqlite as engine;
             type DB = sqlx::Sqlite;
             type Connection = sqlx::SqliteConnection;
             const DIALECT: $crate::store::dialect::Dialect =
@@ -76,3 +78,14 @@ macro_rules! per_engine {
 }
 
 pub(crate) use per_engine;
+
+/// Each engine's shared statements that others use, as `engine::...`
+/// inside `per_engine!`.
+pub(crate) mod postgres {
+    pub(crate) use crate::store::job_sql::postgres as job_sql;
+}
+
+/// See `postgres`.
+pub(crate) mod sqlite {
+    pub(crate) use crate::store::job_sql::sqlite as job_sql;
+}

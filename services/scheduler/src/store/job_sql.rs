@@ -11,7 +11,8 @@ use crate::store::engines::per_engine;
 use crate::store::rows::{self, JOB_COLUMNS};
 use crate::store::transitions::{self, CancelMove};
 use crate::store::{
-    CancelOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, StoreError,
+    CancelOutcome, CreateOutcome, DeleteOutcome, JobFilter, JobRecord, LogCursor, LogLine, NewJob,
+    StoreError,
 };
 use regsweep_proto::v1::JobStatus;
 
@@ -52,8 +53,117 @@ pub(crate) fn page_logs(
     Ok((lines, next))
 }
 
+/// A job that holds a unique key while active (a cron firing, a cleanup).
+pub(crate) struct KeyedJob<'a> {
+    pub kind: &'a str,
+    pub args: &'a serde_json::Value,
+    pub priority: i32,
+    pub max_attempts: i32,
+    pub key: &'a str,
+    pub trace_context: Option<&'a str>,
+}
+
+/// Whether a write failed on a foreign key (a parent that does not exist):
+/// both drivers report it as the same kind.
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().map(|d| d.kind()) == Some(sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
 per_engine! {
     type JobRow = rows::JobRow<Time>;
+
+    /// Creates `job` unless an active job holds its key (then that job is
+    /// the answer, whatever the parent: the insert skips the row before
+    /// its foreign key is checked).
+    pub async fn create(
+        conn: &mut Connection,
+        job: &NewJob,
+        now: Option<Time>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let now_sql = DIALECT.now(9);
+        let insert = format!(
+            concat!(
+                "INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key,
+                                   parent_id, trace_context, created_at, updated_at)
+                 VALUES ($1, $2, $3, coalesce({scheduled}, {now}), $5, $6, $7, $8, {now}, {now})
+                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ",
+                crate::store::sets::active!(),
+                " DO NOTHING RETURNING {columns}"
+            ),
+            scheduled = DIALECT.time_parameter(4),
+            now = now_sql,
+            columns = JOB_COLUMNS,
+        );
+        let existing = format!(
+            concat!(
+                "SELECT {columns} FROM jobs WHERE unique_key = $1 AND status IN ",
+                crate::store::sets::active!()
+            ),
+            columns = JOB_COLUMNS,
+        );
+        // The holder of the key may finish between the two statements; then
+        // the insert succeeds on the next round.
+        for _ in 0..3 {
+            let mut query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(insert.as_str()))
+                .bind(&job.kind)
+                .bind(sqlx::types::Json(&job.args))
+                .bind(job.priority)
+                .bind(job.scheduled_at.map(time))
+                .bind(rows::to_i32(job.max_attempts))
+                .bind(&job.unique_key)
+                .bind(job.parent_id)
+                .bind(&job.trace_context);
+            if let Some(now) = now {
+                query = query.bind(now);
+            }
+            match query.fetch_optional(&mut *conn).await {
+                Ok(Some(row)) => return Ok(CreateOutcome::Created(row.try_into()?)),
+                Ok(None) => {}
+                Err(e) if is_foreign_key_violation(&e) => return Ok(CreateOutcome::ParentNotFound),
+                Err(e) => return Err(e.into()),
+            }
+            let holder = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(existing.as_str()))
+                .bind(&job.unique_key)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(row) = holder {
+                return Ok(CreateOutcome::Duplicate(row.try_into()?));
+            }
+        }
+        Err(StoreError::Corrupt("unique key neither insertable nor held".into()))
+    }
+
+    /// Inserts `job`, due now, unless an active job holds its key; its id
+    /// when inserted.
+    pub async fn insert_keyed(
+        conn: &mut Connection,
+        job: KeyedJob<'_>,
+        now: Option<Time>,
+    ) -> Result<Option<i64>, StoreError> {
+        let now_sql = DIALECT.now(7);
+        let sql = format!(
+            concat!(
+                "INSERT INTO jobs (kind, args, priority, max_attempts, unique_key, trace_context,
+                                   scheduled_at, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, {now}, {now}, {now})
+                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ",
+                crate::store::sets::active!(),
+                " DO NOTHING RETURNING id"
+            ),
+            now = now_sql,
+        );
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(job.kind)
+            .bind(sqlx::types::Json(job.args))
+            .bind(job.priority)
+            .bind(job.max_attempts)
+            .bind(job.key)
+            .bind(job.trace_context);
+        if let Some(now) = now {
+            query = query.bind(now);
+        }
+        Ok(query.fetch_optional(&mut *conn).await?)
+    }
 
     /// The job `id`.
     pub async fn get<'e>(

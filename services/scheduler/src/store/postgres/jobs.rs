@@ -18,58 +18,8 @@ type JobRow = rows::JobRow<chrono::DateTime<chrono::Utc>>;
 /// A stored chunk: attempt, sequence, line times, line texts.
 type LogChunkRow = (i32, i32, Vec<DateTime<Utc>>, Vec<String>);
 
-/// PostgreSQL's `foreign_key_violation`.
-const FOREIGN_KEY_VIOLATION: &str = "23503";
-
 pub async fn create(pool: &PgPool, job: NewJob) -> Result<CreateOutcome, StoreError> {
-    let insert = format!(
-        concat!("INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id,
-                           trace_context)
-         VALUES ($1, $2, $3, coalesce($4, store_now()), $5, $6, $7, $8)
-         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
-             AND status IN ", sets::active!(), "
-         DO NOTHING
-         RETURNING {JOB_COLUMNS}"), JOB_COLUMNS = JOB_COLUMNS
-    );
-    let existing = format!(
-        concat!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE unique_key = $1
-           AND status IN ",
-            sets::active!()
-        ),
-        JOB_COLUMNS = JOB_COLUMNS
-    );
-    // The holder of the key may finish between the two statements; then
-    // the insert succeeds on the next round.
-    for _ in 0..3 {
-        let inserted = sqlx::query_as::<_, JobRow>(AssertSqlSafe(insert.as_str()))
-            .bind(&job.kind)
-            .bind(Json(&job.args))
-            .bind(job.priority)
-            .bind(job.scheduled_at)
-            .bind(to_i32(job.max_attempts))
-            .bind(&job.unique_key)
-            .bind(job.parent_id)
-            .bind(&job.trace_context)
-            .fetch_optional(pool)
-            .await;
-        match inserted {
-            Ok(Some(row)) => return Ok(CreateOutcome::Created(row.try_into()?)),
-            Ok(None) => {}
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(FOREIGN_KEY_VIOLATION) => {
-                return Ok(CreateOutcome::ParentNotFound);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let holder = sqlx::query_as::<_, JobRow>(AssertSqlSafe(existing.as_str()))
-            .bind(&job.unique_key)
-            .fetch_optional(pool)
-            .await?;
-        if let Some(row) = holder {
-            return Ok(CreateOutcome::Duplicate(row.try_into()?));
-        }
-    }
-    Err(StoreError::Corrupt("unique key neither insertable nor held".into()))
+    sql::create(&mut *pool.acquire().await?, &job, None).await
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<JobRecord>, StoreError> {

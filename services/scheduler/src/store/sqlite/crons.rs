@@ -1,13 +1,11 @@
-//! Crons on SQLite: definitions are written once in `cron_sql`; here,
-//! SQLite's one writer, its clock, and the firing.
+//! Crons on SQLite, written once in `cron_sql`; here, SQLite's one writer
+//! and its clock.
 
 use crate::store::Fence;
 
 use chrono::DateTime;
-use sqlx::types::Json;
 
-use super::jobs::{KeyedJob, insert_keyed_job};
-use super::{SqliteStore, micros, time};
+use super::SqliteStore;
 use crate::store::cron_sql::sqlite as sql;
 use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
 
@@ -44,11 +42,8 @@ pub async fn next_due(store: &SqliteStore) -> Result<Option<DateTime<chrono::Utc
     sql::next_due(store.reader()).await
 }
 
-/// A due cron: name, schedule, kind, args, priority, due time.
-type DueCron = (String, String, String, Json<serde_json::Value>, i32, i64);
-
-/// Fires due crons in one write transaction: each firing is enqueued once
-/// (its unique key), and each cron moves to its next firing after now.
+/// Fires due crons in one write transaction, fenced by the leader's lease
+/// (`cron_sql::fire_due`).
 pub async fn fire_due(
     store: &SqliteStore,
     next: NextFire,
@@ -59,50 +54,9 @@ pub async fn fire_due(
     if !crate::store::lease_sql::sqlite::holds(&mut tx, fence, Some(now)).await? {
         return Ok(Vec::new());
     }
-    let due: Vec<DueCron> = sqlx::query_as(
-        "SELECT name, schedule, kind, args, priority, next_fire_at FROM crons
-         WHERE enabled AND next_fire_at <= ? ORDER BY next_fire_at LIMIT 100",
-    )
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
-    if due.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut fired = Vec::new();
-    let mut kinds = Vec::new();
-    for (name, schedule, kind, args, priority, fire_at) in due {
-        let key = format!("cron:{name}:{fire_at}");
-        let keyed = KeyedJob {
-            kind: &kind,
-            args: &args.0,
-            priority,
-            max_attempts: 3,
-            key: &key,
-            trace_context: None,
-        };
-        let job = insert_keyed_job(&mut tx, keyed, now).await?;
-        // At most one catch-up: missed firings are skipped, not replayed.
-        let next_fire = next(&schedule, time(fire_at.max(now)));
-        sqlx::query(
-            "UPDATE crons SET
-                 next_fire_at = coalesce(?2, next_fire_at), enabled = enabled AND ?2 IS NOT NULL,
-                 last_fire_at = ?3, last_job_id = coalesce(?4, last_job_id), updated_at = ?5
-             WHERE name = ?1",
-        )
-        .bind(&name)
-        .bind(next_fire.map(micros))
-        .bind(fire_at)
-        .bind(job)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(job_id) = job {
-            kinds.push(kind);
-            fired.push(Fired { cron: name, fire_at: time(fire_at), job_id });
-        }
-    }
+    let fired = sql::fire_due(&mut tx, next, Some(now)).await?;
     tx.commit().await?;
+    let (fired, kinds): (Vec<Fired>, Vec<String>) = fired.into_iter().unzip();
     store.announce_kinds(kinds);
     Ok(fired)
 }

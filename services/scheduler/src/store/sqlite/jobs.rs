@@ -1,10 +1,9 @@
 //! Admin operations on jobs: create, read, list, cancel, delete, logs.
 
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, SqliteConnection};
 
-use super::rows::{ACTIVE, JOB_COLUMNS, JobRow, to_i32};
-use super::{SqliteStore, micros, time};
+use super::rows::to_i32;
+use super::{SqliteStore, time};
 use crate::store::job_sql::{LogChunk, page_logs, sqlite as sql};
 use crate::store::rows::{cancel_payload, parse_cancel_payload};
 use crate::store::{
@@ -13,51 +12,13 @@ use crate::store::{
 };
 
 pub async fn create(store: &SqliteStore, job: NewJob) -> Result<CreateOutcome, StoreError> {
-    let now = store.now_micros();
     let mut tx = store.begin().await?;
-    if let Some(key) = &job.unique_key {
-        let sql =
-            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE unique_key = ? AND status IN {ACTIVE}");
-        let holder = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = holder {
-            return Ok(CreateOutcome::Duplicate(row.try_into()?));
-        }
-    }
-    if let Some(parent) = job.parent_id {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = ?")
-            .bind(parent)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(CreateOutcome::ParentNotFound);
-        }
-    }
-    let sql = format!(
-        "INSERT INTO jobs (kind, args, priority, scheduled_at, max_attempts, unique_key, parent_id,
-                           created_at, updated_at, trace_context)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         RETURNING {JOB_COLUMNS}"
-    );
-    let record: JobRecord = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql))
-        .bind(&job.kind)
-        .bind(Json(&job.args))
-        .bind(job.priority)
-        .bind(job.scheduled_at.map(micros).unwrap_or(now))
-        .bind(to_i32(job.max_attempts))
-        .bind(&job.unique_key)
-        .bind(job.parent_id)
-        .bind(now)
-        .bind(now)
-        .bind(&job.trace_context)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_into()?;
+    let outcome = sql::create(&mut tx, &job, Some(store.now_micros())).await?;
     tx.commit().await?;
-    store.announce_kinds([record.kind.clone()]);
-    Ok(CreateOutcome::Created(record))
+    if let CreateOutcome::Created(record) = &outcome {
+        store.announce_kinds([record.kind.clone()]);
+    }
+    Ok(outcome)
 }
 
 /// Creates each job in its own transaction: one writer takes them in turn,
@@ -166,44 +127,4 @@ pub async fn logs(
         })
         .collect();
     page_logs(chunks, start, limit).map(Some)
-}
-
-/// A job that holds a unique key while active (a cron firing, a cleanup).
-pub struct KeyedJob<'a> {
-    pub kind: &'a str,
-    pub args: &'a serde_json::Value,
-    pub priority: i32,
-    pub max_attempts: i32,
-    pub key: &'a str,
-    pub trace_context: Option<&'a str>,
-}
-
-/// Inserts a job unless an active one holds its key; its id when inserted.
-pub async fn insert_keyed_job(
-    tx: &mut SqliteConnection,
-    job: KeyedJob<'_>,
-    now: i64,
-) -> Result<Option<i64>, StoreError> {
-    let KeyedJob { kind, args, priority, max_attempts, key, trace_context } = job;
-    let sql = format!("SELECT id FROM jobs WHERE unique_key = ? AND status IN {ACTIVE}");
-    let held: Option<i64> =
-        sqlx::query_scalar(AssertSqlSafe(sql)).bind(key).fetch_optional(&mut *tx).await?;
-    if held.is_some() {
-        return Ok(None);
-    }
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO jobs (kind, args, priority, max_attempts, unique_key, scheduled_at,
-                           created_at, updated_at, trace_context)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7) RETURNING id",
-    )
-    .bind(kind)
-    .bind(Json(args))
-    .bind(priority)
-    .bind(max_attempts)
-    .bind(key)
-    .bind(now)
-    .bind(trace_context)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(Some(id))
 }

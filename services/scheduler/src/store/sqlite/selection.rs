@@ -7,11 +7,11 @@ use regsweep_policy::{AgeSource, RuleSpec, TagCleanupArgs};
 use sqlx::SqliteConnection;
 
 use super::SqliteStore;
-use super::jobs::{KeyedJob, insert_keyed_job};
 use super::rows::ACTIVE;
 use crate::store::StoreError;
 use crate::store::catalog::{AdvanceRun, Selection, SelectionConfig, attachments_parse};
 use crate::store::cleanup_end;
+use crate::store::job_sql::{KeyedJob, sqlite::insert_keyed};
 use crate::store::selection_sql::sqlite as sql;
 use crate::store::sets;
 
@@ -100,7 +100,7 @@ async fn pick(
             key: &key,
             trace_context: trace_context.as_deref(),
         };
-        let job_id = match insert_keyed_job(tx, keyed, now).await? {
+        let job_id = match insert_keyed(tx, keyed, Some(now)).await? {
             Some(id) => {
                 inserted = true;
                 id
