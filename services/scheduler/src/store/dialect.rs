@@ -157,6 +157,43 @@ impl Dialect {
         }
     }
 
+    /// Membership in the list of ids bound as parameter `n` (see
+    /// `engines`' `ids_column`): a PostgreSQL array, a SQLite JSON array.
+    pub(crate) fn in_list(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("= ANY(${n})"),
+            Dialect::Sqlite => format!("IN (SELECT value FROM json_each(${n}))"),
+        }
+    }
+
+    /// A relation `alias(columns)` whose rows zip equally long lists bound
+    /// as parameters `first`, `first + 1`, ... (see `engines`' `column`),
+    /// one per column given with its PostgreSQL type: `unnest` of arrays on
+    /// PostgreSQL, JSON arrays joined by index on SQLite. A batch in one
+    /// statement on both.
+    pub(crate) fn zipped(self, alias: &str, columns: &[(&str, &str)], first: usize) -> String {
+        match self {
+            Dialect::Postgres => {
+                let arrays: Vec<String> = (0..columns.len())
+                    .map(|i| format!("${}::{}[]", first + i, columns[i].1))
+                    .collect();
+                let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+                format!("unnest({}) AS {alias}({})", arrays.join(", "), names.join(", "))
+            }
+            Dialect::Sqlite => {
+                let values: Vec<String> =
+                    (0..columns.len()).map(|i| format!("c{i}.value AS {}", columns[i].0)).collect();
+                let joins: String = (1..columns.len())
+                    .map(|i| format!(" JOIN json_each(${}) c{i} ON c{i}.key = c0.key", first + i))
+                    .collect();
+                format!(
+                    "(SELECT {} FROM json_each(${first}) c0{joins}) AS {alias}",
+                    values.join(", ")
+                )
+            }
+        }
+    }
+
     /// `row_lock` for rows no other transaction holds; rows another holds
     /// are skipped, not waited for (a replica that still believes it leads
     /// takes other rows, or none). SQLite's one writer needs neither.

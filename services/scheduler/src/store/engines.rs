@@ -34,6 +34,20 @@ macro_rules! per_engine {
             fn strings(list: &[String]) -> &[String] {
                 list
             }
+            /// A list of ids as bound (see `Dialect::in_list`).
+            fn ids_column(ids: &[i64]) -> &[i64] {
+                ids
+            }
+            /// A list bound as one column of `Dialect::zipped`: an array.
+            fn column<T>(values: Vec<T>) -> Vec<T> {
+                values
+            }
+            /// A transaction that writes.
+            async fn begin_write(
+                pool: &sqlx::PgPool,
+            ) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+                pool.begin().await
+            }
             /// The `at` of an attempt error at `t`, as `Dialect::error_time`
             /// writes it.
             fn error_time(t: Time) -> String {
@@ -67,6 +81,21 @@ macro_rules! per_engine {
             type StringsColumn = sqlx::types::Json<Vec<String>>;
             fn strings(list: &[String]) -> sqlx::types::Json<&[String]> {
                 sqlx::types::Json(list)
+            }
+            /// A list of ids as bound (see `Dialect::in_list`).
+            fn ids_column(ids: &[i64]) -> sqlx::types::Json<&[i64]> {
+                sqlx::types::Json(ids)
+            }
+            /// A list bound as one column of `Dialect::zipped`: JSON.
+            fn column<T>(values: Vec<T>) -> sqlx::types::Json<Vec<T>> {
+                sqlx::types::Json(values)
+            }
+            /// A transaction that writes: it takes the one writer's lock at
+            /// once (see `regsweep_common::db::BEGIN_WRITE`).
+            async fn begin_write(
+                pool: &sqlx::SqlitePool,
+            ) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+                pool.begin_with(sqlx::AssertSqlSafe(regsweep_common::db::BEGIN_WRITE)).await
             }
             /// The `at` of an attempt error at `t`, as PostgreSQL writes it.
             fn error_time(t: Time) -> String {

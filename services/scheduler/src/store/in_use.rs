@@ -1,8 +1,7 @@
 //! Digests clients mark as in use. Each holder's marks are its own and
 //! lapse at their expiry; reads see only live marks, by the scheduler's
-//! clock. The statements are written once, with `$n` placeholders both
-//! dialects accept; the stores differ only in how a batch reaches the
-//! database (`unnest` on PostgreSQL, a statement per row on SQLite).
+//! clock. The statements are written once for both stores (see
+//! `engines`); a request's marks go in one statement (`Dialect::zipped`).
 
 use chrono::{DateTime, Utc};
 
@@ -65,6 +64,48 @@ pub(crate) const LIVE: &str = "SELECT digest, holder, expires_at FROM in_use_mar
 
 crate::store::engines::per_engine! {
     use crate::store::StoreError;
+
+    /// Makes one request's marks, in one transaction: lapsed marks pruned,
+    /// the request's upserted, and its holder's others released if asked.
+    pub async fn mark(
+        writer: &sqlx::Pool<DB>,
+        m: InUseMarks<'_>,
+    ) -> Result<MarkOutcome, StoreError> {
+        let (repositories, digests): (Vec<&str>, Vec<&str>) =
+            m.images.iter().map(|(r, d)| (r.as_str(), d.as_str())).unzip();
+        let images = DIALECT.zipped("i", &[("repository", "text"), ("digest", "text")], 2);
+        // `WHERE true`: SQLite reads an upsert's `ON` after a `FROM` as a
+        // join's without it.
+        let sql = format!(
+            "INSERT INTO in_use_marks (registry_id, repository, digest, holder, expires_at)
+             SELECT $1, i.repository, i.digest, $4, $5 FROM {images} WHERE true
+             {UPSERT}"
+        );
+        let mut tx = begin_write(writer).await?;
+        sqlx::query(PRUNE).bind(m.registry_id).bind(time(m.now)).execute(&mut *tx).await?;
+        let marked = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(m.registry_id)
+            .bind(column(repositories))
+            .bind(column(digests))
+            .bind(m.holder)
+            .bind(time(m.expires_at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let released = if m.replace {
+            sqlx::query(RELEASE_OTHERS)
+                .bind(m.registry_id)
+                .bind(m.holder)
+                .bind(time(m.expires_at))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        } else {
+            0
+        };
+        tx.commit().await?;
+        Ok(MarkOutcome { marked, released })
+    }
 
     /// The live marks of one repository (`LIVE`).
     pub async fn live<'e>(

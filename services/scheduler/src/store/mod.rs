@@ -19,6 +19,7 @@ mod measured;
 mod model;
 mod open;
 pub mod postgres;
+mod retention_sql;
 pub(crate) mod rows;
 mod selection_sql;
 mod sets;

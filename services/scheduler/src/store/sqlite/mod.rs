@@ -65,6 +65,11 @@ impl SqliteStore {
         &self.pools.reader
     }
 
+    /// The one writer's pool (see `engines`' `begin_write`).
+    fn writer(&self) -> &SqlitePool {
+        &self.pools.writer
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.pools.writer.begin_with(AssertSqlSafe(db::BEGIN_WRITE)).await?)
     }
