@@ -3,7 +3,7 @@
 //! declaring expired workers dead. What each store does around them (its
 //! transaction, how it tells the dispatcher) stays in its `workers`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::types::Json;
@@ -13,6 +13,9 @@ use crate::store::dialect::Dialect;
 use crate::store::engines::per_engine;
 use crate::store::{Fence, SessionRef, StoreError, WorkerHello, WorkerRecord, rows, sets};
 use crate::store::{model::SessionStart, transitions};
+
+/// An attempt list's columns (`Dialect::zipped`).
+const RUNS: &[(&str, &str)] = &[("id", "bigint"), ("attempt", "int")];
 
 /// Worker columns with `running`: what each runs, per kind, as a JSON
 /// object (empty when it runs nothing).
@@ -225,6 +228,138 @@ per_engine! {
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker_id).bind(reason);
         if let Some(now) = now {
             query = query.bind(now).bind(error_time(now));
+        }
+        Ok(query.fetch_all(&mut *conn).await?)
+    }
+
+    /// Of the attempts a returning worker reports: those still its own (and
+    /// whether a cancel was requested meanwhile), and those taken from it
+    /// when it was declared dead and not claimed again yet, which become
+    /// `worker_resurrection` until it acknowledges the cancel.
+    pub async fn reclaim(
+        conn: &mut Connection,
+        worker_id: Uuid,
+        hello: &WorkerHello,
+        now: Option<Time>,
+    ) -> Result<(HashMap<(i64, u32), bool>, HashSet<(i64, u32)>), StoreError> {
+        let (ids, attempts): (Vec<i64>, Vec<i32>) =
+            hello.running.iter().map(|r| (r.job_id, rows::to_i32(r.attempt))).unzip();
+        let reported = DIALECT.zipped("u", RUNS, 2);
+        let sql = format!(
+            concat!(
+                "SELECT j.id, j.attempt, j.status = 'cancel_request' FROM jobs j
+                 JOIN {reported} ON j.id = u.id AND j.attempt = u.attempt
+                 WHERE j.worker_id = $1 AND j.status IN ",
+                crate::store::sets::on_worker!()
+            ),
+            reported = reported,
+        );
+        let own: Vec<(i64, i32, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(worker_id)
+            .bind(column(ids.clone()))
+            .bind(column(attempts.clone()))
+            .fetch_all(&mut *conn)
+            .await?;
+        let sql = format!(
+            "UPDATE jobs SET status = 'worker_resurrection', updated_at = {}
+             WHERE worker_id = $1 AND status = 'worker_dead'
+               AND (id, attempt) IN (SELECT u.id, u.attempt FROM {reported})
+             RETURNING id, attempt",
+            DIALECT.now(4),
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(worker_id)
+            .bind(column(ids))
+            .bind(column(attempts));
+        if let Some(now) = now {
+            query = query.bind(now);
+        }
+        let resurrected: Vec<(i64, i32)> = query.fetch_all(&mut *conn).await?;
+        let own = own
+            .into_iter()
+            .map(|(id, attempt, cancel)| Ok(((id, rows::non_negative(attempt, "attempt")?), cancel)))
+            .collect::<Result<_, StoreError>>()?;
+        let resurrected = resurrected
+            .into_iter()
+            .map(|(id, attempt)| Ok((id, rows::non_negative(attempt, "attempt")?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok((own, resurrected))
+    }
+
+    /// What the store has on a resumed worker but the worker does not
+    /// account for was lost with the previous stream (an assignment never
+    /// received): taken back (`transitions::take_back_set`), given back
+    /// when the worker keeps its ends. Returns each one's kind and status.
+    pub async fn take_lost(
+        conn: &mut Connection,
+        worker_id: Uuid,
+        hello: &WorkerHello,
+        now: Option<Time>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let (ids, attempts): (Vec<i64>, Vec<i32>) =
+            hello.accounted().map(|(id, attempt)| (id, rows::to_i32(attempt))).unzip();
+        let set = transitions::take_back_set(
+            DIALECT,
+            "$5",
+            &DIALECT.text("$4"),
+            &DIALECT.now(6),
+            &DIALECT.error_time(7),
+        );
+        let sql = format!(
+            concat!(
+                "UPDATE jobs SET {set}
+                 WHERE worker_id = $1 AND status IN ",
+                crate::store::sets::on_worker!(),
+                " AND (id, attempt) NOT IN (SELECT u.id, u.attempt FROM {accounted})
+                 RETURNING kind, status"
+            ),
+            set = set,
+            accounted = DIALECT.zipped("u", RUNS, 2),
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(worker_id)
+            .bind(column(ids))
+            .bind(column(attempts))
+            .bind("worker reconnected without this attempt")
+            .bind(hello.end_acks);
+        if let Some(now) = now {
+            query = query.bind(now).bind(error_time(now));
+        }
+        Ok(query.fetch_all(&mut *conn).await?)
+    }
+
+    /// Marks a drained session offline; what it still held is given back
+    /// (`transitions::offline_set`: not a failed attempt). Returns each
+    /// such attempt's kind and new status.
+    pub async fn mark_offline(
+        conn: &mut Connection,
+        session: SessionRef,
+        now: Option<Time>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let gone = sqlx::query(concat!(
+            "UPDATE workers SET status = 'offline'
+             WHERE id = $1 AND session_epoch = $2 AND status IN ",
+            crate::store::sets::live_worker!()
+        ))
+        .bind(session.worker_id)
+        .bind(session.epoch)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if gone == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            concat!(
+                "UPDATE jobs SET {set} WHERE worker_id = $1 AND status IN ",
+                crate::store::sets::on_worker_or_resurrecting!(),
+                " RETURNING kind, status"
+            ),
+            set = transitions::offline_set(&DIALECT.now(2)),
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(session.worker_id);
+        if let Some(now) = now {
+            query = query.bind(now);
         }
         Ok(query.fetch_all(&mut *conn).await?)
     }

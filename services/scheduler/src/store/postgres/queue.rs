@@ -337,33 +337,8 @@ async fn take_unreported(
 }
 
 async fn mark_offline(tx: &mut PgConnection, sessions: &[SessionRef]) -> Result<(), StoreError> {
-    let gone: Vec<(Uuid,)> = sqlx::query_as(concat!(
-        "UPDATE workers w SET status = 'offline'
-         FROM unnest($1::uuid[], $2::bigint[]) AS s(id, epoch)
-         WHERE w.id = s.id AND w.session_epoch = s.epoch AND w.status IN ",
-        sets::live_worker!(),
-        "
-         RETURNING w.id"
-    ))
-    .bind(sessions.iter().map(|s| s.worker_id).collect::<Vec<_>>())
-    .bind(sessions.iter().map(|s| s.epoch).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await?;
-    if gone.is_empty() {
-        return Ok(());
+    for session in sessions {
+        crate::store::worker_sql::postgres::mark_offline(tx, *session, None).await?;
     }
-    // What a drained worker still held when it left is given back; it does
-    // not count as a failed attempt.
-    let sql = format!(
-        concat!(
-            "UPDATE jobs SET {set} WHERE worker_id = ANY($1) AND status IN ",
-            sets::on_worker_or_resurrecting!()
-        ),
-        set = transitions::offline_set("store_now()"),
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(gone.into_iter().map(|(id,)| id).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use crate::store::rows;
 
-pub use crate::store::rows::{JOB_COLUMNS, claimed, non_negative, to_i32};
+pub use crate::store::rows::{JOB_COLUMNS, claimed, to_i32};
 
 pub type JobRow = rows::JobRow<i64>;
 

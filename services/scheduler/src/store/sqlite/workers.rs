@@ -2,13 +2,12 @@
 //! capacity, and taking back the attempts a worker lost.
 
 use crate::store::Fence;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
-use super::rows::{non_negative, to_i32};
 use super::{SqliteStore, error_time};
 use crate::store::model::{SessionStart, capacity_change};
 use crate::store::stale_runs;
@@ -90,89 +89,22 @@ pub async fn register(
     let epoch = sql::open_session(&mut tx, hello, &start, ttl, Some(now)).await?;
     let SessionStart { worker_id, resumed, capacity_override, .. } = start;
     let (own, resurrected) = match previous {
-        Some(_) => reclaim(&mut tx, worker_id, hello, now).await?,
+        Some(_) => sql::reclaim(&mut tx, worker_id, hello, Some(now)).await?,
         None => Default::default(),
     };
     let stale = stale_runs(&hello.running, &own, &resurrected);
-    let taken =
-        if resumed { take_lost(&mut tx, worker_id, hello, now).await? } else { Taken::default() };
+    let mut taken = Taken::default();
+    if resumed {
+        for (kind, status) in sql::take_lost(&mut tx, worker_id, hello, Some(now)).await? {
+            taken.add(kind, &status);
+        }
+    }
     tx.commit().await?;
     let lost = taken.count;
     let mut changed = super::queue::Changed::default();
     changed.add(taken);
     changed.announce(store);
     Ok(Registration { worker_id, epoch, resumed, stale, lost, capacity_override })
-}
-
-/// Of the attempts a returning worker reports: those still its own (and
-/// whether a cancel was requested meanwhile), and those taken from it when
-/// it was declared dead and not claimed again yet, which become
-/// `worker_resurrection` until it acknowledges the cancel.
-async fn reclaim(
-    tx: &mut SqliteConnection,
-    worker_id: Uuid,
-    hello: &WorkerHello,
-    now: i64,
-) -> Result<(HashMap<(i64, u32), bool>, HashSet<(i64, u32)>), StoreError> {
-    let (mut own, mut resurrected) = (HashMap::new(), HashSet::new());
-    for run in &hello.running {
-        let cancel_requested: Option<bool> = sqlx::query_scalar(concat!(
-            "SELECT status = 'cancel_request' FROM jobs
-             WHERE id = ? AND attempt = ? AND worker_id = ?
-               AND status IN ",
-            sets::on_worker!()
-        ))
-        .bind(run.job_id)
-        .bind(to_i32(run.attempt))
-        .bind(worker_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(cancel_requested) = cancel_requested {
-            own.insert((run.job_id, run.attempt), cancel_requested);
-            continue;
-        }
-        let taken_back = sqlx::query(
-            "UPDATE jobs SET status = 'worker_resurrection', updated_at = ?4
-             WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'worker_dead'",
-        )
-        .bind(run.job_id)
-        .bind(to_i32(run.attempt))
-        .bind(worker_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if taken_back.rows_affected() == 1 {
-            resurrected.insert((run.job_id, run.attempt));
-        }
-    }
-    Ok((own, resurrected))
-}
-
-/// What the store has on a resumed worker but the worker does not report
-/// was lost with the previous stream (an assignment never received).
-async fn take_lost(
-    tx: &mut SqliteConnection,
-    worker_id: Uuid,
-    hello: &WorkerHello,
-    now: i64,
-) -> Result<Taken, StoreError> {
-    let held: Vec<(i64, i32)> = sqlx::query_as(concat!(
-        "SELECT id, attempt FROM jobs
-         WHERE worker_id = ? AND status IN ",
-        sets::on_worker!()
-    ))
-    .bind(worker_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let reported: HashSet<(i64, u32)> = hello.accounted().collect();
-    let mut lost = Vec::new();
-    for (id, attempt) in held {
-        if !reported.contains(&(id, non_negative(attempt, "attempt")?)) {
-            lost.push(id);
-        }
-    }
-    let reason = "worker reconnected without this attempt";
-    take_omitted(tx, &lost, hello.end_acks, reason, now).await
 }
 
 pub async fn set_draining(store: &SqliteStore, session: SessionRef) -> Result<bool, StoreError> {
@@ -213,41 +145,14 @@ pub async fn reap(store: &SqliteStore, fence: Fence) -> Result<Reaped, StoreErro
     Ok(Reaped { workers: dead, jobs })
 }
 
-/// Marks a drained session offline; what it still held is given back
-/// (not counted as a failed attempt).
+/// Marks a drained session offline (`worker_sql::mark_offline`).
 pub async fn mark_offline(
     tx: &mut SqliteConnection,
     session: SessionRef,
     now: i64,
 ) -> Result<Taken, StoreError> {
-    let gone = sqlx::query(concat!(
-        "UPDATE workers SET status = 'offline'
-         WHERE id = ? AND session_epoch = ? AND status IN ",
-        sets::live_worker!()
-    ))
-    .bind(session.worker_id)
-    .bind(session.epoch)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
     let mut taken = Taken::default();
-    if gone == 0 {
-        return Ok(taken);
-    }
-    let sql = format!(
-        concat!(
-            "UPDATE jobs SET {set} WHERE worker_id = ?1 AND status IN ",
-            sets::on_worker_or_resurrecting!(),
-            " RETURNING kind, status"
-        ),
-        set = transitions::offline_set("?2"),
-    );
-    let rows: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(session.worker_id)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-    for (kind, status) in rows {
+    for (kind, status) in sql::mark_offline(tx, session, Some(now)).await? {
         taken.add(kind, &status);
     }
     Ok(taken)
