@@ -42,6 +42,19 @@ macro_rules! per_engine {
             fn column<T>(values: Vec<T>) -> Vec<T> {
                 values
             }
+            /// What operations act on: the pool (both reads and writes).
+            type Store = sqlx::PgPool;
+            fn writer(store: &Store) -> &sqlx::PgPool {
+                store
+            }
+            fn reader(store: &Store) -> &sqlx::PgPool {
+                store
+            }
+            /// The time writes are stamped with when bound: none, the
+            /// statements take the database's (`Dialect::now`).
+            fn stamp(_: &Store) -> Option<Time> {
+                None
+            }
             /// A transaction that writes.
             async fn begin_write(
                 pool: &sqlx::PgPool,
@@ -90,6 +103,19 @@ macro_rules! per_engine {
             fn column<T>(values: Vec<T>) -> sqlx::types::Json<Vec<T>> {
                 sqlx::types::Json(values)
             }
+            /// What operations act on: the store, with its one writer and
+            /// its readers.
+            type Store = $crate::store::sqlite::SqliteStore;
+            fn writer(store: &Store) -> &sqlx::SqlitePool {
+                store.writer()
+            }
+            fn reader(store: &Store) -> &sqlx::SqlitePool {
+                store.reader()
+            }
+            /// The time writes are stamped with: the store's clock.
+            fn stamp(store: &Store) -> Option<Time> {
+                Some(store.now_micros())
+            }
             /// A transaction that writes: it takes the one writer's lock at
             /// once (see `regsweep_common::db::BEGIN_WRITE`).
             async fn begin_write(
@@ -111,10 +137,14 @@ pub(crate) use per_engine;
 /// Each engine's shared statements that others use, as `engine::...`
 /// inside `per_engine!`.
 pub(crate) mod postgres {
+    pub(crate) use crate::store::catalog_sql::postgres as catalog_sql;
+    pub(crate) use crate::store::cron_sql::postgres as cron_sql;
     pub(crate) use crate::store::job_sql::postgres as job_sql;
 }
 
 /// See `postgres`.
 pub(crate) mod sqlite {
+    pub(crate) use crate::store::catalog_sql::sqlite as catalog_sql;
+    pub(crate) use crate::store::cron_sql::sqlite as cron_sql;
     pub(crate) use crate::store::job_sql::sqlite as job_sql;
 }

@@ -6,8 +6,10 @@
 //! one statement serves many jobs.
 
 pub mod catalog;
+mod catalog_ops;
 mod catalog_sql;
 mod cleanup_end;
+mod cron_ops;
 mod cron_sql;
 mod dialect;
 mod engines;

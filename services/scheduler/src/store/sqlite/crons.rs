@@ -3,44 +3,11 @@
 
 use crate::store::Fence;
 
-use chrono::DateTime;
-
 use super::SqliteStore;
 use crate::store::cron_sql::sqlite as sql;
-use crate::store::{CronRecord, Fired, NewCron, NextFire, StoreError};
+use crate::store::{Fired, NextFire, StoreError};
 
-pub async fn create(store: &SqliteStore, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
-    let mut tx = store.begin().await?;
-    let created = sql::create(&mut tx, &cron, Some(store.now_micros())).await?;
-    tx.commit().await?;
-    Ok(created)
-}
-
-pub async fn get(store: &SqliteStore, name: &str) -> Result<Option<CronRecord>, StoreError> {
-    sql::get(store.reader(), name).await
-}
-
-pub async fn list(store: &SqliteStore) -> Result<Vec<CronRecord>, StoreError> {
-    sql::list(store.reader()).await
-}
-
-pub async fn update(store: &SqliteStore, cron: NewCron) -> Result<Option<CronRecord>, StoreError> {
-    let mut tx = store.begin().await?;
-    let updated = sql::update(&mut tx, &cron, Some(store.now_micros())).await?;
-    tx.commit().await?;
-    Ok(updated)
-}
-
-pub async fn delete(store: &SqliteStore, name: &str) -> Result<bool, StoreError> {
-    let mut tx = store.begin().await?;
-    let deleted = sql::delete(&mut tx, name).await?;
-    tx.commit().await?;
-    Ok(deleted)
-}
-
-pub async fn next_due(store: &SqliteStore) -> Result<Option<DateTime<chrono::Utc>>, StoreError> {
-    sql::next_due(store.reader()).await
-}
+pub use crate::store::cron_ops::sqlite::*;
 
 /// Fires due crons in one write transaction, fenced by the leader's lease
 /// (`cron_sql::fire_due`).

@@ -53,7 +53,7 @@ impl SqliteStore {
     }
 
     /// The store's time, in stored form.
-    fn now_micros(&self) -> i64 {
+    pub(crate) fn now_micros(&self) -> i64 {
         micros(self.clock.now())
     }
 
@@ -61,12 +61,12 @@ impl SqliteStore {
         self.pools.close().await;
     }
 
-    fn reader(&self) -> &SqlitePool {
+    pub(crate) fn reader(&self) -> &SqlitePool {
         &self.pools.reader
     }
 
     /// The one writer's pool (see `engines`' `begin_write`).
-    fn writer(&self) -> &SqlitePool {
+    pub(crate) fn writer(&self) -> &SqlitePool {
         &self.pools.writer
     }
 
