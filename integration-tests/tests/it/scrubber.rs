@@ -177,6 +177,17 @@ async fn a_tag_pushed_again_after_planning_is_not_deleted() {
     assert_eq!(registry.manifest_count("app"), 1);
 }
 
+/// A registry `local`, and a scrubber that deletes as soon as a plan
+/// arrives.
+async fn with_an_undelayed_scrubber() -> (TestRegistry, TestDb, Scheduler, Scrubber) {
+    let registry = TestRegistry::start().await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
+    (registry, db, scheduler, scrubber)
+}
+
 /// A subject's signature, its referrers fallback index and the artifact
 /// it lists, and an artifact no fallback index lists (its subject known
 /// from the plan alone), all planned to go as children of an index, in
@@ -226,11 +237,7 @@ async fn attachments_planned_with_an_index(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn attachments_of_a_subject_a_tag_keeps_stay_though_their_own_tags_are_planned() {
-    let registry = TestRegistry::start().await;
-    let db = TestDb::create().await;
-    let scheduler = Scheduler::start(&db, &[]).await;
-    create_registry(&scheduler, "local", &registry.url()).await;
-    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
+    let (registry, _db, scheduler, scrubber) = with_an_undelayed_scrubber().await;
     let mut client = scrubber.client().await;
     // `kept`: the subject gained the tag v1 since it was planned (or
     // another plan keeps it): its attachments are kept with it.
@@ -256,11 +263,7 @@ async fn attachments_of_a_subject_a_tag_keeps_stay_though_their_own_tags_are_pla
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tagged_artifact_whose_subject_is_kept_loses_its_tag_not_its_digest() {
-    let registry = TestRegistry::start().await;
-    let db = TestDb::create().await;
-    let scheduler = Scheduler::start(&db, &[]).await;
-    create_registry(&scheduler, "local", &registry.url()).await;
-    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
+    let (registry, _db, scheduler, scrubber) = with_an_undelayed_scrubber().await;
     let mut client = scrubber.client().await;
     // An SBOM with a tag of its own, planned to go with its digest. Only
     // the plan says what it is attached to: no tag name does. In `kept`
