@@ -21,6 +21,7 @@ mod measured;
 mod model;
 mod open;
 pub mod postgres;
+mod repository_sql;
 mod retention_sql;
 pub(crate) mod rows;
 mod selection_sql;
