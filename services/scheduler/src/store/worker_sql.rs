@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use crate::store::dialect::Dialect;
 use crate::store::engines::per_engine;
+use crate::store::model::{SessionStart, capacity_change};
+use crate::store::{CapacityOutcome, transitions};
 use crate::store::{Fence, SessionRef, StoreError, WorkerHello, WorkerRecord, rows, sets};
-use crate::store::{model::SessionStart, transitions};
 
 /// An attempt list's columns (`Dialect::zipped`).
 const RUNS: &[(&str, &str)] = &[("id", "bigint"), ("attempt", "int")];
@@ -135,9 +136,29 @@ per_engine! {
         rows.into_iter().map(|r| r.row.into_record(&r.running.0)).collect()
     }
 
+    /// Sets an operator's capacity for `worker_id` if its status and the
+    /// kinds it declares allow (`model::capacity_change`). Returns the
+    /// outcome, and when updated the capacity now in effect, for the
+    /// dispatcher to hear of.
+    pub async fn set_capacity(
+        conn: &mut Connection,
+        worker_id: Uuid,
+        capacity: &HashMap<String, u32>,
+    ) -> Result<(CapacityOutcome, Option<HashMap<String, u32>>), StoreError> {
+        let Some((status, declared)) = declared_capacity(conn, worker_id).await? else {
+            return Ok((CapacityOutcome::NotFound, None));
+        };
+        let effective = match capacity_change(&status, &declared.0, capacity)? {
+            Ok(effective) => effective,
+            Err(refused) => return Ok((refused, None)),
+        };
+        let record = patch_capacity(conn, worker_id, capacity).await?;
+        Ok((CapacityOutcome::Updated(record), Some(effective)))
+    }
+
     /// The status and declared capacity of `worker_id`, locked until the
     /// transaction ends (see `previous_session`).
-    pub async fn declared_capacity(
+    async fn declared_capacity(
         conn: &mut Connection,
         worker_id: Uuid,
     ) -> Result<Option<(String, Json<serde_json::Value>)>, StoreError> {
@@ -148,7 +169,7 @@ per_engine! {
 
     /// Sets an operator's capacity for the kinds in `capacity`: effective
     /// now, and kept over the worker's reconnections. Returns the worker.
-    pub async fn patch_capacity(
+    async fn patch_capacity(
         conn: &mut Connection,
         worker_id: Uuid,
         capacity: &HashMap<String, u32>,

@@ -8,7 +8,7 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use crate::store::dialect::{self, Dialect};
-use crate::store::model::{SessionStart, capacity_change};
+use crate::store::model::SessionStart;
 use crate::store::stale_runs;
 use crate::store::transitions;
 use crate::store::worker_sql::postgres as sql;
@@ -86,19 +86,14 @@ pub async fn set_capacity(
     capacity: &HashMap<String, u32>,
 ) -> Result<CapacityOutcome, StoreError> {
     let mut tx = pool.begin().await?;
-    let Some((status, declared)) = sql::declared_capacity(&mut tx, worker_id).await? else {
-        return Ok(CapacityOutcome::NotFound);
-    };
-    let effective = match capacity_change(&status, &declared.0, capacity)? {
-        Ok(effective) => effective,
-        Err(refused) => return Ok(refused),
-    };
-    let record = sql::patch_capacity(&mut tx, worker_id, capacity).await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(super::CAPACITY_CHANNEL)
-        .bind(serde_json::json!({"worker_id": worker_id, "capacity": effective}).to_string())
-        .execute(&mut *tx)
-        .await?;
+    let (outcome, effective) = sql::set_capacity(&mut tx, worker_id, capacity).await?;
+    if let Some(effective) = effective {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::CAPACITY_CHANNEL)
+            .bind(serde_json::json!({"worker_id": worker_id, "capacity": effective}).to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
-    Ok(CapacityOutcome::Updated(record))
+    Ok(outcome)
 }

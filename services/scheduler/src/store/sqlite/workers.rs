@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
 use super::{SqliteStore, error_time};
-use crate::store::model::{SessionStart, capacity_change};
+use crate::store::model::SessionStart;
 use crate::store::stale_runs;
 use crate::store::worker_sql::sqlite as sql;
 
@@ -164,15 +164,10 @@ pub async fn set_capacity(
     capacity: &HashMap<String, u32>,
 ) -> Result<CapacityOutcome, StoreError> {
     let mut tx = store.begin().await?;
-    let Some((status, declared)) = sql::declared_capacity(&mut tx, worker_id).await? else {
-        return Ok(CapacityOutcome::NotFound);
-    };
-    let effective = match capacity_change(&status, &declared.0, capacity)? {
-        Ok(effective) => effective,
-        Err(refused) => return Ok(refused),
-    };
-    let record = sql::patch_capacity(&mut tx, worker_id, capacity).await?;
+    let (outcome, effective) = sql::set_capacity(&mut tx, worker_id, capacity).await?;
     tx.commit().await?;
-    store.announce(StoreEvent::CapacityChanged { worker_id, capacity: effective });
-    Ok(CapacityOutcome::Updated(record))
+    if let Some(capacity) = effective {
+        store.announce(StoreEvent::CapacityChanged { worker_id, capacity });
+    }
+    Ok(outcome)
 }
