@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::plans::Plans;
 use crate::store::{
-    DeletionFilter, DeletionStore, LinkedManifests, NewDeletion, Submission, TagReason,
+    DeletionFilter, DeletionStore, LinkedManifests, NewDeletion, StoreError, Submission, TagReason,
     parse_status,
 };
 
@@ -340,11 +340,11 @@ impl ScrubberService for ScrubberApi {
         Ok(Response::new(v1::GetScrubberStatusResponse {
             counts: counts
                 .into_iter()
-                .map(|(status, count)| v1::StatusCount {
-                    status: parse_status(&status).into(),
-                    count,
+                .map(|(status, count)| {
+                    Ok(v1::StatusCount { status: parse_status(&status)?.into(), count })
                 })
-                .collect(),
+                .collect::<Result<_, StoreError>>()
+                .map_err(ApiError::from)?,
             oldest_due_pending_seconds: oldest,
             parallelism: self.parallelism,
             registries: self.limits.snapshot(),

@@ -103,7 +103,7 @@ async fn submit_as(
     stored
 }
 
-async fn status_of(f: &Fixture, id: i64) -> String {
+async fn status_of(f: &Fixture, id: i64) -> DeletionStatus {
     let all = f.deletions.list(&DeletionFilter::default(), None, 1000).await.expect("list");
     all.into_iter().find(|d| d.id == id).expect("deletion").status
 }
@@ -121,7 +121,9 @@ pub async fn concurrent_claims_lease_each_deletion_once(f: Fixture) {
                 if claimed.is_empty() {
                     return (holder, mine);
                 }
-                assert!(claimed.iter().all(|d| d.status == "deleting" && d.attempts == 1));
+                assert!(
+                    claimed.iter().all(|d| d.status == DeletionStatus::Deleting && d.attempts == 1)
+                );
                 mine.extend(claimed.into_iter().map(|d| d.id));
             }
         }));
@@ -147,8 +149,8 @@ pub async fn concurrent_claims_lease_each_deletion_once(f: Fixture) {
     let list = f.deletions.list(&DeletionFilter::default(), None, 1000).await.unwrap();
     let finished = list.iter().find(|d| d.id == ids[0]).expect("listed");
     assert_eq!(
-        (finished.status.as_str(), finished.deleted_tags.clone()),
-        ("deleted", vec!["v1".to_string()])
+        (finished.status, finished.deleted_tags.clone()),
+        (DeletionStatus::Deleted, vec!["v1".to_string()])
     );
     assert_eq!(finished.skipped_tags, vec!["latest-1".to_string()]);
     assert!(finished.finished_at.is_some());
@@ -168,7 +170,7 @@ pub async fn pending_deletions_restore_until_claimed(f: Fixture) {
     assert_eq!(outcomes[3].2, "no such deletion");
     let again = f.deletions.restore(&[later[0].id]).await.unwrap();
     assert_eq!(again[0], (later[0].id, false, "already restored".to_string()));
-    assert_eq!(status_of(&f, later[2].id).await, "pending_delete");
+    assert_eq!(status_of(&f, later[2].id).await, DeletionStatus::PendingDelete);
     let restored = DeletionFilter { status: Some(DeletionStatus::Restored), ..Default::default() };
     assert_eq!(f.deletions.list(&restored, None, 10).await.unwrap().len(), 2);
     let (counts, _) = f.deletions.status().await.unwrap();
@@ -189,7 +191,7 @@ pub async fn retries_end_failed_when_attempts_run_out(f: Fixture) {
         assert_eq!(claimed[0].attempts, attempt);
         assert!(f.deletions.finish(holder, stored[0].id, &retry).await.unwrap());
     }
-    assert_eq!(status_of(&f, stored[0].id).await, "failed");
+    assert_eq!(status_of(&f, stored[0].id).await, DeletionStatus::Failed);
     assert!(f.deletions.claim(holder, LEASE, 10).await.unwrap().is_empty());
     let backoff = submit(&f, 2, 1, Duration::ZERO).await;
     f.deletions.claim(holder, LEASE, 10).await.unwrap();
@@ -223,7 +225,7 @@ pub async fn expired_leases_are_taken_back_and_fence_the_old_holder(f: Fixture) 
     );
     assert!(f.deletions.renew(dead, &ids, LEASE).await.unwrap().is_empty());
     assert!(f.deletions.finish(alive, ids[0], &failed).await.unwrap());
-    assert_eq!(status_of(&f, ids[0]).await, "failed");
+    assert_eq!(status_of(&f, ids[0]).await, DeletionStatus::Failed);
 }
 
 pub async fn submissions_are_idempotent_per_attempt_and_digest(f: Fixture) {
@@ -245,7 +247,7 @@ pub async fn submissions_are_idempotent_per_attempt_and_digest(f: Fixture) {
 
 pub async fn held_plans_wait_for_approval_and_can_be_restored(f: Fixture) {
     let held = submit_as(&f, 1, 1, 3, Duration::ZERO, Some("deletes 3 of 4 tags")).await;
-    assert!(held.iter().all(|d| d.status == "awaiting_approval"));
+    assert!(held.iter().all(|d| d.status == DeletionStatus::AwaitingApproval));
     let holder = Uuid::new_v4();
     assert!(f.deletions.claim(holder, LEASE, 10).await.unwrap().is_empty(), "held, though due");
     let ids: Vec<i64> = held.iter().map(|d| d.id).collect();
@@ -270,7 +272,7 @@ pub async fn cancelled_deletions_end_and_postponed_ones_keep_their_attempts(f: F
     assert!(f.deletions.finish(holder, stored[1].id, &postpone).await.unwrap());
     let all = f.deletions.list(&DeletionFilter::default(), None, 10).await.unwrap();
     let cancelled = all.iter().find(|d| d.id == stored[0].id).expect("cancelled");
-    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.status, DeletionStatus::Cancelled);
     assert_eq!(cancelled.error.as_deref(), Some("policy \"team\" is now a dry run"));
     assert!(cancelled.finished_at.is_some());
     assert!(f.deletions.restore(&[stored[0].id]).await.unwrap()[0].2.contains("cancelled"));

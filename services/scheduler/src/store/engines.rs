@@ -2,9 +2,13 @@
 //! expands its items twice, into a `postgres` and a `sqlite` module, where
 //! `DB` is that engine, `DIALECT` what it spells differently, and `Time`
 //! and `time` how it stores a time (`timestamptz`; integer microseconds).
-//! Concrete engines keep the items free of sqlx's trait bounds, which a
-//! function generic over the database must repeat in full at every use
-//! (Rust does not imply them).
+//! Lists bind as `column` (an array; JSON), the operations of a store act
+//! on its `Store` through `writer`, `reader`, `begin_write` and `stamp`
+//! (the time writes bind: none on PostgreSQL, whose statements read its
+//! clock; the store's clock on SQLite), and `engine::...` names the other
+//! shared modules of the same engine. Concrete engines keep the items free
+//! of sqlx's trait bounds, which a function generic over the database must
+//! repeat in full at every use (Rust does not imply them).
 
 macro_rules! per_engine {
     ($($item:item)*) => {

@@ -129,7 +129,7 @@ pub struct DeletionRecord {
     pub subjects: Vec<String>,
     pub job_id: i64,
     pub attempt: i32,
-    pub status: String,
+    pub status: DeletionStatus,
     pub submitted_at: DateTime<Utc>,
     pub delete_after: DateTime<Utc>,
     pub attempts: i32,
@@ -157,8 +157,9 @@ pub fn status_name(status: DeletionStatus) -> &'static str {
     }
 }
 
-pub fn parse_status(name: &str) -> DeletionStatus {
-    match name {
+/// A stored status; one no code writes is `Corrupt`, never `Unspecified`.
+pub fn parse_status(name: &str) -> Result<DeletionStatus, StoreError> {
+    Ok(match name {
         "pending_delete" => DeletionStatus::PendingDelete,
         "deleting" => DeletionStatus::Deleting,
         "deleted" => DeletionStatus::Deleted,
@@ -166,8 +167,15 @@ pub fn parse_status(name: &str) -> DeletionStatus {
         "failed" => DeletionStatus::Failed,
         "cancelled" => DeletionStatus::Cancelled,
         "awaiting_approval" => DeletionStatus::AwaitingApproval,
-        _ => DeletionStatus::Unspecified,
-    }
+        _ => return Err(StoreError::Corrupt(format!("deletion status {name:?}"))),
+    })
+}
+
+/// Deletion rows as records; an unreadable one fails the read.
+pub(crate) fn records<T: StoredTime, L: StoredList>(
+    rows: Vec<DeletionRow<T, L>>,
+) -> Result<Vec<DeletionRecord>, StoreError> {
+    rows.into_iter().map(DeletionRecord::try_from).collect()
 }
 
 impl DeletionRecord {
@@ -191,7 +199,7 @@ impl DeletionRecord {
             }),
             job_id: self.job_id,
             attempt: u32::try_from(self.attempt).unwrap_or_default(),
-            status: parse_status(&self.status).into(),
+            status: self.status.into(),
             submitted_at: Some(timestamp_from_chrono(self.submitted_at)),
             delete_after: Some(timestamp_from_chrono(self.delete_after)),
             finished_at: self.finished_at.map(timestamp_from_chrono),
@@ -422,15 +430,20 @@ pub(crate) fn outcomes(
             if changed.contains(id) {
                 return (*id, true, String::new());
             }
-            let reason = match statuses.iter().find(|(o, _)| o == id).map(|(_, s)| s.as_str()) {
+            let status = statuses.iter().find(|(o, _)| o == id).map(|(_, s)| s.as_str());
+            let reason = match status.map(|s| (s, parse_status(s))) {
                 None => "no such deletion".to_string(),
-                Some("deleting") => "already being deleted".to_string(),
-                Some("deleted") => "already deleted".to_string(),
-                Some("restored") => "already restored".to_string(),
-                Some("failed") => "deletion failed; nothing to restore".to_string(),
-                Some("cancelled") => "cancelled; its policy changed".to_string(),
-                Some("pending_delete") => "not awaiting approval".to_string(),
-                Some(other) => format!("is {other}"),
+                Some((_, Ok(DeletionStatus::Deleting))) => "already being deleted".to_string(),
+                Some((_, Ok(DeletionStatus::Deleted))) => "already deleted".to_string(),
+                Some((_, Ok(DeletionStatus::Restored))) => "already restored".to_string(),
+                Some((_, Ok(DeletionStatus::Failed))) => {
+                    "deletion failed; nothing to restore".to_string()
+                }
+                Some((_, Ok(DeletionStatus::Cancelled))) => {
+                    "cancelled; its policy changed".to_string()
+                }
+                Some((_, Ok(DeletionStatus::PendingDelete))) => "not awaiting approval".to_string(),
+                Some((other, _)) => format!("is {other}"),
             };
             (*id, false, reason)
         })
@@ -472,10 +485,12 @@ pub(crate) struct DeletionRow<T, L> {
     hold_reason: Option<String>,
 }
 
-impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
-    fn from(r: DeletionRow<T, L>) -> Self {
+impl<T: StoredTime, L: StoredList> TryFrom<DeletionRow<T, L>> for DeletionRecord {
+    type Error = StoreError;
+
+    fn try_from(r: DeletionRow<T, L>) -> Result<Self, StoreError> {
         let linked = LinkedManifests::from_column(r.linked.as_deref());
-        Self {
+        Ok(Self {
             before: linked.before,
             after: linked.after,
             subjects: linked.subjects,
@@ -487,7 +502,7 @@ impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
             delete_digest: r.delete_digest,
             job_id: r.job_id,
             attempt: r.attempt,
-            status: r.status,
+            status: parse_status(&r.status)?,
             submitted_at: r.submitted_at.into_time(),
             delete_after: r.delete_after.into_time(),
             attempts: r.attempts,
@@ -500,6 +515,23 @@ impl<T: StoredTime, L: StoredList> From<DeletionRow<T, L>> for DeletionRecord {
             policy: PlanPolicy { name: r.policy, id: r.policy_id, revision: r.policy_revision },
             reasons: reasons_from_column(r.reasons.as_deref()),
             hold_reason: r.hold_reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every status round-trips through its stored name; a name no code
+    /// writes is corrupt, never `Unspecified`.
+    #[test]
+    fn stored_statuses_are_typed_and_unknown_ones_corrupt() {
+        for status in (1..).map_while(|n| DeletionStatus::try_from(n).ok()) {
+            assert_eq!(parse_status(status_name(status)).expect("known"), status);
+        }
+        for unknown in ["", "gone", "Deleted", "pending-delete"] {
+            assert!(matches!(parse_status(unknown), Err(StoreError::Corrupt(_))), "{unknown:?}");
         }
     }
 }

@@ -107,15 +107,14 @@ impl DeletionStore for PgStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM deletions WHERE job_id = $1 AND attempt = $2 AND digest = ANY($3) ORDER BY id"
         );
-        Ok(sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
-            .bind(job_id)
-            .bind(i64::from(attempt))
-            .bind(&digests)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(DeletionRecord::from)
-            .collect())
+        super::records(
+            sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
+                .bind(job_id)
+                .bind(i64::from(attempt))
+                .bind(&digests)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn list(
@@ -131,19 +130,18 @@ impl DeletionStore for PgStore {
                AND id < $5 AND ($7::text IS NULL OR $7 = ANY(tags))
              ORDER BY id DESC LIMIT $6"
         );
-        Ok(sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
-            .bind(filter.status.map(status_name))
-            .bind(&filter.registry)
-            .bind(&filter.repository)
-            .bind(filter.job_id)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .bind(&filter.tag)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(DeletionRecord::from)
-            .collect())
+        super::records(
+            sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
+                .bind(filter.status.map(status_name))
+                .bind(&filter.registry)
+                .bind(&filter.repository)
+                .bind(filter.job_id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .bind(&filter.tag)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Restores the pending or held ones of `ids`; returns `(id, restored,
@@ -199,15 +197,14 @@ impl DeletionStore for PgStore {
                  FOR UPDATE SKIP LOCKED)
              RETURNING {COLUMNS}"
         );
-        Ok(sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
-            .bind(holder)
-            .bind(lease.as_secs_f64())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(DeletionRecord::from)
-            .collect())
+        super::records(
+            sqlx::query_as::<_, DeletionRow>(sqlx::AssertSqlSafe(sql))
+                .bind(holder)
+                .bind(lease.as_secs_f64())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Extends `holder`'s leases on `ids`; returns the ids still held.

@@ -23,10 +23,6 @@ type DeletionRow = super::DeletionRow<i64, Json<Vec<String>>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-fn records(rows: Vec<DeletionRow>) -> Vec<DeletionRecord> {
-    rows.into_iter().map(DeletionRecord::from).collect()
-}
-
 /// The answer per id, after `changed` of them changed status.
 async fn statuses(
     tx: &mut Transaction<'static, Sqlite>,
@@ -140,7 +136,7 @@ impl DeletionStore for SqliteStore {
                 .bind(&image.digest)
                 .fetch_one(&mut *tx)
                 .await?;
-            stored.push(DeletionRecord::from(row));
+            stored.push(DeletionRecord::try_from(row)?);
         }
         tx.commit().await?;
         stored.sort_by_key(|d| d.id);
@@ -176,7 +172,7 @@ impl DeletionStore for SqliteStore {
         }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
         let rows = q.build_query_as::<DeletionRow>().fetch_all(&self.pools.reader).await?;
-        Ok(records(rows))
+        super::records(rows)
     }
 
     async fn restore(&self, ids: &[i64]) -> Result<Vec<(i64, bool, String)>, StoreError> {
@@ -251,7 +247,7 @@ impl DeletionStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        let mut claimed = records(rows);
+        let mut claimed = super::records(rows)?;
         claimed.sort_by_key(|d| (d.delete_after, d.id));
         Ok(claimed)
     }
