@@ -129,7 +129,7 @@ macro_rules! per_engine {
             }
             /// The `at` of an attempt error at `t`, as PostgreSQL writes it.
             fn error_time(t: Time) -> String {
-                read_time(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                $crate::store::sqlite::error_time(t)
             }
             $($item)*
         }

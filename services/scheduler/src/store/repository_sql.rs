@@ -80,6 +80,7 @@ per_engine! {
         matcher: &PolicyMatcher,
     ) -> Result<u64, StoreError> {
         let policies: Vec<Option<i64>> = names.iter().map(|n| matcher(n)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let listed = DIALECT.zipped("n", &[("name", "text"), ("policy_id", "bigint")], 2);
         // `WHERE true`: SQLite reads an upsert's `ON` after a `FROM` as a
         // join's without it.
@@ -91,7 +92,7 @@ per_engine! {
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(new))
             .bind(registry_id)
-            .bind(column(names.to_vec()))
+            .bind(column(names.clone()))
             .bind(column(policies.clone()))
             .bind(job_id);
         if let Some(now) = stamp(store) {
@@ -106,7 +107,7 @@ per_engine! {
         );
         sqlx::query(sqlx::AssertSqlSafe(seen))
             .bind(registry_id)
-            .bind(column(names.to_vec()))
+            .bind(column(names.clone()))
             .bind(column(policies))
             .bind(job_id)
             .execute(&mut *tx)
