@@ -60,6 +60,8 @@ struct Shared {
     destructive: Mutex<Vec<(String, String)>>,
     /// When each forwarded request arrived, since the proxy started.
     arrivals: Mutex<Vec<std::time::Duration>>,
+    /// Every request forwarded: (method, path).
+    forwarded: Mutex<Vec<(String, String)>>,
     started: std::time::Instant,
 }
 
@@ -170,6 +172,8 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         _ => {}
     }
     shared.arrivals.lock().expect("arrivals").push(shared.started.elapsed());
+    let request = (parts.method.to_string(), parts.uri.path().to_string());
+    shared.forwarded.lock().expect("forwarded").push(request);
     let writes = [axum::http::Method::DELETE, axum::http::Method::PUT];
     if writes.contains(&parts.method) && parts.uri.path().contains("/manifests/") {
         let request = (parts.method.to_string(), parts.uri.path().to_string());
@@ -291,6 +295,7 @@ impl AuthProxy {
             overlapping_deletes: AtomicU32::new(0),
             destructive: Mutex::new(Vec::new()),
             arrivals: Mutex::new(Vec::new()),
+            forwarded: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),
         });
         let app =
@@ -313,6 +318,11 @@ impl AuthProxy {
     /// Every manifest DELETE and PUT forwarded, in order: (method, path).
     pub fn destructive_requests(&self) -> Vec<(String, String)> {
         self.shared.destructive.lock().expect("destructive").clone()
+    }
+
+    /// Every request forwarded, in order: (method, path).
+    pub fn forwarded_requests(&self) -> Vec<(String, String)> {
+        self.shared.forwarded.lock().expect("forwarded").clone()
     }
 
     /// Most DELETE requests the proxy had in flight at once.

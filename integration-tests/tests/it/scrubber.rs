@@ -661,3 +661,89 @@ async fn a_faulty_registry_still_gets_every_deletion_settled_within_its_rate() {
     // one image's requests leave it below the 8 an unseeded start keeps.
     assert!(limits.concurrency < 8, "started at full concurrency: {limits:?}");
 }
+
+/// The last checks resolve only the tags that could keep what they check:
+/// in a one-image repository the planned tag is resolved once (to see it
+/// still names its image) and the listing alone clears the digest, while
+/// an unplanned tag on a planned digest is still resolved, and keeps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planned_tag_is_resolved_once_and_an_unplanned_one_still_keeps_its_digest() {
+    let registry = TestRegistry::start().await;
+    let lone = seed_plan(&registry, "lone/app", 1).await;
+    let shared = registry.push_image("shared/app", &["t0", "stay"], None, "shared").await;
+    let proxy = AuthProxy::start(&registry.url(), Mode::SlowDeletes { millis: 0 }).await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &proxy.url()).await;
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &["--delay", "0s"]).await;
+    let mut client = scrubber.client().await;
+    let lone_digest = lone[0].digest.clone();
+    let job = submit(&mut client, &scheduler, "local", "lone/app", lone).await;
+    let ended = wait_ended(&client, job, 1).await;
+    assert_eq!(ended[0].status(), DeletionStatus::Deleted);
+    let shared_plan = vec![v1::ImageDeletion {
+        digest: shared.clone(),
+        tags: vec!["t0".into()],
+        delete_digest: true,
+        ..Default::default()
+    }];
+    let job = submit(&mut client, &scheduler, "local", "shared/app", shared_plan).await;
+    let ended = wait_ended(&client, job, 1).await;
+    assert_eq!(ended[0].status(), DeletionStatus::Deleted);
+
+    assert!(!registry.has_manifest("lone/app", &lone_digest).await);
+    assert!(registry.tags("lone/app").await.is_empty());
+    assert!(registry.has_manifest("shared/app", &shared).await, "kept by its unplanned tag");
+    assert_eq!(registry.tags("shared/app").await, ["stay"]);
+    let forwarded = proxy.forwarded_requests();
+    let resolves = |path: &str| forwarded.iter().filter(|(_, p)| p == path).count();
+    println!("requests to the registry: {forwarded:?}");
+    assert_eq!(resolves("/v2/lone/app/manifests/t0"), 1, "the planned tag resolved again");
+    assert!(resolves("/v2/shared/app/manifests/stay") >= 1, "the unplanned tag never resolved");
+}
+
+/// A scrubber stopped while deletes are at the registry lets them finish
+/// and records how each ended before it exits: no digest it deleted is
+/// left `deleting` (outcomes are written off the scrub's path, and the
+/// writer drains before the process ends).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_scrubber_records_every_delete_it_sent_before_it_exits() {
+    let registry = TestRegistry::start().await;
+    let images = seed_plan(&registry, "drain/app", 12).await;
+    let digests: Vec<String> = images.iter().map(|i| i.digest.clone()).collect();
+    let proxy = AuthProxy::start(&registry.url(), Mode::SlowDeletes { millis: 300 }).await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &proxy.url()).await;
+    let flags = ["--delay", "0s", "--parallelism", "4"];
+    let mut scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
+    let mut client = scrubber.client().await;
+    let job = submit(&mut client, &scheduler, "local", "drain/app", images).await;
+    wait_until("deletes at the registry", Duration::from_secs(20), || async {
+        (proxy.destructive_requests().len() >= 2).then_some(())
+    })
+    .await;
+    scrubber.process.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = scrubber.process.wait_exit(Duration::from_secs(30)).await;
+    assert!(exit.success(), "{exit:?}");
+
+    // Nothing deletes now: what is gone was deleted by the stopped one.
+    let mut gone = Vec::new();
+    for digest in &digests {
+        if !registry.has_manifest("drain/app", digest).await {
+            gone.push(digest.clone());
+        }
+    }
+    assert!(!gone.is_empty(), "no delete finished before the exit");
+    let lister = Scrubber::start("lister", &db, &scheduler, &["--delay", "0s"]).await;
+    let mut lister = lister.client().await;
+    let listed =
+        deletions(&mut lister, v1::ListDeletionsRequest { job_id: job, ..Default::default() })
+            .await;
+    for digest in &gone {
+        let image = |d: &&v1::Deletion| d.image.as_ref().map(|i| &i.digest) == Some(digest);
+        let d = listed.iter().find(image).expect("its deletion");
+        assert_eq!(d.status(), DeletionStatus::Deleted, "{digest}: {d:?}");
+    }
+    println!("{} of {} deleted and recorded before the exit", gone.len(), digests.len());
+}

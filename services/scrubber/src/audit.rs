@@ -6,7 +6,10 @@
 //! The record before the request is synchronous: it is the guarantee. The
 //! answers are batched by one writer task (a process killed before it
 //! flushes leaves requests on record without their answer, shown as
-//! such), which keeps the record from halving the deletion rate. The
+//! such), which keeps the record from halving the deletion rate; the
+//! writer lets answers gather for a moment first, so that a scrubber
+//! deleting one image at a time does not write one statement per answer
+//! on the cores its registry and database share. The
 //! records themselves are one insert each: grouping concurrent ones into
 //! one insert through a writer task was measured no faster (PostgreSQL
 //! already flushes concurrent commits together; BENCHMARKS.md).
@@ -29,6 +32,8 @@ const PRUNE_PERIOD: Duration = Duration::from_secs(3600);
 const ANSWER_QUEUE: usize = 4096;
 /// Most answers written per statement.
 const ANSWER_BATCH: usize = 512;
+/// How long answers gather after the first of a batch arrives.
+const ANSWER_GATHER: Duration = Duration::from_millis(50);
 
 tokio::task_local! {
     /// The deletion being carried out, and its registry's name.
@@ -55,11 +60,25 @@ impl AuditLog {
     }
 }
 
-/// Writes answers in batches: whatever queued while the last batch was
-/// written goes in the next statement.
+/// Writes answers in batches: whatever queued within [`ANSWER_GATHER`]
+/// of the first, or while the last batch was written, goes in the next
+/// statement.
 async fn write_answers(store: Arc<dyn DeletionStore>, mut queue: mpsc::Receiver<Answer>) {
     let mut batch = Vec::with_capacity(ANSWER_BATCH);
     while queue.recv_many(&mut batch, ANSWER_BATCH).await > 0 {
+        let gathered = tokio::time::sleep(ANSWER_GATHER);
+        tokio::pin!(gathered);
+        while batch.len() < ANSWER_BATCH {
+            let room = ANSWER_BATCH - batch.len();
+            tokio::select! {
+                received = queue.recv_many(&mut batch, room) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                () = &mut gathered => break,
+            }
+        }
         if let Err(e) = store.requests_answered(&batch).await {
             tracing::warn!(answers = batch.len(), error = %e, "cannot record registry answers");
         }

@@ -1,16 +1,25 @@
 //! The claim loop: claims due deletions in batches under a lease, scrubs up
 //! to `parallelism` images at once, renews the leases of what it holds, and
 //! records each outcome fenced by its lease.
+//!
+//! An outcome is recorded off the scrub's path: a scrub hands it to the
+//! outcome writer and its slot takes the next image while the outcome is
+//! written, so the database round trip does not sit between two images of
+//! a one-at-a-time registry. The deletion stays held (its lease renewed)
+//! until its outcome is on record, and the writer drains before the runner
+//! ends; a process killed in between leaves the deletion to its lease, as
+//! a kill right after the registry answered always has.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures::StreamExt;
 use regsweep_common::backoff::Backoff;
 use regsweep_common::{Shutdown, trace};
 use regsweep_proto::v1::{self, repository_service_client::RepositoryServiceClient};
 use regsweep_registry::{Directory, DirectoryError};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -34,6 +43,12 @@ const CLAIM_AHEAD: usize = 16;
 /// How long a deletion whose policy could not be checked waits before it
 /// is tried again (the attempt is not counted).
 const UNCHECKED_WAIT: Duration = Duration::from_secs(5);
+/// Outcomes waiting for the writer, per scrub slot; past this a scrub
+/// waits to hand its outcome over (and so claims slow down).
+const ENDINGS_PER_SLOT: usize = 4;
+
+/// A scrubbed deletion and how it ended, on its way to the record.
+type Ending = (DeletionRecord, Finish);
 
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -131,25 +146,19 @@ impl Runner {
     pub async fn run(self, stop: Shutdown) {
         let this = Arc::new(self);
         let held = Arc::new(Held::default());
-        let renewer = tokio::spawn(renew(this.clone(), held.clone(), stop.clone()));
-        let taker = tokio::spawn(take_back(this.clone(), stop.clone()));
-        let reporter = tokio::spawn({
-            let this = this.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(REPORT_PERIOD).await;
-                    this.report().await;
-                }
-            }
-        });
-        let helpers = Helpers(vec![("renewer", renewer), ("taker", taker), ("reporter", reporter)]);
-        let permits = Arc::new(Semaphore::new(this.config.parallelism as usize));
+        let slots = this.config.parallelism as usize;
+        let (endings, ended) = mpsc::channel(slots.max(1) * ENDINGS_PER_SLOT);
+        let writer = tokio::spawn(record_endings(this.clone(), held.clone(), ended));
+        let helpers = this.helpers(&held, &stop);
+        let permits = Arc::new(Semaphore::new(slots));
         let mut tasks = JoinSet::new();
         loop {
-            // A helper that died (leases no longer renewed, say) stops the
-            // runner, and so the process: its supervisor restarts it.
+            // A helper that died (leases no longer renewed, outcomes no
+            // longer written, say) stops the runner, and so the process:
+            // its supervisor restarts it.
+            let died = helpers.ended().or(writer.is_finished().then_some("outcome writer"));
             if !stop.is_triggered()
-                && let Some(helper) = helpers.ended()
+                && let Some(helper) = died
             {
                 tracing::error!(helper, "a runner helper task ended, stopping the runner");
                 return;
@@ -172,21 +181,50 @@ impl Runner {
             }
             for deletion in claimed {
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                start(&this, &held, permit, deletion, &mut tasks);
+                start(&this, &held, permit, deletion, endings.clone(), &mut tasks);
             }
         }
-        // Stop claiming; let images in flight finish (their leases make
-        // them someone else's if they do not in time).
-        let drained = tokio::time::timeout(this.config.drain_timeout, async {
+        this.drain(tasks, endings, writer).await;
+        drop(helpers);
+        this.report().await;
+    }
+
+    /// The renewer, the taker and the reporter, running until `stop`.
+    fn helpers(self: &Arc<Self>, held: &Arc<Held>, stop: &Shutdown) -> Helpers {
+        let renewer = tokio::spawn(renew(self.clone(), held.clone(), stop.clone()));
+        let taker = tokio::spawn(take_back(self.clone(), stop.clone()));
+        let reporter = tokio::spawn({
+            let this = self.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(REPORT_PERIOD).await;
+                    this.report().await;
+                }
+            }
+        });
+        Helpers(vec![("renewer", renewer), ("taker", taker), ("reporter", reporter)])
+    }
+
+    /// Stops claiming; lets images in flight finish and their outcomes be
+    /// written, within the drain timeout (past it, their leases make them
+    /// someone else's).
+    async fn drain(
+        &self,
+        mut tasks: JoinSet<()>,
+        endings: mpsc::Sender<Ending>,
+        writer: tokio::task::JoinHandle<()>,
+    ) {
+        let drained = tokio::time::timeout(self.config.drain_timeout, async {
             while tasks.join_next().await.is_some() {}
+            // The writer ends once every scrub's sender is gone.
+            drop(endings);
+            let _ = writer.await;
         })
         .await;
         if drained.is_err() {
             tracing::warn!("deletions still in flight at shutdown; their leases will expire");
             tasks.abort_all();
         }
-        drop(helpers);
-        this.report().await;
     }
 
     /// Claims due deletions ahead of the `free` slots, so one statement
@@ -208,26 +246,27 @@ impl Runner {
         }
     }
 
-    async fn process(&self, held: &Held, d: DeletionRecord) {
+    /// How scrubbing `d` ended; `None` when its lease was lost meanwhile
+    /// (it is its new holder's to record).
+    async fn process(&self, held: &Held, d: &DeletionRecord) -> Option<Finish> {
         let finish = match self.directory.get(&d.registry).await {
             Err(DirectoryError::Unknown(name)) => {
                 Finish::Failed { error: format!("registry {name:?} is not defined") }
             }
-            Err(e) => self.retry(&d, e.to_string()),
+            Err(e) => self.retry(d, e.to_string()),
             Ok((client, definition)) => {
                 let limits = self.limits.of(&definition);
                 let _slot = limits.slot().await;
                 // Right before the registry is touched: a policy changed
                 // while this waited stops it here.
-                let verdict = match self.unless_standing(&d).await {
-                    None => self.unless_unshielded(&d).await,
+                let verdict = match self.unless_standing(d).await {
+                    None => self.unless_unshielded(d).await,
                     stop => stop,
                 };
-                if let Some(finish) = verdict {
-                    self.record(held, &d, finish).await;
-                    return;
+                if verdict.is_some() {
+                    return verdict;
                 }
-                let scrub = scrub::scrub(&client, &self.snapshots, held, &d);
+                let scrub = scrub::scrub(&client, &self.snapshots, held, d);
                 match crate::audit::scrubbing(d.id, &d.registry, scrub).await {
                     Ok(done) => {
                         tracing::info!(deletion = d.id, repository = %d.repository, digest = %d.digest,
@@ -241,7 +280,7 @@ impl Runner {
                             "lease lost mid-scrub, leaving it to its new holder"
                         );
                         held.release(d.id);
-                        return;
+                        return None;
                     }
                     // 400/405 UNSUPPORTED (deletes disabled): final.
                     Err(ScrubError::Registry(e)) if e.is_unsupported() => {
@@ -250,12 +289,12 @@ impl Runner {
                     }
                     Err(ScrubError::Registry(e)) => {
                         tracing::warn!(deletion = d.id, error = %e, attempts = d.attempts, "scrub failed");
-                        self.retry(&d, e.to_string())
+                        self.retry(d, e.to_string())
                     }
                 }
             }
         };
-        self.record(held, &d, finish).await;
+        Some(finish)
     }
 
     /// `None` when the deletion's policy still stands; else how it ends:
@@ -399,14 +438,15 @@ async fn renew(runner: Arc<Runner>, held: Arc<Held>, stop: Shutdown) {
     }
 }
 
-/// Processes `deletion` on its own task, holding `permit` until it is
-/// done, under a root span that continues the trace of the cleanup that
-/// planned it (which may have ended an hour ago).
+/// Processes `deletion` on its own task, holding `permit` until its
+/// outcome is handed to the writer, under a root span that continues the
+/// trace of the cleanup that planned it (which may have ended an hour ago).
 fn start(
     runner: &Arc<Runner>,
     held: &Arc<Held>,
     permit: tokio::sync::OwnedSemaphorePermit,
     deletion: DeletionRecord,
+    endings: mpsc::Sender<Ending>,
     tasks: &mut JoinSet<()>,
 ) {
     let (runner, held) = (runner.clone(), held.clone());
@@ -420,9 +460,26 @@ fn start(
     trace::set_parent_from(&span, deletion.trace_context.as_deref());
     tasks.spawn(tracing::Instrument::instrument(
         async move {
-            runner.process(&held, deletion).await;
+            if let Some(finish) = runner.process(&held, &deletion).await
+                && endings.send((deletion, finish)).await.is_err()
+            {
+                // Only when the writer died: the runner is stopping.
+                tracing::warn!("outcome not recorded: the writer is gone; the lease will expire");
+            }
             drop(permit);
         },
         span,
     ));
+}
+
+/// Records outcomes as scrubs hand them over, as many at once as there
+/// are scrub slots, until every sender is gone.
+async fn record_endings(runner: Arc<Runner>, held: Arc<Held>, mut ended: mpsc::Receiver<Ending>) {
+    let slots = runner.config.parallelism.max(1) as usize;
+    futures::stream::poll_fn(|cx| ended.poll_recv(cx))
+        .for_each_concurrent(slots, |(deletion, finish)| {
+            let (runner, held) = (&runner, &held);
+            async move { runner.record(held, &deletion, finish).await }
+        })
+        .await;
 }

@@ -7,8 +7,16 @@
 //! instead of once per deletion. An index's children are read once per
 //! digest and remembered: a digest's content never changes.
 //!
+//! A snapshot lists the tags; each is resolved the first time a check
+//! needs it, and the answer is shared by every later check of that
+//! snapshot. A check needs every tag outside its plan, and the planned
+//! attachment tags (whose subjects it follows); a planned tag of any other
+//! name cannot keep anything, so it is never resolved for that check. A
+//! one-image repository is then checked with a listing alone.
+//!
 //! A snapshot is aged from the moment its listing started, so a tag pushed
-//! while it was being taken is at most one TTL away from being seen.
+//! while it was being taken is at most one TTL away from being seen. A tag
+//! resolved later than the listing is only fresher for it.
 //!
 //! Reading a snapshot never waits for another deletion: the current one is
 //! an `Arc` taken from under a short lock, and only its refresh is
@@ -31,11 +39,27 @@ const MAX_REMEMBERED_INDEXES: usize = 100_000;
 /// Deepest index nesting followed.
 const MAX_DEPTH: usize = 8;
 
+/// A listed tag's digest, once a check needed it: `None` inside when the
+/// tag was gone by then.
+type Resolution = Arc<tokio::sync::OnceCell<Option<String>>>;
+
 #[derive(Clone)]
 struct Snapshot {
     taken: Instant,
-    /// tag -> digest.
-    tags: HashMap<String, String>,
+    /// tag -> digest, resolved on first need.
+    tags: HashMap<String, Resolution>,
+}
+
+impl Snapshot {
+    /// The tags a check with `planned` must know the digest of.
+    fn needed<'s>(
+        &'s self,
+        planned: &'s HashSet<&str>,
+    ) -> impl Iterator<Item = (&'s str, &'s Resolution)> {
+        self.tags.iter().map(|(tag, r)| (tag.as_str(), r)).filter(|(tag, _)| {
+            !planned.contains(tag) || regsweep_policy::attachment_subject(tag).is_some()
+        })
+    }
 }
 
 /// A repository's current snapshot, and the lock its refresh takes.
@@ -144,7 +168,58 @@ impl Snapshots {
                 }
             }
         };
+        if no_refresh_since.is_some() {
+            // The last check resolves nothing either: a snapshot taken by
+            // another deletion since this one's own check is as stale.
+            if snapshot.needed(planned).any(|(_, r)| !r.initialized()) {
+                return Ok(None);
+            }
+        } else {
+            self.resolve(client, repository, &snapshot, planned).await?;
+        }
         self.keepers(client, repository, &snapshot, target, planned).await.map(Some)
+    }
+
+    /// Resolves the tags of `snapshot` a check with `planned` needs and no
+    /// earlier check resolved.
+    async fn resolve(
+        &self,
+        client: &Client,
+        repository: &str,
+        snapshot: &Snapshot,
+        planned: &HashSet<&str>,
+    ) -> Result<(), Error> {
+        // Owned, so the stream below holds no closure over borrowed pairs
+        // (which the task's `Send` bound cannot see through).
+        let unresolved: Vec<(String, Resolution)> = snapshot
+            .needed(planned)
+            .filter(|(_, r)| !r.initialized())
+            .map(|(tag, r)| (tag.to_string(), r.clone()))
+            .collect();
+        let mut resolving = futures::stream::iter(unresolved)
+            .map(|(tag, resolution)| async move {
+                resolution.get_or_try_init(|| self.resolve_tag(client, repository, &tag)).await?;
+                Ok::<_, Error>(())
+            })
+            .buffer_unordered(RESOLVE_CONCURRENCY);
+        while let Some(resolved) = resolving.next().await {
+            resolved?;
+        }
+        Ok(())
+    }
+
+    /// What `tag` points at now; an index's children are learnt with it.
+    async fn resolve_tag(
+        &self,
+        client: &Client,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<String>, Error> {
+        let Some(d) = client.resolve(repository, tag).await? else { return Ok(None) };
+        if media_types::may_list_manifests(&d.media_type) {
+            self.learn(client, repository, &d.digest).await?;
+        }
+        Ok(Some(d.digest))
     }
 
     /// The unplanned tags that keep `target`: those reaching its digest,
@@ -166,12 +241,20 @@ impl Snapshots {
         let mut wanted = vec![target.digest.to_string()];
         wanted.extend(target.subjects.iter().cloned());
         let mut seen = HashSet::new();
+        // Unresolved tags are planned ones no check of this plan needs;
+        // a tag gone by its resolution reaches nothing.
+        let mut resolved = Vec::with_capacity(snapshot.tags.len());
+        for (tag, resolution) in &snapshot.tags {
+            if let Some(Some(points_at)) = resolution.get() {
+                resolved.push((tag, points_at));
+            }
+        }
         while let Some(wanted_digest) = wanted.pop() {
             // Each subject once: a finite snapshot names finitely many.
             if !seen.insert(wanted_digest.clone()) {
                 continue;
             }
-            for (tag, points_at) in &snapshot.tags {
+            for &(tag, points_at) in &resolved {
                 let hit = points_at == &wanted_digest
                     || self.reaches(client, repository, points_at, &wanted_digest).await?;
                 if !hit {
@@ -258,12 +341,14 @@ impl Snapshots {
         if let Some(s) = current.as_mut() {
             // In place unless a check is reading it (that check keeps the
             // snapshot it started with).
-            Arc::make_mut(s)
-                .tags
-                .retain(|tag, d| !tags.contains(tag) && Some(d.as_str()) != digest);
+            Arc::make_mut(s).tags.retain(|tag, resolution| {
+                let points_at = resolution.get().and_then(Option::as_deref);
+                !tags.contains(tag) && (digest.is_none() || points_at != digest)
+            });
         }
     }
 
+    /// Lists the repository's tags; none is resolved yet.
     async fn take(&self, client: &Client, repository: &str) -> Result<Snapshot, Error> {
         let taken = Instant::now();
         let names = match client.list_tags(repository).await {
@@ -271,23 +356,7 @@ impl Snapshots {
             Err(Error::NotFound(_)) => Vec::new(),
             Err(e) => return Err(e),
         };
-        let resolved: Vec<Result<Option<(String, String)>, Error>> = futures::stream::iter(names)
-            .map(|tag| async move {
-                let Some(d) = client.resolve(repository, &tag).await? else { return Ok(None) };
-                if media_types::may_list_manifests(&d.media_type) {
-                    self.learn(client, repository, &d.digest).await?;
-                }
-                Ok(Some((tag, d.digest)))
-            })
-            .buffer_unordered(RESOLVE_CONCURRENCY)
-            .collect()
-            .await;
-        let mut tags = HashMap::new();
-        for entry in resolved {
-            if let Some((tag, digest)) = entry? {
-                tags.insert(tag, digest);
-            }
-        }
+        let tags = names.into_iter().map(|tag| (tag, Resolution::default())).collect();
         Ok(Snapshot { taken, tags })
     }
 }
