@@ -747,3 +747,31 @@ async fn a_stopped_scrubber_records_every_delete_it_sent_before_it_exits() {
     }
     println!("{} of {} deleted and recorded before the exit", gone.len(), digests.len());
 }
+
+/// Where a deletion waits for its rate-limit token longer than the tag
+/// snapshot lives, its last check still finds a usable snapshot (a refresh
+/// another deletion took meanwhile resolves every tag before it is used),
+/// so the images are deleted rather than failed as "stale at every last
+/// check".
+#[tokio::test(flavor = "multi_thread")]
+async fn waits_longer_than_the_snapshot_ttl_still_delete() {
+    let registry = TestRegistry::start().await;
+    let images = seed_plan(&registry, "slow/app", 8).await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_rated_registry(&scheduler, "slow", registry.url(), 10.0).await;
+    // Four images at a time at 10 requests/s: each waits for its tokens
+    // behind the other three, well past the 300 ms a snapshot lives.
+    let flags = ["--delay", "0s", "--parallelism", "4", "--tag-snapshot-ttl", "300ms"];
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
+    let mut client = scrubber.client().await;
+    let job = submit(&mut client, &scheduler, "slow", "slow/app", images.clone()).await;
+    let ended = wait_ended_within(&client, job, 8, Duration::from_secs(60)).await;
+    // Deleted at the first attempt: a retry would hide a failed one.
+    let retried: Vec<_> =
+        ended.iter().filter(|d| d.status() != DeletionStatus::Deleted || d.attempts > 1).collect();
+    assert!(retried.is_empty(), "{retried:?}");
+    for image in &images {
+        assert!(!registry.has_manifest("slow/app", &image.digest).await);
+    }
+}

@@ -7,12 +7,16 @@
 //! instead of once per deletion. An index's children are read once per
 //! digest and remembered: a digest's content never changes.
 //!
-//! A snapshot lists the tags; each is resolved the first time a check
-//! needs it, and the answer is shared by every later check of that
-//! snapshot. A check needs every tag outside its plan, and the planned
-//! attachment tags (whose subjects it follows); a planned tag of any other
-//! name cannot keep anything, so it is never resolved for that check. A
-//! one-image repository is then checked with a listing alone.
+//! A repository's first snapshot lists the tags; each is resolved the
+//! first time a check needs it, and the answer is shared by every later
+//! check of that snapshot. A check needs every tag outside its plan, and
+//! the planned attachment tags (whose subjects it follows); a planned tag
+//! of any other name cannot keep anything, so it is never resolved for
+//! that check. A one-image repository is then checked with a listing
+//! alone. A refresh resolves every tag before it replaces the snapshot, as
+//! a check made before the refresh resolved its own needs on the old one:
+//! its last check, which resolves nothing, can then use the new one as it
+//! stands rather than find it unresolved and wait for another turn.
 //!
 //! A snapshot is aged from the moment its listing started, so a tag pushed
 //! while it was being taken is at most one TTL away from being seen. A tag
@@ -159,8 +163,9 @@ impl Snapshots {
                 // Another deletion may have refreshed it meanwhile.
                 match current(&slot) {
                     Some(s) if fresh(&s) => s,
-                    _ => {
-                        let taken = Arc::new(self.take(client, repository).await?);
+                    replaced => {
+                        let eager = replaced.is_some();
+                        let taken = Arc::new(self.take(client, repository, eager).await?);
                         *slot.current.lock().unwrap_or_else(PoisonError::into_inner) =
                             Some(taken.clone());
                         taken
@@ -169,8 +174,9 @@ impl Snapshots {
             }
         };
         if no_refresh_since.is_some() {
-            // The last check resolves nothing either: a snapshot taken by
-            // another deletion since this one's own check is as stale.
+            // The last check resolves nothing either. Its own check
+            // resolved its needs on this snapshot, or a refresh resolved
+            // every tag; a tag still unresolved is never taken as absent.
             if snapshot.needed(planned).any(|(_, r)| !r.initialized()) {
                 return Ok(None);
             }
@@ -348,8 +354,15 @@ impl Snapshots {
         }
     }
 
-    /// Lists the repository's tags; none is resolved yet.
-    async fn take(&self, client: &Client, repository: &str) -> Result<Snapshot, Error> {
+    /// Lists the repository's tags. A refresh (`eager`) resolves every
+    /// one before it replaces the old snapshot; a repository's first
+    /// snapshot resolves none yet.
+    async fn take(
+        &self,
+        client: &Client,
+        repository: &str,
+        eager: bool,
+    ) -> Result<Snapshot, Error> {
         let taken = Instant::now();
         let names = match client.list_tags(repository).await {
             Ok(names) => names,
@@ -357,6 +370,10 @@ impl Snapshots {
             Err(e) => return Err(e),
         };
         let tags = names.into_iter().map(|tag| (tag, Resolution::default())).collect();
-        Ok(Snapshot { taken, tags })
+        let snapshot = Snapshot { taken, tags };
+        if eager {
+            self.resolve(client, repository, &snapshot, &HashSet::new()).await?;
+        }
+        Ok(snapshot)
     }
 }
