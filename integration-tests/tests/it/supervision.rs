@@ -90,3 +90,21 @@ async fn regsweep_dev_stops_when_one_of_its_services_dies() {
     let exit = dev.process.wait_exit(Duration::from_secs(60)).await;
     assert!(!exit.success(), "regsweep dev exited {exit}");
 }
+
+/// The runner watches its own helpers: one whose outcome writer died
+/// (deletions could no longer be recorded) stops, and the process exits
+/// non-zero rather than scrub on with nothing written.
+#[tokio::test]
+async fn a_scrubber_whose_outcome_writer_dies_exits_non_zero() {
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    let envs = [(TEST_HOOK, "outcome writer")];
+    let flags = ["--shutdown-timeout", "1s"];
+    let mut scrubber = Scrubber::start_with_env("scrubber", &db, &scheduler, &flags, &envs).await;
+    scrubber.process.wait_for_message(ARMED, Duration::from_secs(20)).await;
+    scrubber.process.signal(Signal::SIGUSR1);
+    let failed = scrubber.process.wait_for_message(FAILED, Duration::from_secs(20)).await;
+    assert_eq!(failed["task"], "runner");
+    let exit = scrubber.process.wait_exit(Duration::from_secs(30)).await;
+    assert!(!exit.success(), "a scrubber that lost its outcome writer exited {exit}");
+}

@@ -111,7 +111,9 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// `future`, made to panic on SIGUSR1 when the test hook names `task`.
-async fn armed<F: Future<Output = ()>>(task: &'static str, future: F) {
+/// [`Supervisor::spawn`] arms every critical task; a service arms a
+/// helper it watches itself with this.
+pub async fn armed<F: Future<Output = ()>>(task: &'static str, future: F) {
     #[cfg(unix)]
     if std::env::var(TEST_HOOK).is_ok_and(|named| named == task) {
         use tokio::signal::unix::{SignalKind, signal};

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use regsweep_common::backoff::Backoff;
-use regsweep_common::{Shutdown, trace};
+use regsweep_common::{Shutdown, supervisor, trace};
 use regsweep_proto::v1::{self, repository_service_client::RepositoryServiceClient};
 use regsweep_registry::{Directory, DirectoryError};
 use tokio::sync::{Semaphore, mpsc};
@@ -148,7 +148,8 @@ impl Runner {
         let held = Arc::new(Held::default());
         let slots = this.config.parallelism as usize;
         let (endings, ended) = mpsc::channel(slots.max(1) * ENDINGS_PER_SLOT);
-        let writer = tokio::spawn(record_endings(this.clone(), held.clone(), ended));
+        let writer = record_endings(this.clone(), held.clone(), ended);
+        let writer = tokio::spawn(supervisor::armed("outcome writer", writer));
         let helpers = this.helpers(&held, &stop);
         let permits = Arc::new(Semaphore::new(slots));
         let mut tasks = JoinSet::new();
