@@ -57,20 +57,26 @@ async fn a_scheduler_whose_dispatcher_dies_stops_serving_and_exits_non_zero() {
     assert!(!exit.success(), "a scheduler that lost its dispatcher exited {exit}");
 }
 
-#[tokio::test]
-async fn a_scrubber_whose_runner_dies_exits_non_zero() {
+/// Fails the scrubber's task `hooked` through the test hook and waits for
+/// the supervisor to report its critical task `reported` and the process
+/// to exit non-zero.
+async fn scrubber_exits_non_zero_when(hooked: &str, reported: &str) {
     let db = TestDb::create().await;
     let scheduler = Scheduler::start(&db, &[]).await;
-    let envs = [(TEST_HOOK, "runner")];
-    let mut scrubber =
-        Scrubber::start_with_env("scrubber", &db, &scheduler, &["--shutdown-timeout", "1s"], &envs)
-            .await;
+    let envs = [(TEST_HOOK, hooked)];
+    let flags = ["--shutdown-timeout", "1s"];
+    let mut scrubber = Scrubber::start_with_env("scrubber", &db, &scheduler, &flags, &envs).await;
     scrubber.process.wait_for_message(ARMED, Duration::from_secs(20)).await;
     scrubber.process.signal(Signal::SIGUSR1);
     let failed = scrubber.process.wait_for_message(FAILED, Duration::from_secs(20)).await;
-    assert_eq!(failed["task"], "runner");
+    assert_eq!(failed["task"], reported);
     let exit = scrubber.process.wait_exit(Duration::from_secs(30)).await;
-    assert!(!exit.success(), "a scrubber that lost its runner exited {exit}");
+    assert!(!exit.success(), "a scrubber that lost its {hooked} exited {exit}");
+}
+
+#[tokio::test]
+async fn a_scrubber_whose_runner_dies_exits_non_zero() {
+    scrubber_exits_non_zero_when("runner", "runner").await;
 }
 
 /// `regsweep dev` runs every service in one process: one that stops on
@@ -96,15 +102,5 @@ async fn regsweep_dev_stops_when_one_of_its_services_dies() {
 /// non-zero rather than scrub on with nothing written.
 #[tokio::test]
 async fn a_scrubber_whose_outcome_writer_dies_exits_non_zero() {
-    let db = TestDb::create().await;
-    let scheduler = Scheduler::start(&db, &[]).await;
-    let envs = [(TEST_HOOK, "outcome writer")];
-    let flags = ["--shutdown-timeout", "1s"];
-    let mut scrubber = Scrubber::start_with_env("scrubber", &db, &scheduler, &flags, &envs).await;
-    scrubber.process.wait_for_message(ARMED, Duration::from_secs(20)).await;
-    scrubber.process.signal(Signal::SIGUSR1);
-    let failed = scrubber.process.wait_for_message(FAILED, Duration::from_secs(20)).await;
-    assert_eq!(failed["task"], "runner");
-    let exit = scrubber.process.wait_exit(Duration::from_secs(30)).await;
-    assert!(!exit.success(), "a scrubber that lost its outcome writer exited {exit}");
+    scrubber_exits_non_zero_when("outcome writer", "runner").await;
 }
