@@ -245,9 +245,11 @@ impl Scrubber {
             &db.scrubber_url,
             "--scheduler",
             &scheduler.url,
-            "--poll-interval",
-            "100ms",
         ]);
+        // Quick by default; a test may set its own.
+        if !extra.contains(&"--poll-interval") {
+            args.extend(strings(&["--poll-interval", "100ms"]));
+        }
         args.extend(strings(extra));
         let process = Service::spawn_with(name, "regsweep-scrubber", &args, envs, echo);
         let line = process.wait_for_message("listening", START_TIMEOUT).await;

@@ -1,7 +1,8 @@
 //! Deletes per second through the scrubber at several parallelisms, next
 //! to the registry's own capacity measured in the same run: a bare client
 //! issuing the same requests per image (resolve the tag, list the tags,
-//! delete the digest) at the same concurrency.
+//! delete the digest) at the same concurrency, and the registry requests
+//! the scrubber sent per image.
 
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,29 @@ pub struct Args {
     /// Parallelisms to measure, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     parallelism: Vec<u32>,
+    /// The scrubber's `--tag-snapshot-ttl`: how old the view of a
+    /// repository's tags its last check before a DELETE may use is (every
+    /// tag is resolved again once per this).
+    #[arg(long, default_value = "2s")]
+    tag_snapshot_ttl: String,
 }
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Requests the bare client sends per image.
+const BARE_REQUESTS: u32 = 3;
+/// How long a scrubber may take to serve its metrics.
+const SERVING: Duration = Duration::from_secs(10);
+
+/// Registry requests the scrubber sent, from its metrics at `url`: the
+/// sum of `regsweep_registry_requests_total` over its labels.
+async fn registry_requests(url: &str) -> Result<f64> {
+    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
+    let counts = text
+        .lines()
+        .filter(|l| l.starts_with("regsweep_registry_requests_total{"))
+        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).context(l.to_string()));
+    counts.sum()
+}
 
 async fn seed(registry: &TestRegistry, repo: &str, n: usize) -> Vec<(String, String)> {
     let mut images = Vec::with_capacity(n);
@@ -72,7 +93,10 @@ pub async fn run(args: Args) -> Result<()> {
     let scheduler = Scheduler::launch("scheduler", &db.url, &[], false).await;
     let mut registries =
         v1::registry_service_client::RegistryServiceClient::new(scheduler.channel().await);
-    println!("scrub benchmark: {} images per measurement, one tag each", args.images);
+    println!(
+        "scrub benchmark: {} images per measurement, one tag each; --tag-snapshot-ttl {}",
+        args.images, args.tag_snapshot_ttl
+    );
     let mut rows = Vec::new();
     for &p in &args.parallelism {
         let name = format!("p{p}");
@@ -93,8 +117,21 @@ pub async fn run(args: Args) -> Result<()> {
         let ours_images = seed(&registry, &ours_repo, args.images).await;
         let bare_images = seed(&registry, &bare_repo, args.images).await;
 
-        let flags = ["--delay", "0s", "--parallelism", &p.to_string()];
+        let parallelism = p.to_string();
+        let flags = [
+            "--delay",
+            "0s",
+            "--parallelism",
+            &parallelism,
+            "--tag-snapshot-ttl",
+            &args.tag_snapshot_ttl,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ];
         let scrubber = Scrubber::launch(&name, &db, &scheduler, &flags, false).await;
+        let served = scrubber.process.wait_for_message("serving metrics", SERVING).await;
+        let metrics =
+            format!("http://{}/metrics", served["addr"].as_str().context("metrics addr")?);
         let mut client = scrubber.client().await;
         // The plan of a real cleanup attempt, which the scrubber checks with
         // the scheduler before accepting it.
@@ -126,24 +163,28 @@ pub async fn run(args: Args) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let ours = started.elapsed();
+        let requests = registry_requests(&metrics).await? / args.images as f64;
         let theirs = bare(&registry.url(), &bare_repo, &bare_images, p as usize)
             .await
             .context("bare client")?;
         let (ours, theirs) =
             (args.images as f64 / ours.as_secs_f64(), args.images as f64 / theirs.as_secs_f64());
         println!(
-            "parallelism {p}: scrubber {ours:.0} deletes/s, bare client {theirs:.0} deletes/s ({:.0}%)",
+            "parallelism {p}: scrubber {ours:.0} deletes/s, bare client {theirs:.0} deletes/s ({:.0}%); \
+             registry requests per image: scrubber {requests:.1}, bare client {BARE_REQUESTS}",
             100.0 * ours / theirs
         );
-        rows.push((p, ours, theirs));
+        rows.push((p, ours, theirs, requests));
         scrubber.process.signal(nix::sys::signal::Signal::SIGTERM);
     }
     println!();
-    println!("| parallelism | scrubber | bare client, same requests | share |");
-    println!("|---|---|---|---|");
-    for (p, ours, theirs) in rows {
+    println!(
+        "| parallelism | scrubber | bare client, same requests | share | scrubber's requests per image |"
+    );
+    println!("|---|---|---|---|---|");
+    for (p, ours, theirs, requests) in rows {
         println!(
-            "| {p} | {ours:.0} deletes/s | {theirs:.0} deletes/s | {:.0}% |",
+            "| {p} | {ours:.0} deletes/s | {theirs:.0} deletes/s | {:.0}% | {requests:.1} |",
             100.0 * ours / theirs
         );
     }

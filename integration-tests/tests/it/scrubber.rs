@@ -407,6 +407,43 @@ async fn seed_plan(registry: &TestRegistry, repo: &str, n: usize) -> Vec<v1::Ima
     images
 }
 
+/// A scrubber that looks for due deletions only hourly still starts a
+/// plan due at once, and an approved one, as soon as it has them: the api
+/// wakes its claim loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scrubber_polling_hourly_starts_a_due_plan_and_an_approved_one_at_once() {
+    let registry = TestRegistry::start().await;
+    let db = TestDb::create().await;
+    let scheduler = Scheduler::start(&db, &[]).await;
+    create_registry(&scheduler, "local", &registry.url()).await;
+    let flags = ["--delay", "0s", "--poll-interval", "1h"];
+    let scrubber = Scrubber::start("scrubber", &db, &scheduler, &flags).await;
+    let mut client = scrubber.client().await;
+
+    let images = seed_plan(&registry, "team/app", 2).await;
+    let job_id = submit(&mut client, &scheduler, "local", "team/app", images).await;
+    let ended = wait_ended(&client, job_id, 2).await;
+    assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted), "{ended:?}");
+    assert_eq!(registry.manifest_count("team/app"), 0);
+
+    // Every tag of its repository: held for approval, then approved.
+    let images = seed_plan(&registry, "team/web", 2).await;
+    let cleanup = HeldCleanup::start(&scheduler, "local", "team/web").await;
+    let mut request = cleanup.plan(images);
+    let size = request.size.as_mut().expect("a plan size");
+    size.repository_tags = size.deleted_tags;
+    let held = client.submit_deletions(request).await.expect("submit").into_inner().deletions;
+    let job_id = cleanup.job_id;
+    cleanup.finish(&scheduler).await;
+    assert!(held.iter().all(|d| d.status() == DeletionStatus::AwaitingApproval), "{held:?}");
+    assert_eq!(registry.manifest_count("team/web"), 2);
+    let ids = held.iter().map(|d| d.id).collect();
+    client.approve_deletions(v1::ApproveDeletionsRequest { ids }).await.expect("approve");
+    let ended = wait_ended(&client, job_id, 2).await;
+    assert!(ended.iter().all(|d| d.status() == DeletionStatus::Deleted), "{ended:?}");
+    assert_eq!(registry.manifest_count("team/web"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn parallelism_bounds_the_deletions_in_flight() {
     let registry = TestRegistry::start().await;

@@ -42,6 +42,10 @@ pub struct ScrubberApi {
     pub plans: Arc<Plans>,
     pub delay: Duration,
     pub parallelism: u32,
+    /// Wakes this process's idle claim loop when deletions may be due now
+    /// (submitted with no delay, or approved), rather than at its next
+    /// poll; other replicas find them at theirs.
+    pub due: Arc<tokio::sync::Notify>,
 }
 
 /// The plan size a submission carries; all zero (unknown) when absent.
@@ -235,6 +239,9 @@ impl ScrubberService for ScrubberApi {
             .map_err(ApiError::from)?;
         tracing::info!(job_id = req.job_id, attempt = req.attempt, registry = %req.registry,
             repository = %req.repository, images = stored.len(), "deletions submitted");
+        if self.delay.is_zero() && hold.is_none() && !stored.is_empty() {
+            self.due.notify_one();
+        }
         Ok(Response::new(v1::SubmitDeletionsResponse {
             deletions: stored.iter().map(|d| d.to_proto()).collect(),
         }))
@@ -310,6 +317,10 @@ impl ScrubberService for ScrubberApi {
         let outcomes = self.store.approve(&ids).await.map_err(ApiError::from)?;
         let approved = outcomes.iter().filter(|(_, a, _)| *a).count();
         tracing::info!(requested = ids.len(), approved, "deletions approved");
+        // Held past their delay, approved ones are usually due at once.
+        if approved > 0 {
+            self.due.notify_one();
+        }
         Ok(Response::new(v1::ApproveDeletionsResponse {
             outcomes: outcomes
                 .into_iter()

@@ -148,6 +148,7 @@ fn spawn(
     );
     let holder = Uuid::new_v4();
     let plans = Arc::new(Plans::new(scheduler.clone()));
+    let due = Arc::new(tokio::sync::Notify::new());
     let runner = Runner {
         plans: plans.clone(),
         store: store.clone(),
@@ -157,7 +158,7 @@ fn spawn(
         snapshots: Snapshots::new(config.tag_snapshot_ttl),
         repositories: RepositoryServiceClient::new(grpc::client(scheduler)),
         unreported: Default::default(),
-        taken_back: tokio::sync::Notify::new(),
+        due: due.clone(),
         config: RunnerConfig {
             parallelism: config.parallelism,
             lease: config.lease,
@@ -181,6 +182,7 @@ fn spawn(
         plans,
         delay: config.delay,
         parallelism: config.parallelism,
+        due,
     };
     (api, Tasks { holder, runner, answers })
 }

@@ -114,8 +114,9 @@ pub struct Runner {
     /// Deleted tags per job not reported yet; flushed every
     /// [`REPORT_PERIOD`] rather than once per deletion.
     pub unreported: Mutex<HashMap<i64, u32>>,
-    /// Wakes an idle claim loop: deletions were taken back.
-    pub taken_back: tokio::sync::Notify,
+    /// Wakes an idle claim loop: deletions became due (taken back from a
+    /// dead replica, submitted with no delay, approved).
+    pub due: Arc<tokio::sync::Notify>,
     pub config: RunnerConfig,
 }
 
@@ -176,7 +177,7 @@ impl Runner {
             if claimed.is_empty() {
                 tokio::select! {
                     () = tokio::time::sleep(this.config.poll_interval) => continue,
-                    () = this.taken_back.notified() => continue,
+                    () = this.due.notified() => continue,
                     () = stop.cancelled() => break,
                 }
             }
@@ -407,7 +408,7 @@ async fn take_back(runner: Arc<Runner>, stop: Shutdown) {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(deletions = n, "took back deletions of an expired lease");
-                runner.taken_back.notify_one();
+                runner.due.notify_one();
             }
             Err(e) => tracing::warn!(error = %e, "cannot take back expired leases"),
         }
