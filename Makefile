@@ -29,11 +29,16 @@ test: deps build
 # policies (the planner's property-test generator) pushed to the real
 # registry and cleaned for real, the registry checked after each; then
 # the same under racing pushes, scrubber SIGKILLs and registry restarts
-# (`SAFETY_SEED=<hex>` replays one). `make test` runs a few of each.
+# (`SAFETY_SEED=<hex>` replays one). `make test` runs a few of each, and
+# one round of last checks behind rate-limit waits longer than the tag
+# snapshot lives (SNAPSHOT_ROUNDS here).
 SCENARIOS ?= 200
+SNAPSHOT_ROUNDS ?= 8
 safety: deps build
-	SCENARIOS=$(SCENARIOS) cargo nextest run -p regsweep-integration-tests --test it \
-		-E 'test(image_graph::generated_repositories) | test(safety::)' --no-capture
+	SCENARIOS=$(SCENARIOS) SNAPSHOT_ROUNDS=$(SNAPSHOT_ROUNDS) \
+		cargo nextest run -p regsweep-integration-tests --test it \
+		-E 'test(image_graph::generated_repositories) | test(safety::) | test(scrubber::waits_longer_than_the_snapshot_ttl_still_delete)' \
+		--no-capture
 
 # The chaos suite at any size: two scheduler replicas and three workers
 # on PostgreSQL draining JOBS jobs under worker and replica SIGKILLs,
