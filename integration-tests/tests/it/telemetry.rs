@@ -239,7 +239,7 @@ async fn the_metrics_endpoints_expose_every_series_and_move_as_jobs_run() {
     let page = scrape(&worker).await;
     assert_eq!(value(&page, "regsweep_worker_jobs_total", &done), Some(1.0));
     let host = cleanup.registry.url().trim_start_matches("http://").to_string();
-    let ok = [("registry", host.as_str()), ("code", "200")];
+    let ok = [("registry", host.as_str()), ("method", "GET"), ("code", "200")];
     assert!(value(&page, "regsweep_registry_requests_total", &ok).is_some_and(|n| n >= 1.0));
     assert_eq!(value(&page, "regsweep_worker_running_jobs", &[("kind", "tag_cleanup")]), Some(0.0));
 
@@ -248,7 +248,7 @@ async fn the_metrics_endpoints_expose_every_series_and_move_as_jobs_run() {
     let page = wait_metric(&scrubber, "regsweep_deletions", &[("status", "deleted")], 1.0).await;
     assert_eq!(value(&page, "regsweep_deletions_total", &deleted), Some(1.0));
     assert_eq!(value(&page, "regsweep_deletions_total", &[("outcome", "failed")]), Some(0.0));
-    let accepted = [("registry", host.as_str()), ("code", "202")];
+    let accepted = [("registry", host.as_str()), ("method", "DELETE"), ("code", "202")];
     assert!(value(&page, "regsweep_registry_requests_total", &accepted).is_some_and(|n| n >= 1.0));
     for name in [
         "regsweep_registry_concurrency",

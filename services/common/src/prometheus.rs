@@ -109,7 +109,7 @@ fn describe_shared() {
     );
     metrics::describe_counter!(
         "regsweep_registry_requests_total",
-        "registry requests, by registry host and HTTP status code (0: no answer)"
+        "registry requests, by registry host, method and HTTP status code (0: no answer)"
     );
 }
 

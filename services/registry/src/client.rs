@@ -356,6 +356,7 @@ impl Client {
         metrics::counter!(
             "regsweep_registry_requests_total",
             "registry" => inner.host.clone(),
+            "method" => call.method.to_string(),
             // 0: no answer (connection refused, timeout).
             "code" => code.to_string(),
         )
