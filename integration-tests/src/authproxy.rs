@@ -173,12 +173,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     }
     shared.arrivals.lock().expect("arrivals").push(shared.started.elapsed());
     let request = (parts.method.to_string(), parts.uri.path().to_string());
-    shared.forwarded.lock().expect("forwarded").push(request);
     let writes = [axum::http::Method::DELETE, axum::http::Method::PUT];
     if writes.contains(&parts.method) && parts.uri.path().contains("/manifests/") {
-        let request = (parts.method.to_string(), parts.uri.path().to_string());
-        shared.destructive.lock().expect("destructive").push(request);
+        shared.destructive.lock().expect("destructive").push(request.clone());
     }
+    shared.forwarded.lock().expect("forwarded").push(request);
     let _guard = (parts.method == axum::http::Method::DELETE).then(|| {
         let now = shared.deletes_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         shared.max_deletes_in_flight.fetch_max(now, Ordering::SeqCst);

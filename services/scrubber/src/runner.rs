@@ -149,7 +149,7 @@ impl Runner {
         let held = Arc::new(Held::default());
         let slots = this.config.parallelism as usize;
         let (endings, ended) = mpsc::channel(slots.max(1) * ENDINGS_PER_SLOT);
-        let writer = record_endings(this.clone(), held.clone(), ended);
+        let writer = record_endings(this.clone(), held.clone(), ended, slots);
         let writer = tokio::spawn(supervisor::armed("outcome writer", writer));
         let helpers = this.helpers(&held, &stop);
         let permits = Arc::new(Semaphore::new(slots));
@@ -475,11 +475,15 @@ fn start(
 }
 
 /// Records outcomes as scrubs hand them over, as many at once as there
-/// are scrub slots, until every sender is gone.
-async fn record_endings(runner: Arc<Runner>, held: Arc<Held>, mut ended: mpsc::Receiver<Ending>) {
-    let slots = runner.config.parallelism.max(1) as usize;
+/// are scrub `slots`, until every sender is gone.
+async fn record_endings(
+    runner: Arc<Runner>,
+    held: Arc<Held>,
+    mut ended: mpsc::Receiver<Ending>,
+    slots: usize,
+) {
     futures::stream::poll_fn(|cx| ended.poll_recv(cx))
-        .for_each_concurrent(slots, |(deletion, finish)| {
+        .for_each_concurrent(slots.max(1), |(deletion, finish)| {
             let (runner, held) = (&runner, &held);
             async move { runner.record(held, &deletion, finish).await }
         })
